@@ -1,0 +1,101 @@
+//! The broker's error type and THE one mapping to Kafka error codes.
+//!
+//! Code anywhere below `router/` returns [`Error`]; a handler turns it into a
+//! per-partition or per-topic error code with [`Error::code`]. Only `router/`
+//! decides that an error closes the connection ([`Error::closes_connection`]).
+
+use kafka_protocol::ResponseError;
+use thiserror::Error;
+
+use crate::protocol::record_batch::BatchError;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    #[error("record batch of {size} bytes exceeds the limit of {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(&'static str),
+    #[error("invalid record: {0}")]
+    InvalidRecord(&'static str),
+    #[error("unsupported record batch magic {0}")]
+    UnsupportedMagic(i8),
+    #[error("topic already exists")]
+    TopicAlreadyExists,
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid required acks {0}")]
+    InvalidRequiredAcks(i16),
+    #[error("unsupported version {version} of api {api_key}")]
+    UnsupportedVersion { api_key: i16, version: i16 },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("the owner shard is unavailable")]
+    ShardUnavailable,
+    #[error("broker is shutting down")]
+    ShuttingDown,
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<BatchError> for Error {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::Truncated => Error::CorruptMessage("truncated record batch"),
+            BatchError::CorruptMessage(why) => Error::CorruptMessage(why),
+            BatchError::UnsupportedMagic(m) => Error::UnsupportedMagic(m),
+            BatchError::TooLarge { size, max } => Error::MessageTooLarge { size, max },
+            BatchError::InvalidRecord(why) => Error::InvalidRecord(why),
+        }
+    }
+}
+
+impl Error {
+    /// The Kafka error this maps to — the only place this decision is made.
+    pub fn response_error(&self) -> ResponseError {
+        use ResponseError as R;
+        match self {
+            Error::UnknownTopicOrPartition => R::UnknownTopicOrPartition,
+            Error::OffsetOutOfRange { .. } => R::OffsetOutOfRange,
+            Error::MessageTooLarge { .. } => R::MessageTooLarge,
+            Error::CorruptMessage(_) => R::CorruptMessage,
+            Error::InvalidRecord(_) => R::InvalidRecord,
+            Error::UnsupportedMagic(_) => R::UnsupportedForMessageFormat,
+            Error::TopicAlreadyExists => R::TopicAlreadyExists,
+            Error::InvalidTopic(_) => R::InvalidTopicException,
+            Error::InvalidPartitions(_) => R::InvalidPartitions,
+            Error::InvalidReplicationFactor(_) => R::InvalidReplicationFactor,
+            Error::InvalidConfig(_) => R::InvalidConfig,
+            Error::InvalidRequiredAcks(_) => R::InvalidRequiredAcks,
+            Error::UnsupportedVersion { .. } => R::UnsupportedVersion,
+            Error::InvalidRequest(_) => R::InvalidRequest,
+            Error::ShardUnavailable => R::NotLeaderOrFollower,
+            Error::ShuttingDown => R::NotLeaderOrFollower,
+            Error::Io(_) => R::KafkaStorageError,
+        }
+    }
+
+    /// The numeric Kafka error code for a response field.
+    pub fn code(&self) -> i16 {
+        self.response_error().code()
+    }
+
+    /// True when the request cannot be answered at all and the connection must close
+    /// (Kafka closes on unparseable requests rather than guessing a response shape).
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Error::InvalidRequest(_))
+    }
+}
+
+/// Result alias used across the broker.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

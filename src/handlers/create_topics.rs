@@ -1,0 +1,97 @@
+//! CreateTopics (key 19), versions 0-7. Validation and placement happen on the
+//! controller shard; the new metadata image is then pushed to every shard before
+//! the answer goes out, so a client that produces right after sees its topic.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+use crate::shard::CONTROLLER_SHARD;
+
+/// Creates topics through the controller and installs the new image on all shards.
+/// Used by CreateTopics and by Metadata's auto-creation.
+pub async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+    let n = topics.len();
+    let resp = ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only }).await;
+    let results = match resp {
+        Ok(ShardResponse::CreateTopics(r)) if r.len() == n => r,
+        _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
+    };
+    if results.iter().any(|r| r.is_ok()) && !validate_only {
+        // Fetch the controller's new image and push it everywhere.
+        let controller_image = controller_image(ctx).await;
+        for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
+            if r.is_err() {
+                tracing::error!("a shard did not apply the new metadata image");
+            }
+        }
+    }
+    results
+}
+
+/// The controller's current image (shard 0 owns the authoritative copy).
+async fn controller_image(ctx: &Ctx) -> std::sync::Arc<crate::shard::metadata::MetadataImage> {
+    if ctx.shard().id == CONTROLLER_SHARD {
+        return ctx.shard().image();
+    }
+    match ctx.x.call(CONTROLLER_SHARD, ShardRequest::GetMetadata).await {
+        Ok(ShardResponse::Metadata(image)) => image,
+        _ => ctx.shard().image(),
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let cfg = &ctx.shard().cfg;
+    let mut news = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let configs: BTreeMap<String, String> =
+            t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
+        news.push(NewTopic {
+            name: t.name.0.to_string(),
+            // Manual assignments (num_partitions = -1) give one partition per entry.
+            num_partitions: match (t.num_partitions, t.assignments.len()) {
+                (-1, 0) => cfg.num_partitions,
+                (-1, n) => n as i32,
+                (n, _) => n,
+            },
+            replication_factor: if t.replication_factor == -1 { cfg.default_replication_factor } else { t.replication_factor },
+            configs,
+        });
+    }
+    let results = create(ctx, news.clone(), req.validate_only).await;
+    let image = ctx.shard().image();
+    let topics = news
+        .iter()
+        .zip(results)
+        .map(|(t, r)| {
+            let mut out = CreatableTopicResult::default().with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(t.name.clone())));
+            match r {
+                Ok(()) => {
+                    if version >= 5 {
+                        out.num_partitions = t.num_partitions;
+                        out.replication_factor = t.replication_factor;
+                        out.configs = Some(Vec::new());
+                    }
+                    if version >= 7 {
+                        if let Some(meta) = image.topics.get(&t.name) {
+                            out.topic_id = meta.topic_id;
+                        }
+                    }
+                }
+                Err(e) => {
+                    out.error_code = e.code();
+                    if version >= 1 {
+                        out.error_message = Some(StrBytes::from_string(e.to_string()));
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}

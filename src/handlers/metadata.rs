@@ -1,0 +1,84 @@
+//! Metadata (key 3), versions 0-12: brokers, cluster id, controller, topics with
+//! partition leaders, replicas and ISR. Auto-creates requested topics when the
+//! request allows it (v4+, always for older versions) and
+//! `auto.create.topics.enable` is true — librdkafka's producers rely on it.
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::Ctx;
+use crate::shard::metadata::{validate_topic_name, TopicMeta};
+use crate::shard::request::NewTopic;
+
+pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let cfg = ctx.shard().cfg.clone();
+    let allow_auto = version < 4 || req.allow_auto_topic_creation;
+    let requested: Option<Vec<String>> = req.topics.as_ref().map(|ts| ts.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect());
+    // v0 used an empty list to mean "all topics".
+    let requested = requested.filter(|r| !(version == 0 && r.is_empty()));
+
+    if let Some(names) = &requested {
+        let image = ctx.shard().image();
+        let missing: Vec<NewTopic> = names
+            .iter()
+            .filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+            .map(|n| NewTopic { name: n.clone(), num_partitions: cfg.num_partitions, replication_factor: cfg.default_replication_factor, configs: Default::default() })
+            .collect();
+        if allow_auto && cfg.auto_create_topics_enable && !missing.is_empty() {
+            let _ = super::create_topics::create(ctx, missing, false).await;
+        }
+    }
+
+    let image = ctx.shard().image();
+    let topics: Vec<MetadataResponseTopic> = match &requested {
+        Some(names) => names
+            .iter()
+            .map(|n| match image.topics.get(n) {
+                Some(t) => topic_entry(t, version),
+                None => {
+                    let code = if validate_topic_name(n).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
+                    MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))).with_error_code(code.code())
+                }
+            })
+            .collect(),
+        None => image.topics.values().map(|t| topic_entry(t, version)).collect(),
+    };
+    let (host, port) = &ctx.shard().advertised;
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(cfg.broker_id))
+            .with_host(StrBytes::from_string(host.clone()))
+            .with_port(*port as i32)])
+        .with_topics(topics);
+    // Fields exist only from some versions on; the encoder rejects others.
+    if version >= 1 {
+        resp.controller_id = BrokerId(cfg.broker_id);
+    }
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
+    }
+    resp
+}
+
+fn topic_entry(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
+                .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
+                .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(if version >= 10 { t.topic_id } else { uuid::Uuid::nil() })
+        .with_is_internal(version >= 1 && t.name.starts_with("__"))
+        .with_partitions(partitions)
+}

@@ -1,0 +1,36 @@
+//! One file per Kafka API, named after it. A handler takes the decoded request,
+//! asks the owner shards through `xshard` (never a channel directly), and
+//! returns the typed response; `router/` encodes it.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use crate::shard::Shard;
+use crate::xshard::XShard;
+
+/// What every handler on a shard can reach.
+pub struct Ctx {
+    pub x: Rc<XShard>,
+    /// Scratch buffer for encoding responses on this shard (taken, never borrowed across await).
+    pub encode_buf: RefCell<BytesMut>,
+}
+
+impl Ctx {
+    pub fn new(x: Rc<XShard>) -> Rc<Ctx> {
+        Rc::new(Ctx { x, encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)) })
+    }
+
+    /// This shard.
+    pub fn shard(&self) -> &Rc<Shard> {
+        &self.x.local
+    }
+}

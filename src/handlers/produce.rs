@@ -1,0 +1,100 @@
+//! Produce (key 0), versions 3-9 (RecordBatch v2 only). Batches are validated
+//! here, on the connection's shard (spreading the CRC work), then sent as one
+//! message per owner shard; offsets are assigned and bytes written there.
+//! acks=0 gets no response (Kafka's behaviour); acks=1 and acks=-1 answer once
+//! the batches are in the segment file (one broker: the ISR is just us).
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::error::Error;
+use crate::protocol::record_batch::validate_batches;
+use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
+use crate::xshard::fan_out::fan_out;
+
+/// Returns None for acks=0 (no response is sent).
+pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let image = ctx.shard().image();
+    // Flatten (topic, partition) in request order; validation errors are per partition.
+    let mut slots: Vec<(String, i32, Result<(), Error>)> = Vec::new();
+    let mut items = Vec::new();
+    for t in &req.topic_data {
+        let topic = t.name.0.to_string();
+        let max = image.topics.get(&topic).and_then(|m| m.configs.get("max.message.bytes")).and_then(|v| v.parse().ok()).unwrap_or(ctx.shard().cfg.message_max_bytes);
+        for p in &t.partition_data {
+            let idx = slots.len();
+            let owner = image.shard_for(&topic, p.index);
+            let checked = if !matches!(acks, 0 | 1 | -1) {
+                Err(Error::InvalidRequiredAcks(acks))
+            } else if owner.is_none() {
+                Err(Error::UnknownTopicOrPartition)
+            } else {
+                match &p.records {
+                    Some(r) => validate_batches(r, max).map_err(Error::from),
+                    None => Err(Error::CorruptMessage("produce without records")),
+                }
+            };
+            match checked {
+                Ok(batches) => {
+                    items.push((owner, (idx, TopicPartition { topic: topic.clone(), partition: p.index }, batches)));
+                    slots.push((topic.clone(), p.index, Ok(())));
+                }
+                Err(e) => slots.push((topic.clone(), p.index, Err(e))),
+            }
+        }
+    }
+    let indices: Vec<usize> = items.iter().map(|(_, (i, _, _))| *i).collect();
+    let work: Vec<(Option<usize>, (TopicPartition, Vec<_>))> = items.into_iter().map(|(o, (_, tp, b))| (o, (tp, b))).collect();
+    let run = fan_out(
+        &ctx.x,
+        work,
+        |parts| ShardRequest::Produce { partitions: parts },
+        |r| match r {
+            ShardResponse::Produce(v) => Some(v),
+            _ => None,
+        },
+    );
+    if acks == 0 {
+        // Still append, but nobody waits for the outcome.
+        let results = run.await;
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::debug!("acks=0 produce failed: {r}");
+        }
+        return None;
+    }
+    let results = run.await;
+    let mut answers: Vec<Option<Result<crate::log::AppendInfo, Error>>> = slots.iter_mut().map(|(_, _, r)| match std::mem::replace(r, Ok(())) {
+        Ok(()) => None,
+        Err(e) => Some(Err(e)),
+    }).collect();
+    for (i, r) in indices.into_iter().zip(results) {
+        answers[i] = Some(r);
+    }
+    let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    for ((topic, partition, _), ans) in slots.into_iter().zip(answers) {
+        let mut pr = PartitionProduceResponse::default().with_index(partition).with_base_offset(-1).with_log_append_time_ms(-1);
+        match ans.unwrap_or(Err(Error::ShardUnavailable)) {
+            Ok(info) => {
+                pr.base_offset = info.base_offset;
+                pr.log_append_time_ms = info.log_append_time_ms;
+                if version >= 5 {
+                    pr.log_start_offset = info.log_start_offset;
+                }
+            }
+            Err(e) => {
+                pr.error_code = e.code();
+                if version >= 8 {
+                    pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.name.0.as_str() == topic => t.partition_responses.push(pr),
+            _ => topics.push(TopicProduceResponse::default().with_name(StrBytes::from_string(topic).into()).with_partition_responses(vec![pr])),
+        }
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}

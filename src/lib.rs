@@ -1,0 +1,29 @@
+//! # shardlog — a Kafka-compatible broker, thread-per-core
+//!
+//! ## Layout, in data-path order
+//! ```text
+//! runtime/   pinned glommio executors, one shard each; start-up and clean stop
+//! net/       SO_REUSEPORT listener per shard, framing (size checked first), in-order responses
+//! router/    one flat match on the API key; the version gate; the decision to close
+//! handlers/  one file per Kafka API
+//! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
+//! shard/     partition owner: logs, metadata image, fetch waiters (Rc/RefCell, no locks)
+//! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
+//! ---- ground floor, usable by all ----
+//! protocol/  kafka-protocol codecs, RecordBatch-as-bytes, zero-copy Fetch encoding
+//! config     Kafka key names, every limit named with its unit
+//! io/        per-shard io_uring ring (writev, splice), zero-copy send
+//! error      thiserror errors and the one mapping to Kafka error codes
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod io;
+pub mod log;
+pub mod net;
+pub mod protocol;
+pub mod router;
+pub mod runtime;
+pub mod shard;
+pub mod xshard;

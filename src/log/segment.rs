@@ -1,0 +1,283 @@
+//! One log segment: `<20-digit base offset>.log` plus its sparse `.index` and
+//! `.timeindex`, Kafka's on-disk layout.
+//!
+//! - `.log`: record batches (RecordBatch v2) back to back, exactly as Kafka
+//!   stores them, so a fetch can send file ranges unchanged.
+//! - `.index`: 8-byte entries, big-endian `relative offset: u32, position: u32`,
+//!   one every `log.index.interval.bytes` of log (sparse, as Kafka). Relative
+//!   offsets and 32-bit positions are why `log.segment.bytes` is capped at 4 GiB.
+//! - `.timeindex`: 12-byte entries, `max timestamp so far: i64, relative offset: u32`,
+//!   added with each offset-index entry when the timestamp grew.
+//!
+//! Indexes are kept in memory while a segment is active and written whole when
+//! it is rolled or the broker stops cleanly; after a crash the active segment's
+//! indexes are rebuilt by scanning it (see `recovery`), which is also how a
+//! missing or corrupt index of an older segment is replaced.
+//! The `.log` file is preallocated with `FALLOC_FL_KEEP_SIZE`, so its size is
+//! always the end of the written data and a torn tail is easy to find.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
+
+/// Bytes of one `.index` entry (relative offset u32 + position u32).
+pub const INDEX_ENTRY_BYTES: usize = 8;
+/// Bytes of one `.timeindex` entry (timestamp i64 + relative offset u32).
+pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
+
+/// File name stem of a segment: the base offset, zero-padded to 20 digits (Kafka).
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// A segment of a partition's log. Lives on the partition's owner shard only.
+pub struct Segment {
+    /// Offset of the first batch in this segment (its file name).
+    pub base_offset: i64,
+    /// The `.log` file, shared with in-flight zero-copy sends.
+    pub file: Arc<File>,
+    /// Bytes of complete, written batches; reads never go past this.
+    pub size: u64,
+    /// Offset after the last batch written here.
+    pub next_offset: i64,
+    /// Largest batch max-timestamp in this segment (-1 when empty).
+    pub max_timestamp: i64,
+    /// Sparse offset index: (offset - base_offset, file position).
+    pub index: Vec<(u32, u32)>,
+    /// Sparse time index: (max timestamp so far, offset - base_offset).
+    pub time_index: Vec<(i64, u32)>,
+    /// Log bytes appended since the last index entry.
+    pub bytes_since_index: u64,
+    /// When this segment was created or loaded (for `log.roll.ms`).
+    pub created: Instant,
+    dir: PathBuf,
+}
+
+impl Segment {
+    fn path(dir: &Path, base: i64, ext: &str) -> PathBuf {
+        dir.join(format!("{}.{ext}", file_stem(base)))
+    }
+
+    /// Creates an empty segment, preallocating `prealloc_bytes` without changing its size.
+    pub fn create(dir: &Path, base_offset: i64, prealloc_bytes: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(Self::path(dir, base_offset, "log"))?;
+        if prealloc_bytes > 0 {
+            // SAFETY: fallocate on our own fd. KEEP_SIZE reserves blocks but leaves the size at 0.
+            let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, prealloc_bytes as i64) };
+            if r != 0 {
+                // Some filesystems (tmpfs on old kernels) lack it; writes still work.
+                tracing::debug!("fallocate not available: {}", io::Error::last_os_error());
+            }
+        }
+        Ok(Segment {
+            base_offset,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            created: Instant::now(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing segment. When `recover` is set (unclean shutdown, or the
+    /// active segment), every batch is checked (CRC included) and the file is
+    /// truncated after the last valid batch; otherwise the stored indexes are used
+    /// when they are consistent and rebuilt by a header scan when they are not.
+    pub fn open(dir: &Path, base_offset: i64, recover: bool, index_interval: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).open(Self::path(dir, base_offset, "log"))?;
+        let file_len = file.metadata()?.len();
+        let mut seg = Segment {
+            base_offset,
+            file: Arc::new(file),
+            size: file_len,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            created: Instant::now(),
+            dir: dir.to_path_buf(),
+        };
+        if !recover && seg.load_indexes().is_ok() {
+            return Ok(seg);
+        }
+        seg.rebuild(recover, index_interval)?;
+        Ok(seg)
+    }
+
+    /// Scans the whole file: rebuilds both indexes, finds next offset and max timestamp,
+    /// and truncates a torn or corrupt tail.
+    fn rebuild(&mut self, check_crc: bool, index_interval: u64) -> io::Result<()> {
+        let file_len = self.file.metadata()?.len();
+        self.index.clear();
+        self.time_index.clear();
+        self.bytes_since_index = 0;
+        self.max_timestamp = -1;
+        self.next_offset = self.base_offset;
+        let mut pos = 0u64;
+        let mut hdr = [0u8; BATCH_HEADER_LEN];
+        let mut body = Vec::new();
+        while pos + BATCH_HEADER_LEN as u64 <= file_len {
+            if self.file.read_exact_at(&mut hdr, pos).is_err() {
+                break;
+            }
+            let Ok(h) = BatchHeader::parse(&hdr) else { break };
+            let total = h.total_len() as u64;
+            if h.magic != 2 || total < BATCH_HEADER_LEN as u64 || pos + total > file_len || h.base_offset < self.next_offset {
+                break;
+            }
+            if check_crc {
+                body.resize(total as usize - BATCH_HEADER_LEN, 0);
+                if self.file.read_exact_at(&mut body, pos + BATCH_HEADER_LEN as u64).is_err() {
+                    break;
+                }
+                let crc = crc32c::crc32c_append(crc32c::crc32c(&hdr[21..]), &body);
+                if crc != h.crc {
+                    tracing::warn!(segment = %self.base_offset, pos, "CRC mismatch; truncating the log here");
+                    break;
+                }
+            }
+            self.note_batch(&h, pos as u32, total, index_interval);
+            pos += total;
+        }
+        if pos != file_len {
+            tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "truncating torn tail");
+            self.file.set_len(pos)?;
+        }
+        self.size = pos;
+        Ok(())
+    }
+
+    /// Records a batch appended at `pos` in the in-memory indexes.
+    pub fn note_batch(&mut self, h: &BatchHeader, pos: u32, total: u64, index_interval: u64) {
+        if self.bytes_since_index >= index_interval || self.index.is_empty() && pos > 0 {
+            let rel = (h.base_offset - self.base_offset) as u32;
+            self.index.push((rel, pos));
+            let ts = self.max_timestamp.max(h.max_timestamp);
+            if self.time_index.last().is_none_or(|&(t, _)| ts > t) {
+                self.time_index.push((ts, rel));
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += total;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.next_offset = h.last_offset() + 1;
+    }
+
+    /// Loads `.index`/`.timeindex` and the tail after the last entry; errors when inconsistent.
+    fn load_indexes(&mut self) -> io::Result<()> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "index inconsistent");
+        let mut raw = Vec::new();
+        File::open(Self::path(&self.dir, self.base_offset, "index"))?.read_to_end(&mut raw)?;
+        if raw.len() % INDEX_ENTRY_BYTES != 0 {
+            return Err(bad());
+        }
+        let mut prev: Option<(u32, u32)> = None;
+        for e in raw.chunks_exact(INDEX_ENTRY_BYTES) {
+            let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+            let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+            if pos as u64 >= self.size || prev.is_some_and(|(r, p)| rel <= r || pos <= p) {
+                return Err(bad());
+            }
+            prev = Some((rel, pos));
+            self.index.push((rel, pos));
+        }
+        raw.clear();
+        File::open(Self::path(&self.dir, self.base_offset, "timeindex"))?.read_to_end(&mut raw)?;
+        if raw.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+            return Err(bad());
+        }
+        for e in raw.chunks_exact(TIME_INDEX_ENTRY_BYTES) {
+            let ts = i64::from_be_bytes(e[0..8].try_into().map_err(|_| bad())?);
+            let rel = u32::from_be_bytes(e[8..12].try_into().map_err(|_| bad())?);
+            self.time_index.push((ts, rel));
+        }
+        // Walk batch headers from the last indexed position to find the segment's end state.
+        let mut pos = self.index.last().map(|&(_, p)| p as u64).unwrap_or(0);
+        let mut hdr = [0u8; BATCH_HEADER_LEN];
+        self.max_timestamp = self.time_index.last().map(|&(t, _)| t).unwrap_or(-1);
+        while pos < self.size {
+            self.file.read_exact_at(&mut hdr, pos).map_err(|_| bad())?;
+            let h = BatchHeader::parse(&hdr).map_err(|_| bad())?;
+            let total = h.total_len() as u64;
+            if pos + total > self.size {
+                return Err(bad());
+            }
+            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+            self.next_offset = h.last_offset() + 1;
+            self.bytes_since_index += total;
+            pos += total;
+        }
+        Ok(())
+    }
+
+    /// Writes both index files whole (at roll and at clean shutdown).
+    pub fn write_indexes(&self) -> io::Result<()> {
+        let mut raw = Vec::with_capacity(self.index.len() * INDEX_ENTRY_BYTES);
+        for &(rel, pos) in &self.index {
+            raw.extend_from_slice(&rel.to_be_bytes());
+            raw.extend_from_slice(&pos.to_be_bytes());
+        }
+        std::fs::write(Self::path(&self.dir, self.base_offset, "index"), &raw)?;
+        raw.clear();
+        for &(ts, rel) in &self.time_index {
+            raw.extend_from_slice(&ts.to_be_bytes());
+            raw.extend_from_slice(&rel.to_be_bytes());
+        }
+        std::fs::write(Self::path(&self.dir, self.base_offset, "timeindex"), &raw)?;
+        Ok(())
+    }
+
+    /// Drops index files so a crash before the next clean write forces a rebuild.
+    pub fn remove_index_files(&self) {
+        let _ = std::fs::remove_file(Self::path(&self.dir, self.base_offset, "index"));
+        let _ = std::fs::remove_file(Self::path(&self.dir, self.base_offset, "timeindex"));
+    }
+
+    /// File position of the last indexed batch at or before `offset` (0 if none).
+    pub fn index_floor(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        match self.index.partition_point(|&(r, _)| r <= rel) {
+            0 => 0,
+            i => self.index[i - 1].1 as u64,
+        }
+    }
+
+    /// Offset of the last time-index entry whose timestamp is below `ts` (a safe scan start).
+    pub fn time_index_floor(&self, ts: i64) -> i64 {
+        match self.time_index.partition_point(|&(t, _)| t < ts) {
+            0 => self.base_offset,
+            i => self.base_offset + self.time_index[i - 1].1 as i64,
+        }
+    }
+
+    /// Reads the batch header at `pos` (within the written size).
+    pub fn header_at(&self, pos: u64) -> io::Result<BatchHeader> {
+        let mut hdr = [0u8; BATCH_HEADER_LEN];
+        self.file.read_exact_at(&mut hdr, pos)?;
+        BatchHeader::parse(&hdr).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    /// Finds the batch containing `offset`: its position and header, or None past the end.
+    pub fn find_batch(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let mut pos = self.index_floor(offset);
+        while pos + BATCH_HEADER_LEN as u64 <= self.size {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,60 @@
+//! The `shardlog` binary: a thin clap front over the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "shardlog", version, about = "A Kafka-compatible message broker, thread-per-core")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a broker. With no options: 127.0.0.1:9092, data in ./data, one shard per core.
+    ///
+    /// Example: shardlog start --profile tuning/profiles/dev-2core.toml --set log.dirs=/var/lib/shardlog
+    Start {
+        /// Tuning profile (TOML with shard.* keys), applied before --config.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Config file (TOML, Kafka key names).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key, e.g. --set log.dirs=/tmp/data (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    // Logging first, so config and start-up errors are reported the same way.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Start { profile, config, sets } => {
+            let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shardlog: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            match shardlog::runtime::run(cfg) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shardlog: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! One client connection: a reader that frames requests and starts each as its
+//! own task (pipelining), and a writer that sends their responses strictly in
+//! request order (Kafka clients rely on it). At most `queued.max.requests` are
+//! in flight; beyond that the reader stops reading (TCP backpressure).
+//!
+//! The reader uses glommio's socket; the writer sends through the shard's
+//! io_uring ring on the same fd — `writev` for encoded bytes, `splice` for
+//! segment file ranges — so fetched records never pass through user space.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures_lite::AsyncReadExt;
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use super::frame::{next_frame, Framed};
+use crate::handlers::Ctx;
+use crate::io::ring::Ring;
+use crate::io::zero_copy::{send_file_range, SplicePipe};
+use crate::protocol::Piece;
+use crate::router::{route, Outcome};
+
+/// Bytes asked of the socket per read when the buffer is short of space.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Serves one connection until the peer closes, a request is invalid, or the broker stops.
+pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let cfg = ctx.shard().cfg.clone();
+    let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
+
+    let reader = {
+        let ctx = ctx.clone();
+        let stream = &mut stream;
+        async move {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+            loop {
+                match next_frame(&mut buf, cfg.socket_request_max_bytes) {
+                    Framed::Frame(frame) => {
+                        let ctx = ctx.clone();
+                        let task = glommio::spawn_local(async move { route(&ctx, frame).await }).detach();
+                        if tx.send(task).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Framed::Invalid(size) => {
+                        tracing::info!(size, "request size out of bounds; closing connection");
+                        shutdown(fd);
+                        return;
+                    }
+                    Framed::Incomplete(need) => {
+                        let want = need.max(buf.len() + 4096).min(buf.len() + READ_CHUNK_BYTES.max(need - buf.len()));
+                        buf.reserve(want - buf.len());
+                    }
+                }
+                let start = buf.len();
+                let spare = buf.capacity() - start;
+                buf.resize(start + spare, 0);
+                let stop = ctx.shard().stop_signal.wait();
+                let read = stream.read(&mut buf[start..]);
+                futures::pin_mut!(read);
+                let n = futures::select! {
+                    r = read.fuse() => r,
+                    _ = stop.fuse() => Ok(0),
+                };
+                match n {
+                    Ok(0) | Err(_) => {
+                        buf.truncate(start);
+                        return;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                }
+                if ctx.shard().stopping.get() {
+                    return;
+                }
+            }
+            // `tx` drops here: the writer finishes what is queued, then ends.
+        }
+    };
+
+    let writer = {
+        let ring = ctx.shard().ring.clone();
+        async move {
+            let mut pipe: Option<SplicePipe> = None;
+            while let Some(task) = rx.recv().await {
+                let Some(outcome) = task.await else { break };
+                match outcome {
+                    Outcome::Respond(frame) => {
+                        if let Err(e) = send_pieces(&ring, fd, &mut pipe, frame.pieces).await {
+                            tracing::debug!("connection write failed: {e}");
+                            shutdown(fd);
+                            break;
+                        }
+                    }
+                    Outcome::NoResponse => {}
+                    Outcome::Close(why) => {
+                        tracing::info!("closing connection: {why}");
+                        shutdown(fd);
+                        break;
+                    }
+                }
+            }
+            // Dropping `rx` makes the reader's next send fail, so it stops too.
+            drop(rx);
+        }
+    };
+    futures::join!(reader, writer);
+}
+
+fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown on a socket we own; wakes our own pending read with EOF.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Writes a response: runs of encoded bytes with one `writev`, file ranges by splice.
+async fn send_pieces(ring: &Ring, fd: RawFd, pipe: &mut Option<SplicePipe>, pieces: Vec<Piece>) -> io::Result<()> {
+    let mut run: Vec<Bytes> = Vec::new();
+    for p in pieces {
+        match p {
+            Piece::Bytes(b) => {
+                if !b.is_empty() {
+                    run.push(b);
+                }
+            }
+            Piece::File { file, pos, len } => {
+                send_bytes(ring, fd, std::mem::take(&mut run)).await?;
+                if pipe.is_none() {
+                    *pipe = Some(SplicePipe::new()?);
+                }
+                let p = pipe.as_ref().ok_or_else(|| io::Error::other("no pipe"))?;
+                send_file_range(ring, p, fd, &file, pos, len as u64).await?;
+            }
+        }
+    }
+    send_bytes(ring, fd, run).await
+}
+
+async fn send_bytes(ring: &Ring, fd: RawFd, run: Vec<Bytes>) -> io::Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let iov: Vec<libc::iovec> = run.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+    ring.send_all(fd, iov, Rc::new(run)).await
+}

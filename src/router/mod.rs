@@ -1,0 +1,100 @@
+//! One flat dispatch on the API key, with the version gate in exactly one place.
+//! ApiVersions is exempt from the gate: KIP-511 says an unsupported version
+//! still gets a (v0) answer listing what we support. Only this module decides
+//! to close a connection: an unparseable frame, an unknown API or an
+//! unsupported version of any other API (Kafka closes in those cases too).
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest};
+
+use crate::handlers::{self, Ctx};
+use crate::protocol::{decode_body, decode_header, encode_response, peek_header, supported_range, ResponseFrame};
+
+/// What the connection does with a request.
+pub enum Outcome {
+    /// Send this frame (in request order).
+    Respond(ResponseFrame),
+    /// Send nothing (Produce with acks=0).
+    NoResponse,
+    /// Close the connection; the reason is logged.
+    Close(String),
+}
+
+macro_rules! respond {
+    ($ctx:expr, $key:expr, $ver:expr, $cid:expr, $body:expr) => {{
+        let mut buf = std::mem::take(&mut *$ctx.encode_buf.borrow_mut());
+        let out = encode_response(&mut buf, $key, $ver, $cid, &$body);
+        *$ctx.encode_buf.borrow_mut() = buf;
+        match out {
+            Ok(frame) => Outcome::Respond(frame),
+            Err(e) => Outcome::Close(format!("encoding {:?} v{} response failed: {e}", $key, $ver)),
+        }
+    }};
+}
+
+/// Routes one request frame (without its size prefix) to its handler.
+pub async fn route(ctx: &Ctx, mut frame: Bytes) -> Outcome {
+    let Some(h) = peek_header(&frame) else {
+        return Outcome::Close("request shorter than its header".into());
+    };
+    let Ok(key) = ApiKey::try_from(h.api_key) else {
+        return Outcome::Close(format!("unknown api key {}", h.api_key));
+    };
+    let (v, cid) = (h.api_version, h.correlation_id);
+    let Some((lo, hi)) = supported_range(key) else {
+        return Outcome::Close(format!("api {key:?} is not implemented"));
+    };
+    if v < lo || v > hi {
+        if key == ApiKey::ApiVersions {
+            return respond!(ctx, key, 0, cid, handlers::api_versions::handle(true));
+        }
+        return Outcome::Close(format!("unsupported version {v} of {key:?} (supported {lo}-{hi})"));
+    }
+    if let Err(e) = decode_header(&mut frame, key, v) {
+        return Outcome::Close(format!("bad {key:?} request header: {e}"));
+    }
+    macro_rules! body {
+        ($t:ty) => {
+            match decode_body::<$t>(&mut frame, v) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Close(format!("bad {key:?} v{v} request: {e}")),
+            }
+        };
+    }
+    match key {
+        ApiKey::ApiVersions => {
+            let _req = body!(ApiVersionsRequest);
+            respond!(ctx, key, v, cid, handlers::api_versions::handle(false))
+        }
+        ApiKey::Metadata => {
+            let req = body!(MetadataRequest);
+            let resp = handlers::metadata::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::CreateTopics => {
+            let req = body!(CreateTopicsRequest);
+            let resp = handlers::create_topics::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::Produce => {
+            let req = body!(ProduceRequest);
+            match handlers::produce::handle(ctx, req, v).await {
+                Some(resp) => respond!(ctx, key, v, cid, resp),
+                None => Outcome::NoResponse,
+            }
+        }
+        ApiKey::Fetch => {
+            let req = body!(FetchRequest);
+            match handlers::fetch::handle(ctx, req, v, cid).await {
+                Ok(frame) => Outcome::Respond(frame),
+                Err(e) => Outcome::Close(format!("encoding Fetch v{v} response failed: {e}")),
+            }
+        }
+        ApiKey::ListOffsets => {
+            let req = body!(ListOffsetsRequest);
+            let resp = handlers::list_offsets::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        _ => Outcome::Close(format!("api {key:?} is not implemented")),
+    }
+}

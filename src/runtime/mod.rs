@@ -1,0 +1,210 @@
+//! The only place that builds glommio executors: one pinned `LocalExecutor`
+//! per configured core, each running one shard. Start-up order matters and is
+//! commented where it happens.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::{Config, ShardCores};
+use crate::handlers::Ctx;
+use crate::io::ring::Ring;
+use crate::log::CLEAN_SHUTDOWN_FILE;
+use crate::shard::metadata::MetadataImage;
+use crate::shard::Shard;
+use crate::xshard::{self, XShard};
+
+/// Start-up failures worth a clear message.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("shard {0} failed to start: {1}")]
+    Shard(usize, String),
+}
+
+/// Cores to run shards on.
+pub fn shard_cores(cfg: &Config) -> Vec<usize> {
+    match &cfg.shard_cores {
+        ShardCores::List(c) => c.clone(),
+        ShardCores::All => {
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            (0..n).collect()
+        }
+    }
+}
+
+/// glommio pins io_memory with mlock: raise the soft RLIMIT_MEMLOCK to the hard limit
+/// when allowed, and cap io_memory so all shards fit. Returns io_memory per shard.
+fn fit_io_memory(cfg: &Config, shards: usize) -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+                tracing::info!(limit = lim.rlim_max, "raised RLIMIT_MEMLOCK soft limit to the hard limit");
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    let budget = if lim.rlim_cur == libc::RLIM_INFINITY { usize::MAX } else { lim.rlim_cur as usize };
+    // Leave half of the limit for the shards' own io_uring rings.
+    let per_shard = (budget / 2 / shards.max(1)).min(cfg.shard_io_memory_bytes);
+    let io_memory = per_shard.max(64 * 1024);
+    tracing::info!(io_memory, memlock = budget, shards, "glommio io_memory per shard set within RLIMIT_MEMLOCK");
+    io_memory
+}
+
+/// One eventfd per shard, written by the SIGTERM/SIGINT handler.
+fn stop_eventfds(n: usize) -> std::io::Result<Vec<RawFd>> {
+    let fds: Vec<RawFd> = (0..n)
+        // SAFETY: plain syscall; each fd is handed to one shard.
+        .map(|_| unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })
+        .collect();
+    if fds.iter().any(|&f| f < 0) {
+        return Err(std::io::Error::last_os_error());
+    }
+    let targets = fds.clone();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let t = targets.clone();
+        // SAFETY: the handler only calls write(2), which is async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                for &fd in &t {
+                    let one: u64 = 1;
+                    libc::write(fd, &one as *const u64 as *const libc::c_void, 8);
+                }
+            })?;
+        }
+    }
+    Ok(fds)
+}
+
+/// Runs the broker until SIGTERM/SIGINT; returns after a clean stop.
+pub fn run(cfg: Config) -> Result<(), StartError> {
+    let cores = shard_cores(&cfg);
+    let n = cores.len();
+    // 1. Data dir and crash detection first: the clean-shutdown marker decides
+    //    whether active segments get full CRC recovery. It is removed before any
+    //    shard starts, so a crash during start-up still means "recover" next time.
+    std::fs::create_dir_all(&cfg.log_dir)?;
+    let marker = cfg.log_dir.join(CLEAN_SHUTDOWN_FILE);
+    let recover = !marker.exists();
+    let _ = std::fs::remove_file(&marker);
+    if recover {
+        tracing::info!("no clean-shutdown marker: active segments will be validated by CRC");
+    }
+    let image = Arc::new(MetadataImage::load_or_new(&cfg.log_dir)?);
+    // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one port.
+    let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
+    probe.set_reuse_port(true)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&cfg.listener.into())?;
+    let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
+    let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+        (host, bound.port())
+    });
+    // 3. Signals before shards, so a SIGTERM during start-up is not lost.
+    let stop_fds = stop_eventfds(n)?;
+    let io_memory = fit_io_memory(&cfg, n);
+    let cfg = Arc::new(cfg);
+    let endpoints = xshard::mesh(n, cfg.xshard_channel_capacity);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let drained = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
+        let (cfg, image, advertised, ready_tx, drained) = (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone());
+        let stop_fd = stop_fds[id];
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("shard-{id}"))
+            .io_memory(io_memory)
+            .spin_before_park(Duration::from_micros(cfg.shard_spin_before_park_us));
+        let h = builder
+            .spawn(move || async move {
+                let fail = |e: String| {
+                    let _ = ready_tx.send(Err(e));
+                };
+                let ring = match Ring::start() {
+                    Ok(r) => r,
+                    Err(e) => return fail(format!("io_uring: {e}")),
+                };
+                let shard = match Shard::new(id, n, cfg.clone(), ring, advertised, image, recover) {
+                    Ok(s) => s,
+                    Err(e) => return fail(format!("loading partitions: {e}")),
+                };
+                let x = XShard::connect(shard.clone(), eps).await;
+                let ctx = Ctx::new(x);
+                let listener = match crate::net::listener::bind(bound) {
+                    Ok(l) => l,
+                    Err(e) => return fail(format!("binding {bound}: {e}")),
+                };
+                spawn_stop_watcher(shard.clone(), stop_fd);
+                spawn_flusher(shard.clone());
+                let _ = ready_tx.send(Ok(id));
+                crate::net::listener::serve(ctx, listener).await;
+                // Every shard stops taking requests before any closes its logs,
+                // since connections on one shard append to partitions of others.
+                drained.fetch_add(1, Ordering::SeqCst);
+                while drained.load(Ordering::SeqCst) < n {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+                if let Err(e) = shard.close_logs().await {
+                    tracing::error!(shard = id, "closing logs failed: {e}");
+                }
+            })
+            .map_err(|e| StartError::Shard(id, e.to_string()))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(StartError::Shard(0, e)),
+            Err(_) => return Err(StartError::Shard(0, "a shard exited during start-up".into())),
+        }
+    }
+    drop(probe);
+    // Tests and scripts wait for this exact line.
+    println!("shardlog listening on {bound}");
+    tracing::info!(%bound, shards = n, ?cores, "broker started");
+    let mut failed = false;
+    for h in handles {
+        failed |= h.join().is_err();
+    }
+    if !failed {
+        std::fs::write(&marker, b"")?;
+    }
+    tracing::info!("broker stopped cleanly");
+    Ok(())
+}
+
+fn spawn_stop_watcher(shard: std::rc::Rc<Shard>, fd: RawFd) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the eventfd belongs to this shard alone from here on.
+    let f = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
+    glommio::spawn_local(async move {
+        let _ = f.read_at(0, 8).await;
+        tracing::info!(shard = shard.id, "stopping");
+        shard.stopping.set(true);
+        shard.stop_signal.notify_all();
+    })
+    .detach();
+}
+
+/// Applies `flush.ms`: checks partitions once per second at most (or the shortest flush.ms).
+fn spawn_flusher(shard: std::rc::Rc<Shard>) {
+    let Some(ms) = shard.cfg.log_flush_interval_ms else { return };
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            glommio::timer::sleep(Duration::from_millis(ms.clamp(1, 1000))).await;
+            shard.flush_due().await;
+        }
+    })
+    .detach();
+}

@@ -1,0 +1,274 @@
+//! The partition owner. One `Shard` per core: it holds the logs of the
+//! partitions assigned to it, and serves [`ShardRequest`]s for them. All state
+//! is `Rc`/`RefCell`, reached only from this core; other cores ask through
+//! `xshard`, which calls [`Shard::handle`] directly when the owner is local.
+//! Shard 0 is also the metadata controller (the only writer of the image).
+
+pub mod metadata;
+pub mod notify;
+pub mod request;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::io::ring::Ring;
+use crate::log::{LogConfig, PartitionLog};
+use metadata::{validate_topic_name, MetadataImage, PartitionMeta, TopicMeta};
+use notify::Notify;
+use request::{NewTopic, ShardRequest, ShardResponse, TopicPartition};
+
+/// The shard that writes the metadata image.
+pub const CONTROLLER_SHARD: usize = 0;
+
+/// Per-core broker state.
+pub struct Shard {
+    /// This shard's index (0..nr_shards).
+    pub id: usize,
+    pub nr_shards: usize,
+    pub cfg: Arc<Config>,
+    /// This shard's private io_uring (segment writes, splice).
+    pub ring: Ring,
+    /// Host and port put in Metadata responses.
+    pub advertised: (String, u16),
+    image: RefCell<Arc<MetadataImage>>,
+    logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Serializes controller operations (shard 0 only).
+    controller_busy: Cell<bool>,
+    controller_idle: Notify,
+    recover: bool,
+    /// Set when the broker is stopping; connections stop reading.
+    pub stopping: Cell<bool>,
+    /// Woken when `stopping` is set.
+    pub stop_signal: Notify,
+}
+
+impl Shard {
+    /// Builds the shard and opens the logs it owns in `image`.
+    pub fn new(id: usize, nr_shards: usize, cfg: Arc<Config>, ring: Ring, advertised: (String, u16), image: Arc<MetadataImage>, recover: bool) -> Result<Rc<Shard>> {
+        let shard = Rc::new(Shard {
+            id,
+            nr_shards,
+            cfg,
+            ring,
+            advertised,
+            image: RefCell::new(image.clone()),
+            logs: RefCell::new(HashMap::new()),
+            controller_busy: Cell::new(false),
+            controller_idle: Notify::default(),
+            recover,
+            stopping: Cell::new(false),
+            stop_signal: Notify::default(),
+        });
+        shard.open_owned(&image)?;
+        Ok(shard)
+    }
+
+    /// The current metadata snapshot (cheap `Arc` clone; never hold a borrow).
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn log(&self, tp: &TopicPartition) -> Result<Rc<PartitionLog>> {
+        self.logs.borrow().get(tp).cloned().ok_or(Error::UnknownTopicOrPartition)
+    }
+
+    fn open_owned(&self, image: &MetadataImage) -> Result<()> {
+        for t in image.topics.values() {
+            let lc = LogConfig::from(&self.cfg, &t.configs);
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.owner_shard != self.id {
+                    continue;
+                }
+                let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
+                if self.logs.borrow().contains_key(&tp) {
+                    continue;
+                }
+                let log = PartitionLog::open(&self.cfg.log_dir, &t.name, i as i32, lc.clone(), self.ring.clone(), self.recover)?;
+                self.logs.borrow_mut().insert(tp, log);
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one request for partitions this shard owns.
+    pub async fn handle(self: &Rc<Self>, req: ShardRequest) -> ShardResponse {
+        match req {
+            ShardRequest::Produce { partitions } => {
+                let futs = partitions.into_iter().map(|(tp, batches)| {
+                    let log = self.log(&tp);
+                    async move { log?.append(batches).await }
+                });
+                ShardResponse::Produce(futures::future::join_all(futs).await)
+            }
+            ShardRequest::Fetch { reads } => ShardResponse::Fetch(
+                reads.iter().map(|r| self.log(&r.tp).and_then(|l| l.read(r.offset, r.max_bytes))).collect(),
+            ),
+            ShardRequest::WaitForAppend { partitions, max_wait_ms } => {
+                self.wait_for_append(partitions, max_wait_ms).await;
+                ShardResponse::Waited
+            }
+            ShardRequest::ListOffsets { partitions } => {
+                ShardResponse::ListOffsets(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts)).collect())
+            }
+            ShardRequest::CreateTopics { topics, validate_only } => {
+                ShardResponse::CreateTopics(self.create_topics(topics, validate_only).await)
+            }
+            ShardRequest::GetMetadata => ShardResponse::Metadata(self.image()),
+            ShardRequest::ApplyMetadata { image } => {
+                if image.version > self.image.borrow().version {
+                    *self.image.borrow_mut() = image.clone();
+                }
+                if let Err(e) = self.open_owned(&image) {
+                    tracing::error!(shard = self.id, "opening partition logs failed: {e}");
+                }
+                ShardResponse::MetadataApplied
+            }
+        }
+    }
+
+    async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64) {
+        let logs: Vec<(Rc<PartitionLog>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.log(tp).ok()?, *off))).collect();
+        let deadline = glommio::timer::sleep(Duration::from_millis(max_wait_ms)).fuse();
+        futures::pin_mut!(deadline);
+        loop {
+            if logs.iter().any(|(l, off)| l.high_watermark() > *off) || self.stopping.get() {
+                return;
+            }
+            let waits = futures::future::select_all(logs.iter().map(|(l, _)| l.appended.wait()).chain(std::iter::once(self.stop_signal.wait())));
+            futures::select! {
+                _ = waits.fuse() => {}
+                _ = deadline => return,
+            }
+        }
+    }
+
+    fn list_offset(&self, tp: &TopicPartition, ts: i64) -> Result<(i64, i64)> {
+        let log = self.log(tp)?;
+        match ts {
+            -1 => Ok((-1, log.high_watermark())),
+            -2 => Ok((-1, log.log_start_offset())),
+            ts if ts >= 0 => Ok(log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
+            _ => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
+        }
+    }
+
+    /// Controller: validate, place partitions on the least-loaded shards, persist.
+    /// The caller pushes the returned image to every shard.
+    async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+        while self.controller_busy.get() {
+            self.controller_idle.wait().await;
+        }
+        self.controller_busy.set(true);
+        let out = self.create_topics_locked(topics, validate_only);
+        self.controller_busy.set(false);
+        self.controller_idle.notify_all();
+        out
+    }
+
+    fn create_topics_locked(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+        let mut image = (*self.image()).clone();
+        let mut per_shard = image.partitions_per_shard(self.nr_shards);
+        let mut results = Vec::with_capacity(topics.len());
+        let mut changed = false;
+        for t in topics {
+            let r = (|| {
+                validate_topic_name(&t.name).map_err(Error::InvalidTopic)?;
+                if image.topics.contains_key(&t.name) {
+                    return Err(Error::TopicAlreadyExists);
+                }
+                if t.num_partitions < 1 {
+                    return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
+                }
+                if t.replication_factor != 1 {
+                    return Err(Error::InvalidReplicationFactor(format!(
+                        "replication factor {} is larger than the 1 available broker",
+                        t.replication_factor
+                    )));
+                }
+                crate::shard::validate_topic_configs(&t.configs)?;
+                if validate_only {
+                    return Ok(());
+                }
+                let partitions = (0..t.num_partitions)
+                    .map(|_| {
+                        let owner = (0..self.nr_shards).min_by_key(|&s| per_shard[s]).unwrap_or(0);
+                        per_shard[owner] += 1;
+                        PartitionMeta { owner_shard: owner, leader: self.cfg.broker_id, leader_epoch: 0, replicas: vec![self.cfg.broker_id], isr: vec![self.cfg.broker_id] }
+                    })
+                    .collect();
+                image.topics.insert(t.name.clone(), TopicMeta { name: t.name.clone(), topic_id: uuid::Uuid::new_v4(), partitions, configs: t.configs.clone() });
+                changed = true;
+                Ok(())
+            })();
+            results.push(r);
+        }
+        if changed {
+            image.version += 1;
+            if let Err(e) = image.persist(&self.cfg.log_dir) {
+                tracing::error!("persisting metadata failed: {e}");
+                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
+            }
+            *self.image.borrow_mut() = Arc::new(image);
+        }
+        results
+    }
+
+    /// Flushes partitions whose `flush.ms` is due (called from the shard's flusher task).
+    pub async fn flush_due(&self) {
+        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        for l in logs {
+            if l.flush_due_by_time() {
+                if let Err(e) = l.flush().await {
+                    tracing::error!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Clean stop: every owned log finishes its writes, writes its indexes and syncs.
+    pub async fn close_logs(&self) -> Result<()> {
+        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        for l in logs {
+            l.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Topic configs this broker understands; anything else is INVALID_CONFIG.
+pub fn validate_topic_configs(configs: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in configs {
+        let num = || v.parse::<i64>().map_err(|_| Error::InvalidConfig(format!("`{k}` must be a number, got `{v}`")));
+        match k.as_str() {
+            "segment.bytes" => {
+                let n = num()?;
+                if !(14..=u32::MAX as i64).contains(&n) {
+                    return Err(Error::InvalidConfig(format!("`segment.bytes` must be in [14, 4294967295], got {n}")));
+                }
+            }
+            "segment.ms" | "index.interval.bytes" | "max.message.bytes" => {
+                if num()? < 1 {
+                    return Err(Error::InvalidConfig(format!("`{k}` must be positive")));
+                }
+            }
+            "flush.messages" | "flush.ms" => {
+                num()?;
+            }
+            "message.timestamp.type" => {
+                if v != "CreateTime" && v != "LogAppendTime" {
+                    return Err(Error::InvalidConfig("`message.timestamp.type` must be CreateTime or LogAppendTime".into()));
+                }
+            }
+            _ => return Err(Error::InvalidConfig(format!("unknown or unsupported topic config `{k}`"))),
+        }
+    }
+    Ok(())
+}

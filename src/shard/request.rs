@@ -1,0 +1,64 @@
+//! What a shard can be asked: the closed set of requests and responses that
+//! `xshard` carries between cores (one message per owner shard per client
+//! request, never one per record). Everything here is `Send` by design.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::log::{AppendInfo, ReadSlice};
+use crate::protocol::record_batch::ValidatedBatch;
+use super::metadata::MetadataImage;
+
+/// A partition named by topic and index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// One partition of a fetch: where to read and how much.
+#[derive(Debug, Clone)]
+pub struct FetchRead {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// A topic to create (already validated for shape by the handler).
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+/// Requests a shard serves for partitions it owns (or, for the controller, for metadata).
+pub enum ShardRequest {
+    /// Append validated batches; one entry per partition.
+    Produce { partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)> },
+    /// Locate the bytes to send for each partition.
+    Fetch { reads: Vec<FetchRead> },
+    /// Resolve when any partition's high watermark passes its offset, or after `max_wait_ms`.
+    WaitForAppend { partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64 },
+    /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it).
+    ListOffsets { partitions: Vec<(TopicPartition, i64)> },
+    /// Controller only: create topics and push the new image to every shard.
+    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
+    /// Controller only: the authoritative image.
+    GetMetadata,
+    /// Install a new metadata image and open logs for newly owned partitions.
+    ApplyMetadata { image: Arc<MetadataImage> },
+}
+
+/// The answer to each [`ShardRequest`], same variant order.
+pub enum ShardResponse {
+    Produce(Vec<Result<AppendInfo, Error>>),
+    Fetch(Vec<Result<ReadSlice, Error>>),
+    Waited,
+    /// (timestamp, offset) per partition.
+    ListOffsets(Vec<Result<(i64, i64), Error>>),
+    CreateTopics(Vec<Result<(), Error>>),
+    MetadataApplied,
+    Metadata(Arc<MetadataImage>),
+}

@@ -1,0 +1,49 @@
+//! Split a multi-partition request per owner shard, run the parts concurrently
+//! (one message per owner), and put the answers back in the client's order.
+//! A partition without an owner, or a shard that fails, becomes an error for
+//! those partitions only.
+
+use crate::error::Error;
+use crate::shard::request::{ShardRequest, ShardResponse};
+use super::XShard;
+
+/// `items[i]` = (owner shard or None, payload). Returns one result per item, in order.
+pub async fn fan_out<T, R>(
+    x: &XShard,
+    items: Vec<(Option<usize>, T)>,
+    make: impl Fn(Vec<T>) -> ShardRequest,
+    take: impl Fn(ShardResponse) -> Option<Vec<Result<R, Error>>>,
+) -> Vec<Result<R, Error>> {
+    let n = items.len();
+    let mut per_shard: Vec<(Vec<usize>, Vec<T>)> = (0..x.nr_shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut out: Vec<Option<Result<R, Error>>> = (0..n).map(|_| None).collect();
+    for (i, (shard, item)) in items.into_iter().enumerate() {
+        match shard.filter(|&s| s < per_shard.len()) {
+            Some(s) => {
+                per_shard[s].0.push(i);
+                per_shard[s].1.push(item);
+            }
+            None => out[i] = Some(Err(Error::UnknownTopicOrPartition)),
+        }
+    }
+    let calls = per_shard.into_iter().enumerate().filter(|(_, (idx, _))| !idx.is_empty()).map(|(s, (idx, payload))| {
+        let req = make(payload);
+        async move { (idx, x.call(s, req).await) }
+    });
+    for (idx, resp) in futures::future::join_all(calls).await {
+        let results = resp.ok().and_then(&take);
+        match results {
+            Some(rs) if rs.len() == idx.len() => {
+                for (i, r) in idx.into_iter().zip(rs) {
+                    out[i] = Some(r);
+                }
+            }
+            _ => {
+                for i in idx {
+                    out[i] = Some(Err(Error::ShardUnavailable));
+                }
+            }
+        }
+    }
+    out.into_iter().map(|r| r.unwrap_or(Err(Error::ShardUnavailable))).collect()
+}

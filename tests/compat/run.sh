@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# shardlog client-compatibility suite.
+#
+# What: starts one broker (port 0, fresh temp log dir), then drives it with
+# real Kafka clients -- kafka-python, confluent-kafka (librdkafka) and kcat --
+# producing and consuming across clients, codecs and size limits. Prints one
+# line per test, "PASS name" or "FAIL name: reason" (a failing test's log
+# tail follows, indented), and ends with "N passed, M failed"; exits non-zero
+# if anything failed. The broker is stopped with SIGTERM on exit.
+#
+# Why: the broker must be a drop-in for Apache Kafka for the clients people
+# already use; unit tests cannot show that, only real clients can.
+#
+# Builds nothing. Inputs (environment):
+#   SHARDLOG_BIN   broker binary (default target/debug/shardlog, from repo root)
+#   COMPAT_VENV    venv with kafka-python + confluent-kafka (default
+#                  /opt/shardlog-compat-venv; .ci/run creates it)
+#   SHARDLOG_CORES shard.cores for the broker (default 0,1)
+#   COMPAT_TIMEOUT seconds allowed for each client command (default 120)
+#   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
+# Consumers use manual partition assignment only: no consumer groups yet.
+
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+
+BIN=${SHARDLOG_BIN:-target/debug/shardlog}
+VENV=${COMPAT_VENV:-/opt/shardlog-compat-venv}
+PY="$VENV/bin/python3"
+CORES=${SHARDLOG_CORES:-0,1}
+CLIENT_TIMEOUT=${COMPAT_TIMEOUT:-120}
+HERE=tests/compat
+RUN=$$                                   # makes topic names unique per run
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardlog-compat.XXXXXX")
+mkdir -p "$WORK/logs" "$WORK/io"
+BROKER_PID=""
+BOOTSTRAP=""
+NOT_RUNNABLE=""      # set when no test can run (no broker, missing client)
+PASSED=0
+FAILED=0
+CREATED_TOPICS=()    # "topic=partitions" of topics made by passing tests
+
+# ---------------------------------------------------------------- broker ----
+
+start_broker() {
+    if [ ! -x "$BIN" ]; then
+        NOT_RUNNABLE="broker binary $BIN not found or not executable (run cargo build)"
+        return 1
+    fi
+    "$BIN" start \
+        --set listeners=PLAINTEXT://127.0.0.1:0 \
+        --set "log.dirs=$WORK/data" \
+        --set "shard.cores=$CORES" \
+        >"$WORK/broker.out" 2>"$WORK/broker.err" </dev/null &
+    BROKER_PID=$!
+    # The broker prints "shardlog listening on HOST:PORT" once it accepts
+    # connections; port 0 means it chose the port, so read it from there.
+    local addr="" i
+    for ((i = 0; i < 300; i++)); do        # up to 30 s
+        addr=$(sed -n 's/^shardlog listening on \([^ ]*:[0-9][0-9]*\)[[:space:]]*$/\1/p' \
+                   "$WORK/broker.out" | head -n 1)
+        [ -n "$addr" ] && break
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            wait "$BROKER_PID"
+            NOT_RUNNABLE="broker exited with status $? before listening"
+            BROKER_PID=""
+            return 1
+        fi
+        sleep 0.1
+    done
+    if [ -z "$addr" ]; then
+        NOT_RUNNABLE="broker printed no 'shardlog listening on HOST:PORT' line within 30 s"
+        return 1
+    fi
+    BOOTSTRAP=$addr
+}
+
+# SIGTERM, wait up to $1 seconds, then SIGKILL. Sets STOP_STATUS.
+stop_broker() {
+    local grace=$1 i
+    STOP_STATUS=""
+    [ -n "$BROKER_PID" ] || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -KILL "$BROKER_PID" 2>/dev/null
+        wait "$BROKER_PID" 2>/dev/null
+        STOP_STATUS="still running ${grace}s after SIGTERM (killed)"
+    else
+        wait "$BROKER_PID" 2>/dev/null
+        STOP_STATUS=$?
+    fi
+    BROKER_PID=""
+}
+
+on_exit() {  # silent: the summary line must stay the last line printed
+    stop_broker 10
+    if [ "$FAILED" -eq 0 ] && [ "${COMPAT_KEEP:-0}" != 1 ]; then
+        rm -rf "$WORK"
+    fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------- helpers ----
+
+# Every client call goes through this: bounded in time, and a timeout is
+# reported as such (exit 124) rather than as a silent hang.
+bounded() {
+    timeout -k 5 "$CLIENT_TIMEOUT" "$@"
+    local rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        echo "FAIL: timed out after ${CLIENT_TIMEOUT}s: ${*:1:3} ..." >&2
+    fi
+    return $rc
+}
+
+py() { bounded "$PY" "$@"; }
+
+# N "key:value" lines, all distinct, tagged so cross-client mixups show.
+make_lines() {
+    awk -v n="$1" -v tag="$2" \
+        'BEGIN { for (i = 1; i <= n; i++) printf "key-%s-%04d:value-%s-%04d payload %d\n", tag, i, tag, i, i * i }'
+}
+
+# compare EXPECTED ACTUAL: identical files, or a diff excerpt and a reason.
+# The topics are 1-partition (auto-created, num.partitions=1), so order counts.
+compare() {
+    cmp -s "$1" "$2" && return 0
+    if cmp -s <(sort "$1") <(sort "$2"); then
+        echo "FAIL: same records but in a different order; a 1-partition topic" \
+             "(auto-created with num.partitions=1) must keep produce order" >&2
+        return 1
+    fi
+    diff "$1" "$2" | head -n 10 >&2
+    echo "FAIL: consumed data differs from produced: $(wc -l <"$2") lines back," \
+         "$(wc -l <"$1") sent (diff above)" >&2
+    return 1
+}
+
+kcat_produce() {  # TOPIC < lines
+    bounded kcat -P -b "$BOOTSTRAP" -t "$1" -K: -X message.timeout.ms=30000 \
+        || { echo "FAIL: kcat -P to $1 exited with status $?" >&2; return 1; }
+}
+
+kcat_consume() {  # TOPIC > lines
+    bounded kcat -C -b "$BOOTSTRAP" -t "$1" -o beginning -e -q -f '%k:%s\n' \
+        || { echo "FAIL: kcat -C from $1 exited with status $?" >&2; return 1; }
+}
+
+run_test() {  # NAME FUNCTION [ARGS...]
+    local name=$1; shift
+    local log="$WORK/logs/$name.log" rc reason
+    if [ -n "$NOT_RUNNABLE" ]; then
+        echo "FAIL $name: not run: $NOT_RUNNABLE"
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    "$@" >"$log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] && [ -n "$BROKER_PID" ] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        echo "FAIL: broker process died during the test" >>"$log"
+        rc=1
+    fi
+    if [ $rc -eq 0 ]; then
+        echo "PASS $name"
+        PASSED=$((PASSED + 1))
+    else
+        reason=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1)
+        reason=${reason#FAIL: }
+        echo "FAIL $name: ${reason:-exit status $rc}"
+        tail -n 25 "$log" | sed 's/^/    | /'
+        FAILED=$((FAILED + 1))
+    fi
+    if [ -n "$BROKER_PID" ] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        wait "$BROKER_PID"
+        NOT_RUNNABLE="broker died (exit status $?) during test $name"
+        BROKER_PID=""
+    fi
+}
+
+# ----------------------------------------------------------------- tests ----
+
+# kafka-python alone: CreateTopics (3 partitions), 1000 keyed records with
+# headers at acks=all, read back by assign + seek_to_beginning.
+test_kafka_python_roundtrip() {
+    local t="kp-roundtrip-$RUN"
+    py "$HERE/kafka_python_roundtrip.py" --bootstrap "$BOOTSTRAP" --topic "$t" || return 1
+    CREATED_TOPICS+=("$t=3")
+}
+
+# kcat alone, 1-partition auto-created topic, so order must be exact.
+test_kcat_roundtrip() {
+    local t="kcat-roundtrip-$RUN"
+    make_lines 500 kcat >"$WORK/io/$t.in"
+    kcat_produce "$t" <"$WORK/io/$t.in" || return 1
+    kcat_consume "$t" >"$WORK/io/$t.out" || return 1
+    compare "$WORK/io/$t.in" "$WORK/io/$t.out" || return 1
+    CREATED_TOPICS+=("$t=1")
+}
+
+test_kcat_to_kafka_python() {
+    local t="kcat-to-kp-$RUN"
+    make_lines 300 kcat2kp >"$WORK/io/$t.in"
+    kcat_produce "$t" <"$WORK/io/$t.in" || return 1
+    py "$HERE/kafka_python_tool.py" consume --bootstrap "$BOOTSTRAP" --topic "$t" \
+        --expect 300 >"$WORK/io/$t.out" || return 1
+    compare "$WORK/io/$t.in" "$WORK/io/$t.out"
+}
+
+test_kafka_python_to_kcat() {
+    local t="kp-to-kcat-$RUN"
+    make_lines 300 kp2kcat >"$WORK/io/$t.in"
+    py "$HERE/kafka_python_tool.py" produce --bootstrap "$BOOTSTRAP" --topic "$t" \
+        <"$WORK/io/$t.in" || return 1
+    kcat_consume "$t" >"$WORK/io/$t.out" || return 1
+    compare "$WORK/io/$t.in" "$WORK/io/$t.out"
+}
+
+# confluent-kafka produces with CODEC; kafka-python and confluent-kafka consume.
+test_compression() {
+    py "$HERE/compression.py" --bootstrap "$BOOTSTRAP" --topic "compressed-$1-$RUN" --codec "$1"
+}
+
+# kcat -L -J must list a CreateTopics topic, an auto-created one, and the
+# topics earlier passing tests created, with their partition counts.
+test_kcat_metadata() {
+    local t1="meta-created-$RUN" t2="meta-auto-$RUN" json="$WORK/io/metadata.json"
+    py "$HERE/kafka_python_tool.py" create --bootstrap "$BOOTSTRAP" --topic "$t1" \
+        --partitions 4 || return 1
+    echo "k:v" | kcat_produce "$t2" || return 1
+    bounded kcat -L -b "$BOOTSTRAP" -J >"$json" \
+        || { echo "FAIL: kcat -L exited with status $?" >&2; return 1; }
+    local expect=(--expect "$t1=4" --expect "$t2=1") spec
+    for spec in ${CREATED_TOPICS[@]+"${CREATED_TOPICS[@]}"}; do
+        expect+=(--expect "$spec")
+    done
+    py "$HERE/kcat_metadata_check.py" "$json" --broker "$BOOTSTRAP" "${expect[@]}"
+}
+
+test_large_message() {
+    py "$HERE/large_message.py" --bootstrap "$BOOTSTRAP" --topic "large-$1-$RUN" --mode "$1"
+}
+
+test_sigterm_shutdown() {
+    stop_broker 20
+    if [ "$STOP_STATUS" != 0 ]; then
+        echo "FAIL: broker did not exit cleanly on SIGTERM: status $STOP_STATUS" >&2
+        return 1
+    fi
+    echo "broker exited with status 0 after SIGTERM"
+}
+
+# ------------------------------------------------------------------ main ----
+
+if [ ! -x "$PY" ] || ! "$PY" -c 'import kafka, confluent_kafka' 2>/dev/null; then
+    NOT_RUNNABLE="no venv with kafka-python and confluent-kafka at $VENV (see .ci/run)"
+elif ! command -v kcat >/dev/null; then
+    NOT_RUNNABLE="kcat is not installed (apt-get install kcat)"
+elif ! start_broker; then
+    :   # NOT_RUNNABLE says why
+fi
+if [ -n "$NOT_RUNNABLE" ]; then
+    echo "FAIL broker-start: $NOT_RUNNABLE"
+    FAILED=$((FAILED + 1))
+    NOT_RUNNABLE="see broker-start"
+else
+    echo "compat: broker pid $BROKER_PID at $BOOTSTRAP, work dir $WORK" >&2
+fi
+
+run_test kafka-python-roundtrip test_kafka_python_roundtrip
+run_test kcat-roundtrip test_kcat_roundtrip
+run_test kcat-to-kafka-python test_kcat_to_kafka_python
+run_test kafka-python-to-kcat test_kafka_python_to_kcat
+for codec in gzip snappy lz4 zstd; do
+    run_test "confluent-$codec-to-kafka-python-and-confluent" test_compression "$codec"
+done
+run_test kcat-metadata test_kcat_metadata
+run_test large-message-under-limit test_large_message under
+run_test large-message-over-limit test_large_message over
+run_test broker-sigterm-shutdown test_sigterm_shutdown
+
+if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
+    echo "---- last lines of the broker's stderr ($WORK/broker.err) ----"
+    tail -n 40 "$WORK/broker.err" | sed 's/^/    | /'
+fi
+if [ "$FAILED" -gt 0 ] || [ "${COMPAT_KEEP:-0}" = 1 ]; then
+    echo "compat: logs and broker data kept in $WORK"
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
