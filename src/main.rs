@@ -38,6 +38,13 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    // A panic on any shard leaves partitions without an owner: stop the whole
+    // process (after the default hook prints the message) rather than limp on.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Start { profile, config, sets } => {
