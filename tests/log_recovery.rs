@@ -124,3 +124,26 @@ async fn torn_and_corrupt_tails_are_truncated_after_a_crash() {
     assert_eq!(next, vec![recs.len() as i64]);
     b.stop();
 }
+
+/// Disk reserved ahead of the writes grows with the data, so many small partitions
+/// do not each pin a whole `log.segment.bytes` (1 GiB by default) of disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_partitions_reserve_little_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let mut b = Broker::start(&[]);
+    let topic = topic_name("small");
+    create_topic(&b.bootstrap(), &topic, 20).await;
+    let p: FutureProducer = producer_config(&b.bootstrap()).create().expect("producer");
+    for part in 0..20 {
+        let f = p.send_result(FutureRecord::to(&topic).partition(part).key("k").payload("v")).expect("enqueue");
+        tokio::time::timeout(WAIT, f).await.expect("in time").expect("not canceled").expect("delivered");
+    }
+    let mut allocated = 0u64;
+    for part in 0..20 {
+        for l in segment_files(&b.log_dir().join(format!("{topic}-{part}")), "log") {
+            allocated += fs::metadata(&l).unwrap().blocks() * 512;
+        }
+    }
+    assert!(allocated <= 20 * 1024 * 1024, "20 one-record partitions hold {allocated} bytes of disk");
+    b.stop();
+}

@@ -116,7 +116,7 @@ impl PartitionLog {
         }
         // An empty non-active segment means a crash right after a roll; keep order consistent.
         if segments.is_empty() {
-            segments.push(Segment::create(&dir, 0, cfg.segment_bytes)?);
+            segments.push(Segment::create(&dir, 0)?);
         }
         // Older segments end where the next one begins.
         for i in 0..segments.len().saturating_sub(1) {
@@ -249,14 +249,14 @@ impl PartitionLog {
                     let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
                     let must_roll = active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms);
                     if must_roll {
-                        if let Err(e) = roll(&mut st, &self.dir, group[start].base_offset, &cfg) {
+                        if let Err(e) = roll(&mut st, &self.dir, group[start].base_offset) {
                             drop(st);
                             self.fail_group(&mut group[start..], e.kind());
                             return Err(e);
                         }
                     }
                 }
-                let active = st.segments.last().expect("active segment");
+                let active = st.segments.last_mut().expect("active segment");
                 while end < group.len() {
                     let len = (BATCH_HEADER_LEN + group[end].body.len()) as u64;
                     if end > start && active.size + bytes + len > cfg.segment_bytes {
@@ -265,6 +265,7 @@ impl PartitionLog {
                     bytes += len;
                     end += 1;
                 }
+                active.reserve(active.size + bytes, cfg.segment_bytes);
                 (active.file.clone(), active.size, end)
             };
             let run: Vec<Pending> = group.drain(start..end).collect();
@@ -416,8 +417,10 @@ impl PartitionLog {
             self.appended.wait().await;
         }
         self.flush().await?;
-        let st = self.state.borrow();
-        st.segments.last().expect("active segment").write_indexes()?;
+        let mut st = self.state.borrow_mut();
+        let active = st.segments.last_mut().expect("active segment");
+        active.release_reservation()?;
+        active.write_indexes()?;
         write_log_start(&self.dir, st.log_start_offset)
     }
 
@@ -428,11 +431,12 @@ impl PartitionLog {
 }
 
 /// Rolls: writes the old segment's indexes, fsyncs it, and opens a new active segment.
-fn roll(st: &mut State, dir: &Path, base_offset: i64, cfg: &LogConfig) -> io::Result<()> {
-    let old = st.segments.last().expect("active segment");
+fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
+    let old = st.segments.last_mut().expect("active segment");
+    old.release_reservation()?;
     old.write_indexes()?;
     old.file.sync_data()?;
-    let seg = Segment::create(dir, base_offset, cfg.segment_bytes)?;
+    let seg = Segment::create(dir, base_offset)?;
     st.segments.push(seg);
     Ok(())
 }

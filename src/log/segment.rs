@@ -13,8 +13,13 @@
 //! it is rolled or the broker stops cleanly; after a crash the active segment's
 //! indexes are rebuilt by scanning it (see `recovery`), which is also how a
 //! missing or corrupt index of an older segment is replaced.
-//! The `.log` file is preallocated with `FALLOC_FL_KEEP_SIZE`, so its size is
-//! always the end of the written data and a torn tail is easy to find.
+//! The `.log` file is preallocated ahead of the writes with `FALLOC_FL_KEEP_SIZE`
+//! (so its size is always the end of the written data and a torn tail is easy to
+//! find), growing geometrically: the reservation ahead equals the data written so
+//! far, between [`PREALLOC_MIN_BYTES`] and [`PREALLOC_MAX_BYTES`]. Reserving a whole
+//! `segment.bytes` up front would pin 1 GiB of disk per partition even when a
+//! partition holds a few bytes (thousands of partitions would fill any disk).
+//! The unused reservation is released when a segment is rolled or closed.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -30,6 +35,11 @@ use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 pub const INDEX_ENTRY_BYTES: usize = 8;
 /// Bytes of one `.timeindex` entry (timestamp i64 + relative offset u32).
 pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
+
+/// Smallest step of disk reserved ahead of the writes.
+pub const PREALLOC_MIN_BYTES: u64 = 64 * 1024;
+/// Largest step of disk reserved ahead of the writes.
+pub const PREALLOC_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// File name stem of a segment: the base offset, zero-padded to 20 digits (Kafka).
 pub fn file_stem(base_offset: i64) -> String {
@@ -56,6 +66,8 @@ pub struct Segment {
     pub bytes_since_index: u64,
     /// When this segment was created or loaded (for `log.roll.ms`).
     pub created: Instant,
+    /// File bytes reserved so far (a write past this first reserves more).
+    preallocated: u64,
     dir: PathBuf,
 }
 
@@ -64,17 +76,9 @@ impl Segment {
         dir.join(format!("{}.{ext}", file_stem(base)))
     }
 
-    /// Creates an empty segment, preallocating `prealloc_bytes` without changing its size.
-    pub fn create(dir: &Path, base_offset: i64, prealloc_bytes: u64) -> io::Result<Segment> {
+    /// Creates an empty segment.
+    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(Self::path(dir, base_offset, "log"))?;
-        if prealloc_bytes > 0 {
-            // SAFETY: fallocate on our own fd. KEEP_SIZE reserves blocks but leaves the size at 0.
-            let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, prealloc_bytes as i64) };
-            if r != 0 {
-                // Some filesystems (tmpfs on old kernels) lack it; writes still work.
-                tracing::debug!("fallocate not available: {}", io::Error::last_os_error());
-            }
-        }
         Ok(Segment {
             base_offset,
             file: Arc::new(file),
@@ -85,8 +89,39 @@ impl Segment {
             time_index: Vec::new(),
             bytes_since_index: 0,
             created: Instant::now(),
+            preallocated: 0,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Reserves disk so a write ending at `end` lands in preallocated space, at most
+    /// up to `limit` (the segment size cap). Failure only loses the optimisation:
+    /// a full disk then shows up as the write's own error.
+    pub fn reserve(&mut self, end: u64, limit: u64) {
+        if end <= self.preallocated {
+            return;
+        }
+        let ahead = end.clamp(PREALLOC_MIN_BYTES, PREALLOC_MAX_BYTES);
+        let target = (end + ahead).min(limit.max(end));
+        // SAFETY: fallocate on our own fd; KEEP_SIZE reserves blocks without changing the size.
+        let r = unsafe {
+            libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, self.preallocated as i64, (target - self.preallocated) as i64)
+        };
+        if r == 0 {
+            self.preallocated = target;
+        } else {
+            tracing::debug!("fallocate failed: {}", io::Error::last_os_error());
+            self.preallocated = end;
+        }
+    }
+
+    /// Gives back disk reserved past the written data (at roll and close).
+    pub fn release_reservation(&mut self) -> io::Result<()> {
+        if self.preallocated > self.size {
+            self.file.set_len(self.size)?;
+            self.preallocated = self.size;
+        }
+        Ok(())
     }
 
     /// Opens an existing segment. When `recover` is set (unclean shutdown, or the
@@ -106,6 +141,7 @@ impl Segment {
             time_index: Vec::new(),
             bytes_since_index: 0,
             created: Instant::now(),
+            preallocated: file_len,
             dir: dir.to_path_buf(),
         };
         if !recover && seg.load_indexes().is_ok() {
