@@ -90,6 +90,18 @@ pub struct Config {
     pub queued_max_requests: usize,
     /// `fetch.max.bytes`: upper bound for one Fetch response (Kafka's broker default 55 MiB).
     pub fetch_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (fixed once created).
+    pub offsets_topic_num_partitions: i32,
+    /// `group.min.session.timeout.ms`: smallest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`: largest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u64,
+    /// `offsets.retention.minutes`: offsets of an empty group older than this are dropped.
+    pub offsets_retention_minutes: u64,
+    /// `offset.metadata.max.bytes`: longest metadata string of a committed offset.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -116,6 +128,12 @@ impl Default for Config {
             xshard_channel_capacity: 1024,
             queued_max_requests: 500,
             fetch_max_bytes: 55 * 1024 * 1024,
+            group_initial_rebalance_delay_ms: 3000,
+            offsets_topic_num_partitions: 50,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 10080,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -245,6 +263,12 @@ impl Config {
             "xshard.channel.capacity" => self.xshard_channel_capacity = parse_num(key, v)?,
             "queued.max.requests" => self.queued_max_requests = parse_num(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, v)?,
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, v)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, v)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, v)?,
+            "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(key, v)?,
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, v)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -275,6 +299,12 @@ impl Config {
         }
         if self.xshard_channel_capacity == 0 || self.queued_max_requests == 0 {
             return Err(bad("xshard.channel.capacity / queued.max.requests", "must be positive"));
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err(bad("offsets.topic.num.partitions", "must be at least 1"));
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(bad("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms"));
         }
         if let ShardCores::List(c) = &self.shard_cores {
             if c.is_empty() {

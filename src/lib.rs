@@ -8,6 +8,7 @@
 //! handlers/  one file per Kafka API
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
 //! shard/     partition owner: logs, metadata image, fetch waiters (Rc/RefCell, no locks)
+//! coordinator/ consumer groups, on the shard owning the group's __consumer_offsets partition
 //! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
 //! ---- ground floor, usable by all ----
 //! protocol/  kafka-protocol codecs, RecordBatch-as-bytes, zero-copy Fetch encoding
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod handlers;
 pub mod io;

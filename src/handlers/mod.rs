@@ -4,10 +4,22 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod group_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::cell::RefCell;
 use std::rc::Rc;

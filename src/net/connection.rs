@@ -32,6 +32,7 @@ const READ_CHUNK_BYTES: usize = 256 * 1024;
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
+    let peer: Rc<str> = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
     let cfg = ctx.shard().cfg.clone();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
 
@@ -43,8 +44,8 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
-                        let ctx = ctx.clone();
-                        let task = glommio::spawn_local(async move { route(&ctx, frame).await }).detach();
+                        let (ctx, peer) = (ctx.clone(), peer.clone());
+                        let task = glommio::spawn_local(async move { route(&ctx, frame, &peer).await }).detach();
                         if tx.send(task).await.is_err() {
                             return;
                         }

@@ -5,7 +5,11 @@
 //! unsupported version of any other API (Kafka closes in those cases too).
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    ProduceRequest, SyncGroupRequest,
+};
 
 use crate::handlers::{self, Ctx};
 use crate::protocol::{decode_body, decode_header, encode_response, peek_header, supported_range, ResponseFrame};
@@ -33,7 +37,8 @@ macro_rules! respond {
 }
 
 /// Routes one request frame (without its size prefix) to its handler.
-pub async fn route(ctx: &Ctx, mut frame: Bytes) -> Outcome {
+/// `client_host` is the peer address (reported by DescribeGroups).
+pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
     let Some(h) = peek_header(&frame) else {
         return Outcome::Close("request shorter than its header".into());
     };
@@ -50,9 +55,11 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes) -> Outcome {
         }
         return Outcome::Close(format!("unsupported version {v} of {key:?} (supported {lo}-{hi})"));
     }
-    if let Err(e) = decode_header(&mut frame, key, v) {
-        return Outcome::Close(format!("bad {key:?} request header: {e}"));
-    }
+    let header = match decode_header(&mut frame, key, v) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(format!("bad {key:?} request header: {e}")),
+    };
+    let client_id = header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
     macro_rules! body {
         ($t:ty) => {
             match decode_body::<$t>(&mut frame, v) {
@@ -93,6 +100,61 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes) -> Outcome {
         ApiKey::ListOffsets => {
             let req = body!(ListOffsetsRequest);
             let resp = handlers::list_offsets::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::FindCoordinator => {
+            let req = body!(FindCoordinatorRequest);
+            let resp = handlers::find_coordinator::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::JoinGroup => {
+            let req = body!(JoinGroupRequest);
+            let resp = handlers::join_group::handle(ctx, req, v, client_id, client_host.to_string()).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::SyncGroup => {
+            let req = body!(SyncGroupRequest);
+            let resp = handlers::sync_group::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::Heartbeat => {
+            let req = body!(HeartbeatRequest);
+            let resp = handlers::heartbeat::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::LeaveGroup => {
+            let req = body!(LeaveGroupRequest);
+            let resp = handlers::leave_group::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::OffsetCommit => {
+            let req = body!(OffsetCommitRequest);
+            let resp = handlers::offset_commit::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::OffsetFetch => {
+            let req = body!(OffsetFetchRequest);
+            let resp = handlers::offset_fetch::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ListGroups => {
+            let req = body!(ListGroupsRequest);
+            let resp = handlers::list_groups::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeGroups => {
+            let req = body!(DescribeGroupsRequest);
+            let resp = handlers::describe_groups::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DeleteGroups => {
+            let req = body!(DeleteGroupsRequest);
+            let resp = handlers::delete_groups::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::OffsetDelete => {
+            let req = body!(OffsetDeleteRequest);
+            let resp = handlers::offset_delete::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         _ => Outcome::Close(format!("api {key:?} is not implemented")),

@@ -146,6 +146,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 };
                 spawn_stop_watcher(shard.clone(), stop_fd);
                 spawn_flusher(shard.clone());
+                spawn_group_ticker(shard.clone());
                 let _ = ready_tx.send(Ok(id));
                 crate::net::listener::serve(ctx, listener).await;
                 // Every shard stops taking requests before any closes its logs,
@@ -204,6 +205,17 @@ fn spawn_flusher(shard: std::rc::Rc<Shard>) {
         while !shard.stopping.get() {
             glommio::timer::sleep(Duration::from_millis(ms.clamp(1, 1000))).await;
             shard.flush_due().await;
+        }
+    })
+    .detach();
+}
+
+/// Drives group timeouts (sessions, rebalances, offset retention) every 100 ms.
+fn spawn_group_ticker(shard: std::rc::Rc<Shard>) {
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            shard.coordinator.tick();
         }
     })
     .detach();

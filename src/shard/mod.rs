@@ -47,11 +47,14 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Woken when `stopping` is set.
     pub stop_signal: Notify,
+    /// Groups whose `__consumer_offsets` partition this shard owns.
+    pub coordinator: crate::coordinator::GroupCoordinator,
 }
 
 impl Shard {
     /// Builds the shard and opens the logs it owns in `image`.
     pub fn new(id: usize, nr_shards: usize, cfg: Arc<Config>, ring: Ring, advertised: (String, u16), image: Arc<MetadataImage>, recover: bool) -> Result<Rc<Shard>> {
+        let cfg_for_groups = cfg.clone();
         let shard = Rc::new(Shard {
             id,
             nr_shards,
@@ -65,6 +68,7 @@ impl Shard {
             recover,
             stopping: Cell::new(false),
             stop_signal: Notify::default(),
+            coordinator: crate::coordinator::GroupCoordinator::new(cfg_for_groups),
         });
         shard.open_owned(&image)?;
         Ok(shard)
@@ -92,6 +96,9 @@ impl Shard {
                     continue;
                 }
                 let log = PartitionLog::open(&self.cfg.log_dir, &t.name, i as i32, lc.clone(), self.ring.clone(), self.recover)?;
+                if t.name == crate::coordinator::OFFSETS_TOPIC {
+                    self.coordinator.add_partition(i as i32, log.clone())?;
+                }
                 self.logs.borrow_mut().insert(tp, log);
             }
         }
@@ -122,6 +129,10 @@ impl Shard {
                 ShardResponse::CreateTopics(self.create_topics(topics, validate_only).await)
             }
             ShardRequest::GetMetadata => ShardResponse::Metadata(self.image()),
+            ShardRequest::Group(req) => {
+                let image = self.image();
+                ShardResponse::Group(self.coordinator.handle(req, &image).await)
+            }
             ShardRequest::ApplyMetadata { image } => {
                 if image.version > self.image.borrow().version {
                     *self.image.borrow_mut() = image.clone();

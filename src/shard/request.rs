@@ -45,6 +45,8 @@ pub enum ShardRequest {
     ListOffsets { partitions: Vec<(TopicPartition, i64)> },
     /// Controller only: create topics and push the new image to every shard.
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
+    /// A consumer-group request for a group this shard coordinates.
+    Group(crate::coordinator::GroupRequest),
     /// Controller only: the authoritative image.
     GetMetadata,
     /// Install a new metadata image and open logs for newly owned partitions.
@@ -61,4 +63,5 @@ pub enum ShardResponse {
     CreateTopics(Vec<Result<(), Error>>),
     MetadataApplied,
     Metadata(Arc<MetadataImage>),
+    Group(crate::coordinator::GroupResponse),
 }

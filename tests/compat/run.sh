@@ -246,6 +246,15 @@ test_large_message() {
     py "$HERE/large_message.py" --bootstrap "$BOOTSTRAP" --topic "large-$1-$RUN" --mode "$1"
 }
 
+# Consumer groups: two kafka-python members with the range or the roundrobin
+# assignor, or one kafka-python + one confluent-kafka member on "range"
+# (mixed); disjoint and complete assignments, every record consumed once,
+# and a new member resumes from the committed offsets.
+test_kafka_python_groups() {
+    py "$HERE/kafka_python_groups.py" --bootstrap "$BOOTSTRAP" \
+        --topic "kp-groups-$1-$RUN" --scenario "$1"
+}
+
 test_sigterm_shutdown() {
     stop_broker 20
     if [ "$STOP_STATUS" != 0 ]; then
@@ -282,6 +291,9 @@ done
 run_test kcat-metadata test_kcat_metadata
 run_test large-message-under-limit test_large_message under
 run_test large-message-over-limit test_large_message over
+for scenario in range roundrobin mixed; do
+    run_test "kafka-python-group-$scenario" test_kafka_python_groups "$scenario"
+done
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then

@@ -1,0 +1,321 @@
+//! One consumer group's state machine (Kafka's classic protocol):
+//! Empty -> PreparingRebalance -> CompletingRebalance -> Stable, and Dead once
+//! deleted. Pure state: no I/O, no awaits — the coordinator drives it and
+//! persists what changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use serde::{Deserialize, Serialize};
+
+/// Kafka's group states, named as DescribeGroups/ListGroups print them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// What a JoinGroup waiter is answered with.
+#[derive(Debug, Clone)]
+pub struct JoinResult {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// (member id, group instance id, metadata) — only for the leader.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// What a SyncGroup waiter is answered with: (error, assignment).
+pub type SyncResult = (i16, Bytes);
+
+/// A group member.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    /// (protocol name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    #[serde(skip, default = "Instant::now")]
+    pub last_heartbeat: Instant,
+    #[serde(skip)]
+    pub join_waiter: Option<oneshot::Sender<JoinResult>>,
+    #[serde(skip)]
+    pub sync_waiter: Option<oneshot::Sender<SyncResult>>,
+}
+
+impl Member {
+    /// Metadata this member sent for `protocol`.
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+    }
+
+    /// Alive = heartbeat within the session timeout, or parked in a JoinGroup.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.join_waiter.is_none() && now.duration_since(self.last_heartbeat) > Duration::from_millis(self.session_timeout_ms)
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp_ms: i64,
+}
+
+/// A consumer group: membership, generation, assignments and committed offsets.
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub generation: i32,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined.
+    pub pending_members: HashMap<String, Instant>,
+    /// group.instance.id -> member id (static membership).
+    pub static_members: HashMap<String, String>,
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// When PreparingRebalance must complete even if members are missing.
+    pub rebalance_deadline: Option<Instant>,
+    /// A new group waits this long for more members (group.initial.rebalance.delay.ms).
+    pub initial_delay_until: Option<Instant>,
+    /// When the group last became Empty (for offsets.retention.minutes).
+    pub empty_since_ms: Option<i64>,
+}
+
+impl Group {
+    pub fn new(id: String) -> Group {
+        Group {
+            id,
+            state: GroupState::Empty,
+            protocol_type: None,
+            protocol_name: None,
+            generation: 0,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_members: HashMap::new(),
+            static_members: HashMap::new(),
+            offsets: BTreeMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            empty_since_ms: Some(super::now_ms()),
+        }
+    }
+
+    /// Protocols every member supports, in the candidate order of the first member.
+    fn common_protocols(&self) -> Vec<String> {
+        let mut it = self.members.values();
+        let Some(first) = it.next() else { return Vec::new() };
+        let mut common: Vec<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
+        for m in it {
+            common.retain(|p| m.protocols.iter().any(|(n, _)| n == p));
+        }
+        common
+    }
+
+    /// Would a member with these protocols leave the group without a common protocol?
+    pub fn supports_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)], except: Option<&str>) -> bool {
+        let others: Vec<&Member> = self.members.values().filter(|m| Some(m.id.as_str()) != except).collect();
+        if others.is_empty() {
+            return !protocols.is_empty();
+        }
+        if self.protocol_type.as_deref().is_some_and(|t| t != protocol_type) {
+            return false;
+        }
+        protocols.iter().any(|(p, _)| others.iter().all(|m| m.protocols.iter().any(|(n, _)| n == p)))
+    }
+
+    /// Kafka's vote: each member votes for its most preferred common protocol.
+    fn select_protocol(&self) -> Option<String> {
+        let common = self.common_protocols();
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some((p, _)) = m.protocols.iter().find(|(n, _)| common.contains(n)) {
+                *votes.entry(p.as_str()).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max()?;
+        common.into_iter().find(|p| votes.get(p.as_str()) == Some(&best))
+    }
+
+    /// Enters PreparingRebalance: running syncs are told REBALANCE_IN_PROGRESS.
+    pub fn prepare_rebalance(&mut self, initial_delay_ms: u64) {
+        let now = Instant::now();
+        if self.state == GroupState::Empty {
+            self.initial_delay_until = Some(now + Duration::from_millis(initial_delay_ms));
+        }
+        for m in self.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send((kafka_protocol::ResponseError::RebalanceInProgress.code(), Bytes::new()));
+            }
+        }
+        let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+        self.rebalance_deadline = Some(now + Duration::from_millis(timeout));
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Completes the join phase when every member has rejoined (after the initial
+    /// delay) or the rebalance timeout passed (members that did not rejoin are
+    /// removed). Returns true when the group changed (and must be persisted).
+    pub fn maybe_complete_join(&mut self, now: Instant) -> bool {
+        if self.state != GroupState::PreparingRebalance {
+            return false;
+        }
+        if self.initial_delay_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        let all_joined = self.members.values().all(|m| m.join_waiter.is_some());
+        let timed_out = self.rebalance_deadline.is_some_and(|t| now >= t);
+        if !all_joined && !timed_out {
+            return false;
+        }
+        if !all_joined {
+            let gone: Vec<String> = self.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.id.clone()).collect();
+            for id in gone {
+                self.remove_member(&id);
+            }
+        }
+        self.initial_delay_until = None;
+        self.rebalance_deadline = None;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol_name = None;
+            self.leader = None;
+            self.empty_since_ms = Some(super::now_ms());
+            return true;
+        }
+        self.protocol_name = self.select_protocol();
+        if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let leader = self.leader.clone().unwrap_or_default();
+        let all: Vec<(String, Option<String>, Bytes)> =
+            self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata_for(&protocol))).collect();
+        for m in self.members.values_mut() {
+            m.assignment = Bytes::new();
+            m.last_heartbeat = now;
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult {
+                    error: 0,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol_name.clone(),
+                    leader: leader.clone(),
+                    member_id: m.id.clone(),
+                    members: if m.id == leader { all.clone() } else { Vec::new() },
+                });
+            }
+        }
+        true
+    }
+
+    /// The answer for a member that rejoins with nothing changed: the current generation.
+    pub fn current_join(&self, member_id: &str) -> JoinResult {
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        JoinResult {
+            error: 0,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: leader.clone(),
+            member_id: member_id.to_string(),
+            members: if member_id == leader {
+                self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata_for(&protocol))).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Removes a member, answering its parked requests with UNKNOWN_MEMBER_ID.
+    pub fn remove_member(&mut self, id: &str) {
+        if let Some(mut m) = self.members.remove(id) {
+            let code = kafka_protocol::ResponseError::UnknownMemberId.code();
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult { error: code, generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: id.to_string(), members: Vec::new() });
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send((code, Bytes::new()));
+            }
+            if let Some(inst) = &m.instance_id {
+                if self.static_members.get(inst).is_some_and(|mid| mid == id) {
+                    self.static_members.remove(inst);
+                }
+            }
+        }
+        if self.leader.as_deref() == Some(id) {
+            self.leader = None;
+        }
+        if self.members.is_empty() && self.state != GroupState::PreparingRebalance {
+            self.protocol_type = if self.offsets.is_empty() { None } else { self.protocol_type.clone() };
+        }
+    }
+
+    /// Applies the leader's assignment and answers every parked SyncGroup.
+    pub fn complete_sync(&mut self, assignments: Vec<(String, Bytes)>) {
+        let map: HashMap<String, Bytes> = assignments.into_iter().collect();
+        for m in self.members.values_mut() {
+            m.assignment = map.get(&m.id).cloned().unwrap_or_default();
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send((0, m.assignment.clone()));
+            }
+        }
+        self.state = GroupState::Stable;
+    }
+
+    /// Topics the members subscribe to (from consumer-protocol metadata).
+    pub fn subscribed_topics(&self) -> Option<std::collections::BTreeSet<String>> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.clone()?;
+        let mut out = std::collections::BTreeSet::new();
+        for m in self.members.values() {
+            let mut meta = m.metadata_for(&protocol);
+            if meta.len() < 2 {
+                continue;
+            }
+            let version = i16::from_be_bytes([meta[0], meta[1]]);
+            let _ = bytes::Buf::get_i16(&mut meta);
+            if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)) {
+                out.extend(sub.topics.iter().map(|t| t.to_string()));
+            }
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,730 @@
+//! The group coordinator (Kafka's classic consumer-group protocol).
+//!
+//! A group lives on the shard that owns its `__consumer_offsets` partition
+//! (`abs(javaHashCode(group.id)) % offsets.topic.num.partitions`, Kafka's
+//! formula), so all of a group's state is touched by one core only. Offsets and
+//! group metadata are appended to that partition and replayed when the shard
+//! opens it, so they survive restarts and kill -9.
+
+pub mod group;
+pub mod store;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use kafka_protocol::messages::{HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest};
+use kafka_protocol::ResponseError as E;
+
+use crate::config::Config;
+use crate::log::PartitionLog;
+use crate::shard::metadata::MetadataImage;
+use group::{CommittedOffset, Group, GroupState, JoinResult, Member};
+use store::{GroupSnapshot, StoreKey, StoreRecord};
+
+/// The internal topic holding offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Java's `String.hashCode` (UTF-16 code units, wrapping) — Kafka places groups with it.
+pub fn java_hash_code(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka's `Utils.abs(hash) % n`).
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_hash_code(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Group requests a shard serves for the groups it coordinates.
+pub enum GroupRequest {
+    Join { req: JoinGroupRequest, version: i16, client_id: String, client_host: String },
+    Sync { req: SyncGroupRequest },
+    Heartbeat { req: HeartbeatRequest },
+    Leave { req: LeaveGroupRequest },
+    OffsetCommit { req: OffsetCommitRequest },
+    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>> },
+    List { states: Vec<String> },
+    Describe { groups: Vec<String> },
+    Delete { groups: Vec<String> },
+    OffsetDelete { req: OffsetDeleteRequest },
+}
+
+/// A described group, ready for DescribeGroups.
+pub struct GroupDescription {
+    pub group: String,
+    pub error: i16,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// Offsets by topic: (partition, offset, leader epoch, metadata, error).
+pub type OffsetsByTopic = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
+/// Per-partition error codes by topic.
+pub type ErrorsByTopic = Vec<(String, Vec<(i32, i16)>)>;
+
+/// Answers to [`GroupRequest`]s.
+pub enum GroupResponse {
+    Join(JoinResult),
+    /// (error, assignment, protocol type, protocol name)
+    Sync(i16, Bytes, Option<String>, Option<String>),
+    Heartbeat(i16),
+    /// (top-level error, per member (member id, instance id, error))
+    Leave(i16, Vec<(String, Option<String>, i16)>),
+    OffsetCommit(ErrorsByTopic),
+    /// (group error, offsets)
+    OffsetFetch(i16, OffsetsByTopic),
+    /// (group, protocol type, state)
+    List(Vec<(String, String, &'static str)>),
+    Describe(Vec<GroupDescription>),
+    Delete(Vec<(String, i16)>),
+    OffsetDelete(i16, ErrorsByTopic),
+}
+
+/// One shard's coordinator: the groups of the `__consumer_offsets` partitions it owns.
+pub struct GroupCoordinator {
+    cfg: Arc<Config>,
+    groups: RefCell<HashMap<String, Group>>,
+    logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+}
+
+fn snapshot_record(g: &Group) -> (StoreKey, Option<Vec<u8>>) {
+    let key = StoreKey::Group { group: g.id.clone() };
+    let snap = GroupSnapshot {
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol_name.clone(),
+        generation: g.generation,
+        leader: g.leader.clone(),
+        members: Vec::new(),
+    };
+    // Members are serialized by reference to avoid cloning their waiters.
+    let mut value = serde_json::to_value(&snap).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("members".into(), serde_json::to_value(g.members.values().collect::<Vec<&Member>>()).unwrap_or_default());
+    }
+    (key, serde_json::to_vec(&value).ok())
+}
+
+fn join_error(code: i16, member_id: String) -> JoinResult {
+    JoinResult { error: code, generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id, members: Vec::new() }
+}
+
+impl GroupCoordinator {
+    pub fn new(cfg: Arc<Config>) -> GroupCoordinator {
+        GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()) }
+    }
+
+    /// Takes over a `__consumer_offsets` partition: replays it into group state.
+    pub fn add_partition(&self, partition: i32, log: Rc<PartitionLog>) -> crate::error::Result<()> {
+        let records = store::replay(&log)?;
+        let mut groups = self.groups.borrow_mut();
+        for r in records {
+            match r {
+                StoreRecord::Offset { group, topic, partition, value } => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    match value {
+                        Some(v) => {
+                            g.offsets.insert((topic, partition), v);
+                        }
+                        None => {
+                            g.offsets.remove(&(topic, partition));
+                        }
+                    }
+                }
+                StoreRecord::Group { group, value } => match value {
+                    Some(s) => {
+                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                        g.protocol_type = s.protocol_type;
+                        g.protocol_name = s.protocol_name;
+                        g.generation = s.generation;
+                        g.leader = s.leader;
+                        g.members.clear();
+                        g.static_members.clear();
+                        for mut m in s.members {
+                            m.last_heartbeat = Instant::now();
+                            if let Some(i) = &m.instance_id {
+                                g.static_members.insert(i.clone(), m.id.clone());
+                            }
+                            g.members.insert(m.id.clone(), m);
+                        }
+                        g.state = if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                    }
+                    None => {
+                        if let Some(g) = groups.get_mut(&group) {
+                            if g.offsets.is_empty() {
+                                groups.remove(&group);
+                            } else {
+                                g.members.clear();
+                                g.state = GroupState::Empty;
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        drop(groups);
+        self.logs.borrow_mut().insert(partition, log);
+        Ok(())
+    }
+
+    fn partition_of(&self, group: &str) -> i32 {
+        partition_for(group, self.cfg.offsets_topic_num_partitions)
+    }
+
+    fn log_for(&self, group: &str) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow().get(&self.partition_of(group)).cloned()
+    }
+
+    /// Appends in the background; group state already reflects the change.
+    fn persist(&self, group: &str, records: Vec<(StoreKey, Option<Vec<u8>>)>) {
+        if let Some(log) = self.log_for(group) {
+            glommio::spawn_local(async move {
+                if let Err(e) = store::append(&log, records).await {
+                    tracing::error!("persisting group state failed: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn persist_snapshot(&self, group: &str) {
+        let rec = self.groups.borrow().get(group).map(snapshot_record);
+        if let Some(r) = rec {
+            self.persist(group, vec![r]);
+        }
+    }
+
+    /// Serves one group request.
+    pub async fn handle(&self, req: GroupRequest, image: &MetadataImage) -> GroupResponse {
+        match req {
+            GroupRequest::Join { req, version, client_id, client_host } => GroupResponse::Join(self.join(req, version, client_id, client_host).await),
+            GroupRequest::Sync { req } => self.sync(req).await,
+            GroupRequest::Heartbeat { req } => GroupResponse::Heartbeat(self.heartbeat(req)),
+            GroupRequest::Leave { req } => self.leave(req),
+            GroupRequest::OffsetCommit { req } => GroupResponse::OffsetCommit(self.commit(req, image).await),
+            GroupRequest::OffsetFetch { group, topics } => self.fetch_offsets(&group, topics),
+            GroupRequest::List { states } => GroupResponse::List(
+                self.groups
+                    .borrow()
+                    .values()
+                    .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state.name())))
+                    .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+                    .collect(),
+            ),
+            GroupRequest::Describe { groups } => GroupResponse::Describe(groups.into_iter().map(|g| self.describe(g)).collect()),
+            GroupRequest::Delete { groups } => GroupResponse::Delete(groups.into_iter().map(|g| self.delete(g)).collect()),
+            GroupRequest::OffsetDelete { req } => self.offset_delete(req, image),
+        }
+    }
+
+    async fn join(&self, req: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinResult {
+        let gid = req.group_id.0.to_string();
+        let member_id = req.member_id.to_string();
+        if gid.is_empty() {
+            return join_error(E::InvalidGroupId.code(), member_id);
+        }
+        if self.log_for(&gid).is_none() {
+            return join_error(E::NotCoordinator.code(), member_id);
+        }
+        let session = req.session_timeout_ms.max(0) as u64;
+        if session < self.cfg.group_min_session_timeout_ms || session > self.cfg.group_max_session_timeout_ms {
+            return join_error(E::InvalidSessionTimeout.code(), member_id);
+        }
+        let rebalance = if version == 0 { session } else { req.rebalance_timeout_ms.max(0) as u64 };
+        let protocols: Vec<(String, Bytes)> = req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
+        let protocol_type = req.protocol_type.to_string();
+        let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+        let delay = self.cfg.group_initial_rebalance_delay_ms;
+        let now = Instant::now();
+        let (rx, changed) = {
+            let mut groups = self.groups.borrow_mut();
+            if member_id.is_empty() {
+                groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+            }
+            let Some(g) = groups.get_mut(&gid) else {
+                return join_error(E::UnknownMemberId.code(), member_id);
+            };
+            let except = if member_id.is_empty() { instance.as_ref().and_then(|i| g.static_members.get(i).cloned()) } else { Some(member_id.clone()) };
+            if !g.supports_protocols(&protocol_type, &protocols, except.as_deref()) {
+                return join_error(E::InconsistentGroupProtocol.code(), member_id);
+            }
+            let new_member = |id: String| Member {
+                id,
+                instance_id: instance.clone(),
+                client_id: client_id.clone(),
+                client_host: client_host.clone(),
+                session_timeout_ms: session,
+                rebalance_timeout_ms: rebalance,
+                protocols: protocols.clone(),
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            };
+            let id: String;
+            if member_id.is_empty() {
+                let fresh = format!("{}-{}", if client_id.is_empty() { "member" } else { &client_id }, uuid::Uuid::new_v4());
+                if let Some(inst) = &instance {
+                    if let Some(old) = g.static_members.get(inst).cloned() {
+                        // A static member rejoining: take over its old identity without a rebalance.
+                        if let Some(mut m) = g.members.remove(&old) {
+                            if let Some(w) = m.join_waiter.take() {
+                                let _ = w.send(join_error(E::FencedInstanceId.code(), old.clone()));
+                            }
+                            if let Some(w) = m.sync_waiter.take() {
+                                let _ = w.send((E::FencedInstanceId.code(), Bytes::new()));
+                            }
+                            let unchanged = m.protocols == protocols;
+                            m.id = fresh.clone();
+                            m.protocols = protocols.clone();
+                            m.session_timeout_ms = session;
+                            m.rebalance_timeout_ms = rebalance;
+                            m.last_heartbeat = now;
+                            g.members.insert(fresh.clone(), m);
+                            g.static_members.insert(inst.clone(), fresh.clone());
+                            if g.leader.as_deref() == Some(old.as_str()) {
+                                g.leader = Some(fresh.clone());
+                            }
+                            if unchanged && matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance) {
+                                let mut r = g.current_join(&fresh);
+                                r.members.clear();
+                                drop(groups);
+                                self.persist_snapshot(&gid);
+                                return r;
+                            }
+                        } else {
+                            g.members.insert(fresh.clone(), new_member(fresh.clone()));
+                            g.static_members.insert(inst.clone(), fresh.clone());
+                        }
+                    } else {
+                        g.members.insert(fresh.clone(), new_member(fresh.clone()));
+                        g.static_members.insert(inst.clone(), fresh.clone());
+                    }
+                } else if version >= 4 {
+                    g.pending_members.insert(fresh.clone(), now);
+                    return join_error(E::MemberIdRequired.code(), fresh);
+                } else {
+                    g.members.insert(fresh.clone(), new_member(fresh.clone()));
+                }
+                id = fresh;
+            } else if g.pending_members.remove(&member_id).is_some() {
+                g.members.insert(member_id.clone(), new_member(member_id.clone()));
+                id = member_id.clone();
+            } else if let Some(m) = g.members.get_mut(&member_id) {
+                if let Some(inst) = &instance {
+                    if g.static_members.get(inst) != Some(&member_id) {
+                        return join_error(E::FencedInstanceId.code(), member_id);
+                    }
+                }
+                let unchanged = m.protocols == protocols;
+                m.protocols = protocols.clone();
+                m.session_timeout_ms = session;
+                m.rebalance_timeout_ms = rebalance;
+                m.last_heartbeat = now;
+                let is_leader = g.leader.as_deref() == Some(member_id.as_str());
+                match g.state {
+                    GroupState::CompletingRebalance if unchanged => return g.current_join(&member_id),
+                    GroupState::Stable if unchanged && !is_leader => return g.current_join(&member_id),
+                    GroupState::Empty | GroupState::Dead => return join_error(E::UnknownMemberId.code(), member_id),
+                    _ => {}
+                }
+                id = member_id.clone();
+            } else {
+                return join_error(E::UnknownMemberId.code(), member_id);
+            }
+            if g.protocol_type.is_none() {
+                g.protocol_type = Some(protocol_type.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(m) = g.members.get_mut(&id) {
+                m.join_waiter = Some(tx);
+            }
+            if g.state != GroupState::PreparingRebalance {
+                g.prepare_rebalance(delay);
+            }
+            (rx, g.maybe_complete_join(now))
+        };
+        if changed {
+            self.persist_snapshot(&gid);
+        }
+        rx.await.unwrap_or_else(|_| join_error(E::UnknownMemberId.code(), String::new()))
+    }
+
+    async fn sync(&self, req: SyncGroupRequest) -> GroupResponse {
+        let gid = req.group_id.0.to_string();
+        let member_id = req.member_id.to_string();
+        let fail = |c: E| GroupResponse::Sync(c.code(), Bytes::new(), None, None);
+        let (rx, done) = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(&gid) else { return fail(E::UnknownMemberId) };
+            if !g.members.contains_key(&member_id) {
+                return fail(E::UnknownMemberId);
+            }
+            if let Some(inst) = &req.group_instance_id {
+                if g.static_members.get(inst.as_str()) != Some(&member_id) {
+                    return fail(E::FencedInstanceId);
+                }
+            }
+            if req.generation_id != g.generation {
+                return fail(E::IllegalGeneration);
+            }
+            let (pt, pn) = (g.protocol_type.clone(), g.protocol_name.clone());
+            match g.state {
+                GroupState::PreparingRebalance => return fail(E::RebalanceInProgress),
+                GroupState::Empty | GroupState::Dead => return fail(E::UnknownMemberId),
+                GroupState::Stable => {
+                    let a = g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+                    return GroupResponse::Sync(0, a, pt, pn);
+                }
+                GroupState::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(m) = g.members.get_mut(&member_id) {
+                m.sync_waiter = Some(tx);
+                m.last_heartbeat = Instant::now();
+            }
+            let mut done = false;
+            if g.leader.as_deref() == Some(member_id.as_str()) {
+                g.complete_sync(req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect());
+                done = true;
+            }
+            (rx, done)
+        };
+        if done {
+            self.persist_snapshot(&gid);
+        }
+        let (code, assignment) = rx.await.unwrap_or((E::UnknownMemberId.code(), Bytes::new()));
+        let groups = self.groups.borrow();
+        let (pt, pn) = groups.get(&gid).map(|g| (g.protocol_type.clone(), g.protocol_name.clone())).unwrap_or((None, None));
+        GroupResponse::Sync(code, assignment, pt, pn)
+    }
+
+    fn heartbeat(&self, req: HeartbeatRequest) -> i16 {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(req.group_id.0.as_str()) else { return E::UnknownMemberId.code() };
+        let member_id = req.member_id.to_string();
+        if let Some(inst) = &req.group_instance_id {
+            if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
+                return E::FencedInstanceId.code();
+            }
+        }
+        let state = g.state;
+        let generation = g.generation;
+        let Some(m) = g.members.get_mut(&member_id) else { return E::UnknownMemberId.code() };
+        m.last_heartbeat = Instant::now();
+        if req.generation_id != generation {
+            return E::IllegalGeneration.code();
+        }
+        match state {
+            GroupState::PreparingRebalance => E::RebalanceInProgress.code(),
+            GroupState::Empty | GroupState::Dead => E::UnknownMemberId.code(),
+            _ => 0,
+        }
+    }
+
+    fn leave(&self, req: LeaveGroupRequest) -> GroupResponse {
+        let gid = req.group_id.0.to_string();
+        let leaving: Vec<(String, Option<String>)> = if req.members.is_empty() {
+            vec![(req.member_id.to_string(), None)]
+        } else {
+            req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
+        };
+        let changed = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(&gid) else {
+                return GroupResponse::Leave(E::UnknownMemberId.code(), leaving.into_iter().map(|(m, i)| (m, i, E::UnknownMemberId.code())).collect());
+            };
+            let mut results = Vec::new();
+            let mut removed = false;
+            for (mid, inst) in leaving {
+                let target = match &inst {
+                    Some(i) => match g.static_members.get(i) {
+                        Some(cur) if mid.is_empty() || *cur == mid => Some(cur.clone()),
+                        Some(_) => {
+                            results.push((mid, inst, E::FencedInstanceId.code()));
+                            continue;
+                        }
+                        None => None,
+                    },
+                    None => g.members.contains_key(&mid).then(|| mid.clone()),
+                };
+                match target {
+                    Some(t) => {
+                        g.remove_member(&t);
+                        removed = true;
+                        results.push((mid, inst, 0));
+                    }
+                    None => results.push((mid, inst, E::UnknownMemberId.code())),
+                }
+            }
+            let mut changed = false;
+            if removed {
+                if matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance) {
+                    g.prepare_rebalance(0);
+                }
+                changed = g.maybe_complete_join(Instant::now());
+            }
+            let top = if results.len() == 1 { results[0].2 } else { 0 };
+            (changed, GroupResponse::Leave(top, results))
+        };
+        if changed.0 {
+            self.persist_snapshot(&gid);
+        }
+        changed.1
+    }
+
+    async fn commit(&self, req: OffsetCommitRequest, image: &MetadataImage) -> ErrorsByTopic {
+        let gid = req.group_id.0.to_string();
+        let member_id = req.member_id.to_string();
+        let generation = req.generation_id_or_member_epoch;
+        let all = |code: i16| -> ErrorsByTopic {
+            req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, code)).collect())).collect()
+        };
+        if self.log_for(&gid).is_none() {
+            return all(E::NotCoordinator.code());
+        }
+        {
+            let mut groups = self.groups.borrow_mut();
+            if generation < 0 && member_id.is_empty() {
+                let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+                if !g.members.is_empty() {
+                    return all(E::IllegalGeneration.code());
+                }
+            } else {
+                let Some(g) = groups.get_mut(&gid) else { return all(E::IllegalGeneration.code()) };
+                let state = g.state;
+                let gen = g.generation;
+                let Some(m) = g.members.get_mut(&member_id) else { return all(E::UnknownMemberId.code()) };
+                m.last_heartbeat = Instant::now();
+                if generation != gen {
+                    return all(E::IllegalGeneration.code());
+                }
+                if state == GroupState::CompletingRebalance {
+                    return all(E::RebalanceInProgress.code());
+                }
+            }
+        }
+        let now = now_ms();
+        let mut out: ErrorsByTopic = Vec::new();
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for t in &req.topics {
+            let topic = t.name.0.to_string();
+            let mut codes = Vec::new();
+            for p in &t.partitions {
+                let meta = p.committed_metadata.as_ref().map(|s| s.to_string());
+                let code = if image.shard_for(&topic, p.partition_index).is_none() {
+                    E::UnknownTopicOrPartition.code()
+                } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
+                    E::OffsetMetadataTooLarge.code()
+                } else {
+                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now };
+                    records.push((StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index }, serde_json::to_vec(&v).ok()));
+                    accepted.push(((topic.clone(), p.partition_index), v));
+                    0
+                };
+                codes.push((p.partition_index, code));
+            }
+            out.push((topic, codes));
+        }
+        let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
+        if let Err(e) = store::append(&log, records).await {
+            tracing::error!("offset commit append failed: {e}");
+            return all(E::CoordinatorNotAvailable.code());
+        }
+        if let Some(g) = self.groups.borrow_mut().get_mut(&gid) {
+            for (k, v) in accepted {
+                g.offsets.insert(k, v);
+            }
+        }
+        out
+    }
+
+    fn fetch_offsets(&self, gid: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupResponse {
+        if self.log_for(gid).is_none() {
+            return GroupResponse::OffsetFetch(E::NotCoordinator.code(), Vec::new());
+        }
+        let groups = self.groups.borrow();
+        let g = groups.get(gid);
+        let lookup = |t: &str, p: i32| -> (i32, i64, i32, Option<String>, i16) {
+            match g.and_then(|g| g.offsets.get(&(t.to_string(), p))) {
+                Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone(), 0),
+                None => (p, -1, -1, None, 0),
+            }
+        };
+        let out = match topics {
+            Some(ts) => ts.into_iter().map(|(t, ps)| {
+                let v = ps.iter().map(|&p| lookup(&t, p)).collect();
+                (t, v)
+            }).collect(),
+            None => {
+                let mut by: std::collections::BTreeMap<String, Vec<(i32, i64, i32, Option<String>, i16)>> = Default::default();
+                if let Some(g) = g {
+                    for ((t, p), o) in &g.offsets {
+                        by.entry(t.clone()).or_default().push((*p, o.offset, o.leader_epoch, o.metadata.clone(), 0));
+                    }
+                }
+                by.into_iter().collect()
+            }
+        };
+        GroupResponse::OffsetFetch(0, out)
+    }
+
+    fn describe(&self, gid: String) -> GroupDescription {
+        let mut d = GroupDescription { group: gid.clone(), error: 0, state: "Dead", protocol_type: String::new(), protocol: String::new(), members: Vec::new() };
+        if self.log_for(&gid).is_none() {
+            d.error = E::NotCoordinator.code();
+            return d;
+        }
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(&gid) else { return d };
+        d.state = g.state.name();
+        d.protocol_type = g.protocol_type.clone().unwrap_or_default();
+        let stable = g.state == GroupState::Stable;
+        if stable {
+            d.protocol = g.protocol_name.clone().unwrap_or_default();
+        }
+        d.members = g
+            .members
+            .values()
+            .map(|m| {
+                let (meta, asg) = if stable { (m.metadata_for(&d.protocol), m.assignment.clone()) } else { (Bytes::new(), Bytes::new()) };
+                (m.id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), meta, asg)
+            })
+            .collect();
+        d
+    }
+
+    fn delete(&self, gid: String) -> (String, i16) {
+        if self.log_for(&gid).is_none() {
+            return (gid, E::NotCoordinator.code());
+        }
+        let records = {
+            let mut groups = self.groups.borrow_mut();
+            match groups.get(&gid) {
+                None => return (gid, E::GroupIdNotFound.code()),
+                Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => return (gid, E::NonEmptyGroup.code()),
+                Some(_) => {}
+            }
+            let Some(g) = groups.remove(&gid) else { return (gid, E::GroupIdNotFound.code()) };
+            let mut recs: Vec<(StoreKey, Option<Vec<u8>>)> =
+                g.offsets.keys().map(|(t, p)| (StoreKey::Offset { group: gid.clone(), topic: t.clone(), partition: *p }, None)).collect();
+            recs.push((StoreKey::Group { group: gid.clone() }, None));
+            recs
+        };
+        self.persist(&gid, records);
+        (gid, 0)
+    }
+
+    fn offset_delete(&self, req: OffsetDeleteRequest, image: &MetadataImage) -> GroupResponse {
+        let gid = req.group_id.0.to_string();
+        if self.log_for(&gid).is_none() {
+            return GroupResponse::OffsetDelete(E::NotCoordinator.code(), Vec::new());
+        }
+        let mut records = Vec::new();
+        let out = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(&gid) else { return GroupResponse::OffsetDelete(E::GroupIdNotFound.code(), Vec::new()) };
+            let subscribed = if g.members.is_empty() { None } else { g.subscribed_topics() };
+            let mut out = Vec::new();
+            for t in &req.topics {
+                let topic = t.name.0.to_string();
+                let mut codes = Vec::new();
+                for p in &t.partitions {
+                    let code = if subscribed.as_ref().is_some_and(|s| s.contains(&topic)) {
+                        E::GroupSubscribedToTopic.code()
+                    } else if image.shard_for(&topic, p.partition_index).is_none() {
+                        E::UnknownTopicOrPartition.code()
+                    } else {
+                        if g.offsets.remove(&(topic.clone(), p.partition_index)).is_some() {
+                            records.push((StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index }, None));
+                        }
+                        0
+                    };
+                    codes.push((p.partition_index, code));
+                }
+                out.push((topic, codes));
+            }
+            out
+        };
+        self.persist(&gid, records);
+        GroupResponse::OffsetDelete(0, out)
+    }
+
+    /// Periodic work: expire members past their session timeout, finish rebalances
+    /// whose timeout passed, and drop offsets of empty groups past retention.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let retention_ms = self.cfg.offsets_retention_minutes as i64 * 60_000;
+        let wall = now_ms();
+        let mut snapshots = Vec::new();
+        let mut tombstones: Vec<(String, Vec<(StoreKey, Option<Vec<u8>>)>)> = Vec::new();
+        {
+            let mut groups = self.groups.borrow_mut();
+            for g in groups.values_mut() {
+                g.pending_members.retain(|_, t| now.duration_since(*t) < Duration::from_millis(self.cfg.group_max_session_timeout_ms.min(300_000)));
+                let expired: Vec<String> = g.members.values().filter(|m| m.expired(now)).map(|m| m.id.clone()).collect();
+                let mut changed = false;
+                if !expired.is_empty() {
+                    for id in &expired {
+                        tracing::info!(group = %g.id, member = %id, "member session expired");
+                        g.remove_member(id);
+                    }
+                    if matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance) {
+                        g.prepare_rebalance(0);
+                    }
+                    changed = true;
+                }
+                if g.maybe_complete_join(now) || changed {
+                    snapshots.push(g.id.clone());
+                }
+                if g.state == GroupState::Empty && g.empty_since_ms.is_some_and(|t| wall - t > retention_ms) {
+                    let old: Vec<(String, i32)> = g.offsets.iter().filter(|(_, o)| wall - o.commit_timestamp_ms > retention_ms).map(|(k, _)| k.clone()).collect();
+                    if !old.is_empty() {
+                        let recs = old
+                            .iter()
+                            .map(|(t, p)| (StoreKey::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, None))
+                            .collect();
+                        for k in old {
+                            g.offsets.remove(&k);
+                        }
+                        tombstones.push((g.id.clone(), recs));
+                    }
+                }
+            }
+        }
+        for g in snapshots {
+            self.persist_snapshot(&g);
+        }
+        for (g, recs) in tombstones {
+            self.persist(&g, recs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_kafka() {
+        // Values from java.lang.String#hashCode.
+        assert_eq!(java_hash_code(""), 0);
+        assert_eq!(java_hash_code("a"), 97);
+        assert_eq!(java_hash_code("hello"), 99162322);
+        assert_eq!(java_hash_code("my-group-with-a-long-name"), "my-group-with-a-long-name".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)));
+        assert!((0..50).contains(&partition_for("console-consumer-12345", 50)));
+    }
+}

@@ -1,0 +1,41 @@
+//! Routing shared by the consumer-group APIs: find (creating on first use) the
+//! `__consumer_offsets` partition of a group and send the request to its owner shard.
+
+use super::Ctx;
+use crate::coordinator::{partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
+use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+use kafka_protocol::ResponseError as E;
+
+/// Creates `__consumer_offsets` if it does not exist yet.
+pub async fn ensure_offsets_topic(ctx: &Ctx) -> bool {
+    if ctx.shard().image().topics.contains_key(OFFSETS_TOPIC) {
+        return true;
+    }
+    let n = ctx.shard().cfg.offsets_topic_num_partitions;
+    let topic = NewTopic { name: OFFSETS_TOPIC.into(), num_partitions: n, replication_factor: 1, configs: Default::default() };
+    let _ = super::create_topics::create(ctx, vec![topic], false).await;
+    ctx.shard().image().topics.contains_key(OFFSETS_TOPIC)
+}
+
+/// The shard coordinating `group`, or a Kafka error code.
+pub async fn shard_for_group(ctx: &Ctx, group: &str) -> Result<usize, i16> {
+    if !ensure_offsets_topic(ctx).await {
+        return Err(E::CoordinatorNotAvailable.code());
+    }
+    let p = partition_for(group, ctx.shard().cfg.offsets_topic_num_partitions);
+    ctx.shard().image().shard_for(OFFSETS_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
+}
+
+/// Sends a group request to the group's coordinator shard.
+pub async fn call(ctx: &Ctx, group: &str, req: GroupRequest) -> Result<GroupResponse, i16> {
+    let shard = shard_for_group(ctx, group).await?;
+    call_shard(ctx, shard, req).await
+}
+
+/// Sends a group request to one shard.
+pub async fn call_shard(ctx: &Ctx, shard: usize, req: GroupRequest) -> Result<GroupResponse, i16> {
+    match ctx.x.call(shard, ShardRequest::Group(req)).await {
+        Ok(ShardResponse::Group(r)) => Ok(r),
+        _ => Err(E::CoordinatorNotAvailable.code()),
+    }
+}

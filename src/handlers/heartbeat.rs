@@ -1,0 +1,17 @@
+//! Heartbeat (key 12), versions 0-4: keeps a member's session alive and tells it
+//! when a rebalance is under way (REBALANCE_IN_PROGRESS).
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use super::Ctx;
+use crate::coordinator::{GroupRequest, GroupResponse};
+
+pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    let group = req.group_id.0.to_string();
+    let code = match super::group_coordinator::call(ctx, &group, GroupRequest::Heartbeat { req }).await {
+        Ok(GroupResponse::Heartbeat(c)) => c,
+        Ok(_) => kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+        Err(c) => c,
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}

@@ -1,0 +1,35 @@
+//! OffsetCommit (key 8), versions 2-8. Group members commit with their
+//! generation; standalone consumers (generation -1, no member id) commit to an
+//! empty group. Offsets are in `__consumer_offsets` before the answer goes out.
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::coordinator::{GroupRequest, GroupResponse};
+
+pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let fallback: Vec<(String, Vec<i32>)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
+    let topics = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req }).await {
+        Ok(GroupResponse::OffsetCommit(t)) => t,
+        other => {
+            let code = match other {
+                Err(c) => c,
+                _ => kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+            };
+            fallback.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, code)).collect())).collect()
+        }
+    };
+    OffsetCommitResponse::default().with_topics(
+        topics
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_partitions(ps.into_iter().map(|(p, c)| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(c)).collect())
+            })
+            .collect(),
+    )
+}

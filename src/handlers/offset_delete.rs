@@ -1,0 +1,28 @@
+//! OffsetDelete (key 47), version 0: removes committed offsets of partitions the
+//! group no longer consumes (GROUP_SUBSCRIBED_TO_TOPIC while members subscribe).
+
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::coordinator::{GroupRequest, GroupResponse};
+
+pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let (code, topics) = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetDelete { req }).await {
+        Ok(GroupResponse::OffsetDelete(c, t)) => (c, t),
+        Ok(_) => (kafka_protocol::ResponseError::CoordinatorNotAvailable.code(), Vec::new()),
+        Err(c) => (c, Vec::new()),
+    };
+    OffsetDeleteResponse::default().with_error_code(code).with_topics(
+        topics
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_partitions(ps.into_iter().map(|(p, c)| OffsetDeleteResponsePartition::default().with_partition_index(p).with_error_code(c)).collect())
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,26 @@
+//! SyncGroup (key 14), versions 0-5. The leader's assignment completes the
+//! rebalance; followers park until it arrives.
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::coordinator::{GroupRequest, GroupResponse};
+
+pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let group = req.group_id.0.to_string();
+    let mut resp = SyncGroupResponse::default();
+    match super::group_coordinator::call(ctx, &group, GroupRequest::Sync { req }).await {
+        Ok(GroupResponse::Sync(code, assignment, pt, pn)) => {
+            resp.error_code = code;
+            resp.assignment = assignment;
+            if version >= 5 {
+                resp.protocol_type = pt.map(StrBytes::from_string);
+                resp.protocol_name = pn.map(StrBytes::from_string);
+            }
+        }
+        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+        Err(code) => resp.error_code = code,
+    }
+    resp
+}
