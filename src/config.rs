@@ -61,6 +61,8 @@ pub struct Config {
     pub default_replication_factor: i16,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`: DeleteTopics is refused when false.
+    pub delete_topic_enable: bool,
     /// `log.segment.bytes`: roll the active segment when it would exceed this.
     pub log_segment_bytes: u64,
     /// `log.roll.ms` (or `log.roll.hours`): roll a segment older than this.
@@ -114,6 +116,7 @@ impl Default for Config {
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics_enable: true,
+            delete_topic_enable: true,
             log_segment_bytes: 1 << 30,
             log_roll_ms: 168 * 3_600_000,
             log_index_interval_bytes: 4096,
@@ -221,6 +224,7 @@ impl Config {
             "num.partitions" => self.num_partitions = parse_num(key, v)?,
             "default.replication.factor" => self.default_replication_factor = parse_num(key, v)?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, v)?,
+            "delete.topic.enable" => self.delete_topic_enable = parse_bool(key, v)?,
             "log.segment.bytes" => self.log_segment_bytes = parse_num(key, v)?,
             "log.roll.ms" => self.log_roll_ms = parse_num(key, v)?,
             "log.roll.hours" => self.log_roll_ms = parse_num::<u64>(key, v)? * 3_600_000,

@@ -28,6 +28,10 @@ pub enum Error {
     TopicAlreadyExists,
     #[error("invalid topic: {0}")]
     InvalidTopic(String),
+    #[error("topic deletion is disabled (delete.topic.enable=false)")]
+    TopicDeletionDisabled,
+    #[error("unknown topic id")]
+    UnknownTopicId,
     #[error("invalid partitions: {0}")]
     InvalidPartitions(String),
     #[error("invalid replication factor: {0}")]
@@ -74,6 +78,8 @@ impl Error {
             Error::TopicAlreadyExists => R::TopicAlreadyExists,
             Error::InvalidTopic(_) => R::InvalidTopicException,
             Error::InvalidPartitions(_) => R::InvalidPartitions,
+            Error::TopicDeletionDisabled => R::TopicDeletionDisabled,
+            Error::UnknownTopicId => R::UnknownTopicId,
             Error::InvalidReplicationFactor(_) => R::InvalidReplicationFactor,
             Error::InvalidConfig(_) => R::InvalidConfig,
             Error::InvalidRequiredAcks(_) => R::InvalidRequiredAcks,

@@ -23,15 +23,19 @@ pub async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Ve
         _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
     };
     if results.iter().any(|r| r.is_ok()) && !validate_only {
-        // Fetch the controller's new image and push it everywhere.
-        let controller_image = controller_image(ctx).await;
-        for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
-            if r.is_err() {
-                tracing::error!("a shard did not apply the new metadata image");
-            }
-        }
+        publish_image(ctx).await;
     }
     results
+}
+
+/// Pushes the controller's current image to every shard and waits until all applied it.
+pub async fn publish_image(ctx: &Ctx) {
+    let controller_image = controller_image(ctx).await;
+    for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
+        if r.is_err() {
+            tracing::error!("a shard did not apply the new metadata image");
+        }
+    }
 }
 
 /// The controller's current image (shard 0 owns the authoritative copy).

@@ -3,7 +3,9 @@
 //! returns the typed response; `router/` encodes it.
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_groups;
 pub mod fetch;

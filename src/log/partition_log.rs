@@ -409,6 +409,12 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The topic was deleted: refuse further appends (the directory goes away).
+    pub fn mark_deleted(&self) {
+        self.closed.set(true);
+        self.appended.notify_all();
+    }
+
     /// Clean shutdown: stop appends, write the active segment's indexes, fdatasync.
     pub async fn close(&self) -> io::Result<()> {
         self.closed.set(true);

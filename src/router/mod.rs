@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, SyncGroupRequest,
 };
@@ -100,6 +100,16 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::ListOffsets => {
             let req = body!(ListOffsetsRequest);
             let resp = handlers::list_offsets::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DeleteTopics => {
+            let req = body!(DeleteTopicsRequest);
+            let resp = handlers::delete_topics::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::CreatePartitions => {
+            let req = body!(CreatePartitionsRequest);
+            let resp = handlers::create_partitions::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::FindCoordinator => {

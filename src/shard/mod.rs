@@ -39,6 +39,8 @@ pub struct Shard {
     pub advertised: (String, u16),
     image: RefCell<Arc<MetadataImage>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Topic id each open log belongs to (a re-created topic gets a new id).
+    log_topic_ids: RefCell<HashMap<TopicPartition, uuid::Uuid>>,
     /// Serializes controller operations (shard 0 only).
     controller_busy: Cell<bool>,
     controller_idle: Notify,
@@ -63,6 +65,7 @@ impl Shard {
             advertised,
             image: RefCell::new(image.clone()),
             logs: RefCell::new(HashMap::new()),
+            log_topic_ids: RefCell::new(HashMap::new()),
             controller_busy: Cell::new(false),
             controller_idle: Notify::default(),
             recover,
@@ -99,10 +102,37 @@ impl Shard {
                 if t.name == crate::coordinator::OFFSETS_TOPIC {
                     self.coordinator.add_partition(i as i32, log.clone())?;
                 }
+                self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
                 self.logs.borrow_mut().insert(tp, log);
             }
         }
         Ok(())
+    }
+
+    /// Drops logs of partitions that left the image (deleted topics) and removes
+    /// their directories. In-flight fetches keep their open files until they finish.
+    fn drop_removed(&self, image: &MetadataImage) {
+        let gone: Vec<TopicPartition> = self
+            .log_topic_ids
+            .borrow()
+            .iter()
+            .filter(|(tp, id)| match image.topics.get(&tp.topic) {
+                Some(t) => t.topic_id != **id || tp.partition as usize >= t.partitions.len(),
+                None => true,
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in gone {
+            self.log_topic_ids.borrow_mut().remove(&tp);
+            if let Some(log) = self.logs.borrow_mut().remove(&tp) {
+                log.mark_deleted();
+            }
+            let dir = crate::log::partition_log::partition_dir(&self.cfg.log_dir, &tp.topic, tp.partition);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "removing a deleted partition failed: {e}");
+            }
+            tracing::info!(topic = %tp.topic, partition = tp.partition, "partition deleted");
+        }
     }
 
     /// Serves one request for partitions this shard owns.
@@ -129,6 +159,8 @@ impl Shard {
                 ShardResponse::CreateTopics(self.create_topics(topics, validate_only).await)
             }
             ShardRequest::GetMetadata => ShardResponse::Metadata(self.image()),
+            ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics)),
+            ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only)),
             ShardRequest::Group(req) => {
                 let image = self.image();
                 ShardResponse::Group(self.coordinator.handle(req, &image).await)
@@ -137,7 +169,9 @@ impl Shard {
                 if image.version > self.image.borrow().version {
                     *self.image.borrow_mut() = image.clone();
                 }
-                if let Err(e) = self.open_owned(&image) {
+                let current = self.image();
+                self.drop_removed(&current);
+                if let Err(e) = self.open_owned(&current) {
                     tracing::error!(shard = self.id, "opening partition logs failed: {e}");
                 }
                 ShardResponse::MetadataApplied
@@ -222,12 +256,89 @@ impl Shard {
             results.push(r);
         }
         if changed {
-            image.version += 1;
-            if let Err(e) = image.persist(&self.cfg.log_dir) {
-                tracing::error!("persisting metadata failed: {e}");
+            if let Err(e) = self.commit_image(image) {
                 return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
             }
-            *self.image.borrow_mut() = Arc::new(image);
+        }
+        results
+    }
+
+    /// Controller: bumps the version, persists and installs a changed image.
+    /// Controller operations are synchronous, so on this single-threaded shard
+    /// they never interleave.
+    fn commit_image(&self, mut image: MetadataImage) -> std::io::Result<()> {
+        image.version += 1;
+        if let Err(e) = image.persist(&self.cfg.log_dir) {
+            tracing::error!("persisting metadata failed: {e}");
+            return Err(e);
+        }
+        *self.image.borrow_mut() = Arc::new(image);
+        Ok(())
+    }
+
+    /// Controller: removes topics from the image (their shards delete the data on apply).
+    fn delete_topics(&self, topics: Vec<(Option<String>, uuid::Uuid)>) -> Vec<Result<(String, uuid::Uuid)>> {
+        let mut image = (*self.image()).clone();
+        let mut changed = false;
+        let results: Vec<Result<(String, uuid::Uuid)>> = topics
+            .into_iter()
+            .map(|(name, id)| {
+                if !self.cfg.delete_topic_enable {
+                    return Err(Error::TopicDeletionDisabled);
+                }
+                let name = match name {
+                    Some(n) => n,
+                    None => image.topics.values().find(|t| t.topic_id == id).map(|t| t.name.clone()).ok_or(Error::UnknownTopicId)?,
+                };
+                if name == crate::coordinator::OFFSETS_TOPIC {
+                    return Err(Error::InvalidTopic(format!("the internal topic {name} cannot be deleted")));
+                }
+                let t = image.topics.remove(&name).ok_or(Error::UnknownTopicOrPartition)?;
+                changed = true;
+                Ok((name, t.topic_id))
+            })
+            .collect();
+        if changed {
+            if let Err(e) = self.commit_image(image) {
+                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
+            }
+        }
+        results
+    }
+
+    /// Controller: adds partitions (only increases), placed on the least-loaded shards.
+    fn create_partitions(&self, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<()>> {
+        let mut image = (*self.image()).clone();
+        let mut per_shard = image.partitions_per_shard(self.nr_shards);
+        let mut changed = false;
+        let broker = self.cfg.broker_id;
+        let results: Vec<Result<()>> = topics
+            .into_iter()
+            .map(|(name, count)| {
+                let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
+                let cur = t.partitions.len() as i32;
+                if count < cur {
+                    return Err(Error::InvalidPartitions(format!("topic {name} has {cur} partitions; the count can only increase, got {count}")));
+                }
+                if count == cur {
+                    return Err(Error::InvalidPartitions(format!("topic {name} already has {cur} partitions")));
+                }
+                if validate_only {
+                    return Ok(());
+                }
+                for _ in cur..count {
+                    let owner = (0..self.nr_shards).min_by_key(|&s| per_shard[s]).unwrap_or(0);
+                    per_shard[owner] += 1;
+                    t.partitions.push(PartitionMeta { owner_shard: owner, leader: broker, leader_epoch: 0, replicas: vec![broker], isr: vec![broker] });
+                }
+                changed = true;
+                Ok(())
+            })
+            .collect();
+        if changed {
+            if let Err(e) = self.commit_image(image) {
+                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
+            }
         }
         results
     }

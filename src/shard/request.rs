@@ -47,6 +47,10 @@ pub enum ShardRequest {
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
     /// A consumer-group request for a group this shard coordinates.
     Group(crate::coordinator::GroupRequest),
+    /// Controller only: delete topics by name or id; answers (name, id) per topic.
+    DeleteTopics { topics: Vec<(Option<String>, uuid::Uuid)> },
+    /// Controller only: grow topics to `count` partitions each.
+    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
     /// Controller only: the authoritative image.
     GetMetadata,
     /// Install a new metadata image and open logs for newly owned partitions.
@@ -63,5 +67,7 @@ pub enum ShardResponse {
     CreateTopics(Vec<Result<(), Error>>),
     MetadataApplied,
     Metadata(Arc<MetadataImage>),
+    DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
+    CreatePartitions(Vec<Result<(), Error>>),
     Group(crate::coordinator::GroupResponse),
 }

@@ -1,0 +1,58 @@
+//! CreatePartitions (key 37), versions 0-3: grows topics (only increases),
+//! placing new partitions on the least-loaded shards; per-topic results.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::error::Error;
+use crate::shard::request::{ShardRequest, ShardResponse};
+use crate::shard::CONTROLLER_SHARD;
+
+pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let broker = ctx.shard().cfg.broker_id;
+    let mut results: Vec<Option<Result<(), Error>>> = Vec::new();
+    let mut asks = Vec::new();
+    for t in &req.topics {
+        // One broker: a manual assignment may only name this broker.
+        let bad_assignment = t.assignments.as_ref().is_some_and(|a| a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != broker)));
+        if bad_assignment {
+            results.push(Some(Err(Error::InvalidRequest(format!("replica assignment names a broker other than {broker}")))));
+        } else {
+            results.push(None);
+            asks.push((t.name.0.to_string(), t.count));
+        }
+    }
+    let n = asks.len();
+    let answers = if n == 0 {
+        Vec::new()
+    } else {
+        match ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreatePartitions { topics: asks, validate_only: req.validate_only }).await {
+            Ok(ShardResponse::CreatePartitions(r)) if r.len() == n => r,
+            _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
+        }
+    };
+    if !req.validate_only && answers.iter().any(|r| r.is_ok()) {
+        super::create_topics::publish_image(ctx).await;
+    }
+    let mut answers = answers.into_iter();
+    let out = req
+        .topics
+        .iter()
+        .zip(results)
+        .map(|(t, r)| {
+            let r = r.unwrap_or_else(|| answers.next().unwrap_or(Err(Error::ShardUnavailable)));
+            let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if let Err(e) = r {
+                res.error_code = match e {
+                    Error::InvalidRequest(_) => kafka_protocol::ResponseError::InvalidReplicaAssignment.code(),
+                    ref other => other.code(),
+                };
+                res.error_message = Some(StrBytes::from_string(e.to_string()));
+            }
+            res
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(out)
+}
