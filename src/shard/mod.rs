@@ -356,12 +356,20 @@ impl Shard {
     }
 
     /// Clean stop: every owned log finishes its writes, writes its indexes and syncs.
+    /// One failing partition (say, its directory vanished) does not stop the others
+    /// from closing; the first error is returned.
     pub async fn close_logs(&self) -> Result<()> {
         let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        let mut first = Ok(());
         for l in logs {
-            l.close().await?;
+            if let Err(e) = l.close().await {
+                tracing::error!(topic = %l.topic, partition = l.partition, "closing the log failed: {e}");
+                if first.is_ok() {
+                    first = Err(e.into());
+                }
+            }
         }
-        Ok(())
+        first
     }
 }
 
