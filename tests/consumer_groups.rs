@@ -1030,8 +1030,10 @@ async fn committed_offsets_resume_in_next_member() {
         .collect();
     a.commit(&commit_list(topic, &to_commit), CommitMode::Sync)
         .expect("synchronous commit by A");
-    let committed_a = a.committed(OP_TIMEOUT).expect("committed() by A");
-    assert_eq!(offsets_only(committed_map(&committed_a)), next, "committed() right after the commit");
+    // (TopicPartitionLists librdkafka returns hold references to its
+    // partitions, and closing a consumer waits for them: keep none around.)
+    let committed_a = offsets_only(committed_map(&a.committed(OP_TIMEOUT).expect("committed() by A")));
+    assert_eq!(committed_a, next, "committed() right after the commit");
     close_bounded(a, "consumer A");
 
     // Consumer B, same group: starts at the committed offsets, so it gets
@@ -1051,18 +1053,21 @@ async fn committed_offsets_resume_in_next_member() {
 
     // committed() as B sees it (its assignment: all 4): A's commit.
     poll_until_assigned(&b, &all_partitions(4), "consumer B");
-    let committed_b = b.committed(OP_TIMEOUT).expect("committed() by B");
-    assert_eq!(offsets_only(committed_map(&committed_b)), next, "committed() seen by B");
+    let committed_b = offsets_only(committed_map(&b.committed(OP_TIMEOUT).expect("committed() by B")));
+    assert_eq!(committed_b, next, "committed() seen by B");
     // The commit metadata strings round-trip (OffsetFetch).
     let mut q = TopicPartitionList::new();
     for p in 0..4 {
         q.add_partition(topic, p);
     }
-    let fetched_b = b.committed_offsets(q, OP_TIMEOUT).expect("committed_offsets by B");
-    for e in fetched_b.elements() {
-        assert!(e.error().is_ok(), "partition {}: {:?}", e.partition(), e.error());
-    }
-    assert_eq!(committed_map(&fetched_b), to_commit, "committed offsets + metadata");
+    let fetched_b = {
+        let t = b.committed_offsets(q, OP_TIMEOUT).expect("committed_offsets by B");
+        for e in t.elements() {
+            assert!(e.error().is_ok(), "partition {}: {:?}", e.partition(), e.error());
+        }
+        committed_map(&t)
+    };
+    assert_eq!(fetched_b, to_commit, "committed offsets + metadata");
     close_bounded(b, "consumer B");
     broker.stop();
 }
