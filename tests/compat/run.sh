@@ -18,7 +18,7 @@
 #   SHARDLOG_CORES shard.cores for the broker (default 0,1)
 #   COMPAT_TIMEOUT seconds allowed for each client command (default 120)
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
-# Consumers use manual partition assignment only: no consumer groups yet.
+# Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
