@@ -17,6 +17,7 @@
 //! error      thiserror errors and the one mapping to Kafka error codes
 //! ```
 
+pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod error;

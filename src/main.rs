@@ -30,6 +30,11 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Check the host for settings a thread-per-core broker depends on (read-only),
+    /// and with --apply fix what can be fixed. Exit code 0: findings are advice.
+    ///
+    /// Example: shardlog tune --profile tuning/profiles/dedicated.toml --output json
+    Tune(shardlog::cli::tune::TuneArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +52,7 @@ fn main() -> std::process::ExitCode {
     }));
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {
                 Ok(c) => c,
