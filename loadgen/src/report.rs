@@ -152,16 +152,13 @@ impl Recorder {
         lock(&self.errors).values().sum()
     }
 
-    pub fn consumed_records_total(&self) -> u64 {
-        lock(&self.consume).records
-    }
-
     /// The progress line for the interval since the previous call; resets
     /// the interval counters.
     pub fn progress_line(&self, now: Instant, interval: Duration, show_produce: bool, show_consume: bool) -> String {
         let secs = interval.as_secs_f64().max(1e-9);
         let t = now.saturating_duration_since(self.start).as_secs_f64();
-        let mut parts = vec![format!("[{t:6.1}s{}]", if now < self.measure_from { " warmup" } else { "" })];
+        let stamp = format!("[{t:6.1}s{}]", if now < self.measure_from { " warmup" } else { "" });
+        let mut parts = Vec::new();
         for (show, name, m, lat) in [(show_produce, "produce", &self.produce, "p99"), (show_consume, "consume", &self.consume, "e2e p99")] {
             if !show {
                 continue;
@@ -177,7 +174,7 @@ impl Recorder {
         if errs > 0 {
             parts.push(format!("errors {errs}"));
         }
-        parts.join(" | ")
+        format!("{stamp} {}", parts.join(" | "))
     }
 
     /// Final figures over [measure_from, end].

@@ -41,6 +41,10 @@ pub const PREALLOC_MIN_BYTES: u64 = 64 * 1024;
 /// Largest step of disk reserved ahead of the writes.
 pub const PREALLOC_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Bytes read at once while scanning batch headers from an index entry
+/// (twice the default `index.interval.bytes`, so one read usually covers the gap).
+pub const SCAN_WINDOW_BYTES: usize = 8192;
+
 /// File name stem of a segment: the base offset, zero-padded to 20 digits (Kafka).
 pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
@@ -305,10 +309,21 @@ impl Segment {
     }
 
     /// Finds the batch containing `offset`: its position and header, or None past the end.
+    /// Headers between the index entry and the batch are read through one
+    /// [`SCAN_WINDOW_BYTES`] window at a time instead of one `pread` per batch.
     pub fn find_batch(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
         let mut pos = self.index_floor(offset);
+        let mut window = [0u8; SCAN_WINDOW_BYTES];
+        let (mut win_start, mut win_len) = (0u64, 0u64);
         while pos + BATCH_HEADER_LEN as u64 <= self.size {
-            let h = self.header_at(pos)?;
+            if pos < win_start || pos + BATCH_HEADER_LEN as u64 > win_start + win_len {
+                let n = (self.size - pos).min(SCAN_WINDOW_BYTES as u64);
+                self.file.read_exact_at(&mut window[..n as usize], pos)?;
+                (win_start, win_len) = (pos, n);
+            }
+            let at = (pos - win_start) as usize;
+            let h = BatchHeader::parse(&window[at..at + BATCH_HEADER_LEN])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if h.last_offset() >= offset {
                 return Ok(Some((pos, h)));
             }

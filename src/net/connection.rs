@@ -27,6 +27,8 @@ use crate::router::{route, Outcome};
 
 /// Bytes asked of the socket per read when the buffer is short of space.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Largest window one read fills (bounds the zeroing done per read).
+const READ_MAX_BYTES: usize = 1024 * 1024;
 
 /// Serves one connection until the peer closes, a request is invalid, or the broker stops.
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
@@ -57,13 +59,16 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                         return;
                     }
                     Framed::Incomplete(need) => {
-                        let want = need.max(buf.len() + 4096).min(buf.len() + READ_CHUNK_BYTES.max(need - buf.len()));
-                        buf.reserve(want - buf.len());
+                        // Room for the rest of this frame (at most READ_MAX_BYTES per read),
+                        // but at least one chunk so pipelined requests come in together.
+                        let read_len = need.saturating_sub(buf.len()).clamp(READ_CHUNK_BYTES, READ_MAX_BYTES);
+                        buf.reserve(read_len);
                     }
                 }
                 let start = buf.len();
-                let spare = buf.capacity() - start;
-                buf.resize(start + spare, 0);
+                let read_len = (buf.capacity() - start).min(READ_MAX_BYTES);
+                // glommio reads into initialized memory: zero only the window read into.
+                buf.resize(start + read_len, 0);
                 let stop = ctx.shard().stop_signal.wait();
                 let read = stream.read(&mut buf[start..]);
                 futures::pin_mut!(read);
