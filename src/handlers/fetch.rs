@@ -123,7 +123,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
                 if let Some((file, pos, _)) = slice.data {
                     if len > 0 {
                         p.records_len = len;
-                        files.push((out.topics.len().saturating_sub(0), file, pos, len));
+                        files.push((file, pos));
                     }
                 }
             }
@@ -146,7 +146,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         .map(|p| match p {
             FetchPiece::Encoded(b) => Piece::Bytes(b),
             FetchPiece::Records { len, .. } => match files.next() {
-                Some((_, file, pos, _)) => Piece::File { file, pos, len },
+                Some((file, pos)) => Piece::File { file, pos, len },
                 None => Piece::Bytes(bytes::Bytes::new()),
             },
         })

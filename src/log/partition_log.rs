@@ -29,7 +29,7 @@ use super::segment::Segment;
 use super::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
-use crate::protocol::record_batch::{rewrite_header, ValidatedBatch, BATCH_HEADER_LEN};
+use crate::protocol::record_batch::{rewrite_header, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
 use crate::shard::notify::Notify;
 
 /// What a produce gets back for one partition.
@@ -53,12 +53,11 @@ pub struct ReadSlice {
 }
 
 struct Pending {
+    /// The header bytes written to disk (offset assigned, maybe LogAppendTime).
     header: [u8; BATCH_HEADER_LEN],
+    /// The same header as fields, for the indexes (no re-parse after the write).
+    fields: BatchHeader,
     body: Bytes,
-    base_offset: i64,
-    last_offset: i64,
-    max_timestamp: i64,
-    records: u64,
     done: Option<oneshot::Sender<std::result::Result<(), io::ErrorKind>>>,
 }
 
@@ -114,15 +113,9 @@ impl PartitionLog {
             let seg = Segment::open(&dir, base, recover && active, cfg.index_interval_bytes)?;
             segments.push(seg);
         }
-        // An empty non-active segment means a crash right after a roll; keep order consistent.
+        // A new partition (or one whose files were all removed) starts with an empty segment at 0.
         if segments.is_empty() {
             segments.push(Segment::create(&dir, 0)?);
-        }
-        // Older segments end where the next one begins.
-        for i in 0..segments.len().saturating_sub(1) {
-            if segments[i].next_offset < segments[i + 1].base_offset && segments[i].size == 0 {
-                segments[i].next_offset = segments[i + 1].base_offset;
-            }
         }
         let active = segments.last_mut().expect("at least one segment");
         active.remove_index_files();
@@ -179,20 +172,15 @@ impl PartitionLog {
             let base = st.next_offset;
             let n = batches.len();
             for (i, b) in batches.into_iter().enumerate() {
-                let h = &b.header;
                 let base_offset = st.next_offset;
-                let last_offset = base_offset + h.last_offset_delta as i64;
                 let header = rewrite_header(&b, base_offset, append_time);
-                st.next_offset = last_offset + 1;
-                st.queue.push_back(Pending {
-                    header,
-                    body: b.bytes.slice(BATCH_HEADER_LEN..),
-                    base_offset,
-                    last_offset,
-                    max_timestamp: append_time.unwrap_or(h.max_timestamp),
-                    records: h.records_count.max(0) as u64,
-                    done: None,
-                });
+                let mut fields = b.header;
+                fields.base_offset = base_offset;
+                if let Some(t) = append_time {
+                    fields.max_timestamp = t;
+                }
+                st.next_offset = fields.last_offset() + 1;
+                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), done: None });
                 if i + 1 == n {
                     if let Some(p) = st.queue.back_mut() {
                         p.done = tx.take();
@@ -249,7 +237,7 @@ impl PartitionLog {
                     let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
                     let must_roll = active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms);
                     if must_roll {
-                        if let Err(e) = roll(&mut st, &self.dir, group[start].base_offset) {
+                        if let Err(e) = roll(&mut st, &self.dir, group[start].fields.base_offset) {
                             drop(st);
                             self.fail_group(&mut group[start..], e.kind());
                             return Err(e);
@@ -300,15 +288,13 @@ impl PartitionLog {
                 let mut records = 0;
                 for b in &run {
                     let total = (BATCH_HEADER_LEN + b.body.len()) as u64;
-                    let h = crate::protocol::record_batch::BatchHeader::parse(&b.header).expect("own header");
-                    let _ = (b.base_offset, b.max_timestamp);
-                    active.note_batch(&h, p as u32, total, cfg.index_interval_bytes);
+                    active.note_batch(&b.fields, p as u32, total, cfg.index_interval_bytes);
                     p += total;
-                    records += b.records;
+                    records += b.fields.records_count.max(0) as u64;
                 }
                 active.size = p;
                 if let Some(last) = run.last() {
-                    st.high_watermark = last.last_offset + 1;
+                    st.high_watermark = last.fields.last_offset() + 1;
                 }
                 st.unflushed_records += records;
                 st.first_unflushed.get_or_insert_with(Instant::now);

@@ -65,20 +65,18 @@ pub fn peek_header(frame: &[u8]) -> Option<HeaderPrefix> {
 }
 
 /// Decodes the full request header; `frame` is left at the start of the body.
-pub fn decode_header(frame: &mut Bytes, key: ApiKey, version: i16) -> anyhow_free::Result<RequestHeader> {
+pub fn decode_header(frame: &mut Bytes, key: ApiKey, version: i16) -> CodecResult<RequestHeader> {
     RequestHeader::decode(frame, key.request_header_version(version)).map_err(|e| e.to_string())
 }
 
 /// Decodes a request body of a known type.
-pub fn decode_body<T: Decodable>(frame: &mut Bytes, version: i16) -> anyhow_free::Result<T> {
+pub fn decode_body<T: Decodable>(frame: &mut Bytes, version: i16) -> CodecResult<T> {
     T::decode(frame, version).map_err(|e| e.to_string())
 }
 
-/// Minimal result alias so callers don't depend on the crate's error type.
-pub mod anyhow_free {
-    /// Decode/encode failures as text (they only ever close a connection or get logged).
-    pub type Result<T> = std::result::Result<T, String>;
-}
+/// Decode/encode failures as text: they only ever close a connection or get logged,
+/// so callers need not depend on the codec crate's error type.
+pub type CodecResult<T> = std::result::Result<T, String>;
 
 /// One piece of a response on the wire: encoded bytes or a range of a segment file.
 pub enum Piece {
@@ -92,7 +90,7 @@ pub struct ResponseFrame {
 }
 
 /// Encodes `body` with its response header and the 4-byte size prefix, reusing `buf`.
-pub fn encode_response<T: Encodable>(buf: &mut BytesMut, key: ApiKey, version: i16, correlation_id: i32, body: &T) -> anyhow_free::Result<ResponseFrame> {
+pub fn encode_response<T: Encodable>(buf: &mut BytesMut, key: ApiKey, version: i16, correlation_id: i32, body: &T) -> CodecResult<ResponseFrame> {
     buf.clear();
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
