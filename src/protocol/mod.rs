@@ -5,6 +5,7 @@
 //! `record_batch` keeps RecordBatch v2 as bytes (validation, offset rewrite);
 //! `fetch_response` encodes Fetch responses around file ranges (zero-copy).
 
+pub mod compression;
 pub mod fetch_response;
 pub mod record_batch;
 
