@@ -104,6 +104,35 @@ pub struct Config {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`: longest metadata string of a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// `log.retention.ms` (or `.minutes`, `.hours`): delete segments older than this; None = forever.
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.bytes`: delete old segments beyond this partition size; None = no limit.
+    pub log_retention_bytes: Option<i64>,
+    /// `log.retention.check.interval.ms`: how often each shard applies retention.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleanup.policy`: `delete`, `compact` or both (comma-separated), for new topics.
+    pub log_cleanup_policy: String,
+    /// `log.cleaner.enable`: run the log cleaner (compaction) on every shard.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.threads`: 0 disables the cleaner; thread-per-core, every shard
+    /// cleans its own partitions on a low-priority task queue, so larger values add nothing.
+    pub log_cleaner_threads: u32,
+    /// `log.cleaner.backoff.ms`: pause between cleaner passes when nothing was dirty enough.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: key-map budget of one shard's cleaner pass.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.min.cleanable.ratio`: dirty share that makes a compacted log worth cleaning.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.delete.retention.ms`: how long tombstones survive compaction.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `compression.type`: `producer` (store as sent) or a codec to re-compress with.
+    pub compression_type: String,
+    /// `log.message.timestamp.before.max.ms`: oldest CreateTime accepted, relative to now.
+    pub log_message_timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms`: newest CreateTime accepted, relative to now.
+    pub log_message_timestamp_after_max_ms: i64,
+    /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for Config {
@@ -137,6 +166,20 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 10080,
             offset_metadata_max_bytes: 4096,
+            log_retention_ms: Some(168 * 3_600_000),
+            log_retention_bytes: None,
+            log_retention_check_interval_ms: 300_000,
+            log_cleanup_policy: "delete".into(),
+            log_cleaner_enable: true,
+            log_cleaner_threads: 1,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_delete_retention_ms: 86_400_000,
+            compression_type: "producer".into(),
+            log_message_timestamp_before_max_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: i64::MAX,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -273,9 +316,94 @@ impl Config {
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, v)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(key, v)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, v)?,
+            "log.retention.ms" => self.log_retention_ms = unlimited_if_negative(parse_num(key, v)?),
+            "log.retention.minutes" => self.log_retention_ms = unlimited_if_negative(parse_num::<i64>(key, v)?.saturating_mul(60_000)),
+            "log.retention.hours" => self.log_retention_ms = unlimited_if_negative(parse_num::<i64>(key, v)?.saturating_mul(3_600_000)),
+            "log.retention.bytes" => self.log_retention_bytes = unlimited_if_negative(parse_num(key, v)?),
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse_num(key, v)?,
+            "log.cleanup.policy" => self.log_cleanup_policy = topic_kind(key, "cleanup.policy", v)?,
+            "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, v)?,
+            "log.cleaner.threads" => self.log_cleaner_threads = parse_num(key, v)?,
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse_num(key, v)?,
+            "log.cleaner.dedupe.buffer.size" => self.log_cleaner_dedupe_buffer_size = parse_num(key, v)?,
+            "log.cleaner.min.cleanable.ratio" => self.log_cleaner_min_cleanable_ratio = topic_kind(key, "min.cleanable.dirty.ratio", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms = topic_kind(key, "delete.retention.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "compression.type" => self.compression_type = topic_kind(key, "compression.type", v)?,
+            "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = topic_kind(key, "message.timestamp.before.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = topic_kind(key, "message.timestamp.after.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "min.insync.replicas" => self.min_insync_replicas = parse_num(key, v)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
+    }
+
+    /// Every key with its current value as text, in Kafka's form (DescribeConfigs
+    /// for the broker). The read-side twin of [`Config::set`]: a key added there
+    /// is added here, and the unit test `every_described_key_is_settable` checks
+    /// that each value read here is accepted back by `set`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| i64::MAX.to_string());
+        let unlimited = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-1".into());
+        let cores = match &self.shard_cores {
+            ShardCores::All => "all".to_string(),
+            ShardCores::List(c) => c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        };
+        let advertised = self.advertised_listener.as_ref().map(|(h, p)| format!("PLAINTEXT://{h}:{p}")).unwrap_or_default();
+        vec![
+            ("advertised.listeners", advertised),
+            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            ("broker.id", self.broker_id.to_string()),
+            ("compression.type", self.compression_type.clone()),
+            ("default.replication.factor", self.default_replication_factor.to_string()),
+            ("delete.topic.enable", self.delete_topic_enable.to_string()),
+            ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
+            ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
+            ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
+            ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
+            ("listeners", format!("PLAINTEXT://{}", self.listener)),
+            ("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms.to_string()),
+            ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
+            ("log.cleaner.delete.retention.ms", self.log_cleaner_delete_retention_ms.to_string()),
+            ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            ("log.cleaner.min.cleanable.ratio", self.log_cleaner_min_cleanable_ratio.to_string()),
+            ("log.cleaner.threads", self.log_cleaner_threads.to_string()),
+            ("log.cleanup.policy", self.log_cleanup_policy.clone()),
+            ("log.dirs", self.log_dir.display().to_string()),
+            ("log.flush.interval.messages", opt(self.log_flush_interval_messages)),
+            ("log.flush.interval.ms", opt(self.log_flush_interval_ms)),
+            ("log.index.interval.bytes", self.log_index_interval_bytes.to_string()),
+            ("log.message.timestamp.after.max.ms", self.log_message_timestamp_after_max_ms.to_string()),
+            ("log.message.timestamp.before.max.ms", self.log_message_timestamp_before_max_ms.to_string()),
+            (
+                "log.message.timestamp.type",
+                match self.log_message_timestamp_type {
+                    TimestampType::CreateTime => "CreateTime".into(),
+                    TimestampType::LogAppendTime => "LogAppendTime".into(),
+                },
+            ),
+            ("log.retention.bytes", unlimited(self.log_retention_bytes)),
+            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
+            ("log.retention.ms", unlimited(self.log_retention_ms)),
+            ("log.roll.ms", self.log_roll_ms.to_string()),
+            ("log.segment.bytes", self.log_segment_bytes.to_string()),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("num.partitions", self.num_partitions.to_string()),
+            ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
+            ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
+            ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("queued.max.requests", self.queued_max_requests.to_string()),
+            ("shard.cores", cores),
+            ("shard.io.memory.bytes", self.shard_io_memory_bytes.to_string()),
+            ("shard.spin.before.park.us", self.shard_spin_before_park_us.to_string()),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("xshard.channel.capacity", self.xshard_channel_capacity.to_string()),
+        ]
+    }
+
+    /// The current value of one key as text (see [`Config::describe`]).
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.describe().into_iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// Checks relationships between limits, so a bad combination fails at start, not under load.
@@ -323,6 +451,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Kafka's "-1 means no limit" (any negative value).
+fn unlimited_if_negative(n: i64) -> Option<i64> {
+    (n >= 0).then_some(n)
+}
+
+/// A broker default of a topic config is checked with the topic config's own rule.
+fn topic_kind(key: &str, topic_key: &str, v: &str) -> Result<String, ConfigError> {
+    let d = crate::log::topic_config::def(topic_key).ok_or_else(|| bad(key, "no topic config rule"))?;
+    crate::log::topic_config::check_kind(key, d.kind, v).map_err(|e| bad(key, e.to_string()))
 }
 
 /// Reads a TOML file into (dotted key, value as text) pairs.
@@ -386,6 +525,19 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.log_dir, PathBuf::from("/x"));
         assert_eq!(c.shard_cores, ShardCores::List(vec![0, 1]));
+    }
+
+    #[test]
+    fn every_described_key_is_settable() {
+        let c = Config::load(None, None, &["shard.cores=0,1".into(), "log.retention.bytes=1000".into()]).unwrap();
+        for (k, v) in c.describe() {
+            if v.is_empty() {
+                continue; // advertised.listeners unset
+            }
+            let mut d = Config::default();
+            d.set(k, &v).unwrap_or_else(|e| panic!("{k}={v} does not set back: {e}"));
+            assert_eq!(d.get(k).as_deref(), Some(v.as_str()), "{k}");
+        }
     }
 
     #[test]

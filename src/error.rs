@@ -44,6 +44,12 @@ pub enum Error {
     UnsupportedVersion { api_key: i16, version: i16 },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    StaticBrokerConfig(String),
+    #[error("not enough in-sync replicas: {isr} in sync, min.insync.replicas is {min}")]
+    NotEnoughReplicas { isr: i32, min: i32 },
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     #[error("the owner shard is unavailable")]
     ShardUnavailable,
     #[error("broker is shutting down")]
@@ -85,6 +91,9 @@ impl Error {
             Error::InvalidRequiredAcks(_) => R::InvalidRequiredAcks,
             Error::UnsupportedVersion { .. } => R::UnsupportedVersion,
             Error::InvalidRequest(_) => R::InvalidRequest,
+            Error::StaticBrokerConfig(_) => R::InvalidRequest,
+            Error::NotEnoughReplicas { .. } => R::NotEnoughReplicas,
+            Error::InvalidTimestamp(_) => R::InvalidTimestamp,
             Error::ShardUnavailable => R::NotLeaderOrFollower,
             Error::ShuttingDown => R::NotLeaderOrFollower,
             Error::Io(_) => R::KafkaStorageError,

@@ -2,11 +2,16 @@
 //! asks the owner shards through `xshard` (never a channel directly), and
 //! returns the typed response; `router/` encodes it.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod delete_groups;
+pub mod delete_records;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
@@ -20,7 +25,9 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod produce_policy;
 pub mod sync_group;
 
 use std::cell::RefCell;

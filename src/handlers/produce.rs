@@ -23,7 +23,8 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
     let mut items = Vec::new();
     for t in &req.topic_data {
         let topic = t.name.0.to_string();
-        let max = image.topics.get(&topic).and_then(|m| m.configs.get("max.message.bytes")).and_then(|v| v.parse().ok()).unwrap_or(ctx.shard().cfg.message_max_bytes);
+        let topic_cfg = ctx.shard().topic_config(&topic);
+        let max = topic_cfg.as_ref().map(|c| c.max_message_bytes).unwrap_or(ctx.shard().cfg.message_max_bytes);
         for p in &t.partition_data {
             let idx = slots.len();
             let owner = image.shard_for(&topic, p.index);
@@ -32,9 +33,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
             } else if owner.is_none() {
                 Err(Error::UnknownTopicOrPartition)
             } else {
-                match &p.records {
-                    Some(r) => validate_batches(r, max).map_err(Error::from),
-                    None => Err(Error::CorruptMessage("produce without records")),
+                match (&p.records, &topic_cfg) {
+                    (Some(r), Some(tc)) => validate_batches(r, max)
+                        .map_err(Error::from)
+                        .and_then(|b| super::produce_policy::apply(tc, acks, b, ctx.shard().cfg.socket_request_max_bytes)),
+                    (Some(_), None) => Err(Error::UnknownTopicOrPartition),
+                    (None, _) => Err(Error::CorruptMessage("produce without records")),
                 }
             };
             match checked {

@@ -15,13 +15,15 @@
 
 pub mod partition_log;
 pub mod segment;
+pub mod topic_config;
 
 pub use partition_log::{AppendInfo, PartitionLog, ReadSlice};
 
 /// Name of the marker written after a clean shutdown (Kafka's name for it).
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
-/// The log settings of one partition: broker defaults overridden by topic configs.
+/// The log settings of one partition: broker defaults overridden by topic
+/// configs (see [`topic_config`] for the keys and their broker synonyms).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     /// `segment.bytes`: roll before a segment would exceed this.
@@ -38,24 +40,57 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// `max.message.bytes`: largest batch accepted for this topic.
     pub max_message_bytes: usize,
+    /// `retention.ms`: delete closed segments whose newest record is older; None = forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: delete the oldest closed segments beyond this size; None = no limit.
+    pub retention_bytes: Option<i64>,
+    /// `cleanup.policy` contains `delete`: retention applies.
+    pub delete: bool,
+    /// `cleanup.policy` contains `compact`: the cleaner keeps the latest record per key.
+    pub compact: bool,
+    /// `delete.retention.ms`: tombstones older than this are removed by the cleaner.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `compression.type`: None = `producer` (store as sent), else the codec to store.
+    pub compression: Option<kafka_protocol::records::Compression>,
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics).
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
 }
 
 impl LogConfig {
-    /// Broker defaults, then the topic's own configs (already validated at creation).
+    /// Broker defaults, then the topic's own overrides (validated when they were set).
     pub fn from(cfg: &crate::config::Config, topic: &std::collections::BTreeMap<String, String>) -> LogConfig {
-        let num = |k: &str| topic.get(k).and_then(|v| v.parse::<i64>().ok());
-        let opt = |v: Option<i64>| v.filter(|&n| n > 0 && n != i64::MAX).map(|n| n as u64);
+        let text = |name: &str| match topic_config::def(name) {
+            Some(d) => topic_config::effective(cfg, topic, d).0,
+            None => String::new(),
+        };
+        let num = |name: &str| text(name).parse::<i64>().unwrap_or(0);
+        // Kafka's "no limit" forms: flush.* at Long.MAX (or <= 0), retention at -1.
+        let flush = |name: &str| Some(num(name)).filter(|&n| n > 0 && n != i64::MAX).map(|n| n as u64);
+        let limit = |name: &str| Some(num(name)).filter(|&n| n >= 0);
+        let policy = text("cleanup.policy");
         LogConfig {
-            segment_bytes: num("segment.bytes").map(|v| v as u64).unwrap_or(cfg.log_segment_bytes),
-            roll_ms: num("segment.ms").map(|v| v as u64).unwrap_or(cfg.log_roll_ms),
-            index_interval_bytes: num("index.interval.bytes").map(|v| v as u64).unwrap_or(cfg.log_index_interval_bytes),
-            flush_messages: if topic.contains_key("flush.messages") { opt(num("flush.messages")) } else { cfg.log_flush_interval_messages },
-            flush_ms: if topic.contains_key("flush.ms") { opt(num("flush.ms")) } else { cfg.log_flush_interval_ms },
-            log_append_time: match topic.get("message.timestamp.type") {
-                Some(v) => v == "LogAppendTime",
-                None => cfg.log_message_timestamp_type == crate::config::TimestampType::LogAppendTime,
-            },
-            max_message_bytes: num("max.message.bytes").map(|v| v as usize).unwrap_or(cfg.message_max_bytes),
+            segment_bytes: num("segment.bytes") as u64,
+            roll_ms: num("segment.ms") as u64,
+            index_interval_bytes: num("index.interval.bytes").max(1) as u64,
+            flush_messages: flush("flush.messages"),
+            flush_ms: flush("flush.ms"),
+            log_append_time: text("message.timestamp.type") == "LogAppendTime",
+            max_message_bytes: num("max.message.bytes") as usize,
+            retention_ms: limit("retention.ms"),
+            retention_bytes: limit("retention.bytes"),
+            delete: policy.split(',').any(|p| p == "delete"),
+            compact: policy.split(',').any(|p| p == "compact"),
+            delete_retention_ms: num("delete.retention.ms"),
+            min_cleanable_dirty_ratio: text("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            compression: crate::protocol::compression::codec_for(&text("compression.type")),
+            timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
+            min_insync_replicas: num("min.insync.replicas") as i32,
         }
     }
 }

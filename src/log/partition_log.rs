@@ -147,6 +147,72 @@ impl PartitionLog {
         self.cfg.borrow().clone()
     }
 
+    /// Applies a changed topic config at once (AlterConfigs): the next append,
+    /// roll, flush and retention check use it; no restart.
+    pub fn set_config(&self, cfg: LogConfig) {
+        *self.cfg.borrow_mut() = cfg;
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 = the high
+    /// watermark), persists it, and deletes the segments wholly below it.
+    /// Returns the new low watermark.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let mut st = self.state.borrow_mut();
+        let hw = st.high_watermark;
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: hw });
+        }
+        if target > st.log_start_offset {
+            st.log_start_offset = target;
+            write_log_start(&self.dir, target)?;
+            self.drop_segments_below_start(&mut st)?;
+        }
+        Ok(st.log_start_offset)
+    }
+
+    /// Retention (cleanup.policy contains `delete`): deletes closed segments whose
+    /// newest record is older than `retention.ms`, then the oldest closed segments
+    /// while the rest still holds `retention.bytes`. The active segment is never
+    /// deleted. Returns the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let cfg = self.cfg.borrow().clone();
+        if !cfg.delete || self.closed.get() {
+            return Ok(0);
+        }
+        let mut st = self.state.borrow_mut();
+        let mut n = 0;
+        let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
+        while st.segments.len() > 1 {
+            let first = &st.segments[0];
+            let expired = cfg.retention_ms.is_some_and(|ms| first.max_timestamp < now_ms.saturating_sub(ms));
+            let oversize = cfg.retention_bytes.is_some_and(|max| total - first.size as i64 >= max);
+            if !(expired || oversize) {
+                break;
+            }
+            total -= first.size as i64;
+            let next_base = st.segments[1].base_offset;
+            st.log_start_offset = st.log_start_offset.max(next_base);
+            let seg = st.segments.remove(0);
+            seg.delete_files()?;
+            n += 1;
+        }
+        if n > 0 {
+            write_log_start(&self.dir, st.log_start_offset)?;
+            tracing::info!(topic = %self.topic, partition = self.partition, segments = n, log_start_offset = st.log_start_offset, "retention deleted segments");
+        }
+        Ok(n)
+    }
+
+    /// Deletes closed segments that end at or below the log start offset.
+    fn drop_segments_below_start(&self, st: &mut State) -> io::Result<()> {
+        while st.segments.len() > 1 && st.segments[0].next_offset <= st.log_start_offset {
+            let seg = st.segments.remove(0);
+            seg.delete_files()?;
+        }
+        Ok(())
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.state.borrow().high_watermark
     }
@@ -434,9 +500,10 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
 }
 
 /// Finds, inside one batch (any compression), the first record with timestamp >= `ts`.
-fn first_record_at_or_after(mut batch: Bytes, ts: i64, min_offset: i64) -> Result<Option<(i64, i64)>> {
-    use kafka_protocol::records::RecordBatchDecoder;
-    let set = RecordBatchDecoder::decode(&mut batch).map_err(|_| Error::CorruptMessage("stored batch does not decode"))?;
+/// Decompression is bounded by the largest request the broker accepts.
+fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Option<(i64, i64)>> {
+    const MAX_INFLATED: usize = 256 << 20;
+    let set = crate::protocol::compression::decode_batch(&batch, MAX_INFLATED).map_err(|_| Error::CorruptMessage("stored batch does not decode"))?;
     Ok(set.records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset).map(|r| (r.offset, r.timestamp)))
 }
 

@@ -278,6 +278,14 @@ impl Segment {
         Ok(())
     }
 
+    /// Removes the segment's files (retention, delete-records). Readers that
+    /// already hold the `.log` file keep reading it until they drop it.
+    pub fn delete_files(self) -> io::Result<()> {
+        std::fs::remove_file(Self::path(&self.dir, self.base_offset, "log"))?;
+        self.remove_index_files();
+        Ok(())
+    }
+
     /// Drops index files so a crash before the next clean write forces a rebuild.
     pub fn remove_index_files(&self) {
         let _ = std::fs::remove_file(Self::path(&self.dir, self.base_offset, "index"));

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
+    AlterConfigsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest, OffsetForLeaderEpochRequest,
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, SyncGroupRequest,
@@ -165,6 +166,41 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::OffsetDelete => {
             let req = body!(OffsetDeleteRequest);
             let resp = handlers::offset_delete::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeConfigs => {
+            let req = body!(DescribeConfigsRequest);
+            let resp = handlers::describe_configs::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::AlterConfigs => {
+            let req = body!(AlterConfigsRequest);
+            let resp = handlers::alter_configs::handle_alter(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = body!(IncrementalAlterConfigsRequest);
+            let resp = handlers::alter_configs::handle_incremental(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DeleteRecords => {
+            let req = body!(DeleteRecordsRequest);
+            let resp = handlers::delete_records::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeCluster => {
+            let req = body!(DescribeClusterRequest);
+            let resp = handlers::describe_cluster::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeLogDirs => {
+            let req = body!(DescribeLogDirsRequest);
+            let resp = handlers::describe_log_dirs::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = body!(OffsetForLeaderEpochRequest);
+            let resp = handlers::offset_for_leader_epoch::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         _ => Outcome::Close(format!("api {key:?} is not implemented")),

@@ -147,6 +147,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_stop_watcher(shard.clone(), stop_fd);
                 spawn_flusher(shard.clone());
                 spawn_group_ticker(shard.clone());
+                spawn_retention(shard.clone());
                 let _ = ready_tx.send(Ok(id));
                 crate::net::listener::serve(ctx, listener).await;
                 // Every shard stops taking requests before any closes its logs,
@@ -198,13 +199,27 @@ fn spawn_stop_watcher(shard: std::rc::Rc<Shard>, fd: RawFd) {
     .detach();
 }
 
-/// Applies `flush.ms`: checks partitions once per second at most (or the shortest flush.ms).
+/// Applies `flush.ms`: checks partitions every second, or at the broker's
+/// `log.flush.interval.ms` when shorter (a topic may set flush.ms at any time).
 fn spawn_flusher(shard: std::rc::Rc<Shard>) {
-    let Some(ms) = shard.cfg.log_flush_interval_ms else { return };
+    let ms = shard.cfg.log_flush_interval_ms.unwrap_or(1000);
     glommio::spawn_local(async move {
         while !shard.stopping.get() {
             glommio::timer::sleep(Duration::from_millis(ms.clamp(1, 1000))).await;
             shard.flush_due().await;
+        }
+    })
+    .detach();
+}
+
+/// Applies retention (`retention.ms`, `retention.bytes`) to this shard's
+/// partitions every `log.retention.check.interval.ms`.
+fn spawn_retention(shard: std::rc::Rc<Shard>) {
+    let ms = shard.cfg.log_retention_check_interval_ms.max(1);
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            shard.apply_retention();
         }
     })
     .detach();

@@ -22,7 +22,7 @@ use crate::io::ring::Ring;
 use crate::log::{LogConfig, PartitionLog};
 use metadata::{validate_topic_name, MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
-use request::{NewTopic, ShardRequest, ShardResponse, TopicPartition};
+use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition};
 
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
@@ -51,6 +51,9 @@ pub struct Shard {
     pub stop_signal: Notify,
     /// Groups whose `__consumer_offsets` partition this shard owns.
     pub coordinator: crate::coordinator::GroupCoordinator,
+    /// Effective log config per topic, for the image version it was built from
+    /// (produce validation reads it per request without re-parsing strings).
+    topic_configs: RefCell<(u64, HashMap<String, Arc<LogConfig>>)>,
 }
 
 impl Shard {
@@ -72,6 +75,7 @@ impl Shard {
             stopping: Cell::new(false),
             stop_signal: Notify::default(),
             coordinator: crate::coordinator::GroupCoordinator::new(cfg_for_groups),
+            topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         });
         shard.open_owned(&image)?;
         Ok(shard)
@@ -80,6 +84,22 @@ impl Shard {
     /// The current metadata snapshot (cheap `Arc` clone; never hold a borrow).
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
+    }
+
+    /// The effective log config of a topic (broker defaults + overrides), cached
+    /// per image version. None for an unknown topic.
+    pub fn topic_config(&self, topic: &str) -> Option<Arc<LogConfig>> {
+        let image = self.image();
+        let mut cache = self.topic_configs.borrow_mut();
+        if cache.0 != image.version {
+            *cache = (image.version, HashMap::new());
+        }
+        if let Some(c) = cache.1.get(topic) {
+            return Some(c.clone());
+        }
+        let c = Arc::new(LogConfig::from(&self.cfg, &image.topics.get(topic)?.configs));
+        cache.1.insert(topic.to_string(), c.clone());
+        Some(c)
     }
 
     /// The log of a partition this shard owns.
@@ -165,6 +185,13 @@ impl Shard {
                 let image = self.image();
                 ShardResponse::Group(self.coordinator.handle(req, &image).await)
             }
+            ShardRequest::AlterTopicConfigs { changes, validate_only } => ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only)),
+            ShardRequest::DeleteRecords { partitions } => ShardResponse::DeleteRecords(
+                partitions.iter().map(|(tp, off)| self.log(tp).and_then(|l| l.delete_records_before(*off))).collect(),
+            ),
+            ShardRequest::LogDirSizes => {
+                ShardResponse::LogDirSizes(self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.size_bytes())).collect())
+            }
             ShardRequest::ApplyMetadata { image } => {
                 if image.version > self.image.borrow().version {
                     *self.image.borrow_mut() = image.clone();
@@ -174,9 +201,70 @@ impl Shard {
                 if let Err(e) = self.open_owned(&current) {
                     tracing::error!(shard = self.id, "opening partition logs failed: {e}");
                 }
+                self.apply_config_changes();
                 ShardResponse::MetadataApplied
             }
         }
+    }
+
+    /// Pushes topic configs into the open logs (live, no restart). Every log is
+    /// refreshed: the controller installs its image before the push, so "changed
+    /// since the previous image" cannot be told on shard 0. One parse per topic.
+    fn apply_config_changes(&self) {
+        let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.clone())).collect();
+        for (tp, log) in logs {
+            if let Some(c) = self.topic_config(&tp.topic) {
+                log.set_config((*c).clone());
+            }
+        }
+    }
+
+    /// Retention on every owned log (the shard's retention task calls this
+    /// every `log.retention.check.interval.ms`).
+    pub fn apply_retention(&self) {
+        let now = now_ms();
+        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        for l in logs {
+            if let Err(e) = l.apply_retention(now) {
+                tracing::error!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
+            }
+        }
+    }
+
+    /// Controller: validates and persists topic config changes. The caller
+    /// publishes the new image; shards then apply it to their open logs.
+    fn alter_topic_configs(&self, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
+        let mut image = (*self.image()).clone();
+        let mut changed = false;
+        let results: Vec<Result<()>> = changes
+            .into_iter()
+            .map(|(name, change)| {
+                let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
+                let proposed = match change {
+                    ConfigChange::Replace(all) => all,
+                    ConfigChange::Incremental(ops) => {
+                        let mut m = t.configs.clone();
+                        for (key, op, value) in ops {
+                            apply_op(&self.cfg, &mut m, &key, op, value)?;
+                        }
+                        m
+                    }
+                };
+                let validated = crate::log::topic_config::validate_all(&proposed)?;
+                if validate_only || validated == t.configs {
+                    return Ok(());
+                }
+                t.configs = validated;
+                changed = true;
+                Ok(())
+            })
+            .collect();
+        if changed {
+            if let Err(e) = self.commit_image(image) {
+                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
+            }
+        }
+        results
     }
 
     async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64) {
@@ -238,7 +326,7 @@ impl Shard {
                         t.replication_factor
                     )));
                 }
-                crate::shard::validate_topic_configs(&t.configs)?;
+                let configs = crate::log::topic_config::validate_all(&t.configs)?;
                 if validate_only {
                     return Ok(());
                 }
@@ -249,7 +337,7 @@ impl Shard {
                         PartitionMeta { owner_shard: owner, leader: self.cfg.broker_id, leader_epoch: 0, replicas: vec![self.cfg.broker_id], isr: vec![self.cfg.broker_id] }
                     })
                     .collect();
-                image.topics.insert(t.name.clone(), TopicMeta { name: t.name.clone(), topic_id: uuid::Uuid::new_v4(), partitions, configs: t.configs.clone() });
+                image.topics.insert(t.name.clone(), TopicMeta { name: t.name.clone(), topic_id: uuid::Uuid::new_v4(), partitions, configs });
                 changed = true;
                 Ok(())
             })();
@@ -373,32 +461,42 @@ impl Shard {
     }
 }
 
-/// Topic configs this broker understands; anything else is INVALID_CONFIG.
-pub fn validate_topic_configs(configs: &std::collections::BTreeMap<String, String>) -> Result<()> {
-    for (k, v) in configs {
-        let num = || v.parse::<i64>().map_err(|_| Error::InvalidConfig(format!("`{k}` must be a number, got `{v}`")));
-        match k.as_str() {
-            "segment.bytes" => {
-                let n = num()?;
-                if !(14..=u32::MAX as i64).contains(&n) {
-                    return Err(Error::InvalidConfig(format!("`segment.bytes` must be in [14, 4294967295], got {n}")));
+/// One IncrementalAlterConfigs operation on a topic's overrides. APPEND and
+/// SUBTRACT work on list configs only, starting from the effective value (the
+/// broker default when the topic has no override), as Kafka does.
+fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, key: &str, op: AlterOp, value: Option<String>) -> Result<()> {
+    use crate::log::topic_config::{def, effective, Kind};
+    let d = def(key).ok_or_else(|| Error::InvalidConfig(format!("unknown or unsupported topic config `{key}`")))?;
+    match op {
+        AlterOp::Set => {
+            let v = value.ok_or_else(|| Error::InvalidConfig(format!("SET of `{key}` needs a value")))?;
+            m.insert(key.to_string(), v);
+        }
+        AlterOp::Delete => {
+            m.remove(key);
+        }
+        AlterOp::Append | AlterOp::Subtract => {
+            if !matches!(d.kind, Kind::List(_)) {
+                return Err(Error::InvalidConfig(format!("`{key}` is not a list; APPEND and SUBTRACT need a list config")));
+            }
+            let v = value.ok_or_else(|| Error::InvalidConfig(format!("APPEND/SUBTRACT of `{key}` needs a value")))?;
+            let (current, _) = effective(cfg, m, d);
+            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            for x in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if op == AlterOp::Append {
+                    if !items.iter().any(|i| i == x) {
+                        items.push(x.to_string());
+                    }
+                } else {
+                    items.retain(|i| i != x);
                 }
             }
-            "segment.ms" | "index.interval.bytes" | "max.message.bytes" => {
-                if num()? < 1 {
-                    return Err(Error::InvalidConfig(format!("`{k}` must be positive")));
-                }
-            }
-            "flush.messages" | "flush.ms" => {
-                num()?;
-            }
-            "message.timestamp.type" => {
-                if v != "CreateTime" && v != "LogAppendTime" {
-                    return Err(Error::InvalidConfig("`message.timestamp.type` must be CreateTime or LogAppendTime".into()));
-                }
-            }
-            _ => return Err(Error::InvalidConfig(format!("unknown or unsupported topic config `{k}`"))),
+            m.insert(key.to_string(), items.join(","));
         }
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -33,6 +33,24 @@ pub struct NewTopic {
     pub configs: std::collections::BTreeMap<String, String>,
 }
 
+/// An IncrementalAlterConfigs operation (Kafka's codes 0-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+/// How a topic's config overrides change.
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    /// AlterConfigs: the given overrides replace all existing ones.
+    Replace(std::collections::BTreeMap<String, String>),
+    /// IncrementalAlterConfigs: operations on single keys.
+    Incremental(Vec<(String, AlterOp, Option<String>)>),
+}
+
 /// Requests a shard serves for partitions it owns (or, for the controller, for metadata).
 pub enum ShardRequest {
     /// Append validated batches; one entry per partition.
@@ -53,6 +71,12 @@ pub enum ShardRequest {
     CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
     /// Controller only: the authoritative image.
     GetMetadata,
+    /// Controller only: change topic config overrides (validated whole, then persisted).
+    AlterTopicConfigs { changes: Vec<(String, ConfigChange)>, validate_only: bool },
+    /// Move each partition's log start offset up to the offset (-1 = high watermark).
+    DeleteRecords { partitions: Vec<(TopicPartition, i64)> },
+    /// Size on disk of every partition this shard owns.
+    LogDirSizes,
     /// Install a new metadata image and open logs for newly owned partitions.
     ApplyMetadata { image: Arc<MetadataImage> },
 }
@@ -70,4 +94,8 @@ pub enum ShardResponse {
     DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
     CreatePartitions(Vec<Result<(), Error>>),
     Group(crate::coordinator::GroupResponse),
+    AlterTopicConfigs(Vec<Result<(), Error>>),
+    /// The new low watermark per partition.
+    DeleteRecords(Vec<Result<i64, Error>>),
+    LogDirSizes(Vec<(TopicPartition, u64)>),
 }

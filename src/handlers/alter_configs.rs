@@ -1,0 +1,131 @@
+//! AlterConfigs (key 33, versions 0-2) and IncrementalAlterConfigs (key 44,
+//! versions 0-1). Topic overrides are validated on the controller, persisted
+//! with the metadata image and pushed to every shard, whose open logs apply
+//! them at once. Broker configs are static (file, profile, --set): altering
+//! one is refused with INVALID_REQUEST, as Kafka refuses non-dynamic keys.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::shard::request::{AlterOp, ConfigChange, ShardRequest, ShardResponse};
+use crate::shard::CONTROLLER_SHARD;
+
+/// (resource type, resource name, error or ok) per resource, in request order.
+type Outcome = Vec<(i8, StrBytes, Result<()>)>;
+
+pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let items = req
+        .resources
+        .iter()
+        .map(|r| {
+            let change = ConfigChange::Replace(r.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect::<BTreeMap<_, _>>());
+            (r.resource_type, r.resource_name.clone(), change)
+        })
+        .collect();
+    let out = apply(ctx, items, req.validate_only).await;
+    AlterConfigsResponse::default().with_responses(out.into_iter().map(|(t, n, r)| response(t, n, r)).collect())
+}
+
+pub async fn handle_incremental(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let mut items = Vec::new();
+    let mut early: Vec<Option<Error>> = Vec::new();
+    for r in &req.resources {
+        let mut ops = Vec::new();
+        let mut bad = None;
+        for c in &r.configs {
+            let op = match c.config_operation {
+                0 => AlterOp::Set,
+                1 => AlterOp::Delete,
+                2 => AlterOp::Append,
+                3 => AlterOp::Subtract,
+                other => {
+                    bad = Some(Error::InvalidConfig(format!("unknown config operation {other} for `{}`", c.name)));
+                    break;
+                }
+            };
+            if ops.iter().any(|(k, _, _): &(String, AlterOp, Option<String>)| k == c.name.as_str()) {
+                bad = Some(Error::InvalidConfig(format!("`{}` appears twice in one resource", c.name)));
+                break;
+            }
+            ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())));
+        }
+        early.push(bad);
+        items.push((r.resource_type, r.resource_name.clone(), ConfigChange::Incremental(ops)));
+    }
+    // Resources with a malformed operation are answered without being applied.
+    let (mut keep, mut rejected) = (Vec::new(), Vec::new());
+    for (i, (item, e)) in items.into_iter().zip(early).enumerate() {
+        match e {
+            Some(e) => rejected.push((i, (item.0, item.1, Err(e)))),
+            None => keep.push((i, item)),
+        }
+    }
+    let order: Vec<usize> = keep.iter().map(|(i, _)| *i).collect();
+    let applied = apply(ctx, keep.into_iter().map(|(_, it)| it).collect(), req.validate_only).await;
+    let mut all: Vec<(usize, (i8, StrBytes, Result<()>))> = order.into_iter().zip(applied).chain(rejected).collect();
+    all.sort_by_key(|(i, _)| *i);
+    let responses = all
+        .into_iter()
+        .map(|(_, (t, n, r))| {
+            let resp = response(t, n, r);
+            kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(resp.error_code)
+                .with_error_message(resp.error_message)
+                .with_resource_type(resp.resource_type)
+                .with_resource_name(resp.resource_name)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Sends topic changes to the controller in one call and publishes the new image.
+async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, ConfigChange)>, validate_only: bool) -> Outcome {
+    let broker_id = ctx.shard().cfg.broker_id.to_string();
+    let mut out: Vec<(i8, StrBytes, Option<Result<()>>)> = Vec::new();
+    let mut topic_changes = Vec::new();
+    let mut topic_slots = Vec::new();
+    for (t, name, change) in items {
+        let r = match t {
+            RESOURCE_TOPIC => {
+                topic_slots.push(out.len());
+                topic_changes.push((name.to_string(), change));
+                None
+            }
+            RESOURCE_BROKER if name.is_empty() || name.as_str() == broker_id => Some(Err(Error::StaticBrokerConfig(
+                "broker configs are static in shardlog: set them in the config file or with --set and restart".into(),
+            ))),
+            RESOURCE_BROKER => Some(Err(Error::InvalidRequest(format!("broker {name} is not this broker ({broker_id})")))),
+            other => Some(Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)")))),
+        };
+        out.push((t, name, r));
+    }
+    if !topic_changes.is_empty() {
+        let n = topic_changes.len();
+        let results = match ctx.x.call(CONTROLLER_SHARD, ShardRequest::AlterTopicConfigs { changes: topic_changes, validate_only }).await {
+            Ok(ShardResponse::AlterTopicConfigs(r)) if r.len() == n => r,
+            _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
+        };
+        if !validate_only && results.iter().any(|r| r.is_ok()) {
+            super::create_topics::publish_image(ctx).await;
+        }
+        for (slot, r) in topic_slots.into_iter().zip(results) {
+            out[slot].2 = Some(r);
+        }
+    }
+    out.into_iter().map(|(t, n, r)| (t, n, r.unwrap_or(Err(Error::ShardUnavailable)))).collect()
+}
+
+fn response(resource_type: i8, name: StrBytes, r: Result<()>) -> AlterConfigsResourceResponse {
+    let mut out = AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(name);
+    if let Err(e) = r {
+        out.error_code = e.code();
+        out.error_message = Some(StrBytes::from_string(e.to_string()));
+    }
+    out
+}

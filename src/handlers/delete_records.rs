@@ -1,0 +1,45 @@
+//! DeleteRecords (key 21), versions 0-2: moves each partition's log start offset
+//! (offset -1 = the high watermark) on its owner shard, which persists it and
+//! deletes the segments wholly below it. Answers the new low watermarks.
+
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::Ctx;
+use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
+use crate::xshard::fan_out::fan_out;
+
+pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let image = ctx.shard().image();
+    let mut items = Vec::new();
+    for t in &req.topics {
+        let topic = t.name.0.to_string();
+        for p in &t.partitions {
+            items.push((image.shard_for(&topic, p.partition_index), (TopicPartition { topic: topic.clone(), partition: p.partition_index }, p.offset)));
+        }
+    }
+    let keys: Vec<TopicPartition> = items.iter().map(|(_, (tp, _))| tp.clone()).collect();
+    let results = fan_out(
+        &ctx.x,
+        items,
+        |partitions| ShardRequest::DeleteRecords { partitions },
+        |r| match r {
+            ShardResponse::DeleteRecords(v) => Some(v),
+            _ => None,
+        },
+    )
+    .await;
+    let mut topics: Vec<DeleteRecordsTopicResult> = Vec::new();
+    for (tp, r) in keys.into_iter().zip(results) {
+        let mut pr = DeleteRecordsPartitionResult::default().with_partition_index(tp.partition).with_low_watermark(-1);
+        match r {
+            Ok(lw) => pr.low_watermark = lw,
+            Err(e) => pr.error_code = e.code(),
+        }
+        match topics.last_mut() {
+            Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(pr),
+            _ => topics.push(DeleteRecordsTopicResult::default().with_name(kafka_protocol::messages::TopicName(tp.topic.into())).with_partitions(vec![pr])),
+        }
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,37 @@
+//! DescribeCluster (key 60), versions 0-2: the cluster id, the controller and
+//! the brokers (this one), as the admin clients' describeCluster expects.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::Ctx;
+
+/// "Authorized operations not requested" (Kafka's INT32 minimum sentinel).
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    let shard = ctx.shard();
+    let (host, port) = &shard.advertised;
+    let mut resp = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(shard.image().cluster_id.clone()))
+        .with_controller_id(BrokerId(shard.cfg.broker_id))
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED);
+    // v1+: endpoint type 1 = brokers; 2 = controllers (a KRaft controller
+    // quorum, which a single shardlog node does not run separately).
+    if version >= 1 && req.endpoint_type != 1 {
+        resp.error_code = ResponseError::UnsupportedEndpointType.code();
+        resp.error_message = Some(StrBytes::from_static_str("only broker endpoints (type 1) are served"));
+        resp.endpoint_type = req.endpoint_type;
+        return resp;
+    }
+    if version >= 1 {
+        resp.endpoint_type = 1;
+    }
+    resp.brokers = vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(shard.cfg.broker_id))
+        .with_host(StrBytes::from_string(host.clone()))
+        .with_port(*port as i32)];
+    resp
+}

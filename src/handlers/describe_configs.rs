@@ -1,0 +1,113 @@
+//! DescribeConfigs (key 32), versions 1-4: every topic config with its value,
+//! source (topic override, static broker config, default), synonyms and type;
+//! every broker config (all static: set at start, read-only here).
+
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::topic_config::{broker_value, effective, Source, TOPIC_CONFIGS};
+
+/// Kafka's ConfigResource types.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    let shard = ctx.shard();
+    let cfg = &shard.cfg;
+    let image = shard.image();
+    let results = req
+        .resources
+        .iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let wanted = |k: &str| r.configuration_keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x.as_str() == k));
+            let configs = match r.resource_type {
+                RESOURCE_TOPIC => match image.topics.get(&name) {
+                    Some(t) => Ok(topic_entries(cfg, &t.configs, req.include_synonyms, req.include_documentation, version, &wanted)),
+                    None => Err(Error::UnknownTopicOrPartition),
+                },
+                RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()), // no dynamic cluster defaults exist
+                RESOURCE_BROKER if name == cfg.broker_id.to_string() => Ok(broker_entries(cfg, req.include_synonyms, version, &wanted)),
+                RESOURCE_BROKER => Err(Error::InvalidRequest(format!("broker {name} is not this broker ({})", cfg.broker_id))),
+                other => Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)"))),
+            };
+            let mut out = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+            match configs {
+                Ok(c) => out.configs = c,
+                Err(e) => {
+                    out.error_code = e.code();
+                    out.error_message = Some(s(e.to_string()));
+                }
+            }
+            out
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn topic_entries(cfg: &Config, overrides: &std::collections::BTreeMap<String, String>, synonyms: bool, docs: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIGS
+        .iter()
+        .filter(|d| wanted(d.name))
+        .map(|d| {
+            let (value, source) = effective(cfg, overrides, d);
+            let mut e = DescribeConfigsResourceResult::default()
+                .with_name(s(d.name))
+                .with_value(Some(s(value)))
+                .with_read_only(false)
+                .with_config_source(source as i8)
+                .with_is_sensitive(false);
+            if synonyms {
+                let mut syn = Vec::new();
+                if let Some(v) = overrides.get(d.name) {
+                    syn.push(DescribeConfigsSynonym::default().with_name(s(d.name)).with_value(Some(s(v.clone()))).with_source(Source::Topic as i8));
+                }
+                let (bv, bsrc) = broker_value(cfg, d.broker_key);
+                if bsrc == Source::StaticBroker {
+                    syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(bv))).with_source(Source::StaticBroker as i8));
+                }
+                let default = Config::default().get(d.broker_key).unwrap_or_default();
+                syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(default))).with_source(Source::Default as i8));
+                e.synonyms = syn;
+            }
+            if version >= 3 {
+                e.config_type = d.kind.type_code();
+                if docs {
+                    e.documentation = Some(s(d.doc));
+                }
+            }
+            e
+        })
+        .collect()
+}
+
+fn broker_entries(cfg: &Config, synonyms: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+    cfg.describe()
+        .into_iter()
+        .filter(|(k, _)| wanted(k))
+        .map(|(k, v)| {
+            let (_, source) = broker_value(cfg, k);
+            let mut e = DescribeConfigsResourceResult::default()
+                .with_name(s(k))
+                .with_value(Some(s(v.clone())))
+                .with_read_only(true)
+                .with_config_source(source as i8)
+                .with_is_sensitive(false);
+            if synonyms {
+                e.synonyms = vec![DescribeConfigsSynonym::default().with_name(s(k)).with_value(Some(s(v))).with_source(source as i8)];
+            }
+            if version >= 3 {
+                e.config_type = 0; // UNKNOWN: broker keys are not typed here
+            }
+            e
+        })
+        .collect()
+}

@@ -1,0 +1,81 @@
+//! Topic rules a produced batch must pass before it is sent to its owner
+//! shard, applied on the connection's shard (spreading the work):
+//! `min.insync.replicas` for acks=all, `message.timestamp.before/after.max.ms`
+//! (CreateTime topics), keys on compacted topics, and `compression.type`
+//! (re-compress batches whose codec differs).
+//!
+//! Everything here is per batch except the two cases that must look inside
+//! records (compacted topics, re-compression), which only topics configured
+//! for them pay for.
+
+use kafka_protocol::records::Compression;
+
+use crate::error::{Error, Result};
+use crate::log::LogConfig;
+use crate::protocol::compression::{codec_of, decode_batch, encode_batch};
+use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
+
+/// In-sync replicas of every partition on a single broker.
+const ISR_SIZE: i32 = 1;
+
+/// Applies the topic's rules to validated batches; may replace them (re-compression).
+pub fn apply(cfg: &LogConfig, acks: i16, batches: Vec<ValidatedBatch>, max_inflated: usize) -> Result<Vec<ValidatedBatch>> {
+    if acks == -1 && cfg.min_insync_replicas > ISR_SIZE {
+        return Err(Error::NotEnoughReplicas { isr: ISR_SIZE, min: cfg.min_insync_replicas });
+    }
+    if !cfg.log_append_time {
+        let now = now_ms();
+        for b in &batches {
+            check_timestamps(cfg, now, b.header.base_timestamp.min(b.header.max_timestamp), b.header.max_timestamp)?;
+        }
+    }
+    let recompress = cfg.compression.filter(|&c| batches.iter().any(|b| codec_of(b.header.compression()) != Some(c) && b.header.attributes & ATTR_CONTROL == 0));
+    if !cfg.compact && recompress.is_none() {
+        return Ok(batches);
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        if b.header.attributes & ATTR_CONTROL != 0 {
+            out.push(b);
+            continue;
+        }
+        let set = decode_batch(&b.bytes, max_inflated).map_err(|e| match e {
+            crate::protocol::compression::CodecError::TooLarge(_) => Error::MessageTooLarge { size: b.bytes.len(), max: max_inflated },
+            _ => Error::CorruptMessage("record batch does not decode"),
+        })?;
+        if cfg.compact && set.records.iter().any(|r| r.key.is_none()) {
+            return Err(Error::InvalidRecord("compacted topic cannot accept a record without a key"));
+        }
+        match recompress {
+            Some(codec) if codec_of(b.header.compression()) != Some(codec) => out.extend(reencode(&set.records, codec, cfg.max_message_bytes)?),
+            _ => out.push(b),
+        }
+    }
+    Ok(out)
+}
+
+/// Kafka's KIP-937 bounds, checked on the batch's first and largest timestamps.
+fn check_timestamps(cfg: &LogConfig, now: i64, min_ts: i64, max_ts: i64) -> Result<()> {
+    if cfg.timestamp_before_max_ms < i64::MAX && min_ts < now.saturating_sub(cfg.timestamp_before_max_ms) {
+        return Err(Error::InvalidTimestamp(format!(
+            "timestamp {min_ts} is more than message.timestamp.before.max.ms ({}) before the broker's time {now}",
+            cfg.timestamp_before_max_ms
+        )));
+    }
+    if cfg.timestamp_after_max_ms < i64::MAX && max_ts > now.saturating_add(cfg.timestamp_after_max_ms) {
+        return Err(Error::InvalidTimestamp(format!(
+            "timestamp {max_ts} is more than message.timestamp.after.max.ms ({}) after the broker's time {now}",
+            cfg.timestamp_after_max_ms
+        )));
+    }
+    Ok(())
+}
+
+fn reencode(records: &[kafka_protocol::records::Record], codec: Compression, max: usize) -> Result<Vec<ValidatedBatch>> {
+    let bytes = encode_batch(records, codec).map_err(|_| Error::CorruptMessage("record batch could not be re-compressed"))?;
+    Ok(validate_batches(&bytes, max)?)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
