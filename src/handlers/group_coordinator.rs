@@ -12,7 +12,10 @@ pub async fn ensure_offsets_topic(ctx: &Ctx) -> bool {
         return true;
     }
     let n = ctx.shard().cfg.offsets_topic_num_partitions;
-    let topic = NewTopic { name: OFFSETS_TOPIC.into(), num_partitions: n, replication_factor: 1, configs: Default::default() };
+    // As Kafka creates it: compacted (the latest commit per key is all a
+    // coordinator replays) with 100 MiB segments (offsets.topic.segment.bytes).
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let topic = NewTopic { name: OFFSETS_TOPIC.into(), num_partitions: n, replication_factor: 1, configs };
     let _ = super::create_topics::create(ctx, vec![topic], false).await;
     ctx.shard().image().topics.contains_key(OFFSETS_TOPIC)
 }

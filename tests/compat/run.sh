@@ -250,6 +250,13 @@ test_large_message() {
 # assignor, or one kafka-python + one confluent-kafka member on "range"
 # (mixed); disjoint and complete assignments, every record consumed once,
 # and a new member resumes from the committed offsets.
+# Topic/log admin (configs, incremental alter, partitions, delete-records,
+# cluster, log dirs, delete) through kafka-python's and confluent-kafka's
+# admin clients. The topic is deleted at the end.
+test_admin() {
+    py "$HERE/admin_clients.py" --bootstrap "$BOOTSTRAP" --topic "admin-$1-$RUN" --client "$1"
+}
+
 test_kafka_python_groups() {
     py "$HERE/kafka_python_groups.py" --bootstrap "$BOOTSTRAP" \
         --topic "kp-groups-$1-$RUN" --scenario "$1"
@@ -293,6 +300,9 @@ run_test large-message-under-limit test_large_message under
 run_test large-message-over-limit test_large_message over
 for scenario in range roundrobin mixed; do
     run_test "kafka-python-group-$scenario" test_kafka_python_groups "$scenario"
+done
+for client in kafka-python confluent; do
+    run_test "admin-$client" test_admin "$client"
 done
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
