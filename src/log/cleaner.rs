@@ -521,3 +521,357 @@ pub fn recover_dir(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::future::Future;
+
+    use kafka_protocol::records::{Compression, TimestampType};
+
+    use super::*;
+    use crate::log::segment::Segment;
+    use crate::protocol::record_batch::ATTR_COMPRESSION_MASK;
+
+    const MAX_INFLATED: usize = 8 << 20;
+    const BIG_BUDGET: usize = 64 << 20;
+
+    /// Runs `f` on a glommio executor (small io_memory: tests run side by side
+    /// under an 8 MiB RLIMIT_MEMLOCK).
+    fn run<F, Fut, T>(f: F) -> T
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn rec(offset: i64, ts: i64, key: Option<&str>, value: Option<&str>) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 3,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp: ts,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        }
+    }
+
+    fn batch(records: &[Record]) -> Bytes {
+        encode_batch(records, Compression::None).unwrap()
+    }
+
+    /// Writes one segment of `batches` back to back; returns its (base, file, size).
+    fn write_segment(dir: &Path, base: i64, batches: &[Bytes]) -> (i64, Arc<File>, u64) {
+        let path = dir.join(format!("{}.log", file_stem(base)));
+        let data: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+        std::fs::write(&path, &data).unwrap();
+        (base, Arc::new(File::open(&path).unwrap()), data.len() as u64)
+    }
+
+    /// Decodes every record of a segment file, checking batch framing on the way.
+    fn read_records(path: &Path) -> Vec<Record> {
+        let data = Bytes::from(std::fs::read(path).unwrap());
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while pos < data.len() {
+            let h = BatchHeader::parse(&data[pos..]).unwrap();
+            let set = decode_batch(&data.slice(pos..pos + h.total_len()), MAX_INFLATED).unwrap();
+            assert_eq!(set.records.last().unwrap().offset, h.last_offset());
+            out.extend(set.records);
+            pos += h.total_len();
+        }
+        out
+    }
+
+    fn s(b: &Option<Bytes>) -> Option<String> {
+        b.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    async fn clean_all(dir: &Path, segs: &[(i64, Arc<File>, u64)], map: &OffsetMap, end: i64, horizon: i64) -> Vec<CleanResult> {
+        let mut out = Vec::new();
+        for (base, file, size) in segs {
+            out.push(clean_segment(dir, *base, file, *size, map, end, horizon, MAX_INFLATED).await.unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn compacts_to_the_latest_value_per_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        // 100 keys x 20 updates, in a scrambled (deterministic) order over 2000 offsets.
+        let mut order: Vec<(usize, usize)> = (0..100).flat_map(|k| (0..20).map(move |u| (k, u))).collect();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        // Updates of one key must keep their order: renumber them by position.
+        let mut seen = [0usize; 100];
+        let mut latest: BTreeMap<i64, (String, String)> = BTreeMap::new();
+        let mut last_of_key: HashMap<usize, i64> = HashMap::new();
+        let records: Vec<Record> = order
+            .iter()
+            .enumerate()
+            .map(|(off, &(k, _))| {
+                let u = seen[k];
+                seen[k] += 1;
+                last_of_key.insert(k, off as i64);
+                rec(off as i64, 1_000 + off as i64, Some(&format!("key-{k}")), Some(&format!("v{u}")))
+            })
+            .collect();
+        for (&k, &off) in &last_of_key {
+            latest.insert(off, (format!("key-{k}"), "v19".to_string()));
+        }
+        // 5 segments of 400 records, batches of 10.
+        let segs: Vec<_> = records
+            .chunks(400)
+            .map(|seg| {
+                let batches: Vec<Bytes> = seg.chunks(10).map(batch).collect();
+                write_segment(&dir, seg[0].offset, &batches)
+            })
+            .collect();
+        let d = dir.clone();
+        let results = run(move || async move {
+            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.len(), end), (100, 2000));
+            let r = clean_all(&d, &segs, &map, end, 0).await;
+            for (base, _, _) in &segs {
+                swap_in(&d, *base).unwrap();
+            }
+            r
+        });
+        let removed: u64 = results.iter().map(|r| r.records_removed).sum();
+        let kept: u64 = results.iter().map(|r| r.records_kept).sum();
+        assert_eq!((kept, removed), (100, 1900));
+        let mut all = Vec::new();
+        for base in [0, 400, 800, 1200, 1600] {
+            all.extend(read_records(&dir.join(format!("{}.log", file_stem(base)))));
+            assert!(!dir.join(format!("{}{SWAP_SUFFIX}", file_stem(base))).exists());
+        }
+        assert!(all.windows(2).all(|w| w[0].offset < w[1].offset), "offsets must increase");
+        let got: BTreeMap<i64, (String, String)> =
+            all.iter().map(|r| (r.offset, (s(&r.key).unwrap(), s(&r.value).unwrap()))).collect();
+        assert_eq!(got, latest);
+        // The segments reopen (CRCs checked, indexes rebuilt) and reads skip the gaps.
+        let seg = Segment::open(&dir, 1600, true, 64).unwrap();
+        let first_kept = *latest.range(1600..).next().unwrap().0;
+        let (pos, h) = seg.find_batch(1600).unwrap().unwrap();
+        assert_eq!((pos, h.base_offset), (0, first_kept));
+        assert_eq!(seg.next_offset, *latest.keys().last().unwrap() + 1);
+    }
+
+    #[test]
+    fn tombstones_go_only_past_the_horizon() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let segs = vec![write_segment(
+            &dir,
+            0,
+            &[
+                batch(&[rec(0, 1_000, Some("a"), Some("x")), rec(1, 1_000, Some("a"), None)]),
+                batch(&[rec(2, 5_000, Some("b"), None), rec(3, 5_000, None, None)]),
+            ],
+        )];
+        let d = dir.clone();
+        let (early, late) = run(move || async move {
+            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (_, f, size) = &segs[0];
+            let early = clean_segment(&d, 0, f, *size, &map, end, 2_000, MAX_INFLATED).await.unwrap();
+            let kept_early: Vec<i64> = read_records(&early.cleaned_path).iter().map(|r| r.offset).collect();
+            let late = clean_segment(&d, 0, f, *size, &map, end, 10_000, MAX_INFLATED).await.unwrap();
+            ((early, kept_early), late)
+        });
+        // a@0 superseded, a's tombstone (ts 1000) gone, b's (ts 5000) too young; the keyless record stays.
+        assert_eq!(early.1, vec![2, 3]);
+        assert_eq!((early.0.records_removed, early.0.tombstones_removed, early.0.records_kept), (2, 1, 2));
+        assert_eq!((late.records_removed, late.tombstones_removed, late.records_kept), (3, 2, 1));
+        assert_eq!(read_records(&late.cleaned_path).iter().map(|r| r.offset).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn records_past_the_map_end_are_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let seg0 = write_segment(
+            &dir,
+            0,
+            &[batch(&[rec(0, 1, Some("a"), Some("1")), rec(1, 1, Some("b"), Some("1"))]), batch(&[rec(2, 1, Some("a"), Some("2"))])],
+        );
+        let seg1_batches =
+            [batch(&[rec(3, 1, Some("a"), Some("3")), rec(4, 1, Some("a"), Some("4"))]), batch(&[rec(5, 1, Some("b"), None)])];
+        let seg1 = write_segment(&dir, 3, &seg1_batches);
+        let original1 = std::fs::read(dir.join(format!("{}.log", file_stem(3)))).unwrap();
+        let d = dir.clone();
+        let (r0, r1, end) = run(move || async move {
+            // Only the first segment is mapped: the second is past the map's end.
+            let (map, end) = build_offset_map(&d, std::slice::from_ref(&seg0), 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let r0 = clean_segment(&d, 0, &seg0.1, seg0.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
+            let r1 = clean_segment(&d, 3, &seg1.1, seg1.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
+            (r0, r1, end)
+        });
+        assert_eq!(end, 3);
+        let kept0: Vec<(i64, Option<String>)> = read_records(&r0.cleaned_path).iter().map(|r| (r.offset, s(&r.key))).collect();
+        assert_eq!(kept0, vec![(1, Some("b".into())), (2, Some("a".into()))]);
+        assert_eq!(std::fs::read(&r1.cleaned_path).unwrap(), original1);
+        assert_eq!((r1.records_removed, r1.records_kept), (0, 3));
+    }
+
+    #[test]
+    fn a_partly_kept_zstd_batch_stays_zstd_and_keeps_its_fields() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let first: Vec<Record> = (0..10)
+            .map(|i| Record { producer_id: 7, producer_epoch: 2, sequence: 100 + i as i32, ..rec(i, 500 + i, Some(&format!("k{i}")), Some("old")) })
+            .collect();
+        let zstd = encode_batch(&first, Compression::Zstd).unwrap();
+        // Stamp it LogAppendTime as the broker does (attribute bit, max timestamp, CRC).
+        let mut h = BatchHeader::parse(&zstd).unwrap();
+        h.attributes |= ATTR_TIMESTAMP_TYPE;
+        h.max_timestamp = 99_999;
+        let mut hdr = h.to_bytes();
+        let crc = crc_of(&hdr, &zstd[BATCH_HEADER_LEN..]);
+        hdr[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let zstd = Bytes::from([&hdr[..], &zstd[BATCH_HEADER_LEN..]].concat());
+        let updates: Vec<Record> = (0..5).map(|i| rec(10 + i, 600, Some(&format!("k{}", i * 2)), Some("new"))).collect();
+        let segs = vec![write_segment(&dir, 0, &[zstd, batch(&updates)])];
+        let d = dir.clone();
+        let r = run(move || async move {
+            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            clean_all(&d, &segs, &map, end, 0).await.remove(0)
+        });
+        assert_eq!((r.records_kept, r.records_removed), (10, 5));
+        let data = Bytes::from(std::fs::read(&r.cleaned_path).unwrap());
+        let h = BatchHeader::parse(&data).unwrap();
+        assert_eq!(h.attributes & ATTR_COMPRESSION_MASK, 4, "still zstd");
+        assert!(h.is_log_append_time());
+        assert_eq!((h.max_timestamp, h.producer_id, h.producer_epoch, h.partition_leader_epoch), (99_999, 7, 2, 3));
+        assert_eq!((h.base_offset, h.last_offset(), h.records_count), (1, 9, 5));
+        assert_eq!(h.base_sequence, 101);
+        let set = decode_batch(&data.slice(..h.total_len()), MAX_INFLATED).unwrap();
+        assert_eq!(set.compression, Compression::Zstd);
+        let got: Vec<(i64, i32, Option<String>)> = set.records.iter().map(|r| (r.offset, r.sequence, s(&r.key))).collect();
+        let want: Vec<(i64, i32, Option<String>)> = (0..5).map(|i| (2 * i + 1, 101 + 2 * i as i32, Some(format!("k{}", 2 * i + 1)))).collect();
+        assert_eq!(got, want);
+        assert!(set.records.iter().all(|r| r.timestamp == 501 + (r.offset - 1) && s(&r.value).as_deref() == Some("old")));
+        // The updates batch follows, copied as it was.
+        let rest = read_records(&r.cleaned_path);
+        assert_eq!(rest.len(), 10);
+        assert_eq!(rest[5..].iter().map(|r| r.offset).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    }
+
+    #[test]
+    fn nothing_removed_means_a_byte_identical_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let b1: Vec<Record> = (0..20).map(|i| rec(i, 1, Some(&format!("u{i}")), Some("v"))).collect();
+        let b2: Vec<Record> = (20..30).map(|i| rec(i, 1, Some(&format!("u{i}")), Some("v"))).collect();
+        let segs = vec![write_segment(&dir, 0, &[encode_batch(&b1, Compression::Lz4).unwrap(), batch(&b2)])];
+        let original = std::fs::read(dir.join(format!("{}.log", file_stem(0)))).unwrap();
+        let d = dir.clone();
+        let r = run(move || async move {
+            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            clean_all(&d, &segs, &map, end, i64::MAX).await.remove(0)
+        });
+        assert_eq!((r.records_kept, r.records_removed, r.bytes_read, r.bytes_written), (30, 0, original.len() as u64, original.len() as u64));
+        assert_eq!(std::fs::read(&r.cleaned_path).unwrap(), original);
+    }
+
+    #[test]
+    fn swap_in_and_recover_dir_finish_or_discard() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let p = |base: i64, ext: &str| dir.join(format!("{}{ext}", file_stem(base)));
+        // Segment 0: a committed swap interrupted before its final rename.
+        std::fs::write(p(0, ".log"), b"old").unwrap();
+        std::fs::write(p(0, ".index"), b"12345678").unwrap();
+        std::fs::write(p(0, ".timeindex"), b"").unwrap();
+        std::fs::write(p(0, SWAP_SUFFIX), b"new").unwrap();
+        // Segment 100: a clean that never committed.
+        std::fs::write(p(100, ".log"), b"keep").unwrap();
+        std::fs::write(p(100, ".index"), b"").unwrap();
+        std::fs::write(p(100, CLEANED_SUFFIX), b"partial").unwrap();
+        recover_dir(dir).unwrap();
+        assert_eq!(std::fs::read(p(0, ".log")).unwrap(), b"new");
+        assert!(!p(0, SWAP_SUFFIX).exists() && !p(0, ".index").exists() && !p(0, ".timeindex").exists());
+        assert_eq!(std::fs::read(p(100, ".log")).unwrap(), b"keep");
+        assert!(p(100, ".index").exists() && !p(100, CLEANED_SUFFIX).exists());
+
+        // swap_in of an empty cleaned file replaces the log and drops its indexes.
+        std::fs::write(p(100, CLEANED_SUFFIX), b"").unwrap();
+        swap_in(dir, 100).unwrap();
+        assert_eq!(std::fs::metadata(p(100, ".log")).unwrap().len(), 0);
+        assert!(!p(100, ".index").exists() && !p(100, SWAP_SUFFIX).exists() && !p(100, CLEANED_SUFFIX).exists());
+        // Nothing to swap is an error naming the file.
+        let e = swap_in(dir, 200).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains(&format!("{}{CLEANED_SUFFIX}", file_stem(200))), "{e}");
+    }
+
+    #[test]
+    fn a_batch_inflating_past_the_limit_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let big = "x".repeat(10 * 1024);
+        let records: Vec<Record> = (0..1000).map(|i| rec(i, 1, Some(&format!("k{}", i % 3)), Some(&big))).collect();
+        let segs = vec![write_segment(&dir, 0, &[encode_batch(&records, Compression::Zstd).unwrap()])];
+        let d = dir.clone();
+        let (e1, e2) = run(move || async move {
+            let e1 = build_offset_map(&d, &segs, 0, BIG_BUDGET, 1 << 20).await.unwrap_err();
+            let mut map = OffsetMap::new(BIG_BUDGET);
+            map.insert(Bytes::from_static(b"k0"), 999);
+            let e2 = clean_segment(&d, 0, &segs[0].1, segs[0].2, &map, 1000, 0, 1 << 20).await.unwrap_err();
+            (e1, e2)
+        });
+        for e in [e1, e2] {
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert!(e.to_string().contains("inflates past"), "{e}");
+        }
+        assert!(!dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(0))).exists(), "no partial cleaned file left");
+    }
+
+    #[test]
+    fn the_budget_stops_the_map_at_a_segment_boundary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        // Four segments of 10 records in two batches: keys a*, b*, a* again, c*.
+        let seg = |base: i64, prefix: &str| {
+            let rs: Vec<Record> = (0..10).map(|i| rec(base + i, 1, Some(&format!("{prefix}{i}")), Some("v"))).collect();
+            write_segment(&dir, base, &[batch(&rs[..5]), batch(&rs[5..])])
+        };
+        let segs = vec![seg(0, "a"), seg(10, "b"), seg(20, "a"), seg(30, "c")];
+        let cost = OffsetMap::entry_cost(2);
+        let d = dir.clone();
+        run(move || async move {
+            // Room for 25 keys: a* and b* fit (a* again adds nothing), c* does not.
+            let (map, end) = build_offset_map(&d, &segs, 0, 25 * cost, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.len(), end, map.bytes_used()), (20, 30, 20 * cost));
+            assert_eq!((map.get(b"a0"), map.get(b"b9"), map.get(b"c0")), (Some(20), Some(19), None));
+            // From the checkpoint 10: b*, a*, then c* does not fit.
+            let (map, end) = build_offset_map(&d, &segs, 10, 25 * cost, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.len(), end, map.get(b"a0"), map.get(b"b0")), (20, 30, Some(20), Some(10)));
+            // A first segment that does not fit whole is mapped up to the last batch that fits.
+            let (map, end) = build_offset_map(&d, &segs, 0, 7 * cost, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.len(), end), (5, 5));
+            // Not even one batch: nothing mapped, the end stays at the checkpoint.
+            let (map, end) = build_offset_map(&d, &segs, 0, 4 * cost, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.len(), end), (0, 0));
+        });
+    }
+}
