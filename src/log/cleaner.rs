@@ -212,8 +212,8 @@ impl<'a> BatchReader<'a> {
 }
 
 /// Builds the offset map of the dirty section: for every keyed record of every
-/// non-control batch from `start_offset` on (batches wholly below it are
-/// skipped), key -> latest offset.
+/// non-control, non-transactional batch from `start_offset` on (batches wholly
+/// below it are skipped), key -> latest offset.
 ///
 /// `segments` are closed segments in offset order: (base offset, file, size).
 /// The map is filled segment by segment and stops at a segment boundary when the
@@ -250,13 +250,17 @@ pub async fn build_offset_map(
         let mut reader = BatchReader::new(file, *size);
         while let Some((pos, h, batch)) = reader.next_batch().map_err(|e| in_segment(dir, *base, e))? {
             batches += 1;
-            if batches % YIELD_EVERY_BATCHES == 0 {
+            if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
                 glommio::yield_if_needed().await;
             }
             if h.last_offset() < start_offset {
                 continue;
             }
-            if h.is_control() {
+            // Transactional records may belong to an aborted transaction (not
+            // tracked here): letting them supersede anything could replace a
+            // committed value by an aborted one, so they are not mapped (and
+            // clean_segment copies them unchanged).
+            if h.is_control() || h.is_transactional() {
                 seg_end = seg_end.max(h.last_offset() + 1);
                 continue;
             }
@@ -362,7 +366,7 @@ async fn write_cleaned(
     let mut batches = 0usize;
     while let Some((pos, h, batch)) = reader.next_batch()? {
         batches += 1;
-        if batches % YIELD_EVERY_BATCHES == 0 {
+        if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
             glommio::yield_if_needed().await;
         }
         res.bytes_read += batch.len() as u64;
@@ -774,6 +778,29 @@ mod tests {
         let rest = read_records(&r.cleaned_path);
         assert_eq!(rest.len(), 10);
         assert_eq!(rest[5..].iter().map(|r| r.offset).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    }
+
+    #[test]
+    fn transactional_batches_are_neither_mapped_nor_cleaned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let txn = |r: Record| Record { transactional: true, producer_id: 9, producer_epoch: 0, sequence: 0, ..r };
+        let txn_batch = encode_batch(&[txn(rec(1, 1, Some("a"), Some("t1")))], Compression::None).unwrap();
+        let txn_batch2 = encode_batch(&[txn(rec(3, 1, Some("b"), Some("t2")))], Compression::None).unwrap();
+        let segs = vec![write_segment(
+            &dir,
+            0,
+            &[batch(&[rec(0, 1, Some("a"), Some("1"))]), txn_batch.clone(), batch(&[rec(2, 1, Some("b"), Some("2"))]), txn_batch2],
+        )];
+        let d = dir.clone();
+        let r = run(move || async move {
+            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            assert_eq!((map.get(b"a"), map.get(b"b"), end), (Some(0), Some(2), 4));
+            clean_all(&d, &segs, &map, end, i64::MAX).await.remove(0)
+        });
+        assert_eq!((r.records_kept, r.records_removed), (4, 0));
+        let original = std::fs::read(dir.join(format!("{}.log", file_stem(0)))).unwrap();
+        assert_eq!(std::fs::read(&r.cleaned_path).unwrap(), original);
     }
 
     #[test]
