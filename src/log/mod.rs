@@ -13,6 +13,7 @@
 //!
 //! This layer knows batches, offsets and files, never Kafka requests.
 
+pub mod cleaner;
 pub mod partition_log;
 pub mod segment;
 pub mod topic_config;
