@@ -9,6 +9,7 @@
 //!     00000000000000000000.index      sparse offset -> position
 //!     00000000000000000000.timeindex  sparse timestamp -> offset
 //!     log-start-offset                the log start offset when it is above the first segment
+//!     cleaner-offset-checkpoint       compacted topics: the first offset not yet cleaned
 //! ```
 //!
 //! This layer knows batches, offsets and files, never Kafka requests.
@@ -18,7 +19,7 @@ pub mod partition_log;
 pub mod segment;
 pub mod topic_config;
 
-pub use partition_log::{AppendInfo, PartitionLog, ReadSlice};
+pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
 
 /// Name of the marker written after a clean shutdown (Kafka's name for it).
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";

@@ -97,6 +97,8 @@ impl PartitionLog {
     pub fn open(log_dir: &Path, topic: &str, partition: i32, cfg: LogConfig, ring: Ring, recover: bool) -> io::Result<Rc<PartitionLog>> {
         let dir = partition_dir(log_dir, topic, partition);
         std::fs::create_dir_all(&dir)?;
+        // Finish or discard a compaction swap a crash interrupted, before listing segments.
+        super::cleaner::recover_dir(&dir)?;
         let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -119,7 +121,7 @@ impl PartitionLog {
         }
         let active = segments.last_mut().expect("at least one segment");
         active.remove_index_files();
-        let log_start_offset = read_log_start(&dir).unwrap_or(segments[0].base_offset).max(segments[0].base_offset);
+        let log_start_offset = read_offset_file(&dir, LOG_START_FILE).unwrap_or(segments[0].base_offset).max(segments[0].base_offset);
         let end = segments.last().map(|s| s.next_offset).unwrap_or(0);
         Ok(Rc::new(PartitionLog {
             topic: topic.to_string(),
@@ -165,7 +167,7 @@ impl PartitionLog {
         }
         if target > st.log_start_offset {
             st.log_start_offset = target;
-            write_log_start(&self.dir, target)?;
+            write_offset_file(&self.dir, LOG_START_FILE, target)?;
             self.drop_segments_below_start(&mut st)?;
         }
         Ok(st.log_start_offset)
@@ -198,10 +200,75 @@ impl PartitionLog {
             n += 1;
         }
         if n > 0 {
-            write_log_start(&self.dir, st.log_start_offset)?;
+            write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)?;
             tracing::info!(topic = %self.topic, partition = self.partition, segments = n, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
         Ok(n)
+    }
+
+    /// One compaction round (cleanup.policy contains `compact`), run by the
+    /// shard's cleaner task on its low-priority queue. Cleans when the dirty
+    /// share of the closed segments (bytes past the cleaner checkpoint) reaches
+    /// `min.cleanable.dirty.ratio`; the active segment is never touched. Each
+    /// cleaned segment replaces its original only if the original is still in
+    /// the log (retention or delete-records may have removed it meanwhile).
+    /// Returns None when there was nothing to do.
+    pub async fn clean(&self, budget_bytes: usize, max_inflated: usize, now_ms: i64) -> io::Result<Option<CleanStats>> {
+        use super::cleaner;
+        let cfg = self.cfg.borrow().clone();
+        if !cfg.compact || self.closed.get() {
+            return Ok(None);
+        }
+        let (closed, log_start): (Vec<(i64, Arc<std::fs::File>, u64, i64)>, i64) = {
+            let st = self.state.borrow();
+            let n = st.segments.len().saturating_sub(1);
+            (st.segments[..n].iter().map(|s| (s.base_offset, s.file.clone(), s.size, s.next_offset)).collect(), st.log_start_offset)
+        };
+        let first_dirty = read_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE).unwrap_or(log_start).max(log_start);
+        let total: u64 = closed.iter().map(|c| c.2).sum();
+        let dirty: Vec<(i64, Arc<std::fs::File>, u64)> = closed.iter().filter(|c| c.3 > first_dirty).map(|c| (c.0, c.1.clone(), c.2)).collect();
+        let dirty_bytes: u64 = dirty.iter().map(|c| c.2).sum();
+        if dirty_bytes == 0 || (dirty_bytes as f64) < cfg.min_cleanable_dirty_ratio * total as f64 {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let (map, map_end) = cleaner::build_offset_map(&self.dir, &dirty, first_dirty, budget_bytes, max_inflated).await?;
+        if map_end <= first_dirty {
+            return Ok(None);
+        }
+        let horizon = now_ms.saturating_sub(cfg.delete_retention_ms);
+        let mut stats = CleanStats::default();
+        for (base, file, size, _) in closed.iter().filter(|c| c.0 < map_end) {
+            if self.closed.get() {
+                break;
+            }
+            let r = cleaner::clean_segment(&self.dir, *base, file, *size, &map, map_end, horizon, max_inflated).await?;
+            stats.bytes_read += r.bytes_read;
+            stats.bytes_written += r.bytes_written;
+            stats.records_removed += r.records_removed;
+            stats.tombstones_removed += r.tombstones_removed;
+            let mut st = self.state.borrow_mut();
+            let last = st.segments.len() - 1;
+            let at = st.segments[..last].iter().position(|s| s.base_offset == *base && Arc::ptr_eq(&s.file, file));
+            let (Some(at), true) = (at, r.records_removed + r.tombstones_removed > 0) else {
+                let _ = std::fs::remove_file(&r.cleaned_path);
+                continue;
+            };
+            cleaner::swap_in(&self.dir, *base)?;
+            let seg = Segment::open(&self.dir, *base, false, cfg.index_interval_bytes)?;
+            if seg.size == 0 && at > 0 {
+                // Nothing left: drop the segment; readers skip the offset gap.
+                seg.delete_files()?;
+                st.segments.remove(at);
+            } else {
+                seg.write_indexes()?;
+                st.segments[at] = seg;
+            }
+            stats.segments_cleaned += 1;
+        }
+        write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, map_end)?;
+        stats.elapsed = started.elapsed();
+        Ok(Some(stats))
     }
 
     /// Deletes closed segments that end at or below the log start offset.
@@ -479,13 +546,35 @@ impl PartitionLog {
         let active = st.segments.last_mut().expect("active segment");
         active.release_reservation()?;
         active.write_indexes()?;
-        write_log_start(&self.dir, st.log_start_offset)
+        write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)
     }
 
     /// Sizes for metrics and DescribeLogDirs-style reporting.
     pub fn size_bytes(&self) -> u64 {
         self.state.borrow().segments.iter().map(|s| s.size).sum()
     }
+}
+
+/// What one compaction round did (logged by the shard's cleaner task).
+#[derive(Debug, Default, Clone)]
+pub struct CleanStats {
+    pub segments_cleaned: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// The first offset not yet compacted (Kafka keeps this in `cleaner-offset-checkpoint`).
+const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+
+fn read_offset_file(dir: &Path, name: &str) -> Option<i64> {
+    std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
+}
+
+fn write_offset_file(dir: &Path, name: &str, v: i64) -> io::Result<()> {
+    std::fs::write(dir.join(name), format!("{v}\n"))
 }
 
 /// Rolls: writes the old segment's indexes, fsyncs it, and opens a new active segment.
@@ -508,14 +597,6 @@ fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Op
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
-
-fn read_log_start(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_FILE)).ok()?.trim().parse().ok()
-}
-
-fn write_log_start(dir: &Path, v: i64) -> io::Result<()> {
-    std::fs::write(dir.join(LOG_START_FILE), format!("{v}\n"))
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

@@ -148,6 +148,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_flusher(shard.clone());
                 spawn_group_ticker(shard.clone());
                 spawn_retention(shard.clone());
+                spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
                 crate::net::listener::serve(ctx, listener).await;
                 // Every shard stops taking requests before any closes its logs,
@@ -223,6 +224,31 @@ fn spawn_retention(shard: std::rc::Rc<Shard>) {
         }
     })
     .detach();
+}
+
+/// Runs the log cleaner (compaction) on a low-priority task queue of this
+/// shard, so cleaning yields to produce, fetch and group traffic.
+fn spawn_cleaner(shard: std::rc::Rc<Shard>) {
+    if !shard.cfg.log_cleaner_enable || shard.cfg.log_cleaner_threads == 0 {
+        return;
+    }
+    let tq = glommio::executor().create_task_queue(glommio::Shares::Static(25), glommio::Latency::NotImportant, "log-cleaner");
+    let ms = shard.cfg.log_cleaner_backoff_ms.max(1);
+    let task = glommio::spawn_local_into(
+        async move {
+            while !shard.stopping.get() {
+                glommio::timer::sleep(Duration::from_millis(ms)).await;
+                shard.clean_logs().await;
+            }
+        },
+        tq,
+    );
+    match task {
+        Ok(t) => {
+            t.detach();
+        }
+        Err(e) => tracing::error!("starting the log cleaner failed: {e}"),
+    }
 }
 
 /// Drives group timeouts (sessions, rebalances, offset retention) every 100 ms.

@@ -231,6 +231,29 @@ impl Shard {
         }
     }
 
+    /// One cleaner pass over this shard's compacted partitions (the cleaner
+    /// task runs it on a low-priority queue every `log.cleaner.backoff.ms`).
+    pub async fn clean_logs(&self) {
+        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().filter(|l| l.config().compact).cloned().collect();
+        for l in logs {
+            if self.stopping.get() {
+                return;
+            }
+            match l.clean(self.cfg.log_cleaner_dedupe_buffer_size, self.cfg.socket_request_max_bytes, now_ms()).await {
+                Ok(Some(s)) => {
+                    let secs = s.elapsed.as_secs_f64().max(1e-6);
+                    tracing::info!(
+                        topic = %l.topic, partition = l.partition, segments = s.segments_cleaned, read_bytes = s.bytes_read, written_bytes = s.bytes_written,
+                        records_removed = s.records_removed, tombstones_removed = s.tombstones_removed,
+                        mb_per_sec = format!("{:.1}", s.bytes_read as f64 / 1e6 / secs), "log cleaned"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
+            }
+        }
+    }
+
     /// Controller: validates and persists topic config changes. The caller
     /// publishes the new image; shards then apply it to their open logs.
     fn alter_topic_configs(&self, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
