@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use shardlog::cli::{finish, topic};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,12 +36,19 @@ enum Cmd {
     ///
     /// Example: shardlog tune --profile tuning/profiles/dedicated.toml --output json
     Tune(shardlog::cli::tune::TuneArgs),
+    /// Create, list, describe, alter and delete topics (kafka-topics.sh).
+    Topic(shardlog::cli::topic::TopicArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Logging first, so config and start-up errors are reported the same way.
+    // Client tools only log warnings: their output is the answer.
+    let default_level = if matches!(cli.cmd, Cmd::Start { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     // A panic on any shard leaves partitions without an owner: stop the whole
@@ -50,8 +58,8 @@ fn main() -> std::process::ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Topic(args) => finish(topic::run(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {
