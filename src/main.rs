@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shardlog::cli::{finish, topic};
+use shardlog::cli::{config, consume, finish, produce, topic};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -38,6 +38,12 @@ enum Cmd {
     Tune(shardlog::cli::tune::TuneArgs),
     /// Create, list, describe, alter and delete topics (kafka-topics.sh).
     Topic(shardlog::cli::topic::TopicArgs),
+    /// Describe and alter topic and broker configs (kafka-configs.sh).
+    Config(shardlog::cli::config::ConfigArgs),
+    /// Produce lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(shardlog::cli::produce::ProduceArgs),
+    /// Consume records and print them (kafka-console-consumer.sh).
+    Consume(shardlog::cli::consume::ConsumeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +66,9 @@ fn main() -> std::process::ExitCode {
     }));
     match cli.cmd {
         Cmd::Topic(args) => finish(topic::run(args)),
+        Cmd::Config(args) => finish(config::run(args)),
+        Cmd::Produce(args) => finish(produce::run(args)),
+        Cmd::Consume(args) => finish(consume::run(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {

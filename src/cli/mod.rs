@@ -10,7 +10,10 @@
 //!   and [`output`] (table/JSON listings). They work against any Kafka broker.
 
 pub mod client;
+pub mod config;
+pub mod consume;
 pub mod output;
+pub mod produce;
 pub mod topic;
 pub mod tune;
 
