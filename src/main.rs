@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shardlog::cli::{config, consume, finish, produce, topic};
+use shardlog::cli::{config, consume, finish, group, produce, topic};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +44,8 @@ enum Cmd {
     Produce(shardlog::cli::produce::ProduceArgs),
     /// Consume records and print them (kafka-console-consumer.sh).
     Consume(shardlog::cli::consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups (kafka-consumer-groups.sh).
+    Group(shardlog::cli::group::GroupArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Config(args) => finish(config::run(args)),
         Cmd::Produce(args) => finish(produce::run(args)),
         Cmd::Consume(args) => finish(consume::run(args)),
+        Cmd::Group(args) => finish(group::run(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod consume;
+pub mod group;
 pub mod output;
 pub mod produce;
 pub mod topic;
