@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shardlog::cli::{config, consume, finish, group, produce, topic};
+use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,6 +46,12 @@ enum Cmd {
     Consume(shardlog::cli::consume::ConsumeArgs),
     /// List, describe, reset and delete consumer groups (kafka-consumer-groups.sh).
     Group(shardlog::cli::group::GroupArgs),
+    /// Delete records before an offset (kafka-delete-records.sh).
+    Records(shardlog::cli::records::RecordsArgs),
+    /// Cluster id, controller and brokers.
+    Cluster(shardlog::cli::cluster::ClusterArgs),
+    /// Every API each broker supports, with its version range (kafka-broker-api-versions.sh).
+    ApiVersions(shardlog::cli::cluster::ApiVersionsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +78,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Produce(args) => finish(produce::run(args)),
         Cmd::Consume(args) => finish(consume::run(args)),
         Cmd::Group(args) => finish(group::run(args)),
+        Cmd::Records(args) => finish(records::run(args)),
+        Cmd::Cluster(args) => finish(cluster::run(args)),
+        Cmd::ApiVersions(args) => finish(cluster::run_api_versions(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {

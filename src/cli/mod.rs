@@ -10,11 +10,13 @@
 //!   and [`output`] (table/JSON listings). They work against any Kafka broker.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod consume;
 pub mod group;
 pub mod output;
 pub mod produce;
+pub mod records;
 pub mod topic;
 pub mod tune;
 
