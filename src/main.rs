@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic};
+use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic, verifiable};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -52,6 +52,10 @@ enum Cmd {
     Cluster(shardlog::cli::cluster::ClusterArgs),
     /// Every API each broker supports, with its version range (kafka-broker-api-versions.sh).
     ApiVersions(shardlog::cli::cluster::ApiVersionsArgs),
+    /// Produce sequential values, one JSON event per acknowledgement (kafka-verifiable-producer.sh).
+    VerifiableProducer(shardlog::cli::verifiable::VerifiableProducerArgs),
+    /// Consume in a group, one JSON event per batch, commit and rebalance (kafka-verifiable-consumer.sh).
+    VerifiableConsumer(shardlog::cli::verifiable::VerifiableConsumerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +85,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Records(args) => finish(records::run(args)),
         Cmd::Cluster(args) => finish(cluster::run(args)),
         Cmd::ApiVersions(args) => finish(cluster::run_api_versions(args)),
+        Cmd::VerifiableProducer(args) => finish(verifiable::run_producer(args)),
+        Cmd::VerifiableConsumer(args) => finish(verifiable::run_consumer(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {

@@ -19,6 +19,7 @@ pub mod produce;
 pub mod records;
 pub mod topic;
 pub mod tune;
+pub mod verifiable;
 
 /// Turn a client tool's result into the process exit code, printing an error
 /// as one line on stderr.
