@@ -145,7 +145,9 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
         })
         .set("fetch.wait.max.ms", "100");
     match &args.group {
-        Some(g) => cfg.set("group.id", g).set("enable.auto.commit", "true").set("enable.auto.offset.store", "true"),
+        // Offsets are stored by hand once a record is printed, so a commit
+        // never covers records fetched but not yet shown.
+        Some(g) => cfg.set("group.id", g).set("enable.auto.commit", "true").set("enable.auto.offset.store", "false"),
         // librdkafka's consumer needs a group.id even to assign(); this one
         // never joins (no subscribe) and never commits.
         None => cfg.set("group.id", "shardlog-cli-assign-only").set("enable.auto.commit", "false"),
@@ -174,6 +176,9 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
                 count += 1;
                 last_record = Instant::now();
                 print_str(&format_record(&args, &m));
+                if args.group.is_some() {
+                    consumer.store_offset_from_message(&m).map_err(|e| CliError::rdkafka("store offset", e))?;
+                }
             }
             Some(Err(e)) => match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::TopicAuthorizationFailed) | None => {

@@ -211,6 +211,9 @@ pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
     let mut cfg = args.conn.client_config();
     cfg.set("group.id", &args.group_id)
         .set("enable.auto.commit", args.enable_autocommit.to_string())
+        // Stored by hand per delivered record: auto-commit then covers only
+        // records this tool has reported.
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", if args.reset_policy == "none" { "error" } else { &args.reset_policy })
         .set("session.timeout.ms", args.session_timeout.to_string())
         .set("partition.assignment.strategy", &args.assignment_strategy)
@@ -232,6 +235,9 @@ pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
                     if args.verbose {
                         let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
                         event("record_data", json!({"key": text(m.key()), "value": text(m.payload()), "topic": m.topic(), "partition": m.partition(), "offset": m.offset()}));
+                    }
+                    if args.enable_autocommit {
+                        consumer.store_offset_from_message(&m).map_err(|e| CliError::rdkafka("store offset", e))?;
                     }
                     batch.push((m.topic().to_string(), m.partition(), m.offset()));
                 }
