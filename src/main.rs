@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic, verifiable};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,12 +36,37 @@ enum Cmd {
     ///
     /// Example: shardlog tune --profile tuning/profiles/dedicated.toml --output json
     Tune(shardlog::cli::tune::TuneArgs),
+    /// Create, list, describe, alter and delete topics (kafka-topics.sh).
+    Topic(shardlog::cli::topic::TopicArgs),
+    /// Describe and alter topic and broker configs (kafka-configs.sh).
+    Config(shardlog::cli::config::ConfigArgs),
+    /// Produce lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(shardlog::cli::produce::ProduceArgs),
+    /// Consume records and print them (kafka-console-consumer.sh).
+    Consume(shardlog::cli::consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups (kafka-consumer-groups.sh).
+    Group(shardlog::cli::group::GroupArgs),
+    /// Delete records before an offset (kafka-delete-records.sh).
+    Records(shardlog::cli::records::RecordsArgs),
+    /// Cluster id, controller and brokers.
+    Cluster(shardlog::cli::cluster::ClusterArgs),
+    /// Every API each broker supports, with its version range (kafka-broker-api-versions.sh).
+    ApiVersions(shardlog::cli::cluster::ApiVersionsArgs),
+    /// Produce sequential values, one JSON event per acknowledgement (kafka-verifiable-producer.sh).
+    VerifiableProducer(shardlog::cli::verifiable::VerifiableProducerArgs),
+    /// Consume in a group, one JSON event per batch, commit and rebalance (kafka-verifiable-consumer.sh).
+    VerifiableConsumer(shardlog::cli::verifiable::VerifiableConsumerArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Logging first, so config and start-up errors are reported the same way.
+    // Client tools only log warnings: their output is the answer.
+    let default_level = if matches!(cli.cmd, Cmd::Start { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     // A panic on any shard leaves partitions without an owner: stop the whole
@@ -50,8 +76,17 @@ fn main() -> std::process::ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Topic(args) => finish(topic::run(args)),
+        Cmd::Config(args) => finish(config::run(args)),
+        Cmd::Produce(args) => finish(produce::run(args)),
+        Cmd::Consume(args) => finish(consume::run(args)),
+        Cmd::Group(args) => finish(group::run(args)),
+        Cmd::Records(args) => finish(records::run(args)),
+        Cmd::Cluster(args) => finish(cluster::run(args)),
+        Cmd::ApiVersions(args) => finish(cluster::run_api_versions(args)),
+        Cmd::VerifiableProducer(args) => finish(verifiable::run_producer(args)),
+        Cmd::VerifiableConsumer(args) => finish(verifiable::run_consumer(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {

@@ -3,5 +3,32 @@
 //!
 //! - [`tune`]: `shardlog tune`, host checks (read-only) and their fixes
 //!   (`--apply`), after Redpanda's `rpk redpanda tune`.
+//! - The Kafka client tools (after Kafka's `kafka-*.sh` and `rpk`), one module
+//!   each: [`topic`], [`config`], [`produce`], [`consume`], [`group`],
+//!   [`records`], [`cluster`], [`verifiable`]. They share [`client`]
+//!   (bootstrap option, librdkafka config, raw requests, Kafka error names)
+//!   and [`output`] (table/JSON listings). They work against any Kafka broker.
 
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod consume;
+pub mod group;
+pub mod output;
+pub mod produce;
+pub mod records;
+pub mod topic;
 pub mod tune;
+pub mod verifiable;
+
+/// Turn a client tool's result into the process exit code, printing an error
+/// as one line on stderr.
+pub fn finish(result: Result<(), client::CliError>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardlog: error: {}", e.to_string().trim_end());
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
