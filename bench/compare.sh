@@ -30,7 +30,7 @@
 #       CARGO_TARGET_DIR or SHARDLOG_BIN / LOADGEN_BIN) and the peers from
 #       ../shared/bench/peers-setup.sh (tansu, rdkafka_performance, a python venv with
 #       confluent-kafka for topic creation), plus iperf3, fio, taskset, /usr/bin/time.
-#       Run from anywhere:  bash bench/compare.sh   (about 5-8 min with the defaults)
+#       Run from anywhere:  bash bench/compare.sh   (about 2-3 min with the defaults)
 #       Prints a markdown table to stdout; raw outputs (loadgen JSON, rdkafka_performance logs,
 #       /usr/bin/time, broker /proc samples, iperf3/fio JSON) go to $OUT.
 # Env (defaults): DURATION (10) s per throughput run, RECORDS (1000000) cap per produce run
