@@ -92,6 +92,26 @@ impl ConnectArgs {
 }
 
 /// Admin options with the CLI's timeouts.
+/// Enqueues one record, waiting (and serving delivery callbacks) while
+/// librdkafka's local queue is full; any other error ends the command.
+pub fn send_waiting<K, P, C>(producer: &rdkafka::producer::BaseProducer<C>, mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>) -> Result<(), CliError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C: rdkafka::producer::ProducerContext,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, r)) => return Err(CliError::rdkafka(format!("produce to '{}'", r.topic), e)),
+        }
+    }
+}
+
 pub fn admin_opts() -> rdkafka::admin::AdminOptions {
     rdkafka::admin::AdminOptions::new().request_timeout(Some(OP_TIMEOUT)).operation_timeout(Some(OP_TIMEOUT))
 }

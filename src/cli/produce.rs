@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::client::{parse_key_value, CliError, ConnectArgs};
@@ -156,16 +155,7 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
             }
             record = record.headers(h);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(CliError::rdkafka(format!("produce to '{}'", args.topic), e)),
-            }
-        }
+        super::client::send_waiting(&producer, record)?;
         sent += 1;
         bytes += (line.len()) as u64;
         producer.poll(Duration::ZERO);

@@ -16,10 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
@@ -122,17 +120,8 @@ pub fn run_producer(args: VerifiableProducerArgs) -> Result<(), CliError> {
             Some(p) => format!("{p}.{sent}"),
             None => sent.to_string(),
         };
-        let mut record = BaseRecord::<(), str>::to(&args.topic).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(CliError::rdkafka(format!("produce to '{}'", args.topic), e)),
-            }
-        }
+        let record = BaseRecord::<(), str>::to(&args.topic).payload(&value);
+        super::client::send_waiting(&producer, record)?;
         sent += 1;
         producer.poll(Duration::ZERO);
     }

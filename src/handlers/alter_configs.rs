@@ -25,7 +25,7 @@ pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsRe
         .iter()
         .map(|r| {
             let change = ConfigChange::Replace(r.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect::<BTreeMap<_, _>>());
-            (r.resource_type, r.resource_name.clone(), change)
+            (r.resource_type, r.resource_name.clone(), Ok(change))
         })
         .collect();
     let out = apply(ctx, items, req.validate_only).await;
@@ -33,46 +33,12 @@ pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsRe
 }
 
 pub async fn handle_incremental(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let mut items = Vec::new();
-    let mut early: Vec<Option<Error>> = Vec::new();
-    for r in &req.resources {
-        let mut ops = Vec::new();
-        let mut bad = None;
-        for c in &r.configs {
-            let op = match c.config_operation {
-                0 => AlterOp::Set,
-                1 => AlterOp::Delete,
-                2 => AlterOp::Append,
-                3 => AlterOp::Subtract,
-                other => {
-                    bad = Some(Error::InvalidConfig(format!("unknown config operation {other} for `{}`", c.name)));
-                    break;
-                }
-            };
-            if ops.iter().any(|(k, _, _): &(String, AlterOp, Option<String>)| k == c.name.as_str()) {
-                bad = Some(Error::InvalidConfig(format!("`{}` appears twice in one resource", c.name)));
-                break;
-            }
-            ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())));
-        }
-        early.push(bad);
-        items.push((r.resource_type, r.resource_name.clone(), ConfigChange::Incremental(ops)));
-    }
-    // Resources with a malformed operation are answered without being applied.
-    let (mut keep, mut rejected) = (Vec::new(), Vec::new());
-    for (i, (item, e)) in items.into_iter().zip(early).enumerate() {
-        match e {
-            Some(e) => rejected.push((i, (item.0, item.1, Err(e)))),
-            None => keep.push((i, item)),
-        }
-    }
-    let order: Vec<usize> = keep.iter().map(|(i, _)| *i).collect();
-    let applied = apply(ctx, keep.into_iter().map(|(_, it)| it).collect(), req.validate_only).await;
-    let mut all: Vec<(usize, (i8, StrBytes, Result<()>))> = order.into_iter().zip(applied).chain(rejected).collect();
-    all.sort_by_key(|(i, _)| *i);
+    // A resource with a malformed operation is answered with its error and not applied.
+    let items = req.resources.iter().map(|r| (r.resource_type, r.resource_name.clone(), incremental_ops(r))).collect();
+    let all = apply(ctx, items, req.validate_only).await;
     let responses = all
         .into_iter()
-        .map(|(_, (t, n, r))| {
+        .map(|(t, n, r)| {
             let resp = response(t, n, r);
             kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(resp.error_code)
@@ -84,24 +50,44 @@ pub async fn handle_incremental(ctx: &Ctx, req: IncrementalAlterConfigsRequest) 
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
+/// The operations of one IncrementalAlterConfigs resource, or why they are malformed.
+fn incremental_ops(r: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource) -> Result<ConfigChange> {
+    let mut ops: Vec<(String, AlterOp, Option<String>)> = Vec::new();
+    for c in &r.configs {
+        let op = match c.config_operation {
+            0 => AlterOp::Set,
+            1 => AlterOp::Delete,
+            2 => AlterOp::Append,
+            3 => AlterOp::Subtract,
+            other => return Err(Error::InvalidConfig(format!("unknown config operation {other} for `{}`", c.name))),
+        };
+        if ops.iter().any(|(k, _, _)| k == c.name.as_str()) {
+            return Err(Error::InvalidConfig(format!("`{}` appears twice in one resource", c.name)));
+        }
+        ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())));
+    }
+    Ok(ConfigChange::Incremental(ops))
+}
+
 /// Sends topic changes to the controller in one call and publishes the new image.
-async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, ConfigChange)>, validate_only: bool) -> Outcome {
+async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, validate_only: bool) -> Outcome {
     let broker_id = ctx.shard().cfg.broker_id.to_string();
     let mut out: Vec<(i8, StrBytes, Option<Result<()>>)> = Vec::new();
     let mut topic_changes = Vec::new();
     let mut topic_slots = Vec::new();
     for (t, name, change) in items {
-        let r = match t {
-            RESOURCE_TOPIC => {
+        let r = match (t, change) {
+            (_, Err(e)) => Some(Err(e)),
+            (RESOURCE_TOPIC, Ok(change)) => {
                 topic_slots.push(out.len());
                 topic_changes.push((name.to_string(), change));
                 None
             }
-            RESOURCE_BROKER if name.is_empty() || name.as_str() == broker_id => Some(Err(Error::StaticBrokerConfig(
+            (RESOURCE_BROKER, _) if name.is_empty() || name.as_str() == broker_id => Some(Err(Error::StaticBrokerConfig(
                 "broker configs are static in shardlog: set them in the config file or with --set and restart".into(),
             ))),
-            RESOURCE_BROKER => Some(Err(Error::InvalidRequest(format!("broker {name} is not this broker ({broker_id})")))),
-            other => Some(Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)")))),
+            (RESOURCE_BROKER, _) => Some(Err(Error::InvalidRequest(format!("broker {name} is not this broker ({broker_id})")))),
+            (other, _) => Some(Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)")))),
         };
         out.push((t, name, r));
     }

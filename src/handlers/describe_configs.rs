@@ -7,9 +7,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::config::Config;
 use crate::error::Error;
-use crate::log::topic_config::{broker_value, effective, Source, TOPIC_CONFIGS};
+use crate::log::topic_config::{effective, BrokerValues, Source, TOPIC_CONFIGS};
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -23,6 +22,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Des
     let shard = ctx.shard();
     let cfg = &shard.cfg;
     let image = shard.image();
+    let broker = BrokerValues::of(cfg);
     let results = req
         .resources
         .iter()
@@ -31,11 +31,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Des
             let wanted = |k: &str| r.configuration_keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x.as_str() == k));
             let configs = match r.resource_type {
                 RESOURCE_TOPIC => match image.topics.get(&name) {
-                    Some(t) => Ok(topic_entries(cfg, &t.configs, req.include_synonyms, req.include_documentation, version, &wanted)),
+                    Some(t) => Ok(topic_entries(&broker, &t.configs, req.include_synonyms, req.include_documentation, version, &wanted)),
                     None => Err(Error::UnknownTopicOrPartition),
                 },
                 RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()), // no dynamic cluster defaults exist
-                RESOURCE_BROKER if name == cfg.broker_id.to_string() => Ok(broker_entries(cfg, req.include_synonyms, version, &wanted)),
+                RESOURCE_BROKER if name == cfg.broker_id.to_string() => Ok(broker_entries(&broker, req.include_synonyms, version, &wanted)),
                 RESOURCE_BROKER => Err(Error::InvalidRequest(format!("broker {name} is not this broker ({})", cfg.broker_id))),
                 other => Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)"))),
             };
@@ -53,12 +53,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Des
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn topic_entries(cfg: &Config, overrides: &std::collections::BTreeMap<String, String>, synonyms: bool, docs: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+fn topic_entries(broker: &BrokerValues, overrides: &std::collections::BTreeMap<String, String>, synonyms: bool, docs: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
         .filter(|d| wanted(d.name))
         .map(|d| {
-            let (value, source) = effective(cfg, overrides, d);
+            let (value, source) = effective(broker, overrides, d);
             let mut e = DescribeConfigsResourceResult::default()
                 .with_name(s(d.name))
                 .with_value(Some(s(value)))
@@ -70,12 +70,11 @@ fn topic_entries(cfg: &Config, overrides: &std::collections::BTreeMap<String, St
                 if let Some(v) = overrides.get(d.name) {
                     syn.push(DescribeConfigsSynonym::default().with_name(s(d.name)).with_value(Some(s(v.clone()))).with_source(Source::Topic as i8));
                 }
-                let (bv, bsrc) = broker_value(cfg, d.broker_key);
+                let (bv, bsrc) = broker.get(d.broker_key);
                 if bsrc == Source::StaticBroker {
                     syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(bv))).with_source(Source::StaticBroker as i8));
                 }
-                let default = Config::default().get(d.broker_key).unwrap_or_default();
-                syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(default))).with_source(Source::Default as i8));
+                syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(broker.default_of(d.broker_key)))).with_source(Source::Default as i8));
                 e.synonyms = syn;
             }
             if version >= 3 {
@@ -89,12 +88,12 @@ fn topic_entries(cfg: &Config, overrides: &std::collections::BTreeMap<String, St
         .collect()
 }
 
-fn broker_entries(cfg: &Config, synonyms: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
-    cfg.describe()
-        .into_iter()
+fn broker_entries(broker: &BrokerValues, synonyms: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+    broker
+        .iter()
         .filter(|(k, _)| wanted(k))
         .map(|(k, v)| {
-            let (_, source) = broker_value(cfg, k);
+            let (v, source) = (v.clone(), broker.get(k).1);
             let mut e = DescribeConfigsResourceResult::default()
                 .with_name(s(k))
                 .with_value(Some(s(v.clone())))

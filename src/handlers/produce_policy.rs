@@ -12,6 +12,7 @@ use kafka_protocol::records::Compression;
 
 use crate::error::{Error, Result};
 use crate::log::LogConfig;
+use crate::protocol::now_ms;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch};
 use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
 
@@ -74,8 +75,4 @@ fn check_timestamps(cfg: &LogConfig, now: i64, min_ts: i64, max_ts: i64) -> Resu
 fn reencode(records: &[kafka_protocol::records::Record], codec: Compression, max: usize) -> Result<Vec<ValidatedBatch>> {
     let bytes = encode_batch(records, codec).map_err(|_| Error::CorruptMessage("record batch could not be re-compressed"))?;
     Ok(validate_batches(&bytes, max)?)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

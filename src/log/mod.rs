@@ -66,8 +66,9 @@ pub struct LogConfig {
 impl LogConfig {
     /// Broker defaults, then the topic's own overrides (validated when they were set).
     pub fn from(cfg: &crate::config::Config, topic: &std::collections::BTreeMap<String, String>) -> LogConfig {
+        let broker = topic_config::BrokerValues::of(cfg);
         let text = |name: &str| match topic_config::def(name) {
-            Some(d) => topic_config::effective(cfg, topic, d).0,
+            Some(d) => topic_config::effective(&broker, topic, d).0,
             None => String::new(),
         };
         let num = |name: &str| text(name).parse::<i64>().unwrap_or(0);

@@ -29,6 +29,7 @@ use super::segment::Segment;
 use super::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
+use crate::protocol::now_ms;
 use crate::protocol::record_batch::{rewrite_header, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
 use crate::shard::notify::Notify;
 
@@ -72,6 +73,19 @@ struct State {
     writer_active: bool,
     unflushed_records: u64,
     first_unflushed: Option<Instant>,
+}
+
+impl State {
+    /// The segment taking appends. A log always has one: `open` creates it when
+    /// the directory is empty, and retention, delete-records and the cleaner
+    /// only ever remove segments before it.
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a partition log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a partition log always has an active segment")
+    }
 }
 
 /// One partition's log, owned by its shard (`Rc`, never crosses threads).
@@ -219,7 +233,7 @@ impl PartitionLog {
         if !cfg.compact || self.closed.get() {
             return Ok(None);
         }
-        let (closed, log_start): (Vec<(i64, Arc<std::fs::File>, u64, i64)>, i64) = {
+        let (closed, log_start): (Vec<ClosedSegment>, i64) = {
             let st = self.state.borrow();
             let n = st.segments.len().saturating_sub(1);
             (st.segments[..n].iter().map(|s| (s.base_offset, s.file.clone(), s.size, s.next_offset)).collect(), st.log_start_offset)
@@ -365,7 +379,7 @@ impl PartitionLog {
                 let mut end = start;
                 let mut bytes = 0u64;
                 {
-                    let active = st.segments.last().expect("active segment");
+                    let active = st.active();
                     let age_ms = active.created.elapsed().as_millis() as u64;
                     let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
                     let must_roll = active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms);
@@ -377,7 +391,7 @@ impl PartitionLog {
                         }
                     }
                 }
-                let active = st.segments.last_mut().expect("active segment");
+                let active = st.active_mut();
                 while end < group.len() {
                     let len = (BATCH_HEADER_LEN + group[end].body.len()) as u64;
                     if end > start && active.size + bytes + len > cfg.segment_bytes {
@@ -416,7 +430,7 @@ impl PartitionLog {
             }
             let flush_due = {
                 let mut st = self.state.borrow_mut();
-                let active = st.segments.last_mut().expect("active segment");
+                let active = st.active_mut();
                 let mut p = pos;
                 let mut records = 0;
                 for b in &run {
@@ -461,7 +475,7 @@ impl PartitionLog {
             let mut st = self.state.borrow_mut();
             st.unflushed_records = 0;
             st.first_unflushed = None;
-            st.segments.last().expect("active segment").file.clone()
+            st.active().file.clone()
         };
         self.ring.fdatasync(file.as_raw_fd()).await
     }
@@ -543,7 +557,7 @@ impl PartitionLog {
         }
         self.flush().await?;
         let mut st = self.state.borrow_mut();
-        let active = st.segments.last_mut().expect("active segment");
+        let active = st.active_mut();
         active.release_reservation()?;
         active.write_indexes()?;
         write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)
@@ -554,6 +568,9 @@ impl PartitionLog {
         self.state.borrow().segments.iter().map(|s| s.size).sum()
     }
 }
+
+/// A closed segment as the cleaner sees it: base offset, file, size, next offset.
+type ClosedSegment = (i64, Arc<std::fs::File>, u64, i64);
 
 /// What one compaction round did (logged by the shard's cleaner task).
 #[derive(Debug, Default, Clone)]
@@ -579,7 +596,7 @@ fn write_offset_file(dir: &Path, name: &str, v: i64) -> io::Result<()> {
 
 /// Rolls: writes the old segment's indexes, fsyncs it, and opens a new active segment.
 fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
-    let old = st.segments.last_mut().expect("active segment");
+    let old = st.active_mut();
     old.release_reservation()?;
     old.write_indexes()?;
     old.file.sync_data()?;
@@ -597,7 +614,3 @@ fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Op
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}

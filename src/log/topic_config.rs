@@ -160,21 +160,42 @@ pub enum Source {
     Default = 5,
 }
 
-/// The effective value of topic config `d` for a topic with `overrides`, and its source.
-pub fn effective(cfg: &Config, overrides: &BTreeMap<String, String>, d: &TopicConfigDef) -> (String, Source) {
-    if let Some(v) = overrides.get(d.name) {
-        return (v.clone(), Source::Topic);
-    }
-    let (v, source) = broker_value(cfg, d.broker_key);
-    (v, source)
+/// The broker's config as text next to the built-in defaults, read once
+/// (`Config::describe` renders every key) and then looked up per key.
+pub struct BrokerValues {
+    current: BTreeMap<&'static str, String>,
+    defaults: BTreeMap<&'static str, String>,
 }
 
-/// The broker's value for `key` and whether it differs from the built-in default.
-pub fn broker_value(cfg: &Config, key: &str) -> (String, Source) {
-    let v = cfg.get(key).unwrap_or_default();
-    let default = Config::default().get(key).unwrap_or_default();
-    let source = if v == default { Source::Default } else { Source::StaticBroker };
-    (v, source)
+impl BrokerValues {
+    pub fn of(cfg: &Config) -> BrokerValues {
+        BrokerValues { current: cfg.describe().into_iter().collect(), defaults: Config::default().describe().into_iter().collect() }
+    }
+
+    /// The broker's value for `key` and whether it differs from the built-in default.
+    pub fn get(&self, key: &str) -> (String, Source) {
+        let v = self.current.get(key).cloned().unwrap_or_default();
+        let source = if Some(&v) == self.defaults.get(key) { Source::Default } else { Source::StaticBroker };
+        (v, source)
+    }
+
+    /// The built-in default of `key`.
+    pub fn default_of(&self, key: &str) -> String {
+        self.defaults.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Every broker key with its value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        self.current.iter().map(|(k, v)| (*k, v))
+    }
+}
+
+/// The effective value of topic config `d` for a topic with `overrides`, and its source.
+pub fn effective(broker: &BrokerValues, overrides: &BTreeMap<String, String>, d: &TopicConfigDef) -> (String, Source) {
+    match overrides.get(d.name) {
+        Some(v) => (v.clone(), Source::Topic),
+        None => broker.get(d.broker_key),
+    }
 }
 
 #[cfg(test)]

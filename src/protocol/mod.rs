@@ -47,6 +47,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
+/// Wall-clock time in Kafka's timestamp unit (ms since the Unix epoch): record
+/// timestamps, LogAppendTime, retention and tombstone horizons, group expiry.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// The supported version range of `key`, if the API is implemented.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|&(_, lo, hi)| (lo, hi))

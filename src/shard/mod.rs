@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
 use crate::log::{LogConfig, PartitionLog};
+use crate::protocol::now_ms;
 use metadata::{validate_topic_name, MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
 use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition};
@@ -488,7 +489,7 @@ impl Shard {
 /// SUBTRACT work on list configs only, starting from the effective value (the
 /// broker default when the topic has no override), as Kafka does.
 fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, key: &str, op: AlterOp, value: Option<String>) -> Result<()> {
-    use crate::log::topic_config::{def, effective, Kind};
+    use crate::log::topic_config::{def, effective, BrokerValues, Kind};
     let d = def(key).ok_or_else(|| Error::InvalidConfig(format!("unknown or unsupported topic config `{key}`")))?;
     match op {
         AlterOp::Set => {
@@ -503,7 +504,7 @@ fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, ke
                 return Err(Error::InvalidConfig(format!("`{key}` is not a list; APPEND and SUBTRACT need a list config")));
             }
             let v = value.ok_or_else(|| Error::InvalidConfig(format!("APPEND/SUBTRACT of `{key}` needs a value")))?;
-            let (current, _) = effective(cfg, m, d);
+            let (current, _) = effective(&BrokerValues::of(cfg), m, d);
             let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             for x in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 if op == AlterOp::Append {
@@ -518,8 +519,4 @@ fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, ke
         }
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
