@@ -96,6 +96,16 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (fixed once created).
     pub offsets_topic_num_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` (fixed once created).
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`: the largest `transaction.timeout.ms` a producer may ask for.
+    pub transaction_max_timeout_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often coordinators abort expired transactions.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: a transactional id idle this long (no transaction open) is forgotten.
+    pub transactional_id_expiration_ms: i64,
+    /// `producer.id.expiration.ms`: a partition forgets an idle producer's sequence state after this.
+    pub producer_id_expiration_ms: i64,
     /// `group.min.session.timeout.ms`: smallest session timeout a member may ask for.
     pub group_min_session_timeout_ms: u64,
     /// `group.max.session.timeout.ms`: largest session timeout a member may ask for.
@@ -162,6 +172,11 @@ impl Default for Config {
             fetch_max_bytes: 55 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transactional_id_expiration_ms: 604_800_000,
+            producer_id_expiration_ms: 86_400_000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 10080,
@@ -312,6 +327,11 @@ impl Config {
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, v)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, v)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
+            "transaction.state.log.num.partitions" => self.transaction_state_log_num_partitions = parse_num(key, v)?,
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = parse_num(key, v)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => self.transaction_abort_timed_out_transaction_cleanup_interval_ms = parse_num(key, v)?,
+            "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = parse_num(key, v)?,
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse_num(key, v)?,
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, v)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, v)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(key, v)?,
@@ -392,11 +412,16 @@ impl Config {
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("queued.max.requests", self.queued_max_requests.to_string()),
             ("shard.cores", cores),
             ("shard.io.memory.bytes", self.shard_io_memory_bytes.to_string()),
             ("shard.spin.before.park.us", self.shard_spin_before_park_us.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("transaction.abort.timed.out.transaction.cleanup.interval.ms", self.transaction_abort_timed_out_transaction_cleanup_interval_ms.to_string()),
+            ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
+            ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
+            ("transactional.id.expiration.ms", self.transactional_id_expiration_ms.to_string()),
             ("xshard.channel.capacity", self.xshard_channel_capacity.to_string()),
         ]
     }
@@ -431,6 +456,12 @@ impl Config {
         }
         if self.xshard_channel_capacity == 0 || self.queued_max_requests == 0 {
             return Err(bad("xshard.channel.capacity / queued.max.requests", "must be positive"));
+        }
+        if self.transaction_state_log_num_partitions < 1 {
+            return Err(bad("transaction.state.log.num.partitions", "must be at least 1"));
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return Err(bad("transaction.max.timeout.ms", "must be positive"));
         }
         if self.offsets_topic_num_partitions < 1 {
             return Err(bad("offsets.topic.num.partitions", "must be at least 1"));

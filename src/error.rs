@@ -54,6 +54,24 @@ pub enum Error {
     ShardUnavailable,
     #[error("broker is shutting down")]
     ShuttingDown,
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    #[error("unknown producer id {0} for this transactional id")]
+    InvalidProducerIdMapping(i64),
+    #[error("invalid transaction timeout: {0}")]
+    InvalidTransactionTimeout(String),
+    #[error("a transaction for this transactional id is being completed; retry")]
+    ConcurrentTransactions,
+    #[error("transaction coordinator fenced: {0}")]
+    TransactionCoordinatorFenced(String),
+    #[error("the coordinator is not available")]
+    CoordinatorNotAvailable,
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -96,6 +114,15 @@ impl Error {
             Error::InvalidTimestamp(_) => R::InvalidTimestamp,
             Error::ShardUnavailable => R::NotLeaderOrFollower,
             Error::ShuttingDown => R::NotLeaderOrFollower,
+            Error::OutOfOrderSequence(_) => R::OutOfOrderSequenceNumber,
+            Error::InvalidProducerEpoch(_) => R::InvalidProducerEpoch,
+            Error::ProducerFenced(_) => R::ProducerFenced,
+            Error::InvalidTxnState(_) => R::InvalidTxnState,
+            Error::InvalidProducerIdMapping(_) => R::InvalidProducerIdMapping,
+            Error::InvalidTransactionTimeout(_) => R::InvalidTransactionTimeout,
+            Error::ConcurrentTransactions => R::ConcurrentTransactions,
+            Error::TransactionCoordinatorFenced(_) => R::TransactionCoordinatorFenced,
+            Error::CoordinatorNotAvailable => R::CoordinatorNotAvailable,
             Error::Io(_) => R::KafkaStorageError,
         }
     }

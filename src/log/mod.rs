@@ -16,8 +16,10 @@
 
 pub mod cleaner;
 pub mod partition_log;
+pub mod producer_state;
 pub mod segment;
 pub mod topic_config;
+pub mod txn_index;
 
 pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
 

@@ -6,6 +6,7 @@
 //! `fetch_response` encodes Fetch responses around file ranges (zero-copy).
 
 pub mod compression;
+pub mod control;
 pub mod fetch_response;
 pub mod record_batch;
 
