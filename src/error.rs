@@ -72,6 +72,8 @@ pub enum Error {
     TransactionCoordinatorFenced(String),
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    #[error("transactional id not found")]
+    TransactionalIdNotFound,
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -123,6 +125,7 @@ impl Error {
             Error::ConcurrentTransactions => R::ConcurrentTransactions,
             Error::TransactionCoordinatorFenced(_) => R::TransactionCoordinatorFenced,
             Error::CoordinatorNotAvailable => R::CoordinatorNotAvailable,
+            Error::TransactionalIdNotFound => R::TransactionalIdNotFound,
             Error::Io(_) => R::KafkaStorageError,
         }
     }

@@ -110,9 +110,30 @@ pub struct Group {
     pub initial_delay_until: Option<Instant>,
     /// When the group last became Empty (for offsets.retention.minutes).
     pub empty_since_ms: Option<i64>,
+    /// Offsets committed inside a transaction (TxnOffsetCommit), per producer
+    /// id: invisible to OffsetFetch until the coordinator's commit marker,
+    /// dropped at an abort marker. Bounded by what open transactions wrote.
+    pub pending_txn_offsets: HashMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
 }
 
 impl Group {
+    /// Ends producer `producer_id`'s transaction for this group: its pending
+    /// offsets become committed (commit) or vanish (abort).
+    pub fn complete_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(pending) = self.pending_txn_offsets.remove(&producer_id) {
+            if commit {
+                self.offsets.extend(pending);
+            }
+        }
+    }
+
+    /// Whether an open transaction holds an offset for the partition (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT for it).
+    pub fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending_txn_offsets.values().any(|m| m.contains_key(&key))
+    }
+
     pub fn new(id: String) -> Group {
         Group {
             id,
@@ -125,6 +146,7 @@ impl Group {
             pending_members: HashMap::new(),
             static_members: HashMap::new(),
             offsets: BTreeMap::new(),
+            pending_txn_offsets: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
             empty_since_ms: Some(super::now_ms()),

@@ -7,7 +7,10 @@
 //! opens it, so they survive restarts and kill -9.
 
 pub mod group;
+pub mod producer_ids;
 pub mod store;
+pub mod txn;
+pub mod txn_store;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use kafka_protocol::messages::{HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest};
+use kafka_protocol::messages::{HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest};
 use kafka_protocol::ResponseError as E;
 
 use crate::config::Config;
 use crate::log::PartitionLog;
 use crate::shard::metadata::MetadataImage;
 use group::{CommittedOffset, Group, GroupState, JoinResult, Member};
-use store::{GroupSnapshot, StoreKey, StoreRecord};
+use store::{GroupSnapshot, Replayed, StoreKey, StoreRecord};
 
 /// The internal topic holding offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -50,7 +53,11 @@ pub enum GroupRequest {
     Heartbeat { req: HeartbeatRequest },
     Leave { req: LeaveGroupRequest },
     OffsetCommit { req: OffsetCommitRequest },
-    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>> },
+    /// `require_stable` (v7+): partitions with offsets pending in an open
+    /// transaction answer UNSTABLE_OFFSET_COMMIT instead of the last committed offset.
+    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool },
+    /// Offsets written inside a transaction (visible after its commit marker).
+    TxnOffsetCommit { req: TxnOffsetCommitRequest, version: i16 },
     List { states: Vec<String> },
     Describe { groups: Vec<String> },
     Delete { groups: Vec<String> },
@@ -89,6 +96,7 @@ pub enum GroupResponse {
     Describe(Vec<GroupDescription>),
     Delete(Vec<(String, i16)>),
     OffsetDelete(i16, ErrorsByTopic),
+    TxnOffsetCommit(ErrorsByTopic),
 }
 
 /// One shard's coordinator: the groups of the `__consumer_offsets` partitions it owns.
@@ -129,6 +137,23 @@ impl GroupCoordinator {
         let records = store::replay(&log)?;
         let mut groups = self.groups.borrow_mut();
         for r in records {
+            let r = match r {
+                Replayed::Record(r, None) => r,
+                Replayed::Record(StoreRecord::Offset { group, topic, partition, value: Some(v) }, Some(pid)) => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    g.pending_txn_offsets.entry(pid).or_default().insert((topic, partition), v);
+                    continue;
+                }
+                // Only offsets are ever written transactionally; anything else is ignored.
+                Replayed::Record(_, Some(_)) => continue,
+                Replayed::Marker { producer_id, commit } => {
+                    // Every group with pending offsets in this log lives in this partition.
+                    for g in groups.values_mut() {
+                        g.complete_txn(producer_id, commit);
+                    }
+                    continue;
+                }
+            };
             match r {
                 StoreRecord::Offset { group, topic, partition, value } => {
                     let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
@@ -212,7 +237,8 @@ impl GroupCoordinator {
             GroupRequest::Heartbeat { req } => GroupResponse::Heartbeat(self.heartbeat(req)),
             GroupRequest::Leave { req } => self.leave(req),
             GroupRequest::OffsetCommit { req } => GroupResponse::OffsetCommit(self.commit(req, image).await),
-            GroupRequest::OffsetFetch { group, topics } => self.fetch_offsets(&group, topics),
+            GroupRequest::OffsetFetch { group, topics, require_stable } => self.fetch_offsets(&group, topics, require_stable),
+            GroupRequest::TxnOffsetCommit { req, version } => GroupResponse::TxnOffsetCommit(self.txn_commit(req, version, image).await),
             GroupRequest::List { states } => GroupResponse::List(
                 self.groups
                     .borrow()
@@ -550,13 +576,16 @@ impl GroupCoordinator {
         out
     }
 
-    fn fetch_offsets(&self, gid: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> GroupResponse {
+    fn fetch_offsets(&self, gid: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> GroupResponse {
         if self.log_for(gid).is_none() {
             return GroupResponse::OffsetFetch(E::NotCoordinator.code(), Vec::new());
         }
         let groups = self.groups.borrow();
         let g = groups.get(gid);
         let lookup = |t: &str, p: i32| -> (i32, i64, i32, Option<String>, i16) {
+            if require_stable && g.is_some_and(|g| g.has_pending_txn_offset(t, p)) {
+                return (p, -1, -1, None, E::UnstableOffsetCommit.code());
+            }
             match g.and_then(|g| g.offsets.get(&(t.to_string(), p))) {
                 Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone(), 0),
                 None => (p, -1, -1, None, 0),
@@ -571,13 +600,102 @@ impl GroupCoordinator {
                 let mut by: std::collections::BTreeMap<String, Vec<(i32, i64, i32, Option<String>, i16)>> = Default::default();
                 if let Some(g) = g {
                     for ((t, p), o) in &g.offsets {
-                        by.entry(t.clone()).or_default().push((*p, o.offset, o.leader_epoch, o.metadata.clone(), 0));
+                        by.entry(t.clone()).or_default().push(if require_stable && g.has_pending_txn_offset(t, *p) {
+                            (*p, -1, -1, None, E::UnstableOffsetCommit.code())
+                        } else {
+                            (*p, o.offset, o.leader_epoch, o.metadata.clone(), 0)
+                        });
                     }
                 }
                 by.into_iter().collect()
             }
         };
         GroupResponse::OffsetFetch(0, out)
+    }
+
+    /// TxnOffsetCommit: the offsets are appended to the group's partition as a
+    /// transactional batch of the producer (the partition checks its epoch) and
+    /// kept pending for that producer until the transaction coordinator's
+    /// marker reaches this partition ([`GroupCoordinator::complete_txn`]).
+    /// With a member id (v3) the generation is checked as for OffsetCommit.
+    async fn txn_commit(&self, req: TxnOffsetCommitRequest, version: i16, image: &MetadataImage) -> ErrorsByTopic {
+        let gid = req.group_id.0.to_string();
+        let all = |code: i16| -> ErrorsByTopic {
+            req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).map(|p| (p, code)).collect())).collect()
+        };
+        if self.log_for(&gid).is_none() {
+            return all(E::NotCoordinator.code());
+        }
+        let member_id = req.member_id.to_string();
+        if version >= 3 && (!member_id.is_empty() || req.generation_id >= 0) {
+            let groups = self.groups.borrow();
+            let Some(g) = groups.get(&gid) else { return all(E::IllegalGeneration.code()) };
+            if let Some(inst) = &req.group_instance_id {
+                if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
+                    return all(E::FencedInstanceId.code());
+                }
+            }
+            if !member_id.is_empty() && !g.members.contains_key(&member_id) {
+                return all(E::UnknownMemberId.code());
+            }
+            if req.generation_id >= 0 && req.generation_id != g.generation {
+                return all(E::IllegalGeneration.code());
+            }
+        }
+        let now = now_ms();
+        let mut out: ErrorsByTopic = Vec::new();
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for t in &req.topics {
+            let topic = t.name.0.to_string();
+            let mut codes = Vec::new();
+            for p in &t.partitions {
+                let meta = p.committed_metadata.as_ref().map(|s| s.to_string());
+                let code = if image.shard_for(&topic, p.partition_index).is_none() {
+                    E::UnknownTopicOrPartition.code()
+                } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
+                    E::OffsetMetadataTooLarge.code()
+                } else {
+                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now };
+                    let key = StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index };
+                    records.push((serde_json::to_vec(&key).unwrap_or_default(), serde_json::to_vec(&v).ok()));
+                    accepted.push(((topic.clone(), p.partition_index), v));
+                    0
+                };
+                codes.push((p.partition_index, code));
+            }
+            out.push((topic, codes));
+        }
+        let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
+        let pid = req.producer_id.0;
+        if let Err(e) = store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {
+            use crate::error::Error as X;
+            // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
+            let code = match &e {
+                X::InvalidProducerEpoch(_) | X::ProducerFenced(_) if version >= 3 => E::ProducerFenced.code(),
+                X::InvalidProducerEpoch(_) | X::ProducerFenced(_) => E::InvalidProducerEpoch.code(),
+                X::Io(_) => E::CoordinatorNotAvailable.code(),
+                other => other.code(),
+            };
+            tracing::warn!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
+            return all(code);
+        }
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+        g.pending_txn_offsets.entry(pid).or_default().extend(accepted);
+        out
+    }
+
+    /// A transaction marker for `producer_id` was appended to `__consumer_offsets`
+    /// partition `partition`: that producer's pending offsets in the partition's
+    /// groups become committed, or are dropped on abort.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let n = self.cfg.offsets_topic_num_partitions;
+        for g in self.groups.borrow_mut().values_mut() {
+            if partition_for(&g.id, n) == partition {
+                g.complete_txn(producer_id, commit);
+            }
+        }
     }
 
     fn describe(&self, gid: String) -> GroupDescription {

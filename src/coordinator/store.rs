@@ -2,6 +2,13 @@
 //! offset (key: group, topic, partition) and one per group (key: group), JSON
 //! encoded, latest value wins and a null value is a tombstone — the shape a
 //! compacted topic needs. On start the coordinator replays its partitions.
+//!
+//! TxnOffsetCommit writes offset records in transactional batches (producer id
+//! and epoch set); replay keeps them pending per producer until that
+//! producer's commit marker (control batch) in the same partition, and drops
+//! them at an abort marker — the same rule live commits follow. The
+//! transaction coordinator reuses [`append_raw`] and [`read_raw`] for
+//! `__transaction_state`.
 
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
@@ -12,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::group::{CommittedOffset, Member};
 use crate::error::{Error, Result};
+use crate::log::producer_state::Origin;
 use crate::log::PartitionLog;
+use crate::protocol::control::decode_marker;
 use crate::protocol::record_batch::{validate_batches, BatchHeader, BATCH_HEADER_LEN};
 
 /// The key of a record in `__consumer_offsets`.
@@ -39,26 +48,49 @@ pub enum StoreRecord {
     Group { group: String, value: Option<GroupSnapshot> },
 }
 
+/// What replay finds in `__consumer_offsets`, in log order.
+pub enum Replayed {
+    /// A record; `producer_id` is set when it was written inside a transaction
+    /// (TxnOffsetCommit), so it only counts once that producer's commit marker follows.
+    Record(StoreRecord, Option<i64>),
+    /// A transaction marker: the producer's pending offsets become visible (commit) or are dropped.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// One raw record of a coordinator partition: key bytes and value (None = tombstone).
+pub type RawRecord = (Vec<u8>, Option<Vec<u8>>);
+
 /// Encodes records as one batch and appends it; returns once it is in the log.
 pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<()> {
+    let raw = records.into_iter().map(|(k, v)| (serde_json::to_vec(&k).unwrap_or_default(), v)).collect();
+    append_raw(log, raw, None).await
+}
+
+/// Encodes raw records as one batch and appends it. With `txn` = (producer id,
+/// epoch) the batch is transactional (TxnOffsetCommit): its records stay
+/// pending until the coordinator writes that producer's marker here.
+pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Option<(i64, i16)>) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
     let now = super::now_ms();
+    let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
     let recs: Vec<Record> = records
         .into_iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: txn.is_some(),
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32,
+            // Coordinator writes carry no sequence (Kafka's NO_SEQUENCE): the
+            // partition checks only their producer epoch.
+            sequence: if txn.is_some() { -1 } else { i as i32 },
             timestamp: now,
-            key: Some(Bytes::from(serde_json::to_vec(&k).unwrap_or_default())),
+            key: Some(Bytes::from(k)),
             value: v.map(Bytes::from),
             headers: Default::default(),
             delete_horizon: false,
@@ -69,11 +101,22 @@ pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u
         .map_err(|_| Error::CorruptMessage("encoding a coordinator record batch failed"))?;
     let bytes = buf.freeze();
     let batches = validate_batches(&bytes, usize::MAX)?;
-    log.append(batches).await.map(|_| ())
+    if txn.is_some() {
+        log.append_with(batches, Origin::Coordinator).await.map(|_| ())
+    } else {
+        log.append(batches).await.map(|_| ())
+    }
 }
 
-/// Reads every record of the partition, in offset order.
-pub fn replay(log: &PartitionLog) -> Result<Vec<StoreRecord>> {
+/// One thing found in a coordinator partition by [`read_raw`].
+pub enum RawEvent {
+    /// (key, value, producer id when transactional)
+    Record(Record, Option<i64>),
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Reads every record and transaction marker of a coordinator partition, in offset order.
+pub fn read_raw(log: &PartitionLog) -> Result<Vec<RawEvent>> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     let end = log.high_watermark();
@@ -91,14 +134,16 @@ pub fn replay(log: &PartitionLog) -> Result<Vec<StoreRecord>> {
                 break;
             }
             let mut batch = Bytes::copy_from_slice(&raw[at..at + total]);
-            if !h.is_control() {
+            if h.is_control() {
+                if let Some((commit, _coordinator_epoch)) = decode_marker(&batch) {
+                    out.push(RawEvent::Marker { producer_id: h.producer_id, commit });
+                }
+            } else {
+                let txn = h.is_transactional().then_some(h.producer_id);
                 let set = RecordBatchDecoder::decode(&mut batch).map_err(|_| Error::CorruptMessage("coordinator batch does not decode"))?;
                 for r in set.records {
-                    if r.offset < offset {
-                        continue;
-                    }
-                    if let Some(rec) = decode(&r) {
-                        out.push(rec);
+                    if r.offset >= offset {
+                        out.push(RawEvent::Record(r, txn));
                     }
                 }
             }
@@ -111,6 +156,17 @@ pub fn replay(log: &PartitionLog) -> Result<Vec<StoreRecord>> {
         }
     }
     Ok(out)
+}
+
+/// Reads the group records and markers of a `__consumer_offsets` partition, in offset order.
+pub fn replay(log: &PartitionLog) -> Result<Vec<Replayed>> {
+    Ok(read_raw(log)?
+        .into_iter()
+        .filter_map(|e| match e {
+            RawEvent::Record(r, txn) => decode(&r).map(|rec| Replayed::Record(rec, txn)),
+            RawEvent::Marker { producer_id, commit } => Some(Replayed::Marker { producer_id, commit }),
+        })
+        .collect())
 }
 
 fn decode(r: &Record) -> Option<StoreRecord> {

@@ -147,6 +147,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_stop_watcher(shard.clone(), stop_fd);
                 spawn_flusher(shard.clone());
                 spawn_group_ticker(shard.clone());
+                spawn_txn_ticker(shard.clone());
                 spawn_retention(shard.clone());
                 spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
@@ -257,6 +258,22 @@ fn spawn_group_ticker(shard: std::rc::Rc<Shard>) {
         while !shard.stopping.get() {
             glommio::timer::sleep(Duration::from_millis(100)).await;
             shard.coordinator.tick();
+        }
+    })
+    .detach();
+}
+
+/// Drives the transaction coordinator: a first pass right away (recovery:
+/// transactions replayed in PrepareCommit/PrepareAbort get their markers and
+/// complete; only now can markers reach other shards), then every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (timeout
+/// aborts, expiry of idle transactional ids, retries of failed marker writes).
+fn spawn_txn_ticker(shard: std::rc::Rc<Shard>) {
+    let ms = shard.cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms.max(1);
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            shard.txn.tick(&shard).await;
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
         }
     })
     .detach();

@@ -47,6 +47,12 @@ pub struct MetadataImage {
     /// Bumped on every change so shards can ignore a stale push.
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The first producer id not yet handed out. The controller moves it past
+    /// every block it gives a shard *before* the shard uses the block, so ids
+    /// stay unique across restarts and kill -9 (a crash only skips ids).
+    /// Defaulted so images written before transactions load unchanged.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -60,6 +66,7 @@ impl MetadataImage {
                 cluster_id: new_cluster_id(),
                 version: 0,
                 topics: BTreeMap::new(),
+                next_producer_id: 0,
             }),
             Err(e) => Err(e),
         }

@@ -8,9 +8,9 @@ pub mod metadata;
 pub mod notify;
 pub mod request;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::protocol::now_ms;
 use metadata::{validate_topic_name, MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
-use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition};
+use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition, TxnMarker};
 
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
@@ -52,6 +52,14 @@ pub struct Shard {
     pub stop_signal: Notify,
     /// Groups whose `__consumer_offsets` partition this shard owns.
     pub coordinator: crate::coordinator::GroupCoordinator,
+    /// Transactional ids whose `__transaction_state` partition this shard owns.
+    pub txn: crate::coordinator::txn::TxnCoordinator,
+    /// This shard's block of producer ids (InitProducerId).
+    producer_ids: crate::coordinator::producer_ids::ProducerIdBlock,
+    /// The way to other shards, for work that starts inside [`Shard::handle`]
+    /// (transaction markers, producer id blocks). Set once by
+    /// `XShard::connect`; weak because the XShard owns this shard.
+    xshard: OnceCell<Weak<crate::xshard::XShard>>,
     /// Effective log config per topic, for the image version it was built from
     /// (produce validation reads it per request without re-parsing strings).
     topic_configs: RefCell<(u64, HashMap<String, Arc<LogConfig>>)>,
@@ -75,7 +83,10 @@ impl Shard {
             recover,
             stopping: Cell::new(false),
             stop_signal: Notify::default(),
-            coordinator: crate::coordinator::GroupCoordinator::new(cfg_for_groups),
+            coordinator: crate::coordinator::GroupCoordinator::new(cfg_for_groups.clone()),
+            txn: crate::coordinator::txn::TxnCoordinator::new(cfg_for_groups),
+            producer_ids: Default::default(),
+            xshard: OnceCell::new(),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         });
         shard.open_owned(&image)?;
@@ -103,6 +114,63 @@ impl Shard {
         Some(c)
     }
 
+    /// Called once by `XShard::connect`.
+    pub fn set_xshard(&self, x: Weak<crate::xshard::XShard>) {
+        let _ = self.xshard.set(x);
+    }
+
+    /// This shard's cross-shard handle (None before the shards are connected).
+    pub fn xshard(&self) -> Option<Rc<crate::xshard::XShard>> {
+        self.xshard.get().and_then(Weak::upgrade)
+    }
+
+    /// A producer id unique across the broker and its restarts: from this
+    /// shard's block, asking the controller for a new block when it is used up.
+    pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64> {
+        if let Some(id) = self.producer_ids.take() {
+            return Ok(id);
+        }
+        let x = self.xshard().ok_or(Error::CoordinatorNotAvailable)?;
+        // Boxed: this runs inside Shard::handle, and a call to the local shard re-enters it.
+        match Box::pin(x.call(CONTROLLER_SHARD, ShardRequest::AllocateProducerIds)).await? {
+            ShardResponse::ProducerIds(Ok((start, count))) => {
+                self.producer_ids.install(start, count);
+                self.producer_ids.take().ok_or(Error::CoordinatorNotAvailable)
+            }
+            ShardResponse::ProducerIds(Err(e)) => Err(e),
+            _ => Err(Error::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Controller: reserves the next block of producer ids, persisting the
+    /// counter before answering so no id is handed out twice.
+    fn allocate_producer_ids(&self) -> Result<(i64, i64)> {
+        if self.id != CONTROLLER_SHARD {
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        let mut image = (*self.image()).clone();
+        let (start, end) = crate::coordinator::producer_ids::next_block(image.next_producer_id).ok_or(Error::CoordinatorNotAvailable)?;
+        image.next_producer_id = end;
+        self.commit_image(image)?;
+        Ok((start, end - start))
+    }
+
+    /// Appends transaction markers to owned partitions; a marker in a
+    /// `__consumer_offsets` partition also ends that producer's pending offsets.
+    async fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> Vec<Result<()>> {
+        let futs = markers.into_iter().map(|m| {
+            let log = self.log(&m.tp);
+            async move {
+                log?.append_marker(m.producer_id, m.producer_epoch, m.commit, m.coordinator_epoch).await?;
+                if m.tp.topic == crate::coordinator::OFFSETS_TOPIC {
+                    self.coordinator.complete_txn(m.tp.partition, m.producer_id, m.commit);
+                }
+                Ok(())
+            }
+        });
+        futures::future::join_all(futs).await
+    }
+
     /// The log of a partition this shard owns.
     pub fn log(&self, tp: &TopicPartition) -> Result<Rc<PartitionLog>> {
         self.logs.borrow().get(tp).cloned().ok_or(Error::UnknownTopicOrPartition)
@@ -122,6 +190,9 @@ impl Shard {
                 let log = PartitionLog::open(&self.cfg.log_dir, &t.name, i as i32, lc.clone(), self.ring.clone(), self.recover)?;
                 if t.name == crate::coordinator::OFFSETS_TOPIC {
                     self.coordinator.add_partition(i as i32, log.clone())?;
+                }
+                if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
+                    self.txn.add_partition(i as i32, log.clone())?;
                 }
                 self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
                 self.logs.borrow_mut().insert(tp, log);
@@ -193,6 +264,9 @@ impl Shard {
             ShardRequest::LogDirSizes => {
                 ShardResponse::LogDirSizes(self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.size_bytes())).collect())
             }
+            ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids()),
+            ShardRequest::Txn(req) => ShardResponse::Txn(self.txn.handle(req, self).await),
+            ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),
             ShardRequest::ApplyMetadata { image } => {
                 if image.version > self.image.borrow().version {
                     *self.image.borrow_mut() = image.clone();
@@ -402,7 +476,7 @@ impl Shard {
                     Some(n) => n,
                     None => image.topics.values().find(|t| t.topic_id == id).map(|t| t.name.clone()).ok_or(Error::UnknownTopicId)?,
                 };
-                if name == crate::coordinator::OFFSETS_TOPIC {
+                if name == crate::coordinator::OFFSETS_TOPIC || name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
                     return Err(Error::InvalidTopic(format!("the internal topic {name} cannot be deleted")));
                 }
                 let t = image.topics.remove(&name).ok_or(Error::UnknownTopicOrPartition)?;

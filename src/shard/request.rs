@@ -51,6 +51,19 @@ pub enum ConfigChange {
     Incremental(Vec<(String, AlterOp, Option<String>)>),
 }
 
+/// A transaction marker for one partition: the coordinator's decision
+/// (commit or abort) for a producer's transaction, written as a control batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub tp: TopicPartition,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    /// Epoch of the coordinator writing it (its `__transaction_state` partition's
+    /// leader epoch), so a partition can reject markers from a deposed coordinator.
+    pub coordinator_epoch: i32,
+}
+
 /// Requests a shard serves for partitions it owns (or, for the controller, for metadata).
 pub enum ShardRequest {
     /// Append validated batches; one entry per partition.
@@ -79,6 +92,13 @@ pub enum ShardRequest {
     LogDirSizes,
     /// Install a new metadata image and open logs for newly owned partitions.
     ApplyMetadata { image: Arc<MetadataImage> },
+    /// Controller only: reserve a block of producer ids (persisted before the answer).
+    AllocateProducerIds,
+    /// A transactional request for a transactional id this shard coordinates
+    /// (or, for List, every id it coordinates).
+    Txn(crate::coordinator::txn::TxnRequest),
+    /// Append transaction markers to partitions this shard owns; one result per marker.
+    WriteTxnMarkers { markers: Vec<TxnMarker> },
 }
 
 /// The answer to each [`ShardRequest`], same variant order.
@@ -98,4 +118,8 @@ pub enum ShardResponse {
     /// The new low watermark per partition.
     DeleteRecords(Vec<Result<i64, Error>>),
     LogDirSizes(Vec<(TopicPartition, u64)>),
+    /// A block of producer ids: (first id, count).
+    ProducerIds(Result<(i64, i64), Error>),
+    Txn(crate::coordinator::txn::TxnResponse),
+    WriteTxnMarkers(Vec<Result<(), Error>>),
 }

@@ -86,7 +86,10 @@ impl XShard {
             })
             .detach();
         }
-        Rc::new(XShard { local, senders })
+        let x = Rc::new(XShard { local: local.clone(), senders });
+        // The coordinators send transaction markers from inside Shard::handle.
+        local.set_xshard(Rc::downgrade(&x));
+        x
     }
 
     /// Number of shards in the broker.

@@ -1,0 +1,787 @@
+//! The transaction coordinator (Kafka's `TransactionCoordinator`).
+//!
+//! A transactional id lives on the shard owning its `__transaction_state`
+//! partition, so all of an id's state is touched by one core. Every state
+//! change is appended there ([`super::txn_store`]) before it takes effect, and
+//! replayed when the shard opens the partition.
+//!
+//! The state machine follows Kafka's `TransactionMetadata`:
+//! `Empty -> Ongoing` (AddPartitionsToTxn / AddOffsetsToTxn),
+//! `Ongoing -> PrepareCommit | PrepareAbort` (EndTxn, or a timeout abort that
+//! also bumps the epoch to fence the stuck producer), then markers go to every
+//! partition of the transaction through `xshard` (grouped per owner shard),
+//! then `-> CompleteCommit | CompleteAbort` with the partition set cleared.
+//! InitProducerId bumps the epoch (a new producer id once the epoch is
+//! exhausted); an Ongoing transaction is aborted first.
+//!
+//! An id with a transition in flight (its state written, markers being sent)
+//! answers CONCURRENT_TRANSACTIONS, as Kafka does for a pending state; the
+//! client retries. A transaction left in Prepare* (a marker write failed, the
+//! request was cancelled, or the broker died) is finished by the per-shard
+//! ticker, which runs once right after the shards are connected (recovery) and
+//! then every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+//! The ticker also aborts Ongoing transactions past their timeout and forgets
+//! ids idle longer than `transactional.id.expiration.ms` (tombstone).
+//!
+//! Unlike Kafka, EndTxn answers only after the markers are written (the client
+//! never sees a commit that a read_committed consumer cannot yet read).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::txn_store::{self, TXN_STATE_TOPIC};
+use super::{now_ms, partition_for};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log::PartitionLog;
+use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};
+use crate::shard::Shard;
+
+/// Kafka's `isProducerEpochExhausted`: at this epoch a bump needs a new producer id.
+const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
+/// Attempts per marker write inside a request before leaving the rest to the ticker.
+const MARKER_ATTEMPTS: u32 = 3;
+/// Pause between marker write attempts.
+const MARKER_RETRY_BACKOFF_MS: u64 = 50;
+
+/// A transactional id's state (Kafka's `TransactionState`; names as ListTransactions reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+    Dead,
+    PrepareEpochFence,
+}
+
+impl TxnState {
+    pub const ALL: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::Dead,
+        TxnState::PrepareEpochFence,
+    ];
+
+    /// The name ListTransactions / DescribeTransactions use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::Dead => "Dead",
+            TxnState::PrepareEpochFence => "PrepareEpochFence",
+        }
+    }
+
+    /// Parses a ListTransactions state filter (Kafka matches names exactly).
+    pub fn parse(name: &str) -> Option<TxnState> {
+        TxnState::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn is_prepare(self) -> bool {
+        matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence)
+    }
+}
+
+/// Everything the coordinator keeps per transactional id (persisted as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnMetadata {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    /// The producer id before the last change (KIP-360: a retried InitProducerId
+    /// carrying it is answered with the current id instead of being fenced).
+    pub last_producer_id: i64,
+    pub producer_epoch: i16,
+    /// The epoch before the last bump (-1: none), for the same retry rule.
+    pub last_producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    /// Partitions written in the open (or completing) transaction.
+    pub partitions: BTreeSet<(String, i32)>,
+    /// When the first partition was added (-1: no transaction).
+    pub start_ms: i64,
+    pub last_update_ms: i64,
+}
+
+/// What an InitProducerId must do next (see [`TxnMetadata::plan_init`]).
+#[derive(Debug, PartialEq)]
+pub enum InitStep {
+    /// A retry of a request already served: answer (producer id, epoch).
+    Done(i64, i16),
+    /// Persist this state, then answer its producer id and epoch.
+    Transit(TxnMetadata),
+    /// A fresh producer id is needed; plan again with one.
+    NeedProducerId,
+    /// Abort the open transaction first (this Prepare state, epoch bumped), then plan again.
+    AbortOngoing(TxnMetadata),
+}
+
+/// What an EndTxn must do next.
+#[derive(Debug, PartialEq)]
+pub enum EndStep {
+    /// Already completed in this direction (a retry): success.
+    AlreadyDone,
+    /// Persist this Prepare state, write markers, complete.
+    Prepare(TxnMetadata),
+}
+
+/// PRODUCER_FENCED for clients that know it (KIP-588), INVALID_PRODUCER_EPOCH before.
+fn fenced(fenced_ok: bool, why: String) -> Error {
+    if fenced_ok {
+        Error::ProducerFenced(why)
+    } else {
+        Error::InvalidProducerEpoch(why)
+    }
+}
+
+impl TxnMetadata {
+    /// A new id: producer id `producer_id`, epoch 0, no transaction.
+    pub fn new(transactional_id: String, producer_id: i64, timeout_ms: i32, now: i64) -> TxnMetadata {
+        TxnMetadata {
+            transactional_id,
+            producer_id,
+            last_producer_id: -1,
+            producer_epoch: 0,
+            last_producer_epoch: -1,
+            timeout_ms,
+            state: TxnState::Empty,
+            partitions: BTreeSet::new(),
+            start_ms: -1,
+            last_update_ms: now,
+        }
+    }
+
+    /// InitProducerId for an existing (`cur`) or new id. `requested` is the
+    /// KIP-360 (producer id, epoch) of v3+ requests; `new_pid` a freshly
+    /// allocated producer id when the previous plan asked for one.
+    pub fn plan_init(
+        cur: Option<&TxnMetadata>,
+        id: &str,
+        requested: Option<(i64, i16)>,
+        timeout_ms: i32,
+        now: i64,
+        fenced_ok: bool,
+        new_pid: Option<i64>,
+    ) -> Result<InitStep> {
+        let Some(m) = cur.filter(|m| m.state != TxnState::Dead) else {
+            return Ok(match new_pid {
+                None => InitStep::NeedProducerId,
+                Some(p) => InitStep::Transit(TxnMetadata::new(id.to_string(), p, timeout_ms, now)),
+            });
+        };
+        let mut retry = false;
+        if let Some((pid, epoch)) = requested {
+            let current = m.producer_id == pid && m.producer_epoch == epoch;
+            retry = !current && m.last_producer_id == pid && m.last_producer_epoch == epoch && epoch >= 0;
+            if !(epoch < 0 || current || retry) {
+                return Err(fenced(fenced_ok, format!("producer id {pid} epoch {epoch} is not the current producer ({} epoch {})", m.producer_id, m.producer_epoch)));
+            }
+        }
+        match m.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => Err(Error::ConcurrentTransactions),
+            TxnState::Ongoing => Ok(InitStep::AbortOngoing(m.fence_and_abort(now))),
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
+                if retry {
+                    return Ok(InitStep::Done(m.producer_id, m.producer_epoch));
+                }
+                let mut next = m.clone();
+                if m.producer_epoch >= EPOCH_EXHAUSTED {
+                    let Some(p) = new_pid else { return Ok(InitStep::NeedProducerId) };
+                    next.producer_id = p;
+                    next.producer_epoch = 0;
+                } else {
+                    next.producer_epoch = m.producer_epoch + 1;
+                }
+                next.last_producer_id = m.producer_id;
+                next.last_producer_epoch = m.producer_epoch;
+                next.timeout_ms = timeout_ms;
+                next.state = TxnState::Empty;
+                next.partitions.clear();
+                next.start_ms = -1;
+                next.last_update_ms = now;
+                Ok(InitStep::Transit(next))
+            }
+        }
+    }
+
+    /// The producer named in a request must be the current one.
+    fn check_producer(&self, pid: i64, epoch: i16, fenced_ok: bool) -> Result<()> {
+        if pid != self.producer_id {
+            return Err(Error::InvalidProducerIdMapping(pid));
+        }
+        if epoch != self.producer_epoch {
+            return Err(fenced(fenced_ok, format!("epoch {epoch} is not the current epoch {} of producer {pid}", self.producer_epoch)));
+        }
+        Ok(())
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: Some(new state) to persist, None
+    /// when every partition is already in the open transaction.
+    pub fn plan_add_partitions(&self, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool, now: i64) -> Result<Option<TxnMetadata>> {
+        self.check_producer(pid, epoch, fenced_ok)?;
+        match self.state {
+            s if s.is_prepare() => Err(Error::ConcurrentTransactions),
+            TxnState::Dead => Err(Error::InvalidProducerIdMapping(pid)),
+            TxnState::Ongoing if partitions.iter().all(|p| self.partitions.contains(p)) => Ok(None),
+            _ => {
+                let mut next = self.clone();
+                if self.state != TxnState::Ongoing {
+                    next.partitions.clear();
+                    next.start_ms = now;
+                }
+                next.partitions.extend(partitions.iter().cloned());
+                next.state = TxnState::Ongoing;
+                next.last_update_ms = now;
+                Ok(Some(next))
+            }
+        }
+    }
+
+    /// EndTxn (Kafka's rules): Ongoing prepares; a completed transaction in the
+    /// same direction is a retry; anything else is an invalid transition.
+    pub fn plan_end(&self, pid: i64, epoch: i16, commit: bool, fenced_ok: bool, now: i64) -> Result<EndStep> {
+        self.check_producer(pid, epoch, fenced_ok)?;
+        let invalid = || Error::InvalidTxnState(format!("cannot {} a transaction in state {}", if commit { "commit" } else { "abort" }, self.state.name()));
+        match (self.state, commit) {
+            (TxnState::Ongoing, _) => {
+                let mut next = self.clone();
+                next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+                next.last_update_ms = now;
+                Ok(EndStep::Prepare(next))
+            }
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(EndStep::AlreadyDone),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) | (TxnState::PrepareEpochFence, _) => Err(Error::ConcurrentTransactions),
+            (TxnState::Dead, _) => Err(Error::InvalidProducerIdMapping(pid)),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The coordinator aborts on its own (timeout, or InitProducerId of a new
+    /// producer instance): the epoch is bumped so the old producer is fenced at
+    /// the partitions by the abort markers, which carry the new epoch.
+    pub fn fence_and_abort(&self, now: i64) -> TxnMetadata {
+        let mut next = self.clone();
+        if self.producer_epoch < EPOCH_EXHAUSTED {
+            next.producer_epoch = self.producer_epoch + 1;
+            next.last_producer_epoch = self.producer_epoch;
+            next.last_producer_id = self.producer_id;
+        }
+        next.state = TxnState::PrepareAbort;
+        next.last_update_ms = now;
+        next
+    }
+
+    /// The Complete state after a Prepare (partitions cleared).
+    pub fn completed(&self, now: i64) -> TxnMetadata {
+        let mut next = self.clone();
+        next.state = if self.state == TxnState::PrepareCommit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        next.partitions.clear();
+        next.start_ms = -1;
+        next.last_update_ms = now;
+        next
+    }
+
+    /// An Ongoing transaction past its timeout.
+    pub fn timed_out(&self, now: i64) -> bool {
+        self.state == TxnState::Ongoing && self.start_ms >= 0 && now - self.start_ms > i64::from(self.timeout_ms)
+    }
+
+    /// An id with no transaction, idle longer than `expiration_ms`.
+    pub fn expired(&self, now: i64, expiration_ms: i64) -> bool {
+        matches!(self.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort) && now - self.last_update_ms > expiration_ms
+    }
+}
+
+/// Transactional requests a shard serves for the ids it coordinates.
+pub enum TxnRequest {
+    /// `requested`: the KIP-360 producer id and epoch (v3+, when not -1).
+    InitProducerId { transactional_id: String, timeout_ms: i32, requested: Option<(i64, i16)>, fenced_ok: bool },
+    /// AddPartitionsToTxn, and AddOffsetsToTxn (the group's `__consumer_offsets` partition).
+    AddPartitions { transactional_id: String, producer_id: i64, producer_epoch: i16, partitions: Vec<(String, i32)>, fenced_ok: bool },
+    EndTxn { transactional_id: String, producer_id: i64, producer_epoch: i16, commit: bool, fenced_ok: bool },
+    /// ListTransactions on this shard: empty filters match all; `duration_ms` < 0 disables that filter.
+    List { states: Vec<TxnState>, producer_ids: Vec<i64>, duration_ms: i64 },
+    Describe { transactional_ids: Vec<String> },
+}
+
+/// A described transactional id, ready for DescribeTransactions.
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub error: i16,
+    pub state: &'static str,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<(String, Vec<i32>)>,
+}
+
+/// Answers to [`TxnRequest`]s.
+pub enum TxnResponse {
+    /// (producer id, epoch)
+    InitProducerId(Result<(i64, i16)>),
+    AddPartitions(Result<()>),
+    EndTxn(Result<()>),
+    /// (transactional id, producer id, state)
+    List(Vec<(String, i64, &'static str)>),
+    Describe(Vec<TxnDescription>),
+}
+
+/// Marks an id busy while a transition is in flight; unmarks on drop, so a
+/// cancelled request never leaves the id stuck.
+struct InFlight<'a> {
+    set: &'a RefCell<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.borrow_mut().remove(&self.id);
+    }
+}
+
+/// One shard's transaction coordinator: the ids of the `__transaction_state` partitions it owns.
+pub struct TxnCoordinator {
+    cfg: Arc<Config>,
+    txns: RefCell<HashMap<String, TxnMetadata>>,
+    in_flight: RefCell<HashSet<String>>,
+    logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+}
+
+impl TxnCoordinator {
+    pub fn new(cfg: Arc<Config>) -> TxnCoordinator {
+        TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()) }
+    }
+
+    /// Takes over a `__transaction_state` partition: replays it into id state.
+    /// Ids left in Prepare* are finished by the next [`TxnCoordinator::tick`].
+    pub fn add_partition(&self, partition: i32, log: Rc<PartitionLog>) -> Result<()> {
+        let state = txn_store::replay(&log)?;
+        let prepared = state.values().filter(|m| m.state.is_prepare()).count();
+        if prepared > 0 {
+            tracing::info!(partition, prepared, "transactions to complete after replay");
+        }
+        self.txns.borrow_mut().extend(state);
+        self.logs.borrow_mut().insert(partition, log);
+        Ok(())
+    }
+
+    fn partition_of(&self, id: &str) -> i32 {
+        partition_for(id, self.cfg.transaction_state_log_num_partitions)
+    }
+
+    fn log_for(&self, id: &str) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow().get(&self.partition_of(id)).cloned()
+    }
+
+    fn begin(&self, id: &str) -> Result<InFlight<'_>> {
+        if !self.in_flight.borrow_mut().insert(id.to_string()) {
+            return Err(Error::ConcurrentTransactions);
+        }
+        Ok(InFlight { set: &self.in_flight, id: id.to_string() })
+    }
+
+    fn get(&self, id: &str) -> Option<TxnMetadata> {
+        self.txns.borrow().get(id).cloned()
+    }
+
+    /// Appends the new state, then installs it.
+    async fn persist(&self, meta: TxnMetadata) -> Result<TxnMetadata> {
+        let log = self.log_for(&meta.transactional_id).ok_or(Error::CoordinatorNotAvailable)?;
+        if let Err(e) = txn_store::append(&log, vec![txn_store::record(&meta)]).await {
+            tracing::error!(transactional_id = %meta.transactional_id, "persisting transaction state failed: {e}");
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        self.txns.borrow_mut().insert(meta.transactional_id.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Serves one transactional request.
+    pub async fn handle(&self, req: TxnRequest, shard: &Rc<Shard>) -> TxnResponse {
+        match req {
+            TxnRequest::InitProducerId { transactional_id, timeout_ms, requested, fenced_ok } => {
+                TxnResponse::InitProducerId(self.init_producer_id(shard, &transactional_id, timeout_ms, requested, fenced_ok).await)
+            }
+            TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions, fenced_ok } => {
+                TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions, fenced_ok).await)
+            }
+            TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit, fenced_ok } => {
+                TxnResponse::EndTxn(self.end_txn(shard, &transactional_id, producer_id, producer_epoch, commit, fenced_ok).await)
+            }
+            TxnRequest::List { states, producer_ids, duration_ms } => TxnResponse::List(self.list(&states, &producer_ids, duration_ms, now_ms())),
+            TxnRequest::Describe { transactional_ids } => TxnResponse::Describe(transactional_ids.into_iter().map(|id| self.describe(id)).collect()),
+        }
+    }
+
+    async fn init_producer_id(&self, shard: &Rc<Shard>, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>, fenced_ok: bool) -> Result<(i64, i16)> {
+        if self.log_for(id).is_none() {
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        let mut new_pid = None;
+        // At most: allocate an id, abort the open transaction, allocate again
+        // (epoch exhausted), transit. Bounded so a bug cannot spin forever.
+        for _ in 0..4 {
+            let guard = self.begin(id)?;
+            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), fenced_ok, new_pid)?;
+            match step {
+                InitStep::Done(p, e) => return Ok((p, e)),
+                InitStep::Transit(m) => {
+                    let m = self.persist(m).await?;
+                    drop(guard);
+                    return Ok((m.producer_id, m.producer_epoch));
+                }
+                InitStep::NeedProducerId => {
+                    drop(guard);
+                    new_pid = Some(shard.next_producer_id().await?);
+                }
+                InitStep::AbortOngoing(prepared) => {
+                    self.complete(shard, prepared, true).await?;
+                    drop(guard);
+                    // The request was checked against the producer it fenced.
+                    requested = None;
+                }
+            }
+        }
+        Err(Error::ConcurrentTransactions)
+    }
+
+    async fn add_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool) -> Result<()> {
+        if self.log_for(id).is_none() {
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        let _guard = self.begin(id)?;
+        let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
+        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, fenced_ok, now_ms())? {
+            self.persist(next).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_txn(&self, shard: &Rc<Shard>, id: &str, pid: i64, epoch: i16, commit: bool, fenced_ok: bool) -> Result<()> {
+        if self.log_for(id).is_none() {
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        let _guard = self.begin(id)?;
+        let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
+        match cur.plan_end(pid, epoch, commit, fenced_ok, now_ms())? {
+            EndStep::AlreadyDone => Ok(()),
+            EndStep::Prepare(prepared) => self.complete(shard, prepared, true).await,
+        }
+    }
+
+    /// Persists a Prepare state (unless replayed from the log), writes the
+    /// markers and persists the Complete state. The caller holds the id's
+    /// in-flight mark. On a marker failure the id stays in Prepare* for the
+    /// ticker, and the caller gets COORDINATOR_NOT_AVAILABLE (retriable).
+    async fn complete(&self, shard: &Rc<Shard>, prepared: TxnMetadata, persist_prepare: bool) -> Result<()> {
+        let prepared = if persist_prepare { self.persist(prepared).await? } else { prepared };
+        let commit = prepared.state == TxnState::PrepareCommit;
+        let coordinator_epoch = self.coordinator_epoch(shard, &prepared.transactional_id);
+        let markers: Vec<TxnMarker> = prepared
+            .partitions
+            .iter()
+            .map(|(t, p)| TxnMarker {
+                tp: TopicPartition { topic: t.clone(), partition: *p },
+                producer_id: prepared.producer_id,
+                producer_epoch: prepared.producer_epoch,
+                commit,
+                coordinator_epoch,
+            })
+            .collect();
+        if let Err(e) = write_markers(shard, markers).await {
+            tracing::warn!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        self.persist(prepared.completed(now_ms())).await.map(|_| ())
+    }
+
+    /// The coordinator epoch is the leader epoch of the id's `__transaction_state` partition.
+    fn coordinator_epoch(&self, shard: &Rc<Shard>, id: &str) -> i32 {
+        let p = self.partition_of(id);
+        shard
+            .image()
+            .topics
+            .get(TXN_STATE_TOPIC)
+            .and_then(|t| t.partitions.get(usize::try_from(p).ok()?).map(|m| m.leader_epoch))
+            .unwrap_or(0)
+    }
+
+    /// Periodic work (also the recovery pass at start): finish transactions
+    /// left in Prepare*, abort Ongoing ones past their timeout (fencing the
+    /// producer), and forget ids idle past `transactional.id.expiration.ms`.
+    pub async fn tick(&self, shard: &Rc<Shard>) {
+        let now = now_ms();
+        let expiration_ms = self.cfg.transactional_id_expiration_ms;
+        let (prepared, timed_out, expired) = {
+            let txns = self.txns.borrow();
+            let busy = self.in_flight.borrow();
+            let idle = txns.values().filter(|m| !busy.contains(&m.transactional_id));
+            let mut prepared = Vec::new();
+            let mut timed_out = Vec::new();
+            let mut expired = Vec::new();
+            for m in idle {
+                if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                    prepared.push(m.clone());
+                } else if m.state == TxnState::PrepareEpochFence || m.timed_out(now) {
+                    timed_out.push(m.clone());
+                } else if m.expired(now, expiration_ms) {
+                    expired.push(m.transactional_id.clone());
+                }
+            }
+            (prepared, timed_out, expired)
+        };
+        for m in prepared {
+            let Ok(_guard) = self.begin(&m.transactional_id) else { continue };
+            if let Err(e) = self.complete(shard, m.clone(), false).await {
+                tracing::warn!(transactional_id = %m.transactional_id, "completing a prepared transaction failed: {e}");
+            }
+        }
+        for m in timed_out {
+            let Ok(_guard) = self.begin(&m.transactional_id) else { continue };
+            // Re-read: the state may have moved while earlier ids were completed.
+            let Some(cur) = self.get(&m.transactional_id).filter(|c| c.timed_out(now) || c.state == TxnState::PrepareEpochFence) else { continue };
+            tracing::info!(transactional_id = %cur.transactional_id, producer_id = cur.producer_id, epoch = cur.producer_epoch, "aborting a transaction past its timeout");
+            if let Err(e) = self.complete(shard, cur.fence_and_abort(now), true).await {
+                tracing::warn!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
+            }
+        }
+        for id in expired {
+            let Ok(_guard) = self.begin(&id) else { continue };
+            if !self.get(&id).is_some_and(|m| m.expired(now, expiration_ms)) {
+                continue;
+            }
+            let Some(log) = self.log_for(&id) else { continue };
+            match txn_store::append(&log, vec![txn_store::tombstone(&id)]).await {
+                Ok(()) => {
+                    self.txns.borrow_mut().remove(&id);
+                    tracing::info!(transactional_id = %id, "transactional id expired");
+                }
+                Err(e) => tracing::warn!(transactional_id = %id, "expiring a transactional id failed: {e}"),
+            }
+        }
+    }
+
+    /// Kafka's ListTransactions filters: producer ids, states, and (v1) only
+    /// transactions running longer than `duration_ms`.
+    pub fn list(&self, states: &[TxnState], producer_ids: &[i64], duration_ms: i64, now: i64) -> Vec<(String, i64, &'static str)> {
+        self.txns
+            .borrow()
+            .values()
+            .filter(|m| m.state != TxnState::Dead)
+            .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+            .filter(|m| states.is_empty() || states.contains(&m.state))
+            .filter(|m| duration_ms < 0 || now - m.start_ms > duration_ms)
+            .map(|m| (m.transactional_id.clone(), m.producer_id, m.state.name()))
+            .collect()
+    }
+
+    fn describe(&self, id: String) -> TxnDescription {
+        let mut d = TxnDescription {
+            transactional_id: id.clone(),
+            error: 0,
+            state: "",
+            timeout_ms: 0,
+            start_ms: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            partitions: Vec::new(),
+        };
+        if self.log_for(&id).is_none() {
+            d.error = Error::CoordinatorNotAvailable.code();
+            return d;
+        }
+        let txns = self.txns.borrow();
+        let Some(m) = txns.get(&id) else {
+            d.error = Error::TransactionalIdNotFound.code();
+            return d;
+        };
+        d.state = m.state.name();
+        d.timeout_ms = m.timeout_ms;
+        d.start_ms = m.start_ms;
+        d.producer_id = m.producer_id;
+        d.producer_epoch = m.producer_epoch;
+        let mut by: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (t, p) in &m.partitions {
+            by.entry(t.clone()).or_default().push(*p);
+        }
+        d.partitions = by.into_iter().collect();
+        d
+    }
+}
+
+/// Sends markers to the owner shards (one message per shard) and retries the
+/// failed ones a few times. A partition that no longer exists (its topic was
+/// deleted) needs no marker, as in Kafka.
+async fn write_markers(shard: &Rc<Shard>, mut markers: Vec<TxnMarker>) -> Result<()> {
+    let x = shard.xshard().ok_or(Error::CoordinatorNotAvailable)?;
+    let mut last = None;
+    for attempt in 0..MARKER_ATTEMPTS {
+        if markers.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_BACKOFF_MS)).await;
+        }
+        let image = shard.image();
+        let items: Vec<(Option<usize>, TxnMarker)> = markers.iter().map(|m| (image.shard_for(&m.tp.topic, m.tp.partition), m.clone())).collect();
+        // Boxed: this runs inside Shard::handle, and a call to the local shard re-enters it.
+        let results = Box::pin(crate::xshard::fan_out::fan_out(
+            &x,
+            items,
+            |markers| ShardRequest::WriteTxnMarkers { markers },
+            |r| match r {
+                ShardResponse::WriteTxnMarkers(v) => Some(v),
+                _ => None,
+            },
+        ))
+        .await;
+        let mut failed = Vec::new();
+        for (m, r) in markers.into_iter().zip(results) {
+            match r {
+                Ok(()) | Err(Error::UnknownTopicOrPartition) => {}
+                Err(e) => {
+                    tracing::debug!(topic = %m.tp.topic, partition = m.tp.partition, "marker write failed: {e}");
+                    last = Some(e);
+                    failed.push(m);
+                }
+            }
+        }
+        markers = failed;
+    }
+    if markers.is_empty() {
+        Ok(())
+    } else {
+        Err(last.unwrap_or(Error::CoordinatorNotAvailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ongoing(id: &str) -> TxnMetadata {
+        let m = TxnMetadata::new(id.into(), 100, 60_000, 0);
+        m.plan_add_partitions(100, 0, &[("t".into(), 0), ("t".into(), 1)], true, 10).unwrap().unwrap()
+    }
+
+    #[test]
+    fn init_new_id_needs_a_producer_id_then_starts_at_epoch_zero() {
+        assert_eq!(TxnMetadata::plan_init(None, "a", None, 1000, 0, true, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(m) = TxnMetadata::plan_init(None, "a", None, 1000, 0, true, Some(42)).unwrap() else { panic!() };
+        assert_eq!((m.producer_id, m.producer_epoch, m.state), (42, 0, TxnState::Empty));
+    }
+
+    #[test]
+    fn init_bumps_epoch_and_new_id_on_exhaustion() {
+        let m = TxnMetadata::new("a".into(), 5, 1000, 0);
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", None, 2000, 1, true, None).unwrap() else { panic!() };
+        assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_epoch, n.timeout_ms), (5, 1, 0, 2000));
+        let mut ex = m.clone();
+        ex.producer_epoch = EPOCH_EXHAUSTED;
+        assert_eq!(TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, Some(9)).unwrap() else { panic!() };
+        assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_id), (9, 0, 5));
+    }
+
+    #[test]
+    fn init_aborts_ongoing_and_refuses_prepare() {
+        let m = ongoing("a");
+        let InitStep::AbortOngoing(p) = TxnMetadata::plan_init(Some(&m), "a", None, 1000, 20, true, None).unwrap() else { panic!() };
+        assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
+        assert_eq!(p.partitions.len(), 2);
+        let done = p.completed(30);
+        assert_eq!((done.state, done.partitions.len()), (TxnState::CompleteAbort, 0));
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&done), "a", None, 1000, 40, true, None).unwrap() else { panic!() };
+        assert_eq!(n.producer_epoch, 2);
+        let mut prep = m.clone();
+        prep.state = TxnState::PrepareCommit;
+        assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None), Err(Error::ConcurrentTransactions)));
+    }
+
+    #[test]
+    fn init_kip360_fences_strangers_and_answers_retries() {
+        let m = TxnMetadata::new("a".into(), 5, 1000, 0);
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", Some((5, 0)), 1000, 1, true, None).unwrap() else { panic!() };
+        assert_eq!(n.producer_epoch, 1);
+        // The same request again (its answer was lost) gets the current producer, no bump.
+        assert_eq!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 0)), 1000, 2, true, None).unwrap(), InitStep::Done(5, 1));
+        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 7)), 1000, 2, true, None), Err(Error::ProducerFenced(_))));
+        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((6, 1)), 1000, 2, false, None), Err(Error::InvalidProducerEpoch(_))));
+    }
+
+    #[test]
+    fn add_partitions_checks_producer_and_state() {
+        let m = TxnMetadata::new("a".into(), 100, 1000, 0);
+        assert!(matches!(m.plan_add_partitions(101, 0, &[("t".into(), 0)], true, 1), Err(Error::InvalidProducerIdMapping(101))));
+        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], true, 1), Err(Error::ProducerFenced(_))));
+        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], false, 1), Err(Error::InvalidProducerEpoch(_))));
+        let o = m.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 7).unwrap().unwrap();
+        assert_eq!((o.state, o.start_ms), (TxnState::Ongoing, 7));
+        // Adding what is already there writes nothing; more keeps the start time.
+        assert_eq!(o.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9).unwrap(), None);
+        let o2 = o.plan_add_partitions(100, 0, &[("u".into(), 2)], true, 9).unwrap().unwrap();
+        assert_eq!((o2.partitions.len(), o2.start_ms), (2, 7));
+        let mut p = o2.clone();
+        p.state = TxnState::PrepareAbort;
+        assert!(matches!(p.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9), Err(Error::ConcurrentTransactions)));
+        // After completion a new transaction starts from an empty set.
+        let next = p.completed(10).plan_add_partitions(100, 0, &[("v".into(), 0)], true, 11).unwrap().unwrap();
+        assert_eq!((next.partitions.len(), next.start_ms), (1, 11));
+    }
+
+    #[test]
+    fn end_txn_transitions() {
+        let o = ongoing("a");
+        let EndStep::Prepare(p) = o.plan_end(100, 0, true, true, 20).unwrap() else { panic!() };
+        assert_eq!(p.state, TxnState::PrepareCommit);
+        assert!(matches!(p.plan_end(100, 0, true, true, 21), Err(Error::ConcurrentTransactions)));
+        assert!(matches!(p.plan_end(100, 0, false, true, 21), Err(Error::InvalidTxnState(_))));
+        let c = p.completed(22);
+        assert_eq!(c.state, TxnState::CompleteCommit);
+        assert_eq!(c.plan_end(100, 0, true, true, 23).unwrap(), EndStep::AlreadyDone);
+        assert!(matches!(c.plan_end(100, 0, false, true, 23), Err(Error::InvalidTxnState(_))));
+        let empty = TxnMetadata::new("b".into(), 1, 1000, 0);
+        assert!(matches!(empty.plan_end(1, 0, true, true, 1), Err(Error::InvalidTxnState(_))));
+        assert!(matches!(o.plan_end(100, 1, false, true, 1), Err(Error::ProducerFenced(_))));
+        assert!(matches!(o.plan_end(99, 0, false, true, 1), Err(Error::InvalidProducerIdMapping(99))));
+    }
+
+    #[test]
+    fn timeout_abort_fences_the_producer() {
+        let o = ongoing("a");
+        assert!(!o.timed_out(10 + 60_000));
+        assert!(o.timed_out(10 + 60_001));
+        let p = o.fence_and_abort(70_000);
+        assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
+        // The fenced producer's own abort or commit now fails.
+        let done = p.completed(70_001);
+        assert!(matches!(done.plan_end(100, 0, false, true, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(done.expired(70_001 + 1001, 1000));
+        assert!(!o.expired(1_000_000_000, 1000), "an open transaction never expires");
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for s in TxnState::ALL {
+            assert_eq!(TxnState::parse(s.name()), Some(s));
+        }
+        assert_eq!(TxnState::parse("ongoing"), None);
+    }
+}
