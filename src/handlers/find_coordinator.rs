@@ -1,7 +1,8 @@
 //! FindCoordinator (key 10), versions 0-4 (v4 batches keys). Every group's
-//! coordinator is this broker (the shard behind it is chosen per request);
-//! `__consumer_offsets` is created on first use. Transaction coordinators are
-//! not built, so key type 1 gets COORDINATOR_NOT_AVAILABLE.
+//! (key type 0) and transactional id's (key type 1) coordinator is this
+//! broker; the shard behind it is chosen per request from the key's internal
+//! partition. `__consumer_offsets` or `__transaction_state` is created on
+//! first use. Any other key type is INVALID_REQUEST, as in Kafka.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -13,14 +14,14 @@ use super::Ctx;
 pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let (host, port) = ctx.shard().advertised.clone();
     let id = ctx.shard().cfg.broker_id;
-    let error = if req.key_type != 0 {
-        E::CoordinatorNotAvailable.code()
-    } else if super::group_coordinator::ensure_offsets_topic(ctx).await {
-        0
-    } else {
-        E::CoordinatorNotAvailable.code()
+    let (error, why) = match req.key_type {
+        0 if super::group_coordinator::ensure_offsets_topic(ctx).await => (0, ""),
+        0 => (E::CoordinatorNotAvailable.code(), "__consumer_offsets is not available"),
+        1 if super::txn_coordinator::ensure_txn_topic(ctx).await => (0, ""),
+        1 => (E::CoordinatorNotAvailable.code(), "__transaction_state is not available"),
+        _ => (E::InvalidRequest.code(), "unknown coordinator key type (0 group, 1 transaction)"),
     };
-    let message = (error != 0).then(|| StrBytes::from_static_str(if req.key_type != 0 { "only group coordinators (key type 0) are supported" } else { "__consumer_offsets is not available" }));
+    let message = (error != 0).then(|| StrBytes::from_static_str(why));
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         resp.coordinators = req

@@ -2,25 +2,31 @@
 //! asks the owner shards through `xshard` (never a channel directly), and
 //! returns the typed response; `router/` encodes it.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
-pub mod delete_topics;
 pub mod delete_groups;
 pub mod delete_records;
+pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
-pub mod describe_log_dirs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_coordinator;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -29,6 +35,8 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod produce_policy;
 pub mod sync_group;
+pub mod txn_coordinator;
+pub mod txn_offset_commit;
 
 use std::cell::RefCell;
 use std::rc::Rc;

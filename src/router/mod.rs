@@ -9,7 +9,8 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest, OffsetForLeaderEpochRequest,
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    ProduceRequest, SyncGroupRequest,
+    ProduceRequest, SyncGroupRequest, InitProducerIdRequest, AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
+    DescribeTransactionsRequest, ListTransactionsRequest,
 };
 
 use crate::handlers::{self, Ctx};
@@ -201,6 +202,41 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::OffsetForLeaderEpoch => {
             let req = body!(OffsetForLeaderEpochRequest);
             let resp = handlers::offset_for_leader_epoch::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::InitProducerId => {
+            let req = body!(InitProducerIdRequest);
+            let resp = handlers::init_producer_id::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req = body!(AddPartitionsToTxnRequest);
+            let resp = handlers::add_partitions_to_txn::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = body!(AddOffsetsToTxnRequest);
+            let resp = handlers::add_offsets_to_txn::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::EndTxn => {
+            let req = body!(EndTxnRequest);
+            let resp = handlers::end_txn::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = body!(TxnOffsetCommitRequest);
+            let resp = handlers::txn_offset_commit::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeTransactions => {
+            let req = body!(DescribeTransactionsRequest);
+            let resp = handlers::describe_transactions::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ListTransactions => {
+            let req = body!(ListTransactionsRequest);
+            let resp = handlers::list_transactions::handle(ctx, req, v).await;
             respond!(ctx, key, v, cid, resp)
         }
         _ => Outcome::Close(format!("api {key:?} is not implemented")),

@@ -1,0 +1,56 @@
+//! DescribeTransactions (key 65), version 0: the state of each named
+//! transactional id, asked of the shard coordinating it. An id the broker does
+//! not know answers TRANSACTIONAL_ID_NOT_FOUND (also before
+//! `__transaction_state` exists, which this API never creates).
+
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use crate::coordinator::partition_for;
+use crate::coordinator::txn::{TxnDescription, TxnRequest, TxnResponse};
+use crate::coordinator::txn_store::TXN_STATE_TOPIC;
+use crate::error::Error;
+
+async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
+    let missing = |id: String, code: i16| TxnDescription {
+        transactional_id: id,
+        error: code,
+        state: "",
+        timeout_ms: 0,
+        start_ms: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        partitions: Vec::new(),
+    };
+    let p = partition_for(&id, ctx.shard().cfg.transaction_state_log_num_partitions);
+    let Some(shard) = ctx.shard().image().shard_for(TXN_STATE_TOPIC, p) else {
+        return missing(id, Error::TransactionalIdNotFound.code());
+    };
+    match super::txn_coordinator::call_shard(ctx, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
+        Ok(TxnResponse::Describe(mut d)) if d.len() == 1 => d.remove(0),
+        Ok(_) => missing(id, Error::CoordinatorNotAvailable.code()),
+        Err(c) => missing(id, c),
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let descs = futures::future::join_all(req.transactional_ids.iter().map(|id| describe_one(ctx, id.0.to_string()))).await;
+    DescribeTransactionsResponse::default().with_transaction_states(
+        descs
+            .into_iter()
+            .map(|d| {
+                TransactionState::default()
+                    .with_error_code(d.error)
+                    .with_transactional_id(TransactionalId(StrBytes::from_string(d.transactional_id)))
+                    .with_transaction_state(StrBytes::from_static_str(d.state))
+                    .with_transaction_timeout_ms(d.timeout_ms)
+                    .with_transaction_start_time_ms(d.start_ms)
+                    .with_producer_id(ProducerId(d.producer_id))
+                    .with_producer_epoch(d.producer_epoch)
+                    .with_topics(d.partitions.into_iter().map(|(t, ps)| TopicData::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps)).collect())
+            })
+            .collect(),
+    )
+}

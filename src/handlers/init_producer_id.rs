@@ -1,0 +1,36 @@
+//! InitProducerId (key 22), versions 0-4. Without a transactional id: a fresh
+//! producer id at epoch 0 (idempotent producer; Kafka always hands out a new
+//! id here). With one: the id's transaction coordinator bumps the epoch
+//! (fencing older instances), aborting an open transaction first. v3+ may name
+//! the producer id and epoch the client had (KIP-360); v4 clients understand
+//! PRODUCER_FENCED (KIP-588), older ones get INVALID_PRODUCER_EPOCH.
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::ResponseError as E;
+
+use super::Ctx;
+use crate::coordinator::txn::{TxnRequest, TxnResponse};
+
+pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+    let answer = |r: Result<(i64, i16), i16>| match r {
+        Ok((pid, epoch)) => InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
+        Err(code) => InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
+    };
+    let Some(txn_id) = req.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+        return answer(ctx.shard().next_producer_id().await.map(|p| (p, 0)).map_err(|e| e.code()));
+    };
+    if txn_id.is_empty() {
+        return answer(Err(E::InvalidRequest.code()));
+    }
+    let max = ctx.shard().cfg.transaction_max_timeout_ms;
+    if req.transaction_timeout_ms <= 0 || i64::from(req.transaction_timeout_ms) > max {
+        return answer(Err(crate::error::Error::InvalidTransactionTimeout(format!("{} ms is not in 1..={max}", req.transaction_timeout_ms)).code()));
+    }
+    let requested = (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    let r = TxnRequest::InitProducerId { transactional_id: txn_id.clone(), timeout_ms: req.transaction_timeout_ms, requested, fenced_ok: version >= 4 };
+    answer(match super::txn_coordinator::call(ctx, &txn_id, r).await {
+        Ok(TxnResponse::InitProducerId(r)) => r.map_err(|e| e.code()),
+        Ok(_) => Err(E::CoordinatorNotAvailable.code()),
+        Err(code) => Err(code),
+    })
+}

@@ -1,0 +1,48 @@
+//! Routing shared by the transactional APIs: find (creating on first use) the
+//! `__transaction_state` partition of a transactional id and send the request
+//! to its owner shard, where the transaction coordinator for that id runs.
+
+use kafka_protocol::ResponseError as E;
+
+use super::Ctx;
+use crate::coordinator::partition_for;
+use crate::coordinator::txn::{TxnRequest, TxnResponse};
+use crate::coordinator::txn_store::TXN_STATE_TOPIC;
+use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+
+/// Creates `__transaction_state` if it does not exist yet.
+pub async fn ensure_txn_topic(ctx: &Ctx) -> bool {
+    if ctx.shard().image().topics.contains_key(TXN_STATE_TOPIC) {
+        return true;
+    }
+    let n = ctx.shard().cfg.transaction_state_log_num_partitions;
+    // As Kafka creates it: compacted (only the latest state per id matters on
+    // replay) with 100 MiB segments (transaction.state.log.segment.bytes).
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let topic = NewTopic { name: TXN_STATE_TOPIC.into(), num_partitions: n, replication_factor: 1, configs };
+    let _ = super::create_topics::create(ctx, vec![topic], false).await;
+    ctx.shard().image().topics.contains_key(TXN_STATE_TOPIC)
+}
+
+/// The shard coordinating `transactional_id`, or a Kafka error code.
+pub async fn shard_for_txn(ctx: &Ctx, transactional_id: &str) -> Result<usize, i16> {
+    if !ensure_txn_topic(ctx).await {
+        return Err(E::CoordinatorNotAvailable.code());
+    }
+    let p = partition_for(transactional_id, ctx.shard().cfg.transaction_state_log_num_partitions);
+    ctx.shard().image().shard_for(TXN_STATE_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
+}
+
+/// Sends a transactional request to the id's coordinator shard.
+pub async fn call(ctx: &Ctx, transactional_id: &str, req: TxnRequest) -> Result<TxnResponse, i16> {
+    let shard = shard_for_txn(ctx, transactional_id).await?;
+    call_shard(ctx, shard, req).await
+}
+
+/// Sends a transactional request to one shard.
+pub async fn call_shard(ctx: &Ctx, shard: usize, req: TxnRequest) -> Result<TxnResponse, i16> {
+    match ctx.x.call(shard, ShardRequest::Txn(req)).await {
+        Ok(ShardResponse::Txn(r)) => Ok(r),
+        _ => Err(E::CoordinatorNotAvailable.code()),
+    }
+}
