@@ -78,7 +78,7 @@ pub fn replay(log: &PartitionLog) -> Result<Vec<StoreRecord>> {
     let mut offset = log.log_start_offset();
     let end = log.high_watermark();
     while offset < end {
-        let slice = log.read(offset, 1 << 20)?;
+        let slice = log.read(offset, 1 << 20, false)?;
         let Some((file, pos, len)) = slice.data else { break };
         let mut raw = vec![0u8; len as usize];
         file.read_exact_at(&mut raw, pos)?;
