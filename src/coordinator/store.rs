@@ -121,7 +121,7 @@ pub fn read_raw(log: &PartitionLog) -> Result<Vec<RawEvent>> {
     let mut offset = log.log_start_offset();
     let end = log.high_watermark();
     while offset < end {
-        let slice = log.read(offset, 1 << 20)?;
+        let slice = log.read(offset, 1 << 20, false)?;
         let Some((file, pos, len)) = slice.data else { break };
         let mut raw = vec![0u8; len as usize];
         file.read_exact_at(&mut raw, pos)?;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::FetchRequest;
 use super::Ctx;
 use crate::error::Error;
 use crate::log::ReadSlice;
-use crate::protocol::fetch_response::{encode_fetch_response, FetchPartitionOut, FetchPiece, FetchResponseOut, FetchTopicOut};
+use crate::protocol::fetch_response::{encode_fetch_response, AbortedTxn, FetchPartitionOut, FetchPiece, FetchResponseOut, FetchTopicOut};
 use crate::protocol::{Piece, ResponseFrame};
 use crate::shard::request::{FetchRead, ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
@@ -61,12 +61,13 @@ fn budget(results: &Reads, max_bytes: usize) -> Vec<u32> {
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32) -> Result<ResponseFrame, String> {
     let image = ctx.shard().image();
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.shard().cfg.fetch_max_bytes);
+    let read_committed = req.isolation_level == 1;
     let mut reads: Vec<(Option<usize>, FetchRead)> = Vec::new();
     for t in &req.topics {
         let topic = t.topic.0.to_string();
         for p in &t.partitions {
             let owner = image.shard_for(&topic, p.partition);
-            reads.push((owner, FetchRead { tp: TopicPartition { topic: topic.clone(), partition: p.partition }, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize }));
+            reads.push((owner, FetchRead { tp: TopicPartition { topic: topic.clone(), partition: p.partition }, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, read_committed }));
         }
     }
 
@@ -85,7 +86,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
             .zip(&results)
             .map(|((owner, r), res)| {
                 // Wait for the end we saw; a partition already past its fetch offset wakes at once.
-                let seen = res.as_ref().map(|s| s.high_watermark).unwrap_or(r.offset);
+                let seen = res.as_ref().map(|s| if read_committed { s.last_stable_offset } else { s.high_watermark }).unwrap_or(r.offset);
                 (*owner, (r.tp.clone(), seen.max(r.offset)))
             })
             .collect();
@@ -99,7 +100,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         }
         let calls: Vec<_> = by_shard
             .into_iter()
-            .map(|(s, partitions)| Box::pin(ctx.x.call(s, ShardRequest::WaitForAppend { partitions, max_wait_ms: wait_ms })))
+            .map(|(s, partitions)| Box::pin(ctx.x.call(s, ShardRequest::WaitForAppend { partitions, max_wait_ms: wait_ms, read_committed })))
             .collect();
         if calls.is_empty() {
             break;
@@ -117,9 +118,11 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         match res {
             Ok(slice) => {
                 p.high_watermark = slice.high_watermark;
-                p.last_stable_offset = slice.high_watermark;
+                p.last_stable_offset = slice.last_stable_offset;
                 p.log_start_offset = slice.log_start_offset;
-                p.aborted_transactions = None;
+                p.aborted_transactions = slice
+                    .aborted
+                    .map(|v| v.iter().map(|t| AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset }).collect());
                 if let Some((file, pos, _)) = slice.data {
                     if len > 0 {
                         p.records_len = len;

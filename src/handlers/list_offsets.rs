@@ -1,6 +1,7 @@
 //! ListOffsets (key 2), versions 1-6: earliest (-2), latest (-1) and by
-//! timestamp through the time index. Without transactions the last stable
-//! offset equals the high watermark, so isolation level does not change answers.
+//! timestamp through the time index. With isolation level 1 (read_committed,
+//! v2+) latest is the last stable offset: a read_committed consumer starting at
+//! "latest" must not land inside an open transaction.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -18,11 +19,12 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
             items.push((image.shard_for(&topic, p.partition_index), (TopicPartition { topic: topic.clone(), partition: p.partition_index }, p.timestamp)));
         }
     }
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let keys: Vec<TopicPartition> = items.iter().map(|(_, (tp, _))| tp.clone()).collect();
     let results = fan_out(
         &ctx.x,
         items,
-        |partitions| ShardRequest::ListOffsets { partitions },
+        |partitions| ShardRequest::ListOffsets { partitions, read_committed },
         |r| match r {
             ShardResponse::ListOffsets(v) => Some(v),
             _ => None,

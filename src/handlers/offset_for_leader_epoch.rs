@@ -30,7 +30,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
     let ends = fan_out(
         &ctx.x,
         items,
-        |partitions| ShardRequest::ListOffsets { partitions },
+        |partitions| ShardRequest::ListOffsets { partitions, read_committed: false },
         |r| match r {
             ShardResponse::ListOffsets(v) => Some(v),
             _ => None,

@@ -20,8 +20,6 @@ pub mod producer_state;
 pub mod segment;
 pub mod topic_config;
 pub mod txn_index;
-// TEMPORARY until main's append_marker/append_with are merged.
-mod txn_shim;
 
 pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
 

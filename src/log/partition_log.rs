@@ -25,12 +25,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState};
 use super::segment::Segment;
+use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
 use crate::protocol::now_ms;
-use crate::protocol::record_batch::{rewrite_header, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
+use crate::protocol::record_batch::{rewrite_header, validate_batches, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
 use crate::shard::notify::Notify;
 
 /// What a produce gets back for one partition.
@@ -51,6 +53,10 @@ pub struct ReadSlice {
     pub data: Option<(Arc<std::fs::File>, u64, u32)>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// First offset a read_committed consumer may not read yet (= high watermark without open transactions).
+    pub last_stable_offset: i64,
+    /// read_committed reads only: aborted transactions overlapping the returned range.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 struct Pending {
@@ -59,6 +65,8 @@ struct Pending {
     /// The same header as fields, for the indexes (no re-parse after the write).
     fields: BatchHeader,
     body: Bytes,
+    /// A transaction marker: the transaction it ends (indexed once written).
+    completes: Option<CompletedTxn>,
     done: Option<oneshot::Sender<std::result::Result<(), io::ErrorKind>>>,
 }
 
@@ -73,6 +81,10 @@ struct State {
     writer_active: bool,
     unflushed_records: u64,
     first_unflushed: Option<Instant>,
+    /// Idempotence and transaction state, as of `next_offset`.
+    producers: ProducerState,
+    /// Aborted transactions whose markers are written, in marker order (all `.txnindex` entries).
+    aborted: Vec<AbortedTxn>,
 }
 
 impl State {
@@ -137,6 +149,7 @@ impl PartitionLog {
         active.remove_index_files();
         let log_start_offset = read_offset_file(&dir, LOG_START_FILE).unwrap_or(segments[0].base_offset).max(segments[0].base_offset);
         let end = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        let (producers, aborted) = load_producer_state(&dir, &segments)?;
         Ok(Rc::new(PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -151,6 +164,8 @@ impl PartitionLog {
                 writer_active: false,
                 unflushed_records: 0,
                 first_unflushed: None,
+                producers,
+                aborted,
             }),
             ring,
             appended: Notify::default(),
@@ -302,12 +317,62 @@ impl PartitionLog {
         self.state.borrow().log_start_offset
     }
 
-    /// Appends validated batches; resolves when they are written (acks=1/all).
-    /// Offsets are assigned here, before any await, so concurrent produces keep order.
+    /// Appends a client's validated batches; resolves when they are written (acks=1/all).
     pub async fn append(self: &Rc<Self>, batches: Vec<ValidatedBatch>) -> Result<AppendInfo> {
+        self.append_with(batches, Origin::Client).await
+    }
+
+    /// Appends validated batches from `origin`. Offsets are assigned here, before
+    /// any await, so concurrent produces keep order; batches with a producer id
+    /// are checked against the producer state first (sequence, epoch, open
+    /// transaction). A retried batch that is already in the log is not appended
+    /// again: the answer carries its original offsets (once they are written).
+    pub async fn append_with(self: &Rc<Self>, batches: Vec<ValidatedBatch>, origin: Origin) -> Result<AppendInfo> {
         if self.closed.get() {
             return Err(Error::ShuttingDown);
         }
+        if origin == Origin::Client && batches.iter().any(|b| b.header.is_control()) {
+            return Err(Error::InvalidRecord("control batches are written by the transaction coordinator, not by clients".into()));
+        }
+        let duplicate = {
+            let st = self.state.borrow();
+            check_producers(&st.producers, &batches, origin)?
+        };
+        if let Some(d) = duplicate {
+            return self.answer_duplicate(d.base_offset, d.last_offset).await;
+        }
+        self.enqueue(batches, None).await
+    }
+
+    /// Writes a transaction marker (a control batch) for `producer_id`, ending
+    /// its open transaction in this partition. Returns the marker's offset. A
+    /// marker from an older producer epoch or coordinator epoch is refused.
+    pub async fn append_marker(self: &Rc<Self>, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32) -> Result<i64> {
+        if self.closed.get() {
+            return Err(Error::ShuttingDown);
+        }
+        self.state.borrow().producers.check_marker(producer_id, producer_epoch, coordinator_epoch)?;
+        let bytes = crate::protocol::control::encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms());
+        let batches = validate_batches(&bytes, usize::MAX)?;
+        let info = self.enqueue(batches, Some((commit, coordinator_epoch))).await?;
+        Ok(info.base_offset)
+    }
+
+    /// Waits until a duplicate's original batch is written, then answers with its offsets.
+    async fn answer_duplicate(&self, base_offset: i64, last_offset: i64) -> Result<AppendInfo> {
+        while self.high_watermark() <= last_offset {
+            if self.closed.get() {
+                return Err(Error::ShuttingDown);
+            }
+            self.appended.wait().await;
+        }
+        Ok(AppendInfo { base_offset, log_append_time_ms: -1, log_start_offset: self.log_start_offset() })
+    }
+
+    /// Assigns offsets, updates the producer state and queues the batches for
+    /// the writer; resolves when they are written. `marker` = (commit,
+    /// coordinator epoch) when the single batch is a transaction marker.
+    async fn enqueue(self: &Rc<Self>, batches: Vec<ValidatedBatch>, marker: Option<(bool, i32)>) -> Result<AppendInfo> {
         let cfg = self.cfg.borrow().clone();
         let append_time = cfg.log_append_time.then(now_ms);
         let (tx, rx) = oneshot::channel();
@@ -327,7 +392,16 @@ impl PartitionLog {
                     fields.max_timestamp = t;
                 }
                 st.next_offset = fields.last_offset() + 1;
-                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), done: None });
+                let completes = match marker {
+                    Some((commit, coordinator_epoch)) => {
+                        st.producers.apply_marker(fields.producer_id, fields.producer_epoch, coordinator_epoch, commit, base_offset, fields.max_timestamp)
+                    }
+                    None => {
+                        st.producers.update(&fields);
+                        None
+                    }
+                };
+                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), completes, done: None });
                 if i + 1 == n {
                     if let Some(p) = st.queue.back_mut() {
                         p.done = tx.take();
@@ -348,6 +422,22 @@ impl PartitionLog {
             Ok(Err(kind)) => Err(Error::Io(io::Error::new(kind, "segment write failed"))),
             Err(_) => Err(Error::ShuttingDown),
         }
+    }
+
+    /// The last stable offset: below the first open transaction, at most the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self.state.borrow();
+        lso(&st)
+    }
+
+    /// Producer entries for DescribeProducers.
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        self.state.borrow().producers.producers().map(|(&id, e)| (id, e.clone())).collect()
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms` (no open transaction).
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.state.borrow_mut().producers.expire(now_ms.saturating_sub(expiration_ms))
     }
 
     /// The partition's writer: drains the queue in groups until it is empty.
@@ -424,6 +514,14 @@ impl PartitionLog {
                 let mut st = self.state.borrow_mut();
                 let mut rest: Vec<Pending> = st.queue.drain(..).collect();
                 st.next_offset = st.high_watermark;
+                // The producer state included the failed batches: rebuild it from disk.
+                match load_producer_state(&self.dir, &st.segments) {
+                    Ok((producers, aborted)) => {
+                        st.producers = producers;
+                        st.aborted = aborted;
+                    }
+                    Err(e2) => tracing::error!(topic = %self.topic, partition = self.partition, "rebuilding producer state failed: {e2}"),
+                }
                 drop(st);
                 self.fail_group(&mut rest, e.kind());
                 return Err(e);
@@ -440,6 +538,24 @@ impl PartitionLog {
                     records += b.fields.records_count.max(0) as u64;
                 }
                 active.size = p;
+                let active_base = active.base_offset;
+                for c in run.iter().filter_map(|b| b.completes) {
+                    // The marker is on disk: the transaction stops holding back the LSO,
+                    // and an abort is indexed for read_committed fetches.
+                    st.producers.end_ongoing(c.first_offset);
+                    if c.aborted {
+                        let t = AbortedTxn {
+                            producer_id: c.producer_id,
+                            first_offset: c.first_offset,
+                            last_offset: c.last_offset,
+                            last_stable_offset: st.producers.first_unstable_offset().unwrap_or(c.last_offset + 1).min(c.last_offset + 1),
+                        };
+                        if let Err(e) = txn_index::append(&self.dir, active_base, &t) {
+                            tracing::error!(topic = %self.topic, partition = self.partition, "writing the transaction index failed: {e}");
+                        }
+                        st.aborted.push(t);
+                    }
+                }
                 if let Some(last) = run.last() {
                     st.high_watermark = last.fields.last_offset() + 1;
                 }
@@ -493,14 +609,20 @@ impl PartitionLog {
     /// Finds the bytes to return for a fetch at `offset`: whole batches from the one
     /// containing `offset` (Kafka returns the batch even when `offset` is inside it),
     /// up to `max_bytes`, but always the first batch whole (KIP-74).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadSlice> {
+    ///
+    /// `read_committed` (isolation level 1) reads stop at the last stable offset
+    /// and carry the aborted transactions overlapping what they return.
+    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<ReadSlice> {
         let st = self.state.borrow();
         let hw = st.high_watermark;
-        let out = |data| ReadSlice { data, high_watermark: hw, log_start_offset: st.log_start_offset };
+        let stable = lso(&st);
+        let limit = if read_committed { stable } else { hw };
+        let aborted = read_committed.then(|| txn_index::overlapping(&st.aborted, offset, stable));
+        let out = |data| ReadSlice { data, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted: aborted.clone() };
         if offset < st.log_start_offset || offset > hw {
             return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: hw });
         }
-        if offset == hw {
+        if offset >= limit {
             return Ok(out(None));
         }
         let first = st.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
@@ -509,7 +631,12 @@ impl PartitionLog {
                 continue;
             }
             if let Some((pos, h)) = seg.find_batch(offset)? {
-                let avail = seg.size - pos;
+                // The LSO is a batch boundary; the batch holding `offset` ends before it.
+                let end = match (limit < seg.next_offset).then(|| seg.find_batch(limit)).transpose()?.flatten() {
+                    Some((limit_pos, _)) => limit_pos,
+                    None => seg.size,
+                };
+                let avail = end.saturating_sub(pos);
                 let len = (max_bytes as u64).min(avail).max(h.total_len() as u64).min(avail);
                 return Ok(out(Some((seg.file.clone(), pos, len as u32))));
             }
@@ -560,6 +687,7 @@ impl PartitionLog {
         let active = st.active_mut();
         active.release_reservation()?;
         active.write_indexes()?;
+        st.producers.write_snapshot(&self.dir, st.next_offset)?;
         write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)
     }
 
@@ -602,7 +730,92 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
     old.file.sync_data()?;
     let seg = Segment::create(dir, base_offset)?;
     st.segments.push(seg);
+    // Recovery replays producer state from the newest snapshot, so it reads at most about a segment.
+    if let Err(e) = st.producers.write_snapshot(dir, st.next_offset) {
+        tracing::warn!(dir = %dir.display(), "writing a producer state snapshot failed: {e}");
+    }
     Ok(())
+}
+
+/// The last stable offset: the first open transaction's first offset, at most the high watermark.
+fn lso(st: &State) -> i64 {
+    st.producers.first_unstable_offset().map_or(st.high_watermark, |o| o.min(st.high_watermark))
+}
+
+/// Checks the batches of one append against the producer state (a scratch copy
+/// when several batches must see each other's updates). Returns the original
+/// offsets of a duplicate, if the first batch with a producer id is one.
+fn check_producers(producers: &ProducerState, batches: &[ValidatedBatch], origin: Origin) -> Result<Option<super::producer_state::BatchMeta>> {
+    let with_pid = batches.iter().filter(|b| b.header.producer_id >= 0).count();
+    if with_pid == 0 {
+        return Ok(None);
+    }
+    let mut scratch = (with_pid > 1).then(|| producers.clone());
+    for b in batches.iter().filter(|b| b.header.producer_id >= 0) {
+        match scratch.as_ref().unwrap_or(producers).check(&b.header, origin)? {
+            Check::Duplicate(d) => return Ok(Some(d)),
+            Check::Append => {
+                if let Some(s) = scratch.as_mut() {
+                    s.update(&b.header);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Rebuilds a partition's producer state and aborted-transaction list: the
+/// newest snapshot not past the log end, then the batch headers after it
+/// (markers are read to end transactions; aborts are re-indexed). Index
+/// entries at or past the replay start are dropped first, so none is doubled.
+fn load_producer_state(dir: &Path, segments: &[Segment]) -> io::Result<(ProducerState, Vec<AbortedTxn>)> {
+    let end = segments.last().map_or(0, |s| s.next_offset);
+    let (mut producers, snap_at) = ProducerState::load_snapshot(dir, end);
+    let from = snap_at.max(segments.first().map_or(0, |s| s.base_offset));
+    let mut aborted = Vec::new();
+    for seg in segments {
+        let entries = txn_index::read(dir, seg.base_offset)?;
+        let kept: Vec<AbortedTxn> = entries.iter().copied().filter(|t| t.last_offset < from).collect();
+        if kept.len() != entries.len() {
+            txn_index::rewrite(dir, seg.base_offset, &kept)?;
+        }
+        aborted.extend(kept);
+    }
+    for seg in segments.iter().filter(|s| s.next_offset > from && s.size > 0) {
+        let mut pos = match seg.find_batch(from)? {
+            Some((p, _)) => p,
+            None => continue,
+        };
+        while pos + BATCH_HEADER_LEN as u64 <= seg.size {
+            let h = seg.header_at(pos)?;
+            let total = h.total_len() as u64;
+            if h.base_offset >= from && h.producer_id >= 0 {
+                if h.is_control() {
+                    let mut raw = vec![0u8; total as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(&*seg.file, &mut raw, pos)?;
+                    if let Some((commit, coordinator_epoch)) = crate::protocol::control::decode_marker(&Bytes::from(raw)) {
+                        if let Some(c) = producers.apply_marker(h.producer_id, h.producer_epoch, coordinator_epoch, commit, h.base_offset, h.max_timestamp) {
+                            producers.end_ongoing(c.first_offset);
+                            if c.aborted {
+                                let t = AbortedTxn {
+                                    producer_id: c.producer_id,
+                                    first_offset: c.first_offset,
+                                    last_offset: c.last_offset,
+                                    last_stable_offset: producers.first_unstable_offset().unwrap_or(c.last_offset + 1).min(c.last_offset + 1),
+                                };
+                                txn_index::append(dir, seg.base_offset, &t)?;
+                                aborted.push(t);
+                            }
+                        }
+                    }
+                } else {
+                    producers.update(&h);
+                }
+            }
+            pos += total;
+        }
+    }
+    Ok((producers, aborted))
 }
 
 /// Finds, inside one batch (any compression), the first record with timestamp >= `ts`.

@@ -283,6 +283,7 @@ impl Segment {
     pub fn delete_files(self) -> io::Result<()> {
         std::fs::remove_file(Self::path(&self.dir, self.base_offset, "log"))?;
         self.remove_index_files();
+        let _ = std::fs::remove_file(super::txn_index::path(&self.dir, self.base_offset));
         Ok(())
     }
 

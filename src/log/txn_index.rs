@@ -74,9 +74,11 @@ pub fn rewrite(dir: &Path, base_offset: i64, entries: &[AbortedTxn]) -> io::Resu
 }
 
 /// The aborted transactions a fetch of `[from, to)` must report: those whose
-/// range overlaps it (entries are kept in marker order).
+/// range overlaps it. Entries are kept in marker order (rising `last_offset`),
+/// so the ones ending before `from` are skipped by binary search.
 pub fn overlapping(all: &[AbortedTxn], from: i64, to: i64) -> Vec<AbortedTxn> {
-    all.iter().filter(|t| t.last_offset >= from && t.first_offset < to).copied().collect()
+    let start = all.partition_point(|t| t.last_offset < from);
+    all[start..].iter().filter(|t| t.first_offset < to).copied().collect()
 }
 
 #[cfg(test)]

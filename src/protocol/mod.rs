@@ -46,6 +46,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::InitProducerId, 0, 4),
     // v4+ is the broker-to-broker (KIP-890) form; clients use 0-3.
     (ApiKey::AddPartitionsToTxn, 0, 3),

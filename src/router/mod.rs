@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest, OffsetForLeaderEpochRequest,
+    AlterConfigsRequest, DeleteRecordsRequest, DescribeProducersRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest, OffsetForLeaderEpochRequest,
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, SyncGroupRequest, InitProducerIdRequest, AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
@@ -202,6 +202,11 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::OffsetForLeaderEpoch => {
             let req = body!(OffsetForLeaderEpochRequest);
             let resp = handlers::offset_for_leader_epoch::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::DescribeProducers => {
+            let req = body!(DescribeProducersRequest);
+            let resp = handlers::describe_producers::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::InitProducerId => {

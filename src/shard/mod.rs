@@ -238,14 +238,14 @@ impl Shard {
                 ShardResponse::Produce(futures::future::join_all(futs).await)
             }
             ShardRequest::Fetch { reads } => ShardResponse::Fetch(
-                reads.iter().map(|r| self.log(&r.tp).and_then(|l| l.read(r.offset, r.max_bytes))).collect(),
+                reads.iter().map(|r| self.log(&r.tp).and_then(|l| l.read(r.offset, r.max_bytes, r.read_committed))).collect(),
             ),
-            ShardRequest::WaitForAppend { partitions, max_wait_ms } => {
-                self.wait_for_append(partitions, max_wait_ms).await;
+            ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed } => {
+                self.wait_for_append(partitions, max_wait_ms, read_committed).await;
                 ShardResponse::Waited
             }
-            ShardRequest::ListOffsets { partitions } => {
-                ShardResponse::ListOffsets(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts)).collect())
+            ShardRequest::ListOffsets { partitions, read_committed } => {
+                ShardResponse::ListOffsets(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts, read_committed)).collect())
             }
             ShardRequest::CreateTopics { topics, validate_only } => {
                 ShardResponse::CreateTopics(self.create_topics(topics, validate_only).await)
@@ -261,6 +261,9 @@ impl Shard {
             ShardRequest::DeleteRecords { partitions } => ShardResponse::DeleteRecords(
                 partitions.iter().map(|(tp, off)| self.log(tp).and_then(|l| l.delete_records_before(*off))).collect(),
             ),
+            ShardRequest::DescribeProducers { partitions } => {
+                ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
+            }
             ShardRequest::LogDirSizes => {
                 ShardResponse::LogDirSizes(self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.size_bytes())).collect())
             }
@@ -303,6 +306,7 @@ impl Shard {
             if let Err(e) = l.apply_retention(now) {
                 tracing::error!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
             }
+            l.expire_producers(now, self.cfg.producer_id_expiration_ms);
         }
     }
 
@@ -365,12 +369,13 @@ impl Shard {
         results
     }
 
-    async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64) {
+    async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool) {
         let logs: Vec<(Rc<PartitionLog>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.log(tp).ok()?, *off))).collect();
         let deadline = glommio::timer::sleep(Duration::from_millis(max_wait_ms)).fuse();
         futures::pin_mut!(deadline);
         loop {
-            if logs.iter().any(|(l, off)| l.high_watermark() > *off) || self.stopping.get() {
+            let end = |l: &PartitionLog| if read_committed { l.last_stable_offset() } else { l.high_watermark() };
+            if logs.iter().any(|(l, off)| end(l) > *off) || self.stopping.get() {
                 return;
             }
             let waits = futures::future::select_all(logs.iter().map(|(l, _)| l.appended.wait()).chain(std::iter::once(self.stop_signal.wait())));
@@ -381,9 +386,10 @@ impl Shard {
         }
     }
 
-    fn list_offset(&self, tp: &TopicPartition, ts: i64) -> Result<(i64, i64)> {
+    fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
         let log = self.log(tp)?;
         match ts {
+            -1 if read_committed => Ok((-1, log.last_stable_offset())),
             -1 => Ok((-1, log.high_watermark())),
             -2 => Ok((-1, log.log_start_offset())),
             ts if ts >= 0 => Ok(log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),

@@ -22,6 +22,8 @@ pub struct FetchRead {
     pub tp: TopicPartition,
     pub offset: i64,
     pub max_bytes: usize,
+    /// Isolation level 1: stop at the last stable offset, report aborted transactions.
+    pub read_committed: bool,
 }
 
 /// A topic to create (already validated for shape by the handler).
@@ -70,10 +72,12 @@ pub enum ShardRequest {
     Produce { partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)> },
     /// Locate the bytes to send for each partition.
     Fetch { reads: Vec<FetchRead> },
-    /// Resolve when any partition's high watermark passes its offset, or after `max_wait_ms`.
-    WaitForAppend { partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64 },
-    /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it).
-    ListOffsets { partitions: Vec<(TopicPartition, i64)> },
+    /// Resolve when any partition's high watermark (last stable offset when
+    /// `read_committed`) passes its offset, or after `max_wait_ms`.
+    WaitForAppend { partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool },
+    /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it);
+    /// latest is the last stable offset when `read_committed`.
+    ListOffsets { partitions: Vec<(TopicPartition, i64)>, read_committed: bool },
     /// Controller only: create topics and push the new image to every shard.
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
     /// A consumer-group request for a group this shard coordinates.
@@ -90,6 +94,8 @@ pub enum ShardRequest {
     DeleteRecords { partitions: Vec<(TopicPartition, i64)> },
     /// Size on disk of every partition this shard owns.
     LogDirSizes,
+    /// The producer state of each partition (DescribeProducers).
+    DescribeProducers { partitions: Vec<TopicPartition> },
     /// Install a new metadata image and open logs for newly owned partitions.
     ApplyMetadata { image: Arc<MetadataImage> },
     /// Controller only: reserve a block of producer ids (persisted before the answer).
@@ -118,6 +124,7 @@ pub enum ShardResponse {
     /// The new low watermark per partition.
     DeleteRecords(Vec<Result<i64, Error>>),
     LogDirSizes(Vec<(TopicPartition, u64)>),
+    DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
     /// A block of producer ids: (first id, count).
     ProducerIds(Result<(i64, i64), Error>),
     Txn(crate::coordinator::txn::TxnResponse),
