@@ -844,3 +844,87 @@ mod tests {
         assert!((0..50).contains(&partition_for("console-consumer-12345", 50)));
     }
 }
+
+/// Replay through a real partition log: transactional offsets and transaction
+/// state written the way the coordinators write them, read back at "restart".
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use crate::coordinator::txn::{TxnCoordinator, TxnMetadata, TxnState};
+    use crate::io::ring::Ring;
+    use crate::log::LogConfig;
+
+    fn run<F, Fut>(f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
+    }
+
+    fn open(dir: &std::path::Path, topic: &str, partition: i32) -> Rc<PartitionLog> {
+        let cfg = Config::default();
+        PartitionLog::open(dir, topic, partition, LogConfig::from(&cfg, &Default::default()), Ring::start().unwrap(), false).unwrap()
+    }
+
+    fn offset_record(group: &str, topic: &str, partition: i32, offset: i64) -> store::RawRecord {
+        let key = StoreKey::Offset { group: group.into(), topic: topic.into(), partition };
+        let v = CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
+        (serde_json::to_vec(&key).unwrap(), serde_json::to_vec(&v).ok())
+    }
+
+    #[test]
+    fn transactional_offsets_replay_pending_until_their_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let cfg = Arc::new(Config::default());
+            let g = "txn-group";
+            let p = partition_for(g, cfg.offsets_topic_num_partitions);
+            let log = open(&dir, OFFSETS_TOPIC, p);
+            store::append_raw(&log, vec![offset_record(g, "t", 0, 5)], None).await.unwrap();
+            store::append_raw(&log, vec![offset_record(g, "t", 0, 10), offset_record(g, "t", 1, 11)], Some((7, 0))).await.unwrap();
+            store::append_raw(&log, vec![offset_record(g, "t", 2, 12)], Some((8, 0))).await.unwrap();
+            store::append_raw(&log, vec![offset_record(g, "t", 3, 13)], Some((9, 0))).await.unwrap();
+            log.append_marker(7, 0, true, 0).await.unwrap();
+            log.append_marker(8, 0, false, 0).await.unwrap();
+            // Producer 9's transaction is still open at the "crash".
+            let gc = GroupCoordinator::new(cfg.clone());
+            gc.add_partition(p, log.clone()).unwrap();
+            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![0, 1, 2, 3])]), false) else { panic!() };
+            let offs: Vec<i64> = got[0].1.iter().map(|x| x.1).collect();
+            assert_eq!(offs, vec![10, 11, -1, -1]);
+            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
+            assert_eq!(got[0].1[0].4, E::UnstableOffsetCommit.code());
+            // The live path: a commit marker reaching the partition makes 13 visible.
+            gc.complete_txn(p, 9, true);
+            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
+            assert_eq!((got[0].1[0].1, got[0].1[0].4), (13, 0));
+        });
+    }
+
+    #[test]
+    fn transaction_state_replays_prepared_transactions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let cfg = Arc::new(Config::default());
+            let id = "txn-a";
+            let p = partition_for(id, cfg.transaction_state_log_num_partitions);
+            let log = open(&dir, txn_store::TXN_STATE_TOPIC, p);
+            let m = TxnMetadata::new(id.into(), 3, 60_000, 0);
+            let o = m.plan_add_partitions(3, 0, &[("t".into(), 0)], true, 1).unwrap().unwrap();
+            let txn::EndStep::Prepare(prep) = o.plan_end(3, 0, true, true, 2).unwrap() else { panic!() };
+            for s in [&m, &o, &prep] {
+                txn_store::append(&log, vec![txn_store::record(s)]).await.unwrap();
+            }
+            let gone = TxnMetadata::new("txn-gone".into(), 4, 60_000, 0);
+            txn_store::append(&log, vec![txn_store::record(&gone), txn_store::tombstone("txn-gone")]).await.unwrap();
+            let tc = TxnCoordinator::new(cfg.clone());
+            tc.add_partition(p, log.clone()).unwrap();
+            let listed = tc.list(&[], &[], -1, 10);
+            assert_eq!(listed, vec![(id.to_string(), 3, TxnState::PrepareCommit.name())]);
+            assert_eq!(tc.list(&[TxnState::Ongoing], &[], -1, 10), vec![]);
+        });
+    }
+}
