@@ -111,3 +111,68 @@ async fn transactions_commit_abort_offsets_fence_and_survive_kill9() {
     .await
     .unwrap();
 }
+
+/// The coordinator's error answers and the admin APIs, in raw frames.
+#[test]
+fn coordinator_errors_timeout_abort_and_admin_apis() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError as E;
+
+    let b = common::Broker::start(&[("transaction.state.log.num.partitions", "4"), ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "200")]);
+    let bs = b.bootstrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(common::create_topic(&bs, "rawtxn", 2));
+    let mut c = common::RawConn::connect(&bs);
+    let tid = |s: &'static str| TransactionalId(StrBytes::from_static_str(s));
+    let init = |c: &mut common::RawConn, timeout: i32| c.roundtrip(4, &InitProducerIdRequest::default().with_transactional_id(Some(tid("raw-1"))).with_transaction_timeout_ms(timeout).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_eq!(init(&mut c, 0).error_code, E::InvalidTransactionTimeout.code());
+    assert_eq!(init(&mut c, 900_001).error_code, E::InvalidTransactionTimeout.code());
+    let r = init(&mut c, 1000);
+    assert_eq!((r.error_code, r.producer_epoch), (0, 0));
+    let pid = r.producer_id;
+    let idem = c.roundtrip(4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(1000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_eq!(idem.error_code, 0);
+    assert_ne!(idem.producer_id, pid);
+    let add = |c: &mut common::RawConn, v: i16, pid: ProducerId, epoch: i16, topics: Vec<(&'static str, i32)>| {
+        let r = c.roundtrip(
+            v,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(tid("raw-1"))
+                .with_v3_and_below_producer_id(pid)
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(topics.into_iter().map(|(t, p)| AddPartitionsToTxnTopic::default().with_name(TopicName(StrBytes::from_static_str(t))).with_partitions(vec![p])).collect()),
+        );
+        r.results_by_topic_v3_and_below.iter().map(|t| t.results_by_partition[0].partition_error_code).collect::<Vec<i16>>()
+    };
+    assert_eq!(add(&mut c, 3, pid, 0, vec![("nope", 0), ("rawtxn", 0)]), vec![E::UnknownTopicOrPartition.code(), E::OperationNotAttempted.code()]);
+    assert_eq!(add(&mut c, 3, pid, 5, vec![("rawtxn", 0)]), vec![E::ProducerFenced.code()]);
+    assert_eq!(add(&mut c, 1, pid, 5, vec![("rawtxn", 0)]), vec![E::InvalidProducerEpoch.code()]);
+    assert_eq!(add(&mut c, 3, ProducerId(pid.0 + 12345), 0, vec![("rawtxn", 0)]), vec![E::InvalidProducerIdMapping.code()]);
+    assert_eq!(add(&mut c, 3, pid, 0, vec![("rawtxn", 0), ("rawtxn", 1)]), vec![0, 0]);
+    let describe = |c: &mut common::RawConn, id: &'static str| c.roundtrip(0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(id)])).transaction_states.remove(0);
+    let d = describe(&mut c, "raw-1");
+    assert_eq!((d.error_code, d.transaction_state.as_str(), d.producer_id, d.transaction_timeout_ms), (0, "Ongoing", pid, 1000));
+    assert_eq!(d.topics[0].partitions, vec![0, 1]);
+    assert_eq!(describe(&mut c, "never-seen").error_code, E::TransactionalIdNotFound.code());
+    let l = c.roundtrip(1, &ListTransactionsRequest::default().with_state_filters(vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("Bogus")]).with_duration_filter(-1));
+    assert_eq!(l.unknown_state_filters, vec![StrBytes::from_static_str("Bogus")]);
+    assert!(l.transaction_states.iter().any(|s| s.transactional_id == tid("raw-1")));
+    // The ticker aborts the transaction after its 1 s timeout and bumps the epoch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let d = loop {
+        let d = describe(&mut c, "raw-1");
+        if d.transaction_state.as_str() == "CompleteAbort" || std::time::Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((d.transaction_state.as_str(), d.producer_epoch), ("CompleteAbort", 1));
+    let end = c.roundtrip(3, &EndTxnRequest::default().with_transactional_id(tid("raw-1")).with_producer_id(pid).with_producer_epoch(0).with_committed(true));
+    assert_eq!(end.error_code, E::ProducerFenced.code());
+    let end = c.roundtrip(3, &EndTxnRequest::default().with_transactional_id(tid("raw-1")).with_producer_id(pid).with_producer_epoch(1).with_committed(true));
+    assert_eq!(end.error_code, E::InvalidTxnState.code());
+    let f = c.roundtrip(4, &FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![StrBytes::from_static_str("raw-1")]));
+    assert_eq!(f.coordinators[0].error_code, 0);
+}
