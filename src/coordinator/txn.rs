@@ -16,7 +16,8 @@
 //!
 //! An id with a transition in flight (its state written, markers being sent)
 //! answers CONCURRENT_TRANSACTIONS, as Kafka does for a pending state; the
-//! client retries. A transaction left in Prepare* (a marker write failed, the
+//! client retries. A retried EndTxn or InitProducerId that finds a Prepare*
+//! nobody is completing finishes it itself. A transaction left in Prepare* (a marker write failed, the
 //! request was cancelled, or the broker died) is finished by the per-shard
 //! ticker, which runs once right after the shards are connected (recovery) and
 //! then every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
@@ -129,6 +130,8 @@ pub enum InitStep {
     NeedProducerId,
     /// Abort the open transaction first (this Prepare state, epoch bumped), then plan again.
     AbortOngoing(TxnMetadata),
+    /// A transaction left in Prepare* (its markers failed): finish it, then plan again.
+    Resume(TxnMetadata),
 }
 
 /// What an EndTxn must do next.
@@ -138,6 +141,10 @@ pub enum EndStep {
     AlreadyDone,
     /// Persist this Prepare state, write markers, complete.
     Prepare(TxnMetadata),
+    /// The same decision is already logged but its markers failed and nothing
+    /// is completing it now: write the markers and complete (a retried EndTxn
+    /// finishes at once instead of waiting for the ticker).
+    Resume(TxnMetadata),
 }
 
 /// PRODUCER_FENCED for clients that know it (KIP-588), INVALID_PRODUCER_EPOCH before.
@@ -193,7 +200,10 @@ impl TxnMetadata {
             }
         }
         match m.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => Err(Error::ConcurrentTransactions),
+            // Reached only when no request is completing it (those hold the
+            // id in flight and the caller answers CONCURRENT_TRANSACTIONS).
+            TxnState::PrepareCommit | TxnState::PrepareAbort => Ok(InitStep::Resume(m.clone())),
+            TxnState::PrepareEpochFence => Err(Error::ConcurrentTransactions),
             TxnState::Ongoing => Ok(InitStep::AbortOngoing(m.fence_and_abort(now))),
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
                 if retry {
@@ -265,7 +275,8 @@ impl TxnMetadata {
                 Ok(EndStep::Prepare(next))
             }
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(EndStep::AlreadyDone),
-            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) | (TxnState::PrepareEpochFence, _) => Err(Error::ConcurrentTransactions),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => Ok(EndStep::Resume(self.clone())),
+            (TxnState::PrepareEpochFence, _) => Err(Error::ConcurrentTransactions),
             (TxnState::Dead, _) => Err(Error::InvalidProducerIdMapping(pid)),
             _ => Err(invalid()),
         }
@@ -434,8 +445,9 @@ impl TxnCoordinator {
             return Err(Error::CoordinatorNotAvailable);
         }
         let mut new_pid = None;
-        // At most: allocate an id, abort the open transaction, allocate again
-        // (epoch exhausted), transit. Bounded so a bug cannot spin forever.
+        // At most: finish a prepared transaction or abort the open one,
+        // allocate an id (new id or epoch exhausted), transit. Bounded so a
+        // bug cannot spin forever.
         for _ in 0..4 {
             let guard = self.begin(id)?;
             let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), fenced_ok, new_pid)?;
@@ -455,6 +467,10 @@ impl TxnCoordinator {
                     drop(guard);
                     // The request was checked against the producer it fenced.
                     requested = None;
+                }
+                InitStep::Resume(prepared) => {
+                    self.complete(shard, prepared, false).await?;
+                    drop(guard);
                 }
             }
         }
@@ -482,6 +498,7 @@ impl TxnCoordinator {
         match cur.plan_end(pid, epoch, commit, fenced_ok, now_ms())? {
             EndStep::AlreadyDone => Ok(()),
             EndStep::Prepare(prepared) => self.complete(shard, prepared, true).await,
+            EndStep::Resume(prepared) => self.complete(shard, prepared, false).await,
         }
     }
 
@@ -711,6 +728,8 @@ mod tests {
         assert_eq!(n.producer_epoch, 2);
         let mut prep = m.clone();
         prep.state = TxnState::PrepareCommit;
+        assert_eq!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None).unwrap(), InitStep::Resume(prep.clone()));
+        prep.state = TxnState::PrepareEpochFence;
         assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None), Err(Error::ConcurrentTransactions)));
     }
 
@@ -750,7 +769,8 @@ mod tests {
         let o = ongoing("a");
         let EndStep::Prepare(p) = o.plan_end(100, 0, true, true, 20).unwrap() else { panic!() };
         assert_eq!(p.state, TxnState::PrepareCommit);
-        assert!(matches!(p.plan_end(100, 0, true, true, 21), Err(Error::ConcurrentTransactions)));
+        // A retry finds the decision logged but not completed: finish it.
+        assert_eq!(p.plan_end(100, 0, true, true, 21).unwrap(), EndStep::Resume(p.clone()));
         assert!(matches!(p.plan_end(100, 0, false, true, 21), Err(Error::InvalidTxnState(_))));
         let c = p.completed(22);
         assert_eq!(c.state, TxnState::CompleteCommit);
