@@ -87,6 +87,15 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp_ms: i64,
+    /// Where this commit sits in `__consumer_offsets` (not stored: it is the
+    /// record's own offset). When a transaction commits, its offsets replace
+    /// only older commits, as Kafka's `completePendingTxnOffsetCommit` does.
+    #[serde(skip, default = "no_record_offset")]
+    pub record_offset: i64,
+}
+
+fn no_record_offset() -> i64 {
+    -1
 }
 
 /// A consumer group: membership, generation, assignments and committed offsets.
@@ -122,7 +131,11 @@ impl Group {
     pub fn complete_txn(&mut self, producer_id: i64, commit: bool) {
         if let Some(pending) = self.pending_txn_offsets.remove(&producer_id) {
             if commit {
-                self.offsets.extend(pending);
+                for (k, v) in pending {
+                    if self.offsets.get(&k).is_none_or(|cur| cur.record_offset < v.record_offset) {
+                        self.offsets.insert(k, v);
+                    }
+                }
             }
         }
     }

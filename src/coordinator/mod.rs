@@ -214,7 +214,7 @@ impl GroupCoordinator {
     fn persist(&self, group: &str, records: Vec<(StoreKey, Option<Vec<u8>>)>) {
         if let Some(log) = self.log_for(group) {
             glommio::spawn_local(async move {
-                if let Err(e) = store::append(&log, records).await {
+                if let Err(e) = store::append(&log, records).await.map(|_| ()) {
                     tracing::error!("persisting group state failed: {e}");
                 }
             })
@@ -554,7 +554,7 @@ impl GroupCoordinator {
                 } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
                     E::OffsetMetadataTooLarge.code()
                 } else {
-                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now };
+                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now, record_offset: -1 };
                     records.push((StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index }, serde_json::to_vec(&v).ok()));
                     accepted.push(((topic.clone(), p.partition_index), v));
                     0
@@ -564,12 +564,16 @@ impl GroupCoordinator {
             out.push((topic, codes));
         }
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
-        if let Err(e) = store::append(&log, records).await {
-            tracing::error!("offset commit append failed: {e}");
-            return all(E::CoordinatorNotAvailable.code());
-        }
+        let base = match store::append(&log, records).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("offset commit append failed: {e}");
+                return all(E::CoordinatorNotAvailable.code());
+            }
+        };
         if let Some(g) = self.groups.borrow_mut().get_mut(&gid) {
-            for (k, v) in accepted {
+            for (i, (k, mut v)) in accepted.into_iter().enumerate() {
+                v.record_offset = base + i as i64;
                 g.offsets.insert(k, v);
             }
         }
@@ -656,7 +660,7 @@ impl GroupCoordinator {
                 } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
                     E::OffsetMetadataTooLarge.code()
                 } else {
-                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now };
+                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now, record_offset: -1 };
                     let key = StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index };
                     records.push((serde_json::to_vec(&key).unwrap_or_default(), serde_json::to_vec(&v).ok()));
                     accepted.push(((topic.clone(), p.partition_index), v));
@@ -668,7 +672,9 @@ impl GroupCoordinator {
         }
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
         let pid = req.producer_id.0;
-        if let Err(e) = store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {
+        let base = match store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {
+            Ok(b) => b,
+            Err(e) => {
             use crate::error::Error as X;
             // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
             let code = match &e {
@@ -679,10 +685,15 @@ impl GroupCoordinator {
             };
             tracing::warn!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
             return all(code);
-        }
+            }
+        };
         let mut groups = self.groups.borrow_mut();
         let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
-        g.pending_txn_offsets.entry(pid).or_default().extend(accepted);
+        let pending = g.pending_txn_offsets.entry(pid).or_default();
+        for (i, (k, mut v)) in accepted.into_iter().enumerate() {
+            v.record_offset = base + i as i64;
+            pending.insert(k, v);
+        }
         out
     }
 
@@ -869,7 +880,7 @@ mod replay_tests {
 
     fn offset_record(group: &str, topic: &str, partition: i32, offset: i64) -> store::RawRecord {
         let key = StoreKey::Offset { group: group.into(), topic: topic.into(), partition };
-        let v = CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
+        let v = CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0, record_offset: -1 };
         (serde_json::to_vec(&key).unwrap(), serde_json::to_vec(&v).ok())
     }
 
@@ -886,6 +897,8 @@ mod replay_tests {
             store::append_raw(&log, vec![offset_record(g, "t", 0, 10), offset_record(g, "t", 1, 11)], Some((7, 0))).await.unwrap();
             store::append_raw(&log, vec![offset_record(g, "t", 2, 12)], Some((8, 0))).await.unwrap();
             store::append_raw(&log, vec![offset_record(g, "t", 3, 13)], Some((9, 0))).await.unwrap();
+            // A plain commit after producer 7's transactional one, before its marker: it stays.
+            store::append_raw(&log, vec![offset_record(g, "t", 1, 99)], None).await.unwrap();
             log.append_marker(7, 0, true, 0).await.unwrap();
             log.append_marker(8, 0, false, 0).await.unwrap();
             // Producer 9's transaction is still open at the "crash".
@@ -893,7 +906,7 @@ mod replay_tests {
             gc.add_partition(p, log.clone()).unwrap();
             let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![0, 1, 2, 3])]), false) else { panic!() };
             let offs: Vec<i64> = got[0].1.iter().map(|x| x.1).collect();
-            assert_eq!(offs, vec![10, 11, -1, -1]);
+            assert_eq!(offs, vec![10, 99, -1, -1]);
             let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
             assert_eq!(got[0].1[0].4, E::UnstableOffsetCommit.code());
             // The live path: a commit marker reaching the partition makes 13 visible.

@@ -60,8 +60,9 @@ pub enum Replayed {
 /// One raw record of a coordinator partition: key bytes and value (None = tombstone).
 pub type RawRecord = (Vec<u8>, Option<Vec<u8>>);
 
-/// Encodes records as one batch and appends it; returns once it is in the log.
-pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<()> {
+/// Encodes records as one batch and appends it; returns once it is in the log,
+/// with the offset of the first record (the rest follow in order).
+pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<i64> {
     let raw = records.into_iter().map(|(k, v)| (serde_json::to_vec(&k).unwrap_or_default(), v)).collect();
     append_raw(log, raw, None).await
 }
@@ -69,9 +70,9 @@ pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u
 /// Encodes raw records as one batch and appends it. With `txn` = (producer id,
 /// epoch) the batch is transactional (TxnOffsetCommit): its records stay
 /// pending until the coordinator writes that producer's marker here.
-pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Option<(i64, i16)>) -> Result<()> {
+pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Option<(i64, i16)>) -> Result<i64> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(log.high_watermark());
     }
     let now = super::now_ms();
     let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
@@ -101,11 +102,8 @@ pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Op
         .map_err(|_| Error::CorruptMessage("encoding a coordinator record batch failed"))?;
     let bytes = buf.freeze();
     let batches = validate_batches(&bytes, usize::MAX)?;
-    if txn.is_some() {
-        log.append_with(batches, Origin::Coordinator).await.map(|_| ())
-    } else {
-        log.append(batches).await.map(|_| ())
-    }
+    let info = if txn.is_some() { log.append_with(batches, Origin::Coordinator).await? } else { log.append(batches).await? };
+    Ok(info.base_offset)
 }
 
 /// One thing found in a coordinator partition by [`read_raw`].
@@ -176,7 +174,10 @@ fn decode(r: &Record) -> Option<StoreRecord> {
             group,
             topic,
             partition,
-            value: r.value.as_ref().and_then(|v| serde_json::from_slice(v).ok()),
+            value: r.value.as_ref().and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok()).map(|mut c| {
+                c.record_offset = r.offset;
+                c
+            }),
         },
         StoreKey::Group { group } => StoreRecord::Group { group, value: r.value.as_ref().and_then(|v| serde_json::from_slice(v).ok()) },
     })

@@ -41,7 +41,7 @@ fn key(id: &str) -> Vec<u8> {
 
 /// Appends records as one batch; returns once they are in the log.
 pub async fn append(log: &Rc<PartitionLog>, records: Vec<RawRecord>) -> Result<()> {
-    store::append_raw(log, records, None).await
+    store::append_raw(log, records, None).await.map(|_| ())
 }
 
 /// The state of every id in the partition (latest record wins, tombstones remove).
