@@ -18,7 +18,8 @@
 #   SHARDLOG_CORES shard.cores for the broker (default 0,1)
 #   COMPAT_TIMEOUT seconds allowed for each client command (default 120)
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
-# Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups
+# Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
+# kafka_python_idempotent.py covers the idempotent producer (issue 7)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -262,6 +263,13 @@ test_kafka_python_groups() {
         --topic "kp-groups-$1-$RUN" --scenario "$1"
 }
 
+# Idempotent producer: kafka-python enable_idempotence=True, acks=all; 2000
+# records on 3 partitions read back once each, in order, at the offsets they
+# were acknowledged at (read_uncommitted and read_committed).
+test_kafka_python_idempotent() {
+    py "$HERE/kafka_python_idempotent.py" --bootstrap "$BOOTSTRAP" --topic "kp-idempotent-$RUN"
+}
+
 test_sigterm_shutdown() {
     stop_broker 20
     if [ "$STOP_STATUS" != 0 ]; then
@@ -304,6 +312,7 @@ done
 for client in kafka-python confluent; do
     run_test "admin-$client" test_admin "$client"
 done
+run_test kafka-python-idempotent test_kafka_python_idempotent
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
