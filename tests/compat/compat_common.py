@@ -34,12 +34,14 @@ def setup_logging():
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def kp_consume_all(bootstrap, topic, timeout, expect_partitions=None):
+def kp_consume_all(bootstrap, topic, timeout, expect_partitions=None,
+                   isolation_level="read_uncommitted"):
     """Read a whole topic with kafka-python (manual assignment, no group).
 
     Assigns every partition, seeks to the beginning, asks ListOffsets for
-    the end offsets and polls until every partition's position reaches its
-    end offset. Returns {partition: [ConsumerRecord, ...]} in offset order.
+    the end offsets (with read_committed: the last stable offsets) and polls
+    until every partition's position reaches its end offset. Returns
+    {partition: [ConsumerRecord, ...]} in offset order.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -51,6 +53,7 @@ def kp_consume_all(bootstrap, topic, timeout, expect_partitions=None):
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=30000,
+        isolation_level=isolation_level,
     )
     try:
         partitions = set()

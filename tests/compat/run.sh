@@ -18,7 +18,9 @@
 #   SHARDLOG_CORES shard.cores for the broker (default 0,1)
 #   COMPAT_TIMEOUT seconds allowed for each client command (default 120)
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
-# Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups
+# Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
+# kafka_python_idempotent.py and txn_confluent.py cover idempotent and
+# transactional producers (issue 7)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -262,6 +264,21 @@ test_kafka_python_groups() {
         --topic "kp-groups-$1-$RUN" --scenario "$1"
 }
 
+# Idempotent producer: kafka-python enable_idempotence=True, acks=all; 2000
+# records on 3 partitions read back once each, in order, at the offsets they
+# were acknowledged at (read_uncommitted and read_committed).
+test_kafka_python_idempotent() {
+    py "$HERE/kafka_python_idempotent.py" --bootstrap "$BOOTSTRAP" --topic "kp-idempotent-$RUN"
+}
+
+# Transactions: a confluent-kafka transactional producer commits one
+# transaction, aborts one, and runs a consume-transform-produce step with
+# send_offsets_to_transaction; read_committed sees only the committed
+# records, read_uncommitted all of them; the group offsets are committed.
+test_txn_confluent() {
+    py "$HERE/txn_confluent.py" --bootstrap "$BOOTSTRAP" --topic "txn-confluent-$RUN"
+}
+
 test_sigterm_shutdown() {
     stop_broker 20
     if [ "$STOP_STATUS" != 0 ]; then
@@ -304,6 +321,8 @@ done
 for client in kafka-python confluent; do
     run_test "admin-$client" test_admin "$client"
 done
+run_test kafka-python-idempotent test_kafka_python_idempotent
+run_test confluent-transactions test_txn_confluent
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
