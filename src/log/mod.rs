@@ -8,6 +8,8 @@
 //!     00000000000000000000.log        record batches, base offset in the name (20 digits)
 //!     00000000000000000000.index      sparse offset -> position
 //!     00000000000000000000.timeindex  sparse timestamp -> offset
+//!     00000000000000000000.txnindex   aborted transactions whose markers are in this segment
+//!     00000000000000001234.snapshot   producer state as of offset 1234 (the two newest kept)
 //!     log-start-offset                the log start offset when it is above the first segment
 //!     cleaner-offset-checkpoint       compacted topics: the first offset not yet cleaned
 //! ```
