@@ -147,8 +147,11 @@ impl GroupCoordinator {
                 // Only offsets are ever written transactionally; anything else is ignored.
                 Replayed::Record(_, Some(_)) => continue,
                 Replayed::Marker { producer_id, commit } => {
-                    // Every group with pending offsets in this log lives in this partition.
-                    for g in groups.values_mut() {
+                    // Only this partition's groups: the map also holds groups of
+                    // partitions replayed before, whose pending offsets this marker
+                    // does not settle (the same producer id may have open offsets there).
+                    let n = self.cfg.offsets_topic_num_partitions;
+                    for g in groups.values_mut().filter(|g| partition_for(&g.id, n) == partition) {
                         g.complete_txn(producer_id, commit);
                     }
                     continue;

@@ -565,8 +565,15 @@ impl TxnCoordinator {
         };
         for m in prepared {
             let Ok(_guard) = self.begin(&m.transactional_id) else { continue };
-            if let Err(e) = self.complete(shard, m.clone(), false).await {
-                tracing::warn!(transactional_id = %m.transactional_id, "completing a prepared transaction failed: {e}");
+            // Re-read: while earlier ids were completed a client may have finished
+            // this one and started another, or bumped the epoch.
+            let Some(cur) = self.get(&m.transactional_id).filter(|c| {
+                matches!(c.state, TxnState::PrepareCommit | TxnState::PrepareAbort) && c.producer_id == m.producer_id && c.producer_epoch == m.producer_epoch
+            }) else {
+                continue;
+            };
+            if let Err(e) = self.complete(shard, cur.clone(), false).await {
+                tracing::warn!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
             }
         }
         for m in timed_out {

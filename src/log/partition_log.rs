@@ -198,6 +198,7 @@ impl PartitionLog {
             st.log_start_offset = target;
             write_offset_file(&self.dir, LOG_START_FILE, target)?;
             self.drop_segments_below_start(&mut st)?;
+            st.aborted.retain(|t| t.last_offset >= target);
         }
         Ok(st.log_start_offset)
     }
@@ -229,6 +230,8 @@ impl PartitionLog {
             n += 1;
         }
         if n > 0 {
+            let start = st.log_start_offset;
+            st.aborted.retain(|t| t.last_offset >= start);
             write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)?;
             tracing::info!(topic = %self.topic, partition = self.partition, segments = n, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
@@ -338,8 +341,8 @@ impl PartitionLog {
             let st = self.state.borrow();
             check_producers(&st.producers, &batches, origin)?
         };
-        if let Some(d) = duplicate {
-            return self.answer_duplicate(d.base_offset, d.last_offset).await;
+        if let Some((producer_id, d)) = duplicate {
+            return self.answer_duplicate(producer_id, d).await;
         }
         self.enqueue(batches, None).await
     }
@@ -358,15 +361,22 @@ impl PartitionLog {
         Ok(info.base_offset)
     }
 
-    /// Waits until a duplicate's original batch is written, then answers with its offsets.
-    async fn answer_duplicate(&self, base_offset: i64, last_offset: i64) -> Result<AppendInfo> {
-        while self.high_watermark() <= last_offset {
+    /// Waits until a duplicate's original batch is written, then answers with
+    /// its offsets — if the original is still what the producer state holds: a
+    /// failed write gives offsets back (and rebuilds the state), and the retry
+    /// must then not be acknowledged at offsets other data took.
+    async fn answer_duplicate(&self, producer_id: i64, d: super::producer_state::BatchMeta) -> Result<AppendInfo> {
+        while self.high_watermark() <= d.last_offset {
             if self.closed.get() {
                 return Err(Error::ShuttingDown);
             }
             self.appended.wait().await;
         }
-        Ok(AppendInfo { base_offset, log_append_time_ms: -1, log_start_offset: self.log_start_offset() })
+        let st = self.state.borrow();
+        if !st.producers.entry(producer_id).is_some_and(|e| e.batches.contains(&d)) {
+            return Err(Error::Io(io::Error::other("the original batch of this retry was not written; retry")));
+        }
+        Ok(AppendInfo { base_offset: d.base_offset, log_append_time_ms: -1, log_start_offset: st.log_start_offset })
     }
 
     /// Assigns offsets, updates the producer state and queues the batches for
@@ -728,6 +738,10 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
     old.release_reservation()?;
     old.write_indexes()?;
     old.file.sync_data()?;
+    // Recovery trusts the index below the snapshot written next, so it must be durable too.
+    if let Ok(f) = std::fs::File::open(txn_index::path(dir, old.base_offset)) {
+        f.sync_all()?;
+    }
     let seg = Segment::create(dir, base_offset)?;
     st.segments.push(seg);
     // Recovery replays producer state from the newest snapshot, so it reads at most about a segment.
@@ -743,9 +757,11 @@ fn lso(st: &State) -> i64 {
 }
 
 /// Checks the batches of one append against the producer state (a scratch copy
-/// when several batches must see each other's updates). Returns the original
-/// offsets of a duplicate, if the first batch with a producer id is one.
-fn check_producers(producers: &ProducerState, batches: &[ValidatedBatch], origin: Origin) -> Result<Option<super::producer_state::BatchMeta>> {
+/// when several batches must see each other's updates). Returns the producer
+/// and original offsets of a duplicate when the append is one retried batch; a
+/// duplicate behind new batches in the same append is refused (answering it
+/// with the original offsets would drop the new ones).
+fn check_producers(producers: &ProducerState, batches: &[ValidatedBatch], origin: Origin) -> Result<Option<(i64, super::producer_state::BatchMeta)>> {
     let with_pid = batches.iter().filter(|b| b.header.producer_id >= 0).count();
     if with_pid == 0 {
         return Ok(None);
@@ -753,7 +769,8 @@ fn check_producers(producers: &ProducerState, batches: &[ValidatedBatch], origin
     let mut scratch = (with_pid > 1).then(|| producers.clone());
     for b in batches.iter().filter(|b| b.header.producer_id >= 0) {
         match scratch.as_ref().unwrap_or(producers).check(&b.header, origin)? {
-            Check::Duplicate(d) => return Ok(Some(d)),
+            Check::Duplicate(d) if batches.len() == 1 => return Ok(Some((b.header.producer_id, d))),
+            Check::Duplicate(_) => return Err(Error::InvalidRecord("a retried batch must be sent alone in its partition's records".into())),
             Check::Append => {
                 if let Some(s) = scratch.as_mut() {
                     s.update(&b.header);

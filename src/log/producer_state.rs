@@ -172,6 +172,10 @@ impl ProducerState {
                 if prev == i32::MAX { 0 } else { prev + 1 },
                 h.base_sequence
             ))),
+            // A marker set this epoch (and forgot the batches): sequences restart at 0.
+            None if e.coordinator_epoch >= 0 && h.base_sequence != 0 => {
+                Err(Error::OutOfOrderSequence(format!("first sequence of producer {} after its epoch was bumped must be 0, got {}", h.producer_id, h.base_sequence)))
+            }
             _ => Ok(Check::Append),
         }
     }
@@ -248,7 +252,12 @@ impl ProducerState {
         let snap = Snapshot { producers: self.producers.iter().map(|(&id, e)| (id, e.clone())).collect() };
         let path = snapshot_path(dir, offset);
         let tmp = path.with_extension("snapshot.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&snap).map_err(io::Error::other)?)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(&snap).map_err(io::Error::other)?)?;
+            f.sync_data()?;
+        }
         std::fs::rename(&tmp, &path)?;
         let mut all = list_snapshots(dir);
         all.sort_unstable();
@@ -390,6 +399,8 @@ mod tests {
         assert!(matches!(st.check_marker(2, 0, 0), Ok(())));
         let done = st.apply_marker(2, 1, 3, true, 11, 1).unwrap();
         st.end_ongoing(done.first_offset);
+        assert!(matches!(st.check(&batch(2, 1, 4, 1, -1, true), Origin::Client), Err(Error::OutOfOrderSequence(_))), "a bumped epoch restarts at 0");
+        assert_eq!(st.check(&batch(2, 1, 0, 1, -1, true), Origin::Client).unwrap(), Check::Append);
         assert_eq!(st.first_unstable_offset(), None);
         assert!(matches!(st.check_marker(2, 0, 3), Err(Error::InvalidProducerEpoch(_))));
         assert!(matches!(st.check_marker(2, 1, 2), Err(Error::TransactionCoordinatorFenced(_))));
