@@ -543,31 +543,12 @@ impl GroupCoordinator {
                 }
             }
         }
-        let now = now_ms();
-        let mut out: ErrorsByTopic = Vec::new();
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for t in &req.topics {
-            let topic = t.name.0.to_string();
-            let mut codes = Vec::new();
-            for p in &t.partitions {
-                let meta = p.committed_metadata.as_ref().map(|s| s.to_string());
-                let code = if image.shard_for(&topic, p.partition_index).is_none() {
-                    E::UnknownTopicOrPartition.code()
-                } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
-                    E::OffsetMetadataTooLarge.code()
-                } else {
-                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now, record_offset: -1 };
-                    records.push((StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index }, serde_json::to_vec(&v).ok()));
-                    accepted.push(((topic.clone(), p.partition_index), v));
-                    0
-                };
-                codes.push((p.partition_index, code));
-            }
-            out.push((topic, codes));
-        }
+        let offered = req.topics.iter().map(|t| {
+            (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string()))).collect())
+        });
+        let (out, records, accepted) = self.offset_records(image, &gid, offered);
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
-        let base = match store::append(&log, records).await {
+        let base = match store::append_raw(&log, records, None).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("offset commit append failed: {e}");
@@ -620,6 +601,40 @@ impl GroupCoordinator {
         GroupResponse::OffsetFetch(0, out)
     }
 
+    /// Validates the offsets of an OffsetCommit or TxnOffsetCommit —
+    /// (partition, offset, leader epoch, metadata) per topic — and builds their
+    /// `__consumer_offsets` records. Returns the per-partition codes, the records
+    /// to append, and the accepted offsets in record order.
+    #[allow(clippy::type_complexity)]
+    fn offset_records(
+        &self,
+        image: &MetadataImage,
+        gid: &str,
+        topics: impl Iterator<Item = (String, Vec<(i32, i64, i32, Option<String>)>)>,
+    ) -> (ErrorsByTopic, Vec<store::RawRecord>, Vec<((String, i32), CommittedOffset)>) {
+        let now = now_ms();
+        let (mut out, mut records, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
+        for (topic, partitions) in topics {
+            let mut codes = Vec::with_capacity(partitions.len());
+            for (partition, offset, leader_epoch, metadata) in partitions {
+                let code = if image.shard_for(&topic, partition).is_none() {
+                    E::UnknownTopicOrPartition.code()
+                } else if metadata.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
+                    E::OffsetMetadataTooLarge.code()
+                } else {
+                    let v = CommittedOffset { offset, leader_epoch, metadata, commit_timestamp_ms: now, record_offset: -1 };
+                    let key = StoreKey::Offset { group: gid.to_string(), topic: topic.clone(), partition };
+                    records.push((serde_json::to_vec(&key).unwrap_or_default(), serde_json::to_vec(&v).ok()));
+                    accepted.push(((topic.clone(), partition), v));
+                    0
+                };
+                codes.push((partition, code));
+            }
+            out.push((topic, codes));
+        }
+        (out, records, accepted)
+    }
+
     /// TxnOffsetCommit: the offsets are appended to the group's partition as a
     /// transactional batch of the producer (the partition checks its epoch) and
     /// kept pending for that producer until the transaction coordinator's
@@ -649,30 +664,10 @@ impl GroupCoordinator {
                 return all(E::IllegalGeneration.code());
             }
         }
-        let now = now_ms();
-        let mut out: ErrorsByTopic = Vec::new();
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for t in &req.topics {
-            let topic = t.name.0.to_string();
-            let mut codes = Vec::new();
-            for p in &t.partitions {
-                let meta = p.committed_metadata.as_ref().map(|s| s.to_string());
-                let code = if image.shard_for(&topic, p.partition_index).is_none() {
-                    E::UnknownTopicOrPartition.code()
-                } else if meta.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
-                    E::OffsetMetadataTooLarge.code()
-                } else {
-                    let v = CommittedOffset { offset: p.committed_offset, leader_epoch: p.committed_leader_epoch, metadata: meta, commit_timestamp_ms: now, record_offset: -1 };
-                    let key = StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index };
-                    records.push((serde_json::to_vec(&key).unwrap_or_default(), serde_json::to_vec(&v).ok()));
-                    accepted.push(((topic.clone(), p.partition_index), v));
-                    0
-                };
-                codes.push((p.partition_index, code));
-            }
-            out.push((topic, codes));
-        }
+        let offered = req.topics.iter().map(|t| {
+            (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string()))).collect())
+        });
+        let (out, records, accepted) = self.offset_records(image, &gid, offered);
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
         let pid = req.producer_id.0;
         let base = match store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {

@@ -343,6 +343,13 @@ pub struct TxnDescription {
     pub partitions: Vec<(String, Vec<i32>)>,
 }
 
+impl TxnDescription {
+    /// An id that cannot be described: only the id and the error code.
+    pub fn error(transactional_id: String, error: i16) -> TxnDescription {
+        TxnDescription { transactional_id, error, state: "", timeout_ms: 0, start_ms: -1, producer_id: -1, producer_epoch: -1, partitions: Vec::new() }
+    }
+}
+
 /// Answers to [`TxnRequest`]s.
 pub enum TxnResponse {
     /// (producer id, epoch)
@@ -616,16 +623,7 @@ impl TxnCoordinator {
     }
 
     fn describe(&self, id: String) -> TxnDescription {
-        let mut d = TxnDescription {
-            transactional_id: id.clone(),
-            error: 0,
-            state: "",
-            timeout_ms: 0,
-            start_ms: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            partitions: Vec::new(),
-        };
+        let mut d = TxnDescription::error(id.clone(), 0);
         if self.log_for(&id).is_none() {
             d.error = Error::CoordinatorNotAvailable.code();
             return d;

@@ -14,24 +14,14 @@ use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;
 
 async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
-    let missing = |id: String, code: i16| TxnDescription {
-        transactional_id: id,
-        error: code,
-        state: "",
-        timeout_ms: 0,
-        start_ms: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        partitions: Vec::new(),
-    };
     let p = partition_for(&id, ctx.shard().cfg.transaction_state_log_num_partitions);
     let Some(shard) = ctx.shard().image().shard_for(TXN_STATE_TOPIC, p) else {
-        return missing(id, Error::TransactionalIdNotFound.code());
+        return TxnDescription::error(id, Error::TransactionalIdNotFound.code());
     };
     match super::txn_coordinator::call_shard(ctx, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
         Ok(TxnResponse::Describe(mut d)) if d.len() == 1 => d.remove(0),
-        Ok(_) => missing(id, Error::CoordinatorNotAvailable.code()),
-        Err(c) => missing(id, c),
+        Ok(_) => TxnDescription::error(id, Error::CoordinatorNotAvailable.code()),
+        Err(c) => TxnDescription::error(id, c),
     }
 }
 

@@ -554,12 +554,7 @@ impl PartitionLog {
                     // and an abort is indexed for read_committed fetches.
                     st.producers.end_ongoing(c.first_offset);
                     if c.aborted {
-                        let t = AbortedTxn {
-                            producer_id: c.producer_id,
-                            first_offset: c.first_offset,
-                            last_offset: c.last_offset,
-                            last_stable_offset: st.producers.first_unstable_offset().unwrap_or(c.last_offset + 1).min(c.last_offset + 1),
-                        };
+                        let t = AbortedTxn::of(&c, st.producers.first_unstable_offset());
                         if let Err(e) = txn_index::append(&self.dir, active_base, &t) {
                             tracing::error!(topic = %self.topic, partition = self.partition, "writing the transaction index failed: {e}");
                         }
@@ -814,12 +809,7 @@ fn load_producer_state(dir: &Path, segments: &[Segment]) -> io::Result<(Producer
                         if let Some(c) = producers.apply_marker(h.producer_id, h.producer_epoch, coordinator_epoch, commit, h.base_offset, h.max_timestamp) {
                             producers.end_ongoing(c.first_offset);
                             if c.aborted {
-                                let t = AbortedTxn {
-                                    producer_id: c.producer_id,
-                                    first_offset: c.first_offset,
-                                    last_offset: c.last_offset,
-                                    last_stable_offset: producers.first_unstable_offset().unwrap_or(c.last_offset + 1).min(c.last_offset + 1),
-                                };
+                                let t = AbortedTxn::of(&c, producers.first_unstable_offset());
                                 txn_index::append(dir, seg.base_offset, &t)?;
                                 aborted.push(t);
                             }

@@ -24,6 +24,18 @@ pub struct AbortedTxn {
 }
 
 impl AbortedTxn {
+    /// The index entry of an aborted transaction, with the last stable offset
+    /// after it (the oldest still-open transaction, at most just past the marker).
+    pub fn of(c: &super::producer_state::CompletedTxn, first_unstable: Option<i64>) -> AbortedTxn {
+        let after_marker = c.last_offset + 1;
+        AbortedTxn {
+            producer_id: c.producer_id,
+            first_offset: c.first_offset,
+            last_offset: c.last_offset,
+            last_stable_offset: first_unstable.map_or(after_marker, |o| o.min(after_marker)),
+        }
+    }
+
     fn encode(&self) -> [u8; ENTRY_BYTES] {
         let mut b = [0u8; ENTRY_BYTES];
         b[2..10].copy_from_slice(&self.producer_id.to_be_bytes());

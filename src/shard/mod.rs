@@ -361,12 +361,7 @@ impl Shard {
                 Ok(())
             })
             .collect();
-        if changed {
-            if let Err(e) = self.commit_image(image) {
-                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
-            }
-        }
-        results
+        self.commit_if_changed(changed, image, results)
     }
 
     async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool) {
@@ -447,12 +442,19 @@ impl Shard {
             })();
             results.push(r);
         }
-        if changed {
-            if let Err(e) = self.commit_image(image) {
-                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
-            }
+        self.commit_if_changed(changed, image, results)
+    }
+
+    /// Controller: commits `image` when an operation changed it; if persisting
+    /// fails, every result that succeeded becomes that storage error.
+    fn commit_if_changed<T>(&self, changed: bool, image: MetadataImage, results: Vec<Result<T>>) -> Vec<Result<T>> {
+        if !changed {
+            return results;
         }
-        results
+        match self.commit_image(image) {
+            Ok(()) => results,
+            Err(e) => results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect(),
+        }
     }
 
     /// Controller: bumps the version, persists and installs a changed image.
@@ -490,12 +492,7 @@ impl Shard {
                 Ok((name, t.topic_id))
             })
             .collect();
-        if changed {
-            if let Err(e) = self.commit_image(image) {
-                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
-            }
-        }
-        results
+        self.commit_if_changed(changed, image, results)
     }
 
     /// Controller: adds partitions (only increases), placed on the least-loaded shards.
@@ -527,12 +524,7 @@ impl Shard {
                 Ok(())
             })
             .collect();
-        if changed {
-            if let Err(e) = self.commit_image(image) {
-                return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
-            }
-        }
-        results
+        self.commit_if_changed(changed, image, results)
     }
 
     /// Flushes partitions whose `flush.ms` is due (called from the shard's flusher task).
