@@ -125,6 +125,39 @@ async fn torn_and_corrupt_tails_are_truncated_after_a_crash() {
     b.stop();
 }
 
+/// A rolled segment is synced in the background after the roll, so after a
+/// crash the segment before the active one may be torn as well: recovery
+/// checks it by CRC, cuts it at the first bad batch and drops the segment
+/// after it (its records continued the lost ones), leaving a contiguous log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_segment_before_the_active_one_is_cut_and_later_data_dropped() {
+    let mut b = Broker::start(&[("log.segment.bytes", "65536"), ("message.max.bytes", "16384")]);
+    let topic = topic_name("torn-prev");
+    create_topic(&b.bootstrap(), &topic, 1).await;
+    produce(&b.bootstrap(), &topic, 0, 1000).await;
+    b.kill9();
+    let pdir = b.log_dir().join(format!("{topic}-0"));
+    let logs = segment_files(&pdir, "log");
+    assert!(logs.len() >= 3, "1000 x ~250 B in 64 KiB segments roll: {logs:?}");
+    let prev = &logs[logs.len() - 2];
+    let active = &logs[logs.len() - 1];
+    // Flip a byte in the last batch of the segment before the active one.
+    let mut raw = fs::read(prev).unwrap();
+    let at = raw.len() - 3;
+    raw[at] ^= 0xff;
+    fs::write(prev, &raw).unwrap();
+    let prev_len = raw.len() as u64;
+    b.restart();
+    assert!(fs::metadata(prev).unwrap().len() < prev_len, "the bad batch is cut off");
+    assert!(!active.exists(), "the segment after the cut one is removed");
+    let recs = consume_all(&b.bootstrap(), &topic, 1, 1000, Duration::from_secs(10));
+    assert!(recs.len() < 1000 && !recs.is_empty(), "a prefix survives: {}", recs.len());
+    check_values(&recs, recs.len());
+    // New appends continue right after the surviving prefix.
+    assert_eq!(produce(&b.bootstrap(), &topic, recs.len(), 1).await, vec![recs.len() as i64]);
+    b.stop();
+}
+
 /// Disk reserved ahead of the writes grows with the data, so many small partitions
 /// do not each pin a whole `log.segment.bytes` (1 GiB by default) of disk.
 #[tokio::test(flavor = "multi_thread")]

@@ -30,7 +30,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::batch::{patch_batch, CrcTail};
-use crate::rate::Pacer;
+use crate::rate::{wait_until, Pacer};
 use crate::report::Recorder;
 use crate::wire::{self, decode_response, error_name, read_frame, Client};
 
@@ -170,7 +170,7 @@ impl Producer {
                     if t >= ctx.deadline {
                         break Ok(());
                     }
-                    tokio::time::sleep_until(t.into()).await;
+                    wait_until(t).await;
                     Some(t)
                 }
                 None => None,

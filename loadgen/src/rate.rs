@@ -77,6 +77,31 @@ pub fn send_interval(records_per_sec: f64, records_per_send: usize) -> Duration 
     Duration::from_secs_f64(records_per_send as f64 / records_per_sec)
 }
 
+/// How early before a send the coarse timer hands over to yielding.
+const FINE_WAIT: Duration = Duration::from_micros(1500);
+
+/// Waits until `t` to within a few microseconds.
+///
+/// Why not just `tokio::time::sleep_until`: tokio's timer wheel has 1 ms
+/// resolution and rounds every deadline up to the next tick, so a paced send
+/// due in 300 us left up to 1 ms late, and since latency counts from the
+/// intended time, the client's own timer showed up as ~0.5-1 ms of broker
+/// latency at every percentile. So: sleep on the timer until `FINE_WAIT`
+/// before the send, then yield to the runtime's other tasks (response
+/// readers, consumers; tokio polls I/O between yields) until it is due. The
+/// cost is client CPU spent yielding in that last stretch, on the client's
+/// own core.
+pub async fn wait_until(t: Instant) {
+    if let Some(coarse) = t.checked_sub(FINE_WAIT) {
+        if coarse > Instant::now() {
+            tokio::time::sleep_until(coarse.into()).await;
+        }
+    }
+    while Instant::now() < t {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The send schedule of one connection.
 #[derive(Debug, Clone)]
 pub struct Pacer {
@@ -130,6 +155,17 @@ mod tests {
         // Split over 4 connections: each sends every 40 ms.
         assert_eq!(send_interval(10_000.0 / 4.0, 100), Duration::from_millis(40));
         assert_eq!(send_interval(0.0, 1), Duration::MAX);
+    }
+
+    #[tokio::test]
+    async fn fine_wait_never_wakes_early() {
+        // Deadlines inside the fine window, beyond it, and already past.
+        for us in [0u64, 120, 300, 1_400, 1_600, 2_500] {
+            let t = Instant::now() + Duration::from_micros(us);
+            wait_until(t).await;
+            assert!(Instant::now() >= t, "woke before a deadline {us} us ahead");
+        }
+        wait_until(Instant::now() - Duration::from_millis(5)).await;
     }
 
     #[test]

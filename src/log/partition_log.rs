@@ -25,7 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState};
+use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState, SnapshotFile};
 use super::segment::Segment;
 use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
@@ -111,6 +111,11 @@ pub struct PartitionLog {
     /// Woken whenever the high watermark moves (fetch long-polls wait on it).
     pub appended: Notify,
     closed: Cell<bool>,
+    /// A rolled segment's fdatasync is in flight (at most one: unclean-start
+    /// recovery checks only the active segment and the one before it).
+    roll_syncing: Cell<bool>,
+    /// Woken when that sync is done.
+    roll_synced: Notify,
 }
 
 /// Directory of a partition: `<log.dirs>/<topic>-<partition>` (Kafka's layout).
@@ -137,9 +142,27 @@ impl PartitionLog {
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let n = bases.len();
         for (i, &base) in bases.iter().enumerate() {
-            let active = i + 1 == n;
-            let seg = Segment::open(&dir, base, recover && active, cfg.index_interval_bytes)?;
+            // After a crash the active segment, and the one rolled before it
+            // (its fdatasync runs in the background after the roll), may hold
+            // torn batches: both are checked by CRC.
+            let check = recover && i + 2 >= n;
+            let len_before = if check { Segment::file_len_at(&dir, base)? } else { 0 };
+            let seg = Segment::open(&dir, base, check, cfg.index_interval_bytes)?;
+            let torn = check && seg.size < len_before;
+            if check && i + 1 < n && !torn {
+                // Its index files were written at the roll but never synced.
+                seg.write_indexes()?;
+            }
             segments.push(seg);
+            if torn && i + 1 < n {
+                // The later segment continues data that was lost: drop it, as
+                // Kafka drops the segments after a truncated one.
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(dir = %dir.display(), segment = later, "removing a segment that follows a truncated one");
+                    Segment::delete_files_at(&dir, later)?;
+                }
+                break;
+            }
         }
         // A new partition (or one whose files were all removed) starts with an empty segment at 0.
         if segments.is_empty() {
@@ -170,6 +193,8 @@ impl PartitionLog {
             ring,
             appended: Notify::default(),
             closed: Cell::new(false),
+            roll_syncing: Cell::new(false),
+            roll_synced: Notify::default(),
         }))
     }
 
@@ -468,29 +493,34 @@ impl PartitionLog {
     }
 
     /// Writes one group, rolling segments at batch boundaries as needed.
-    async fn write_group(&self, group: Vec<Pending>) -> io::Result<()> {
+    async fn write_group(self: &Rc<Self>, group: Vec<Pending>) -> io::Result<()> {
         let cfg = self.cfg.borrow().clone();
         let mut group = group;
         let mut start = 0;
         while start < group.len() {
+            let must_roll = {
+                let st = self.state.borrow();
+                let active = st.active();
+                let age_ms = active.created.elapsed().as_millis() as u64;
+                let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
+                active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms)
+            };
+            if must_roll {
+                self.wait_roll_synced().await;
+                let rolled = roll(&mut self.state.borrow_mut(), &self.dir, group[start].fields.base_offset);
+                match rolled {
+                    Ok(sync) => self.sync_rolled(sync),
+                    Err(e) => {
+                        self.fail_group(&mut group[start..], e.kind());
+                        return Err(e);
+                    }
+                }
+            }
             // Decide the run of batches that go into the active segment.
             let (fd, pos, end) = {
                 let mut st = self.state.borrow_mut();
                 let mut end = start;
                 let mut bytes = 0u64;
-                {
-                    let active = st.active();
-                    let age_ms = active.created.elapsed().as_millis() as u64;
-                    let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
-                    let must_roll = active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms);
-                    if must_roll {
-                        if let Err(e) = roll(&mut st, &self.dir, group[start].fields.base_offset) {
-                            drop(st);
-                            self.fail_group(&mut group[start..], e.kind());
-                            return Err(e);
-                        }
-                    }
-                }
                 let active = st.active_mut();
                 while end < group.len() {
                     let len = (BATCH_HEADER_LEN + group[end].body.len()) as u64;
@@ -580,6 +610,41 @@ impl PartitionLog {
             start = 0;
         }
         Ok(())
+    }
+
+    /// Waits until no rolled segment is still being synced.
+    async fn wait_roll_synced(&self) {
+        while self.roll_syncing.get() {
+            self.roll_synced.wait().await;
+        }
+    }
+
+    /// Makes a rolled segment durable in the background: segment data, then
+    /// its `.txnindex`, then the producer snapshot (fsynced, then renamed into
+    /// place). A failure is logged: the data stays in the page cache, and an
+    /// unclean start re-checks this segment by CRC.
+    fn sync_rolled(self: &Rc<Self>, sync: RollSync) {
+        self.roll_syncing.set(true);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let RollSync { old, txn_index, snapshot } = sync;
+            let mut res = me.ring.fdatasync(old.as_raw_fd()).await;
+            if let (Ok(()), Some(f)) = (&res, &txn_index) {
+                res = me.ring.fdatasync(f.as_raw_fd()).await;
+            }
+            match (res, snapshot) {
+                (Ok(()), Some(snap)) => {
+                    if let Err(e) = me.ring.fdatasync(snap.file.as_raw_fd()).await.and_then(|()| snap.install()) {
+                        tracing::warn!(topic = %me.topic, partition = me.partition, "writing a producer state snapshot failed: {e}");
+                    }
+                }
+                (Ok(()), None) => {}
+                (Err(e), _) => tracing::error!(topic = %me.topic, partition = me.partition, "syncing a rolled segment failed: {e}"),
+            }
+            me.roll_syncing.set(false);
+            me.roll_synced.notify_all();
+        })
+        .detach();
     }
 
     fn fail_group(&self, group: &mut [Pending], kind: io::ErrorKind) {
@@ -687,6 +752,7 @@ impl PartitionLog {
         while self.state.borrow().writer_active {
             self.appended.wait().await;
         }
+        self.wait_roll_synced().await;
         self.flush().await?;
         let mut st = self.state.borrow_mut();
         let active = st.active_mut();
@@ -727,23 +793,36 @@ fn write_offset_file(dir: &Path, name: &str, v: i64) -> io::Result<()> {
     std::fs::write(dir.join(name), format!("{v}\n"))
 }
 
-/// Rolls: writes the old segment's indexes, fsyncs it, and opens a new active segment.
-fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<()> {
+/// What a roll leaves to do in the background: make the old segment, its
+/// transaction index and the producer snapshot durable, in that order
+/// (recovery trusts the `.txnindex` below a snapshot).
+struct RollSync {
+    old: Arc<std::fs::File>,
+    txn_index: Option<std::fs::File>,
+    snapshot: Option<SnapshotFile>,
+}
+
+/// Rolls: writes the old segment's indexes and opens a new active segment.
+/// The old segment's `fdatasync` (up to a whole segment of dirty pages, tens
+/// of ms) is not done here, on the shard's thread, but by `sync_rolled`
+/// through the ring, so produce and fetch keep going meanwhile.
+fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<RollSync> {
     let old = st.active_mut();
     old.release_reservation()?;
     old.write_indexes()?;
-    old.file.sync_data()?;
-    // Recovery trusts the index below the snapshot written next, so it must be durable too.
-    if let Ok(f) = std::fs::File::open(txn_index::path(dir, old.base_offset)) {
-        f.sync_all()?;
-    }
+    let old_file = old.file.clone();
+    let txn_index = std::fs::File::open(txn_index::path(dir, old.base_offset)).ok();
     let seg = Segment::create(dir, base_offset)?;
     st.segments.push(seg);
     // Recovery replays producer state from the newest snapshot, so it reads at most about a segment.
-    if let Err(e) = st.producers.write_snapshot(dir, st.next_offset) {
-        tracing::warn!(dir = %dir.display(), "writing a producer state snapshot failed: {e}");
-    }
-    Ok(())
+    let snapshot = match st.producers.encode_snapshot().and_then(|b| SnapshotFile::write(dir, st.next_offset, &b)) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "writing a producer state snapshot failed: {e}");
+            None
+        }
+    };
+    Ok(RollSync { old: old_file, txn_index, snapshot })
 }
 
 /// The last stable offset: the first open transaction's first offset, at most the high watermark.

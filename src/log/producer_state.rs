@@ -249,23 +249,16 @@ impl ProducerState {
     /// Writes `<offset>.snapshot` atomically (temp file, then rename) and
     /// keeps only the two newest snapshots.
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> io::Result<()> {
+        let tmp = SnapshotFile::write(dir, offset, &self.encode_snapshot()?)?;
+        tmp.file.sync_data()?;
+        tmp.install()
+    }
+
+    /// The state as snapshot bytes, taken now and written later (a segment
+    /// roll hands the bytes to a background task that fsyncs through the ring).
+    pub fn encode_snapshot(&self) -> io::Result<Vec<u8>> {
         let snap = Snapshot { producers: self.producers.iter().map(|(&id, e)| (id, e.clone())).collect() };
-        let path = snapshot_path(dir, offset);
-        let tmp = path.with_extension("snapshot.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&snap).map_err(io::Error::other)?)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        let mut all = list_snapshots(dir);
-        all.sort_unstable();
-        let n = all.len();
-        for &old in all.iter().take(n.saturating_sub(2)) {
-            let _ = std::fs::remove_file(snapshot_path(dir, old));
-        }
-        Ok(())
+        serde_json::to_vec(&snap).map_err(io::Error::other)
     }
 
     /// Loads the newest snapshot at or below `log_end` (deleting those past it,
@@ -303,6 +296,40 @@ impl ProducerState {
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     producers: Vec<(i64, ProducerEntry)>,
+}
+
+/// A snapshot written to its temp file, not yet durable or visible: the
+/// caller fsyncs `file` (blocking, or through the shard's ring), then
+/// `install`s it under its real name.
+pub struct SnapshotFile {
+    pub file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl SnapshotFile {
+    /// Writes `bytes` to `<offset>.snapshot.tmp` (page cache only).
+    pub fn write(dir: &Path, offset: i64, bytes: &[u8]) -> io::Result<SnapshotFile> {
+        use std::io::Write;
+        let path = snapshot_path(dir, offset);
+        let tmp = path.with_extension("snapshot.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        Ok(SnapshotFile { file, tmp, path, dir: dir.to_path_buf() })
+    }
+
+    /// Renames the (synced) temp file into place and keeps the two newest snapshots.
+    pub fn install(self) -> io::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)?;
+        let mut all = list_snapshots(&self.dir);
+        all.sort_unstable();
+        let n = all.len();
+        for &old in all.iter().take(n.saturating_sub(2)) {
+            let _ = std::fs::remove_file(snapshot_path(&self.dir, old));
+        }
+        Ok(())
+    }
 }
 
 fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {

@@ -281,10 +281,21 @@ impl Segment {
     /// Removes the segment's files (retention, delete-records). Readers that
     /// already hold the `.log` file keep reading it until they drop it.
     pub fn delete_files(self) -> io::Result<()> {
-        std::fs::remove_file(Self::path(&self.dir, self.base_offset, "log"))?;
-        self.remove_index_files();
-        let _ = std::fs::remove_file(super::txn_index::path(&self.dir, self.base_offset));
+        Self::delete_files_at(&self.dir, self.base_offset)
+    }
+
+    /// Deletes the files of the segment at `base_offset` in `dir` without opening it.
+    pub fn delete_files_at(dir: &Path, base_offset: i64) -> io::Result<()> {
+        std::fs::remove_file(Self::path(dir, base_offset, "log"))?;
+        let _ = std::fs::remove_file(Self::path(dir, base_offset, "index"));
+        let _ = std::fs::remove_file(Self::path(dir, base_offset, "timeindex"));
+        let _ = std::fs::remove_file(super::txn_index::path(dir, base_offset));
         Ok(())
+    }
+
+    /// Size of the segment's `.log` file on disk.
+    pub fn file_len_at(dir: &Path, base_offset: i64) -> io::Result<u64> {
+        Ok(std::fs::metadata(Self::path(dir, base_offset, "log"))?.len())
     }
 
     /// Drops index files so a crash before the next clean write forces a rebuild.

@@ -29,6 +29,8 @@ use crate::router::{route, Outcome};
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// Largest window one read fills (bounds the zeroing done per read).
 const READ_MAX_BYTES: usize = 1024 * 1024;
+/// Most finished responses the writer gathers into one send.
+const MAX_COALESCED_RESPONSES: usize = 64;
 
 /// Serves one connection until the peer closes, a request is invalid, or the broker stops.
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
@@ -95,22 +97,58 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
         let ring = ctx.shard().ring.clone();
         async move {
             let mut pipe: Option<SplicePipe> = None;
-            while let Some(task) = rx.recv().await {
-                let Some(outcome) = task.await else { break };
-                match outcome {
-                    Outcome::Respond(frame) => {
-                        if let Err(e) = send_pieces(&ring, fd, &mut pipe, frame.pieces).await {
-                            tracing::debug!("connection write failed: {e}");
-                            shutdown(fd);
+            // A response task taken from the queue but not finished yet.
+            let mut held: Option<JoinHandle<Outcome>> = None;
+            loop {
+                let task = match held.take() {
+                    Some(t) => t,
+                    None => match rx.recv().await {
+                        Some(t) => t,
+                        None => break,
+                    },
+                };
+                let Some(first) = task.await else { break };
+                // Responses of pipelined requests that are already done go out
+                // in the same write: a group commit finishes many produces at
+                // once, and one send instead of one per response saves a
+                // syscall and a wake-up of the client each.
+                let mut pieces = Vec::new();
+                let mut last = Some(first);
+                let mut coalesced = 0;
+                let mut end: Option<Option<String>> = None; // Some(why) = close; Some(None) = stop
+                while let Some(outcome) = last.take() {
+                    match outcome {
+                        Outcome::Respond(frame) => pieces.extend(frame.pieces),
+                        Outcome::NoResponse => {}
+                        Outcome::Close(why) => {
+                            end = Some(Some(why));
                             break;
                         }
                     }
-                    Outcome::NoResponse => {}
-                    Outcome::Close(why) => {
+                    coalesced += 1;
+                    if coalesced >= MAX_COALESCED_RESPONSES {
+                        break;
+                    }
+                    let Some(Some(mut next)) = rx.recv().now_or_never() else { break };
+                    match futures::poll!(&mut next) {
+                        std::task::Poll::Ready(Some(o)) => last = Some(o),
+                        std::task::Poll::Ready(None) => end = Some(None),
+                        std::task::Poll::Pending => held = Some(next),
+                    }
+                }
+                if let Err(e) = send_pieces(&ring, fd, &mut pipe, pieces).await {
+                    tracing::debug!("connection write failed: {e}");
+                    shutdown(fd);
+                    break;
+                }
+                match end {
+                    Some(Some(why)) => {
                         tracing::info!("closing connection: {why}");
                         shutdown(fd);
                         break;
                     }
+                    Some(None) => break,
+                    None => {}
                 }
             }
             // Dropping `rx` makes the reader's next send fail, so it stops too.
