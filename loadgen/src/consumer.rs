@@ -13,6 +13,10 @@
 //! about one copy of the data. End-to-end latency is now minus the batch's
 //! `maxTimestamp`, which the producer stamped at send time.
 //!
+//! Responses are decoded by `fetch::decode`, not kafka-protocol: it skips
+//! tagged fields that kafka-protocol 0.18 rejects (Tansu sends one), and
+//! hands the records over as a slice of the frame.
+//!
 //! One Fetch is outstanding per connection (the next offsets are only known
 //! from the previous response); a fetch long-polls at most
 //! `--fetch-max-wait-ms`, and never past the run's deadline.
@@ -28,6 +32,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::batch::batches;
+use crate::fetch;
 use crate::producer::{now_ms, RunCtx};
 use crate::wire::{self, error_name, Client};
 
@@ -93,13 +98,16 @@ impl Consumer {
                         .map(|(p, o)| FetchPartition::default().with_partition(*p).with_fetch_offset(*o).with_partition_max_bytes(partition_max))
                         .collect(),
                 )]);
-            let resp = match self.client.call_with(&req, self.version, Duration::from_millis(wait_ms as u64)).await {
+            let (corr, frame) = match self.client.round_trip(&req, self.version, Duration::from_millis(wait_ms as u64)).await {
                 Ok(r) => r,
                 Err(e) => {
                     ctx.rec.error(if e.to_string().contains("no response") { "CLIENT_TIMEOUT" } else { "NETWORK_EXCEPTION" });
                     return Err(anyhow!("consumer of {}: {e:#}", self.client.addr));
                 }
             };
+            // Our own decoder: it skips tagged fields kafka-protocol refuses (see `fetch`).
+            let resp = fetch::decode(frame, self.version).map_err(|e| anyhow!("consumer of {}: decoding Fetch v{}: {e:#}", self.client.addr, self.version))?;
+            wire::check_correlation(resp.correlation_id, corr)?;
             let now = Instant::now();
             let wall = now_ms();
             ctx.rec.fetch_done(now);
@@ -110,13 +118,13 @@ impl Consumer {
             }
             let mut reset = Vec::new();
             let mut stuck = false;
-            for t in &resp.responses {
+            for t in resp.topics.iter().filter(|t| t.name.as_ref() == self.topic.as_bytes()) {
                 for pd in &t.partitions {
-                    let Some(&i) = index.get(&pd.partition_index) else { continue };
+                    let Some(&i) = index.get(&pd.partition) else { continue };
                     if pd.error_code != 0 {
                         ctx.rec.error(&error_name(pd.error_code));
                         if pd.error_code == 1 {
-                            reset.push(pd.partition_index); // OFFSET_OUT_OF_RANGE
+                            reset.push(pd.partition); // OFFSET_OUT_OF_RANGE
                         }
                         continue;
                     }

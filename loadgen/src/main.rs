@@ -8,6 +8,7 @@
 //! - `batch.rs`: RecordBatch v2 encoded once, patched per send; header scanning.
 //! - `producer.rs`: pre-built Produce requests, pipelined per connection.
 //! - `consumer.rs`: Fetch with assigned partitions, header-only counting.
+//! - `fetch.rs`: Fetch response decoding (tolerant of any tagged field).
 //! - `rate.rs`: open-loop pacing for `--rate`.
 //! - `report.rs`: histograms, progress line, summary, JSON.
 //!
@@ -19,6 +20,7 @@
 
 mod batch;
 mod consumer;
+mod fetch;
 mod producer;
 mod rate;
 mod report;

@@ -81,6 +81,15 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<(i3
     Ok((header.correlation_id, body))
 }
 
+/// A response must answer the request just sent (one request at a time per
+/// connection, answered in order).
+pub fn check_correlation(got: i32, sent: i32) -> Result<()> {
+    if got != sent {
+        bail!("response correlation id {got} does not match request {sent}");
+    }
+    Ok(())
+}
+
 /// Reads one size-prefixed frame; the size is checked before allocating.
 pub async fn read_frame<Rd: AsyncRead + Unpin>(rd: &mut Rd) -> Result<Bytes> {
     read_frame_into(rd, &mut BytesMut::new()).await
@@ -170,9 +179,12 @@ impl Client {
         self.next_corr
     }
 
-    /// Sends one request and waits for its response, each step bounded by
-    /// `self.timeout + extra` (extra covers a fetch's long-poll wait).
-    pub async fn call_with<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<R::Response> {
+    /// Sends one request and returns its correlation id and the undecoded
+    /// response frame (header and body, without the size prefix), each step
+    /// bounded by `self.timeout + extra` (extra covers a fetch's long-poll
+    /// wait). The caller decodes it and checks the correlation id (see
+    /// `fetch::decode` for why Fetch is not decoded by kafka-protocol).
+    pub async fn round_trip<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<(i32, Bytes)> {
         let corr = self.next_corr();
         let frame = encode_request(req, version, corr)?;
         let limit = self.timeout + extra;
@@ -183,10 +195,14 @@ impl Client {
         let resp = tokio::time::timeout(limit, read_frame_into(&mut self.stream, &mut self.rbuf))
             .await
             .map_err(|_| anyhow!("no response from {} within {limit:?}", self.addr))??;
+        Ok((corr, resp))
+    }
+
+    /// Sends one request and waits for its response (see [`Self::round_trip`]).
+    pub async fn call_with<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<R::Response> {
+        let (corr, resp) = self.round_trip(req, version, extra).await?;
         let (c, body) = decode_response::<R>(resp, version)?;
-        if c != corr {
-            bail!("response correlation id {c} does not match request {corr}");
-        }
+        check_correlation(c, corr)?;
         Ok(body)
     }
 
