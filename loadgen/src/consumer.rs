@@ -1,11 +1,15 @@
 //! Consumer connections: Fetch with assigned partitions, counting records
 //! from batch headers only.
 //!
-//! Why assigned partitions: consumer groups are a broker feature under test
-//! elsewhere; a load generator needs a fixed, repeatable assignment. Each
-//! consumer connection owns a set of partitions (all partitions of the topic
-//! are split over the consumers of a "group"; `--consumer-groups G` runs G
-//! such independent sets, each reading everything: that is read fan-out).
+//! Why assigned partitions by default: a load generator needs a fixed,
+//! repeatable assignment, and a fetch path that costs the same whatever the
+//! broker's group coordinator does. Each consumer connection owns a set of
+//! partitions (all partitions of the topic are split over the consumers of a
+//! "group"; `--consumer-groups G` runs G such independent sets, each reading
+//! everything: that is read fan-out). With `--group-mode group` the sets are
+//! real Kafka consumer groups (`group`): the group coordinator assigns the
+//! partitions, and a member runs this same fetch loop on what it was given,
+//! until a rebalance takes it back (`revoke`).
 //!
 //! Why headers only: counting records needs `recordsCount` (bytes 57..61)
 //! and the next offset needs `baseOffset + lastOffsetDelta + 1`; the records
@@ -21,9 +25,9 @@
 //! from the previous response); a fetch long-polls at most
 //! `--fetch-max-wait-ms`, and never past the run's deadline.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -47,6 +51,10 @@ pub struct FetchCfg {
     pub e2e_since_ms: Option<i64>,
 }
 
+/// Next offsets by partition, published by a group member's fetchers after
+/// every response so that the member can commit them while they run.
+pub type Positions = Arc<Mutex<BTreeMap<i32, i64>>>;
+
 /// A connected consumer with its start offsets resolved.
 pub struct Consumer {
     client: Client,
@@ -56,6 +64,11 @@ pub struct Consumer {
     positions: Vec<(i32, i64)>,
     /// Records this consumer's group still has to read (`--records`).
     pub budget: Option<Arc<AtomicI64>>,
+    /// Group mode: set when the member gives its partitions back (a
+    /// rebalance, or the member stops); the loop returns before the next fetch.
+    pub revoke: Option<Arc<AtomicBool>>,
+    /// Group mode: where the positions go after each response.
+    pub publish: Option<Positions>,
 }
 
 /// Kafka's special ListOffsets timestamps.
@@ -69,11 +82,28 @@ impl Consumer {
         let version = client.versions.pick(ApiKey::Fetch, wire::FETCH.0, wire::FETCH.1)?;
         let offsets = wire::list_offsets(&mut client, topic, partitions, from).await?;
         let positions = partitions.iter().map(|p| (*p, offsets.get(p).copied().unwrap_or(0))).collect();
-        Ok(Consumer { client, version, topic: topic.to_string(), positions, budget: None })
+        Ok(Consumer { client, version, topic: topic.to_string(), positions, budget: None, revoke: None, publish: None })
     }
 
-    /// Fetches until the deadline or until the group's record budget is read.
-    pub async fn run(mut self, ctx: Arc<RunCtx>, cfg: FetchCfg) -> Result<()> {
+    /// A consumer on an open connection with known start offsets (group
+    /// mode: the member resolved them from its committed offsets).
+    pub fn on(client: Client, topic: &str, positions: Vec<(i32, i64)>) -> Result<Consumer> {
+        let version = client.versions.pick(ApiKey::Fetch, wire::FETCH.0, wire::FETCH.1)?;
+        Ok(Consumer { client, version, topic: topic.to_string(), positions, budget: None, revoke: None, publish: None })
+    }
+
+    /// The connection back, with the next offset of every partition.
+    pub fn into_parts(self) -> (Client, Vec<(i32, i64)>) {
+        (self.client, self.positions)
+    }
+
+    fn done(&self, ctx: &RunCtx) -> bool {
+        ctx.should_stop() || self.budget.as_ref().is_some_and(|b| b.load(Ordering::Relaxed) <= 0) || self.revoke.as_ref().is_some_and(|r| r.load(Ordering::Relaxed))
+    }
+
+    /// Fetches until the deadline, until the group's record budget is read,
+    /// or until `revoke` is set.
+    pub async fn run(&mut self, ctx: &RunCtx, cfg: &FetchCfg) -> Result<()> {
         if self.positions.is_empty() {
             return Ok(());
         }
@@ -81,7 +111,7 @@ impl Consumer {
         let topic = TopicName(StrBytes::from_string(self.topic.clone()));
         let mut partition_max = cfg.partition_max_bytes.max(1);
         loop {
-            if ctx.should_stop() || self.budget.as_ref().is_some_and(|b| b.load(Ordering::Relaxed) <= 0) {
+            if self.done(ctx) {
                 return Ok(());
             }
             let left = ctx.deadline.saturating_duration_since(Instant::now());
@@ -160,6 +190,11 @@ impl Consumer {
                         self.positions[i].1 = o;
                     }
                 }
+            }
+            if let Some(publish) = &self.publish {
+                // One lock per response, not per record or batch.
+                let mut m = publish.lock().unwrap_or_else(|p| p.into_inner());
+                m.extend(self.positions.iter().copied());
             }
         }
     }

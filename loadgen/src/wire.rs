@@ -1,5 +1,7 @@
 //! Kafka wire framing on top of the `kafka-protocol` crate, plus the few
-//! admin calls a run needs (ApiVersions, Metadata, CreateTopics, ListOffsets).
+//! admin calls a run needs (ApiVersions, Metadata, CreateTopics, ListOffsets)
+//! and the API version ranges loadgen speaks (the group APIs' calls are in
+//! `group`).
 //!
 //! Why not a Kafka client library: a load generator has to control exactly
 //! what goes on the wire (pre-encoded batches, how many requests are in
@@ -143,6 +145,15 @@ pub const FETCH: (i16, i16) = (4, 12);
 pub const METADATA: (i16, i16) = (1, 12);
 pub const CREATE_TOPICS: (i16, i16) = (2, 7);
 pub const LIST_OFFSETS: (i16, i16) = (1, 8);
+/// Consumer-group APIs (`group`, `--group-mode group`). JoinGroup from v1,
+/// the first with a rebalance timeout; OffsetFetch v8+ batches groups.
+pub const FIND_COORDINATOR: (i16, i16) = (0, 4);
+pub const JOIN_GROUP: (i16, i16) = (1, 9);
+pub const SYNC_GROUP: (i16, i16) = (0, 5);
+pub const HEARTBEAT: (i16, i16) = (0, 4);
+pub const LEAVE_GROUP: (i16, i16) = (0, 5);
+pub const OFFSET_COMMIT: (i16, i16) = (2, 8);
+pub const OFFSET_FETCH: (i16, i16) = (1, 8);
 
 /// One connection used request-by-request (admin calls, the fetch loop).
 /// Producers split it into halves for pipelining (see `producer`).
