@@ -76,7 +76,9 @@ pub const PROTOCOL_TYPE: &str = "consumer";
 pub const ASSIGNOR: &str = "range";
 /// A member missing heartbeats this long is removed by the coordinator.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the coordinator waits for every member to rejoin.
+/// How long the coordinator waits for every member to rejoin, plus
+/// `--fetch-max-wait-ms`: a member rejoins only after its fetch in flight
+/// has returned (see [`Group::rebalance_timeout`]).
 pub const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat period during the run (a tenth of the session timeout: a
 /// rebalance is noticed within a second).
@@ -201,12 +203,12 @@ fn find_coordinator_req(group: &str, v: i16) -> FindCoordinatorRequest {
     }
 }
 
-fn join_req(group: &str, member_id: &str, topic: &str, v: i16) -> Result<JoinGroupRequest> {
+fn join_req(group: &str, member_id: &str, topic: &str, rebalance_timeout: Duration, v: i16) -> Result<JoinGroupRequest> {
     Ok(JoinGroupRequest::default()
         .with_group_id(GroupId(sb(group)))
         .with_session_timeout_ms(ms(SESSION_TIMEOUT))
         // v0 has no rebalance timeout (wire::JOIN_GROUP starts at v1).
-        .with_rebalance_timeout_ms(if v >= 1 { ms(REBALANCE_TIMEOUT) } else { -1 })
+        .with_rebalance_timeout_ms(if v >= 1 { ms(rebalance_timeout) } else { -1 })
         .with_member_id(sb(member_id))
         .with_protocol_type(sb(PROTOCOL_TYPE))
         .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(sb(ASSIGNOR)).with_metadata(encode_subscription(topic)?)]))
@@ -295,6 +297,8 @@ pub struct Group {
     /// Where partitions without a committed offset start (EARLIEST / LATEST).
     from: i64,
     timeout: Duration,
+    /// JoinGroup's rebalance timeout: REBALANCE_TIMEOUT + `--fetch-max-wait-ms`.
+    rebalance_timeout: Duration,
     /// Records the group still has to read (`--records`).
     budget: Option<Arc<AtomicI64>>,
     /// The generation each member last synced (-1: none yet).
@@ -315,6 +319,7 @@ impl Group {
                 StartFrom::Latest => LATEST,
             },
             timeout: s.timeout,
+            rebalance_timeout: REBALANCE_TIMEOUT + Duration::from_millis(s.fetch_max_wait_ms.max(0) as u64),
             budget,
             synced: Mutex::new(vec![-1; s.consumers]),
         }
@@ -333,7 +338,7 @@ impl Group {
 
     /// Setup has waited long enough for a join or for the group to settle.
     fn setup_limit(&self) -> Duration {
-        self.timeout + REBALANCE_TIMEOUT * 2
+        self.timeout + self.rebalance_timeout * 2
     }
 }
 
@@ -582,9 +587,9 @@ impl Member {
                 bail!("group {}: no generation joined within {:?}", self.group.id, self.group.setup_limit());
             }
             let (gid, topic) = (self.group.id.clone(), self.group.topic.clone());
-            let req = join_req(&gid, &self.member_id, &topic, self.apis.join)?;
+            let req = join_req(&gid, &self.member_id, &topic, self.group.rebalance_timeout, self.apis.join)?;
             // The coordinator answers once every member has (re)joined.
-            let resp = self.coord.call_with(&req, self.apis.join, REBALANCE_TIMEOUT).await.with_context(|| format!("JoinGroup {gid}"))?;
+            let resp = self.coord.call_with(&req, self.apis.join, self.group.rebalance_timeout).await.with_context(|| format!("JoinGroup {gid}"))?;
             match resp.error_code {
                 0 => {}
                 MEMBER_ID_REQUIRED => {
@@ -603,7 +608,7 @@ impl Member {
             let generation = resp.generation_id;
             let assignments = if resp.leader == resp.member_id && !resp.skip_assignment { self.assign(&resp.members)? } else { Vec::new() };
             let sreq = sync_req(&gid, generation, &self.member_id, assignments, self.apis.sync);
-            let sresp = self.coord.call_with(&sreq, self.apis.sync, REBALANCE_TIMEOUT).await.with_context(|| format!("SyncGroup {gid}"))?;
+            let sresp = self.coord.call_with(&sreq, self.apis.sync, self.group.rebalance_timeout).await.with_context(|| format!("SyncGroup {gid}"))?;
             if sresp.error_code != 0 {
                 self.react(sresp.error_code, rec).await?;
                 continue;
@@ -797,7 +802,7 @@ mod tests {
             wire::encode_request(&find_coordinator_req("g", v), v, 1).unwrap_or_else(|e| panic!("FindCoordinator v{v}: {e:#}"));
         }
         for v in wire::JOIN_GROUP.0..=wire::JOIN_GROUP.1 {
-            wire::encode_request(&join_req("g", "m", "t", v).expect("join"), v, 1).unwrap_or_else(|e| panic!("JoinGroup v{v}: {e:#}"));
+            wire::encode_request(&join_req("g", "m", "t", REBALANCE_TIMEOUT, v).expect("join"), v, 1).unwrap_or_else(|e| panic!("JoinGroup v{v}: {e:#}"));
         }
         for v in wire::SYNC_GROUP.0..=wire::SYNC_GROUP.1 {
             wire::encode_request(&sync_req("g", 1, "m", assignments(), v), v, 1).unwrap_or_else(|e| panic!("SyncGroup v{v}: {e:#}"));
