@@ -8,17 +8,23 @@
 //! - `batch.rs`: RecordBatch v2 encoded once, patched per send; header scanning.
 //! - `producer.rs`: pre-built Produce requests, pipelined per connection.
 //! - `consumer.rs`: Fetch with assigned partitions, header-only counting.
+//! - `group.rs`: `--group-mode group`: consumer-group members (join, sync,
+//!   heartbeat, commit, leave) running the consumer's fetch loop.
+//! - `fetch.rs`: Fetch response decoding (tolerant of any tagged field).
 //! - `rate.rs`: open-loop pacing for `--rate`.
 //! - `report.rs`: histograms, progress line, summary, JSON.
 //!
 //! A run: connect to the bootstrap broker, read Metadata (creating the topic
 //! if missing), split partitions over producer and consumer connections,
 //! connect everything to the partitions' leaders (and resolve consumer start
-//! offsets) *before* the clock starts, then run for warmup + duration. The
-//! deadline bounds every wait; every socket operation has a timeout.
+//! offsets; in group mode, join the groups and wait until they settle)
+//! *before* the clock starts, then run for warmup + duration. The deadline
+//! bounds every wait; every socket operation has a timeout.
 
 mod batch;
 mod consumer;
+mod fetch;
+mod group;
 mod producer;
 mod rate;
 mod report;
@@ -39,6 +45,7 @@ use serde_json::json;
 
 use batch::{encode_batch, parse_compression, Keys, XorShift};
 use consumer::{Consumer, FetchCfg, EARLIEST, LATEST};
+use group::{Group, Member};
 use producer::{now_ms, ProduceTemplate, Producer, RunCtx};
 use rate::Rate;
 use report::{Recorder, RunInfo};
@@ -58,6 +65,15 @@ pub enum StartFrom {
     Latest,
 }
 
+/// How each consumer group gets its partitions (`--group-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupMode {
+    /// Partitions split over the consumers up front; plain Fetch, no group coordinator
+    Assigned,
+    /// A real Kafka consumer group: JoinGroup/SyncGroup (range assignor), heartbeats, offset commits
+    Group,
+}
+
 /// Kafka load generator: pre-encoded, pipelined produce and header-only
 /// fetch, straight on the Kafka wire protocol. Works against any
 /// Kafka-compatible broker.
@@ -65,7 +81,16 @@ pub enum StartFrom {
 /// Options left out take the workload's value (--workload), else the default
 /// shown. Figures: records/s, MB/s (MB = 10^6 bytes of record payload,
 /// record-size x records), produce-ack and end-to-end latency percentiles,
-/// errors by Kafka error code.
+/// errors by Kafka error code (consumer-group rebalances show as
+/// REBALANCE_IN_PROGRESS).
+///
+/// Consumers read as --consumer-groups groups of --consumers each; every
+/// group reads every partition. --group-mode assigned (the default) splits
+/// the partitions over a group's consumers up front and only fetches;
+/// --group-mode group makes each group a real Kafka consumer group
+/// (loadgen-<topic>-<run>-<g>): members join and sync with the range
+/// assignor, heartbeat and commit offsets every second, start from committed
+/// offsets (else --from), rejoin on a rebalance and leave at the end.
 #[derive(Debug, Default, Parser)]
 #[command(name = "loadgen", version, max_term_width = 100)]
 pub struct Cli {
@@ -96,12 +121,15 @@ pub struct Cli {
     /// Producer connections (partitions are split over them) [default: 1]
     #[arg(long, value_name = "N")]
     pub connections: Option<u32>,
-    /// Consumer connections per consumer group [default: 1]
+    /// Consumers (fetch connections; group members) per consumer group [default: 1]
     #[arg(long, value_name = "N")]
     pub consumers: Option<u32>,
-    /// Independent consumer sets, each reading every partition (read fan-out) [default: 1]
+    /// Consumer groups, each reading every partition (read fan-out) [default: 1]
     #[arg(long, value_name = "N")]
     pub consumer_groups: Option<u32>,
+    /// How a consumer group gets its partitions [default: assigned]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub group_mode: Option<GroupMode>,
     /// Record value size in bytes [default: 1024]
     #[arg(long, value_name = "BYTES")]
     pub record_size: Option<usize>,
@@ -170,6 +198,9 @@ pub struct Settings {
     pub connections: usize,
     pub consumers: usize,
     pub consumer_groups: usize,
+    pub group_mode: GroupMode,
+    /// Distinguishes this run's consumer group ids from earlier runs'.
+    pub run_id: String,
     pub record_size: usize,
     pub batch_bytes: usize,
     pub records_per_batch: usize,
@@ -207,6 +238,10 @@ fn parse_from(s: &str) -> Result<StartFrom> {
     StartFrom::from_str(s, true).map_err(|_| anyhow!("from `{s}`: expected earliest or latest"))
 }
 
+fn parse_group_mode(s: &str) -> Result<GroupMode> {
+    GroupMode::from_str(s, true).map_err(|_| anyhow!("group-mode `{s}`: expected assigned or group"))
+}
+
 impl Settings {
     /// Merges the command line over the (already scaled) workload.
     pub fn resolve(cli: &Cli, wl: Option<(String, Workload)>) -> Result<Settings> {
@@ -224,6 +259,11 @@ impl Settings {
             (None, Some(s)) => parse_from(s)?,
             (None, None) if mode == Mode::Both => StartFrom::Latest,
             (None, None) => StartFrom::Earliest,
+        };
+        let group_mode = match (cli.group_mode, &w.group_mode) {
+            (Some(g), _) => g,
+            (None, Some(s)) => parse_group_mode(s)?,
+            (None, None) => GroupMode::Assigned,
         };
         let record_size = cli.record_size.or(w.record_size).unwrap_or(1024);
         let batch_bytes = cli.batch_bytes.or(w.batch_bytes).unwrap_or(65536);
@@ -244,6 +284,8 @@ impl Settings {
             connections: cli.connections.or(w.connections).unwrap_or(1) as usize,
             consumers: cli.consumers.or(w.consumers).unwrap_or(1) as usize,
             consumer_groups: cli.consumer_groups.or(w.consumer_groups).unwrap_or(1) as usize,
+            group_mode,
+            run_id: format!("{}-{}", now_ms(), std::process::id()),
             record_size,
             batch_bytes,
             records_per_batch: (batch_bytes / record_size.max(1)).max(1),
@@ -304,6 +346,9 @@ impl Settings {
             "connections": self.connections,
             "consumers": self.consumers,
             "consumer_groups": self.consumer_groups,
+            "group_mode": format!("{:?}", self.group_mode).to_lowercase(),
+            "group_ids": (self.consumes() && self.group_mode == GroupMode::Group)
+                .then(|| (0..self.consumer_groups).map(|g| group::group_id(&self.topic, &self.run_id, g)).collect::<Vec<_>>()),
             "record_size": self.record_size,
             "batch_bytes": self.batch_bytes,
             "records_per_batch": self.records_per_batch,
@@ -343,7 +388,7 @@ pub fn assign(partitions: &[i32], actors: usize, share: bool) -> Vec<Vec<i32>> {
 }
 
 /// Groups one actor's partitions by leader: one connection per leader.
-fn by_leader(parts: &[i32], leaders: &HashMap<i32, String>) -> BTreeMap<String, Vec<i32>> {
+pub(crate) fn by_leader(parts: &[i32], leaders: &HashMap<i32, String>) -> BTreeMap<String, Vec<i32>> {
     let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for p in parts {
         if let Some(l) = leaders.get(p) {
@@ -367,6 +412,30 @@ fn build_batches(s: &Settings) -> Result<Vec<(Vec<u8>, u64)>> {
             Ok((b, s.records_per_batch as u64))
         })
         .collect()
+}
+
+/// Group mode: every member of every group joins, concurrently (a
+/// JoinGroup returns only once the group's members have all joined);
+/// returns when each group has settled on one generation.
+async fn join_groups(s: &Settings, layout: &[PartitionLeader]) -> Result<Vec<Member>> {
+    let mut joining = tokio::task::JoinSet::new();
+    for g in 0..s.consumer_groups {
+        let budget = s.records.map(|n| Arc::new(AtomicI64::new(n as i64)));
+        let group = Arc::new(Group::new(group::group_id(&s.topic, &s.run_id, g), s, layout, budget));
+        for m in 0..s.consumers {
+            joining.spawn(Member::establish(group.clone(), m));
+        }
+    }
+    let mut members = Vec::with_capacity(s.consumer_groups * s.consumers);
+    while let Some(r) = joining.join_next().await {
+        members.push(r.map_err(|e| anyhow!("joining a consumer group: {e}"))??);
+    }
+    if !s.quiet {
+        let first = group::group_id(&s.topic, &s.run_id, 0);
+        let generation = members.first().map(Member::generation).unwrap_or(-1);
+        eprintln!("loadgen: {} consumer group(s) of {} joined ({first}..., generation {generation})", s.consumer_groups, s.consumers);
+    }
+    Ok(members)
 }
 
 struct Outcome {
@@ -413,6 +482,7 @@ async fn run(s: Settings) -> Result<Outcome> {
     // Consumers: connect and resolve start offsets before the clock starts,
     // so "latest" means "what the producers will write".
     let mut consumers = Vec::new();
+    let mut members = Vec::new();
     if s.consumes() {
         let from = match s.from {
             StartFrom::Earliest => EARLIEST,
@@ -421,13 +491,19 @@ async fn run(s: Settings) -> Result<Outcome> {
         if s.consumers > partitions.len() {
             eprintln!("loadgen: {} consumers for {} partitions: {} per group stay idle", s.consumers, partitions.len(), s.consumers - partitions.len());
         }
-        for _group in 0..s.consumer_groups {
-            let group_budget = s.records.map(|n| Arc::new(AtomicI64::new(n as i64)));
-            for parts in assign(&partitions, s.consumers, false) {
-                for (addr, parts) in by_leader(&parts, &leaders) {
-                    let mut c = Consumer::connect(&addr, &s.topic, &parts, from, timeout).await?;
-                    c.budget = group_budget.clone();
-                    consumers.push(c);
+        match s.group_mode {
+            // The coordinator assigns; the members resolve their own start offsets.
+            GroupMode::Group => members = join_groups(&s, &layout).await?,
+            GroupMode::Assigned => {
+                for _group in 0..s.consumer_groups {
+                    let group_budget = s.records.map(|n| Arc::new(AtomicI64::new(n as i64)));
+                    for parts in assign(&partitions, s.consumers, false) {
+                        for (addr, parts) in by_leader(&parts, &leaders) {
+                            let mut c = Consumer::connect(&addr, &s.topic, &parts, from, timeout).await?;
+                            c.budget = group_budget.clone();
+                            consumers.push(c);
+                        }
+                    }
                 }
             }
         }
@@ -462,10 +538,18 @@ async fn run(s: Settings) -> Result<Outcome> {
     }
 
     let mut tasks = tokio::task::JoinSet::new();
+    for m in members {
+        let ctx = ctx.clone();
+        let fetch = fetch.clone();
+        tasks.spawn(async move { m.run(ctx, fetch).await.map_err(|e| format!("{e:#}")) });
+    }
     for (i, c) in consumers.into_iter().enumerate() {
         let ctx = ctx.clone();
         let fetch = fetch.clone();
-        tasks.spawn(async move { c.run(ctx, fetch).await.map_err(|e| format!("consumer {i}: {e:#}")) });
+        tasks.spawn(async move {
+            let mut c = c;
+            c.run(&ctx, &fetch).await.map_err(|e| format!("consumer {i}: {e:#}"))
+        });
     }
     for (i, p) in producers.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -598,5 +682,23 @@ mod tests {
             let cli = Cli::parse_from(args.iter().copied());
             assert!(Settings::resolve(&cli, None).is_err(), "{args:?}");
         }
+        assert!(Cli::try_parse_from(["loadgen", "--group-mode", "static"]).is_err());
+        let w = workload::parse("group-mode = \"dynamic\"\n", "t").expect("parse");
+        assert!(Settings::resolve(&Cli::default(), Some(("t".into(), w))).is_err());
+    }
+
+    #[test]
+    fn group_mode_defaults_to_assigned_and_comes_from_workload_or_cli() {
+        assert_eq!(Settings::resolve(&Cli::default(), None).expect("resolve").group_mode, GroupMode::Assigned);
+        let w = workload::parse("group-mode = \"group\"\nconsumer-groups = 2\nmode = \"consume\"\n", "t").expect("parse");
+        let s = Settings::resolve(&Cli::default(), Some(("t".into(), w.clone()))).expect("resolve");
+        assert_eq!(s.group_mode, GroupMode::Group);
+        let ids = s.to_json()["group_ids"].clone();
+        assert_eq!(ids.as_array().map(Vec::len), Some(2), "{ids}");
+        assert!(ids[1].as_str().is_some_and(|g| g.starts_with("loadgen-loadgen-") && g.ends_with("-1")), "{ids}");
+        let cli = Cli::parse_from(["loadgen", "--group-mode", "assigned"]);
+        let s = Settings::resolve(&cli, Some(("t".into(), w))).expect("resolve");
+        assert_eq!(s.group_mode, GroupMode::Assigned);
+        assert!(s.to_json()["group_ids"].is_null());
     }
 }

@@ -1,5 +1,7 @@
 //! Kafka wire framing on top of the `kafka-protocol` crate, plus the few
-//! admin calls a run needs (ApiVersions, Metadata, CreateTopics, ListOffsets).
+//! admin calls a run needs (ApiVersions, Metadata, CreateTopics, ListOffsets)
+//! and the API version ranges loadgen speaks (the group APIs' calls are in
+//! `group`).
 //!
 //! Why not a Kafka client library: a load generator has to control exactly
 //! what goes on the wire (pre-encoded batches, how many requests are in
@@ -81,6 +83,15 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<(i3
     Ok((header.correlation_id, body))
 }
 
+/// A response must answer the request just sent (one request at a time per
+/// connection, answered in order).
+pub fn check_correlation(got: i32, sent: i32) -> Result<()> {
+    if got != sent {
+        bail!("response correlation id {got} does not match request {sent}");
+    }
+    Ok(())
+}
+
 /// Reads one size-prefixed frame; the size is checked before allocating.
 pub async fn read_frame<Rd: AsyncRead + Unpin>(rd: &mut Rd) -> Result<Bytes> {
     read_frame_into(rd, &mut BytesMut::new()).await
@@ -134,6 +145,15 @@ pub const FETCH: (i16, i16) = (4, 12);
 pub const METADATA: (i16, i16) = (1, 12);
 pub const CREATE_TOPICS: (i16, i16) = (2, 7);
 pub const LIST_OFFSETS: (i16, i16) = (1, 8);
+/// Consumer-group APIs (`group`, `--group-mode group`). JoinGroup from v1,
+/// the first with a rebalance timeout; OffsetFetch v8+ batches groups.
+pub const FIND_COORDINATOR: (i16, i16) = (0, 4);
+pub const JOIN_GROUP: (i16, i16) = (1, 9);
+pub const SYNC_GROUP: (i16, i16) = (0, 5);
+pub const HEARTBEAT: (i16, i16) = (0, 4);
+pub const LEAVE_GROUP: (i16, i16) = (0, 5);
+pub const OFFSET_COMMIT: (i16, i16) = (2, 8);
+pub const OFFSET_FETCH: (i16, i16) = (1, 8);
 
 /// One connection used request-by-request (admin calls, the fetch loop).
 /// Producers split it into halves for pipelining (see `producer`).
@@ -170,9 +190,12 @@ impl Client {
         self.next_corr
     }
 
-    /// Sends one request and waits for its response, each step bounded by
-    /// `self.timeout + extra` (extra covers a fetch's long-poll wait).
-    pub async fn call_with<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<R::Response> {
+    /// Sends one request and returns its correlation id and the undecoded
+    /// response frame (header and body, without the size prefix), each step
+    /// bounded by `self.timeout + extra` (extra covers a fetch's long-poll
+    /// wait). The caller decodes it and checks the correlation id (see
+    /// `fetch::decode` for why Fetch is not decoded by kafka-protocol).
+    pub async fn round_trip<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<(i32, Bytes)> {
         let corr = self.next_corr();
         let frame = encode_request(req, version, corr)?;
         let limit = self.timeout + extra;
@@ -183,10 +206,14 @@ impl Client {
         let resp = tokio::time::timeout(limit, read_frame_into(&mut self.stream, &mut self.rbuf))
             .await
             .map_err(|_| anyhow!("no response from {} within {limit:?}", self.addr))??;
+        Ok((corr, resp))
+    }
+
+    /// Sends one request and waits for its response (see [`Self::round_trip`]).
+    pub async fn call_with<R: Request>(&mut self, req: &R, version: i16, extra: Duration) -> Result<R::Response> {
+        let (corr, resp) = self.round_trip(req, version, extra).await?;
         let (c, body) = decode_response::<R>(resp, version)?;
-        if c != corr {
-            bail!("response correlation id {c} does not match request {corr}");
-        }
+        check_correlation(c, corr)?;
         Ok(body)
     }
 

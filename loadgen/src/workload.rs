@@ -47,8 +47,10 @@ pub struct Workload {
     pub connections: Option<u32>,
     /// Consumer connections per consumer group.
     pub consumers: Option<u32>,
-    /// Independent consumer sets, each reading every partition.
+    /// Consumer sets, each reading every partition.
     pub consumer_groups: Option<u32>,
+    /// "assigned" (fixed split, plain Fetch) or "group" (real Kafka consumer groups).
+    pub group_mode: Option<String>,
     pub record_size: Option<usize>,
     pub batch_bytes: Option<usize>,
     pub inflight: Option<usize>,

@@ -3,7 +3,10 @@
 #
 # What: starts one shardlog broker (port 0, fresh temp log dir), runs every
 # named workload in loadgen/workloads/ scaled down (--scale, --duration 3),
-# plus one plain `--mode both --json` run, each bounded by `timeout`. A run
+# plus one plain `--mode both --json` run and one run with real consumer
+# groups (`--group-mode group`: 2 groups of 2 members on 4 partitions, so
+# JoinGroup/SyncGroup with a leader-computed range assignment, heartbeats,
+# offset commits and LeaveGroup all happen), each bounded by `timeout`. A run
 # passes when loadgen exits 0 and prints one JSON object that parses and has
 # records_per_sec > 0 (and, when it consumed, consume.records > 0). Prints
 # "PASS name" / "FAIL name: reason" per run and ends with "N passed, M failed";
@@ -131,6 +134,10 @@ for f in loadgen/workloads/*.toml; do
     run "workload-$name" 90 --workload "$name" --scale "$scale" --duration "$DURATION" --warmup 1
 done
 run plain-both-json 60 --mode both --topic smoke-plain --duration "$DURATION"
+# Setup waits for the groups to settle (the broker's initial rebalance delay
+# is 3 s by default) before the measured seconds start.
+run group-mode-both 60 --mode both --topic smoke-groups --consumer-groups 2 --consumers 2 \
+    --partitions 4 --group-mode group --duration "$DURATION"
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
     FAILED=$((FAILED + 1))
