@@ -1,4 +1,4 @@
-//! CreateTopics (key 19), versions 0-7. Validation and placement happen on the
+//! CreateTopics (key 19), versions 2-7. Validation and placement happen on the
 //! controller shard; the new metadata image is then pushed to every shard before
 //! the answer goes out, so a client that produces right after sees its topic.
 

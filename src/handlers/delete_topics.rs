@@ -1,4 +1,4 @@
-//! DeleteTopics (key 20), versions 0-6 (v6 names topics by id too). The
+//! DeleteTopics (key 20), versions 1-6 (v6 names topics by id too). The
 //! controller drops the topics from the metadata image; each owner shard then
 //! closes the partitions' logs and removes their directories before the answer.
 

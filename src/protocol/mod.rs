@@ -25,8 +25,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 0, 7),
-    (ApiKey::DeleteTopics, 0, 6),
+    // kafka-protocol decodes CreateTopics from v2 and DeleteTopics from v1 (Kafka
+    // 4.0 removed the older ones, KIP-896).
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
@@ -123,4 +125,22 @@ pub fn encode_response<T: Encodable>(buf: &mut BytesMut, key: ApiKey, version: i
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(ResponseFrame { pieces: vec![Piece::Bytes(buf.split().freeze())] })
+}
+
+#[cfg(test)]
+mod advertised_tests {
+    use super::*;
+
+    /// Every advertised version must be one kafka-protocol can decode: a
+    /// range wider than the decoder's means a client that picks the low end
+    /// gets its connection closed instead of an answer (CreateTopics v0-1 and
+    /// DeleteTopics v0 were once advertised that way).
+    #[test]
+    fn advertised_ranges_are_decodable() {
+        for &(key, lo, hi) in SUPPORTED_APIS {
+            let v = key.valid_versions();
+            assert!(lo <= hi, "{key:?}: empty range {lo}-{hi}");
+            assert!(v.min <= lo && hi <= v.max, "{key:?}: advertised {lo}-{hi}, kafka-protocol decodes {}-{}", v.min, v.max);
+        }
+    }
 }
