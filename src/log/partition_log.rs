@@ -168,7 +168,7 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.push(Segment::create(&dir, 0)?);
         }
-        let active = segments.last_mut().expect("at least one segment");
+        let active = segments.last_mut().ok_or_else(|| io::Error::other("partition log without a segment"))?;
         active.remove_index_files();
         let log_start_offset = read_offset_file(&dir, LOG_START_FILE).unwrap_or(segments[0].base_offset).max(segments[0].base_offset);
         let end = segments.last().map(|s| s.next_offset).unwrap_or(0);

@@ -115,13 +115,13 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                 let mut pieces = Vec::new();
                 let mut last = Some(first);
                 let mut coalesced = 0;
-                let mut end: Option<Option<String>> = None; // Some(why) = close; Some(None) = stop
+                let mut end = After::Continue;
                 while let Some(outcome) = last.take() {
                     match outcome {
                         Outcome::Respond(frame) => pieces.extend(frame.pieces),
                         Outcome::NoResponse => {}
                         Outcome::Close(why) => {
-                            end = Some(Some(why));
+                            end = After::Close(why);
                             break;
                         }
                     }
@@ -132,7 +132,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                     let Some(Some(mut next)) = rx.recv().now_or_never() else { break };
                     match futures::poll!(&mut next) {
                         std::task::Poll::Ready(Some(o)) => last = Some(o),
-                        std::task::Poll::Ready(None) => end = Some(None),
+                        std::task::Poll::Ready(None) => end = After::Stop,
                         std::task::Poll::Pending => held = Some(next),
                     }
                 }
@@ -142,13 +142,13 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                     break;
                 }
                 match end {
-                    Some(Some(why)) => {
+                    After::Close(why) => {
                         tracing::info!("closing connection: {why}");
                         shutdown(fd);
                         break;
                     }
-                    Some(None) => break,
-                    None => {}
+                    After::Stop => break,
+                    After::Continue => {}
                 }
             }
             // Dropping `rx` makes the reader's next send fail, so it stops too.
@@ -156,6 +156,15 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
         }
     };
     futures::join!(reader, writer);
+}
+
+/// What the writer does after sending a gathered run of responses.
+enum After {
+    Continue,
+    /// A handler asked to close the connection (after the responses before it).
+    Close(String),
+    /// A response task was cancelled: the connection is going away.
+    Stop,
 }
 
 fn shutdown(fd: RawFd) {
