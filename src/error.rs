@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 use thiserror::Error;
 
 use crate::protocol::record_batch::BatchError;
+use crate::protocol::record_validator::{RecordError, RecordsError};
 
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, Error)]
@@ -22,6 +23,12 @@ pub enum Error {
     CorruptMessage(&'static str),
     #[error("invalid record: {0}")]
     InvalidRecord(&'static str),
+    /// Records that break Kafka's LogValidator rules: the message and, per
+    /// record at fault, its index and why (Produce v8+ `record_errors`, KIP-467).
+    #[error("invalid record: {message}")]
+    InvalidRecords { message: String, record_errors: Vec<RecordError> },
+    #[error("compressed records inflate past {0} bytes")]
+    InflatesTooLarge(usize),
     #[error("unsupported record batch magic {0}")]
     UnsupportedMagic(i8),
     #[error("topic already exists")]
@@ -90,6 +97,15 @@ impl From<BatchError> for Error {
     }
 }
 
+impl From<RecordsError> for Error {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::Invalid { message, record_errors } => Error::InvalidRecords { message, record_errors },
+            RecordsError::TooLarge(n) => Error::InflatesTooLarge(n),
+        }
+    }
+}
+
 impl Error {
     /// The Kafka error this maps to — the only place this decision is made.
     pub fn response_error(&self) -> ResponseError {
@@ -100,6 +116,8 @@ impl Error {
             Error::MessageTooLarge { .. } => R::MessageTooLarge,
             Error::CorruptMessage(_) => R::CorruptMessage,
             Error::InvalidRecord(_) => R::InvalidRecord,
+            Error::InvalidRecords { .. } => R::InvalidRecord,
+            Error::InflatesTooLarge(_) => R::MessageTooLarge,
             Error::UnsupportedMagic(_) => R::UnsupportedForMessageFormat,
             Error::TopicAlreadyExists => R::TopicAlreadyExists,
             Error::InvalidTopic(_) => R::InvalidTopicException,
@@ -127,6 +145,15 @@ impl Error {
             Error::CoordinatorNotAvailable => R::CoordinatorNotAvailable,
             Error::TransactionalIdNotFound => R::TransactionalIdNotFound,
             Error::Io(_) => R::KafkaStorageError,
+        }
+    }
+
+    /// The records at fault, for Produce's `record_errors` (KIP-467); empty
+    /// when the error is not about particular records.
+    pub fn record_errors(&self) -> &[RecordError] {
+        match self {
+            Error::InvalidRecords { record_errors, .. } => record_errors,
+            _ => &[],
         }
     }
 

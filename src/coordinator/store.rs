@@ -14,7 +14,12 @@ use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::protocol::compression::decode_batch;
+
+/// Most bytes a stored coordinator batch may inflate to when replayed.
+const MAX_INFLATED_BYTES: usize = 256 << 20;
 use serde::{Deserialize, Serialize};
 
 use super::group::{CommittedOffset, Member};
@@ -131,14 +136,15 @@ pub fn read_raw(log: &PartitionLog) -> Result<Vec<RawEvent>> {
             if at + total > raw.len() {
                 break;
             }
-            let mut batch = Bytes::copy_from_slice(&raw[at..at + total]);
+            let batch = Bytes::copy_from_slice(&raw[at..at + total]);
             if h.is_control() {
                 if let Some((commit, _coordinator_epoch)) = decode_marker(&batch) {
                     out.push(RawEvent::Marker { producer_id: h.producer_id, commit });
                 }
             } else {
                 let txn = h.is_transactional().then_some(h.producer_id);
-                let set = RecordBatchDecoder::decode(&mut batch).map_err(|_| Error::CorruptMessage("coordinator batch does not decode"))?;
+                // Walked and bounded first (decode_batch), like every stored batch the broker decodes.
+                let set = decode_batch(&batch, MAX_INFLATED_BYTES).map_err(|_| Error::CorruptMessage("coordinator batch does not decode"))?;
                 for r in set.records {
                     if r.offset >= offset {
                         out.push(RawEvent::Record(r, txn));

@@ -4,7 +4,7 @@
 //! acks=0 gets no response (Kafka's behaviour); acks=1 and acks=-1 answer once
 //! the batches are in the segment file (one broker: the ISR is just us).
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -92,6 +92,15 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
                 pr.error_code = e.code();
                 if version >= 8 {
                     pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                    pr.record_errors = e
+                        .record_errors()
+                        .iter()
+                        .map(|r| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(r.batch_index)
+                                .with_batch_index_error_message(Some(StrBytes::from_string(r.message.clone())))
+                        })
+                        .collect();
                 }
             }
         }

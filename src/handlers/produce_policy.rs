@@ -4,16 +4,18 @@
 //! (CreateTime topics), keys on compacted topics, and `compression.type`
 //! (re-compress batches whose codec differs).
 //!
-//! Everything here is per batch except the two cases that must look inside
-//! records (compacted topics, re-compression), which only topics configured
-//! for them pay for.
+//! Every batch is also walked record by record (Kafka's LogValidator, see
+//! `protocol::record_validator`): one pass, no allocation, no copy for
+//! uncompressed batches; compressed ones are decompressed through a fixed
+//! buffer. Only re-compression decodes records into values.
 
 use kafka_protocol::records::Compression;
 
 use crate::error::{Error, Result};
 use crate::log::LogConfig;
 use crate::protocol::now_ms;
-use crate::protocol::compression::{codec_of, decode_batch, encode_batch};
+use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
+use crate::protocol::record_validator::{validate_records, RecordRules};
 use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
 
 /// In-sync replicas of every partition on a single broker.
@@ -30,27 +32,29 @@ pub fn apply(cfg: &LogConfig, acks: i16, batches: Vec<ValidatedBatch>, max_infla
             check_timestamps(cfg, now, b.header.base_timestamp.min(b.header.max_timestamp), b.header.max_timestamp)?;
         }
     }
-    let recompress = cfg.compression.filter(|&c| batches.iter().any(|b| codec_of(b.header.compression()) != Some(c) && b.header.attributes & ATTR_CONTROL == 0));
-    if !cfg.compact && recompress.is_none() {
-        return Ok(batches);
+    // Kafka's LogValidator: every record of every batch, keys on compacted topics.
+    // Record indexes in errors count across the partition's batches.
+    let rules = RecordRules { require_key: cfg.compact, max_inflated };
+    let mut first_index = 0i32;
+    for b in &batches {
+        validate_records(&b.bytes, &rules).map_err(|e| Error::from(e.offset_indexes(first_index)))?;
+        first_index = first_index.saturating_add(b.header.records_count);
     }
+    let recompress = cfg.compression.filter(|&c| batches.iter().any(|b| codec_of(b.header.compression()) != Some(c) && b.header.attributes & ATTR_CONTROL == 0));
+    let Some(codec) = recompress else {
+        return Ok(batches);
+    };
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
-        if b.header.attributes & ATTR_CONTROL != 0 {
+        if b.header.attributes & ATTR_CONTROL != 0 || codec_of(b.header.compression()) == Some(codec) {
             out.push(b);
             continue;
         }
         let set = decode_batch(&b.bytes, max_inflated).map_err(|e| match e {
-            crate::protocol::compression::CodecError::TooLarge(_) => Error::MessageTooLarge { size: b.bytes.len(), max: max_inflated },
+            CodecError::TooLarge(n) => Error::InflatesTooLarge(n),
             _ => Error::CorruptMessage("record batch does not decode"),
         })?;
-        if cfg.compact && set.records.iter().any(|r| r.key.is_none()) {
-            return Err(Error::InvalidRecord("compacted topic cannot accept a record without a key"));
-        }
-        match recompress {
-            Some(codec) if codec_of(b.header.compression()) != Some(codec) => out.extend(reencode(&set.records, codec, cfg.max_message_bytes)?),
-            _ => out.push(b),
-        }
+        out.extend(reencode(&set.records, codec, cfg.max_message_bytes)?);
     }
     Ok(out)
 }

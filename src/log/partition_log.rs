@@ -905,11 +905,21 @@ fn load_producer_state(dir: &Path, segments: &[Segment]) -> io::Result<(Producer
 }
 
 /// Finds, inside one batch (any compression), the first record with timestamp >= `ts`.
-/// Decompression is bounded by the largest request the broker accepts.
+/// Walks the records without decoding them (no allocation for uncompressed
+/// batches); decompression is bounded by the largest request the broker accepts.
 fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Option<(i64, i64)>> {
     const MAX_INFLATED: usize = 256 << 20;
-    let set = crate::protocol::compression::decode_batch(&batch, MAX_INFLATED).map_err(|_| Error::CorruptMessage("stored batch does not decode"))?;
-    Ok(set.records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset).map(|r| (r.offset, r.timestamp)))
+    let mut found = None;
+    use crate::protocol::record_validator::{walk_records, Deltas};
+    walk_records(&batch, MAX_INFLATED, Deltas::Increasing, |r| {
+        if r.timestamp >= ts && r.offset >= min_offset {
+            found = Some((r.offset, r.timestamp));
+            return false;
+        }
+        true
+    })
+    .map_err(|_| Error::CorruptMessage("stored batch does not decode"))?;
+    Ok(found)
 }
 
 const LOG_START_FILE: &str = "log-start-offset";

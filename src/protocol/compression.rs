@@ -12,6 +12,8 @@ use std::io::Read;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, RecordSet};
 
+use super::record_validator::{walk_records, Deltas, RecordsError};
+
 /// Why a batch could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -49,7 +51,16 @@ pub fn codec_of(attributes_codec: u8) -> Option<Compression> {
 
 /// Decodes one whole RecordBatch v2 (header included), decompressing at most
 /// `max_inflated` bytes of records.
+///
+/// The records are walked and checked first ([`walk_records`]): every count and
+/// length in them is then consistent with the bytes, so the codec crate's
+/// decoder never sizes an allocation from a hostile count (a record claiming
+/// 2^31-1 headers made it reserve gigabytes).
 pub fn decode_batch(batch: &Bytes, max_inflated: usize) -> Result<RecordSet, CodecError> {
+    walk_records(batch, max_inflated, Deltas::Increasing, |_| true).map_err(|e| match e {
+        RecordsError::TooLarge(n) => CodecError::TooLarge(n),
+        RecordsError::Invalid { message, .. } => CodecError::Corrupt(message),
+    })?;
     let mut buf = batch.clone();
     let decompress = |data: &mut Bytes, codec: Compression| -> anyhow::Result<Bytes> {
         inflate(data, codec, max_inflated).map_err(|e| anyhow::anyhow!(e))
