@@ -8,12 +8,17 @@
 //! batches of ~64 KiB, encoded by kafka-protocol's `RecordBatchEncoder`
 //! (uncompressed, idempotent producer fields set, as librdkafka sends them).
 //!
+//! Also `protocol::record_validator::validate_records` (Kafka's LogValidator:
+//! every record walked; compressed batches decompressed through a fixed
+//! buffer), uncompressed and lz4/zstd, to compare with the CRC pass.
+//!
 //! Run: `cargo bench --bench record_batch -- --warm-up-time 1 --measurement-time 2`
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use shardlog::protocol::record_batch::{rewrite_header, validate_batches};
+use shardlog::protocol::record_validator::{validate_records, RecordRules};
 
 /// Record value size: 1 KiB records.
 const RECORD_VALUE_BYTES: usize = 1000;
@@ -43,14 +48,24 @@ fn record(offset: i64, ts: i64, value: &Bytes) -> Record {
 
 /// ~1 MiB of back-to-back v2 batches, as a Produce request's `records` field carries them.
 fn produce_payload() -> Bytes {
-    let value = Bytes::from(vec![b'x'; RECORD_VALUE_BYTES]);
+    produce_payload_with(Compression::None)
+}
+
+/// The same records in batches compressed with `codec` (values are mixed
+/// bytes so the codecs do real work).
+fn produce_payload_with(codec: Compression) -> Bytes {
+    let value = if codec == Compression::None {
+        Bytes::from(vec![b'x'; RECORD_VALUE_BYTES])
+    } else {
+        Bytes::from((0..RECORD_VALUE_BYTES).map(|i| ((i * 7919) % 61) as u8 + b'A').collect::<Vec<u8>>())
+    };
     let mut buf = BytesMut::with_capacity(BATCHES * RECORDS_PER_BATCH * (RECORD_VALUE_BYTES + 64));
     for b in 0..BATCHES {
         // Offsets restart at 0 per batch: producers send relative offsets; the broker assigns.
         let recs: Vec<Record> = (0..RECORDS_PER_BATCH)
             .map(|i| record(i as i64, 1_700_000_000_000 + (b * RECORDS_PER_BATCH + i) as i64, &value))
             .collect();
-        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: codec })
             .expect("encode batch");
     }
     buf.freeze()
@@ -79,6 +94,21 @@ fn benches(c: &mut Criterion) {
     g.bench_function("rewrite_header/log_append_time", |b| {
         b.iter(|| rewrite_header(black_box(one), black_box(1_000_000), Some(black_box(1_700_000_000_123))))
     });
+    // Kafka's LogValidator over the same records: one walk per batch, and for
+    // compressed batches the decompression it needs (throughput in inflated bytes).
+    let rules = RecordRules { require_key: false, max_inflated: 100 << 20 };
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    for (name, codec) in [("none", Compression::None), ("lz4", Compression::Lz4), ("zstd", Compression::Zstd)] {
+        let p = produce_payload_with(codec);
+        let bs = validate_batches(&p, max_batch_bytes).expect("valid payload");
+        g.bench_function(format!("validate_records/{name}/1MiB_16x64KiB"), |b| {
+            b.iter(|| {
+                for one in &bs {
+                    validate_records(black_box(&one.bytes), &rules).expect("valid records");
+                }
+            })
+        });
+    }
     g.finish();
 }
 

@@ -256,3 +256,84 @@ async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
     let p = produce(&mut conn, 9, &topic, good_batch(0, 2, Compression::None));
     assert_eq!((p.error_code, p.base_offset), (0, 0), "{p:?}");
 }
+
+/// Request header v1 (non-flexible) or v2 (flexible: + empty tagged fields).
+fn header(api_key: i16, version: i16, flexible: bool) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&api_key.to_be_bytes());
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&7i32.to_be_bytes());
+    h.extend_from_slice(&(3i16).to_be_bytes());
+    h.extend_from_slice(b"raw");
+    if flexible {
+        h.push(0);
+    }
+    h
+}
+
+/// Counts and lengths read from the wire by the request decoder: arrays and
+/// strings claiming 2^31-1 (or 2^32-2 compact) elements in a frame of a few
+/// bytes. The connection is closed (the request does not decode), the broker
+/// stays up and its memory does not move: the decoder's capacity reservation
+/// for such a count is never touched, and nothing is iterated past the bytes
+/// that are there.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_counts_in_requests_close_the_connection_without_memory() {
+    let mut b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    let topic = topic_name("counts");
+    create_topic(&bs, &topic, 1).await;
+    let mut conn = RawConn::connect(&bs);
+    let p = produce(&mut conn, 9, &topic, good_batch(0, 3, Compression::None));
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+
+    let mut frames: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Metadata v1: topics array (int32 count).
+    let mut f = header(3, 1, false);
+    f.extend_from_slice(&i32::MAX.to_be_bytes());
+    frames.push(("Metadata v1 topics = 2^31-1", f));
+    // Metadata v9: compact array (unsigned varint count 2^32-1 -> 2^32-2 elements).
+    let mut f = header(3, 9, true);
+    f.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    frames.push(("Metadata v9 topics = 2^32-2", f));
+    // Produce v9: transactional id null, acks, timeout, compact topic array huge.
+    let mut f = header(0, 9, true);
+    f.push(0);
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(&30_000i32.to_be_bytes());
+    f.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    frames.push(("Produce v9 topics = 2^32-2", f));
+    // Produce v3: one topic whose records claim 2^31-1 bytes.
+    let mut f = header(0, 3, false);
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(&30_000i32.to_be_bytes());
+    f.extend_from_slice(&1i32.to_be_bytes());
+    f.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    f.extend_from_slice(topic.as_bytes());
+    f.extend_from_slice(&1i32.to_be_bytes());
+    f.extend_from_slice(&0i32.to_be_bytes());
+    f.extend_from_slice(&i32::MAX.to_be_bytes());
+    frames.push(("Produce v3 records = 2^31-1 bytes", f));
+    // OffsetCommit v2: group id string of 32767 bytes claimed, none sent.
+    let mut f = header(8, 2, false);
+    f.extend_from_slice(&i16::MAX.to_be_bytes());
+    frames.push(("OffsetCommit v2 group id = 32767 bytes", f));
+
+    for round in 0..20 {
+        for (what, frame) in &frames {
+            let mut c = RawConn::connect(&bs);
+            c.write_frame(frame);
+            if round == 0 {
+                c.expect_closed(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
+    }
+    assert!(b.is_running(), "broker died:\n{}", b.output());
+    let p = produce(&mut conn, 9, &topic, good_batch(3, 2, Compression::None));
+    assert_eq!((p.error_code, p.base_offset), (0, 3), "the first connection still works: {p:?}");
+    let recs = consume_all(&bs, &topic, 1, 5, Duration::from_secs(30));
+    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    let hwm = b.proc_status_kib("VmHWM").expect("VmHWM");
+    assert!(hwm < RSS_BOUND_KIB, "broker peak RSS {hwm} KiB over the {RSS_BOUND_KIB} KiB bound");
+}
