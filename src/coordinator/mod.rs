@@ -218,7 +218,7 @@ impl GroupCoordinator {
         if let Some(log) = self.log_for(group) {
             glommio::spawn_local(async move {
                 if let Err(e) = store::append(&log, records).await.map(|_| ()) {
-                    tracing::error!("persisting group state failed: {e}");
+                    crate::error_limited!("persisting group state failed: {e}");
                 }
             })
             .detach();
@@ -551,7 +551,7 @@ impl GroupCoordinator {
         let base = match store::append_raw(&log, records, None).await {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!("offset commit append failed: {e}");
+                crate::error_limited!("offset commit append failed: {e}");
                 return all(E::CoordinatorNotAvailable.code());
             }
         };
@@ -681,7 +681,7 @@ impl GroupCoordinator {
                 X::Io(_) => E::CoordinatorNotAvailable.code(),
                 other => other.code(),
             };
-            tracing::warn!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
+            crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
             return all(code);
             }
         };

@@ -423,7 +423,7 @@ impl TxnCoordinator {
     async fn persist(&self, meta: TxnMetadata) -> Result<TxnMetadata> {
         let log = self.log_for(&meta.transactional_id).ok_or(Error::CoordinatorNotAvailable)?;
         if let Err(e) = txn_store::append(&log, vec![txn_store::record(&meta)]).await {
-            tracing::error!(transactional_id = %meta.transactional_id, "persisting transaction state failed: {e}");
+            crate::error_limited!(transactional_id = %meta.transactional_id, "persisting transaction state failed: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
         self.txns.borrow_mut().insert(meta.transactional_id.clone(), meta.clone());
@@ -529,7 +529,7 @@ impl TxnCoordinator {
             })
             .collect();
         if let Err(e) = write_markers(shard, markers).await {
-            tracing::warn!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
+            crate::warn_limited!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
         self.persist(prepared.completed(now_ms())).await.map(|_| ())
@@ -580,7 +580,7 @@ impl TxnCoordinator {
                 continue;
             };
             if let Err(e) = self.complete(shard, cur.clone(), false).await {
-                tracing::warn!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
+                crate::warn_limited!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
             }
         }
         for m in timed_out {
@@ -589,7 +589,7 @@ impl TxnCoordinator {
             let Some(cur) = self.get(&m.transactional_id).filter(|c| c.timed_out(now) || c.state == TxnState::PrepareEpochFence) else { continue };
             tracing::info!(transactional_id = %cur.transactional_id, producer_id = cur.producer_id, epoch = cur.producer_epoch, "aborting a transaction past its timeout");
             if let Err(e) = self.complete(shard, cur.fence_and_abort(now), true).await {
-                tracing::warn!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
+                crate::warn_limited!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
             }
         }
         for id in expired {
@@ -603,7 +603,7 @@ impl TxnCoordinator {
                     self.txns.borrow_mut().remove(&id);
                     tracing::info!(transactional_id = %id, "transactional id expired");
                 }
-                Err(e) => tracing::warn!(transactional_id = %id, "expiring a transactional id failed: {e}"),
+                Err(e) => crate::warn_limited!(transactional_id = %id, "expiring a transactional id failed: {e}"),
             }
         }
     }

@@ -59,7 +59,7 @@ pub fn replay(log: &PartitionLog) -> Result<HashMap<String, TxnMetadata>> {
 /// (logged) rather than failing the whole partition.
 pub fn apply(state: &mut HashMap<String, TxnMetadata>, key: Option<&[u8]>, value: Option<&[u8]>) {
     let Some(k) = key.and_then(|k| serde_json::from_slice::<TxnKey>(k).ok()) else {
-        tracing::warn!("skipping a __transaction_state record with an unreadable key");
+        crate::warn_limited!("skipping a __transaction_state record with an unreadable key");
         return;
     };
     match value {
@@ -70,7 +70,7 @@ pub fn apply(state: &mut HashMap<String, TxnMetadata>, key: Option<&[u8]>, value
             Ok(m) if m.transactional_id == k.transactional_id => {
                 state.insert(k.transactional_id, m);
             }
-            _ => tracing::warn!(transactional_id = %k.transactional_id, "skipping an unreadable __transaction_state record"),
+            _ => crate::warn_limited!(transactional_id = %k.transactional_id, "skipping an unreadable __transaction_state record"),
         },
     }
 }

@@ -33,7 +33,7 @@ pub async fn publish_image(ctx: &Ctx) {
     let controller_image = controller_image(ctx).await;
     for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
         if r.is_err() {
-            tracing::error!("a shard did not apply the new metadata image");
+            crate::error_limited!("a shard did not apply the new metadata image");
         }
     }
 }

@@ -174,8 +174,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     drop(probe);
-    // Tests and scripts wait for this exact line.
-    println!("shardlog listening on {bound}");
+    // Tests and scripts wait for this exact line (a closed stdout is ignored).
+    crate::logging::stdout_line(&format!("shardlog listening on {bound}"));
     tracing::info!(%bound, shards = n, ?cores, "broker started");
     let mut failed = false;
     for h in handles {

@@ -221,7 +221,7 @@ impl Shard {
             }
             let dir = crate::log::partition_log::partition_dir(&self.cfg.log_dir, &tp.topic, tp.partition);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), "removing a deleted partition failed: {e}");
+                crate::warn_limited!(dir = %dir.display(), "removing a deleted partition failed: {e}");
             }
             tracing::info!(topic = %tp.topic, partition = tp.partition, "partition deleted");
         }
@@ -304,7 +304,7 @@ impl Shard {
         let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
         for l in logs {
             if let Err(e) = l.apply_retention(now) {
-                tracing::error!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
+                crate::error_limited!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
             }
             l.expire_producers(now, self.cfg.producer_id_expiration_ms);
         }
@@ -328,7 +328,7 @@ impl Shard {
                     );
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
+                Err(e) => crate::error_limited!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
             }
         }
     }
@@ -463,7 +463,7 @@ impl Shard {
     fn commit_image(&self, mut image: MetadataImage) -> std::io::Result<()> {
         image.version += 1;
         if let Err(e) = image.persist(&self.cfg.log_dir) {
-            tracing::error!("persisting metadata failed: {e}");
+            crate::error_limited!("persisting metadata failed: {e}");
             return Err(e);
         }
         *self.image.borrow_mut() = Arc::new(image);
@@ -533,7 +533,7 @@ impl Shard {
         for l in logs {
             if l.flush_due_by_time() {
                 if let Err(e) = l.flush().await {
-                    tracing::error!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
+                    crate::error_limited!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
                 }
             }
         }
