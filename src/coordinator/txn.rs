@@ -380,11 +380,20 @@ pub struct TxnCoordinator {
     txns: RefCell<HashMap<String, TxnMetadata>>,
     in_flight: RefCell<HashSet<String>>,
     logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+    /// Partitions of `__transaction_state` (see [`super::internal_partition_count`]).
+    partition_count: std::cell::Cell<i32>,
 }
 
 impl TxnCoordinator {
     pub fn new(cfg: Arc<Config>) -> TxnCoordinator {
-        TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()) }
+        let partition_count = std::cell::Cell::new(cfg.transaction_state_log_num_partitions);
+        TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()), partition_count }
+    }
+
+    /// The shard tells the coordinator how many partitions `__transaction_state`
+    /// has, before it hands over any of them.
+    pub fn set_partition_count(&self, n: i32) {
+        self.partition_count.set(n.max(1));
     }
 
     /// Takes over a `__transaction_state` partition: replays it into id state.
@@ -401,7 +410,7 @@ impl TxnCoordinator {
     }
 
     fn partition_of(&self, id: &str) -> i32 {
-        partition_for(id, self.cfg.transaction_state_log_num_partitions)
+        partition_for(id, self.partition_count.get())
     }
 
     fn log_for(&self, id: &str) -> Option<Rc<PartitionLog>> {

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::log::PartitionLog;
 
 /// The internal topic holding transaction state.
-pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+pub use crate::protocol::topic::TXN_STATE_TOPIC;
 
 /// The record key: the transactional id (a struct so the format can grow).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]

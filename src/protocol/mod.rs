@@ -3,12 +3,14 @@
 //! fuzz targets can call it directly.
 //!
 //! `record_batch` keeps RecordBatch v2 as bytes (validation, offset rewrite);
-//! `fetch_response` encodes Fetch responses around file ranges (zero-copy).
+//! `fetch_response` encodes Fetch responses around file ranges (zero-copy);
+//! `topic` holds Kafka's topic name rules (legal names, collisions, internal topics).
 
 pub mod compression;
 pub mod control;
 pub mod fetch_response;
 pub mod record_batch;
+pub mod topic;
 
 use std::fs::File;
 use std::sync::Arc;
