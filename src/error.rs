@@ -33,8 +33,13 @@ pub enum Error {
     UnsupportedMagic(i8),
     #[error("topic already exists")]
     TopicAlreadyExists,
-    #[error("invalid topic: {0}")]
+    /// INVALID_TOPIC_EXCEPTION; the message is a whole sentence, as Kafka's are.
+    #[error("{0}")]
     InvalidTopic(String),
+    /// A client asked to create a topic the broker owns; Kafka's answer for
+    /// the internal topic it refuses (INVALID_REQUEST, not a closed connection).
+    #[error("Creation of internal topic {0} is prohibited.")]
+    InternalTopicCreation(String),
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     TopicDeletionDisabled,
     #[error("unknown topic id")]
@@ -121,6 +126,7 @@ impl Error {
             Error::UnsupportedMagic(_) => R::UnsupportedForMessageFormat,
             Error::TopicAlreadyExists => R::TopicAlreadyExists,
             Error::InvalidTopic(_) => R::InvalidTopicException,
+            Error::InternalTopicCreation(_) => R::InvalidRequest,
             Error::InvalidPartitions(_) => R::InvalidPartitions,
             Error::TopicDeletionDisabled => R::TopicDeletionDisabled,
             Error::UnknownTopicId => R::UnknownTopicId,

@@ -16,6 +16,7 @@
 //! config     Kafka key names, every limit named with its unit
 //! io/        per-shard io_uring ring (writev, splice), zero-copy send
 //! error      thiserror errors and the one mapping to Kafka error codes
+//! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod handlers;
 pub mod io;
 pub mod log;
+pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod router;

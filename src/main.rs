@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic, verifiable};
+use shardlog::logging;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,22 +61,21 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let broker = matches!(cli.cmd, Cmd::Start { .. });
     // Logging first, so config and start-up errors are reported the same way.
-    // Client tools only log warnings: their output is the answer.
-    let default_level = if matches!(cli.cmd, Cmd::Start { .. }) { "info" } else { "warn" };
+    // Client tools only log warnings: their output is the answer. The broker's
+    // lines go through a queue so a stalled or failing stderr never blocks or
+    // stops a shard (see shardlog::logging); client tools write in place.
+    let default_level = if broker { "info" } else { "warn" };
+    let sink = if broker { logging::StderrSink::queued() } else { logging::StderrSink::direct() };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(sink)
+        .log_internal_errors(false)
         .init();
-    // A panic on any shard leaves partitions without an owner: stop the whole
-    // process (after the default hook prints the message) rather than limp on.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::abort();
-    }));
+    set_panic_policy();
     match cli.cmd {
         Cmd::Topic(args) => finish(topic::run(args)),
         Cmd::Config(args) => finish(config::run(args)),
@@ -92,17 +92,48 @@ fn main() -> std::process::ExitCode {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("shardlog: {e}");
+                    logging::stderr_line(&format!("shardlog: {e}"));
                     return std::process::ExitCode::from(2);
                 }
             };
-            match shardlog::runtime::run(cfg) {
+            let code = match shardlog::runtime::run(cfg) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("shardlog: {e}");
+                    logging::stderr_line(&format!("shardlog: {e}"));
                     std::process::ExitCode::FAILURE
                 }
-            }
+            };
+            logging::flush(LOG_FLUSH_AT_EXIT);
+            code
         }
     }
+}
+
+/// How long an exiting broker waits for its queued log lines to be written.
+const LOG_FLUSH_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The panic policy: every panic aborts the process.
+///
+/// - What may panic: only a broken invariant of our own code (a programmer
+///   error; an `expect` on something that cannot fail by construction). Bad
+///   input from a client or the disk is an `Error` with a Kafka code (see
+///   `error.rs`), a failed log sink is a dropped line (`shardlog::logging`),
+///   and a closed pipe is EPIPE (SIGPIPE is ignored): none of them panic.
+/// - Why abort, not unwind: a panic on a shard leaves its partitions without
+///   an owner mid-operation (an append queue, producer state, a group's
+///   generation possibly half-updated). Serving on from that state could
+///   acknowledge data that is not stored or hand out wrong offsets; a restart
+///   recovers every partition from disk (CRC-checked when the clean-shutdown
+///   marker is missing, which an abort guarantees).
+/// - Order: queued log lines first (so the lines before the panic are not
+///   lost), then the default hook's message and backtrace, then abort.
+///   Client tools abort too; a panic there is a bug as well.
+fn set_panic_policy() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logging::flush(std::time::Duration::from_millis(500));
+        // std's default hook ignores write errors on stderr.
+        default_hook(info);
+        std::process::abort();
+    }));
 }

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::client::{CliError, ConnectArgs};
 use super::output::print_str;
 use super::topic::metadata;
+use super::output::eprint_line;
 
 /// How a consumed record is printed.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +186,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
                     result = Err(CliError::rdkafka(format!("consume '{}'", args.topic), e));
                     break;
                 }
-                Some(_) => eprintln!("warning: {e}"),
+                Some(_) => eprint_line(&format!("warning: {e}")),
             },
         }
     }
@@ -197,7 +198,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
         }
     }
     drop(consumer);
-    eprintln!("Processed a total of {count} messages");
+    eprint_line(&format!("Processed a total of {count} messages"));
     result
 }
 

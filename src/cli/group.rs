@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use super::client::{admin_opts, block_on, CliError, Conn, ConnectArgs, OP_TIMEOUT};
 use super::output::{print_rows, print_str, Format, OutputArgs};
 use super::topic::metadata;
+use super::output::{eprint_line, eprint_str};
 
 /// Consumer group administration.
 #[derive(clap::Args, Debug)]
@@ -293,7 +294,7 @@ fn describe(conn: &ConnectArgs, format: Format, group: &str, members: bool, stat
         let note = format!("\nConsumer group '{group}' has no active members.\n\n");
         match format {
             Format::Table => print_str(&note),
-            Format::Json => eprint!("{note}"),
+            Format::Json => eprint_str(&note),
         }
     }
     if members {
@@ -423,7 +424,7 @@ fn reset_offsets(conn: &ConnectArgs, format: Format, r: ResetArgs) -> Result<(),
     if r.execute {
         consumer.commit(&tpl, CommitMode::Sync).map_err(|e| CliError::rdkafka(format!("commit offsets of group '{}'", r.group), e))?;
     } else if !r.dry_run {
-        eprintln!("WARN: No action will be performed as the --execute option is missing. Add --execute to commit these offsets.");
+        eprint_line("WARN: No action will be performed as the --execute option is missing. Add --execute to commit these offsets.");
     }
     print_rows(format, &[("TOPIC", "topic"), ("PARTITION", "partition"), ("NEW-OFFSET", "new_offset")], &rows);
     Ok(())

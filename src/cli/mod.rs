@@ -27,7 +27,7 @@ pub fn finish(result: Result<(), client::CliError>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shardlog: error: {}", e.to_string().trim_end());
+            output::eprint_line(&format!("shardlog: error: {}", e.to_string().trim_end()));
             std::process::ExitCode::from(e.exit_code())
         }
     }

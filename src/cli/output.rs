@@ -86,6 +86,22 @@ pub fn print_str(s: &str) {
     }
 }
 
+/// One line to stdout (`println!` without its panic on a closed pipe).
+pub fn print_line(s: &str) {
+    print_str(&format!("{s}\n"));
+}
+
+/// One line to stderr for notes and warnings beside the answer; a closed or
+/// failing stderr is ignored (`eprintln!` would panic, and the panic hook aborts).
+pub fn eprint_line(s: &str) {
+    eprint_str(&format!("{s}\n"));
+}
+
+/// Text to stderr, ignoring failure (see [`eprint_line`]).
+pub fn eprint_str(s: &str) {
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 
 use super::client::{parse_key_value, CliError, ConnectArgs};
+use super::output::eprint_line;
 
 /// How long the final flush may wait for outstanding acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,18 +162,18 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
         producer.poll(Duration::ZERO);
         if args.file.is_some() && last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            eprintln!("{sent} records sent, {} acknowledged, {:.2} MB/s", producer.context().acked.load(Ordering::Relaxed), mb_per_s(bytes, start));
+            eprint_line(&format!("{sent} records sent, {} acknowledged, {:.2} MB/s", producer.context().acked.load(Ordering::Relaxed), mb_per_s(bytes, start)));
         }
     }
     let flushed = producer.flush(FLUSH_TIMEOUT);
     let ctx = producer.context();
     let (acked, failed) = (ctx.acked.load(Ordering::Relaxed), ctx.failed.load(Ordering::Relaxed));
-    eprintln!(
+    eprint_line(&format!(
         "Produced {acked} of {sent} records ({bytes} bytes) to {} in {:.2} s ({:.2} MB/s); {failed} failed.",
         args.topic,
         start.elapsed().as_secs_f64(),
         mb_per_s(bytes, start)
-    );
+    ));
     if let Some(e) = ctx.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(CliError::rdkafka(format!("produce to '{}' ({failed} records failed)", args.topic), e));
     }

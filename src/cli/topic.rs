@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::client::{admin_opts, block_on, parse_key_value, CliError, ConnectArgs, OP_TIMEOUT};
 use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
+use super::output::eprint_line;
 
 /// Topic administration.
 #[derive(clap::Args, Debug)]
@@ -169,7 +170,7 @@ fn overridden_configs(conn: &ConnectArgs, topic: &str) -> Option<Vec<(String, St
                 .collect(),
         ),
         Err(e) => {
-            eprintln!("warning: configs of '{topic}' not shown: {e}");
+            eprint_line(&format!("warning: configs of '{topic}' not shown: {e}"));
             None
         }
     }

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::runtime::shard_cores;
+use super::output::{eprint_line, print_line};
 
 /// Recommended `vm.swappiness`: a broker's heap and io_memory should never
 /// be swapped for page cache (Kafka and Redpanda both recommend 1).
@@ -801,7 +802,7 @@ pub fn run(args: TuneArgs) -> ExitCode {
     let cfg = match Config::load(args.profile.as_deref(), None, &[]) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("shardlog tune: {e}");
+            eprint_line(&format!("shardlog tune: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -818,23 +819,23 @@ pub fn run(args: TuneArgs) -> ExitCode {
     match args.output {
         OutputFormat::Text => {
             for f in &findings {
-                println!("{}", f.line());
+                print_line(&f.line());
             }
             if let Some(applied) = &applied {
                 if applied.is_empty() {
-                    println!("apply: nothing to change");
+                    print_line("apply: nothing to change");
                 }
                 for a in applied {
-                    println!("apply {} {}: {}", a.result, a.check, a.detail);
+                    print_line(&format!("apply {} {}: {}", a.result, a.check, a.detail));
                 }
             }
         }
         OutputFormat::Json => {
             let report = Report { profile: args.profile.as_deref(), shard_cores: &cores, checks: &findings, applied: applied.as_deref() };
             match serde_json::to_string_pretty(&report) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => print_line(&s),
                 Err(e) => {
-                    eprintln!("shardlog tune: {e}");
+                    eprint_line(&format!("shardlog tune: {e}"));
                     return ExitCode::FAILURE;
                 }
             }

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use super::client::{error_name, CliError, ConnectArgs};
 use super::consume::stop_flag;
 use super::output::print_str;
+use super::output::eprint_line;
 
 /// Print one event line: timestamp and name first, as Kafka's tools do.
 fn event(name: &str, fields: Value) {
@@ -230,7 +231,7 @@ pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
                     }
                     batch.push((m.topic().to_string(), m.partition(), m.offset()));
                 }
-                Err(e) => eprintln!("warning: {e}"),
+                Err(e) => eprint_line(&format!("warning: {e}")),
             }
             if batch.len() >= 500 || !room(total, batch.len()) {
                 break;

@@ -12,7 +12,7 @@ pub mod store;
 pub mod txn;
 pub mod txn_store;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use group::{CommittedOffset, Group, GroupState, JoinResult, Member};
 use store::{GroupSnapshot, Replayed, StoreKey, StoreRecord};
 
 /// The internal topic holding offsets and group metadata.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::protocol::topic::OFFSETS_TOPIC;
 
 /// Java's `String.hashCode` (UTF-16 code units, wrapping) — Kafka places groups with it.
 pub fn java_hash_code(s: &str) -> i32 {
@@ -42,6 +42,34 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     let h = java_hash_code(group);
     let abs = if h == i32::MIN { 0 } else { h.abs() };
     abs % partitions.max(1)
+}
+
+/// The partition count that places keys in an internal topic: the existing
+/// topic's own count, else `configured` (the count it will be created with).
+/// Kafka's coordinators do the same: the config only applies at creation, so a
+/// topic made with another count (an older config, or a client before clients
+/// were refused) still gives every group and transactional id a partition.
+pub fn internal_partition_count(image: &MetadataImage, topic: &str, configured: i32) -> i32 {
+    match image.topics.get(topic) {
+        Some(t) if !t.partitions.is_empty() => t.partitions.len().min(i32::MAX as usize) as i32,
+        _ => configured,
+    }
+}
+
+/// Start-up: says when an internal topic's partition count differs from the
+/// config (it is kept: changing it would move every group and transactional id
+/// away from its committed state).
+pub fn warn_partition_count_mismatch(cfg: &Config, image: &MetadataImage) {
+    let checks = [
+        (OFFSETS_TOPIC, "offsets.topic.num.partitions", cfg.offsets_topic_num_partitions),
+        (txn_store::TXN_STATE_TOPIC, "transaction.state.log.num.partitions", cfg.transaction_state_log_num_partitions),
+    ];
+    for (topic, key, configured) in checks {
+        let actual = internal_partition_count(image, topic, configured);
+        if actual != configured {
+            tracing::warn!("{topic} has {actual} partition(s) but {key}={configured}: groups and transactional ids are placed by the topic's own count");
+        }
+    }
 }
 
 pub(crate) use crate::protocol::now_ms;
@@ -104,6 +132,8 @@ pub struct GroupCoordinator {
     cfg: Arc<Config>,
     groups: RefCell<HashMap<String, Group>>,
     logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+    /// Partitions of `__consumer_offsets` (see [`internal_partition_count`]).
+    partition_count: Cell<i32>,
 }
 
 fn snapshot_record(g: &Group) -> (StoreKey, Option<Vec<u8>>) {
@@ -129,7 +159,14 @@ fn join_error(code: i16, member_id: String) -> JoinResult {
 
 impl GroupCoordinator {
     pub fn new(cfg: Arc<Config>) -> GroupCoordinator {
-        GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()) }
+        let partition_count = Cell::new(cfg.offsets_topic_num_partitions);
+        GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()), partition_count }
+    }
+
+    /// The shard tells the coordinator how many partitions `__consumer_offsets`
+    /// has, before it hands over any of them.
+    pub fn set_partition_count(&self, n: i32) {
+        self.partition_count.set(n.max(1));
     }
 
     /// Takes over a `__consumer_offsets` partition: replays it into group state.
@@ -150,7 +187,7 @@ impl GroupCoordinator {
                     // Only this partition's groups: the map also holds groups of
                     // partitions replayed before, whose pending offsets this marker
                     // does not settle (the same producer id may have open offsets there).
-                    let n = self.cfg.offsets_topic_num_partitions;
+                    let n = self.partition_count.get();
                     for g in groups.values_mut().filter(|g| partition_for(&g.id, n) == partition) {
                         g.complete_txn(producer_id, commit);
                     }
@@ -206,7 +243,7 @@ impl GroupCoordinator {
     }
 
     fn partition_of(&self, group: &str) -> i32 {
-        partition_for(group, self.cfg.offsets_topic_num_partitions)
+        partition_for(group, self.partition_count.get())
     }
 
     fn log_for(&self, group: &str) -> Option<Rc<PartitionLog>> {
@@ -218,7 +255,7 @@ impl GroupCoordinator {
         if let Some(log) = self.log_for(group) {
             glommio::spawn_local(async move {
                 if let Err(e) = store::append(&log, records).await.map(|_| ()) {
-                    tracing::error!("persisting group state failed: {e}");
+                    crate::error_limited!("persisting group state failed: {e}");
                 }
             })
             .detach();
@@ -551,7 +588,7 @@ impl GroupCoordinator {
         let base = match store::append_raw(&log, records, None).await {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!("offset commit append failed: {e}");
+                crate::error_limited!("offset commit append failed: {e}");
                 return all(E::CoordinatorNotAvailable.code());
             }
         };
@@ -681,7 +718,7 @@ impl GroupCoordinator {
                 X::Io(_) => E::CoordinatorNotAvailable.code(),
                 other => other.code(),
             };
-            tracing::warn!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
+            crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
             return all(code);
             }
         };
@@ -699,7 +736,7 @@ impl GroupCoordinator {
     /// partition `partition`: that producer's pending offsets in the partition's
     /// groups become committed, or are dropped on abort.
     pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
-        let n = self.cfg.offsets_topic_num_partitions;
+        let n = self.partition_count.get();
         for g in self.groups.borrow_mut().values_mut() {
             if partition_for(&g.id, n) == partition {
                 g.complete_txn(producer_id, commit);

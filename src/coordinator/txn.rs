@@ -380,11 +380,20 @@ pub struct TxnCoordinator {
     txns: RefCell<HashMap<String, TxnMetadata>>,
     in_flight: RefCell<HashSet<String>>,
     logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+    /// Partitions of `__transaction_state` (see [`super::internal_partition_count`]).
+    partition_count: std::cell::Cell<i32>,
 }
 
 impl TxnCoordinator {
     pub fn new(cfg: Arc<Config>) -> TxnCoordinator {
-        TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()) }
+        let partition_count = std::cell::Cell::new(cfg.transaction_state_log_num_partitions);
+        TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()), partition_count }
+    }
+
+    /// The shard tells the coordinator how many partitions `__transaction_state`
+    /// has, before it hands over any of them.
+    pub fn set_partition_count(&self, n: i32) {
+        self.partition_count.set(n.max(1));
     }
 
     /// Takes over a `__transaction_state` partition: replays it into id state.
@@ -401,7 +410,7 @@ impl TxnCoordinator {
     }
 
     fn partition_of(&self, id: &str) -> i32 {
-        partition_for(id, self.cfg.transaction_state_log_num_partitions)
+        partition_for(id, self.partition_count.get())
     }
 
     fn log_for(&self, id: &str) -> Option<Rc<PartitionLog>> {
@@ -423,7 +432,7 @@ impl TxnCoordinator {
     async fn persist(&self, meta: TxnMetadata) -> Result<TxnMetadata> {
         let log = self.log_for(&meta.transactional_id).ok_or(Error::CoordinatorNotAvailable)?;
         if let Err(e) = txn_store::append(&log, vec![txn_store::record(&meta)]).await {
-            tracing::error!(transactional_id = %meta.transactional_id, "persisting transaction state failed: {e}");
+            crate::error_limited!(transactional_id = %meta.transactional_id, "persisting transaction state failed: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
         self.txns.borrow_mut().insert(meta.transactional_id.clone(), meta.clone());
@@ -529,7 +538,7 @@ impl TxnCoordinator {
             })
             .collect();
         if let Err(e) = write_markers(shard, markers).await {
-            tracing::warn!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
+            crate::warn_limited!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
         self.persist(prepared.completed(now_ms())).await.map(|_| ())
@@ -580,7 +589,7 @@ impl TxnCoordinator {
                 continue;
             };
             if let Err(e) = self.complete(shard, cur.clone(), false).await {
-                tracing::warn!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
+                crate::warn_limited!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
             }
         }
         for m in timed_out {
@@ -589,7 +598,7 @@ impl TxnCoordinator {
             let Some(cur) = self.get(&m.transactional_id).filter(|c| c.timed_out(now) || c.state == TxnState::PrepareEpochFence) else { continue };
             tracing::info!(transactional_id = %cur.transactional_id, producer_id = cur.producer_id, epoch = cur.producer_epoch, "aborting a transaction past its timeout");
             if let Err(e) = self.complete(shard, cur.fence_and_abort(now), true).await {
-                tracing::warn!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
+                crate::warn_limited!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
             }
         }
         for id in expired {
@@ -603,7 +612,7 @@ impl TxnCoordinator {
                     self.txns.borrow_mut().remove(&id);
                     tracing::info!(transactional_id = %id, "transactional id expired");
                 }
-                Err(e) => tracing::warn!(transactional_id = %id, "expiring a transactional id failed: {e}"),
+                Err(e) => crate::warn_limited!(transactional_id = %id, "expiring a transactional id failed: {e}"),
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::log::PartitionLog;
 
 /// The internal topic holding transaction state.
-pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+pub use crate::protocol::topic::TXN_STATE_TOPIC;
 
 /// The record key: the transactional id (a struct so the format can grow).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -59,7 +59,7 @@ pub fn replay(log: &PartitionLog) -> Result<HashMap<String, TxnMetadata>> {
 /// (logged) rather than failing the whole partition.
 pub fn apply(state: &mut HashMap<String, TxnMetadata>, key: Option<&[u8]>, value: Option<&[u8]>) {
     let Some(k) = key.and_then(|k| serde_json::from_slice::<TxnKey>(k).ok()) else {
-        tracing::warn!("skipping a __transaction_state record with an unreadable key");
+        crate::warn_limited!("skipping a __transaction_state record with an unreadable key");
         return;
     };
     match value {
@@ -70,7 +70,7 @@ pub fn apply(state: &mut HashMap<String, TxnMetadata>, key: Option<&[u8]>, value
             Ok(m) if m.transactional_id == k.transactional_id => {
                 state.insert(k.transactional_id, m);
             }
-            _ => tracing::warn!(transactional_id = %k.transactional_id, "skipping an unreadable __transaction_state record"),
+            _ => crate::warn_limited!(transactional_id = %k.transactional_id, "skipping an unreadable __transaction_state record"),
         },
     }
 }

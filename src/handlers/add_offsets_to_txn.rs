@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
-use crate::coordinator::{partition_for, OFFSETS_TOPIC};
+use crate::coordinator::OFFSETS_TOPIC;
 
 pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
     let txn_id = req.transactional_id.0.to_string();
@@ -18,7 +18,7 @@ pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest, version: i16) -> Add
     } else if !super::group_coordinator::ensure_offsets_topic(ctx).await {
         E::CoordinatorNotAvailable.code()
     } else {
-        let p = partition_for(&group, ctx.shard().cfg.offsets_topic_num_partitions);
+        let p = super::group_coordinator::offsets_partition(ctx, &group);
         let r = TxnRequest::AddPartitions {
             transactional_id: txn_id.clone(),
             producer_id: req.producer_id.0,

@@ -14,10 +14,19 @@ use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
 /// Creates topics through the controller and installs the new image on all shards.
-/// Used by CreateTopics and by Metadata's auto-creation.
+/// Used by CreateTopics and by Metadata's auto-creation: internal topics are refused.
 pub async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+    create_as(ctx, topics, validate_only, false).await
+}
+
+/// Creates one of the broker's own internal topics (the coordinators, on first use).
+pub async fn create_internal(ctx: &Ctx, topic: NewTopic) -> Result<()> {
+    create_as(ctx, vec![topic], false, true).await.pop().unwrap_or(Err(Error::ShardUnavailable))
+}
+
+async fn create_as(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
     let n = topics.len();
-    let resp = ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only }).await;
+    let resp = ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only, internal }).await;
     let results = match resp {
         Ok(ShardResponse::CreateTopics(r)) if r.len() == n => r,
         _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
@@ -33,7 +42,7 @@ pub async fn publish_image(ctx: &Ctx) {
     let controller_image = controller_image(ctx).await;
     for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
         if r.is_err() {
-            tracing::error!("a shard did not apply the new metadata image");
+            crate::error_limited!("a shard did not apply the new metadata image");
         }
     }
 }

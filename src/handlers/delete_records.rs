@@ -6,16 +6,25 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::Ctx;
+use crate::error::Error;
+use crate::protocol::topic::is_internal_topic;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
 pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let image = ctx.shard().image();
     let mut items = Vec::new();
+    // Internal topics hold the coordinators' state: refused, as Kafka does.
+    let mut refused = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
         for p in &t.partitions {
-            items.push((image.shard_for(&topic, p.partition_index), (TopicPartition { topic: topic.clone(), partition: p.partition_index }, p.offset)));
+            let tp = TopicPartition { topic: topic.clone(), partition: p.partition_index };
+            if is_internal_topic(&topic) {
+                refused.push(tp);
+            } else {
+                items.push((image.shard_for(&topic, p.partition_index), (tp, p.offset)));
+            }
         }
     }
     let keys: Vec<TopicPartition> = items.iter().map(|(_, (tp, _))| tp.clone()).collect();
@@ -30,7 +39,11 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
     )
     .await;
     let mut topics: Vec<DeleteRecordsTopicResult> = Vec::new();
-    for (tp, r) in keys.into_iter().zip(results) {
+    let refused = refused.into_iter().map(|tp| {
+        let e = Error::InvalidTopic(format!("Cannot delete records of internal topic {}", tp.topic));
+        (tp, Err(e))
+    });
+    for (tp, r) in keys.into_iter().zip(results).chain(refused) {
         let mut pr = DeleteRecordsPartitionResult::default().with_partition_index(tp.partition).with_low_watermark(-1);
         match r {
             Ok(lw) => pr.low_watermark = lw,

@@ -8,13 +8,12 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::coordinator::partition_for;
 use crate::coordinator::txn::{TxnDescription, TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;
 
 async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
-    let p = partition_for(&id, ctx.shard().cfg.transaction_state_log_num_partitions);
+    let p = super::txn_coordinator::txn_partition(ctx, &id);
     let Some(shard) = ctx.shard().image().shard_for(TXN_STATE_TOPIC, p) else {
         return TxnDescription::error(id, Error::TransactionalIdNotFound.code());
     };

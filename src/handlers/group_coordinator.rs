@@ -2,7 +2,7 @@
 //! `__consumer_offsets` partition of a group and send the request to its owner shard.
 
 use super::Ctx;
-use crate::coordinator::{partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
+use crate::coordinator::{internal_partition_count, partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
 use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
 use kafka_protocol::ResponseError as E;
 
@@ -16,8 +16,14 @@ pub async fn ensure_offsets_topic(ctx: &Ctx) -> bool {
     // coordinator replays) with 100 MiB segments (offsets.topic.segment.bytes).
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let topic = NewTopic { name: OFFSETS_TOPIC.into(), num_partitions: n, replication_factor: 1, configs };
-    let _ = super::create_topics::create(ctx, vec![topic], false).await;
+    let _ = super::create_topics::create_internal(ctx, topic).await;
     ctx.shard().image().topics.contains_key(OFFSETS_TOPIC)
+}
+
+/// The `__consumer_offsets` partition of `group`, by the topic's actual partition count.
+pub fn offsets_partition(ctx: &Ctx, group: &str) -> i32 {
+    let n = internal_partition_count(&ctx.shard().image(), OFFSETS_TOPIC, ctx.shard().cfg.offsets_topic_num_partitions);
+    partition_for(group, n)
 }
 
 /// The shard coordinating `group`, or a Kafka error code.
@@ -25,7 +31,7 @@ pub async fn shard_for_group(ctx: &Ctx, group: &str) -> Result<usize, i16> {
     if !ensure_offsets_topic(ctx).await {
         return Err(E::CoordinatorNotAvailable.code());
     }
-    let p = partition_for(group, ctx.shard().cfg.offsets_topic_num_partitions);
+    let p = offsets_partition(ctx, group);
     ctx.shard().image().shard_for(OFFSETS_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
 }
 

@@ -2,14 +2,20 @@
 //! partition leaders, replicas and ISR. Auto-creates requested topics when the
 //! request allows it (v4+, always for older versions) and
 //! `auto.create.topics.enable` is true — librdkafka's producers rely on it.
+//! A name that cannot be created (it collides with an existing topic) gets the
+//! creation's error (INVALID_TOPIC_EXCEPTION), as Kafka answers.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use std::collections::HashMap;
+
 use super::Ctx;
-use crate::shard::metadata::{validate_topic_name, TopicMeta};
+use crate::error::Error;
+use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
+use crate::shard::metadata::TopicMeta;
 use crate::shard::request::NewTopic;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -19,15 +25,38 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     // v0 used an empty list to mean "all topics".
     let requested = requested.filter(|r| !(version == 0 && r.is_empty()));
 
+    // Why auto-creation failed, per name (e.g. a name colliding with an existing one).
+    let mut create_errors: HashMap<String, i16> = HashMap::new();
     if let Some(names) = &requested {
         let image = ctx.shard().image();
-        let missing: Vec<NewTopic> = names
-            .iter()
-            .filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok())
-            .map(|n| NewTopic { name: n.clone(), num_partitions: cfg.num_partitions, replication_factor: cfg.default_replication_factor, configs: Default::default() })
-            .collect();
+        let missing: Vec<&String> = names.iter().filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok()).collect();
         if allow_auto && cfg.auto_create_topics_enable && !missing.is_empty() {
-            let _ = super::create_topics::create(ctx, missing, false).await;
+            // Internal topics are created the broker's way (their own partition
+            // count and configs), as Kafka's auto-creation does; names the broker
+            // reserves but does not use are never created.
+            if missing.iter().any(|n| n.as_str() == OFFSETS_TOPIC) {
+                super::group_coordinator::ensure_offsets_topic(ctx).await;
+            }
+            if missing.iter().any(|n| n.as_str() == TXN_STATE_TOPIC) {
+                super::txn_coordinator::ensure_txn_topic(ctx).await;
+            }
+            let plain: Vec<NewTopic> = missing
+                .iter()
+                .filter(|n| !is_internal_topic(n))
+                .map(|n| NewTopic { name: (*n).clone(), num_partitions: cfg.num_partitions, replication_factor: cfg.default_replication_factor, configs: Default::default() })
+                .collect();
+            let names: Vec<String> = plain.iter().map(|t| t.name.clone()).collect();
+            if !plain.is_empty() {
+                for (name, r) in names.into_iter().zip(super::create_topics::create(ctx, plain, false).await) {
+                    // Already existing means another request created it meanwhile.
+                    match r {
+                        Ok(()) | Err(Error::TopicAlreadyExists) => {}
+                        Err(e) => {
+                            create_errors.insert(name, e.code());
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -38,8 +67,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             .map(|n| match image.topics.get(n) {
                 Some(t) => topic_entry(t, version),
                 None => {
-                    let code = if validate_topic_name(n).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
-                    MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))).with_error_code(code.code())
+                    let code = if validate_topic_name(n).is_err() {
+                        ResponseError::InvalidTopicException.code()
+                    } else {
+                        create_errors.get(n).copied().unwrap_or(ResponseError::UnknownTopicOrPartition.code())
+                    };
+                    MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))).with_error_code(code)
                 }
             })
             .collect(),
@@ -79,6 +112,6 @@ fn topic_entry(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(if version >= 10 { t.topic_id } else { uuid::Uuid::nil() })
-        .with_is_internal(version >= 1 && t.name.starts_with("__"))
+        .with_is_internal(version >= 1 && is_internal_topic(&t.name))
         .with_partitions(partitions)
 }

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::error::Error;
 use crate::protocol::record_batch::validate_batches;
+use crate::protocol::topic::is_internal_topic;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
@@ -30,6 +31,9 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
             let owner = image.shard_for(&topic, p.index);
             let checked = if !matches!(acks, 0 | 1 | -1) {
                 Err(Error::InvalidRequiredAcks(acks))
+            } else if is_internal_topic(&topic) {
+                // The coordinators' state: only they write it (Kafka's answer).
+                Err(Error::InvalidTopic(format!("Cannot append to internal topic {topic}")))
             } else if owner.is_none() {
                 Err(Error::UnknownTopicOrPartition)
             } else {

@@ -5,7 +5,7 @@
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
-use crate::coordinator::partition_for;
+use crate::coordinator::{internal_partition_count, partition_for};
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
@@ -20,8 +20,14 @@ pub async fn ensure_txn_topic(ctx: &Ctx) -> bool {
     // replay) with 100 MiB segments (transaction.state.log.segment.bytes).
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let topic = NewTopic { name: TXN_STATE_TOPIC.into(), num_partitions: n, replication_factor: 1, configs };
-    let _ = super::create_topics::create(ctx, vec![topic], false).await;
+    let _ = super::create_topics::create_internal(ctx, topic).await;
     ctx.shard().image().topics.contains_key(TXN_STATE_TOPIC)
+}
+
+/// The `__transaction_state` partition of `transactional_id`, by the topic's actual partition count.
+pub fn txn_partition(ctx: &Ctx, transactional_id: &str) -> i32 {
+    let n = internal_partition_count(&ctx.shard().image(), TXN_STATE_TOPIC, ctx.shard().cfg.transaction_state_log_num_partitions);
+    partition_for(transactional_id, n)
 }
 
 /// The shard coordinating `transactional_id`, or a Kafka error code.
@@ -29,7 +35,7 @@ pub async fn shard_for_txn(ctx: &Ctx, transactional_id: &str) -> Result<usize, i
     if !ensure_txn_topic(ctx).await {
         return Err(E::CoordinatorNotAvailable.code());
     }
-    let p = partition_for(transactional_id, ctx.shard().cfg.transaction_state_log_num_partitions);
+    let p = txn_partition(ctx, transactional_id);
     ctx.shard().image().shard_for(TXN_STATE_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
 }
 

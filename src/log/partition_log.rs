@@ -487,7 +487,7 @@ impl PartitionLog {
                 st.queue.drain(..).collect()
             };
             if let Err(e) = self.write_group(group).await {
-                tracing::error!(topic = %self.topic, partition = self.partition, "segment write failed: {e}");
+                crate::error_limited!(topic = %self.topic, partition = self.partition, "segment write failed: {e}");
             }
         }
     }
@@ -560,7 +560,7 @@ impl PartitionLog {
                         st.producers = producers;
                         st.aborted = aborted;
                     }
-                    Err(e2) => tracing::error!(topic = %self.topic, partition = self.partition, "rebuilding producer state failed: {e2}"),
+                    Err(e2) => crate::error_limited!(topic = %self.topic, partition = self.partition, "rebuilding producer state failed: {e2}"),
                 }
                 drop(st);
                 self.fail_group(&mut rest, e.kind());
@@ -586,7 +586,7 @@ impl PartitionLog {
                     if c.aborted {
                         let t = AbortedTxn::of(&c, st.producers.first_unstable_offset());
                         if let Err(e) = txn_index::append(&self.dir, active_base, &t) {
-                            tracing::error!(topic = %self.topic, partition = self.partition, "writing the transaction index failed: {e}");
+                            crate::error_limited!(topic = %self.topic, partition = self.partition, "writing the transaction index failed: {e}");
                         }
                         st.aborted.push(t);
                     }
@@ -635,11 +635,11 @@ impl PartitionLog {
             match (res, snapshot) {
                 (Ok(()), Some(snap)) => {
                     if let Err(e) = me.ring.fdatasync(snap.file.as_raw_fd()).await.and_then(|()| snap.install()) {
-                        tracing::warn!(topic = %me.topic, partition = me.partition, "writing a producer state snapshot failed: {e}");
+                        crate::warn_limited!(topic = %me.topic, partition = me.partition, "writing a producer state snapshot failed: {e}");
                     }
                 }
                 (Ok(()), None) => {}
-                (Err(e), _) => tracing::error!(topic = %me.topic, partition = me.partition, "syncing a rolled segment failed: {e}"),
+                (Err(e), _) => crate::error_limited!(topic = %me.topic, partition = me.partition, "syncing a rolled segment failed: {e}"),
             }
             me.roll_syncing.set(false);
             me.roll_synced.notify_all();
@@ -818,7 +818,7 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<RollSync> {
     let snapshot = match st.producers.encode_snapshot().and_then(|b| SnapshotFile::write(dir, st.next_offset, &b)) {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), "writing a producer state snapshot failed: {e}");
+            crate::warn_limited!(dir = %dir.display(), "writing a producer state snapshot failed: {e}");
             None
         }
     };

@@ -56,7 +56,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                         continue;
                     }
                     Framed::Invalid(size) => {
-                        tracing::info!(size, "request size out of bounds; closing connection");
+                        crate::info_limited!(size, "request size out of bounds; closing connection");
                         shutdown(fd);
                         return;
                     }
@@ -143,7 +143,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                 }
                 match end {
                     After::Close(why) => {
-                        tracing::info!("closing connection: {why}");
+                        crate::info_limited!("closing connection: {why}");
                         shutdown(fd);
                         break;
                     }

@@ -2,14 +2,17 @@
 //! No I/O here: everything takes the API version explicitly, so benches and
 //! fuzz targets can call it directly.
 //!
-//! `record_batch` keeps RecordBatch v2 as bytes (validation, offset rewrite);
-//! `fetch_response` encodes Fetch responses around file ranges (zero-copy).
+//! `record_batch` keeps RecordBatch v2 as bytes (header validation, offset rewrite);
+//! `record_validator` walks the records inside a batch (Kafka's LogValidator);
+//! `fetch_response` encodes Fetch responses around file ranges (zero-copy);
+//! `topic` holds Kafka's topic name rules (legal names, collisions, internal topics).
 
 pub mod compression;
 pub mod control;
 pub mod fetch_response;
 pub mod record_batch;
 pub mod record_validator;
+pub mod topic;
 
 use std::fs::File;
 use std::sync::Arc;

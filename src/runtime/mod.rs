@@ -100,6 +100,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         tracing::info!("no clean-shutdown marker: active segments will be validated by CRC");
     }
     let image = Arc::new(MetadataImage::load_or_new(&cfg.log_dir)?);
+    crate::coordinator::warn_partition_count_mismatch(&cfg, &image);
     // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one port.
     let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
     probe.set_reuse_port(true)?;
@@ -174,8 +175,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     drop(probe);
-    // Tests and scripts wait for this exact line.
-    println!("shardlog listening on {bound}");
+    // Tests and scripts wait for this exact line (a closed stdout is ignored).
+    crate::logging::stdout_line(&format!("shardlog listening on {bound}"));
     tracing::info!(%bound, shards = n, ?cores, "broker started");
     let mut failed = false;
     for h in handles {

@@ -110,16 +110,5 @@ fn new_cluster_id() -> String {
     (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
 }
 
-/// Kafka's topic name rule: 1-249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(format!("topic name `{name}` is illegal"));
-    }
-    if name.len() > 249 {
-        return Err("topic name is longer than 249 characters".into());
-    }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name `{name}` contains `{c}`; only ASCII alphanumerics, '.', '_' and '-' are allowed"));
-    }
-    Ok(())
-}
+/// Kafka's topic name rule (kept with the other name rules in `protocol::topic`).
+pub use crate::protocol::topic::validate_topic_name;

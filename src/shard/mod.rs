@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::io::ring::Ring;
 use crate::log::{LogConfig, PartitionLog};
 use crate::protocol::now_ms;
-use metadata::{validate_topic_name, MetadataImage, PartitionMeta, TopicMeta};
+use crate::protocol::topic::{is_internal_topic, unify_collision_chars, validate_topic_name};
+use metadata::{MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
 use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition, TxnMarker};
 
@@ -178,6 +179,14 @@ impl Shard {
 
     fn open_owned(&self, image: &MetadataImage) -> Result<()> {
         for t in image.topics.values() {
+            // Before any partition is handed over: the count places keys in it.
+            let count = t.partitions.len().min(i32::MAX as usize) as i32;
+            if t.name == crate::coordinator::OFFSETS_TOPIC {
+                self.coordinator.set_partition_count(count);
+            }
+            if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
+                self.txn.set_partition_count(count);
+            }
             let lc = LogConfig::from(&self.cfg, &t.configs);
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.owner_shard != self.id {
@@ -221,7 +230,7 @@ impl Shard {
             }
             let dir = crate::log::partition_log::partition_dir(&self.cfg.log_dir, &tp.topic, tp.partition);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), "removing a deleted partition failed: {e}");
+                crate::warn_limited!(dir = %dir.display(), "removing a deleted partition failed: {e}");
             }
             tracing::info!(topic = %tp.topic, partition = tp.partition, "partition deleted");
         }
@@ -247,8 +256,8 @@ impl Shard {
             ShardRequest::ListOffsets { partitions, read_committed } => {
                 ShardResponse::ListOffsets(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts, read_committed)).collect())
             }
-            ShardRequest::CreateTopics { topics, validate_only } => {
-                ShardResponse::CreateTopics(self.create_topics(topics, validate_only).await)
+            ShardRequest::CreateTopics { topics, validate_only, internal } => {
+                ShardResponse::CreateTopics(self.create_topics(topics, validate_only, internal).await)
             }
             ShardRequest::GetMetadata => ShardResponse::Metadata(self.image()),
             ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics)),
@@ -304,7 +313,7 @@ impl Shard {
         let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
         for l in logs {
             if let Err(e) = l.apply_retention(now) {
-                tracing::error!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
+                crate::error_limited!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
             }
             l.expire_producers(now, self.cfg.producer_id_expiration_ms);
         }
@@ -328,7 +337,7 @@ impl Shard {
                     );
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
+                Err(e) => crate::error_limited!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
             }
         }
     }
@@ -394,27 +403,38 @@ impl Shard {
 
     /// Controller: validate, place partitions on the least-loaded shards, persist.
     /// The caller pushes the returned image to every shard.
-    async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+    async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
         while self.controller_busy.get() {
             self.controller_idle.wait().await;
         }
         self.controller_busy.set(true);
-        let out = self.create_topics_locked(topics, validate_only);
+        let out = self.create_topics_locked(topics, validate_only, internal);
         self.controller_busy.set(false);
         self.controller_idle.notify_all();
         out
     }
 
-    fn create_topics_locked(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
+    /// Internal topics are created only by the broker (`internal`), never by a
+    /// client: their partition count places every group and transactional id.
+    /// A name that collides with an existing one (`.` = `_`) is refused, as Kafka does.
+    fn create_topics_locked(&self, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
         let mut image = (*self.image()).clone();
         let mut per_shard = image.partitions_per_shard(self.nr_shards);
         let mut results = Vec::with_capacity(topics.len());
         let mut changed = false;
+        // Existing names by their collision form; topics created below join it.
+        let mut unified: HashMap<String, String> = image.topics.keys().map(|n| (unify_collision_chars(n), n.clone())).collect();
         for t in topics {
             let r = (|| {
                 validate_topic_name(&t.name).map_err(Error::InvalidTopic)?;
+                if is_internal_topic(&t.name) && !internal {
+                    return Err(Error::InternalTopicCreation(t.name.clone()));
+                }
                 if image.topics.contains_key(&t.name) {
                     return Err(Error::TopicAlreadyExists);
+                }
+                if let Some(other) = unified.get(&unify_collision_chars(&t.name)) {
+                    return Err(Error::InvalidTopic(format!("Topic '{}' collides with existing topic: {other}", t.name)));
                 }
                 if t.num_partitions < 1 {
                     return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
@@ -436,6 +456,7 @@ impl Shard {
                         PartitionMeta { owner_shard: owner, leader: self.cfg.broker_id, leader_epoch: 0, replicas: vec![self.cfg.broker_id], isr: vec![self.cfg.broker_id] }
                     })
                     .collect();
+                unified.insert(unify_collision_chars(&t.name), t.name.clone());
                 image.topics.insert(t.name.clone(), TopicMeta { name: t.name.clone(), topic_id: uuid::Uuid::new_v4(), partitions, configs });
                 changed = true;
                 Ok(())
@@ -463,7 +484,7 @@ impl Shard {
     fn commit_image(&self, mut image: MetadataImage) -> std::io::Result<()> {
         image.version += 1;
         if let Err(e) = image.persist(&self.cfg.log_dir) {
-            tracing::error!("persisting metadata failed: {e}");
+            crate::error_limited!("persisting metadata failed: {e}");
             return Err(e);
         }
         *self.image.borrow_mut() = Arc::new(image);
@@ -484,8 +505,8 @@ impl Shard {
                     Some(n) => n,
                     None => image.topics.values().find(|t| t.topic_id == id).map(|t| t.name.clone()).ok_or(Error::UnknownTopicId)?,
                 };
-                if name == crate::coordinator::OFFSETS_TOPIC || name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
-                    return Err(Error::InvalidTopic(format!("the internal topic {name} cannot be deleted")));
+                if is_internal_topic(&name) {
+                    return Err(Error::InvalidTopic(format!("Cannot delete internal topic {name}: it holds the broker's group or transaction state")));
                 }
                 let t = image.topics.remove(&name).ok_or(Error::UnknownTopicOrPartition)?;
                 changed = true;
@@ -505,6 +526,10 @@ impl Shard {
             .into_iter()
             .map(|(name, count)| {
                 let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
+                if is_internal_topic(&name) {
+                    // Groups and transactional ids are placed by hash modulo this count.
+                    return Err(Error::InvalidTopic(format!("Cannot add partitions to internal topic {name}: its partition count places groups and transactional ids")));
+                }
                 let cur = t.partitions.len() as i32;
                 if count < cur {
                     return Err(Error::InvalidPartitions(format!("topic {name} has {cur} partitions; the count can only increase, got {count}")));
@@ -533,7 +558,7 @@ impl Shard {
         for l in logs {
             if l.flush_due_by_time() {
                 if let Err(e) = l.flush().await {
-                    tracing::error!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
+                    crate::error_limited!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
                 }
             }
         }

@@ -79,7 +79,8 @@ pub enum ShardRequest {
     /// latest is the last stable offset when `read_committed`.
     ListOffsets { partitions: Vec<(TopicPartition, i64)>, read_committed: bool },
     /// Controller only: create topics and push the new image to every shard.
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
+    /// `internal`: the broker creating one of its own topics (clients never may).
+    CreateTopics { topics: Vec<NewTopic>, validate_only: bool, internal: bool },
     /// A consumer-group request for a group this shard coordinates.
     Group(crate::coordinator::GroupRequest),
     /// Controller only: delete topics by name or id; answers (name, id) per topic.
