@@ -14,7 +14,7 @@ use crate::shard::notify::Notify;
 
 /// Binds this shard's listener on `addr` (a concrete port).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))
+    TcpListener::bind(addr).map_err(std::io::Error::from)
 }
 
 /// Accepts until the broker stops, then waits for open connections to finish.

@@ -2,8 +2,11 @@
 //! per configured core, each running one shard. Start-up order matters and is
 //! commented where it happens.
 
+pub mod exclusive;
+
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -25,6 +28,12 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
+    /// Another process holds the log dir (see [`exclusive`]).
+    #[error("cannot lock {}: the log dir is in use by another shardlog process{}", .lock.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    LogDirLocked { lock: PathBuf, pid: Option<u32> },
+    /// Another process serves the listener port (see [`exclusive`]).
+    #[error("port {port} is already served by another process: {why}")]
+    PortInUse { port: u16, why: String },
 }
 
 /// Cores to run shards on.
@@ -89,10 +98,15 @@ fn stop_eventfds(n: usize) -> std::io::Result<Vec<RawFd>> {
 pub fn run(cfg: Config) -> Result<(), StartError> {
     let cores = shard_cores(&cfg);
     let n = cores.len();
+    // 0. Exclusive use of the log dir and the port before anything in the dir is
+    //    read or written: a second broker must leave the first one's data alone.
+    //    Both are held until this function returns (the process exits).
+    std::fs::create_dir_all(&cfg.log_dir)?;
+    let _log_dir_lock = exclusive::lock_log_dir(&cfg.log_dir)?;
+    exclusive::check_port_not_served(cfg.listener)?;
     // 1. Data dir and crash detection first: the clean-shutdown marker decides
     //    whether active segments get full CRC recovery. It is removed before any
     //    shard starts, so a crash during start-up still means "recover" next time.
-    std::fs::create_dir_all(&cfg.log_dir)?;
     let marker = cfg.log_dir.join(CLEAN_SHUTDOWN_FILE);
     let recover = !marker.exists();
     let _ = std::fs::remove_file(&marker);
@@ -100,12 +114,14 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         tracing::info!("no clean-shutdown marker: active segments will be validated by CRC");
     }
     let image = Arc::new(MetadataImage::load_or_new(&cfg.log_dir)?);
-    // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one port.
+    // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one
+    //    port, and claim that port among shardlog brokers (exclusive.rs).
     let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
     probe.set_reuse_port(true)?;
     probe.set_reuse_address(true)?;
-    probe.bind(&cfg.listener.into())?;
+    probe.bind(&cfg.listener.into()).map_err(|e| exclusive::bind_error(cfg.listener, e))?;
     let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
+    let _port_claim = exclusive::claim_port(bound.port())?;
     let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
         let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
         (host, bound.port())
@@ -142,7 +158,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
                     Ok(l) => l,
-                    Err(e) => return fail(format!("binding {bound}: {e}")),
+                    Err(e) => return fail(exclusive::bind_error(bound, e).to_string()),
                 };
                 spawn_stop_watcher(shard.clone(), stop_fd);
                 spawn_flusher(shard.clone());
