@@ -2,6 +2,9 @@
 //! partition leaders, replicas and ISR. Auto-creates requested topics when the
 //! request allows it (v4+, always for older versions) and
 //! `auto.create.topics.enable` is true — librdkafka's producers rely on it.
+//! A partition whose log could not be opened is listed offline, as Kafka lists
+//! a replica on a failed log dir: KAFKA_STORAGE_ERROR, no leader, no ISR, and
+//! this broker among its offline replicas (v5+). It is never shown healthy.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -9,7 +12,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::Ctx;
+use crate::error::Error;
 use crate::shard::metadata::{validate_topic_name, TopicMeta};
+use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -32,18 +37,19 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     }
 
     let image = ctx.shard().image();
+    let offline = &ctx.shard().offline;
     let topics: Vec<MetadataResponseTopic> = match &requested {
         Some(names) => names
             .iter()
             .map(|n| match image.topics.get(n) {
-                Some(t) => topic_entry(t, version),
+                Some(t) => topic_entry(t, version, offline),
                 None => {
                     let code = if validate_topic_name(n).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
                     MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))).with_error_code(code.code())
                 }
             })
             .collect(),
-        None => image.topics.values().map(|t| topic_entry(t, version)).collect(),
+        None => image.topics.values().map(|t| topic_entry(t, version, offline)).collect(),
     };
     let (host, port) = &ctx.shard().advertised;
     let mut resp = MetadataResponse::default()
@@ -62,18 +68,32 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     resp
 }
 
-fn topic_entry(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> MetadataResponseTopic {
+    let down = offline.of_topic(&t.name, t.topic_id);
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            MetadataResponsePartition::default()
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
-                .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
-                .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
+                .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
+            match down.get(&(i as i32)) {
+                None => entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
+                Some(reason) => {
+                    let e = entry
+                        .with_error_code(Error::KafkaStorage(reason.clone()).code())
+                        .with_leader_id(BrokerId(-1))
+                        .with_isr_nodes(Vec::new());
+                    // offline_replicas exists from v5 on; the encoder rejects it before.
+                    if version >= 5 {
+                        e.with_offline_replicas(p.replicas.iter().map(|&b| BrokerId(b)).collect())
+                    } else {
+                        e
+                    }
+                }
+            }
         })
         .collect();
     MetadataResponseTopic::default()

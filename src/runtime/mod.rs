@@ -3,6 +3,7 @@
 //! commented where it happens.
 
 pub mod exclusive;
+pub mod nofile;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -18,6 +19,7 @@ use crate::handlers::Ctx;
 use crate::io::ring::Ring;
 use crate::log::CLEAN_SHUTDOWN_FILE;
 use crate::shard::metadata::MetadataImage;
+use crate::shard::offline::{descriptors_reserved, OfflinePartitions};
 use crate::shard::Shard;
 use crate::xshard::{self, XShard};
 
@@ -122,6 +124,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     probe.bind(&cfg.listener.into()).map_err(|e| exclusive::bind_error(cfg.listener, e))?;
     let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
     let _port_claim = exclusive::claim_port(bound.port())?;
+    // Descriptors before the shards open their logs: raise the limit, estimate
+    // the need from the data dir, and keep some free for connections.
+    let nofile = nofile::raise_nofile();
+    nofile::check_need(&nofile, &nofile::NofileNeed::of_image(&image, &cfg.log_dir, n, nofile.soft));
+    let offline = Arc::new(OfflinePartitions::new(descriptors_reserved(nofile.soft)));
     let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
         let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
         (host, bound.port())
@@ -135,7 +142,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let drained = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
-        let (cfg, image, advertised, ready_tx, drained) = (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone());
+        let (cfg, image, advertised, ready_tx, drained, offline) =
+            (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone());
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -150,10 +158,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Ok(r) => r,
                     Err(e) => return fail(format!("io_uring: {e}")),
                 };
-                let shard = match Shard::new(id, n, cfg.clone(), ring, advertised, image, recover) {
-                    Ok(s) => s,
-                    Err(e) => return fail(format!("loading partitions: {e}")),
-                };
+                let shard = Shard::new(id, n, cfg.clone(), ring, advertised, image, recover, offline);
                 let x = XShard::connect(shard.clone(), eps).await;
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
