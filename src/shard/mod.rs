@@ -74,6 +74,8 @@ pub struct Shard {
 impl Shard {
     /// Builds the shard and opens the logs it owns in `image`.
     /// A partition that cannot be opened is offline (see [`offline`]), not a start-up failure.
+    // Distinct start-up inputs, called from one place (runtime::run).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         nr_shards: usize,
