@@ -647,7 +647,7 @@ pub fn nofile_need(lim: Option<Rlimit>, log_dir: &Path, planned: Option<u64>, sh
         None => {
             let image = crate::shard::metadata::MetadataImage::load_or_new(log_dir).ok();
             let need = match image {
-                Some(image) => NofileNeed::of_image(&image, log_dir, shards, limit),
+                Some(image) => NofileNeed::of_partitions(&crate::runtime::nofile::startup_partitions(&image, log_dir), shards, limit),
                 None => NofileNeed::estimate(0, shards, limit),
             };
             (need, PartitionSource::LogDir(log_dir.to_path_buf()))

@@ -127,8 +127,31 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     // Descriptors before the shards open their logs: raise the limit, estimate
     // the need from the data dir, and keep some free for connections.
     let nofile = nofile::raise_nofile();
-    nofile::check_need(&nofile, &nofile::NofileNeed::of_image(&image, &cfg.log_dir, n, nofile.soft));
+    let parts = nofile::startup_partitions(&image, &cfg.log_dir);
+    nofile::check_need(&nofile, &nofile::NofileNeed::of_partitions(&parts, n, nofile.soft));
     let offline = Arc::new(OfflinePartitions::new(descriptors_reserved(nofile.soft)));
+    // The partitions past the budget stay offline from the start (the shards
+    // skip them), so which ones open does not depend on which shard is first.
+    let budget = nofile::startup_budget(nofile.soft, n);
+    let skipped = nofile::over_budget(&parts, budget);
+    if let Some(first) = skipped.first() {
+        let reason = format!(
+            "not opened at start-up: RLIMIT_NOFILE {} leaves room for {budget} segment files, taken by the {} partitions before it",
+            nofile.soft,
+            parts.len() - skipped.len()
+        );
+        for p in skipped {
+            offline.mark(&p.tp, p.topic_id, reason.clone());
+        }
+        tracing::error!(
+            offline = skipped.len(),
+            "{} partitions, from {}-{} on in start-up order (internal topics first, then by name), are offline \
+             (KAFKA_STORAGE_ERROR): {reason}",
+            skipped.len(),
+            first.tp.topic,
+            first.tp.partition
+        );
+    }
     let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
         let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
         (host, bound.port())

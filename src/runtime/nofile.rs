@@ -8,12 +8,18 @@
 //! the partitions that do not fit stay offline (KAFKA_STORAGE_ERROR; see
 //! `shard::offline`) while the rest are served. `shardlog tune` runs the same
 //! estimate.
+//!
+//! Which partitions fit is decided here, before the shards start, in one
+//! order ([`startup_partitions`]): shards open their logs concurrently, and
+//! left to race, the first shard to start would take every descriptor and its
+//! neighbours' partitions, internal ones included, would all be offline.
 
 use std::path::Path;
 
 use crate::log::partition_log::segment_file_count;
 use crate::shard::metadata::MetadataImage;
 use crate::shard::offline::descriptors_reserved;
+use crate::shard::request::TopicPartition;
 
 /// Descriptors each shard holds for its life, measured with glommio 0.9 on
 /// Linux 6.18: four io_uring rings (glommio's three and the shard's own), three
@@ -78,18 +84,68 @@ pub struct NofileNeed {
     pub reserved: u64,
 }
 
-impl NofileNeed {
-    /// The need for the partitions of `image`, counting their segment files under `log_dir`.
-    pub fn of_image(image: &MetadataImage, log_dir: &Path, shards: usize, limit: u64) -> NofileNeed {
-        let mut partitions = 0u64;
-        let mut segments = 0u64;
-        for t in image.topics.values() {
-            for p in 0..t.partitions.len() {
-                partitions += 1;
-                segments += segment_file_count(log_dir, &t.name, p as i32).max(1);
-            }
+/// One partition of the image with the descriptors its log will hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFiles {
+    pub tp: TopicPartition,
+    pub topic_id: uuid::Uuid,
+    /// Its segment files under the log dir, at least 1 (the one a new log creates).
+    pub segments: u64,
+}
+
+/// Every partition of `image` in start-up order: internal topics (`__*`:
+/// groups and transactions depend on them) first, then the image's order
+/// (topic name, partition index), with their segment files under `log_dir`.
+pub fn startup_partitions(image: &MetadataImage, log_dir: &Path) -> Vec<PartitionFiles> {
+    let (internal, other): (Vec<_>, Vec<_>) = image.topics.values().partition(|t| t.name.starts_with("__"));
+    internal
+        .into_iter()
+        .chain(other)
+        .flat_map(|t| {
+            (0..t.partitions.len() as i32).map(move |p| PartitionFiles {
+                tp: TopicPartition { topic: t.name.clone(), partition: p },
+                topic_id: t.topic_id,
+                segments: segment_file_count(log_dir, &t.name, p).max(1),
+            })
+        })
+        .collect()
+}
+
+/// Files a shard has open for a moment while it opens a log (a directory
+/// listing, an index or snapshot being read): the shards open in parallel at
+/// start-up, so the budget leaves these free too.
+pub const DESCRIPTORS_OPENING_PER_SHARD: u64 = 4;
+
+/// Segment files the shards may open at start-up within `soft`: what is left
+/// after the process's and the shards' own descriptors, those the shards use
+/// for a moment while opening, and the [`descriptors_reserved`] for
+/// connections. All of the planned opens succeed whichever shard is first.
+pub fn startup_budget(soft: u64, shards: usize) -> u64 {
+    let shards = shards as u64;
+    soft.saturating_sub(DESCRIPTORS_PER_PROCESS + shards * (DESCRIPTORS_PER_SHARD + DESCRIPTORS_OPENING_PER_SHARD) + descriptors_reserved(soft))
+}
+
+/// The partitions, a suffix of `parts` in its order, whose logs do not fit in `budget` segment files.
+pub fn over_budget(parts: &[PartitionFiles], budget: u64) -> &[PartitionFiles] {
+    let mut used = 0u64;
+    for (i, p) in parts.iter().enumerate() {
+        used += p.segments;
+        if used > budget {
+            return &parts[i..];
         }
-        NofileNeed { partitions, segments, shards: shards as u64, reserved: descriptors_reserved(limit) }
+    }
+    &[]
+}
+
+impl NofileNeed {
+    /// The need for `parts` (see [`startup_partitions`]).
+    pub fn of_partitions(parts: &[PartitionFiles], shards: usize, limit: u64) -> NofileNeed {
+        NofileNeed {
+            partitions: parts.len() as u64,
+            segments: parts.iter().map(|p| p.segments).sum(),
+            shards: shards as u64,
+            reserved: descriptors_reserved(limit),
+        }
     }
 
     /// The need for `partitions` new partitions (one segment each).
@@ -135,6 +191,41 @@ pub fn check_need(limit: &Nofile, need: &NofileNeed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn part(topic: &str, partition: i32, segments: u64) -> PartitionFiles {
+        PartitionFiles { tp: TopicPartition { topic: topic.into(), partition }, topic_id: uuid::Uuid::nil(), segments }
+    }
+
+    #[test]
+    fn the_budget_keeps_a_prefix_in_start_up_order() {
+        assert_eq!(startup_budget(256, 2), 256 - 8 - 2 * (8 + 4) - 64);
+        assert_eq!(startup_budget(64, 4), 0);
+        let parts = vec![part("__consumer_offsets", 0, 1), part("a", 0, 3), part("a", 1, 1), part("b", 0, 1)];
+        assert!(over_budget(&parts, 6).is_empty());
+        assert_eq!(over_budget(&parts, 5), &parts[3..]);
+        assert_eq!(over_budget(&parts, 3), &parts[1..], "a prefix: nothing after the first that does not fit");
+        assert_eq!(over_budget(&parts, 0), &parts[..]);
+    }
+
+    #[test]
+    fn internal_topics_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = MetadataImage::load_or_new(dir.path()).unwrap();
+        for name in ["Alpha", "__consumer_offsets", "zeta"] {
+            let p = crate::shard::metadata::PartitionMeta { owner_shard: 0, leader: 0, leader_epoch: 0, replicas: vec![0], isr: vec![0] };
+            let t = crate::shard::metadata::TopicMeta { name: name.into(), topic_id: uuid::Uuid::new_v4(), partitions: vec![p.clone(), p], configs: Default::default() };
+            image.topics.insert(name.into(), t);
+        }
+        let seg = dir.path().join("zeta-1");
+        std::fs::create_dir_all(&seg).unwrap();
+        for base in [0, 100] {
+            std::fs::write(seg.join(format!("{base:020}.log")), b"").unwrap();
+        }
+        std::fs::write(seg.join("00000000000000000100.index"), b"").unwrap();
+        let order: Vec<(String, i32, u64)> = startup_partitions(&image, dir.path()).into_iter().map(|p| (p.tp.topic, p.tp.partition, p.segments)).collect();
+        let want = [("__consumer_offsets", 0, 1), ("__consumer_offsets", 1, 1), ("Alpha", 0, 1), ("Alpha", 1, 1), ("zeta", 0, 1), ("zeta", 1, 2)];
+        assert_eq!(order, want.map(|(t, p, s)| (t.to_string(), p, s)).to_vec());
+    }
 
     #[test]
     fn need_adds_up() {

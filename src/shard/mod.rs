@@ -108,7 +108,7 @@ impl Shard {
             xshard: OnceCell::new(),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         });
-        shard.open_owned(&image);
+        shard.open_owned(&image, false);
         shard
     }
 
@@ -203,27 +203,45 @@ impl Shard {
     }
 
     /// Opens the logs of the partitions this shard owns in `image` and has not
-    /// opened yet, offline ones included (descriptors may have come free). A log
-    /// that cannot open is marked offline and the others still open: a broker
-    /// serves what it can rather than refusing to start. The opens leave
-    /// [`offline::descriptors_reserved`] descriptors free for connections.
-    fn open_owned(&self, image: &MetadataImage) {
+    /// opened yet. A log that cannot open is marked offline and the others
+    /// still open: a broker serves what it can rather than refusing to start.
+    ///
+    /// Descriptors: at start-up (`after_start` false) the shards open in
+    /// parallel only what `runtime::nofile` planned to fit, and skip the
+    /// partitions it marked offline. Later passes (a metadata change) also
+    /// retry offline partitions, after the new ones so a new topic is not
+    /// starved by old offline ones; they run one shard at a time, each holding
+    /// [`offline::descriptors_reserved`] spare descriptors while it opens, so
+    /// the logs never take the last ones (run in parallel, one shard could
+    /// take the spares another has just released).
+    fn open_owned(&self, image: &MetadataImage, after_start: bool) {
         let mut todo = Vec::new();
+        let mut retries = Vec::new();
         {
             let logs = self.logs.borrow();
             for t in image.topics.values() {
                 for (i, p) in t.partitions.iter().enumerate() {
                     let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
-                    if p.owner_shard == self.id && !logs.contains_key(&tp) {
+                    if p.owner_shard != self.id || logs.contains_key(&tp) {
+                        continue;
+                    }
+                    if self.offline.get(&tp).is_some_and(|o| o.topic_id == t.topic_id) {
+                        self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
+                        if after_start {
+                            retries.push((t, tp));
+                        }
+                    } else {
                         todo.push((t, tp));
                     }
                 }
             }
         }
+        todo.append(&mut retries);
         if todo.is_empty() {
             return;
         }
-        let spares = SpareDescriptors::hold(&self.cfg.log_dir, self.offline.descriptors_reserved);
+        let one_at_a_time = after_start.then(|| self.offline.lock_opens());
+        let spares = after_start.then(|| SpareDescriptors::hold(&self.cfg.log_dir, self.offline.descriptors_reserved));
         let mut configs: HashMap<&str, LogConfig> = HashMap::new();
         let mut failed: Vec<(TopicPartition, String)> = Vec::new();
         for (t, tp) in todo {
@@ -249,6 +267,7 @@ impl Shard {
             }
         }
         drop(spares);
+        drop(one_at_a_time);
         // One line per pass, not one per partition: a CreateTopics of thousands of
         // partitions past RLIMIT_NOFILE would otherwise log thousands.
         if let Some((first, reason)) = failed.first() {
@@ -352,7 +371,7 @@ impl Shard {
                 }
                 let current = self.image();
                 self.drop_removed(&current);
-                self.open_owned(&current);
+                self.open_owned(&current, true);
                 self.apply_config_changes();
                 ShardResponse::MetadataApplied
             }

@@ -41,12 +41,20 @@ pub struct OfflinePartitions {
     map: Mutex<HashMap<TopicPartition, OfflinePartition>>,
     /// [`descriptors_reserved`] for the process's RLIMIT_NOFILE, fixed at start.
     pub descriptors_reserved: u64,
+    /// Held by a shard opening logs after start-up (see [`SpareDescriptors`]).
+    opening: Mutex<()>,
 }
 
 impl OfflinePartitions {
     /// None offline yet; opening logs will leave `descriptors_reserved` descriptors free.
     pub fn new(descriptors_reserved: u64) -> OfflinePartitions {
-        OfflinePartitions { len: AtomicUsize::new(0), map: Mutex::new(HashMap::new()), descriptors_reserved }
+        OfflinePartitions { len: AtomicUsize::new(0), map: Mutex::new(HashMap::new()), descriptors_reserved, opening: Mutex::new(()) }
+    }
+
+    /// One shard at a time opens logs after start-up: held for a (synchronous,
+    /// await-free) pass of opens. Taken before the map's lock, never after.
+    pub fn lock_opens(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.opening.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, OfflinePartition>> {
@@ -123,8 +131,11 @@ pub fn descriptors_reserved(nofile_limit: u64) -> u64 {
 
 /// Descriptors held while a shard opens partition logs, and closed after:
 /// a log that cannot open without them stays offline, so the opens never
-/// take the last [`descriptors_reserved`] descriptors. Shards opening at the
-/// same time each hold their own, which only leaves more free.
+/// take the last [`descriptors_reserved`] descriptors. When fewer are free,
+/// all are held and the opens fail, leaving as many free as before. Shards
+/// take turns ([`OfflinePartitions::lock_opens`]): with two passes at once,
+/// one could hold only part of the reserve and then open into the spares the
+/// other has just released.
 pub struct SpareDescriptors {
     _held: Vec<File>,
 }
