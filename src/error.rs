@@ -86,6 +86,10 @@ pub enum Error {
     CoordinatorNotAvailable,
     #[error("transactional id not found")]
     TransactionalIdNotFound,
+    /// A partition whose log could not be opened (out of file descriptors, an
+    /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
+    #[error("storage error: {0}")]
+    KafkaStorage(String),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -150,7 +154,7 @@ impl Error {
             Error::TransactionCoordinatorFenced(_) => R::TransactionCoordinatorFenced,
             Error::CoordinatorNotAvailable => R::CoordinatorNotAvailable,
             Error::TransactionalIdNotFound => R::TransactionalIdNotFound,
-            Error::Io(_) => R::KafkaStorageError,
+            Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }
 

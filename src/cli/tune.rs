@@ -19,6 +19,9 @@
 //! Shard cores come from `--profile FILE` (the same tuning profiles `start`
 //! takes) or, without one, the built-in default: one shard per online core.
 //! They decide the memlock need and which cores NIC interrupts should avoid.
+//! The nofile check counts the partitions and segment files in the log dir
+//! (`--log-dir`, default `log.dirs` of the profile or the built-in config), or
+//! plans for `--partitions N`, with the same estimate `start` logs.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -28,6 +31,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::runtime::nofile::NofileNeed;
 use crate::runtime::shard_cores;
 use super::output::{eprint_line, print_line};
 
@@ -66,6 +70,14 @@ pub struct TuneArgs {
     /// through /sys, NIC IRQ affinity through /proc/irq. Prints what it changed.
     #[arg(long)]
     pub apply: bool,
+    /// Log dir whose partitions and segment files the nofile check counts
+    /// (default: log.dirs of the profile, or the built-in ./data).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Plan the nofile check for this many partitions (one segment each)
+    /// instead of counting those in the log dir.
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<u64>,
 }
 
 /// How `shardlog tune` prints its findings.
@@ -617,23 +629,68 @@ pub fn check_nic_irqs(irqs: &[NicIrq], shard_cores: &[usize], online: &[usize]) 
     f
 }
 
-/// Soft RLIMIT_NOFILE: one fd per open segment plus one per connection.
-pub fn check_nofile(lim: Option<Rlimit>) -> Finding {
+/// Where the nofile need comes from: partitions counted in a log dir, or planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionSource {
+    /// Counted in this log dir (its metadata image and segment files).
+    LogDir(PathBuf),
+    /// Given with `--partitions`.
+    Planned,
+}
+
+/// The descriptors the broker would need with `lim`: the partitions and
+/// segment files of `log_dir` (none when it has no metadata yet), or `planned`
+/// partitions of one segment each.
+pub fn nofile_need(lim: Option<Rlimit>, log_dir: &Path, planned: Option<u64>, shards: usize) -> (NofileNeed, PartitionSource) {
+    let limit = lim.and_then(|l| l.hard).unwrap_or(NOFILE_RECOMMENDED);
+    match planned {
+        Some(n) => (NofileNeed::estimate(n, shards, limit), PartitionSource::Planned),
+        None => {
+            let image = crate::shard::metadata::MetadataImage::load_or_new(log_dir).ok();
+            let need = match image {
+                Some(image) => NofileNeed::of_partitions(&crate::runtime::nofile::startup_partitions(&image, log_dir), shards, limit),
+                None => NofileNeed::estimate(0, shards, limit),
+            };
+            (need, PartitionSource::LogDir(log_dir.to_path_buf()))
+        }
+    }
+}
+
+/// RLIMIT_NOFILE: one fd per open segment file, a few per shard, and the
+/// connections (the estimate of `runtime::nofile`, for the partitions found
+/// in the log dir or planned), and at least [`NOFILE_MIN`] for growth. Start
+/// raises the soft limit to the hard one, so the hard limit is what counts.
+pub fn check_nofile(lim: Option<Rlimit>, need: &NofileNeed, source: &PartitionSource) -> Finding {
     const NAME: &str = "nofile";
     let Some(lim) = lim else {
         return Finding::new(NAME, Status::Info, "getrlimit(RLIMIT_NOFILE) failed");
     };
-    let what = format!("soft {}, hard {}", limit_text(lim.soft, false), limit_text(lim.hard, false));
-    if lim.soft.is_none_or(|s| s >= NOFILE_MIN) {
-        return Finding::new(NAME, Status::Ok, what);
-    }
-    let raise = match lim.hard {
-        Some(h) if h >= NOFILE_MIN => format!("`ulimit -n {h}` in the shell that starts shardlog"),
-        _ => format!("`ulimit -n {NOFILE_RECOMMENDED}` as root in the shell that starts shardlog"),
+    let whose = match source {
+        PartitionSource::LogDir(d) => format!("the {} partitions in {}", need.partitions, d.display()),
+        PartitionSource::Planned => format!("{} planned partitions", need.partitions),
     };
-    Finding::new(NAME, Status::Warn, format!("{what}, recommended >= {NOFILE_MIN} (one fd per segment and per connection)"))
-        .fix(format!("{raise}; persist: add `* - nofile {NOFILE_RECOMMENDED}` to /etc/security/limits.conf (systemd unit: LimitNOFILE={NOFILE_RECOMMENDED})"))
-        .manual(format!("RLIMIT_NOFILE is per process: add `* - nofile {NOFILE_RECOMMENDED}` to /etc/security/limits.conf (or LimitNOFILE={NOFILE_RECOMMENDED} to the systemd unit)"))
+    let what = format!(
+        "soft {}, hard {}; {whose} need {}",
+        limit_text(lim.soft, false),
+        limit_text(lim.hard, false),
+        need.describe()
+    );
+    let want = need.total().max(NOFILE_MIN);
+    let target = need.total().max(NOFILE_RECOMMENDED);
+    match lim.hard {
+        None => Finding::new(NAME, Status::Ok, what),
+        Some(hard) if hard >= want => Finding::new(NAME, Status::Ok, format!("{what} (start raises soft to hard)")),
+        Some(hard) => {
+            let short = if hard < need.total() {
+                "partitions that do not fit would be offline (KAFKA_STORAGE_ERROR)".to_string()
+            } else {
+                format!("recommended >= {NOFILE_MIN} to leave room for more partitions and connections")
+            };
+            Finding::new(NAME, Status::Warn, format!("{what}: {short}"))
+                .fix(format!("`ulimit -Hn {target} && ulimit -n {target}` as root in the shell that starts shardlog; persist: add `* - nofile {target}` to /etc/security/limits.conf (systemd unit: LimitNOFILE={target})"))
+                .manual(format!("RLIMIT_NOFILE is per process: add `* - nofile {target}` to /etc/security/limits.conf (or LimitNOFILE={target} to the systemd unit)"))
+        }
+    }
 }
 
 /// `net.core.somaxconn`: caps every listen backlog.
@@ -751,7 +808,8 @@ pub fn nic_irqs(host: &Host) -> Vec<NicIrq> {
 }
 
 /// Runs every checker against `host`, in [`CHECK_NAMES`] order.
-pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Option<&Path>) -> Vec<Finding> {
+/// `planned_partitions`: `--partitions`; without it the nofile check counts those in `cfg.log_dir`.
+pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Option<&Path>, planned_partitions: Option<u64>) -> Vec<Finding> {
     let online = host.online_cpus();
     let swap_total_kb = host.read("/proc/meminfo").and_then(|m| {
         m.lines().find_map(|l| l.strip_prefix("SwapTotal:").and_then(|v| v.split_whitespace().next()?.parse().ok()))
@@ -759,6 +817,8 @@ pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Opt
     let governors: Vec<(usize, Option<String>)> =
         online.iter().map(|&c| (c, host.read(format!("/sys/devices/system/cpu/cpu{c}/cpufreq/scaling_governor")))).collect();
     let sysctl = |n: &str| host.read(sysctl_path(n));
+    let nofile = getrlimit(libc::RLIMIT_NOFILE);
+    let (need, source) = nofile_need(nofile, &cfg.log_dir, planned_partitions, shard_cores.len());
     vec![
         check_shard_cores(shard_cores, &online, profile),
         check_memlock(getrlimit(libc::RLIMIT_MEMLOCK), shard_cores.len(), cfg.shard_io_memory_bytes as u64),
@@ -767,7 +827,7 @@ pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Opt
         check_swappiness(host.read_u64(&sysctl_path("vm.swappiness")), swap_total_kb),
         check_cpufreq(&governors, shard_cores),
         check_nic_irqs(&nic_irqs(host), shard_cores, &online),
-        check_nofile(getrlimit(libc::RLIMIT_NOFILE)),
+        check_nofile(nofile, &need, &source),
         check_somaxconn(host.read_u64(&sysctl_path("net.core.somaxconn"))),
         check_tcp_buffers(sysctl("net.core.rmem_max"), sysctl("net.core.wmem_max"), sysctl("net.ipv4.tcp_rmem"), sysctl("net.ipv4.tcp_wmem")),
     ]
@@ -800,7 +860,12 @@ pub fn apply(host: &Host, findings: &[Finding]) -> Vec<Applied> {
 /// `shardlog tune`. Exit code 0 whatever the findings; 2 when the profile cannot be loaded.
 pub fn run(args: TuneArgs) -> ExitCode {
     let cfg = match Config::load(args.profile.as_deref(), None, &[]) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(d) = &args.log_dir {
+                c.log_dir = d.clone();
+            }
+            c
+        }
         Err(e) => {
             eprint_line(&format!("shardlog tune: {e}"));
             return ExitCode::from(2);
@@ -808,7 +873,7 @@ pub fn run(args: TuneArgs) -> ExitCode {
     };
     let cores = shard_cores(&cfg);
     let host = Host::real();
-    let findings = run_checks(&host, &cfg, &cores, args.profile.as_deref());
+    let findings = run_checks(&host, &cfg, &cores, args.profile.as_deref(), args.partitions);
     let applied = if !args.apply {
         None
     } else if unsafe_geteuid() != 0 {
@@ -1001,9 +1066,23 @@ ERR:          0
         let f = check_cpufreq(&[(0, Some("powersave".into())), (1, Some("performance".into())), (2, Some("schedutil".into()))], &[0, 1]);
         assert_eq!(f.status, Status::Warn);
         assert_eq!(f.changes, vec![Change { path: "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor".into(), value: "performance".into() }]);
-        assert_eq!(check_nofile(Some(Rlimit { soft: Some(20000), hard: Some(20000) })).status, Status::Warn);
-        assert!(check_nofile(Some(Rlimit { soft: Some(1024), hard: Some(1 << 20) })).fix.unwrap().starts_with("`ulimit -n 1048576`"));
-        assert_eq!(check_nofile(Some(Rlimit { soft: Some(1 << 20), hard: None })).status, Status::Ok);
+        let none = NofileNeed::estimate(0, 2, 1 << 20);
+        let dir = PartitionSource::LogDir("/data".into());
+        assert_eq!(check_nofile(Some(Rlimit { soft: Some(20000), hard: Some(20000) }), &none, &dir).status, Status::Warn);
+        let f = check_nofile(Some(Rlimit { soft: Some(1024), hard: Some(1 << 20) }), &none, &dir);
+        assert_eq!(f.status, Status::Ok, "start raises soft to hard: {}", f.finding);
+        assert_eq!(check_nofile(Some(Rlimit { soft: Some(1 << 20), hard: None }), &none, &dir).status, Status::Ok);
+        // 500 partitions do not fit in 256: the finding says so and names the need.
+        let f = check_nofile(Some(Rlimit { soft: Some(256), hard: Some(256) }), &NofileNeed::estimate(500, 2, 256), &dir);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.finding.contains("the 500 partitions in /data need 588 = ") && f.finding.contains("offline"), "{}", f.finding);
+        assert!(f.fix.unwrap().starts_with("`ulimit -Hn 1048576 && ulimit -n 1048576`"));
+        // Planned partitions beyond even the recommended limit: the fix asks for the need.
+        let big = NofileNeed::estimate(2_000_000, 2, 1 << 20);
+        let f = check_nofile(Some(Rlimit { soft: Some(1 << 20), hard: Some(1 << 20) }), &big, &PartitionSource::Planned);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.finding.contains("2000000 planned partitions"), "{}", f.finding);
+        assert!(f.fix.unwrap().contains(&format!("LimitNOFILE={}", big.total())));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! CreatePartitions (key 37), versions 0-3: grows topics (only increases),
 //! placing new partitions on the least-loaded shards; per-topic results.
+//! New partitions whose logs could not be opened make the topic's answer
+//! KAFKA_STORAGE_ERROR (they exist, offline, as in CreateTopics).
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -12,7 +14,7 @@ use crate::shard::CONTROLLER_SHARD;
 
 pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = ctx.shard().cfg.broker_id;
-    let mut results: Vec<Option<Result<(), Error>>> = Vec::new();
+    let mut results: Vec<Option<Result<i32, Error>>> = Vec::new();
     let mut asks = Vec::new();
     for t in &req.topics {
         // One broker: a manual assignment may only name this broker.
@@ -33,9 +35,11 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
             _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
         }
     };
-    if !req.validate_only && answers.iter().any(|r| r.is_ok()) {
+    let published = !req.validate_only && answers.iter().any(|r| r.is_ok());
+    if published {
         super::create_topics::publish_image(ctx).await;
     }
+    let image = ctx.shard().image();
     let mut answers = answers.into_iter();
     let out = req
         .topics
@@ -43,6 +47,10 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         .zip(results)
         .map(|(t, r)| {
             let r = r.unwrap_or_else(|| answers.next().unwrap_or(Err(Error::ShardUnavailable)));
+            let r = match r {
+                Ok(first_new) if published => super::create_topics::offline_partitions(ctx, &image, &t.name.0, first_new),
+                other => other.map(drop),
+            };
             let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             if let Err(e) = r {
                 res.error_code = match e {

@@ -1,6 +1,9 @@
 //! CreateTopics (key 19), versions 2-7. Validation and placement happen on the
 //! controller shard; the new metadata image is then pushed to every shard before
 //! the answer goes out, so a client that produces right after sees its topic.
+//! A topic some of whose partition logs could not be opened (out of file
+//! descriptors, an I/O error) exists, but is answered KAFKA_STORAGE_ERROR
+//! naming the offline partitions, never reported as created and healthy.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +17,9 @@ use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
 /// Creates topics through the controller and installs the new image on all shards.
-/// Used by CreateTopics and by Metadata's auto-creation: internal topics are refused.
+/// Used by CreateTopics and by Metadata's auto-creation: internal topics are
+/// refused. A created topic with offline partitions (logs that could not be
+/// opened) is a KAFKA_STORAGE_ERROR.
 pub async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
     create_as(ctx, topics, validate_only, false).await
 }
@@ -26,15 +31,37 @@ pub async fn create_internal(ctx: &Ctx, topic: NewTopic) -> Result<()> {
 
 async fn create_as(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
     let n = topics.len();
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
     let resp = ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only, internal }).await;
     let results = match resp {
         Ok(ShardResponse::CreateTopics(r)) if r.len() == n => r,
         _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
     };
-    if results.iter().any(|r| r.is_ok()) && !validate_only {
-        publish_image(ctx).await;
+    if validate_only || !results.iter().any(|r| r.is_ok()) {
+        return results;
     }
+    // Every shard has applied the image (and tried to open its logs) when this returns.
+    publish_image(ctx).await;
+    let image = ctx.shard().image();
     results
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| {
+            r?;
+            offline_partitions(ctx, &image, &name, 0)
+        })
+        .collect()
+}
+
+/// KAFKA_STORAGE_ERROR when partitions `from..` of `topic` are offline.
+pub fn offline_partitions(ctx: &Ctx, image: &crate::shard::metadata::MetadataImage, topic: &str, from: i32) -> Result<()> {
+    let Some(meta) = image.topics.get(topic) else { return Ok(()) };
+    let mut offline = ctx.shard().offline.of_topic(topic, meta.topic_id);
+    offline.retain(|&p, _| p >= from);
+    if offline.is_empty() {
+        return Ok(());
+    }
+    Err(Error::KafkaStorage(crate::shard::offline::describe(topic, &offline)))
 }
 
 /// Pushes the controller's current image to every shard and waits until all applied it.

@@ -4,6 +4,9 @@
 //! `auto.create.topics.enable` is true — librdkafka's producers rely on it.
 //! A name that cannot be created (it collides with an existing topic) gets the
 //! creation's error (INVALID_TOPIC_EXCEPTION), as Kafka answers.
+//! A partition whose log could not be opened is listed offline, as Kafka lists
+//! a replica on a failed log dir: KAFKA_STORAGE_ERROR, no leader, no ISR, and
+//! this broker among its offline replicas (v5+). It is never shown healthy.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -16,6 +19,7 @@ use super::Ctx;
 use crate::error::Error;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
 use crate::shard::metadata::TopicMeta;
+use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -61,11 +65,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     }
 
     let image = ctx.shard().image();
+    let offline = &ctx.shard().offline;
     let topics: Vec<MetadataResponseTopic> = match &requested {
         Some(names) => names
             .iter()
             .map(|n| match image.topics.get(n) {
-                Some(t) => topic_entry(t, version),
+                Some(t) => topic_entry(t, version, offline),
                 None => {
                     let code = if validate_topic_name(n).is_err() {
                         ResponseError::InvalidTopicException.code()
@@ -76,7 +81,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 }
             })
             .collect(),
-        None => image.topics.values().map(|t| topic_entry(t, version)).collect(),
+        None => image.topics.values().map(|t| topic_entry(t, version, offline)).collect(),
     };
     let (host, port) = &ctx.shard().advertised;
     let mut resp = MetadataResponse::default()
@@ -95,18 +100,32 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     resp
 }
 
-fn topic_entry(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> MetadataResponseTopic {
+    let down = offline.of_topic(&t.name, t.topic_id);
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            MetadataResponsePartition::default()
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
-                .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
-                .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
+                .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
+            match down.get(&(i as i32)) {
+                None => entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
+                Some(reason) => {
+                    let e = entry
+                        .with_error_code(Error::KafkaStorage(reason.clone()).code())
+                        .with_leader_id(BrokerId(-1))
+                        .with_isr_nodes(Vec::new());
+                    // offline_replicas exists from v5 on; the encoder rejects it before.
+                    if version >= 5 {
+                        e.with_offline_replicas(p.replicas.iter().map(|&b| BrokerId(b)).collect())
+                    } else {
+                        e
+                    }
+                }
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -123,6 +123,16 @@ pub fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     log_dir.join(format!("{topic}-{partition}"))
 }
 
+/// Segment files (`<20-digit base offset>.log`) in a partition's directory; 0
+/// when it has none or does not exist. Each is an open descriptor while the
+/// partition is served (the RLIMIT_NOFILE estimate counts them).
+pub fn segment_file_count(log_dir: &Path, topic: &str, partition: i32) -> u64 {
+    let Ok(rd) = std::fs::read_dir(partition_dir(log_dir, topic, partition)) else { return 0 };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())))
+        .count() as u64
+}
+
 impl PartitionLog {
     /// Opens (or creates) the partition's log. `recover` = the broker did not stop cleanly.
     pub fn open(log_dir: &Path, topic: &str, partition: i32, cfg: LogConfig, ring: Ring, recover: bool) -> io::Result<Rc<PartitionLog>> {

@@ -2,8 +2,12 @@
 //! per configured core, each running one shard. Start-up order matters and is
 //! commented where it happens.
 
+pub mod exclusive;
+pub mod nofile;
+
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -15,6 +19,7 @@ use crate::handlers::Ctx;
 use crate::io::ring::Ring;
 use crate::log::CLEAN_SHUTDOWN_FILE;
 use crate::shard::metadata::MetadataImage;
+use crate::shard::offline::{descriptors_reserved, OfflinePartitions};
 use crate::shard::Shard;
 use crate::xshard::{self, XShard};
 
@@ -25,6 +30,12 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
+    /// Another process holds the log dir (see [`exclusive`]).
+    #[error("cannot lock {}: the log dir is in use by another shardlog process{}", .lock.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    LogDirLocked { lock: PathBuf, pid: Option<u32> },
+    /// Another process serves the listener port (see [`exclusive`]).
+    #[error("port {port} is already served by another process: {why}")]
+    PortInUse { port: u16, why: String },
 }
 
 /// Cores to run shards on.
@@ -89,10 +100,15 @@ fn stop_eventfds(n: usize) -> std::io::Result<Vec<RawFd>> {
 pub fn run(cfg: Config) -> Result<(), StartError> {
     let cores = shard_cores(&cfg);
     let n = cores.len();
+    // 0. Exclusive use of the log dir and the port before anything in the dir is
+    //    read or written: a second broker must leave the first one's data alone.
+    //    Both are held until this function returns (the process exits).
+    std::fs::create_dir_all(&cfg.log_dir)?;
+    let _log_dir_lock = exclusive::lock_log_dir(&cfg.log_dir)?;
+    exclusive::check_port_not_served(cfg.listener)?;
     // 1. Data dir and crash detection first: the clean-shutdown marker decides
     //    whether active segments get full CRC recovery. It is removed before any
     //    shard starts, so a crash during start-up still means "recover" next time.
-    std::fs::create_dir_all(&cfg.log_dir)?;
     let marker = cfg.log_dir.join(CLEAN_SHUTDOWN_FILE);
     let recover = !marker.exists();
     let _ = std::fs::remove_file(&marker);
@@ -101,12 +117,42 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     let image = Arc::new(MetadataImage::load_or_new(&cfg.log_dir)?);
     crate::coordinator::warn_partition_count_mismatch(&cfg, &image);
-    // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one port.
+    // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one
+    //    port, and claim that port among shardlog brokers (exclusive.rs).
     let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
     probe.set_reuse_port(true)?;
     probe.set_reuse_address(true)?;
-    probe.bind(&cfg.listener.into())?;
+    probe.bind(&cfg.listener.into()).map_err(|e| exclusive::bind_error(cfg.listener, e))?;
     let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
+    let _port_claim = exclusive::claim_port(bound.port())?;
+    // Descriptors before the shards open their logs: raise the limit, estimate
+    // the need from the data dir, and keep some free for connections.
+    let nofile = nofile::raise_nofile();
+    let parts = nofile::startup_partitions(&image, &cfg.log_dir);
+    nofile::check_need(&nofile, &nofile::NofileNeed::of_partitions(&parts, n, nofile.soft));
+    let offline = Arc::new(OfflinePartitions::new(descriptors_reserved(nofile.soft)));
+    // The partitions past the budget stay offline from the start (the shards
+    // skip them), so which ones open does not depend on which shard is first.
+    let budget = nofile::startup_budget(nofile.soft, n);
+    let skipped = nofile::over_budget(&parts, budget);
+    if let Some(first) = skipped.first() {
+        let reason = format!(
+            "not opened at start-up: RLIMIT_NOFILE {} leaves room for {budget} segment files, taken by the {} partitions before it",
+            nofile.soft,
+            parts.len() - skipped.len()
+        );
+        for p in skipped {
+            offline.mark(&p.tp, p.topic_id, reason.clone());
+        }
+        tracing::error!(
+            offline = skipped.len(),
+            "{} partitions, from {}-{} on in start-up order (internal topics first, then by name), are offline \
+             (KAFKA_STORAGE_ERROR): {reason}",
+            skipped.len(),
+            first.tp.topic,
+            first.tp.partition
+        );
+    }
     let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
         let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
         (host, bound.port())
@@ -120,7 +166,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let drained = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
-        let (cfg, image, advertised, ready_tx, drained) = (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone());
+        let (cfg, image, advertised, ready_tx, drained, offline) =
+            (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone());
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -135,15 +182,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Ok(r) => r,
                     Err(e) => return fail(format!("io_uring: {e}")),
                 };
-                let shard = match Shard::new(id, n, cfg.clone(), ring, advertised, image, recover) {
-                    Ok(s) => s,
-                    Err(e) => return fail(format!("loading partitions: {e}")),
-                };
+                let shard = Shard::new(id, n, cfg.clone(), ring, advertised, image, recover, offline);
                 let x = XShard::connect(shard.clone(), eps).await;
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
                     Ok(l) => l,
-                    Err(e) => return fail(format!("binding {bound}: {e}")),
+                    Err(e) => return fail(exclusive::bind_error(bound, e).to_string()),
                 };
                 spawn_stop_watcher(shard.clone(), stop_fd);
                 spawn_flusher(shard.clone());

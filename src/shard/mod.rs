@@ -6,6 +6,7 @@
 
 pub mod metadata;
 pub mod notify;
+pub mod offline;
 pub mod request;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -24,6 +25,7 @@ use crate::protocol::now_ms;
 use crate::protocol::topic::{is_internal_topic, unify_collision_chars, validate_topic_name};
 use metadata::{MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
+use offline::{OfflinePartitions, SpareDescriptors};
 use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition, TxnMarker};
 
 /// The shard that writes the metadata image.
@@ -41,8 +43,12 @@ pub struct Shard {
     pub advertised: (String, u16),
     image: RefCell<Arc<MetadataImage>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
-    /// Topic id each open log belongs to (a re-created topic gets a new id).
+    /// Topic id of each partition this shard owns and has opened or tried to
+    /// open (a re-created topic gets a new id); offline ones included, so a
+    /// deleted topic's offline partitions are cleaned up like open ones.
     log_topic_ids: RefCell<HashMap<TopicPartition, uuid::Uuid>>,
+    /// Partitions of the whole broker whose log could not be opened (shared by all shards).
+    pub offline: Arc<OfflinePartitions>,
     /// Serializes controller operations (shard 0 only).
     controller_busy: Cell<bool>,
     controller_idle: Notify,
@@ -68,7 +74,19 @@ pub struct Shard {
 
 impl Shard {
     /// Builds the shard and opens the logs it owns in `image`.
-    pub fn new(id: usize, nr_shards: usize, cfg: Arc<Config>, ring: Ring, advertised: (String, u16), image: Arc<MetadataImage>, recover: bool) -> Result<Rc<Shard>> {
+    /// A partition that cannot be opened is offline (see [`offline`]), not a start-up failure.
+    // Distinct start-up inputs, called from one place (runtime::run).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        nr_shards: usize,
+        cfg: Arc<Config>,
+        ring: Ring,
+        advertised: (String, u16),
+        image: Arc<MetadataImage>,
+        recover: bool,
+        offline: Arc<OfflinePartitions>,
+    ) -> Rc<Shard> {
         let cfg_for_groups = cfg.clone();
         let shard = Rc::new(Shard {
             id,
@@ -79,6 +97,7 @@ impl Shard {
             image: RefCell::new(image.clone()),
             logs: RefCell::new(HashMap::new()),
             log_topic_ids: RefCell::new(HashMap::new()),
+            offline,
             controller_busy: Cell::new(false),
             controller_idle: Notify::default(),
             recover,
@@ -90,8 +109,8 @@ impl Shard {
             xshard: OnceCell::new(),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         });
-        shard.open_owned(&image)?;
-        Ok(shard)
+        shard.open_owned(&image, false);
+        shard
     }
 
     /// The current metadata snapshot (cheap `Arc` clone; never hold a borrow).
@@ -172,42 +191,117 @@ impl Shard {
         futures::future::join_all(futs).await
     }
 
-    /// The log of a partition this shard owns.
+    /// The log of a partition this shard owns; KAFKA_STORAGE_ERROR for one
+    /// that is offline (its log could not be opened).
     pub fn log(&self, tp: &TopicPartition) -> Result<Rc<PartitionLog>> {
-        self.logs.borrow().get(tp).cloned().ok_or(Error::UnknownTopicOrPartition)
+        if let Some(log) = self.logs.borrow().get(tp) {
+            return Ok(log.clone());
+        }
+        match self.offline.get(tp) {
+            Some(o) => Err(Error::KafkaStorage(format!("partition {}-{} is offline: its log could not be opened: {}", tp.topic, tp.partition, o.reason))),
+            None => Err(Error::UnknownTopicOrPartition),
+        }
     }
 
-    fn open_owned(&self, image: &MetadataImage) -> Result<()> {
-        for t in image.topics.values() {
-            // Before any partition is handed over: the count places keys in it.
-            let count = t.partitions.len().min(i32::MAX as usize) as i32;
-            if t.name == crate::coordinator::OFFSETS_TOPIC {
-                self.coordinator.set_partition_count(count);
-            }
-            if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
-                self.txn.set_partition_count(count);
-            }
-            let lc = LogConfig::from(&self.cfg, &t.configs);
-            for (i, p) in t.partitions.iter().enumerate() {
-                if p.owner_shard != self.id {
-                    continue;
-                }
-                let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
-                if self.logs.borrow().contains_key(&tp) {
-                    continue;
-                }
-                let log = PartitionLog::open(&self.cfg.log_dir, &t.name, i as i32, lc.clone(), self.ring.clone(), self.recover)?;
+    /// Opens the logs of the partitions this shard owns in `image` and has not
+    /// opened yet. A log that cannot open is marked offline and the others
+    /// still open: a broker serves what it can rather than refusing to start.
+    ///
+    /// Descriptors: at start-up (`after_start` false) the shards open in
+    /// parallel only what `runtime::nofile` planned to fit, and skip the
+    /// partitions it marked offline. Later passes (a metadata change) also
+    /// retry offline partitions, after the new ones so a new topic is not
+    /// starved by old offline ones; they run one shard at a time, each holding
+    /// [`offline::descriptors_reserved`] spare descriptors while it opens, so
+    /// the logs never take the last ones (run in parallel, one shard could
+    /// take the spares another has just released).
+    fn open_owned(&self, image: &MetadataImage, after_start: bool) {
+        let mut todo = Vec::new();
+        let mut retries = Vec::new();
+        {
+            let logs = self.logs.borrow();
+            for t in image.topics.values() {
+                // Before any partition is handed over: the count places keys in it.
+                let count = t.partitions.len().min(i32::MAX as usize) as i32;
                 if t.name == crate::coordinator::OFFSETS_TOPIC {
-                    self.coordinator.add_partition(i as i32, log.clone())?;
+                    self.coordinator.set_partition_count(count);
                 }
                 if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
-                    self.txn.add_partition(i as i32, log.clone())?;
+                    self.txn.set_partition_count(count);
                 }
-                self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
-                self.logs.borrow_mut().insert(tp, log);
+                for (i, p) in t.partitions.iter().enumerate() {
+                    let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
+                    if p.owner_shard != self.id || logs.contains_key(&tp) {
+                        continue;
+                    }
+                    if self.offline.get(&tp).is_some_and(|o| o.topic_id == t.topic_id) {
+                        self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
+                        if after_start {
+                            retries.push((t, tp));
+                        }
+                    } else {
+                        todo.push((t, tp));
+                    }
+                }
             }
         }
-        Ok(())
+        todo.append(&mut retries);
+        if todo.is_empty() {
+            return;
+        }
+        let one_at_a_time = after_start.then(|| self.offline.lock_opens());
+        let spares = after_start.then(|| SpareDescriptors::hold(&self.cfg.log_dir, self.offline.descriptors_reserved));
+        let mut configs: HashMap<&str, LogConfig> = HashMap::new();
+        let mut failed: Vec<(TopicPartition, String)> = Vec::new();
+        for (t, tp) in todo {
+            let lc = configs.entry(t.name.as_str()).or_insert_with(|| LogConfig::from(&self.cfg, &t.configs)).clone();
+            self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
+            match self.open_partition(&tp, lc) {
+                Ok(log) => {
+                    self.logs.borrow_mut().insert(tp.clone(), log);
+                    if self.offline.clear(&tp) {
+                        tracing::info!(topic = %tp.topic, partition = tp.partition, "partition log opened: back online");
+                    }
+                }
+                Err(e) => {
+                    let reason = match e {
+                        Error::Io(io) => io.to_string(),
+                        other => other.to_string(),
+                    };
+                    tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition log could not be opened: {reason}");
+                    if self.offline.mark(&tp, t.topic_id, reason.clone()) {
+                        failed.push((tp, reason));
+                    }
+                }
+            }
+        }
+        drop(spares);
+        drop(one_at_a_time);
+        // One line per pass, not one per partition: a CreateTopics of thousands of
+        // partitions past RLIMIT_NOFILE would otherwise log thousands.
+        if let Some((first, reason)) = failed.first() {
+            let names: Vec<String> = failed.iter().take(8).map(|(tp, _)| format!("{}-{}", tp.topic, tp.partition)).collect();
+            tracing::error!(
+                shard = self.id,
+                offline = failed.len(),
+                partitions = %names.join(","),
+                "partition logs could not be opened and are offline (KAFKA_STORAGE_ERROR) until they open; first error, {}-{}: {reason}",
+                first.topic,
+                first.partition
+            );
+        }
+    }
+
+    /// Opens one partition's log and hands the internal ones to their coordinator.
+    fn open_partition(&self, tp: &TopicPartition, lc: LogConfig) -> Result<Rc<PartitionLog>> {
+        let log = PartitionLog::open(&self.cfg.log_dir, &tp.topic, tp.partition, lc, self.ring.clone(), self.recover)?;
+        if tp.topic == crate::coordinator::OFFSETS_TOPIC {
+            self.coordinator.add_partition(tp.partition, log.clone())?;
+        }
+        if tp.topic == crate::coordinator::txn_store::TXN_STATE_TOPIC {
+            self.txn.add_partition(tp.partition, log.clone())?;
+        }
+        Ok(log)
     }
 
     /// Drops logs of partitions that left the image (deleted topics) and removes
@@ -225,6 +319,7 @@ impl Shard {
             .collect();
         for tp in gone {
             self.log_topic_ids.borrow_mut().remove(&tp);
+            self.offline.clear(&tp);
             if let Some(log) = self.logs.borrow_mut().remove(&tp) {
                 log.mark_deleted();
             }
@@ -285,9 +380,7 @@ impl Shard {
                 }
                 let current = self.image();
                 self.drop_removed(&current);
-                if let Err(e) = self.open_owned(&current) {
-                    tracing::error!(shard = self.id, "opening partition logs failed: {e}");
-                }
+                self.open_owned(&current, true);
                 self.apply_config_changes();
                 ShardResponse::MetadataApplied
             }
@@ -517,12 +610,13 @@ impl Shard {
     }
 
     /// Controller: adds partitions (only increases), placed on the least-loaded shards.
-    fn create_partitions(&self, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<()>> {
+    /// Answers each topic's partition count before (the index of its first new partition).
+    fn create_partitions(&self, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
         let mut image = (*self.image()).clone();
         let mut per_shard = image.partitions_per_shard(self.nr_shards);
         let mut changed = false;
         let broker = self.cfg.broker_id;
-        let results: Vec<Result<()>> = topics
+        let results: Vec<Result<i32>> = topics
             .into_iter()
             .map(|(name, count)| {
                 let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
@@ -538,7 +632,7 @@ impl Shard {
                     return Err(Error::InvalidPartitions(format!("topic {name} already has {cur} partitions")));
                 }
                 if validate_only {
-                    return Ok(());
+                    return Ok(cur);
                 }
                 for _ in cur..count {
                     let owner = (0..self.nr_shards).min_by_key(|&s| per_shard[s]).unwrap_or(0);
@@ -546,7 +640,7 @@ impl Shard {
                     t.partitions.push(PartitionMeta { owner_shard: owner, leader: broker, leader_epoch: 0, replicas: vec![broker], isr: vec![broker] });
                 }
                 changed = true;
-                Ok(())
+                Ok(cur)
             })
             .collect();
         self.commit_if_changed(changed, image, results)

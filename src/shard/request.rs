@@ -119,7 +119,8 @@ pub enum ShardResponse {
     MetadataApplied,
     Metadata(Arc<MetadataImage>),
     DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
-    CreatePartitions(Vec<Result<(), Error>>),
+    /// Per topic: the index of its first new partition (its count before).
+    CreatePartitions(Vec<Result<i32, Error>>),
     Group(crate::coordinator::GroupResponse),
     AlterTopicConfigs(Vec<Result<(), Error>>),
     /// The new low watermark per partition.

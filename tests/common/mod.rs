@@ -108,6 +108,8 @@ pub struct Broker {
     dir: tempfile::TempDir,
     port: u16,
     extra: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) every generation starts with; None = inherited.
+    nofile: Option<u64>,
     output: Arc<Mutex<String>>,
     generation: u32,
     _serial: SerialGuard,
@@ -118,6 +120,12 @@ impl Broker {
     /// 2 shards (`shard.cores=0,1`) and a fresh temporary `log.dirs`, plus
     /// the given extra `--set key=value` pairs.
     pub fn start(extra: &[(&str, &str)]) -> Broker {
+        Broker::start_with_nofile(extra, None)
+    }
+
+    /// Like [`Broker::start`], with RLIMIT_NOFILE set to `nofile` (soft and
+    /// hard, since the broker raises soft to hard) for this and every restart.
+    pub fn start_with_nofile(extra: &[(&str, &str)], nofile: Option<u64>) -> Broker {
         let serial = SerialGuard::acquire();
         let dir = tempfile::Builder::new()
             .prefix("shardlog-it-")
@@ -132,6 +140,7 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            nofile,
             output: Arc::new(Mutex::new(String::new())),
             generation: 0,
             _serial: serial,
@@ -214,6 +223,19 @@ impl Broker {
             .stderr(Stdio::piped());
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
+        }
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         self.note(&format!(
             "generation {}: spawning {} {:?}",
