@@ -25,6 +25,13 @@
 //!      kernel when the process dies. Checks 1 and 2 alone would let two brokers
 //!      started at the same moment both pass before either listens. One
 //!      shardlog per port per host (network namespace), whatever the address.
+//!
+//! A broker killed a moment ago may still hold its port: its io_uring ring is
+//! torn down by the kernel after the process is gone, and the listening
+//! sockets the ring references live until then (seen: a restart right after
+//! kill -9 under load found the port still accepting). So checks 1 and 3 are
+//! retried for up to [`PORT_RELEASE_WAIT`] before the port counts as taken:
+//! a dying holder lets go within that time, a live one does not.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -42,6 +49,24 @@ pub const LOCK_FILE: &str = ".lock";
 /// How long the connect probe waits for an answer: a live listener on this
 /// host answers at once; silence means nobody (or a firewall) is there.
 const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a port held by another process may take to be released (a killed
+/// broker's ring teardown) before start-up gives up on it.
+pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Pause between two tries of a port check.
+const PORT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs `check` until it passes or [`PORT_RELEASE_WAIT`] has passed; the last error counts.
+fn retry_while_held<T>(mut check: impl FnMut() -> Result<T, StartError>) -> Result<T, StartError> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match check() {
+            Err(StartError::PortInUse { .. }) if std::time::Instant::now() < deadline => std::thread::sleep(PORT_RETRY_PAUSE),
+            other => return other,
+        }
+    }
+}
 
 /// The held lock on a log dir; dropping it (or exiting) releases it.
 #[derive(Debug)]
@@ -98,10 +123,13 @@ pub fn check_port_not_served(addr: SocketAddr) -> Result<(), StartError> {
         },
         addr.port(),
     );
-    match TcpStream::connect_timeout(&target, CONNECT_PROBE_TIMEOUT) {
-        Ok(_) => Err(StartError::PortInUse { port: addr.port(), why: format!("a connection to {target} was accepted") }),
+    retry_while_held(|| match TcpStream::connect_timeout(&target, CONNECT_PROBE_TIMEOUT) {
+        Ok(_) => Err(StartError::PortInUse {
+            port: addr.port(),
+            why: format!("a connection to {target} was accepted (for {PORT_RELEASE_WAIT:?})"),
+        }),
         Err(_) => Ok(()),
-    }
+    })
 }
 
 /// Check 2's report: a bind that failed with EADDRINUSE names the port.
@@ -117,13 +145,13 @@ pub fn bind_error(addr: SocketAddr, e: std::io::Error) -> StartError {
 pub fn claim_port(port: u16) -> Result<PortClaim, StartError> {
     let name = format!("shardlog/port/{port}");
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-    match UnixDatagram::bind_addr(&addr) {
+    retry_while_held(|| match UnixDatagram::bind_addr(&addr) {
         Ok(socket) => Ok(PortClaim { _socket: socket }),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             Err(StartError::PortInUse { port, why: format!("another shardlog broker on this host holds the claim @{name}") })
         }
         Err(e) => Err(StartError::Io(std::io::Error::new(e.kind(), format!("claiming port {port} (@{name}): {e}")))),
-    }
+    })
 }
 
 #[cfg(test)]
