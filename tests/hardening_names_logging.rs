@@ -21,17 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use kafka_protocol::messages::MetadataResponse;
+use kafka_protocol::records::{Compression, Record};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -74,59 +66,16 @@ impl Drop for Serial {
     }
 }
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
 // ---------------------------------------------------------------------------
 // Raw requests
 // ---------------------------------------------------------------------------
 
-/// CreateTopics of (name, partitions) at `version`: (name, error code, message) per topic.
-fn create_raw(conn: &mut RawConn, version: i16, topics: &[(&str, i32)], validate_only: bool) -> Vec<(String, i16, String)> {
-    let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_validate_only(validate_only).with_topics(
-        topics
-            .iter()
-            .map(|(n, p)| CreatableTopic::default().with_name(TopicName(s(n))).with_num_partitions(*p).with_replication_factor(1))
-            .collect(),
-    );
-    let resp = conn.roundtrip(version, &req);
-    resp.topics
-        .iter()
-        .map(|t| (t.name.0.to_string(), t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
-        .collect()
-}
-
-/// The error code and message CreateTopics gives one topic.
+/// The error code and message CreateTopics (v7) gives one topic.
 fn create_one(conn: &mut RawConn, name: &str, partitions: i32) -> (i16, String) {
-    let r = create_raw(conn, 7, &[(name, partitions)], false);
+    let r = create_topics_raw(conn, 7, 30_000, &[(name, partitions)], false);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].0, name);
     (r[0].1, r[0].2.clone())
-}
-
-fn delete_raw(conn: &mut RawConn, name: &str) -> (i16, String) {
-    let req = DeleteTopicsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(s(name))))]);
-    let resp = conn.roundtrip(6, &req);
-    let r = &resp.responses[0];
-    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
-}
-
-fn create_partitions_raw(conn: &mut RawConn, name: &str, count: i32) -> (i16, String) {
-    let req = CreatePartitionsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(s(name))).with_count(count)]);
-    let resp = conn.roundtrip(3, &req);
-    let r = &resp.results[0];
-    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
-}
-
-/// Metadata v12 for `names` (None: all topics).
-fn metadata_raw(conn: &mut RawConn, names: Option<&[&str]>, allow_auto: bool) -> MetadataResponse {
-    let topics = names.map(|ns| ns.iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(n))))).collect());
-    conn.roundtrip(12, &MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(allow_auto))
 }
 
 /// (error code, partition count, is_internal) of one topic in a Metadata response.
@@ -137,34 +86,10 @@ fn topic_in(md: &MetadataResponse, name: &str) -> Option<(i16, usize, bool)> {
         .map(|t| (t.error_code, t.partitions.len(), t.is_internal))
 }
 
-fn record(i: usize, value: String) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i as i64,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    }
-}
-
 /// One acks=-1 Produce v9 of `values` to one partition: (error code, base offset).
-fn produce_raw(conn: &mut RawConn, topic: &str, partition: i32, values: &[String]) -> (i16, i64) {
-    let recs: Vec<Record> = values.iter().enumerate().map(|(i, v)| record(i, v.clone())).collect();
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(b.freeze()))])]);
-    let resp = conn.roundtrip(9, &req);
-    let p = &resp.responses[0].partition_responses[0];
+fn produce_values(conn: &mut RawConn, topic: &str, partition: i32, values: &[String]) -> (i16, i64) {
+    let recs: Vec<Record> = values.iter().enumerate().map(|(i, v)| plain_record(i as i64, 1_700_000_000_000, None, Some(Bytes::from(v.clone())))).collect();
+    let p = produce_raw(conn, 9, -1, topic, partition, record_batch(&recs, Compression::None));
     (p.error_code, p.base_offset)
 }
 
@@ -179,7 +104,7 @@ fn produce_acked(bs: &str, topic: &str, partitions: i32, batches: usize) -> Acke
     for p in 0..partitions {
         for b in 0..batches {
             let values = vec![format!("{topic}-{p}-{b}-a"), format!("{topic}-{p}-{b}-b")];
-            let (code, base) = produce_raw(&mut conn, topic, p, &values);
+            let (code, base) = produce_values(&mut conn, topic, p, &values);
             assert_eq!(code, NONE, "produce to {topic}-{p}");
             assert_eq!(base, 2 * b as i64, "offsets are dense from 0");
             for (i, v) in values.into_iter().enumerate() {
@@ -273,24 +198,24 @@ async fn clients_cannot_create_delete_grow_or_write_internal_topics() {
         let other = format!("plain-{version}-{validate_only}");
         let names = ["__consumer_offsets", "__transaction_state", "__cluster_metadata", "__share_group_state", other.as_str()];
         let asks: Vec<(&str, i32)> = names.iter().map(|n| (*n, 1)).collect();
-        let got = create_raw(&mut conn, version, &asks, validate_only);
+        let got = create_topics_raw(&mut conn, version, 30_000, &asks, validate_only);
         for (name, code, msg) in &got[..4] {
             assert_eq!(*code, INVALID_REQUEST, "CreateTopics v{version} {name}: {msg}");
             assert_eq!(msg, &format!("Creation of internal topic {name} is prohibited."));
         }
         assert_eq!((got[4].0.as_str(), got[4].1), (other.as_str(), NONE));
     }
-    let md = metadata_raw(&mut conn, None, false);
+    let md = metadata_raw(&mut conn, 12, None, false);
     for name in ["__consumer_offsets", "__transaction_state", "__cluster_metadata", "__share_group_state"] {
         assert_eq!(topic_in(&md, name), None, "{name} was not created");
     }
     // A topic whose name merely starts with "__" is a plain topic, as in Kafka.
     assert_eq!(create_one(&mut conn, "__mine", 1).0, NONE);
-    assert_eq!(topic_in(&metadata_raw(&mut conn, Some(&["__mine"]), false), "__mine"), Some((NONE, 1, false)));
+    assert_eq!(topic_in(&metadata_raw(&mut conn, 12, Some(&["__mine"]), false), "__mine"), Some((NONE, 1, false)));
 
     // Metadata auto-creation makes internal topics the broker's way (their own
     // partition count, internal), as Kafka's does; a reserved name it does not use stays absent.
-    let md = metadata_raw(&mut conn, Some(&["__transaction_state", "__cluster_metadata"]), true);
+    let md = metadata_raw(&mut conn, 12, Some(&["__transaction_state", "__cluster_metadata"]), true);
     assert_eq!(topic_in(&md, "__transaction_state"), Some((NONE, 2, true)));
     assert_eq!(topic_in(&md, "__cluster_metadata").map(|t| t.0), Some(UNKNOWN_TOPIC_OR_PARTITION));
 
@@ -300,26 +225,26 @@ async fn clients_cannot_create_delete_grow_or_write_internal_topics() {
     for (i, g) in groups.iter().enumerate() {
         commit(&bs, g, &topic, 0, i as i64 + 1);
     }
-    assert_eq!(topic_in(&metadata_raw(&mut conn, Some(&["__consumer_offsets"]), false), "__consumer_offsets"), Some((NONE, 4, true)));
+    assert_eq!(topic_in(&metadata_raw(&mut conn, 12, Some(&["__consumer_offsets"]), false), "__consumer_offsets"), Some((NONE, 4, true)));
 
     // Creating an existing internal topic is refused the same way (not TOPIC_ALREADY_EXISTS).
     assert_eq!(create_one(&mut conn, "__consumer_offsets", 1).0, INVALID_REQUEST);
     // DeleteTopics and CreatePartitions: INVALID_TOPIC_EXCEPTION, nothing changes.
     for name in ["__consumer_offsets", "__transaction_state"] {
-        let (code, msg) = delete_raw(&mut conn, name);
+        let (code, msg) = delete_topic_raw(&mut conn, 6, 30_000, name);
         assert_eq!(code, INVALID_TOPIC_EXCEPTION, "DeleteTopics {name}: {msg}");
         assert!(msg.contains(&format!("Cannot delete internal topic {name}")), "{msg}");
-        let (code, msg) = create_partitions_raw(&mut conn, name, 10);
+        let (code, msg) = create_partitions_raw(&mut conn, 3, 30_000, name, 10);
         assert_eq!(code, INVALID_TOPIC_EXCEPTION, "CreatePartitions {name}: {msg}");
         assert!(msg.contains(&format!("internal topic {name}")), "{msg}");
     }
-    let md = metadata_raw(&mut conn, Some(&["__consumer_offsets", "__transaction_state"]), false);
+    let md = metadata_raw(&mut conn, 12, Some(&["__consumer_offsets", "__transaction_state"]), false);
     assert_eq!(topic_in(&md, "__consumer_offsets"), Some((NONE, 4, true)));
     assert_eq!(topic_in(&md, "__transaction_state"), Some((NONE, 2, true)));
 
     // Produce into __consumer_offsets: INVALID_TOPIC_EXCEPTION (raw and through librdkafka).
     for p in 0..4 {
-        let (code, _) = produce_raw(&mut conn, "__consumer_offsets", p, &["forged".to_string()]);
+        let (code, _) = produce_values(&mut conn, "__consumer_offsets", p, &["forged".to_string()]);
         assert_eq!(code, INVALID_TOPIC_EXCEPTION, "produce to __consumer_offsets-{p}");
     }
     let producer: FutureProducer = producer_config(&bs).set("message.timeout.ms", "20000").create().expect("producer");
@@ -383,7 +308,7 @@ async fn groups_work_when_offsets_topic_has_another_partition_count() {
     let mut b = Broker::start(&[("log.dirs", &dirs)]);
     let bs = b.bootstrap();
     let mut conn = RawConn::connect(&bs);
-    assert_eq!(topic_in(&metadata_raw(&mut conn, Some(&["__consumer_offsets"]), false), "__consumer_offsets"), Some((NONE, 1, true)));
+    assert_eq!(topic_in(&metadata_raw(&mut conn, 12, Some(&["__consumer_offsets"]), false), "__consumer_offsets"), Some((NONE, 1, true)));
     for (i, g) in groups.iter().enumerate() {
         assert_eq!(committed(&bs, g, &topic, 0), Some(10 + i as i64), "group {g} keeps its offset");
         commit(&bs, g, &topic, 0, 20 + i as i64);
@@ -418,18 +343,18 @@ async fn colliding_and_illegal_names_are_refused() {
     // The same name again is TOPIC_ALREADY_EXISTS, as in Kafka.
     assert_eq!(create_one(&mut conn, "col.x", 1).0, TOPIC_ALREADY_EXISTS);
     // Within one request the second of a colliding pair is refused.
-    let got = create_raw(&mut conn, 7, &[("pair.a", 1), ("pair_a", 1)], false);
+    let got = create_topics_raw(&mut conn, 7, 30_000, &[("pair.a", 1), ("pair_a", 1)], false);
     assert_eq!((got[0].1, got[1].1), (NONE, INVALID_TOPIC_EXCEPTION), "{got:?}");
     assert!(got[1].2.contains("pair.a"), "{got:?}");
     // validate_only sees collisions too.
-    assert_eq!(create_raw(&mut conn, 7, &[("col_x", 1)], true)[0].1, INVALID_TOPIC_EXCEPTION);
+    assert_eq!(create_topics_raw(&mut conn, 7, 30_000, &[("col_x", 1)], true)[0].1, INVALID_TOPIC_EXCEPTION);
 
     // Auto-creation through Metadata: the colliding name gets INVALID_TOPIC_EXCEPTION
     // and is not created; a fresh name is created.
-    let md = metadata_raw(&mut conn, Some(&["col_x", "auto.y"]), true);
+    let md = metadata_raw(&mut conn, 12, Some(&["col_x", "auto.y"]), true);
     assert_eq!(topic_in(&md, "col_x").map(|t| t.0), Some(INVALID_TOPIC_EXCEPTION));
     assert_eq!(topic_in(&md, "auto.y").map(|t| t.0), Some(NONE));
-    let md = metadata_raw(&mut conn, Some(&["auto_y"]), true);
+    let md = metadata_raw(&mut conn, 12, Some(&["auto_y"]), true);
     assert_eq!(topic_in(&md, "auto_y").map(|t| t.0), Some(INVALID_TOPIC_EXCEPTION));
 
     // Kafka's other name rules.
@@ -443,7 +368,7 @@ async fn colliding_and_illegal_names_are_refused() {
     assert_eq!(create_one(&mut conn, &long_ok, 1).0, NONE);
     assert_eq!(create_one(&mut conn, "ok-Name_9.x", 1).0, NONE);
 
-    let all = metadata_raw(&mut conn, None, false);
+    let all = metadata_raw(&mut conn, 12, None, false);
     let mut names: Vec<String> =
         all.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).filter(|n| !n.starts_with("__")).collect();
     names.sort();
@@ -717,7 +642,7 @@ async fn a_storage_error_burst_logs_a_bounded_number_of_lines() {
     for batch in [&big[..], &big[..1]] {
         let mut filled = false;
         for _ in 0..200 {
-            let (code, _) = produce_raw(&mut conn, "full", 0, batch);
+            let (code, _) = produce_values(&mut conn, "full", 0, batch);
             if code == KAFKA_STORAGE_ERROR {
                 filled = true;
                 break;
@@ -730,7 +655,7 @@ async fn a_storage_error_burst_logs_a_bounded_number_of_lines() {
     let start = Instant::now();
     let mut failed = 0;
     while failed < 400 || start.elapsed() < Duration::from_millis(2500) {
-        let (code, _) = produce_raw(&mut conn, "full", 0, &big[..1]);
+        let (code, _) = produce_values(&mut conn, "full", 0, &big[..1]);
         assert_eq!(code, KAFKA_STORAGE_ERROR, "a full disk answers KAFKA_STORAGE_ERROR");
         failed += 1;
     }

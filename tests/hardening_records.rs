@@ -13,44 +13,25 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+use kafka_protocol::records::{Compression, Record};
 use rdkafka::admin::{NewTopic, TopicReplication};
 
 const INVALID_RECORD: i16 = 87;
 const RSS_BOUND_KIB: u64 = 256 * 1024;
 
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
 fn good_batch(from: i64, n: i64, codec: Compression) -> Bytes {
     let recs: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + from + i,
-            key: Some(Bytes::from(format!("k{}", from + i))),
-            value: Some(Bytes::from(format!("v{}", from + i))),
-            headers: Default::default(),
+        .map(|i| {
+            let (key, value) = (format!("k{}", from + i), format!("v{}", from + i));
+            plain_record(i, 1_700_000_000_000 + from + i, Some(Bytes::from(key)), Some(Bytes::from(value)))
         })
         .collect();
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, recs.iter(), &RecordEncodeOptions { version: 2, compression: codec }).unwrap();
-    b.freeze()
+    record_batch(&recs, codec)
 }
 
 fn zigzag(out: &mut Vec<u8>, v: i64) {
@@ -111,12 +92,9 @@ fn raw_batch(count: i32, codec: i16, records: &[u8]) -> Bytes {
     Bytes::from(b)
 }
 
+/// Produce (acks=all) of `records` to partition 0 of `topic` at `version`.
 fn produce(conn: &mut RawConn, version: i16, topic: &str, records: Bytes) -> PartitionProduceResponse {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(sb(topic)))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
-    let mut resp = conn.roundtrip(version, &req);
-    resp.responses.remove(0).partition_responses.remove(0)
+    produce_raw(conn, version, -1, topic, 0, records)
 }
 
 /// ListOffsets by timestamp (v6): the offset of the first record at or after `ts`.

@@ -19,14 +19,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 use common::*;
 
@@ -37,42 +34,15 @@ const BROKER_ID: i32 = 0;
 /// Peak RSS the broker must stay under in these tests.
 const RSS_BOUND_KIB: u64 = 256 * 1024;
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
 /// A batch of `n` records with values `{tag}-{i}`.
 fn batch(tag: &str, n: usize) -> Bytes {
-    let recs: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
-    b.freeze()
+    let recs: Vec<Record> = (0..n).map(|i| plain_record(i as i64, 1_700_000_000_000, None, Some(Bytes::from(format!("{tag}-{i}"))))).collect();
+    record_batch(&recs, Compression::None)
 }
 
 /// Produce v9, acks=all, one batch to one partition: (error code, base offset).
 fn produce(conn: &mut RawConn, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
-    let resp = conn.roundtrip(9, &req);
-    let p = &resp.responses[0].partition_responses[0];
+    let p = produce_raw(conn, 9, -1, topic, partition, records);
     (p.error_code, p.base_offset)
 }
 
@@ -97,7 +67,7 @@ fn fetch(conn: &mut RawConn, topic: &str, partition: i32, offset: i64) -> (i16, 
 /// ListOffsets v5 (latest) of one partition: (error code, offset).
 fn list_latest(conn: &mut RawConn, topic: &str, partition: i32) -> (i16, i64) {
     let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(s(topic)))
+        .with_name(TopicName(sb(topic)))
         .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1).with_current_leader_epoch(-1)])]);
     let resp = conn.roundtrip(5, &req);
     let p = &resp.topics[0].partitions[0];
@@ -106,32 +76,13 @@ fn list_latest(conn: &mut RawConn, topic: &str, partition: i32) -> (i16, i64) {
 
 /// CreateTopics v5 of one topic: (error code, error message).
 fn create_topic_raw(conn: &mut RawConn, topic: &str, partitions: i32) -> (i16, String) {
-    let req = CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(s(topic)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
-    let resp = conn.roundtrip(5, &req);
-    let t = &resp.topics[0];
-    (t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
-}
-
-/// CreatePartitions v1 growing one topic to `count`: (error code, error message).
-fn create_partitions_raw(conn: &mut RawConn, topic: &str, count: i32) -> (i16, String) {
-    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-    let req = CreatePartitionsRequest::default()
-        .with_timeout_ms(60_000)
-        .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(s(topic))).with_count(count)]);
-    let resp = conn.roundtrip(1, &req);
-    let r = &resp.results[0];
-    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    let t = create_topics_raw(conn, 5, 60_000, &[(topic, partitions)], false).remove(0);
+    (t.1, t.2)
 }
 
 /// Metadata v9 of the given topics (no auto-creation).
 fn metadata(conn: &mut RawConn, topics: &[&str]) -> Vec<MetadataResponseTopic> {
-    let req = MetadataRequest::default()
-        .with_topics(Some(topics.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(s(t))))).collect()))
-        .with_allow_auto_topic_creation(false);
-    conn.roundtrip(9, &req).topics
+    metadata_raw(conn, 9, Some(topics), false).topics
 }
 
 /// Acknowledged records of `topic`: (partition, offset, value), produced in
@@ -326,7 +277,7 @@ fn running_out_of_file_descriptors_is_reported_and_survived() {
     // Growing a topic while descriptors are short: the new partitions that
     // cannot open make CreatePartitions a storage error too. (Its metadata
     // change also retries the offline partitions of wide: some may open.)
-    let (code, msg) = create_partitions_raw(&mut conn, "grow", 40);
+    let (code, msg) = create_partitions_raw(&mut conn, 1, 60_000, "grow", 40);
     assert_eq!(code, STORAGE_ERROR, "CreatePartitions past RLIMIT_NOFILE: {msg}");
     let md = metadata(&mut conn, &["grow"]);
     let (grow_up, grow_down) = split_partitions(&md[0]);
@@ -388,20 +339,10 @@ fn running_out_of_file_descriptors_is_reported_and_survived() {
 /// `shardlog tune --output json`, its RLIMIT_NOFILE set to `nofile` (soft and
 /// hard) when given; returns the nofile finding.
 fn tune_nofile(args: &[&str], nofile: Option<u64>) -> serde_json::Value {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(broker_bin());
     cmd.arg("tune").args(args).args(["--output", "json"]);
     if let Some(n) = nofile {
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_nofile(&mut cmd, n);
     }
     let out = cmd.output().expect("run shardlog tune");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -11,10 +11,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record};
 use kafka_protocol::ResponseError;
 use rdkafka::admin::{AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -90,43 +89,20 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
+/// `n` keyed (`key-{i}`) or unkeyed records of 500 bytes, timestamp `ts`,
+/// sequences 0.. (no producer id).
 fn records(n: usize, ts: i64, keyed: bool) -> Vec<Record> {
     (0..n)
         .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: i as i32,
-            timestamp: ts,
-            key: keyed.then(|| Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![b'a'; 500])),
-            headers: Default::default(),
+            ..plain_record(i as i64, ts, keyed.then(|| Bytes::from(format!("key-{i}"))), Some(Bytes::from(vec![b'a'; 500])))
         })
         .collect()
 }
 
-fn batch(recs: &[Record], codec: Compression) -> Bytes {
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, recs.iter(), &RecordEncodeOptions { version: 2, compression: codec }).expect("encode");
-    b.freeze()
-}
-
 /// One Produce v9 of `records` to partition 0; returns the partition's error code.
 fn raw_produce(conn: &mut RawConn, topic: &str, acks: i16, records: Bytes) -> i16 {
-    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
-    let resp = conn.roundtrip(9, &req);
-    resp.responses[0].partition_responses[0].error_code
+    produce_raw(conn, 9, acks, topic, 0, records).error_code
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,8 +143,8 @@ async fn describe_and_alter_configs_apply_live_and_persist() {
     let mut raw_alter = |rtype: i8, name: &str, k: &str, v: &str, validate_only: bool| -> i16 {
         let req = AlterConfigsRequest::default().with_validate_only(validate_only).with_resources(vec![alter_configs_request::AlterConfigsResource::default()
             .with_resource_type(rtype)
-            .with_resource_name(s(name))
-            .with_configs(vec![alter_configs_request::AlterableConfig::default().with_name(s(k)).with_value(Some(s(v)))])]);
+            .with_resource_name(sb(name))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default().with_name(sb(k)).with_value(Some(sb(v)))])]);
         conn.roundtrip(2, &req).responses[0].error_code
     };
     for (k, v) in [("segment.bytes", "ten"), ("cleanup.policy", "forever"), ("no.such.config", "1"), ("min.cleanable.dirty.ratio", "2")] {
@@ -180,8 +156,8 @@ async fn describe_and_alter_configs_apply_live_and_persist() {
     assert_eq!(raw_alter(4, "0", "log.retention.ms", "1", false), ResponseError::InvalidRequest.code());
     // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION; documentation and types with v4.
     let req = DescribeConfigsRequest::default().with_include_documentation(true).with_resources(vec![
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("no-such-topic")),
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s(&topic)).with_configuration_keys(Some(vec![s("cleanup.policy")])),
+        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb("no-such-topic")),
+        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic)).with_configuration_keys(Some(vec![sb("cleanup.policy")])),
     ]);
     let r = conn.roundtrip(4, &req);
     assert_eq!(r.results[0].error_code, ResponseError::UnknownTopicOrPartition.code());
@@ -204,10 +180,10 @@ async fn incremental_alter_configs_set_delete_append_subtract() {
     let mut alter = |ops: &[(&str, i8, Option<&str>)], validate_only: bool| -> (i16, Option<String>) {
         let configs = ops
             .iter()
-            .map(|(k, op, v)| incremental_alter_configs_request::AlterableConfig::default().with_name(s(k)).with_config_operation(*op).with_value(v.map(s)))
+            .map(|(k, op, v)| incremental_alter_configs_request::AlterableConfig::default().with_name(sb(k)).with_config_operation(*op).with_value(v.map(sb)))
             .collect();
         let req = IncrementalAlterConfigsRequest::default().with_validate_only(validate_only).with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(s(&topic)).with_configs(configs),
+            incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic)).with_configs(configs),
         ]);
         let r = conn.roundtrip(1, &req);
         (r.responses[0].error_code, r.responses[0].error_message.as_ref().map(|m| m.to_string()))
@@ -339,7 +315,7 @@ async fn describe_cluster_log_dirs_and_offset_for_leader_epoch() {
 
     let ask = |current: i32, epoch: i32| {
         OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
-            .with_topic(TopicName(s(&topic)))
+            .with_topic(TopicName(sb(&topic)))
             .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(current).with_leader_epoch(epoch)])])
     };
     let e = &conn.roundtrip(4, &ask(0, 0)).topics[0].partitions[0];
@@ -358,7 +334,7 @@ async fn produce_policies_recompress_timestamps_min_isr_and_keys() {
     let zstd = topic_name("zstd");
     create_with(&bs, &zstd, 1, &[("compression.type", "zstd")]).await;
     let mut conn = RawConn::connect(&bs);
-    assert_eq!(raw_produce(&mut conn, &zstd, -1, batch(&records(20, now_ms(), true), Compression::None)), 0);
+    assert_eq!(raw_produce(&mut conn, &zstd, -1, record_batch(&records(20, now_ms(), true), Compression::None)), 0);
     // On disk the batch is zstd (attributes codec 4) and smaller than the 10 KB sent.
     let log = b.log_dir().join(format!("{zstd}-0")).join(format!("{:020}.log", 0));
     let raw = std::fs::read(&log).expect("segment");
@@ -373,7 +349,7 @@ async fn produce_policies_recompress_timestamps_min_isr_and_keys() {
     // lz4 the same way, read back through librdkafka.
     let lz4 = topic_name("lz4");
     create_with(&bs, &lz4, 1, &[("compression.type", "lz4")]).await;
-    assert_eq!(raw_produce(&mut conn, &lz4, -1, batch(&records(20, now_ms(), true), Compression::Gzip)), 0);
+    assert_eq!(raw_produce(&mut conn, &lz4, -1, record_batch(&records(20, now_ms(), true), Compression::Gzip)), 0);
     let got = consume_all(&bs, &lz4, 1, 20, WAIT);
     assert_eq!(got.len(), 20);
     assert_eq!(got[7].key.as_deref(), Some(&b"key-7"[..]));
@@ -383,19 +359,19 @@ async fn produce_policies_recompress_timestamps_min_isr_and_keys() {
     // Timestamps more than an hour old are refused on this topic.
     let strict = topic_name("ts");
     create_with(&bs, &strict, 1, &[("message.timestamp.before.max.ms", "3600000")]).await;
-    assert_eq!(raw_produce(&mut conn, &strict, 1, batch(&records(1, now_ms() - 7_200_000, true), Compression::None)), ResponseError::InvalidTimestamp.code());
-    assert_eq!(raw_produce(&mut conn, &strict, 1, batch(&records(1, now_ms(), true), Compression::None)), 0);
+    assert_eq!(raw_produce(&mut conn, &strict, 1, record_batch(&records(1, now_ms() - 7_200_000, true), Compression::None)), ResponseError::InvalidTimestamp.code());
+    assert_eq!(raw_produce(&mut conn, &strict, 1, record_batch(&records(1, now_ms(), true), Compression::None)), 0);
 
     // min.insync.replicas=2 cannot be met by one broker: acks=all fails, acks=1 works.
     let isr = topic_name("isr");
     create_with(&bs, &isr, 1, &[("min.insync.replicas", "2")]).await;
-    assert_eq!(raw_produce(&mut conn, &isr, -1, batch(&records(1, now_ms(), true), Compression::None)), ResponseError::NotEnoughReplicas.code());
-    assert_eq!(raw_produce(&mut conn, &isr, 1, batch(&records(1, now_ms(), true), Compression::None)), 0);
+    assert_eq!(raw_produce(&mut conn, &isr, -1, record_batch(&records(1, now_ms(), true), Compression::None)), ResponseError::NotEnoughReplicas.code());
+    assert_eq!(raw_produce(&mut conn, &isr, 1, record_batch(&records(1, now_ms(), true), Compression::None)), 0);
 
     // A compacted topic needs keys.
     let compact = topic_name("compact");
     create_with(&bs, &compact, 1, &[("cleanup.policy", "compact")]).await;
-    assert_eq!(raw_produce(&mut conn, &compact, 1, batch(&records(2, now_ms(), false), Compression::None)), ResponseError::InvalidRecord.code());
-    assert_eq!(raw_produce(&mut conn, &compact, 1, batch(&records(2, now_ms(), true), Compression::Lz4)), 0);
+    assert_eq!(raw_produce(&mut conn, &compact, 1, record_batch(&records(2, now_ms(), false), Compression::None)), ResponseError::InvalidRecord.code());
+    assert_eq!(raw_produce(&mut conn, &compact, 1, record_batch(&records(2, now_ms(), true), Compression::Lz4)), 0);
     b.stop();
 }

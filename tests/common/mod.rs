@@ -15,10 +15,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+    RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{
     encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes,
 };
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -225,17 +235,7 @@ impl Broker {
             cmd.env("RUST_LOG", "info");
         }
         if let Some(n) = self.nofile {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_nofile(&mut cmd, n);
         }
         self.note(&format!(
             "generation {}: spawning {} {:?}",
@@ -420,6 +420,22 @@ impl Drop for Broker {
         if std::thread::panicking() {
             eprintln!("{}", self.output_banner());
         }
+    }
+}
+
+/// Runs `cmd` with RLIMIT_NOFILE set to `n`, soft and hard (the broker raises
+/// its soft limit to the hard one, so both must be low to test a low limit).
+pub fn limit_nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -747,4 +763,101 @@ pub fn fetch_request(
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(10 * 1024 * 1024)])])
         .with_rack_id(StrBytes::from_static_str(""))
+}
+
+// ---------------------------------------------------------------------------
+// Raw requests and record batches: one version of each, the API version (and
+// where tests differ, the timeout) chosen by the caller.
+// ---------------------------------------------------------------------------
+
+/// `StrBytes` (kafka-protocol's string) from a `&str`.
+pub fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A record as a producer without idempotence sends it: no producer id, epoch
+/// or sequence (-1), creation time `timestamp`, no headers. Idempotent and
+/// transactional records set those fields over it (`Record { .., ..plain_record(..) }`).
+pub fn plain_record(offset: i64, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// One v2 record batch of `records`, compressed with `codec`.
+pub fn record_batch(records: &[Record], codec: Compression) -> Bytes {
+    let mut b = BytesMut::new();
+    RecordBatchEncoder::encode(&mut b, records.iter(), &RecordEncodeOptions { version: 2, compression: codec }).expect("encode record batch");
+    b.freeze()
+}
+
+/// Produce of one record batch to one partition (timeout 30 s): that
+/// partition's answer.
+pub fn produce_raw(conn: &mut RawConn, version: i16, acks: i16, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(sb(topic)))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+    let mut resp = conn.roundtrip(version, &req);
+    resp.responses.remove(0).partition_responses.remove(0)
+}
+
+/// CreateTopics of (name, partitions), replication factor 1: (name, error
+/// code, error message or "") per topic, in the broker's order.
+pub fn create_topics_raw(
+    conn: &mut RawConn,
+    version: i16,
+    timeout_ms: i32,
+    topics: &[(&str, i32)],
+    validate_only: bool,
+) -> Vec<(String, i16, String)> {
+    let req = CreateTopicsRequest::default().with_timeout_ms(timeout_ms).with_validate_only(validate_only).with_topics(
+        topics
+            .iter()
+            .map(|(n, p)| CreatableTopic::default().with_name(TopicName(sb(n))).with_num_partitions(*p).with_replication_factor(1))
+            .collect(),
+    );
+    let resp = conn.roundtrip(version, &req);
+    resp.topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+        .collect()
+}
+
+/// CreatePartitions growing one topic to `count` partitions: (error code,
+/// error message or "").
+pub fn create_partitions_raw(conn: &mut RawConn, version: i16, timeout_ms: i32, topic: &str, count: i32) -> (i16, String) {
+    let req = CreatePartitionsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(sb(topic))).with_count(count)]);
+    let resp = conn.roundtrip(version, &req);
+    let r = &resp.results[0];
+    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// DeleteTopics of one topic by name (v6 shape): (error code, error message or "").
+pub fn delete_topic_raw(conn: &mut RawConn, version: i16, timeout_ms: i32, topic: &str) -> (i16, String) {
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(sb(topic))))]);
+    let resp = conn.roundtrip(version, &req);
+    let r = &resp.responses[0];
+    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// Metadata for `topics` (None: all topics), auto-creating them if allowed.
+pub fn metadata_raw(conn: &mut RawConn, version: i16, topics: Option<&[&str]>, allow_auto_topic_creation: bool) -> MetadataResponse {
+    let topics = topics.map(|ts| ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(sb(t))))).collect());
+    conn.roundtrip(version, &MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(allow_auto_topic_creation))
 }

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
     TransactionalId,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -59,10 +59,6 @@ pub mod code {
 
 /// How long a coordinator may answer "retry later" before a test gives up.
 pub const COORD_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
@@ -219,24 +215,13 @@ pub fn pid_batch(pid: Pid, base_seq: i32, transactional: bool, values: &[String]
         .enumerate()
         .map(|(i, v)| Record {
             transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
             producer_id: pid.id,
             producer_epoch: pid.epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: base_seq + i as i32,
-            timestamp: ts,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
+            ..plain_record(i as i64, ts, None, Some(Bytes::from(v.clone())))
         })
         .collect();
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode record batch");
-    b.freeze()
+    record_batch(&recs, Compression::None)
 }
 
 /// `n` values `{tag}-{i}` for i in `from..from + n`.
