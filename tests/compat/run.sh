@@ -282,9 +282,11 @@ test_txn_confluent() {
 # ---- Go clients (issue 14) ----
 # Sarama (tests/compat/go/sarama, its own go.mod/go.sum, pinned): ClusterAdmin
 # creates/describes a 4-partition topic, a 2-member consumer group joins, a
-# sync producer (acks=all, zstd) writes 2000 keyed records with headers; each
-# record is read exactly once, committed offsets equal the log end offsets,
-# then the group and topic are deleted. Needs `go` (GO=/path/to/go, else PATH;
+# idempotent sync producer (acks=all, zstd) writes 2000 keyed records with
+# headers; each record is read exactly once, committed offsets equal the log
+# end offsets; the static members (KIP-345) are removed by the admin; a
+# transactional producer commits/aborts (read_committed skips the aborted
+# records); then the group and topics are deleted. Needs `go` (GO=/path/to/go, else PATH;
 # .ci/run provides it) and the Go module proxy or a filled module cache.
 GO_BIN=${GO:-$(command -v go || true)}
 test_sarama_roundtrip() {

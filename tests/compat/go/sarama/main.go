@@ -1,9 +1,11 @@
 // Command sarama-roundtrip drives a broker with Sarama (github.com/IBM/sarama),
 // the other widely used Go Kafka client besides franz-go: ClusterAdmin creates
-// and describes a topic, a consumer group of two members joins it, a sync
-// producer (acks=all, compressed) writes keyed records with headers, the two
-// members read every record exactly once and commit, the committed offsets
-// are checked against what was produced, and the topic and group are deleted.
+// and describes a topic, a consumer group of two (static) members joins it,
+// an idempotent sync producer (acks=all, compressed) writes keyed records
+// with headers, the two members read every record exactly once and commit,
+// the committed offsets are checked against what was produced (static members are then removed by
+// the admin), a transactional producer commits and aborts (read_committed
+// skips the aborted records), and the topics and group are deleted.
 //
 // Why: shardlog must be a drop-in for Apache Kafka for Go services too, and
 // Sarama picks its own request versions (from Config.Version) and its own
@@ -37,6 +39,8 @@ var (
 	codec      = flag.String("codec", "zstd", "producer compression: none, gzip, snappy, lz4, zstd")
 	kversion   = flag.String("kafka-version", "3.9.0", "Kafka version Sarama assumes (chooses request versions)")
 	timeout    = flag.Duration("timeout", 90*time.Second, "bound on the whole run")
+	idempotent = flag.Bool("idempotent", true, "idempotent producer (InitProducerId, sequence numbers)")
+	static     = flag.Bool("static", true, "static group membership (group.instance.id, KIP-345)")
 )
 
 func fail(format string, args ...any) {
@@ -129,6 +133,9 @@ func main() {
 		c.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
 		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
 		c.Consumer.Return.Errors = true
+		if *static {
+			c.Consumer.Group.InstanceId = *topic + "-" + name
+		}
 		g, err := sarama.NewConsumerGroup(brokers, group, c)
 		if err != nil {
 			fail("NewConsumerGroup %s: %v", name, err)
@@ -215,6 +222,10 @@ func main() {
 	pc.Producer.RequiredAcks = sarama.WaitForAll
 	pc.Producer.Return.Successes = true
 	pc.Producer.Partitioner = sarama.NewHashPartitioner
+	if *idempotent {
+		pc.Producer.Idempotent = true
+		pc.Net.MaxOpenRequests = 1
+	}
 	if err := pc.Producer.Compression.UnmarshalText([]byte(*codec)); err != nil {
 		fail("codec %q: %v", *codec, err)
 	}
@@ -322,6 +333,43 @@ func main() {
 	}
 	log.Printf("group %s: committed offsets %v match the log end offsets", group, got)
 
+	// Static members (KIP-345) do not send LeaveGroup on Close, so -- as in
+	// Kafka -- they stay in the group until their session times out or an
+	// admin removes them by group.instance.id (LeaveGroup v3+ batch).
+	if *static {
+		desc, err := admin.DescribeConsumerGroups([]string{group})
+		if err != nil || len(desc) != 1 {
+			fail("DescribeConsumerGroups after Close: %v", err)
+		}
+		var ids []string
+		for _, m := range desc[0].Members {
+			if m.GroupInstanceId != nil {
+				ids = append(ids, *m.GroupInstanceId)
+			}
+		}
+		sort.Strings(ids)
+		if wantIDs := []string{*topic + "-member-a", *topic + "-member-b"}; fmt.Sprint(ids) != fmt.Sprint(wantIDs) {
+			fail("static members after Close: %v, want %v (state %q)", ids, wantIDs, desc[0].State)
+		}
+		resp, err := admin.RemoveMemberFromConsumerGroup(group, ids)
+		if err != nil {
+			fail("RemoveMemberFromConsumerGroup %v: %v", ids, err)
+		}
+		if len(resp.Members) != len(ids) {
+			fail("RemoveMemberFromConsumerGroup: %d member results, want %d", len(resp.Members), len(ids))
+		}
+		for _, m := range resp.Members {
+			if !errors.Is(m.Err, sarama.ErrNoError) {
+				fail("RemoveMemberFromConsumerGroup %v: %v", m.GroupInstanceId, m.Err)
+			}
+		}
+		desc, err = admin.DescribeConsumerGroups([]string{group})
+		if err != nil || len(desc) != 1 || desc[0].State != "Empty" || len(desc[0].Members) != 0 {
+			fail("DescribeConsumerGroups after removing the static members: %v, %+v; want Empty", err, desc)
+		}
+		log.Printf("group %s: static members %v stayed after Close, removed by the admin", group, ids)
+	}
+
 	// A third member of the same group resumes from the commits: it must
 	// see the group's end of log, so no record is delivered twice.
 	offs, err := sarama.NewClient(brokers, config("sarama-check"))
@@ -340,7 +388,93 @@ func main() {
 	}
 	offs.Close()
 
-	// ---- ClusterAdmin: delete the group and the topic.
+	// ---- Transactions: a transactional sync producer commits, aborts and
+	// commits again on a 1-partition topic; read_committed must skip the
+	// aborted records, read_uncommitted must see them all.
+	txnTopic := *topic + "-txn"
+	if err := admin.CreateTopic(txnTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		fail("CreateTopic %s: %v", txnTopic, err)
+	}
+	tc := config("sarama-txn")
+	tc.Producer.Idempotent = true
+	tc.Producer.RequiredAcks = sarama.WaitForAll
+	tc.Producer.Return.Successes = true
+	tc.Producer.Transaction.ID = txnTopic + "-producer"
+	tc.Net.MaxOpenRequests = 1
+	tp, err := sarama.NewSyncProducer(brokers, tc)
+	if err != nil {
+		fail("NewSyncProducer (transactional): %v", err)
+	}
+	var committedVals, allVals []string
+	for _, txn := range []struct {
+		name   string
+		n      int
+		commit bool
+	}{{"first", 10, true}, {"aborted", 10, false}, {"second", 5, true}} {
+		if err := tp.BeginTxn(); err != nil {
+			fail("BeginTxn: %v", err)
+		}
+		for i := 0; i < txn.n; i++ {
+			v := fmt.Sprintf("%s-%d", txn.name, i)
+			if _, _, err := tp.SendMessage(&sarama.ProducerMessage{Topic: txnTopic, Value: sarama.StringEncoder(v)}); err != nil {
+				fail("SendMessage in transaction %s: %v", txn.name, err)
+			}
+			allVals = append(allVals, v)
+			if txn.commit {
+				committedVals = append(committedVals, v)
+			}
+		}
+		if txn.commit {
+			err = tp.CommitTxn()
+		} else {
+			err = tp.AbortTxn()
+		}
+		if err != nil {
+			fail("end transaction %s (commit %v): %v", txn.name, txn.commit, err)
+		}
+	}
+	if err := tp.Close(); err != nil {
+		fail("transactional producer Close: %v", err)
+	}
+	last := committedVals[len(committedVals)-1]
+	for _, iso := range []sarama.IsolationLevel{sarama.ReadCommitted, sarama.ReadUncommitted} {
+		want := allVals
+		if iso == sarama.ReadCommitted {
+			want = committedVals
+		}
+		cc := config("sarama-txn-reader")
+		cc.Consumer.IsolationLevel = iso
+		cons, err := sarama.NewConsumer(brokers, cc)
+		if err != nil {
+			fail("NewConsumer: %v", err)
+		}
+		pcons, err := cons.ConsumePartition(txnTopic, 0, sarama.OffsetOldest)
+		if err != nil {
+			fail("ConsumePartition %s/0: %v", txnTopic, err)
+		}
+		var got []string
+		for len(got) == 0 || got[len(got)-1] != last {
+			select {
+			case m := <-pcons.Messages():
+				got = append(got, string(m.Value))
+			case err := <-pcons.Errors():
+				fail("consume %s (isolation %d): %v", txnTopic, iso, err)
+			case <-ctx.Done():
+				return
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			fail("isolation %d read %v, want %v", iso, got, want)
+		}
+		pcons.Close()
+		cons.Close()
+	}
+	log.Printf("transactions: read_committed saw %d records (aborted ones skipped), read_uncommitted %d", len(committedVals), len(allVals))
+
+	// ---- ClusterAdmin: delete the group and the topics.
+	if err := admin.DeleteTopic(txnTopic); err != nil {
+		fail("DeleteTopic %s: %v", txnTopic, err)
+	}
 	if err := admin.DeleteConsumerGroup(group); err != nil {
 		fail("DeleteConsumerGroup %s: %v", group, err)
 	}
