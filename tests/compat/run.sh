@@ -279,6 +279,46 @@ test_txn_confluent() {
     py "$HERE/txn_confluent.py" --bootstrap "$BOOTSTRAP" --topic "txn-confluent-$RUN"
 }
 
+# ---- Go clients (issue 14) ----
+# Sarama (tests/compat/go/sarama, its own go.mod/go.sum, pinned): ClusterAdmin
+# creates/describes a 4-partition topic, a 2-member consumer group joins, an
+# idempotent sync producer (acks=all, zstd) writes 2000 keyed records with
+# headers; each record is read exactly once, committed offsets equal the log
+# end offsets; the static members (KIP-345) are removed by the admin; a
+# transactional producer commits/aborts (read_committed skips the aborted
+# records); then the group and topics are deleted. Needs go >= 1.26
+# (GO=/path/to/go, else PATH; .ci/run provides it) and the Go module proxy
+# or a filled module cache.
+GO_BIN=${GO:-$(command -v go || true)}
+test_sarama_roundtrip() {
+    (cd "$HERE/go/sarama" && bounded "$GO_BIN" build -o "$WORK/sarama-roundtrip" .) \
+        || { echo "FAIL: go build of $HERE/go/sarama failed" >&2; return 1; }
+    bounded "$WORK/sarama-roundtrip" -bootstrap "$BOOTSTRAP" -topic "sarama-$RUN" \
+        -timeout "$((CLIENT_TIMEOUT - 10))s"
+}
+# franz-go's own kgo integration tests (tests/compat/go/franz-go-suite.sh,
+# pinned franz-go, fetched by the module proxy), 100k records per ETL test,
+# go test -timeout 300 s; ~60 s (+~40 s first compile) with a debug broker
+# on 2 cores.
+test_franz_go_suite() {
+    GO=$GO_BIN KGO_TEST_RECORDS=100000 SUITE_TIMEOUT=300 \
+        timeout -k 5 900 bash "$HERE/go/franz-go-suite.sh" "$BOOTSTRAP" "$WORK/franz-go"
+}
+run_go_tests() {
+    if [ -z "$GO_BIN" ] || ! "$GO_BIN" version >/dev/null 2>&1; then
+        echo "SKIP sarama-roundtrip, franz-go-kgo-suite: no go toolchain" \
+             "(set GO=/path/to/go or run .ci/run)"
+        return
+    fi
+    run_test sarama-roundtrip test_sarama_roundtrip
+    if ! command -v jq >/dev/null; then
+        echo "SKIP franz-go-kgo-suite: jq is not installed (apt-get install jq)"
+        return
+    fi
+    run_test franz-go-kgo-suite test_franz_go_suite
+}
+# ---- end Go clients ----
+
 test_sigterm_shutdown() {
     stop_broker 20
     if [ "$STOP_STATUS" != 0 ]; then
@@ -323,6 +363,7 @@ for client in kafka-python confluent; do
 done
 run_test kafka-python-idempotent test_kafka_python_idempotent
 run_test confluent-transactions test_txn_confluent
+run_go_tests
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
