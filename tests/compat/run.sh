@@ -11,7 +11,10 @@
 # Why: the broker must be a drop-in for Apache Kafka for the clients people
 # already use; unit tests cannot show that, only real clients can.
 #
-# Builds nothing. Inputs (environment):
+# Builds no broker. The Java client checks (tests/compat/java, a Maven project)
+# are compiled here with `mvn package` (seconds once ~/.m2 holds the jars);
+# without mvn or java they are skipped with one "SKIP java: ..." line.
+# Inputs (environment):
 #   SHARDLOG_BIN   broker binary (default target/debug/shardlog, from repo root)
 #   COMPAT_VENV    venv with kafka-python + confluent-kafka (default
 #                  /opt/shardlog-compat-venv; .ci/run creates it)
@@ -20,7 +23,8 @@
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
 # Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
 # kafka_python_idempotent.py and txn_confluent.py cover idempotent and
-# transactional producers (issue 7)
+# transactional producers (issue 7); tests/compat/java/ covers the Java client
+# (kafka-clients 4.x: producer codecs, groups, static membership, Admin, transactions)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -279,6 +283,23 @@ test_txn_confluent() {
     py "$HERE/txn_confluent.py" --bootstrap "$BOOTSTRAP" --topic "txn-confluent-$RUN"
 }
 
+# Java client (kafka-clients, tests/compat/java): compiled once here; each
+# check below is one JVM run of shardlog.compat.JavaCompat, which prints a
+# PASS/FAIL line per assertion (see its classes' doc comments for what).
+JAVA_DIR=$HERE/java
+JAVA_CP=""
+test_java_build() {
+    bounded mvn -q -B -f "$JAVA_DIR/pom.xml" package \
+        || { echo "FAIL: mvn package in $JAVA_DIR exited with status $?" >&2; return 1; }
+    JAVA_CP="$JAVA_DIR/target/classes:$(cat "$JAVA_DIR/target/classpath.txt")" || return 1
+}
+
+test_java() {  # CHECK
+    bounded java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -cp "$JAVA_CP" shardlog.compat.JavaCompat "$1" \
+        --bootstrap "$BOOTSTRAP" --topic "java-$1-$RUN"
+}
+
 test_sigterm_shutdown() {
     stop_broker 20
     if [ "$STOP_STATUS" != 0 ]; then
@@ -323,6 +344,19 @@ for client in kafka-python confluent; do
 done
 run_test kafka-python-idempotent test_kafka_python_idempotent
 run_test confluent-transactions test_txn_confluent
+if ! command -v mvn >/dev/null; then
+    echo "SKIP java: mvn not found (apt-get install maven)"
+elif ! command -v java >/dev/null; then
+    echo "SKIP java: java not found (apt-get install openjdk-17-jdk-headless)"
+else
+    run_test java-build test_java_build
+    if [ -n "$JAVA_CP" ]; then
+        for check in producer group-eager group-cooperative static-membership admin \
+                     transactions; do
+            run_test "java-$check" test_java "$check"
+        done
+    fi
+fi
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
