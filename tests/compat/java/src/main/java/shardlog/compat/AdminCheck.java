@@ -25,7 +25,6 @@ import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
-import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
@@ -196,12 +195,12 @@ final class AdminCheck {
             ConsumerGroupListing mine = listed.stream().filter(l -> l.groupId().equals(group))
                     .findFirst().orElse(null);
             c.ok("listConsumerGroups lists the group, stable",
-                    mine != null && mine.groupState().orElse(null) == GroupState.STABLE,
+                    mine != null && Clients.state(mine).equals("Stable"),
                     "listed " + listed);
             ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group))
                     .describedGroups().get(group).get(T, TimeUnit.SECONDS);
             c.ok("describeConsumerGroups: stable, one member owning the 4 partitions, range",
-                    d.groupState() == GroupState.STABLE && d.members().size() == 1
+                    Clients.state(d).equals("Stable") && d.members().size() == 1
                             && d.members().iterator().next().assignment().topicPartitions().size() == 4
                             && "range".equals(d.partitionAssignor()) && d.coordinator() != null,
                     d.toString());
@@ -215,7 +214,7 @@ final class AdminCheck {
         ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group))
                 .describedGroups().get(group).get(T, TimeUnit.SECONDS);
         c.ok("describeConsumerGroups after the consumer left: empty",
-                d.groupState() == GroupState.EMPTY && d.members().isEmpty(), d.toString());
+                Clients.state(d).equals("Empty") && d.members().isEmpty(), d.toString());
         admin.deleteConsumerGroupOffsets(group, Set.of(p1)).all().get(T, TimeUnit.SECONDS);
         Map<TopicPartition, OffsetAndMetadata> offsets = admin.listConsumerGroupOffsets(group)
                 .partitionsToOffsetAndMetadata().get(T, TimeUnit.SECONDS);
@@ -224,13 +223,13 @@ final class AdminCheck {
         admin.deleteConsumerGroups(List.of(group)).all().get(T, TimeUnit.SECONDS);
         String after;
         try {
-            after = "state " + admin.describeConsumerGroups(List.of(group)).describedGroups()
-                    .get(group).get(T, TimeUnit.SECONDS).groupState();
+            after = "state " + Clients.state(admin.describeConsumerGroups(List.of(group))
+                    .describedGroups().get(group).get(T, TimeUnit.SECONDS));
         } catch (ExecutionException e) {
             after = e.getCause() instanceof GroupIdNotFoundException ? "not found" : e.toString();
         }
         c.ok("describeConsumerGroups after deleteConsumerGroups: dead or not found",
-                after.equals("not found") || after.equals("state " + GroupState.DEAD), after);
+                after.equals("not found") || after.equals("state Dead"), after);
     }
 
     static TopicDescription describe(Admin admin, String topic) throws Exception {

@@ -10,6 +10,8 @@ import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -117,6 +119,21 @@ final class Clients {
             }
         }
         return out;
+    }
+
+    /**
+     * The group's state as Kafka names it ("Stable", "Empty", "Dead"). state() is the
+     * accessor kafka-clients 3.x and 4.x both have (4.x deprecates it for groupState(),
+     * which 3.x lacks), so the checks compile against either.
+     */
+    @SuppressWarnings("deprecation")
+    static String state(ConsumerGroupDescription d) {
+        return String.valueOf(d.state());
+    }
+
+    @SuppressWarnings("deprecation")
+    static String state(ConsumerGroupListing l) {
+        return l.state().map(String::valueOf).orElse("(none)");
     }
 
     static String headers(Iterable<Header> hs) {

@@ -14,7 +14,6 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.RangeAssignor;
-import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.TopicPartition;
 
 /**
@@ -145,15 +144,15 @@ final class GroupCheck {
                         adminHave);
                 ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group))
                         .describedGroups().get(group).get(60, TimeUnit.SECONDS);
-                c.equal(protocol + ": described group state", GroupState.STABLE, d.groupState());
+                c.equal(protocol + ": described group state", "Stable", Clients.state(d));
                 c.equal(protocol + ": described group assignor", protocol, d.partitionAssignor());
                 c.equal(protocol + ": described group has one member", 1, d.members().size());
                 c.equal(protocol + ": described member's assignment", allSet,
                         d.members().iterator().next().assignment().topicPartitions());
             }
         } finally {
-            if (b != null) b.consumer.close();
-            a.consumer.close();
+            if (b != null) b.close();
+            a.close();
         }
     }
 

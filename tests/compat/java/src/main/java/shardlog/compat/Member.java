@@ -37,6 +37,16 @@ final class Member implements ConsumerRebalanceListener {
         consumer.subscribe(List.of(topic), this);
     }
 
+    private boolean closed;
+
+    /** Closes the consumer once (later calls do nothing). */
+    void close() {
+        if (!closed) {
+            closed = true;
+            consumer.close();
+        }
+    }
+
     int poll(long millis) {
         int n = 0;
         for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(millis))) {

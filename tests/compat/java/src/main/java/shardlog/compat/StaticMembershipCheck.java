@@ -35,7 +35,7 @@ final class StaticMembershipCheck {
         Duration wait = Duration.ofSeconds(60);
         Member s1 = new Member("s1", props(bootstrap, group, "s1"), topic);
         Member s2 = new Member("s2", props(bootstrap, group, "s2"), topic);
-        Member s1b = null;
+        List<Member> started = new java.util.ArrayList<>(List.of(s1, s2));
         try {
             Member.pollUntil("s1 and s2 to split the partitions and consume 100 records",
                     List.of(s1, s2), () -> {
@@ -54,35 +54,51 @@ final class StaticMembershipCheck {
                 for (MemberDescription m : d.members()) ids.add(m.groupInstanceId().orElse("-"));
                 c.equal("static: described members' group.instance.id", Set.of("s1", "s2"), ids);
             }
-            int generation = s1.generation();
-            String memberId = s1.consumer.groupMetadata().memberId();
-            Set<TopicPartition> s1Owned = s1.assignment();
-            int s2Events = s2.events.size();
-
-            s1.consumer.close();
-            Clients.produceEach(bootstrap, topic, PARTITIONS, 5, "second");
-            Member nb = new Member("s1-again", props(bootstrap, group, "s1"), topic);
-            s1b = nb;
-            Member.pollUntil("the new s1 to get partitions and both to consume the second 20",
-                    List.of(nb, s2), () -> !nb.assignment().isEmpty()
-                            && GroupCheck.count(nb, "second-") + GroupCheck.count(s2, "second-")
-                                    == 5 * PARTITIONS, wait);
-            c.equal("static: the new s1 got the old s1's partitions", s1Owned, nb.assignment());
-            c.equal("static: no rebalance (same generation)", generation, nb.generation());
-            c.equal("static: s2 still in that generation", generation, s2.generation());
-            c.ok("static: the new s1 has a new member id",
-                    !nb.consumer.groupMetadata().memberId().equals(memberId),
-                    "same member id " + memberId);
-            c.equal("static: s2 saw no rebalance callback", List.of(),
-                    s2.events.subList(s2Events, s2.events.size()));
-            c.ok("static: the new s1 resumed from s1's commits",
-                    nb.consumed.keySet().stream().noneMatch(k -> k.startsWith("first-"))
-                            && nb.consumed.values().stream().allMatch(n -> n == 1),
-                    "consumed " + nb.consumed);
+            // Replace s1, then s2: one of them is the group's leader, whose rejoin the
+            // coordinator must answer without a new assignment round either.
+            Member s1b = replace(bootstrap, group, topic, s1, s2, "second", c, started);
+            replace(bootstrap, group, topic, s2, s1b, "third", c, started);
         } finally {
-            if (s1b != null) s1b.consumer.close();
-            s2.consumer.close();
+            for (Member m : started) m.close();
         }
+    }
+
+    /**
+     * Closes OLD (no LeaveGroup: static), produces 5 records per partition tagged TAG and
+     * starts a consumer with OLD's group.instance.id; checks that it takes OLD's place
+     * without a rebalance and that it and OTHER consume the new records once.
+     */
+    static Member replace(String bootstrap, String group, String topic, Member old,
+            Member other, String tag, Checks c, List<Member> started) throws Exception {
+        String instance = old.consumer.groupMetadata().groupInstanceId().orElseThrow();
+        String name = "static: replacing " + instance + ": ";
+        int generation = old.generation();
+        String memberId = old.consumer.groupMetadata().memberId();
+        Set<TopicPartition> owned = old.assignment();
+        int otherEvents = other.events.size();
+
+        old.close();
+        Clients.produceEach(bootstrap, topic, PARTITIONS, 5, tag);
+        Member nb = new Member(instance + "-" + tag, props(bootstrap, group, instance), topic);
+        started.add(nb);
+        Member.pollUntil("the new " + instance + " to get partitions and both to consume the "
+                + tag + " 20", List.of(nb, other), () -> !nb.assignment().isEmpty()
+                        && GroupCheck.count(nb, tag + "-") + GroupCheck.count(other, tag + "-")
+                                == 5 * PARTITIONS, Duration.ofSeconds(60));
+        c.equal(name + "the new member got the old one's partitions", owned, nb.assignment());
+        c.equal(name + "no rebalance (same generation)", generation, nb.generation());
+        c.equal(name + "the other member is still in that generation", generation,
+                other.generation());
+        c.ok(name + "the new member has a new member id",
+                !nb.consumer.groupMetadata().memberId().equals(memberId),
+                "same member id " + memberId);
+        c.equal(name + "the other member saw no rebalance callback", List.of(),
+                other.events.subList(otherEvents, other.events.size()));
+        c.ok(name + "the new member resumed from the old one's commits",
+                nb.consumed.keySet().stream().allMatch(k -> k.startsWith(tag + "-"))
+                        && nb.consumed.values().stream().allMatch(n -> n == 1),
+                "consumed " + nb.consumed);
+        return nb;
     }
 
     static Properties props(String bootstrap, String group, String instance) {
