@@ -24,7 +24,8 @@
 # Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
 # kafka_python_idempotent.py and txn_confluent.py cover idempotent and
 # transactional producers (issue 7); tests/compat/java/ covers the Java client
-# (kafka-clients 4.x: producer codecs, groups, static membership, Admin, transactions)
+# (kafka-clients 4.x and 3.x: producer codecs, groups, static membership, Admin,
+# transactions)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -283,21 +284,27 @@ test_txn_confluent() {
     py "$HERE/txn_confluent.py" --bootstrap "$BOOTSTRAP" --topic "txn-confluent-$RUN"
 }
 
-# Java client (kafka-clients, tests/compat/java): compiled once here; each
-# check below is one JVM run of shardlog.compat.JavaCompat, which prints a
-# PASS/FAIL line per assertion (see its classes' doc comments for what).
+# Java client (kafka-clients, tests/compat/java): each release in
+# JAVA_CLIENTS -- the newest 4.x, and the last 3.x, which most deployed
+# applications still use -- is compiled once into its own directory; each check
+# below is one JVM run of shardlog.compat.JavaCompat, which prints a PASS/FAIL
+# line per assertion (see its classes' doc comments for what).
 JAVA_DIR=$HERE/java
-JAVA_CP=""
-test_java_build() {
-    bounded mvn -q -B -f "$JAVA_DIR/pom.xml" package \
-        || { echo "FAIL: mvn package in $JAVA_DIR exited with status $?" >&2; return 1; }
-    JAVA_CP="$JAVA_DIR/target/classes:$(cat "$JAVA_DIR/target/classpath.txt")" || return 1
+JAVA_CLIENTS=(4.1.1 3.9.1)
+declare -A JAVA_CP=()
+test_java_build() {  # VERSION
+    local out="$PWD/$JAVA_DIR/target/kafka-clients-$1"
+    local CLIENT_TIMEOUT=$((CLIENT_TIMEOUT * 5))   # a first run downloads the jars
+    bounded mvn -q -B -f "$JAVA_DIR/pom.xml" package -Dkafka.version="$1" \
+        -Dcompat.build.dir="$out" \
+        || { echo "FAIL: mvn package (kafka-clients $1) exited with status $?" >&2; return 1; }
+    JAVA_CP[$1]="$out/classes:$(cat "$out/classpath.txt")" || return 1
 }
 
-test_java() {  # CHECK
+test_java() {  # VERSION CHECK
     bounded java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
-        -cp "$JAVA_CP" shardlog.compat.JavaCompat "$1" \
-        --bootstrap "$BOOTSTRAP" --topic "java-$1-$RUN"
+        -cp "${JAVA_CP[$1]}" shardlog.compat.JavaCompat "$2" \
+        --bootstrap "$BOOTSTRAP" --topic "java${1//./}-$2-$RUN"
 }
 
 test_sigterm_shutdown() {
@@ -349,13 +356,14 @@ if ! command -v mvn >/dev/null; then
 elif ! command -v java >/dev/null; then
     echo "SKIP java: java not found (apt-get install openjdk-17-jdk-headless)"
 else
-    run_test java-build test_java_build
-    if [ -n "$JAVA_CP" ]; then
+    for version in "${JAVA_CLIENTS[@]}"; do
+        run_test "java-$version-build" test_java_build "$version"
+        [ -n "${JAVA_CP[$version]:-}" ] || continue
         for check in producer group-eager group-cooperative static-membership admin \
                      transactions; do
-            run_test "java-$check" test_java "$check"
+            run_test "java-$version-$check" test_java "$version" "$check"
         done
-    fi
+    done
 fi
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
