@@ -151,6 +151,15 @@ final class AdminCheck {
                             && readBack.get(0).key().equals("rec-0-40"),
                     readBack.size() + " records, first "
                             + (readBack.isEmpty() ? "none" : readBack.get(0)));
+            if (readBack.size() > 10) {
+                // the first offset at or after a timestamp, as the records read back say
+                long ts = readBack.get(10).timestamp();
+                long want = readBack.stream().filter(r -> r.timestamp() >= ts)
+                        .mapToLong(r -> r.offset()).min().orElse(-1);
+                long have = admin.listOffsets(Map.of(p0, OffsetSpec.forTimestamp(ts)))
+                        .partitionResult(p0).get(T, TimeUnit.SECONDS).offset();
+                c.equal("listOffsets forTimestamp", want, have);
+            }
 
             groups(admin, bootstrap, topic, c);
 
@@ -215,6 +224,14 @@ final class AdminCheck {
                 .describedGroups().get(group).get(T, TimeUnit.SECONDS);
         c.ok("describeConsumerGroups after the consumer left: empty",
                 Clients.state(d).equals("Empty") && d.members().isEmpty(), d.toString());
+        admin.alterConsumerGroupOffsets(group, Map.of(p1, new OffsetAndMetadata(10, "altered")))
+                .all().get(T, TimeUnit.SECONDS);
+        Map<TopicPartition, String> altered = new HashMap<>();
+        admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                .get(T, TimeUnit.SECONDS)
+                .forEach((tp, om) -> altered.put(tp, om.offset() + "/" + om.metadata()));
+        c.equal("alterConsumerGroupOffsets " + p1 + " -> 10",
+                Map.of(p0, "100/meta-0", p1, "10/altered"), altered);
         admin.deleteConsumerGroupOffsets(group, Set.of(p1)).all().get(T, TimeUnit.SECONDS);
         Map<TopicPartition, OffsetAndMetadata> offsets = admin.listConsumerGroupOffsets(group)
                 .partitionsToOffsetAndMetadata().get(T, TimeUnit.SECONDS);

@@ -10,6 +10,8 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.MemberToRemove;
+import org.apache.kafka.clients.admin.RemoveMembersFromConsumerGroupOptions;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.TopicPartition;
 
@@ -60,6 +62,17 @@ final class StaticMembershipCheck {
             replace(bootstrap, group, topic, s2, s1b, "third", c, started);
         } finally {
             for (Member m : started) m.close();
+        }
+        // Closed static members stay until their session times out; an admin removes them
+        // by group.instance.id (LeaveGroup v3+, a batch of members).
+        try (Admin admin = Clients.admin(bootstrap)) {
+            admin.removeMembersFromConsumerGroup(group, new RemoveMembersFromConsumerGroupOptions(
+                    List.of(new MemberToRemove("s1"), new MemberToRemove("s2"))))
+                    .all().get(60, TimeUnit.SECONDS);
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group))
+                    .describedGroups().get(group).get(60, TimeUnit.SECONDS);
+            c.ok("static: removeMembersFromConsumerGroup s1, s2 -> empty group",
+                    d.members().isEmpty() && Clients.state(d).equals("Empty"), d.toString());
         }
     }
 

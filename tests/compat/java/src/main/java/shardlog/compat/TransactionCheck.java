@@ -11,6 +11,9 @@ import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ListTransactionsOptions;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -125,6 +128,20 @@ final class TransactionCheck {
             producer.send(new ProducerRecord<>(output, i % PARTITIONS, "never-" + i, "NEVER-" + i));
         }
         producer.flush();
+        try (Admin admin = Clients.admin(bootstrap)) {
+            TransactionDescription td = admin.describeTransactions(List.of(txnId)).description(txnId)
+                    .get(60, TimeUnit.SECONDS);
+            c.ok("describeTransactions: ongoing, on the output partitions",
+                    td.state() == TransactionState.ONGOING
+                            && td.topicPartitions().equals(new HashSet<>(outTps)),
+                    td.toString());
+            Set<String> ongoing = new HashSet<>();
+            admin.listTransactions(new ListTransactionsOptions()
+                    .filterStates(List.of(TransactionState.ONGOING))).all()
+                    .get(60, TimeUnit.SECONDS).forEach(l -> ongoing.add(l.transactionalId()));
+            c.ok("listTransactions (ongoing) lists it", ongoing.contains(txnId),
+                    "ongoing " + ongoing);
+        }
         producer.abortTransaction();
         c.ok("an aborted transaction of 30 records", true, "");
 
@@ -154,7 +171,28 @@ final class TransactionCheck {
             fencer.send(new ProducerRecord<>(output, i % PARTITIONS, "fencer-" + i, "FENCER-" + i));
         }
         fencer.commitTransaction();
-        fencer.close();
+        // Admin.fenceProducers (KIP-618) bumps the epoch the same way: the fencer is fenced.
+        try (Admin admin = Clients.admin(bootstrap)) {
+            admin.fenceProducers(List.of(txnId)).all().get(60, TimeUnit.SECONDS);
+        }
+        String fencedByAdmin;
+        try {
+            fencer.beginTransaction();
+            fencer.send(new ProducerRecord<>(output, 0, "zombie", "ZOMBIE")).get(60,
+                    TimeUnit.SECONDS);
+            fencer.commitTransaction();
+            fencedByAdmin = "the producer committed after Admin.fenceProducers";
+        } catch (ProducerFencedException | InvalidProducerEpochException e) {
+            fencedByAdmin = null;
+        } catch (ExecutionException | KafkaException e) {
+            Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
+            fencedByAdmin = cause instanceof ProducerFencedException
+                    || cause instanceof InvalidProducerEpochException
+                    || cause.getCause() instanceof ProducerFencedException ? null : e.toString();
+        }
+        c.ok("Admin.fenceProducers fences the transactional producer", fencedByAdmin == null,
+                String.valueOf(fencedByAdmin));
+        fencer.close(Duration.ZERO);
         c.ok("the fencing producer committed 10 records", true, "");
 
         Map<TopicPartition, List<ConsumerRecord<String, String>>> committedOut =
