@@ -23,7 +23,7 @@ import org.apache.kafka.common.header.internals.RecordHeaders;
  * null-valued) into a 3-partition topic; then everything is read back with assign() and must
  * be there exactly once, in send order per partition, at the acknowledged offsets. The
  * broker's producer state (DescribeProducers) must show each producer as idempotent, with
- * the last sequence it sent per partition.
+ * the last sequence it sent per partition. Then a few edges (see edges()).
  */
 final class ProducerCheck {
     private ProducerCheck() {}
@@ -133,6 +133,56 @@ final class ProducerCheck {
                 c.ok("describe-producers-" + tp + " producer ids and epochs", idsValid,
                         "a producer without id/epoch: " + states.get(tp).activeProducers());
             }
+        }
+        edges(bootstrap, topic, c);
+    }
+
+    /**
+     * A topic created by the producer's metadata request (auto-create), a record over the
+     * topic's max.message.bytes (the broker's MESSAGE_TOO_LARGE is RecordTooLargeException),
+     * and a consumer whose position is past the log end (OFFSET_OUT_OF_RANGE, reset to
+     * earliest).
+     */
+    static void edges(String bootstrap, String topic, Checks c) throws Exception {
+        String auto = topic + "-auto";
+        String small = topic + "-small";
+        try (Admin admin = Clients.admin(bootstrap)) {
+            admin.createTopics(List.of(new org.apache.kafka.clients.admin.NewTopic(small, 1,
+                    (short) 1).configs(Map.of("max.message.bytes", "1000"))))
+                    .all().get(60, TimeUnit.SECONDS);
+        }
+        try (KafkaProducer<String, String> producer = Clients.producer(bootstrap)) {
+            RecordMetadata md = producer.send(new ProducerRecord<>(auto, "k", "auto-created"))
+                    .get(60, TimeUnit.SECONDS);
+            c.equal("produce to an unknown topic auto-creates it (offset of the first record)",
+                    0L, md.offset());
+            String why;
+            try {
+                producer.send(new ProducerRecord<>(small, "k", "x".repeat(5000)))
+                        .get(60, TimeUnit.SECONDS);
+                why = "a 5000-byte record was accepted by a topic with max.message.bytes=1000";
+            } catch (java.util.concurrent.ExecutionException e) {
+                why = e.getCause() instanceof org.apache.kafka.common.errors.RecordTooLargeException
+                        ? null : "failed with " + e.getCause();
+            }
+            c.ok("a record over the topic's max.message.bytes -> RecordTooLargeException",
+                    why == null, String.valueOf(why));
+            md = producer.send(new ProducerRecord<>(small, "k", "fits")).get(60, TimeUnit.SECONDS);
+            c.equal("the topic still takes a record that fits, at offset 0", 0L, md.offset());
+        }
+        TopicPartition tp = new TopicPartition(auto, 0);
+        Properties p = Clients.consumerProps(bootstrap, null);
+        try (org.apache.kafka.clients.consumer.KafkaConsumer<String, String> consumer =
+                new org.apache.kafka.clients.consumer.KafkaConsumer<>(p)) {
+            consumer.assign(List.of(tp));
+            consumer.seek(tp, 1000);
+            List<String> got = new ArrayList<>();
+            long deadline = System.nanoTime() + Clients.TIMEOUT.toNanos();
+            while (got.isEmpty() && System.nanoTime() < deadline) {
+                consumer.poll(java.time.Duration.ofMillis(200)).forEach(r -> got.add(r.value()));
+            }
+            c.equal("a position past the log end is reset to earliest (OFFSET_OUT_OF_RANGE)",
+                    List.of("auto-created"), got);
         }
     }
 }
