@@ -11,7 +11,10 @@
 # Why: the broker must be a drop-in for Apache Kafka for the clients people
 # already use; unit tests cannot show that, only real clients can.
 #
-# Builds nothing. Inputs (environment):
+# Builds no broker. The Java client checks (tests/compat/java, a Maven project)
+# are compiled here with `mvn package` (seconds once ~/.m2 holds the jars);
+# without mvn or java they are skipped with one "SKIP java: ..." line.
+# Inputs (environment):
 #   SHARDLOG_BIN   broker binary (default target/debug/shardlog, from repo root)
 #   COMPAT_VENV    venv with kafka-python + confluent-kafka (default
 #                  /opt/shardlog-compat-venv; .ci/run creates it)
@@ -20,7 +23,9 @@
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
 # Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
 # kafka_python_idempotent.py and txn_confluent.py cover idempotent and
-# transactional producers (issue 7)
+# transactional producers (issue 7); tests/compat/java/ covers the Java client
+# (kafka-clients 4.x and 3.x: producer codecs, groups, static membership, Admin,
+# transactions)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -318,6 +323,28 @@ run_go_tests() {
     run_test franz-go-kgo-suite test_franz_go_suite
 }
 # ---- end Go clients ----
+# Java client (kafka-clients, tests/compat/java): each release in
+# JAVA_CLIENTS -- the newest 4.x, and the last 3.x, which most deployed
+# applications still use -- is compiled once into its own directory; each check
+# below is one JVM run of shardlog.compat.JavaCompat, which prints a PASS/FAIL
+# line per assertion (see its classes' doc comments for what).
+JAVA_DIR=$HERE/java
+JAVA_CLIENTS=(4.1.1 3.9.1)
+declare -A JAVA_CP=()
+test_java_build() {  # VERSION
+    local out="$PWD/$JAVA_DIR/target/kafka-clients-$1"
+    local CLIENT_TIMEOUT=$((CLIENT_TIMEOUT * 5))   # a first run downloads the jars
+    bounded mvn -q -B -f "$JAVA_DIR/pom.xml" package -Dkafka.version="$1" \
+        -Dcompat.build.dir="$out" \
+        || { echo "FAIL: mvn package (kafka-clients $1) exited with status $?" >&2; return 1; }
+    JAVA_CP[$1]="$out/classes:$(cat "$out/classpath.txt")" || return 1
+}
+
+test_java() {  # VERSION CHECK
+    bounded java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -cp "${JAVA_CP[$1]}" shardlog.compat.JavaCompat "$2" \
+        --bootstrap "$BOOTSTRAP" --topic "java${1//./}-$2-$RUN"
+}
 
 test_sigterm_shutdown() {
     stop_broker 20
@@ -364,6 +391,20 @@ done
 run_test kafka-python-idempotent test_kafka_python_idempotent
 run_test confluent-transactions test_txn_confluent
 run_go_tests
+if ! command -v mvn >/dev/null; then
+    echo "SKIP java: mvn not found (apt-get install maven)"
+elif ! command -v java >/dev/null; then
+    echo "SKIP java: java not found (apt-get install openjdk-17-jdk-headless)"
+else
+    for version in "${JAVA_CLIENTS[@]}"; do
+        run_test "java-$version-build" test_java_build "$version"
+        [ -n "${JAVA_CP[$version]:-}" ] || continue
+        for check in producer group-eager group-cooperative static-membership admin \
+                     transactions; do
+            run_test "java-$version-$check" test_java "$version" "$check"
+        done
+    done
+fi
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
