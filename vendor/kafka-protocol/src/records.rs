@@ -514,7 +514,14 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // Patched for shardlog (PATCHES.md): the count is the sender's claim.
+        // Every record takes at least one byte, so a count beyond what remains
+        // is refused; the rest grow as records decode.
+        let record_count = batch_decode_info.record_count as usize;
+        if record_count > buf.remaining() {
+            bail!("Record count {record_count} exceeds the {} bytes remaining", buf.remaining());
+        }
+        records.reserve(record_count.min(types::MAX_PREALLOCATED_ELEMENTS));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -859,11 +866,14 @@ impl Record {
 
         // Timestamp delta
         let timestamp_delta: i64 = types::VarLong.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta;
+        // Patched for shardlog (PATCHES.md): deltas come from the wire and may
+        // overflow; wrap as Kafka's Java decoder does instead of panicking
+        // (overflow checks are on in debug builds).
+        let timestamp = batch_decode_info.min_timestamp.wrapping_add(timestamp_delta);
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
-        let offset = batch_decode_info.min_offset + offset_delta as i64;
+        let offset = batch_decode_info.min_offset.wrapping_add(offset_delta as i64);
         let sequence = batch_decode_info.base_sequence.wrapping_add(offset_delta);
 
         // Key
@@ -893,7 +903,12 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers);
+        // Patched for shardlog (PATCHES.md): every header takes at least two
+        // bytes (key and value lengths), so a count beyond what remains is refused.
+        if num_headers > buf.len() {
+            bail!("Record header count {num_headers} exceeds the {} bytes remaining", buf.len());
+        }
+        let mut headers = IndexMap::with_capacity(num_headers.min(types::MAX_PREALLOCATED_ELEMENTS));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -10,6 +10,22 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+/// Patched for shardlog (see PATCHES.md): a length or count read off the wire
+/// is checked against the bytes left in the buffer before anything is
+/// allocated for it. Every byte of a string or byte array, and every element
+/// of an array (Kafka's generated Java decoders make the same check), takes at
+/// least one byte on the wire, so a larger value is not a real message.
+fn check_remaining<B: ByteBuf>(buf: &B, n: usize, what: &str) -> Result<()> {
+    if n > buf.remaining() {
+        bail!("{what} of {n} exceeds the {} bytes remaining", buf.remaining());
+    }
+    Ok(())
+}
+
+/// Patched for shardlog: the most array elements allocated up front; a longer
+/// array grows as its elements decode, so memory follows the bytes decoded.
+pub(crate) const MAX_PREALLOCATED_ELEMENTS: usize = 1024;
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -511,6 +527,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_remaining(buf, (n - 1) as usize, "Compact string length")?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +672,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_remaining(buf, n as usize, "Bytes length")?;
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +822,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_remaining(buf, (n - 1) as usize, "Compact bytes length")?;
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,7 +1004,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                check_remaining(buf, n as usize, "Array length")?;
+                let mut result = Vec::with_capacity((n as usize).min(MAX_PREALLOCATED_ELEMENTS));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1113,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                check_remaining(buf, (n - 1) as usize, "Compact array length")?;
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(MAX_PREALLOCATED_ELEMENTS));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
