@@ -18,6 +18,7 @@
 //! error      thiserror errors and the one mapping to Kafka error codes
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod coordinator;
