@@ -19,6 +19,7 @@
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod coordinator;

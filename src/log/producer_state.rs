@@ -261,6 +261,20 @@ impl ProducerState {
         serde_json::to_vec(&snap).map_err(io::Error::other)
     }
 
+    /// Parses the bytes of a `.snapshot` file (as `encode_snapshot` wrote
+    /// them); None when they do not parse.
+    pub fn parse_snapshot(bytes: &[u8]) -> Option<ProducerState> {
+        let s: Snapshot = serde_json::from_slice(bytes).ok()?;
+        let mut st = ProducerState::default();
+        for (id, e) in s.producers {
+            if let Some(f) = e.txn_first_offset {
+                st.ongoing.insert(f, id);
+            }
+            st.producers.insert(id, e);
+        }
+        Some(st)
+    }
+
     /// Loads the newest snapshot at or below `log_end` (deleting those past it,
     /// written for batches a crash lost). Returns the state and its offset.
     pub fn load_snapshot(dir: &Path, log_end: i64) -> (ProducerState, i64) {
@@ -271,18 +285,8 @@ impl ProducerState {
                 let _ = std::fs::remove_file(snapshot_path(dir, o));
                 continue;
             }
-            let parsed: Option<Snapshot> = std::fs::read(snapshot_path(dir, o)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-            match parsed {
-                Some(s) => {
-                    let mut st = ProducerState::default();
-                    for (id, e) in s.producers {
-                        if let Some(f) = e.txn_first_offset {
-                            st.ongoing.insert(f, id);
-                        }
-                        st.producers.insert(id, e);
-                    }
-                    return (st, o);
-                }
+            match std::fs::read(snapshot_path(dir, o)).ok().and_then(|b| ProducerState::parse_snapshot(&b)) {
+                Some(st) => return (st, o),
                 None => {
                     tracing::warn!(dir = %dir.display(), offset = o, "unreadable producer state snapshot; rebuilding from older state");
                     let _ = std::fs::remove_file(snapshot_path(dir, o));

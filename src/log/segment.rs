@@ -164,32 +164,8 @@ impl Segment {
         self.bytes_since_index = 0;
         self.max_timestamp = -1;
         self.next_offset = self.base_offset;
-        let mut pos = 0u64;
-        let mut hdr = [0u8; BATCH_HEADER_LEN];
-        let mut body = Vec::new();
-        while pos + BATCH_HEADER_LEN as u64 <= file_len {
-            if self.file.read_exact_at(&mut hdr, pos).is_err() {
-                break;
-            }
-            let Ok(h) = BatchHeader::parse(&hdr) else { break };
-            let total = h.total_len() as u64;
-            if h.magic != 2 || total < BATCH_HEADER_LEN as u64 || pos + total > file_len || h.base_offset < self.next_offset {
-                break;
-            }
-            if check_crc {
-                body.resize(total as usize - BATCH_HEADER_LEN, 0);
-                if self.file.read_exact_at(&mut body, pos + BATCH_HEADER_LEN as u64).is_err() {
-                    break;
-                }
-                let crc = crc32c::crc32c_append(crc32c::crc32c(&hdr[21..]), &body);
-                if crc != h.crc {
-                    tracing::warn!(segment = %self.base_offset, pos, "CRC mismatch; truncating the log here");
-                    break;
-                }
-            }
-            self.note_batch(&h, pos as u32, total, index_interval);
-            pos += total;
-        }
+        let file = Arc::clone(&self.file);
+        let pos = scan_batches(&*file, file_len, self.base_offset, check_crc, |h, pos, total| self.note_batch(h, pos as u32, total, index_interval));
         if pos != file_len {
             tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "truncating torn tail");
             self.file.set_len(pos)?;
@@ -219,62 +195,23 @@ impl Segment {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "index inconsistent");
         let mut raw = Vec::new();
         File::open(Self::path(&self.dir, self.base_offset, "index"))?.read_to_end(&mut raw)?;
-        if raw.len() % INDEX_ENTRY_BYTES != 0 {
-            return Err(bad());
-        }
-        let mut prev: Option<(u32, u32)> = None;
-        for e in raw.chunks_exact(INDEX_ENTRY_BYTES) {
-            let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-            let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
-            if pos as u64 >= self.size || prev.is_some_and(|(r, p)| rel <= r || pos <= p) {
-                return Err(bad());
-            }
-            prev = Some((rel, pos));
-            self.index.push((rel, pos));
-        }
+        self.index = parse_offset_index(&raw, self.size).ok_or_else(bad)?;
         raw.clear();
         File::open(Self::path(&self.dir, self.base_offset, "timeindex"))?.read_to_end(&mut raw)?;
-        if raw.len() % TIME_INDEX_ENTRY_BYTES != 0 {
-            return Err(bad());
-        }
-        for e in raw.chunks_exact(TIME_INDEX_ENTRY_BYTES) {
-            let ts = i64::from_be_bytes(e[0..8].try_into().map_err(|_| bad())?);
-            let rel = u32::from_be_bytes(e[8..12].try_into().map_err(|_| bad())?);
-            self.time_index.push((ts, rel));
-        }
+        self.time_index = parse_time_index(&raw).ok_or_else(bad)?;
         // Walk batch headers from the last indexed position to find the segment's end state.
-        let mut pos = self.index.last().map(|&(_, p)| p as u64).unwrap_or(0);
-        let mut hdr = [0u8; BATCH_HEADER_LEN];
-        self.max_timestamp = self.time_index.last().map(|&(t, _)| t).unwrap_or(-1);
-        while pos < self.size {
-            self.file.read_exact_at(&mut hdr, pos).map_err(|_| bad())?;
-            let h = BatchHeader::parse(&hdr).map_err(|_| bad())?;
-            let total = h.total_len() as u64;
-            if pos + total > self.size {
-                return Err(bad());
-            }
-            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
-            self.next_offset = h.last_offset() + 1;
-            self.bytes_since_index += total;
-            pos += total;
-        }
+        let from = self.index.last().map(|&(_, p)| p as u64).unwrap_or(0);
+        let tail = walk_batches(&*self.file, from, self.size).ok_or_else(bad)?;
+        self.max_timestamp = self.time_index.last().map(|&(t, _)| t).unwrap_or(-1).max(tail.max_timestamp);
+        self.next_offset = tail.next_offset.unwrap_or(self.next_offset);
+        self.bytes_since_index += tail.bytes;
         Ok(())
     }
 
     /// Writes both index files whole (at roll and at clean shutdown).
     pub fn write_indexes(&self) -> io::Result<()> {
-        let mut raw = Vec::with_capacity(self.index.len() * INDEX_ENTRY_BYTES);
-        for &(rel, pos) in &self.index {
-            raw.extend_from_slice(&rel.to_be_bytes());
-            raw.extend_from_slice(&pos.to_be_bytes());
-        }
-        std::fs::write(Self::path(&self.dir, self.base_offset, "index"), &raw)?;
-        raw.clear();
-        for &(ts, rel) in &self.time_index {
-            raw.extend_from_slice(&ts.to_be_bytes());
-            raw.extend_from_slice(&rel.to_be_bytes());
-        }
-        std::fs::write(Self::path(&self.dir, self.base_offset, "timeindex"), &raw)?;
+        std::fs::write(Self::path(&self.dir, self.base_offset, "index"), encode_offset_index(&self.index))?;
+        std::fs::write(Self::path(&self.dir, self.base_offset, "timeindex"), encode_time_index(&self.time_index))?;
         Ok(())
     }
 
@@ -350,5 +287,209 @@ impl Segment {
             pos += h.total_len() as u64;
         }
         Ok(None)
+    }
+}
+
+/// Reads a segment's bytes at a position: the `.log` file, or a byte slice
+/// holding one. Recovery's parsing ([`scan_batches`], [`walk_batches`]) takes
+/// either, so the recovery fuzz target runs the broker's own code on memory.
+pub trait ReadAt {
+    /// Fills `buf` from `pos`, or fails (past the end included).
+    fn read_at_exact(&self, buf: &mut [u8], pos: u64) -> io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_at_exact(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.read_exact_at(buf, pos)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at_exact(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let src = usize::try_from(pos).ok().and_then(|p| self.get(p..)?.get(..buf.len()));
+        let src = src.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// The offset after a stored batch; None when its header's offsets overflow
+/// (a corrupt header: counting on from it would wrap the log end offset).
+fn next_offset_after(h: &BatchHeader) -> Option<i64> {
+    h.base_offset.checked_add(i64::from(h.last_offset_delta))?.checked_add(1)
+}
+
+/// Bytes of a batch read at once while checking its CRC in recovery, so a
+/// corrupt length costs a bounded buffer rather than one as long as it claims.
+const CRC_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Recovery's scan of a segment of `len` bytes: walks the batches from position
+/// 0 and returns the length of the valid prefix. It stops at the first batch
+/// that is torn (runs past `len`), not magic v2, shorter than a header, starts
+/// below the offset the batch before it ended at, or (with `check_crc`) fails
+/// its CRC. `on_batch(header, position, total length)` sees each valid batch.
+pub fn scan_batches<R: ReadAt + ?Sized>(src: &R, len: u64, base_offset: i64, check_crc: bool, mut on_batch: impl FnMut(&BatchHeader, u64, u64)) -> u64 {
+    let mut pos = 0u64;
+    let mut next_offset = base_offset;
+    let mut hdr = [0u8; BATCH_HEADER_LEN];
+    let mut chunk = Vec::new();
+    while pos + BATCH_HEADER_LEN as u64 <= len {
+        if src.read_at_exact(&mut hdr, pos).is_err() {
+            break;
+        }
+        let Ok(h) = BatchHeader::parse(&hdr) else { break };
+        let total = h.total_len() as u64;
+        if h.magic != 2 || total < BATCH_HEADER_LEN as u64 || pos + total > len || h.base_offset < next_offset {
+            break;
+        }
+        let Some(after) = next_offset_after(&h) else { break };
+        if check_crc {
+            let mut crc = crc32c::crc32c(&hdr[21..]);
+            let (mut at, end) = (pos + BATCH_HEADER_LEN as u64, pos + total);
+            while at < end {
+                chunk.resize(((end - at) as usize).min(CRC_CHUNK_BYTES), 0);
+                if src.read_at_exact(&mut chunk, at).is_err() {
+                    break;
+                }
+                crc = crc32c::crc32c_append(crc, &chunk);
+                at += chunk.len() as u64;
+            }
+            if at < end {
+                break;
+            }
+            if crc != h.crc {
+                tracing::warn!(segment = %base_offset, pos, "CRC mismatch; truncating the log here");
+                break;
+            }
+        }
+        on_batch(&h, pos, total);
+        next_offset = after;
+        pos += total;
+    }
+    pos
+}
+
+/// What the batches after a segment's last index entry say about its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// Largest batch max-timestamp among them (`i64::MIN` when there are none).
+    pub max_timestamp: i64,
+    /// Offset after the last of them (None when there are none).
+    pub next_offset: Option<i64>,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Walks the batch headers from `from` to `size` of a segment whose indexes
+/// were loaded. None when a header cannot be read or a batch runs past `size`:
+/// the indexes do not match the log, which is then rebuilt by [`scan_batches`].
+pub fn walk_batches<R: ReadAt + ?Sized>(src: &R, from: u64, size: u64) -> Option<Tail> {
+    let mut tail = Tail { max_timestamp: i64::MIN, next_offset: None, bytes: 0 };
+    let mut pos = from;
+    let mut hdr = [0u8; BATCH_HEADER_LEN];
+    while pos < size {
+        src.read_at_exact(&mut hdr, pos).ok()?;
+        let h = BatchHeader::parse(&hdr).ok()?;
+        let total = h.total_len() as u64;
+        if pos + total > size {
+            return None;
+        }
+        tail.max_timestamp = tail.max_timestamp.max(h.max_timestamp);
+        tail.next_offset = Some(next_offset_after(&h)?);
+        tail.bytes += total;
+        pos += total;
+    }
+    Some(tail)
+}
+
+/// The bytes of a `.index` file.
+pub fn encode_offset_index(index: &[(u32, u32)]) -> Vec<u8> {
+    index.iter().flat_map(|&(rel, pos)| [rel.to_be_bytes(), pos.to_be_bytes()]).flatten().collect()
+}
+
+/// The bytes of a `.timeindex` file.
+pub fn encode_time_index(time_index: &[(i64, u32)]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(time_index.len() * TIME_INDEX_ENTRY_BYTES);
+    for &(ts, rel) in time_index {
+        raw.extend_from_slice(&ts.to_be_bytes());
+        raw.extend_from_slice(&rel.to_be_bytes());
+    }
+    raw
+}
+
+/// Parses a `.index` file for a `.log` of `log_size` bytes: (relative offset,
+/// position) entries, both strictly rising and every position inside the log.
+/// None when it is inconsistent (the segment is then rebuilt).
+pub fn parse_offset_index(raw: &[u8], log_size: u64) -> Option<Vec<(u32, u32)>> {
+    if raw.len() % INDEX_ENTRY_BYTES != 0 {
+        return None;
+    }
+    let mut index: Vec<(u32, u32)> = Vec::with_capacity(raw.len() / INDEX_ENTRY_BYTES);
+    for e in raw.chunks_exact(INDEX_ENTRY_BYTES) {
+        let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+        if pos as u64 >= log_size || index.last().is_some_and(|&(r, p)| rel <= r || pos <= p) {
+            return None;
+        }
+        index.push((rel, pos));
+    }
+    Some(index)
+}
+
+/// Parses a `.timeindex` file: (max timestamp so far, relative offset) entries.
+/// None when its length is not a whole number of entries.
+pub fn parse_time_index(raw: &[u8]) -> Option<Vec<(i64, u32)>> {
+    if raw.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+        return None;
+    }
+    let entry = |e: &[u8]| -> Option<(i64, u32)> { Some((i64::from_be_bytes(e[0..8].try_into().ok()?), u32::from_be_bytes(e[8..12].try_into().ok()?))) };
+    raw.chunks_exact(TIME_INDEX_ENTRY_BYTES).map(entry).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::record_batch::{BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MIN_BATCH_LENGTH};
+
+    /// A bare 61-byte batch header (no records) at `base_offset`.
+    fn header(base_offset: i64, last_offset_delta: i32) -> Vec<u8> {
+        let mut b = vec![0u8; BATCH_HEADER_LEN];
+        b[..8].copy_from_slice(&base_offset.to_be_bytes());
+        b[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&MIN_BATCH_LENGTH.to_be_bytes());
+        b[MAGIC_OFFSET] = 2;
+        b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&last_offset_delta.to_be_bytes());
+        b
+    }
+
+    /// Found by fuzz/log_recovery: a stored header whose last offset is
+    /// i64::MAX made the offset after it overflow (a panic in debug builds, a
+    /// negative log end offset in release). Recovery now stops before it.
+    #[test]
+    fn a_batch_whose_offsets_overflow_ends_the_valid_log() {
+        let mut log = header(0, 0);
+        log.extend(header(i64::MAX, 0));
+        let mut seen = Vec::new();
+        let valid = scan_batches(&log[..], log.len() as u64, 0, false, |h, pos, _| seen.push((h.base_offset, pos)));
+        assert_eq!(valid, BATCH_HEADER_LEN as u64);
+        assert_eq!(seen, vec![(0, 0)]);
+        let wrapped = header(i64::MAX - 1, 7);
+        assert_eq!(scan_batches(&wrapped[..], BATCH_HEADER_LEN as u64, 0, false, |_, _, _| ()), 0);
+        // The clean-start walk finds the indexes inconsistent (a rebuild follows).
+        assert_eq!(walk_batches(&log[..], 0, log.len() as u64), None);
+        let tail = walk_batches(&log[..], 0, BATCH_HEADER_LEN as u64);
+        assert_eq!(tail, Some(Tail { max_timestamp: 0, next_offset: Some(1), bytes: BATCH_HEADER_LEN as u64 }));
+    }
+
+    #[test]
+    fn indexes_round_trip_and_inconsistent_ones_are_refused() {
+        let index = vec![(3, 100), (9, 4200)];
+        let time_index = vec![(1_000, 3), (2_000, 9)];
+        assert_eq!(parse_offset_index(&encode_offset_index(&index), 5000), Some(index.clone()));
+        assert_eq!(parse_time_index(&encode_time_index(&time_index)), Some(time_index));
+        // A position past the log, falling offsets, a torn entry.
+        assert_eq!(parse_offset_index(&encode_offset_index(&index), 4200), None);
+        assert_eq!(parse_offset_index(&encode_offset_index(&[(9, 100), (3, 4200)]), 5000), None);
+        assert_eq!(parse_offset_index(&encode_offset_index(&index)[..12], 5000), None);
+        assert_eq!(parse_time_index(&[0; 13]), None);
     }
 }

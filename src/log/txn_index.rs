@@ -62,14 +62,18 @@ pub fn append(dir: &Path, base_offset: i64, t: &AbortedTxn) -> io::Result<()> {
     f.write_all(&t.encode())
 }
 
-/// Reads a segment's entries (none when the file does not exist); a torn
-/// last entry is ignored.
+/// Reads a segment's entries (none when the file does not exist).
 pub fn read(dir: &Path, base_offset: i64) -> io::Result<Vec<AbortedTxn>> {
     match std::fs::read(path(dir, base_offset)) {
-        Ok(b) => Ok(b.chunks_exact(ENTRY_BYTES).map(AbortedTxn::decode).collect()),
+        Ok(b) => Ok(parse(&b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// Parses the bytes of a `.txnindex` file; a torn last entry is ignored.
+pub fn parse(raw: &[u8]) -> Vec<AbortedTxn> {
+    raw.chunks_exact(ENTRY_BYTES).map(AbortedTxn::decode).collect()
 }
 
 /// Rewrites a segment's index with `entries` (recovery drops entries whose
