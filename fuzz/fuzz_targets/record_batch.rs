@@ -24,6 +24,7 @@ use shardlog::log::LogConfig;
 use shardlog::protocol::compression::decode_batch;
 use shardlog::protocol::control::decode_marker;
 use shardlog::protocol::record_batch::{validate_batches, ValidatedBatch};
+use shardlog::protocol::record_validator::{validate_records, RecordRules};
 use shardlog_fuzz::fix_crcs;
 
 #[global_allocator]
@@ -42,6 +43,12 @@ const MAX_INFLATED: usize = 8 << 20;
 fn check_batch(b: &ValidatedBatch) {
     if b.header.is_control() {
         let _ = decode_marker(&b.bytes);
+    }
+    // Kafka's LogValidator rules, as produce applies them to every batch (with
+    // and without the compacted-topic key rule); decode_batch walks the records
+    // the same way before the codec crate decodes them.
+    for require_key in [false, true] {
+        let _ = validate_records(&b.bytes, &RecordRules { require_key, max_inflated: MAX_INFLATED });
     }
     let _ = decode_batch(&b.bytes, MAX_INFLATED);
 }
