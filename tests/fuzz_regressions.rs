@@ -177,7 +177,8 @@ fn record_and_header_counts_beyond_the_batch_are_refused_before_allocating() {
     // Issue 13 item 1: one record claiming 2^31-1 headers (about 4 GB touched before).
     let (headers, largest) = largest_allocation(|| decode_batch(&batch(1, i32::MAX as i64, 1_000, 0), 1 << 20));
     match headers {
-        Err(CodecError::Corrupt(m)) => assert!(m.contains("header count"), "{m}"),
+        // The record walk (record_validator) refuses it before the codec crate's decoder runs.
+        Err(CodecError::Corrupt(m)) => assert!(m.contains("record 0: its fields run past its length"), "{m}"),
         other => panic!("expected a corrupt batch, got {other:?}"),
     }
     assert!(largest < SMALL, "headers: allocated {largest} bytes at once");
@@ -185,7 +186,7 @@ fn record_and_header_counts_beyond_the_batch_are_refused_before_allocating() {
     // A batch claiming 2^31-1 records (137 GB asked for before).
     let (records, largest) = largest_allocation(|| decode_batch(&batch(i32::MAX, 0, 1_000, 0), 1 << 20));
     match records {
-        Err(CodecError::Corrupt(m)) => assert!(m.contains("Record count"), "{m}"),
+        Err(CodecError::Corrupt(m)) => assert!(m.contains("records but holds only 1"), "{m}"),
         other => panic!("expected a corrupt batch, got {other:?}"),
     }
     assert!(largest < SMALL, "records: allocated {largest} bytes at once");
@@ -210,8 +211,10 @@ fn broker_closes_on_hostile_arrays_and_keeps_serving() {
     let mut conn = common::RawConn::connect(&broker.bootstrap());
     let resp = conn.roundtrip(3, &ApiVersionsRequest::default());
     assert_eq!(resp.error_code, 0);
+    // Closed-connection lines are rate-limited (one a second per call site),
+    // so the log shows the first refusal, not necessarily every one.
     let log = broker.output();
-    assert!(log.matches("exceeds the").count() >= 4, "the broker log does not show the refusals:\n{log}");
+    assert!(log.contains("exceeds the"), "the broker log does not show the refusals:\n{log}");
     let hwm = broker.proc_status_kib("VmHWM").expect("VmHWM");
     assert!(hwm < 512 * 1024, "peak RSS {hwm} KiB");
 }

@@ -17,8 +17,8 @@
 //!   every key, value and header length is `>= -1` (header keys `>= 0`) and fits
 //!   inside the record; header keys are UTF-8; the header count is `>= 0`;
 //! * record `i` has offset delta `i` (offsets are contiguous, Kafka's "inner
-//!   record offsets" rule), and `baseOffset + delta`, `baseTimestamp + delta`
-//!   do not overflow;
+//!   record offsets" rule), and `baseOffset + lastOffsetDelta` does not overflow
+//!   (a record's timestamp, `baseTimestamp + delta`, wraps as in Java);
 //! * optionally (compacted topics) every record has a key.
 //!
 //! Nothing is allocated per record and nothing is copied for uncompressed
@@ -460,10 +460,8 @@ fn record<S: Source>(h: &BatchHeader, i: i32, deltas: Deltas, prev_delta: i64, f
         }
         _ => {}
     }
-    let timestamp = h
-        .base_timestamp
-        .checked_add(ts_delta)
-        .ok_or_else(|| Bad::Rule(format!("timestamp delta {ts_delta} overflows the base timestamp")))?;
+    // Wraps on overflow, as Kafka's Java decoder computes it (and the codec crate here).
+    let timestamp = h.base_timestamp.wrapping_add(ts_delta);
     let key_len = nullable_len(f, "key")?;
     if let Some(n) = key_len {
         f.skip(n)?;
