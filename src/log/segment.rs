@@ -175,9 +175,13 @@ impl Segment {
     }
 
     /// Records a batch appended at `pos` in the in-memory indexes.
+    /// An index entry goes only to an offset above the last indexed one (the
+    /// index is searched by offset, and loading refuses one that does not
+    /// rise): a batch with no records shares its base offset with the next.
     pub fn note_batch(&mut self, h: &BatchHeader, pos: u32, total: u64, index_interval: u64) {
-        if self.bytes_since_index >= index_interval || self.index.is_empty() && pos > 0 {
-            let rel = (h.base_offset - self.base_offset) as u32;
+        let rel = (h.base_offset - self.base_offset) as u32;
+        let due = self.bytes_since_index >= index_interval || self.index.is_empty() && pos > 0;
+        if due && self.index.last().is_none_or(|&(r, _)| rel > r) {
             self.index.push((rel, pos));
             let ts = self.max_timestamp.max(h.max_timestamp);
             if self.time_index.last().is_none_or(|&(t, _)| ts > t) {
@@ -313,9 +317,15 @@ impl ReadAt for [u8] {
     }
 }
 
-/// The offset after a stored batch; None when its header's offsets overflow
-/// (a corrupt header: counting on from it would wrap the log end offset).
+/// The offset after a stored batch; None for a corrupt header whose offsets
+/// overflow (counting on from it would wrap the log end offset) or end before
+/// the batch starts (the log end offset would go back). A last offset delta of
+/// -1 (a batch with no records, which older versions accepted from clients)
+/// ends where it starts.
 fn next_offset_after(h: &BatchHeader) -> Option<i64> {
+    if h.last_offset_delta < -1 {
+        return None;
+    }
     h.base_offset.checked_add(i64::from(h.last_offset_delta))?.checked_add(1)
 }
 
@@ -478,6 +488,39 @@ mod tests {
         assert_eq!(walk_batches(&log[..], 0, log.len() as u64), None);
         let tail = walk_batches(&log[..], 0, BATCH_HEADER_LEN as u64);
         assert_eq!(tail, Some(Tail { max_timestamp: 0, next_offset: Some(1), bytes: BATCH_HEADER_LEN as u64 }));
+    }
+
+    /// Found by fuzz/log_recovery: a stored batch whose last offset delta is
+    /// below -1 ends before it starts; recovery took the offset after it as
+    /// the next one, so the offsets of the batches after it (and the log end
+    /// offset) went back, and the indexes rebuilt from them did not load.
+    #[test]
+    fn a_batch_that_ends_before_it_starts_ends_the_valid_log() {
+        let mut log = header(5, 0);
+        log.extend(header(6, -1000));
+        log.extend(header(7, 0));
+        let valid = scan_batches(&log[..], log.len() as u64, 0, false, |_, _, _| ());
+        assert_eq!(valid, BATCH_HEADER_LEN as u64);
+        assert_eq!(walk_batches(&log[..], 0, log.len() as u64), None);
+    }
+
+    /// Batches with no records (delta -1) share their base offset with the
+    /// next batch; the index rebuilt over them still rises, so it loads back.
+    #[test]
+    fn index_entries_rise_over_batches_without_records() {
+        let mut log = Vec::new();
+        for _ in 0..4 {
+            log.extend(header(3, -1));
+        }
+        log.extend(header(3, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), 0).unwrap();
+        let interval = BATCH_HEADER_LEN as u64;
+        let valid = scan_batches(&log[..], log.len() as u64, 0, false, |h, pos, total| seg.note_batch(h, pos as u32, total, interval));
+        assert_eq!(valid, log.len() as u64);
+        assert_eq!(seg.index, vec![(3, BATCH_HEADER_LEN as u32)]);
+        assert_eq!(seg.next_offset, 4);
+        assert_eq!(parse_offset_index(&encode_offset_index(&seg.index), valid), Some(seg.index.clone()));
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub fn encode_batch(records: &[Record], codec: Compression) -> Result<Bytes, Cod
     let mut out = BytesMut::new();
     let Some(first) = records.first() else { return Ok(out.freeze()) };
     let (base_seq, base_off) = (first.sequence, first.offset);
+    // A batch holds each record's offset as a 32-bit delta and its timestamp as
+    // a delta from the smallest: records decoded from a client's batch carry
+    // the client's deltas, which may not fit (the encoder's arithmetic would overflow).
+    let (min_ts, max_ts) = records.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.timestamp), hi.max(r.timestamp)));
+    let offsets_fit = records.iter().all(|r| r.offset.checked_sub(base_off).is_some_and(|d| i32::try_from(d).is_ok()));
+    if !offsets_fit || max_ts.checked_sub(min_ts).is_none() {
+        return Err(CodecError::Encode("record offsets or timestamps too far apart for one batch".into()));
+    }
     let normalized: Vec<Record> = records
         .iter()
         .map(|r| Record { sequence: base_seq.wrapping_add((r.offset - base_off) as i32), ..r.clone() })
@@ -208,6 +216,26 @@ mod tests {
                 other => panic!("{codec:?}: expected TooLarge, got {:?}", other.map(|s| s.records.len())),
             }
         }
+    }
+
+    /// Found by fuzz/record_batch: a client's batch whose offset deltas put
+    /// two records 2^63 apart made re-compression (`compression.type`)
+    /// overflow while normalizing sequences; timestamps that far apart would
+    /// overflow in the encoder. Both are an encode error now.
+    #[test]
+    fn records_too_far_apart_for_one_batch_are_an_encode_error() {
+        let mut rs = records(2, 10);
+        (rs[0].offset, rs[1].offset) = (i64::MAX, -1);
+        assert!(matches!(encode_batch(&rs, Compression::Lz4), Err(CodecError::Encode(_))));
+        let mut rs = records(2, 10);
+        rs[1].offset = i64::MIN;
+        assert!(matches!(encode_batch(&rs, Compression::Lz4), Err(CodecError::Encode(_))));
+        let mut rs = records(2, 10);
+        rs[1].offset = i32::MAX as i64 + 1;
+        assert!(matches!(encode_batch(&rs, Compression::None), Err(CodecError::Encode(_))));
+        let mut rs = records(2, 10);
+        (rs[0].timestamp, rs[1].timestamp) = (i64::MIN, i64::MAX);
+        assert!(matches!(encode_batch(&rs, Compression::Zstd), Err(CodecError::Encode(_))));
     }
 
     #[test]
