@@ -2,7 +2,8 @@
 //!
 //! ## Layout, in data-path order
 //! ```text
-//! runtime/   pinned glommio executors, one shard each; start-up and clean stop
+//! runtime/   pinned glommio executors, one shard each; start-up (log dir lock, port claim,
+//!            RLIMIT_NOFILE) and clean stop
 //! net/       SO_REUSEPORT listener per shard, framing (size checked first), in-order responses
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
@@ -12,7 +13,8 @@
 //!            or __transaction_state partition; producer id blocks from the controller
 //! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
 //! ---- ground floor, usable by all ----
-//! protocol/  kafka-protocol codecs, RecordBatch-as-bytes, zero-copy Fetch encoding
+//! protocol/  kafka-protocol codecs (vendor/kafka-protocol: bounded decoding), RecordBatch-as-bytes,
+//!            record validation (Kafka's LogValidator), topic name rules, zero-copy Fetch encoding
 //! config     Kafka key names, every limit named with its unit
 //! io/        per-shard io_uring ring (writev, splice), zero-copy send
 //! error      thiserror errors and the one mapping to Kafka error codes
