@@ -35,6 +35,10 @@ use crate::protocol::record_batch::{validate_batches, BatchHeader, BATCH_HEADER_
 pub enum StoreKey {
     Offset { group: String, topic: String, partition: i32 },
     Group { group: String },
+    /// A consumer-protocol group (KIP-848): see `consumer_group::records`.
+    ConsumerGroup { group: String },
+    /// One member of a consumer-protocol group.
+    ConsumerGroupMember { group: String, member: String },
 }
 
 /// The group part that survives restarts (members come back as they were).
@@ -51,6 +55,8 @@ pub struct GroupSnapshot {
 pub enum StoreRecord {
     Offset { group: String, topic: String, partition: i32, value: Option<CommittedOffset> },
     Group { group: String, value: Option<GroupSnapshot> },
+    ConsumerGroup { group: String, value: Option<super::consumer_group::records::GroupValue> },
+    ConsumerGroupMember { group: String, member: String, value: Option<super::consumer_group::member::ConsumerGroupMember> },
 }
 
 /// What replay finds in `__consumer_offsets`, in log order.
@@ -186,5 +192,21 @@ fn decode(r: &Record) -> Option<StoreRecord> {
             }),
         },
         StoreKey::Group { group } => StoreRecord::Group { group, value: r.value.as_ref().and_then(|v| serde_json::from_slice(v).ok()) },
+        // A value that does not decode is skipped whole (not read as a tombstone).
+        StoreKey::ConsumerGroup { group } => StoreRecord::ConsumerGroup {
+            group,
+            value: match &r.value {
+                Some(v) => Some(serde_json::from_slice(v).ok()?),
+                None => None,
+            },
+        },
+        StoreKey::ConsumerGroupMember { group, member } => StoreRecord::ConsumerGroupMember {
+            group,
+            member,
+            value: match &r.value {
+                Some(v) => Some(serde_json::from_slice(v).ok()?),
+                None => None,
+            },
+        },
     })
 }
