@@ -2,6 +2,8 @@
 //! offset (key: group, topic, partition) and one per group (key: group), JSON
 //! encoded, latest value wins and a null value is a tombstone — the shape a
 //! compacted topic needs. On start the coordinator replays its partitions.
+//! Consumer-protocol groups (KIP-848) add a record per group and per member
+//! (see `consumer_group::records`).
 //!
 //! TxnOffsetCommit writes offset records in transactional batches (producer id
 //! and epoch set); replay keeps them pending per producer until that

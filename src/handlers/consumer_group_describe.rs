@@ -64,7 +64,7 @@ pub async fn handle(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> ConsumerGro
                         .collect();
                 }
             }
-            Ok(_) => dg.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+            Ok(_) => dg.error_code = crate::error::Error::CoordinatorNotAvailable.code(),
             Err(c) => dg.error_code = c,
         }
         out.push(dg);

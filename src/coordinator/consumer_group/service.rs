@@ -338,3 +338,107 @@ impl GroupCoordinator {
         c.subscribed_topic_names(image.topics.keys().map(String::as_str))
     }
 }
+
+/// The group written by real heartbeats to a real `__consumer_offsets` log,
+/// replayed by a new coordinator (a restart): same epochs, members and
+/// assignments; a member that left stays gone; offsets are shared.
+#[cfg(test)]
+mod replay_tests {
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::{GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::coordinator::{partition_for, OFFSETS_TOPIC};
+    use crate::io::ring::Ring;
+    use crate::log::{LogConfig, PartitionLog};
+    use crate::shard::metadata::{PartitionMeta, TopicMeta};
+
+    fn image() -> MetadataImage {
+        let mut img = MetadataImage { cluster_id: "c".into(), version: 1, topics: Default::default(), next_producer_id: 0 };
+        let p = PartitionMeta { owner_shard: 0, leader: 0, leader_epoch: 0, replicas: vec![0], isr: vec![0] };
+        img.topics.insert("t".into(), TopicMeta { name: "t".into(), topic_id: Uuid::from_u128(7), partitions: vec![p; 4], configs: Default::default() });
+        img
+    }
+
+    fn join(member: &str) -> ConsumerGroupHeartbeatRequest {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("t"))]))
+            .with_topic_partitions(Some(Vec::new()))
+    }
+
+    fn beat(member: &str, epoch: i32, owned: &Assignment) -> ConsumerGroupHeartbeatRequest {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(epoch)
+            .with_topic_partitions(Some(owned.iter().map(|(t, ps)| TopicPartitions::default().with_topic_id(*t).with_partitions(ps.iter().copied().collect())).collect()))
+    }
+
+    fn snapshot(gc: &GroupCoordinator) -> (i32, i32, Vec<super::super::member::ConsumerGroupMember>) {
+        let groups = gc.groups.borrow();
+        let c = groups["g"].consumer.as_deref().expect("a consumer group");
+        (c.group_epoch, c.assignment_epoch, c.members.values().cloned().collect())
+    }
+
+    #[test]
+    fn heartbeats_replay_after_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let cfg = Arc::new(Config::default());
+                let p = partition_for("g", cfg.offsets_topic_num_partitions);
+                let open = || -> Rc<PartitionLog> {
+                    PartitionLog::open(&dir, OFFSETS_TOPIC, p, LogConfig::from(&cfg, &Default::default()), Ring::start().unwrap(), false).unwrap()
+                };
+                let log = open();
+                let gc = GroupCoordinator::new(cfg.clone());
+                gc.add_partition(p, log.clone()).unwrap();
+                let img = image();
+                let h = |r| gc.consumer_heartbeat(r, 1, "client".into(), "/127.0.0.1".into(), &img);
+                let a = h(join("a")).await.unwrap();
+                let b = h(join("b")).await.unwrap();
+                let mut owned_a = a.assignment.unwrap();
+                let mut owned_b = b.assignment.unwrap();
+                // Reconcile both until each owns 2 (a revokes 2, b then gets them).
+                let (mut ea, mut eb) = (a.member_epoch, b.member_epoch);
+                for _ in 0..4 {
+                    let x = h(beat("a", ea, &owned_a)).await.unwrap();
+                    ea = x.member_epoch;
+                    owned_a = x.assignment.unwrap_or(owned_a);
+                    let y = h(beat("b", eb, &owned_b)).await.unwrap();
+                    eb = y.member_epoch;
+                    owned_b = y.assignment.unwrap_or(owned_b);
+                }
+                assert_eq!((super::super::member::partition_count(&owned_a), super::super::member::partition_count(&owned_b)), (2, 2));
+                let c = h(join("c")).await.unwrap();
+                // c leaves again: its record must be deleted, and the epoch bump kept.
+                h(beat("c", -1, &Assignment::new()).with_member_epoch(-1)).await.unwrap();
+                assert!(c.member_epoch > 0);
+                let before = snapshot(&gc);
+                assert_eq!(before.2.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+
+                let gc2 = GroupCoordinator::new(cfg.clone());
+                gc2.add_partition(p, open()).unwrap();
+                assert_eq!(snapshot(&gc2), before);
+                // The replayed group goes on: b's next heartbeat at its epoch is
+                // accepted and moves it to the group epoch c's leaving made (no
+                // partition moves: a and b already split them).
+                let img2 = image();
+                let again = gc2.consumer_heartbeat(beat("b", eb, &owned_b), 1, "client".into(), "h".into(), &img2).await.unwrap();
+                assert_eq!((again.member_epoch, again.assignment), (before.0, None));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
