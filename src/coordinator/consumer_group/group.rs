@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::member::{Assignment, ConsumerGroupMember};
+use super::member::ConsumerGroupMember;
 
 /// A subscribed topic as the target assignment saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,11 +201,6 @@ impl ConsumerGroup {
         for m in members {
             self.put_member(m);
         }
-    }
-
-    /// All partitions of a member's target, for describe: (topic id, partitions).
-    pub fn target_of(&self, member_id: &str) -> Option<&Assignment> {
-        self.members.get(member_id).map(|m| &m.target)
     }
 }
 

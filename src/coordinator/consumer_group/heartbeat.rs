@@ -76,12 +76,6 @@ pub struct Changes {
     pub removed: BTreeSet<String>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        !self.group && self.members.is_empty() && self.removed.is_empty()
-    }
-}
-
 /// Kafka's request checks (`throwIfConsumerGroupHeartbeatRequestIsInvalid`),
 /// made before the group is looked at.
 pub fn validate(group_id: &str, hb: &Heartbeat, version: i16, assignors: &[String]) -> Result<(), Error> {

@@ -19,6 +19,9 @@ use super::heartbeat::Changes;
 use super::member::ConsumerGroupMember;
 use crate::coordinator::store::StoreKey;
 
+/// A record to write: key and value (None = tombstone).
+pub type KeyedRecord = (StoreKey, Option<Vec<u8>>);
+
 /// The value of a group's `ConsumerGroup` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupValue {
@@ -28,7 +31,7 @@ pub struct GroupValue {
 }
 
 /// The records that write `changes` of group `group_id` (after they were made).
-pub fn records(group_id: &str, g: &ConsumerGroup, changes: &Changes) -> Vec<(StoreKey, Option<Vec<u8>>)> {
+pub fn records(group_id: &str, g: &ConsumerGroup, changes: &Changes) -> Vec<KeyedRecord> {
     let mut out = Vec::new();
     for id in &changes.removed {
         if !g.members.contains_key(id) {
@@ -52,8 +55,8 @@ pub fn group_value(g: &ConsumerGroup) -> GroupValue {
 }
 
 /// Tombstones deleting the whole group (members first, then the group).
-pub fn tombstones(group_id: &str, g: &ConsumerGroup) -> Vec<(StoreKey, Option<Vec<u8>>)> {
-    let mut out: Vec<(StoreKey, Option<Vec<u8>>)> =
+pub fn tombstones(group_id: &str, g: &ConsumerGroup) -> Vec<KeyedRecord> {
+    let mut out: Vec<KeyedRecord> =
         g.members.keys().map(|id| (StoreKey::ConsumerGroupMember { group: group_id.to_string(), member: id.clone() }, None)).collect();
     out.push((StoreKey::ConsumerGroup { group: group_id.to_string() }, None));
     out

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::heartbeat::{validate, Answer, Changes, Heartbeat, Settings, LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH};
 use super::member::Assignment;
-use super::{records, ConsumerGroup};
+use super::records::{self, KeyedRecord};
+use super::ConsumerGroup;
 use crate::coordinator::group::{Group, GroupState};
 use crate::coordinator::store::StoreKey;
 use crate::coordinator::GroupCoordinator;
@@ -91,7 +92,7 @@ fn classic_is_empty(g: &Group) -> bool {
 /// Runs one heartbeat against `g`'s consumer part, making one from an empty
 /// classic group first (kept only if the heartbeat succeeds: an error leaves
 /// the group as it was). Returns the answer and the records to write.
-fn heartbeat_group(g: &mut Group, hb: Heartbeat, leaving: bool, image: &MetadataImage, s: &Settings<'_>, now: Instant) -> (Result<Answer, Error>, Vec<(StoreKey, Option<Vec<u8>>)>) {
+fn heartbeat_group(g: &mut Group, hb: Heartbeat, leaving: bool, image: &MetadataImage, s: &Settings<'_>, now: Instant) -> (Result<Answer, Error>, Vec<KeyedRecord>) {
     let gid = g.id.clone();
     let converting = g.consumer.is_none();
     let mut c = g.consumer.take().unwrap_or_default();
@@ -207,7 +208,7 @@ impl GroupCoordinator {
     }
 
     /// Appends group records and waits for them (the answer follows the write).
-    async fn persist_now(&self, gid: &str, records: Vec<(StoreKey, Option<Vec<u8>>)>) {
+    async fn persist_now(&self, gid: &str, records: Vec<KeyedRecord>) {
         if let Some(log) = self.log_for(gid) {
             if let Err(e) = crate::coordinator::store::append(&log, records).await {
                 crate::error_limited!(group = %gid, "persisting consumer group state failed: {e}");
@@ -297,7 +298,7 @@ impl GroupCoordinator {
 
     /// Session and rebalance timeouts of consumer-protocol members (from the tick).
     pub(crate) fn consumer_tick(&self, now: Instant) {
-        let mut writes: Vec<(String, Vec<(StoreKey, Option<Vec<u8>>)>)> = Vec::new();
+        let mut writes: Vec<(String, Vec<KeyedRecord>)> = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
             for g in groups.values_mut() {

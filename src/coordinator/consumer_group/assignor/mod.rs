@@ -13,9 +13,6 @@ use uuid::Uuid;
 
 use super::member::Assignment;
 
-/// The assignor names this broker knows (the `group.consumer.assignors` values).
-pub const KNOWN: &[&str] = &["uniform", "range"];
-
 /// What an assignor knows of one member.
 #[derive(Debug, Clone)]
 pub struct MemberSpec<'a> {
