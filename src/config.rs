@@ -112,6 +112,19 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     /// `offsets.retention.minutes`: offsets of an empty group older than this are dropped.
     pub offsets_retention_minutes: u64,
+    /// `group.consumer.heartbeat.interval.ms`: how often a member of a consumer
+    /// group (KIP-848 protocol) is told to heartbeat; clients do not choose it.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member not heard
+    /// from for this long is removed (its partitions go to the others).
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.assignors`: the server-side assignors a consumer-protocol
+    /// group may use (`uniform`, `range`, or Kafka's class names); the first is
+    /// the default. A member naming another gets UNSUPPORTED_ASSIGNOR.
+    pub group_consumer_assignors: Vec<String>,
+    /// `group.consumer.max.size`: most members one consumer-protocol group may
+    /// have (GROUP_MAX_SIZE_REACHED beyond); bounds a group's memory.
+    pub group_consumer_max_size: u32,
     /// `offset.metadata.max.bytes`: longest metadata string of a committed offset.
     pub offset_metadata_max_bytes: usize,
     /// `log.retention.ms` (or `.minutes`, `.hours`): delete segments older than this; None = forever.
@@ -180,6 +193,11 @@ impl Default for Config {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 10080,
+            group_consumer_heartbeat_interval_ms: 5000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_assignors: vec!["uniform".into(), "range".into()],
+            // Kafka's default (Integer.MAX_VALUE).
+            group_consumer_max_size: i32::MAX as u32,
             offset_metadata_max_bytes: 4096,
             log_retention_ms: Some(168 * 3_600_000),
             log_retention_bytes: None,
@@ -335,6 +353,10 @@ impl Config {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, v)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(key, v)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(key, v)?,
+            "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms = parse_num(key, v)?,
+            "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms = parse_num(key, v)?,
+            "group.consumer.assignors" => self.group_consumer_assignors = parse_assignors(key, v)?,
+            "group.consumer.max.size" => self.group_consumer_max_size = parse_num(key, v)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse_num(key, v)?,
             "log.retention.ms" => self.log_retention_ms = unlimited_if_negative(parse_num(key, v)?),
             "log.retention.minutes" => self.log_retention_ms = unlimited_if_negative(parse_num::<i64>(key, v)?.saturating_mul(60_000)),
@@ -377,6 +399,10 @@ impl Config {
             ("default.replication.factor", self.default_replication_factor.to_string()),
             ("delete.topic.enable", self.delete_topic_enable.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
+            ("group.consumer.assignors", self.group_consumer_assignors.join(",")),
+            ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
+            ("group.consumer.max.size", self.group_consumer_max_size.to_string()),
+            ("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
@@ -469,6 +495,16 @@ impl Config {
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(bad("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms"));
         }
+        // As Kafka checks them: a member must get several heartbeats into one session.
+        if self.group_consumer_heartbeat_interval_ms == 0 || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms {
+            return Err(bad("group.consumer.heartbeat.interval.ms", "must be positive and less than group.consumer.session.timeout.ms"));
+        }
+        if self.group_consumer_session_timeout_ms > i32::MAX as u64 {
+            return Err(bad("group.consumer.session.timeout.ms", "must fit in 32 bits (milliseconds)"));
+        }
+        if self.group_consumer_max_size == 0 {
+            return Err(bad("group.consumer.max.size", "must be at least 1"));
+        }
         if let ShardCores::List(c) = &self.shard_cores {
             if c.is_empty() {
                 return Err(bad("shard.cores", "empty list"));
@@ -482,6 +518,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `group.consumer.assignors`: a comma-separated list of assignor names, each
+/// `uniform` or `range` or Kafka's class name for one (so a Kafka
+/// server.properties line works unchanged); kept as the short names.
+fn parse_assignors(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let short = match name {
+            "uniform" | "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "range" | "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            other => return Err(bad(key, format!("unknown assignor `{other}` (known: uniform, range)"))),
+        };
+        if !out.iter().any(|n| n == short) {
+            out.push(short.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(key, "at least one assignor is required"));
+    }
+    Ok(out)
 }
 
 /// Kafka's "-1 means no limit" (any negative value).

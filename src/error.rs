@@ -86,6 +86,41 @@ pub enum Error {
     CoordinatorNotAvailable,
     #[error("transactional id not found")]
     TransactionalIdNotFound,
+    /// A group request reached a shard that does not own the group's
+    /// `__consumer_offsets` partition (the client looks the coordinator up again).
+    #[error("this shard is not the coordinator of the group")]
+    NotCoordinator,
+    /// A request that decoded but carries a field value Kafka refuses: the
+    /// response says INVALID_REQUEST and the connection stays open (unlike
+    /// [`Error::InvalidRequest`], which is about an unparseable request).
+    #[error("{0}")]
+    InvalidField(String),
+    /// Group errors of the consumer group protocol (KIP-848) and the offset
+    /// APIs; each message is a sentence for the response's error message.
+    #[error("{0}")]
+    GroupIdNotFound(String),
+    #[error("{0}")]
+    UnknownMemberId(String),
+    #[error("{0}")]
+    FencedMemberEpoch(String),
+    #[error("{0}")]
+    StaleMemberEpoch(String),
+    #[error("{0}")]
+    UnreleasedInstanceId(String),
+    #[error("{0}")]
+    FencedInstanceId(String),
+    #[error("{0}")]
+    UnsupportedAssignor(String),
+    #[error("{0}")]
+    InconsistentGroupProtocol(String),
+    #[error("{0}")]
+    GroupMaxSizeReached(String),
+    #[error("{0}")]
+    InvalidRegularExpression(String),
+    #[error("{0}")]
+    IllegalGeneration(String),
+    #[error("{0}")]
+    NonEmptyGroup(String),
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
@@ -154,6 +189,20 @@ impl Error {
             Error::TransactionCoordinatorFenced(_) => R::TransactionCoordinatorFenced,
             Error::CoordinatorNotAvailable => R::CoordinatorNotAvailable,
             Error::TransactionalIdNotFound => R::TransactionalIdNotFound,
+            Error::NotCoordinator => R::NotCoordinator,
+            Error::InvalidField(_) => R::InvalidRequest,
+            Error::GroupIdNotFound(_) => R::GroupIdNotFound,
+            Error::UnknownMemberId(_) => R::UnknownMemberId,
+            Error::FencedMemberEpoch(_) => R::FencedMemberEpoch,
+            Error::StaleMemberEpoch(_) => R::StaleMemberEpoch,
+            Error::UnreleasedInstanceId(_) => R::UnreleasedInstanceId,
+            Error::FencedInstanceId(_) => R::FencedInstanceId,
+            Error::UnsupportedAssignor(_) => R::UnsupportedAssignor,
+            Error::InconsistentGroupProtocol(_) => R::InconsistentGroupProtocol,
+            Error::GroupMaxSizeReached(_) => R::GroupMaxSizeReached,
+            Error::InvalidRegularExpression(_) => R::InvalidRegularExpression,
+            Error::IllegalGeneration(_) => R::IllegalGeneration,
+            Error::NonEmptyGroup(_) => R::NonEmptyGroup,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }

@@ -9,7 +9,8 @@
 //! handlers/  one file per Kafka API
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
 //! shard/     partition owner: logs, metadata image, fetch waiters (Rc/RefCell, no locks)
-//! coordinator/ consumer groups and transactions, each on the shard owning its __consumer_offsets
+//! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
+//!            on the shard owning its __consumer_offsets
 //!            or __transaction_state partition; producer id blocks from the controller
 //! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
 //! ---- ground floor, usable by all ----

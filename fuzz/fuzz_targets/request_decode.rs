@@ -73,6 +73,8 @@ fn decode(key: ApiKey, frame: &mut Bytes, v: i16) -> Option<Result<(), String>> 
         ApiKey::TxnOffsetCommit => body!(TxnOffsetCommitRequest),
         ApiKey::DescribeTransactions => body!(DescribeTransactionsRequest),
         ApiKey::ListTransactions => body!(ListTransactionsRequest),
+        ApiKey::ConsumerGroupHeartbeat => body!(ConsumerGroupHeartbeatRequest),
+        ApiKey::ConsumerGroupDescribe => body!(ConsumerGroupDescribeRequest),
         _ => return None,
     })
 }

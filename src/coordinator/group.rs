@@ -123,6 +123,9 @@ pub struct Group {
     /// id: invisible to OffsetFetch until the coordinator's commit marker,
     /// dropped at an abort marker. Bounded by what open transactions wrote.
     pub pending_txn_offsets: HashMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
+    /// Set when the group speaks the consumer group protocol (KIP-848): then
+    /// the classic fields above stay empty and only the offsets are shared.
+    pub consumer: Option<Box<super::consumer_group::ConsumerGroup>>,
 }
 
 impl Group {
@@ -163,6 +166,7 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             empty_since_ms: Some(super::now_ms()),
+            consumer: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The group coordinator (Kafka's classic consumer-group protocol).
+//! The group coordinator: Kafka's classic consumer-group protocol, and the
+//! consumer group protocol of KIP-848 ([`consumer_group`]) beside it.
 //!
 //! A group lives on the shard that owns its `__consumer_offsets` partition
 //! (`abs(javaHashCode(group.id)) % offsets.topic.num.partitions`, Kafka's
@@ -6,6 +7,7 @@
 //! group metadata are appended to that partition and replayed when the shard
 //! opens it, so they survive restarts and kill -9.
 
+pub mod consumer_group;
 pub mod group;
 pub mod producer_ids;
 pub mod store;
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use kafka_protocol::messages::{HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest};
+use kafka_protocol::messages::{
+    ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+};
 use kafka_protocol::ResponseError as E;
 
 use crate::config::Config;
@@ -80,16 +84,23 @@ pub enum GroupRequest {
     Sync { req: SyncGroupRequest },
     Heartbeat { req: HeartbeatRequest },
     Leave { req: LeaveGroupRequest },
-    OffsetCommit { req: OffsetCommitRequest },
+    OffsetCommit { req: OffsetCommitRequest, version: i16 },
     /// `require_stable` (v7+): partitions with offsets pending in an open
     /// transaction answer UNSTABLE_OFFSET_COMMIT instead of the last committed offset.
-    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool },
+    /// `member` (v9): the consumer-protocol member asking and its epoch, checked
+    /// as Kafka does (None = not given: member id null, epoch -1).
+    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool, member: Option<(Option<String>, i32)> },
     /// Offsets written inside a transaction (visible after its commit marker).
     TxnOffsetCommit { req: TxnOffsetCommitRequest, version: i16 },
-    List { states: Vec<String> },
+    /// `types` (ListGroups v5): `classic` / `consumer`, empty = all.
+    List { states: Vec<String>, types: Vec<String> },
     Describe { groups: Vec<String> },
     Delete { groups: Vec<String> },
     OffsetDelete { req: OffsetDeleteRequest },
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerHeartbeat { req: ConsumerGroupHeartbeatRequest, version: i16, client_id: String, client_host: String },
+    /// ConsumerGroupDescribe (KIP-848).
+    ConsumerDescribe { groups: Vec<String> },
 }
 
 /// A described group, ready for DescribeGroups.
@@ -119,12 +130,14 @@ pub enum GroupResponse {
     OffsetCommit(ErrorsByTopic),
     /// (group error, offsets)
     OffsetFetch(i16, OffsetsByTopic),
-    /// (group, protocol type, state)
-    List(Vec<(String, String, &'static str)>),
+    /// (group, protocol type, state, group type)
+    List(Vec<(String, String, &'static str, &'static str)>),
     Describe(Vec<GroupDescription>),
     Delete(Vec<(String, i16)>),
     OffsetDelete(i16, ErrorsByTopic),
     TxnOffsetCommit(ErrorsByTopic),
+    ConsumerHeartbeat(Result<consumer_group::Answer, crate::error::Error>),
+    ConsumerDescribe(Vec<consumer_group::ConsumerGroupDescription>),
 }
 
 /// One shard's coordinator: the groups of the `__consumer_offsets` partitions it owns.
@@ -226,7 +239,7 @@ impl GroupCoordinator {
                     }
                     None => {
                         if let Some(g) = groups.get_mut(&group) {
-                            if g.offsets.is_empty() {
+                            if g.offsets.is_empty() && g.consumer.is_none() {
                                 groups.remove(&group);
                             } else {
                                 g.members.clear();
@@ -235,10 +248,32 @@ impl GroupCoordinator {
                         }
                     }
                 },
+                StoreRecord::ConsumerGroup { group, value } => match value {
+                    Some(v) => {
+                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                        consumer_group::records::apply_group(g.consumer.get_or_insert_with(Box::default), v);
+                    }
+                    None => {
+                        if let Some(g) = groups.get_mut(&group) {
+                            g.consumer = None;
+                            if g.offsets.is_empty() && g.members.is_empty() && g.protocol_type.is_none() {
+                                groups.remove(&group);
+                            }
+                        }
+                    }
+                },
+                StoreRecord::ConsumerGroupMember { group, member, value } => {
+                    if value.is_none() && groups.get(&group).is_none_or(|g| g.consumer.is_none()) {
+                        continue;
+                    }
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    consumer_group::records::apply_member(g.consumer.get_or_insert_with(Box::default), &member, value);
+                }
             }
         }
         drop(groups);
         self.logs.borrow_mut().insert(partition, log);
+        self.consumer_on_loaded(partition);
         Ok(())
     }
 
@@ -276,20 +311,33 @@ impl GroupCoordinator {
             GroupRequest::Sync { req } => self.sync(req).await,
             GroupRequest::Heartbeat { req } => GroupResponse::Heartbeat(self.heartbeat(req)),
             GroupRequest::Leave { req } => self.leave(req),
-            GroupRequest::OffsetCommit { req } => GroupResponse::OffsetCommit(self.commit(req, image).await),
-            GroupRequest::OffsetFetch { group, topics, require_stable } => self.fetch_offsets(&group, topics, require_stable),
+            GroupRequest::OffsetCommit { req, version } => GroupResponse::OffsetCommit(self.commit(req, version, image).await),
+            GroupRequest::OffsetFetch { group, topics, require_stable, member } => {
+                if let Some(e) = self.check_offset_fetch(&group, member) {
+                    return GroupResponse::OffsetFetch(e.code(), Vec::new());
+                }
+                self.fetch_offsets(&group, topics, require_stable)
+            }
             GroupRequest::TxnOffsetCommit { req, version } => GroupResponse::TxnOffsetCommit(self.txn_commit(req, version, image).await),
-            GroupRequest::List { states } => GroupResponse::List(
+            GroupRequest::List { states, types } => GroupResponse::List(
                 self.groups
                     .borrow()
                     .values()
-                    .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state.name())))
-                    .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+                    .map(|g| match g.consumer.as_deref() {
+                        Some(c) => (g.id.clone(), "consumer".to_string(), c.state().name(), "consumer"),
+                        None => (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name(), "classic"),
+                    })
+                    .filter(|(_, _, state, _)| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state)))
+                    .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(kind)))
                     .collect(),
             ),
             GroupRequest::Describe { groups } => GroupResponse::Describe(groups.into_iter().map(|g| self.describe(g)).collect()),
             GroupRequest::Delete { groups } => GroupResponse::Delete(groups.into_iter().map(|g| self.delete(g)).collect()),
             GroupRequest::OffsetDelete { req } => self.offset_delete(req, image),
+            GroupRequest::ConsumerHeartbeat { req, version, client_id, client_host } => {
+                GroupResponse::ConsumerHeartbeat(self.consumer_heartbeat(req, version, client_id, client_host, image).await)
+            }
+            GroupRequest::ConsumerDescribe { groups } => GroupResponse::ConsumerDescribe(self.consumer_describe(groups, image)),
         }
     }
 
@@ -301,6 +349,9 @@ impl GroupCoordinator {
         }
         if self.log_for(&gid).is_none() {
             return join_error(E::NotCoordinator.code(), member_id);
+        }
+        if let Err(e) = self.classic_join_check(&gid) {
+            return join_error(e.code(), member_id);
         }
         let session = req.session_timeout_ms.max(0) as u64;
         if session < self.cfg.group_min_session_timeout_ms || session > self.cfg.group_max_session_timeout_ms {
@@ -549,7 +600,7 @@ impl GroupCoordinator {
         changed.1
     }
 
-    async fn commit(&self, req: OffsetCommitRequest, image: &MetadataImage) -> ErrorsByTopic {
+    async fn commit(&self, req: OffsetCommitRequest, version: i16, image: &MetadataImage) -> ErrorsByTopic {
         let gid = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
         let generation = req.generation_id_or_member_epoch;
@@ -561,13 +612,19 @@ impl GroupCoordinator {
         }
         {
             let mut groups = self.groups.borrow_mut();
-            if generation < 0 && member_id.is_empty() {
+            if let Some(c) = groups.get(&gid).and_then(|g| g.consumer.as_deref()) {
+                if let Err(e) = consumer_group::service::validate_offset_commit(c, &member_id, generation, Some(version)) {
+                    return all(e.code());
+                }
+            } else if generation < 0 && member_id.is_empty() {
                 let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
                 if !g.members.is_empty() {
                     return all(E::IllegalGeneration.code());
                 }
             } else {
-                let Some(g) = groups.get_mut(&gid) else { return all(E::IllegalGeneration.code()) };
+                // From v9 an unknown group is GROUP_ID_NOT_FOUND (both protocols understand it).
+                let unknown = if version >= 9 { E::GroupIdNotFound } else { E::IllegalGeneration };
+                let Some(g) = groups.get_mut(&gid) else { return all(unknown.code()) };
                 let state = g.state;
                 let gen = g.generation;
                 let Some(m) = g.members.get_mut(&member_id) else { return all(E::UnknownMemberId.code()) };
@@ -599,6 +656,15 @@ impl GroupCoordinator {
             }
         }
         out
+    }
+
+    /// OffsetFetch v9's member check for a consumer-protocol group (classic and
+    /// unknown groups answer anyone, as in Kafka).
+    fn check_offset_fetch(&self, gid: &str, member: Option<(Option<String>, i32)>) -> Option<crate::error::Error> {
+        let (id, epoch) = member?;
+        let groups = self.groups.borrow();
+        let c = groups.get(gid)?.consumer.as_deref()?;
+        consumer_group::service::validate_offset_fetch(c, id.as_deref(), epoch).err()
     }
 
     fn fetch_offsets(&self, gid: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> GroupResponse {
@@ -689,16 +755,25 @@ impl GroupCoordinator {
         if version >= 3 && (!member_id.is_empty() || req.generation_id >= 0) {
             let groups = self.groups.borrow();
             let Some(g) = groups.get(&gid) else { return all(E::IllegalGeneration.code()) };
-            if let Some(inst) = &req.group_instance_id {
-                if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
-                    return all(E::FencedInstanceId.code());
+            if let Some(c) = g.consumer.as_deref() {
+                // TxnOffsetCommit has no STALE_MEMBER_EPOCH: a wrong epoch is ILLEGAL_GENERATION.
+                match consumer_group::service::validate_offset_commit(c, &member_id, req.generation_id, None) {
+                    Err(crate::error::Error::StaleMemberEpoch(_)) => return all(E::IllegalGeneration.code()),
+                    Err(e) => return all(e.code()),
+                    Ok(()) => {}
                 }
-            }
-            if !member_id.is_empty() && !g.members.contains_key(&member_id) {
-                return all(E::UnknownMemberId.code());
-            }
-            if req.generation_id >= 0 && req.generation_id != g.generation {
-                return all(E::IllegalGeneration.code());
+            } else {
+                if let Some(inst) = &req.group_instance_id {
+                    if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
+                        return all(E::FencedInstanceId.code());
+                    }
+                }
+                if !member_id.is_empty() && !g.members.contains_key(&member_id) {
+                    return all(E::UnknownMemberId.code());
+                }
+                if req.generation_id >= 0 && req.generation_id != g.generation {
+                    return all(E::IllegalGeneration.code());
+                }
             }
         }
         let offered = req.topics.iter().map(|t| {
@@ -752,6 +827,11 @@ impl GroupCoordinator {
         }
         let groups = self.groups.borrow();
         let Some(g) = groups.get(&gid) else { return d };
+        if g.consumer.is_some() {
+            // DescribeGroups (v0-5) shows a consumer-protocol group as Dead, no
+            // error, as Kafka does; ConsumerGroupDescribe describes it.
+            return d;
+        }
         d.state = g.state.name();
         d.protocol_type = g.protocol_type.clone().unwrap_or_default();
         let stable = g.state == GroupState::Stable;
@@ -778,11 +858,15 @@ impl GroupCoordinator {
             match groups.get(&gid) {
                 None => return (gid, E::GroupIdNotFound.code()),
                 Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => return (gid, E::NonEmptyGroup.code()),
+                Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => return (gid, E::NonEmptyGroup.code()),
                 Some(_) => {}
             }
             let Some(g) = groups.remove(&gid) else { return (gid, E::GroupIdNotFound.code()) };
             let mut recs: Vec<(StoreKey, Option<Vec<u8>>)> =
                 g.offsets.keys().map(|(t, p)| (StoreKey::Offset { group: gid.clone(), topic: t.clone(), partition: *p }, None)).collect();
+            if let Some(c) = g.consumer.as_deref() {
+                recs.extend(consumer_group::records::tombstones(&gid, c));
+            }
             recs.push((StoreKey::Group { group: gid.clone() }, None));
             recs
         };
@@ -799,7 +883,12 @@ impl GroupCoordinator {
         let out = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(&gid) else { return GroupResponse::OffsetDelete(E::GroupIdNotFound.code(), Vec::new()) };
-            let subscribed = if g.members.is_empty() { None } else { g.subscribed_topics() };
+            let subscribed = match g.consumer.as_deref_mut() {
+                Some(c) if !c.members.is_empty() => Some(GroupCoordinator::consumer_subscribed(c, image)),
+                Some(_) => None,
+                None if g.members.is_empty() => None,
+                None => g.subscribed_topics(),
+            };
             let mut out = Vec::new();
             for t in &req.topics {
                 let topic = t.name.0.to_string();
@@ -829,6 +918,7 @@ impl GroupCoordinator {
     /// whose timeout passed, and drop offsets of empty groups past retention.
     pub fn tick(&self) {
         let now = Instant::now();
+        self.consumer_tick(now);
         let retention_ms = self.cfg.offsets_retention_minutes as i64 * 60_000;
         let wall = now_ms();
         let mut snapshots = Vec::new();
@@ -852,7 +942,8 @@ impl GroupCoordinator {
                 if g.maybe_complete_join(now) || changed {
                     snapshots.push(g.id.clone());
                 }
-                if g.state == GroupState::Empty && g.empty_since_ms.is_some_and(|t| wall - t > retention_ms) {
+                let consumer_members = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
+                if g.state == GroupState::Empty && !consumer_members && g.empty_since_ms.is_some_and(|t| wall - t > retention_ms) {
                     let old: Vec<(String, i32)> = g.offsets.iter().filter(|(_, o)| wall - o.commit_timestamp_ms > retention_ms).map(|(k, _)| k.clone()).collect();
                     if !old.is_empty() {
                         let recs = old

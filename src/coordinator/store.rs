@@ -2,6 +2,8 @@
 //! offset (key: group, topic, partition) and one per group (key: group), JSON
 //! encoded, latest value wins and a null value is a tombstone — the shape a
 //! compacted topic needs. On start the coordinator replays its partitions.
+//! Consumer-protocol groups (KIP-848) add a record per group and per member
+//! (see `consumer_group::records`).
 //!
 //! TxnOffsetCommit writes offset records in transactional batches (producer id
 //! and epoch set); replay keeps them pending per producer until that
@@ -35,6 +37,10 @@ use crate::protocol::record_batch::{validate_batches, BatchHeader, BATCH_HEADER_
 pub enum StoreKey {
     Offset { group: String, topic: String, partition: i32 },
     Group { group: String },
+    /// A consumer-protocol group (KIP-848): see `consumer_group::records`.
+    ConsumerGroup { group: String },
+    /// One member of a consumer-protocol group.
+    ConsumerGroupMember { group: String, member: String },
 }
 
 /// The group part that survives restarts (members come back as they were).
@@ -51,6 +57,8 @@ pub struct GroupSnapshot {
 pub enum StoreRecord {
     Offset { group: String, topic: String, partition: i32, value: Option<CommittedOffset> },
     Group { group: String, value: Option<GroupSnapshot> },
+    ConsumerGroup { group: String, value: Option<super::consumer_group::records::GroupValue> },
+    ConsumerGroupMember { group: String, member: String, value: Option<super::consumer_group::member::ConsumerGroupMember> },
 }
 
 /// What replay finds in `__consumer_offsets`, in log order.
@@ -186,5 +194,21 @@ fn decode(r: &Record) -> Option<StoreRecord> {
             }),
         },
         StoreKey::Group { group } => StoreRecord::Group { group, value: r.value.as_ref().and_then(|v| serde_json::from_slice(v).ok()) },
+        // A value that does not decode is skipped whole (not read as a tombstone).
+        StoreKey::ConsumerGroup { group } => StoreRecord::ConsumerGroup {
+            group,
+            value: match &r.value {
+                Some(v) => Some(serde_json::from_slice(v).ok()?),
+                None => None,
+            },
+        },
+        StoreKey::ConsumerGroupMember { group, member } => StoreRecord::ConsumerGroupMember {
+            group,
+            member,
+            value: match &r.value {
+                Some(v) => Some(serde_json::from_slice(v).ok()?),
+                None => None,
+            },
+        },
     })
 }

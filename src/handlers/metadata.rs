@@ -7,6 +7,7 @@
 //! A partition whose log could not be opened is listed offline, as Kafka lists
 //! a replica on a failed log dir: KAFKA_STORAGE_ERROR, no leader, no ISR, and
 //! this broker among its offline replicas (v5+). It is never shown healthy.
+//! From v10 a topic may be asked for by id instead of name.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -83,6 +84,18 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             .collect(),
         None => image.topics.values().map(|t| topic_entry(t, version, offline)).collect(),
     };
+    // v10+ may ask by topic id (name null): consumer-protocol clients (KIP-848)
+    // learn their assignment as topic ids and look the names up this way. An
+    // unknown id is UNKNOWN_TOPIC_ID, as Kafka answers.
+    let mut topics = topics;
+    if version >= 10 {
+        for id in req.topics.iter().flatten().filter(|t| t.name.is_none() && !t.topic_id.is_nil()).map(|t| t.topic_id) {
+            topics.push(match image.topics.values().find(|t| t.topic_id == id) {
+                Some(t) => topic_entry(t, version, offline),
+                None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code()),
+            });
+        }
+    }
     let (host, port) = &ctx.shard().advertised;
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

@@ -1,6 +1,8 @@
-//! OffsetCommit (key 8), versions 2-8. Group members commit with their
-//! generation; standalone consumers (generation -1, no member id) commit to an
-//! empty group. Offsets are in `__consumer_offsets` before the answer goes out.
+//! OffsetCommit (key 8), versions 2-9. Group members commit with their
+//! generation — from v9 the field is the member epoch of a consumer-protocol
+//! member (KIP-848: STALE_MEMBER_EPOCH when it is not the current one);
+//! standalone consumers (generation -1, no member id) commit to an empty group.
+//! Offsets are in `__consumer_offsets` before the answer goes out.
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
@@ -9,10 +11,10 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
-pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let fallback: Vec<(String, Vec<i32>)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
-    let topics = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req }).await {
+    let topics = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req, version }).await {
         Ok(GroupResponse::OffsetCommit(t)) => t,
         other => {
             let code = match other {

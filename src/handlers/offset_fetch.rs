@@ -1,4 +1,6 @@
-//! OffsetFetch (key 9), versions 1-8 (v8 asks for several groups at once).
+//! OffsetFetch (key 9), versions 1-9 (v8 asks for several groups at once; v9
+//! adds the asking member's id and epoch, which a consumer-protocol group checks:
+//! UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
 //! A partition without a committed offset answers -1, as Kafka does. With
 //! require_stable (v7+) a partition whose offset is pending in an open
 //! transaction answers UNSTABLE_OFFSET_COMMIT (the client retries).
@@ -12,8 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse, OffsetsByTopic};
 
-async fn fetch_one(ctx: &Ctx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, OffsetsByTopic) {
-    match super::group_coordinator::call(ctx, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable }).await {
+async fn fetch_one(ctx: &Ctx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool, member: Option<(Option<String>, i32)>) -> (i16, OffsetsByTopic) {
+    match super::group_coordinator::call(ctx, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable, member }).await {
         Ok(GroupResponse::OffsetFetch(code, t)) => (code, t),
         Ok(_) => (kafka_protocol::ResponseError::CoordinatorNotAvailable.code(), Vec::new()),
         Err(c) => (c, Vec::new()),
@@ -26,7 +28,8 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetF
         let mut groups = Vec::new();
         for g in &req.groups {
             let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-            let (code, offsets) = fetch_one(ctx, g.group_id.0.as_str(), topics, req.require_stable).await;
+            let member = (version >= 9).then(|| (g.member_id.as_ref().map(|s| s.to_string()), g.member_epoch));
+            let (code, offsets) = fetch_one(ctx, g.group_id.0.as_str(), topics, req.require_stable, member).await;
             groups.push(
                 OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code).with_topics(
                     offsets
@@ -53,7 +56,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetF
     }
     let group: &GroupId = &req.group_id;
     let topics = req.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-    let (code, offsets) = fetch_one(ctx, group.0.as_str(), topics, version >= 7 && req.require_stable).await;
+    let (code, offsets) = fetch_one(ctx, group.0.as_str(), topics, version >= 7 && req.require_stable, None).await;
     let mut resp = OffsetFetchResponse::default().with_topics(
         offsets
             .into_iter()

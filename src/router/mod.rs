@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, SyncGroupRequest, InitProducerIdRequest, AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
-    DescribeTransactionsRequest, ListTransactionsRequest,
+    DescribeTransactionsRequest, ListTransactionsRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest,
 };
 
 use crate::handlers::{self, Ctx};
@@ -141,7 +141,7 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         }
         ApiKey::OffsetCommit => {
             let req = body!(OffsetCommitRequest);
-            let resp = handlers::offset_commit::handle(ctx, req).await;
+            let resp = handlers::offset_commit::handle(ctx, req, v).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::OffsetFetch => {
@@ -242,6 +242,16 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::ListTransactions => {
             let req = body!(ListTransactionsRequest);
             let resp = handlers::list_transactions::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let req = body!(ConsumerGroupHeartbeatRequest);
+            let resp = handlers::consumer_group_heartbeat::handle(ctx, req, v, client_id, client_host.to_string()).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let req = body!(ConsumerGroupDescribeRequest);
+            let resp = handlers::consumer_group_describe::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         _ => Outcome::Close(format!("api {key:?} is not implemented")),

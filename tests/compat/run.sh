@@ -23,7 +23,8 @@
 #   COMPAT_KEEP=1  keep the temp dir (logs, data) even when all tests pass
 # Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
 # kafka_python_idempotent.py and txn_confluent.py cover idempotent and
-# transactional producers (issue 7); tests/compat/java/ covers the Java client
+# transactional producers (issue 7); consumer_protocol.py covers the KIP-848
+# consumer group protocol; tests/compat/java/ covers the Java client
 # (kafka-clients 4.x and 3.x: producer codecs, groups, static membership, Admin,
 # transactions)
 
@@ -284,6 +285,13 @@ test_txn_confluent() {
     py "$HERE/txn_confluent.py" --bootstrap "$BOOTSTRAP" --topic "txn-confluent-$RUN"
 }
 
+# The consumer group protocol (KIP-848, group.protocol=consumer) with
+# confluent-kafka: server-side assignment, incremental hand-over between three
+# members, commits resumed from, the group described by AdminClient.
+test_consumer_protocol() {
+    py "$HERE/consumer_protocol.py" --bootstrap "$BOOTSTRAP" --topic "cgp-confluent-$RUN"
+}
+
 # ---- Go clients (issue 14) ----
 # Sarama (tests/compat/go/sarama, its own go.mod/go.sum, pinned): ClusterAdmin
 # creates/describes a 4-partition topic, a 2-member consumer group joins, an
@@ -390,6 +398,7 @@ for client in kafka-python confluent; do
 done
 run_test kafka-python-idempotent test_kafka_python_idempotent
 run_test confluent-transactions test_txn_confluent
+run_test confluent-consumer-protocol test_consumer_protocol
 run_go_tests
 if ! command -v mvn >/dev/null; then
     echo "SKIP java: mvn not found (apt-get install maven)"
@@ -399,8 +408,11 @@ else
     for version in "${JAVA_CLIENTS[@]}"; do
         run_test "java-$version-build" test_java_build "$version"
         [ -n "${JAVA_CP[$version]:-}" ] || continue
-        for check in producer group-eager group-cooperative static-membership admin \
-                     transactions; do
+        checks=(producer group-eager group-cooperative static-membership admin transactions)
+        # The consumer group protocol (KIP-848) is generally available from
+        # kafka-clients 4.0; 3.x has only a preview of it.
+        [[ $version == 4.* ]] && checks+=(consumer-protocol)
+        for check in "${checks[@]}"; do
             run_test "java-$version-$check" test_java "$version" "$check"
         done
     done

@@ -7,7 +7,8 @@ import java.util.Arrays;
  *
  * <p>Usage: {@code JavaCompat CHECK --bootstrap HOST:PORT --topic PREFIX}, CHECK one of
  * {@code producer}, {@code group-eager}, {@code group-cooperative}, {@code static-membership},
- * {@code admin}, {@code transactions}. Each check prints one "PASS name" or "FAIL name: why"
+ * {@code admin}, {@code transactions}, {@code consumer-protocol} (KIP-848, 4.x only). Each check
+ * prints one "PASS name" or "FAIL name: why"
  * line per assertion and exits 1 if any failed (the last line then says which), 0 otherwise.
  * tests/compat/run.sh runs each check as one test against a fresh broker.
  *
@@ -40,6 +41,7 @@ public final class JavaCompat {
                 case "static-membership" -> StaticMembershipCheck.run(bootstrap, topic, c);
                 case "admin" -> AdminCheck.run(bootstrap, topic, c);
                 case "transactions" -> TransactionCheck.run(bootstrap, topic, c);
+                case "consumer-protocol" -> ConsumerProtocolCheck.run(bootstrap, topic, c);
                 default -> usage("unknown check " + check);
             }
         } catch (Throwable e) {
@@ -51,7 +53,8 @@ public final class JavaCompat {
 
     private static void usage(String why) {
         System.err.println("usage: JavaCompat producer|group-eager|group-cooperative|"
-                + "static-membership|admin|transactions --bootstrap HOST:PORT --topic PREFIX");
+                + "static-membership|admin|transactions|consumer-protocol"
+                + " --bootstrap HOST:PORT --topic PREFIX");
         System.err.println("FAIL: " + why);
         System.exit(2);
     }
