@@ -164,10 +164,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let endpoints = xshard::mesh(n, cfg.xshard_channel_capacity);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let drained = Arc::new(AtomicUsize::new(0));
+    let quotas = crate::net::connection_quotas::ConnectionQuotas::new(&cfg);
     let mut handles = Vec::new();
     for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
-        let (cfg, image, advertised, ready_tx, drained, offline) =
-            (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone());
+        let (cfg, image, advertised, ready_tx, drained, offline, quotas) =
+            (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone(), quotas.clone());
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -196,7 +197,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_retention(shard.clone());
                 spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
-                crate::net::listener::serve(ctx, listener).await;
+                crate::net::listener::serve(ctx, listener, quotas).await;
                 // Every shard stops taking requests before any closes its logs,
                 // since connections on one shard append to partitions of others.
                 drained.fetch_add(1, Ordering::SeqCst);
