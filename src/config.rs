@@ -90,6 +90,9 @@ pub struct Config {
     pub xshard_channel_capacity: usize,
     /// `queued.max.requests`: requests in flight on one connection before reading pauses.
     pub queued_max_requests: usize,
+    /// `metadata.log.max.record.bytes.between.snapshots`: bytes appended to the metadata
+    /// log before the controller writes a checkpoint and drops the records before it.
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
     /// `xshard.inflight.max`: requests one shard may have running on another shard at once
     /// (per direction; a caller beyond it waits). Calls made while serving another request
     /// (transaction markers, producer-id blocks) have a budget of the same size of their own,
@@ -186,6 +189,7 @@ impl Default for Config {
             xshard_channel_capacity: 1024,
             queued_max_requests: 500,
             xshard_inflight_max: 1024,
+            metadata_log_max_record_bytes_between_snapshots: 20 * 1024 * 1024,
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
             max_connections_per_ip_overrides: Vec::new(),
@@ -348,6 +352,7 @@ impl Config {
             "xshard.channel.capacity" => self.xshard_channel_capacity = parse_num(key, v)?,
             "queued.max.requests" => self.queued_max_requests = parse_num(key, v)?,
             "xshard.inflight.max" => self.xshard_inflight_max = parse_num(key, v)?,
+            "metadata.log.max.record.bytes.between.snapshots" => self.metadata_log_max_record_bytes_between_snapshots = parse_num(key, v)?,
             "max.connections" => self.max_connections = parse_num(key, v)?,
             "max.connections.per.ip" => self.max_connections_per_ip = parse_num(key, v)?,
             "max.connections.per.ip.overrides" => self.max_connections_per_ip_overrides = parse_ip_overrides(key, v)?,
@@ -438,6 +443,7 @@ impl Config {
             ("log.roll.ms", self.log_roll_ms.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("metadata.log.max.record.bytes.between.snapshots", self.metadata_log_max_record_bytes_between_snapshots.to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),

@@ -10,7 +10,8 @@
 //! channel), so the bound on work in flight sits with the sender: a shard has at most
 //! `xshard.inflight.max` requests running on each other shard, and a caller beyond that
 //! waits for a permit (backpressure to the connection that asked). Requests a shard sends
-//! while serving another one ([`is_nested`]: transaction markers, producer-id blocks) draw on
+//! while serving another one ([`is_nested`]: transaction markers, producer-id blocks,
+//! the controller's metadata pushes) draw on
 //! a second budget of the same size: they never call onward, so they always finish, and a
 //! shard whose first budget is spent on requests waiting for nested calls cannot deadlock.
 
@@ -64,7 +65,7 @@ pub struct XShard {
 /// Whether `req` is one a shard sends while serving another request. Such requests must
 /// not call other shards themselves (see the module doc).
 fn is_nested(req: &ShardRequest) -> bool {
-    matches!(req, ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds)
+    matches!(req, ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds | ShardRequest::ApplyMetadata { .. })
 }
 
 impl XShard {
