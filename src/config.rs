@@ -90,6 +90,25 @@ pub struct Config {
     pub xshard_channel_capacity: usize,
     /// `queued.max.requests`: requests in flight on one connection before reading pauses.
     pub queued_max_requests: usize,
+    /// `metadata.log.max.record.bytes.between.snapshots`: bytes appended to the metadata
+    /// log before the controller writes a checkpoint and drops the records before it.
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
+    /// `xshard.inflight.max`: requests one shard may have running on another shard at once
+    /// (per direction; a caller beyond it waits). Calls made while serving another request
+    /// (transaction markers, producer-id blocks) have a budget of the same size of their own,
+    /// so nested calls can never wait on the calls that wait on them.
+    pub xshard_inflight_max: usize,
+    /// `max.connections`: client connections open on the broker at once; beyond it the broker
+    /// stops accepting (new connections wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: connections from one IP address; beyond it new ones are closed.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: per-address exceptions, `ip:count,ip:count`.
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, usize)>,
+    /// `queued.max.request.bytes`: bytes of request frames the broker holds in flight (read but
+    /// not yet answered), split evenly between shards; a shard at its share stops reading requests
+    /// until some finish. None (-1) = unbounded, as in Kafka. Bytes.
+    pub queued_max_request_bytes: Option<usize>,
     /// `fetch.max.bytes`: upper bound for one Fetch response (Kafka's broker default 55 MiB).
     pub fetch_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
@@ -182,6 +201,14 @@ impl Default for Config {
             shard_spin_before_park_us: 0,
             xshard_channel_capacity: 1024,
             queued_max_requests: 500,
+            xshard_inflight_max: 1024,
+            metadata_log_max_record_bytes_between_snapshots: 20 * 1024 * 1024,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: Vec::new(),
+            // Kafka's default is -1 (unbounded); a bound by default keeps a pipelining client
+            // from making the broker hold queued.max.requests x socket.request.max.bytes.
+            queued_max_request_bytes: Some(512 * 1024 * 1024),
             fetch_max_bytes: 55 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
@@ -342,6 +369,15 @@ impl Config {
             "shard.spin.before.park.us" => self.shard_spin_before_park_us = parse_num(key, v)?,
             "xshard.channel.capacity" => self.xshard_channel_capacity = parse_num(key, v)?,
             "queued.max.requests" => self.queued_max_requests = parse_num(key, v)?,
+            "xshard.inflight.max" => self.xshard_inflight_max = parse_num(key, v)?,
+            "metadata.log.max.record.bytes.between.snapshots" => self.metadata_log_max_record_bytes_between_snapshots = parse_num(key, v)?,
+            "max.connections" => self.max_connections = parse_num(key, v)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = parse_num(key, v)?,
+            "max.connections.per.ip.overrides" => self.max_connections_per_ip_overrides = parse_ip_overrides(key, v)?,
+            "queued.max.request.bytes" => {
+                let n: i64 = parse_num(key, v)?;
+                self.queued_max_request_bytes = if n < 0 { None } else { Some(n as usize) };
+            }
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, v)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, v)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
@@ -433,12 +469,20 @@ impl Config {
             ("log.roll.ms", self.log_roll_ms.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("metadata.log.max.record.bytes.between.snapshots", self.metadata_log_max_record_bytes_between_snapshots.to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
+            ("max.connections", self.max_connections.to_string()),
+            ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
+            (
+                "max.connections.per.ip.overrides",
+                self.max_connections_per_ip_overrides.iter().map(|(ip, n)| format!("{ip}:{n}")).collect::<Vec<_>>().join(","),
+            ),
+            ("queued.max.request.bytes", self.queued_max_request_bytes.map(|n| n.to_string()).unwrap_or_else(|| "-1".into())),
             ("queued.max.requests", self.queued_max_requests.to_string()),
             ("shard.cores", cores),
             ("shard.io.memory.bytes", self.shard_io_memory_bytes.to_string()),
@@ -449,6 +493,7 @@ impl Config {
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
             ("transactional.id.expiration.ms", self.transactional_id_expiration_ms.to_string()),
             ("xshard.channel.capacity", self.xshard_channel_capacity.to_string()),
+            ("xshard.inflight.max", self.xshard_inflight_max.to_string()),
         ]
     }
 
@@ -480,8 +525,14 @@ impl Config {
         if self.log_index_interval_bytes == 0 {
             return Err(bad("log.index.interval.bytes", "must be positive"));
         }
-        if self.xshard_channel_capacity == 0 || self.queued_max_requests == 0 {
-            return Err(bad("xshard.channel.capacity / queued.max.requests", "must be positive"));
+        if self.xshard_channel_capacity == 0 || self.queued_max_requests == 0 || self.xshard_inflight_max == 0 {
+            return Err(bad("xshard.channel.capacity / queued.max.requests / xshard.inflight.max", "must be positive"));
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(bad("max.connections / max.connections.per.ip", "must be positive"));
+        }
+        if self.queued_max_request_bytes == Some(0) {
+            return Err(bad("queued.max.request.bytes", "must be positive, or -1 for no bound"));
         }
         if self.transaction_state_log_num_partitions < 1 {
             return Err(bad("transaction.state.log.num.partitions", "must be at least 1"));
@@ -542,6 +593,20 @@ fn parse_assignors(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
 }
 
 /// Kafka's "-1 means no limit" (any negative value).
+/// `max.connections.per.ip.overrides`: `ip:count` pairs separated by commas (IPv6 as `[::1]:5`
+/// or `::1:5`: the count follows the last colon). Kafka also accepts host names; shardlog does
+/// not resolve names, so a name is refused rather than silently never matching.
+fn parse_ip_overrides(key: &str, v: &str) -> Result<Vec<(std::net::IpAddr, usize)>, ConfigError> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (ip, n) = part.rsplit_once(':').ok_or_else(|| bad(key, format!("`{part}` is not ip:count")))?;
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| bad(key, format!("`{ip}` is not an IP address")))?;
+        out.push((ip, parse_num(key, n)?));
+    }
+    Ok(out)
+}
+
 fn unlimited_if_negative(n: i64) -> Option<i64> {
     (n >= 0).then_some(n)
 }

@@ -15,6 +15,9 @@ use crate::protocol::record_validator::{RecordError, RecordsError};
 pub enum Error {
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// The partition is led by another broker (the client refreshes its metadata).
+    #[error("this broker does not lead the partition")]
+    NotLeaderOrFollower,
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
     #[error("record batch of {size} bytes exceeds the limit of {max}")]
@@ -156,6 +159,7 @@ impl Error {
         use ResponseError as R;
         match self {
             Error::UnknownTopicOrPartition => R::UnknownTopicOrPartition,
+            Error::NotLeaderOrFollower => R::NotLeaderOrFollower,
             Error::OffsetOutOfRange { .. } => R::OffsetOutOfRange,
             Error::MessageTooLarge { .. } => R::MessageTooLarge,
             Error::CorruptMessage(_) => R::CorruptMessage,

@@ -8,11 +8,14 @@
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
-//! shard/     partition owner: logs, metadata image, fetch waiters (Rc/RefCell, no locks)
+//! shard/     partition owner: logs, fetch waiters (Rc/RefCell, no locks); shard 0 is also the
+//!            metadata controller (shard/controller.rs: records -> metadata log -> publish)
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
 //!            on the shard owning its __consumer_offsets
 //!            or __transaction_state partition; producer id blocks from the controller
 //! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
+//! metadata/  metadata records, the metadata log and its checkpoints, the image they add up to,
+//!            this broker's shard placement and routing (Local(shard) | Remote(broker) | Unknown)
 //! ---- ground floor, usable by all ----
 //! protocol/  kafka-protocol codecs (vendor/kafka-protocol: bounded decoding), RecordBatch-as-bytes,
 //!            record validation (Kafka's LogValidator), topic name rules, zero-copy Fetch encoding
@@ -31,6 +34,7 @@ pub mod handlers;
 pub mod io;
 pub mod log;
 pub mod logging;
+pub mod metadata;
 pub mod net;
 pub mod protocol;
 pub mod router;

@@ -646,7 +646,7 @@ pub fn nofile_need(lim: Option<Rlimit>, log_dir: &Path, planned: Option<u64>, sh
     match planned {
         Some(n) => (NofileNeed::estimate(n, shards, limit), PartitionSource::Planned),
         None => {
-            let image = crate::shard::metadata::MetadataImage::load_or_new(log_dir).ok();
+            let image = crate::metadata::log::read_image(log_dir).ok().flatten();
             let need = match image {
                 Some(image) => NofileNeed::of_partitions(&crate::runtime::nofile::startup_partitions(&image, log_dir), shards, limit),
                 None => NofileNeed::estimate(0, shards, limit),

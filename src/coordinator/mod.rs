@@ -29,7 +29,7 @@ use kafka_protocol::ResponseError as E;
 
 use crate::config::Config;
 use crate::log::PartitionLog;
-use crate::shard::metadata::MetadataImage;
+use crate::metadata::MetadataImage;
 use group::{CommittedOffset, Group, GroupState, JoinResult, Member};
 use store::{GroupSnapshot, Replayed, StoreKey, StoreRecord};
 
@@ -720,7 +720,7 @@ impl GroupCoordinator {
         for (topic, partitions) in topics {
             let mut codes = Vec::with_capacity(partitions.len());
             for (partition, offset, leader_epoch, metadata) in partitions {
-                let code = if image.shard_for(&topic, partition).is_none() {
+                let code = if image.partition(&topic, partition).is_none() {
                     E::UnknownTopicOrPartition.code()
                 } else if metadata.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
                     E::OffsetMetadataTooLarge.code()
@@ -896,7 +896,7 @@ impl GroupCoordinator {
                 for p in &t.partitions {
                     let code = if subscribed.as_ref().is_some_and(|s| s.contains(&topic)) {
                         E::GroupSubscribedToTopic.code()
-                    } else if image.shard_for(&topic, p.partition_index).is_none() {
+                    } else if image.partition(&topic, p.partition_index).is_none() {
                         E::UnknownTopicOrPartition.code()
                     } else {
                         if g.offsets.remove(&(topic.clone(), p.partition_index)).is_some() {

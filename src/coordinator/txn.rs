@@ -669,8 +669,7 @@ async fn write_markers(shard: &Rc<Shard>, mut markers: Vec<TxnMarker>) -> Result
         if attempt > 0 {
             glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_BACKOFF_MS)).await;
         }
-        let image = shard.image();
-        let items: Vec<(Option<usize>, TxnMarker)> = markers.iter().map(|m| (image.shard_for(&m.tp.topic, m.tp.partition), m.clone())).collect();
+        let items: Vec<(crate::metadata::Route, TxnMarker)> = markers.iter().map(|m| (shard.route(&m.tp.topic, m.tp.partition), m.clone())).collect();
         // Boxed: this runs inside Shard::handle, and a call to the local shard re-enters it.
         let results = Box::pin(crate::xshard::fan_out::fan_out(
             &x,

@@ -97,9 +97,6 @@ async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, vali
             Ok(ShardResponse::AlterTopicConfigs(r)) if r.len() == n => r,
             _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
         };
-        if !validate_only && results.iter().any(|r| r.is_ok()) {
-            super::create_topics::publish_image(ctx).await;
-        }
         for (slot, r) in topic_slots.into_iter().zip(results) {
             out[slot].2 = Some(r);
         }

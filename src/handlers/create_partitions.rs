@@ -36,9 +36,6 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         }
     };
     let published = !req.validate_only && answers.iter().any(|r| r.is_ok());
-    if published {
-        super::create_topics::publish_image(ctx).await;
-    }
     let image = ctx.shard().image();
     let mut answers = answers.into_iter();
     let out = req

@@ -1,6 +1,6 @@
 //! CreateTopics (key 19), versions 2-7. Validation and placement happen on the
-//! controller shard; the new metadata image is then pushed to every shard before
-//! the answer goes out, so a client that produces right after sees its topic.
+//! controller shard, which publishes the new metadata image to every shard before
+//! it answers, so a client that produces right after sees its topic.
 //! A topic some of whose partition logs could not be opened (out of file
 //! descriptors, an I/O error) exists, but is answered KAFKA_STORAGE_ERROR
 //! naming the offline partitions, never reported as created and healthy.
@@ -40,8 +40,8 @@ async fn create_as(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool, intern
     if validate_only || !results.iter().any(|r| r.is_ok()) {
         return results;
     }
-    // Every shard has applied the image (and tried to open its logs) when this returns.
-    publish_image(ctx).await;
+    // The controller published the image to every shard (which tried to open
+    // their logs) before answering.
     let image = ctx.shard().image();
     results
         .into_iter()
@@ -54,7 +54,7 @@ async fn create_as(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool, intern
 }
 
 /// KAFKA_STORAGE_ERROR when partitions `from..` of `topic` are offline.
-pub fn offline_partitions(ctx: &Ctx, image: &crate::shard::metadata::MetadataImage, topic: &str, from: i32) -> Result<()> {
+pub fn offline_partitions(ctx: &Ctx, image: &crate::metadata::MetadataImage, topic: &str, from: i32) -> Result<()> {
     let Some(meta) = image.topics.get(topic) else { return Ok(()) };
     let mut offline = ctx.shard().offline.of_topic(topic, meta.topic_id);
     offline.retain(|&p, _| p >= from);
@@ -62,27 +62,6 @@ pub fn offline_partitions(ctx: &Ctx, image: &crate::shard::metadata::MetadataIma
         return Ok(());
     }
     Err(Error::KafkaStorage(crate::shard::offline::describe(topic, &offline)))
-}
-
-/// Pushes the controller's current image to every shard and waits until all applied it.
-pub async fn publish_image(ctx: &Ctx) {
-    let controller_image = controller_image(ctx).await;
-    for r in ctx.x.broadcast(|| ShardRequest::ApplyMetadata { image: controller_image.clone() }).await {
-        if r.is_err() {
-            crate::error_limited!("a shard did not apply the new metadata image");
-        }
-    }
-}
-
-/// The controller's current image (shard 0 owns the authoritative copy).
-async fn controller_image(ctx: &Ctx) -> std::sync::Arc<crate::shard::metadata::MetadataImage> {
-    if ctx.shard().id == CONTROLLER_SHARD {
-        return ctx.shard().image();
-    }
-    match ctx.x.call(CONTROLLER_SHARD, ShardRequest::GetMetadata).await {
-        Ok(ShardResponse::Metadata(image)) => image,
-        _ => ctx.shard().image(),
-    }
 }
 
 pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {

@@ -12,7 +12,6 @@ use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
 pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let image = ctx.shard().image();
     let mut items = Vec::new();
     // Internal topics hold the coordinators' state: refused, as Kafka does.
     let mut refused = Vec::new();
@@ -23,7 +22,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             if is_internal_topic(&topic) {
                 refused.push(tp);
             } else {
-                items.push((image.shard_for(&topic, p.partition_index), (tp, p.offset)));
+                items.push((ctx.shard().route(&topic, p.partition_index), (tp, p.offset)));
             }
         }
     }

@@ -22,9 +22,6 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
         Ok(ShardResponse::DeleteTopics(r)) if r.len() == n => r,
         _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
     };
-    if results.iter().any(|r| r.is_ok()) {
-        super::create_topics::publish_image(ctx).await;
-    }
     let responses = wanted
         .into_iter()
         .zip(results)

@@ -30,11 +30,19 @@ pub async fn handle(ctx: &Ctx, req: DescribeLogDirsRequest, version: i16) -> Des
             _ => topics.push(DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(t))).with_partitions(vec![part])),
         }
     }
-    let dir = &ctx.shard().cfg.log_dir;
-    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    // realpath and statvfs can wait on the filesystem (a network mount, a busy
+    // disk): they run on the shard's blocking-thread pool, not on the shard.
+    let dir = ctx.shard().cfg.log_dir.clone();
+    let (path, space) = glommio::executor()
+        .spawn_blocking(move || {
+            let path = std::fs::canonicalize(&dir).unwrap_or(dir);
+            let space = fs_space(&path);
+            (path, space)
+        })
+        .await;
     let mut result = DescribeLogDirsResult::default().with_log_dir(StrBytes::from_string(path.display().to_string())).with_topics(topics).with_total_bytes(-1).with_usable_bytes(-1);
     if version >= 4 {
-        if let Some((total, usable)) = fs_space(&path) {
+        if let Some((total, usable)) = space {
             result.total_bytes = total;
             result.usable_bytes = usable;
         }

@@ -13,12 +13,11 @@ use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
 pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResponse {
-    let image = ctx.shard().image();
     let mut items = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
         for &p in &t.partition_indexes {
-            items.push((image.shard_for(&topic, p), TopicPartition { topic: topic.clone(), partition: p }));
+            items.push((ctx.shard().route(&topic, p), TopicPartition { topic: topic.clone(), partition: p }));
         }
     }
     let keys: Vec<TopicPartition> = items.iter().map(|(_, tp)| tp.clone()).collect();

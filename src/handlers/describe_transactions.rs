@@ -14,8 +14,10 @@ use crate::error::Error;
 
 async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
     let p = super::txn_coordinator::txn_partition(ctx, &id);
-    let Some(shard) = ctx.shard().image().shard_for(TXN_STATE_TOPIC, p) else {
-        return TxnDescription::error(id, Error::TransactionalIdNotFound.code());
+    let shard = match super::group_coordinator::coordinator_shard(ctx, TXN_STATE_TOPIC, p) {
+        Ok(s) => s,
+        Err(c) if c == Error::CoordinatorNotAvailable.code() => return TxnDescription::error(id, Error::TransactionalIdNotFound.code()),
+        Err(c) => return TxnDescription::error(id, c),
     };
     match super::txn_coordinator::call_shard(ctx, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
         Ok(TxnResponse::Describe(mut d)) if d.len() == 1 => d.remove(0),

@@ -19,11 +19,12 @@ use crate::log::ReadSlice;
 use crate::protocol::fetch_response::{encode_fetch_response, AbortedTxn, FetchPartitionOut, FetchPiece, FetchResponseOut, FetchTopicOut};
 use crate::protocol::{Piece, ResponseFrame};
 use crate::shard::request::{FetchRead, ShardRequest, ShardResponse, TopicPartition};
+use crate::metadata::Route;
 use crate::xshard::fan_out::fan_out;
 
 type Reads = Vec<Result<ReadSlice, Error>>;
 
-async fn read_all(ctx: &Ctx, reads: &[(Option<usize>, FetchRead)]) -> Reads {
+async fn read_all(ctx: &Ctx, reads: &[(Route, FetchRead)]) -> Reads {
     fan_out(
         &ctx.x,
         reads.to_vec(),
@@ -59,14 +60,13 @@ fn budget(results: &Reads, max_bytes: usize) -> Vec<u32> {
 }
 
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32) -> Result<ResponseFrame, String> {
-    let image = ctx.shard().image();
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.shard().cfg.fetch_max_bytes);
     let read_committed = req.isolation_level == 1;
-    let mut reads: Vec<(Option<usize>, FetchRead)> = Vec::new();
+    let mut reads: Vec<(Route, FetchRead)> = Vec::new();
     for t in &req.topics {
         let topic = t.topic.0.to_string();
         for p in &t.partitions {
-            let owner = image.shard_for(&topic, p.partition);
+            let owner = ctx.shard().route(&topic, p.partition);
             reads.push((owner, FetchRead { tp: TopicPartition { topic: topic.clone(), partition: p.partition }, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, read_committed }));
         }
     }
@@ -81,7 +81,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
             break;
         }
         let wait_ms = (deadline - now).as_millis() as u64;
-        let waits: Vec<(Option<usize>, (TopicPartition, i64))> = reads
+        let waits: Vec<(Route, (TopicPartition, i64))> = reads
             .iter()
             .zip(&results)
             .map(|((owner, r), res)| {
@@ -92,7 +92,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
             .collect();
         let mut by_shard: Vec<(usize, Vec<(TopicPartition, i64)>)> = Vec::new();
         for (owner, w) in waits.into_iter() {
-            let Some(o) = owner else { continue };
+            let Route::Local(o) = owner else { continue };
             match by_shard.iter_mut().find(|(s, _)| *s == o) {
                 Some((_, v)) => v.push(w),
                 None => by_shard.push((o, vec![w])),

@@ -32,7 +32,17 @@ pub async fn shard_for_group(ctx: &Ctx, group: &str) -> Result<usize, i16> {
         return Err(E::CoordinatorNotAvailable.code());
     }
     let p = offsets_partition(ctx, group);
-    ctx.shard().image().shard_for(OFFSETS_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
+    coordinator_shard(ctx, OFFSETS_TOPIC, p)
+}
+
+/// The shard coordinating what `partition` of internal `topic` places, or a Kafka
+/// error code: NOT_COORDINATOR when another broker leads that partition.
+pub fn coordinator_shard(ctx: &Ctx, topic: &str, partition: i32) -> Result<usize, i16> {
+    match ctx.shard().route(topic, partition) {
+        crate::metadata::Route::Local(s) => Ok(s),
+        crate::metadata::Route::Remote(_) => Err(E::NotCoordinator.code()),
+        crate::metadata::Route::Unknown => Err(E::CoordinatorNotAvailable.code()),
+    }
 }
 
 /// Sends a group request to the group's coordinator shard.

@@ -11,12 +11,11 @@ use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    let image = ctx.shard().image();
     let mut items = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
         for p in &t.partitions {
-            items.push((image.shard_for(&topic, p.partition_index), (TopicPartition { topic: topic.clone(), partition: p.partition_index }, p.timestamp)));
+            items.push((ctx.shard().route(&topic, p.partition_index), (TopicPartition { topic: topic.clone(), partition: p.partition_index }, p.timestamp)));
         }
     }
     let read_committed = version >= 2 && req.isolation_level == 1;

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use super::Ctx;
 use crate::error::Error;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
-use crate::shard::metadata::TopicMeta;
+use crate::metadata::TopicMeta;
 use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 

@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
         for p in &t.partitions {
             let epoch = image.topics.get(&topic).and_then(|m| m.partitions.get(usize::try_from(p.partition).ok()?)).map(|m| m.leader_epoch);
             asks.push((topic.clone(), p.partition, p.current_leader_epoch, p.leader_epoch, epoch));
-            items.push((image.shard_for(&topic, p.partition), (TopicPartition { topic: topic.clone(), partition: p.partition }, -1i64)));
+            items.push((ctx.shard().route(&topic, p.partition), (TopicPartition { topic: topic.clone(), partition: p.partition }, -1i64)));
         }
     }
     let ends = fan_out(

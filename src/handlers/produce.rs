@@ -13,12 +13,12 @@ use crate::error::Error;
 use crate::protocol::record_batch::validate_batches;
 use crate::protocol::topic::is_internal_topic;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
+use crate::metadata::Route;
 use crate::xshard::fan_out::fan_out;
 
 /// Returns None for acks=0 (no response is sent).
 pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let image = ctx.shard().image();
     // Flatten (topic, partition) in request order; validation errors are per partition.
     let mut slots: Vec<(String, i32, Result<(), Error>)> = Vec::new();
     let mut items = Vec::new();
@@ -28,14 +28,16 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
         let max = topic_cfg.as_ref().map(|c| c.max_message_bytes).unwrap_or(ctx.shard().cfg.message_max_bytes);
         for p in &t.partition_data {
             let idx = slots.len();
-            let owner = image.shard_for(&topic, p.index);
+            let owner = ctx.shard().route(&topic, p.index);
             let checked = if !matches!(acks, 0 | 1 | -1) {
                 Err(Error::InvalidRequiredAcks(acks))
             } else if is_internal_topic(&topic) {
                 // The coordinators' state: only they write it (Kafka's answer).
                 Err(Error::InvalidTopic(format!("Cannot append to internal topic {topic}")))
-            } else if owner.is_none() {
+            } else if owner == Route::Unknown {
                 Err(Error::UnknownTopicOrPartition)
+            } else if let Route::Remote(_) = owner {
+                Err(Error::NotLeaderOrFollower)
             } else {
                 match (&p.records, &topic_cfg) {
                     (Some(r), Some(tc)) => validate_batches(r, max)
@@ -55,7 +57,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
         }
     }
     let indices: Vec<usize> = items.iter().map(|(_, (i, _, _))| *i).collect();
-    let work: Vec<(Option<usize>, (TopicPartition, Vec<_>))> = items.into_iter().map(|(o, (_, tp, b))| (o, (tp, b))).collect();
+    let work: Vec<(Route, (TopicPartition, Vec<_>))> = items.into_iter().map(|(o, (_, tp, b))| (o, (tp, b))).collect();
     let run = fan_out(
         &ctx.x,
         work,

@@ -36,7 +36,7 @@ pub async fn shard_for_txn(ctx: &Ctx, transactional_id: &str) -> Result<usize, i
         return Err(E::CoordinatorNotAvailable.code());
     }
     let p = txn_partition(ctx, transactional_id);
-    ctx.shard().image().shard_for(TXN_STATE_TOPIC, p).ok_or(E::CoordinatorNotAvailable.code())
+    super::group_coordinator::coordinator_shard(ctx, TXN_STATE_TOPIC, p)
 }
 
 /// Sends a transactional request to the id's coordinator shard.

@@ -160,6 +160,37 @@ impl Ring {
         unsafe { self.submit(e, Box::new(())) }.await.map(|_| ())
     }
 
+    /// Full `fsync` through the ring (directories, after renames).
+    pub async fn fsync(&self, fd: RawFd) -> io::Result<()> {
+        let e = opcode::Fsync::new(types::Fd(fd)).build();
+        // SAFETY: no buffers; the caller keeps `fd` open.
+        unsafe { self.submit(e, Box::new(())) }.await.map(|_| ())
+    }
+
+    /// Fills `buf` from `fd` at `pos` (`pread` through the ring), resubmitting after
+    /// short reads; end of file before `buf` is full is `UnexpectedEof`. The buffer is
+    /// owned by the operation while the kernel may write into it, and handed back.
+    pub async fn read_exact_at(&self, fd: RawFd, buf: Vec<u8>, pos: u64) -> io::Result<Vec<u8>> {
+        let shared = Rc::new(RefCell::new(buf));
+        let len = shared.borrow().len();
+        let mut done = 0usize;
+        while done < len {
+            let ptr = shared.borrow_mut()[done..].as_mut_ptr();
+            let want = (len - done).min(u32::MAX as usize) as u32;
+            let e = opcode::Read::new(types::Fd(fd), ptr, want).offset(pos + done as u64).build();
+            // SAFETY: `ptr..ptr+want` lies in the Vec that `shared` owns; a clone of
+            // `shared` rides with the operation until the kernel completes it, and
+            // the Vec is not resized meanwhile. The caller keeps `fd` open.
+            let n = unsafe { self.submit(e, Box::new(shared.clone())) }.await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at {}", pos + done as u64)));
+            }
+            done += n;
+        }
+        // Every operation has completed and released its clone.
+        Ok(Rc::try_unwrap(shared).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone()))
+    }
+
     /// One `splice(2)`: up to `len` bytes from `fd_in` (at `off_in`, or the pipe's
     /// position when -1) to `fd_out`.
     pub async fn splice(&self, fd_in: RawFd, off_in: i64, fd_out: RawFd, len: u32, keep: Box<dyn Any>) -> io::Result<usize> {

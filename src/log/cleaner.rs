@@ -17,23 +17,27 @@
 //! (`Segment::find_batch` returns the first batch whose last offset is at or past
 //! the one asked for).
 //!
-//! The functions reading segments are `async` only to yield: the cleaner runs on
-//! a low-priority glommio task queue of a shard, and reading, decompressing and
-//! re-encoding a segment must not hold the core against produce and fetch. They
-//! must therefore be polled inside a glommio executor. File reads are plain
-//! `pread`s of closed (immutable) segments, which are normally in the page cache.
+//! The cleaner runs on a low-priority glommio task queue of a shard, and reading,
+//! decompressing and re-encoding a segment must not hold the core against produce
+//! and fetch: it yields every few batches, and every read, write and fsync goes
+//! through the shard's io_uring ring ([`Ring`]), so a slow disk parks the cleaner,
+//! never the shard. Only the metadata calls (open, rename, unlink) and the
+//! directory fsyncs of [`swap_in`] (see why there) are plain syscalls. The functions must be polled inside a
+//! glommio executor.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 
 use super::segment::file_stem;
+use crate::io::ring::Ring;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
 use crate::protocol::record_batch::{
     crc_of, BatchHeader, ATTR_TIMESTAMP_TYPE, BATCH_HEADER_LEN, CRC_OFFSET, MAGIC_V2, MIN_BATCH_LENGTH,
@@ -153,8 +157,9 @@ fn codec_err(pos: u64, e: CodecError) -> io::Error {
 }
 
 /// Reads the batches of a closed segment in order, through a window of
-/// [`READ_WINDOW_BYTES`] so small batches do not cost one `pread` each.
+/// [`READ_WINDOW_BYTES`] so small batches do not cost one read each.
 struct BatchReader<'a> {
+    ring: &'a Ring,
     file: &'a File,
     size: u64,
     pos: u64,
@@ -163,19 +168,20 @@ struct BatchReader<'a> {
 }
 
 impl<'a> BatchReader<'a> {
-    fn new(file: &'a File, size: u64) -> Self {
-        BatchReader { file, size, pos: 0, window: Vec::new(), window_start: 0 }
+    fn new(ring: &'a Ring, file: &'a File, size: u64) -> Self {
+        BatchReader { ring, file, size, pos: 0, window: Vec::new(), window_start: 0 }
     }
 
     /// Makes the window hold `[pos, pos + len)` (which must be within `size`).
-    fn fill(&mut self, pos: u64, len: usize) -> io::Result<()> {
+    async fn fill(&mut self, pos: u64, len: usize) -> io::Result<()> {
         let end = pos + len as u64;
         if pos >= self.window_start && end <= self.window_start + self.window.len() as u64 {
             return Ok(());
         }
         let n = (self.size - pos).min(len.max(READ_WINDOW_BYTES) as u64) as usize;
-        self.window.resize(n, 0);
-        self.file.read_exact_at(&mut self.window, pos)?;
+        let mut window = std::mem::take(&mut self.window);
+        window.resize(n, 0);
+        self.window = self.ring.read_exact_at(self.file.as_raw_fd(), window, pos).await?;
         self.window_start = pos;
         Ok(())
     }
@@ -187,7 +193,7 @@ impl<'a> BatchReader<'a> {
 
     /// The next batch: its file position, header and whole bytes; None at the end.
     /// A torn or malformed batch is an error: closed segments were recovered at open.
-    fn next_batch(&mut self) -> io::Result<Option<(u64, BatchHeader, Bytes)>> {
+    async fn next_batch(&mut self) -> io::Result<Option<(u64, BatchHeader, Bytes)>> {
         let pos = self.pos;
         if pos >= self.size {
             return Ok(None);
@@ -195,7 +201,7 @@ impl<'a> BatchReader<'a> {
         if self.size - pos < BATCH_HEADER_LEN as u64 {
             return Err(invalid(format!("truncated batch header at position {pos}")));
         }
-        self.fill(pos, BATCH_HEADER_LEN)?;
+        self.fill(pos, BATCH_HEADER_LEN).await?;
         let h = BatchHeader::parse(self.slice(pos, BATCH_HEADER_LEN)).map_err(|e| invalid(format!("position {pos}: {e}")))?;
         if h.magic != MAGIC_V2 || h.batch_length < MIN_BATCH_LENGTH {
             return Err(invalid(format!("malformed batch at position {pos} (magic {}, length {})", h.magic, h.batch_length)));
@@ -204,7 +210,7 @@ impl<'a> BatchReader<'a> {
         if total as u64 > self.size - pos {
             return Err(invalid(format!("batch at position {pos} runs past the segment end ({total} bytes)")));
         }
-        self.fill(pos, total)?;
+        self.fill(pos, total).await?;
         let bytes = Bytes::copy_from_slice(self.slice(pos, total));
         self.pos = pos + total as u64;
         Ok(Some((pos, h, bytes)))
@@ -226,6 +232,7 @@ impl<'a> BatchReader<'a> {
 /// (`start_offset` when nothing was). Records at or past the end are unknown to
 /// the map, and [`clean_segment`] keeps them.
 pub async fn build_offset_map(
+    ring: &Ring,
     dir: &Path,
     segments: &[(i64, Arc<File>, u64)],
     start_offset: i64,
@@ -247,8 +254,8 @@ pub async fn build_offset_map(
         let mut staged_bytes = 0usize;
         let mut seg_end = end;
         let mut full = false;
-        let mut reader = BatchReader::new(file, *size);
-        while let Some((pos, h, batch)) = reader.next_batch().map_err(|e| in_segment(dir, *base, e))? {
+        let mut reader = BatchReader::new(ring, file, *size);
+        while let Some((pos, h, batch)) = reader.next_batch().await.map_err(|e| in_segment(dir, *base, e))? {
             batches += 1;
             if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
                 glommio::yield_if_needed().await;
@@ -320,6 +327,7 @@ pub async fn build_offset_map(
 /// fsynced before returning. On error the partial file is removed.
 #[allow(clippy::too_many_arguments)]
 pub async fn clean_segment(
+    ring: &Ring,
     dir: &Path,
     base_offset: i64,
     file: &File,
@@ -330,7 +338,7 @@ pub async fn clean_segment(
     max_inflated: usize,
 ) -> io::Result<CleanResult> {
     let cleaned_path = dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(base_offset)));
-    let res = write_cleaned(&cleaned_path, file, size, map, map_end, tombstone_horizon_ms, max_inflated).await;
+    let res = write_cleaned(ring, &cleaned_path, file, size, map, map_end, tombstone_horizon_ms, max_inflated).await;
     match res {
         Ok(mut r) => {
             r.cleaned_path = cleaned_path;
@@ -343,7 +351,9 @@ pub async fn clean_segment(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_cleaned(
+    ring: &Ring,
     cleaned_path: &Path,
     file: &File,
     size: u64,
@@ -353,7 +363,7 @@ async fn write_cleaned(
     max_inflated: usize,
 ) -> io::Result<CleanResult> {
     let out = OpenOptions::new().write(true).create(true).truncate(true).open(cleaned_path)?;
-    let mut w = BufWriter::with_capacity(READ_WINDOW_BYTES, out);
+    let mut w = RingWriter { ring, file: &out, pos: 0, pending: Vec::new(), pending_len: 0 };
     let mut res = CleanResult {
         bytes_read: 0,
         bytes_written: 0,
@@ -362,9 +372,9 @@ async fn write_cleaned(
         tombstones_removed: 0,
         cleaned_path: PathBuf::new(),
     };
-    let mut reader = BatchReader::new(file, size);
+    let mut reader = BatchReader::new(ring, file, size);
     let mut batches = 0usize;
-    while let Some((pos, h, batch)) = reader.next_batch()? {
+    while let Some((pos, h, batch)) = reader.next_batch().await? {
         batches += 1;
         if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
             glommio::yield_if_needed().await;
@@ -373,8 +383,8 @@ async fn write_cleaned(
         // Control and transactional batches stay as they are; a batch wholly past
         // the map's end holds nothing the map knows about.
         if h.is_control() || h.is_transactional() || h.base_offset >= map_end {
-            w.write_all(&batch)?;
             res.bytes_written += batch.len() as u64;
+            w.write(batch).await?;
             res.records_kept += h.records_count.max(0) as u64;
             continue;
         }
@@ -399,12 +409,45 @@ async fn write_cleaned(
         } else {
             reencode(&h, &kept).map_err(|e| codec_err(pos, e))?
         };
-        w.write_all(&written)?;
         res.bytes_written += written.len() as u64;
+        w.write(written).await?;
     }
-    let out = w.into_inner().map_err(|e| e.into_error())?;
-    out.sync_all()?;
+    w.flush().await?;
+    ring.fdatasync(out.as_raw_fd()).await?;
     Ok(res)
+}
+
+/// Appends batches to the cleaned file through the ring, gathering up to
+/// [`READ_WINDOW_BYTES`] into one `writev` (the batches are not copied).
+struct RingWriter<'a> {
+    ring: &'a Ring,
+    file: &'a File,
+    pos: u64,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+}
+
+impl RingWriter<'_> {
+    async fn write(&mut self, batch: Bytes) -> io::Result<()> {
+        self.pending_len += batch.len();
+        self.pending.push(batch);
+        if self.pending_len >= READ_WINDOW_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let run = Rc::new(std::mem::take(&mut self.pending));
+        let iov: Vec<libc::iovec> = run.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+        self.ring.writev_all(self.file.as_raw_fd(), iov, run, self.pos).await?;
+        self.pos += self.pending_len as u64;
+        self.pending_len = 0;
+        Ok(())
+    }
 }
 
 enum Fate {
@@ -450,6 +493,11 @@ fn reencode(h: &BatchHeader, kept: &[Record]) -> Result<Bytes, CodecError> {
     Ok(Bytes::from(out))
 }
 
+fn remove_indexes(dir: &Path, stem: &str) -> io::Result<()> {
+    remove_if_present(&dir.join(format!("{stem}.index")))?;
+    remove_if_present(&dir.join(format!("{stem}.timeindex")))
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -465,8 +513,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 /// The directory is fsynced between the two so the new log can never be seen
 /// with the old segment's indexes (whose positions would be wrong for it).
 fn finish_swap(dir: &Path, stem: &str) -> io::Result<()> {
-    remove_if_present(&dir.join(format!("{stem}.index")))?;
-    remove_if_present(&dir.join(format!("{stem}.timeindex")))?;
+    remove_indexes(dir, stem)?;
     fsync_dir(dir)?;
     std::fs::rename(dir.join(format!("{stem}{SWAP_SUFFIX}")), dir.join(format!("{stem}.log")))?;
     fsync_dir(dir)
@@ -481,6 +528,12 @@ fn finish_swap(dir: &Path, stem: &str) -> io::Result<()> {
 /// (and that made durable) before the final rename, so they are rebuilt from the
 /// new log when the segment is reopened; the final rename atomically replaces
 /// the old `.log`, so a reader of the directory sees one or the other, never none.
+///
+/// The renames and directory fsyncs here are plain blocking syscalls, on purpose:
+/// the caller runs the swap and the replacement of the in-memory segment as one
+/// step that no other task can interleave with (retention or DeleteRecords
+/// removing the same segment in between would leave a resurrected file). Making
+/// them asynchronous needs a per-partition lock over segment-list changes.
 ///
 /// A cleaned file of size 0 (nothing kept) is swapped in like any other; whether
 /// to delete the then empty segment is the caller's decision. The caller must
@@ -556,6 +609,11 @@ mod tests {
             .unwrap()
     }
 
+    /// A ring on the test's executor (the cleaner reads and writes through it).
+    fn ring() -> Ring {
+        Ring::start().unwrap()
+    }
+
     fn rec(offset: i64, ts: i64, key: Option<&str>, value: Option<&str>) -> Record {
         Record {
             transactional: false,
@@ -608,7 +666,7 @@ mod tests {
     async fn clean_all(dir: &Path, segs: &[(i64, Arc<File>, u64)], map: &OffsetMap, end: i64, horizon: i64) -> Vec<CleanResult> {
         let mut out = Vec::new();
         for (base, file, size) in segs {
-            out.push(clean_segment(dir, *base, file, *size, map, end, horizon, MAX_INFLATED).await.unwrap());
+            out.push(clean_segment(&ring(), dir, *base, file, *size, map, end, horizon, MAX_INFLATED).await.unwrap());
         }
         out
     }
@@ -653,7 +711,7 @@ mod tests {
             .collect();
         let d = dir.clone();
         let results = run(move || async move {
-            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end), (100, 2000));
             let r = clean_all(&d, &segs, &map, end, 0).await;
             for (base, _, _) in &segs {
@@ -695,11 +753,11 @@ mod tests {
         )];
         let d = dir.clone();
         let (early, late) = run(move || async move {
-            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             let (_, f, size) = &segs[0];
-            let early = clean_segment(&d, 0, f, *size, &map, end, 2_000, MAX_INFLATED).await.unwrap();
+            let early = clean_segment(&ring(), &d, 0, f, *size, &map, end, 2_000, MAX_INFLATED).await.unwrap();
             let kept_early: Vec<i64> = read_records(&early.cleaned_path).iter().map(|r| r.offset).collect();
-            let late = clean_segment(&d, 0, f, *size, &map, end, 10_000, MAX_INFLATED).await.unwrap();
+            let late = clean_segment(&ring(), &d, 0, f, *size, &map, end, 10_000, MAX_INFLATED).await.unwrap();
             ((early, kept_early), late)
         });
         // a@0 superseded, a's tombstone (ts 1000) gone, b's (ts 5000) too young; the keyless record stays.
@@ -725,9 +783,9 @@ mod tests {
         let d = dir.clone();
         let (r0, r1, end) = run(move || async move {
             // Only the first segment is mapped: the second is past the map's end.
-            let (map, end) = build_offset_map(&d, std::slice::from_ref(&seg0), 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
-            let r0 = clean_segment(&d, 0, &seg0.1, seg0.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
-            let r1 = clean_segment(&d, 3, &seg1.1, seg1.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, std::slice::from_ref(&seg0), 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let r0 = clean_segment(&ring(), &d, 0, &seg0.1, seg0.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
+            let r1 = clean_segment(&ring(), &d, 3, &seg1.1, seg1.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
             (r0, r1, end)
         });
         assert_eq!(end, 3);
@@ -757,7 +815,7 @@ mod tests {
         let segs = vec![write_segment(&dir, 0, &[zstd, batch(&updates)])];
         let d = dir.clone();
         let r = run(move || async move {
-            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             clean_all(&d, &segs, &map, end, 0).await.remove(0)
         });
         assert_eq!((r.records_kept, r.records_removed), (10, 5));
@@ -794,7 +852,7 @@ mod tests {
         )];
         let d = dir.clone();
         let r = run(move || async move {
-            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             assert_eq!((map.get(b"a"), map.get(b"b"), end), (Some(0), Some(2), 4));
             clean_all(&d, &segs, &map, end, i64::MAX).await.remove(0)
         });
@@ -813,7 +871,7 @@ mod tests {
         let original = std::fs::read(dir.join(format!("{}.log", file_stem(0)))).unwrap();
         let d = dir.clone();
         let r = run(move || async move {
-            let (map, end) = build_offset_map(&d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             clean_all(&d, &segs, &map, end, i64::MAX).await.remove(0)
         });
         assert_eq!((r.records_kept, r.records_removed, r.bytes_read, r.bytes_written), (30, 0, original.len() as u64, original.len() as u64));
@@ -860,10 +918,10 @@ mod tests {
         let segs = vec![write_segment(&dir, 0, &[encode_batch(&records, Compression::Zstd).unwrap()])];
         let d = dir.clone();
         let (e1, e2) = run(move || async move {
-            let e1 = build_offset_map(&d, &segs, 0, BIG_BUDGET, 1 << 20).await.unwrap_err();
+            let e1 = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, 1 << 20).await.unwrap_err();
             let mut map = OffsetMap::new(BIG_BUDGET);
             map.insert(Bytes::from_static(b"k0"), 999);
-            let e2 = clean_segment(&d, 0, &segs[0].1, segs[0].2, &map, 1000, 0, 1 << 20).await.unwrap_err();
+            let e2 = clean_segment(&ring(), &d, 0, &segs[0].1, segs[0].2, &map, 1000, 0, 1 << 20).await.unwrap_err();
             (e1, e2)
         });
         for e in [e1, e2] {
@@ -887,17 +945,17 @@ mod tests {
         let d = dir.clone();
         run(move || async move {
             // Room for 25 keys: a* and b* fit (a* again adds nothing), c* does not.
-            let (map, end) = build_offset_map(&d, &segs, 0, 25 * cost, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, 25 * cost, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end, map.bytes_used()), (20, 30, 20 * cost));
             assert_eq!((map.get(b"a0"), map.get(b"b9"), map.get(b"c0")), (Some(20), Some(19), None));
             // From the checkpoint 10: b*, a*, then c* does not fit.
-            let (map, end) = build_offset_map(&d, &segs, 10, 25 * cost, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 10, 25 * cost, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end, map.get(b"a0"), map.get(b"b0")), (20, 30, Some(20), Some(10)));
             // A first segment that does not fit whole is mapped up to the last batch that fits.
-            let (map, end) = build_offset_map(&d, &segs, 0, 7 * cost, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, 7 * cost, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end), (5, 5));
             // Not even one batch: nothing mapped, the end stays at the checkpoint.
-            let (map, end) = build_offset_map(&d, &segs, 0, 4 * cost, MAX_INFLATED).await.unwrap();
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 0, 4 * cost, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end), (0, 0));
         });
     }

@@ -3,7 +3,9 @@
 //! ```text
 //! <log.dirs>/
 //!   .kafka_cleanshutdown          present only after a clean stop (skips CRC recovery)
-//!   shardlog-metadata.json        topics, partition owners, topic configs (controller-written)
+//!   meta.properties               cluster id and node id
+//!   __cluster_metadata-0/         the metadata log: records and checkpoints (see `metadata/`)
+//!   shard-placement.json          which shard of this broker holds each partition
 //!   <topic>-<partition>/
 //!     00000000000000000000.log        record batches, base offset in the name (20 digits)
 //!     00000000000000000000.index      sparse offset -> position

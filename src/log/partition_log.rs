@@ -299,7 +299,7 @@ impl PartitionLog {
             return Ok(None);
         }
         let started = Instant::now();
-        let (map, map_end) = cleaner::build_offset_map(&self.dir, &dirty, first_dirty, budget_bytes, max_inflated).await?;
+        let (map, map_end) = cleaner::build_offset_map(&self.ring, &self.dir, &dirty, first_dirty, budget_bytes, max_inflated).await?;
         if map_end <= first_dirty {
             return Ok(None);
         }
@@ -309,7 +309,7 @@ impl PartitionLog {
             if self.closed.get() {
                 break;
             }
-            let r = cleaner::clean_segment(&self.dir, *base, file, *size, &map, map_end, horizon, max_inflated).await?;
+            let r = cleaner::clean_segment(&self.ring, &self.dir, *base, file, *size, &map, map_end, horizon, max_inflated).await?;
             stats.bytes_read += r.bytes_read;
             stats.bytes_written += r.bytes_written;
             stats.records_removed += r.records_removed;
@@ -764,12 +764,17 @@ impl PartitionLog {
         }
         self.wait_roll_synced().await;
         self.flush().await?;
-        let mut st = self.state.borrow_mut();
-        let active = st.active_mut();
-        active.release_reservation()?;
-        active.write_indexes()?;
-        st.producers.write_snapshot(&self.dir, st.next_offset)?;
-        write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)
+        let (snapshot, log_start) = {
+            let mut st = self.state.borrow_mut();
+            let active = st.active_mut();
+            active.release_reservation()?;
+            active.write_indexes()?;
+            (SnapshotFile::write(&self.dir, st.next_offset, &st.producers.encode_snapshot()?)?, st.log_start_offset)
+        };
+        // The producer snapshot is synced through the ring, like a roll's.
+        self.ring.fdatasync(snapshot.file.as_raw_fd()).await?;
+        snapshot.install()?;
+        write_offset_file(&self.dir, LOG_START_FILE, log_start)
     }
 
     /// Sizes for metrics and DescribeLogDirs-style reporting.

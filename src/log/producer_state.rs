@@ -247,7 +247,9 @@ impl ProducerState {
     }
 
     /// Writes `<offset>.snapshot` atomically (temp file, then rename) and
-    /// keeps only the two newest snapshots.
+    /// keeps only the two newest snapshots. Blocking: the broker writes
+    /// snapshots with [`SnapshotFile`] and syncs them through its ring.
+    #[cfg(test)]
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> io::Result<()> {
         let tmp = SnapshotFile::write(dir, offset, &self.encode_snapshot()?)?;
         tmp.file.sync_data()?;

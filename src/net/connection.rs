@@ -1,7 +1,9 @@
 //! One client connection: a reader that frames requests and starts each as its
 //! own task (pipelining), and a writer that sends their responses strictly in
 //! request order (Kafka clients rely on it). At most `queued.max.requests` are
-//! in flight; beyond that the reader stops reading (TCP backpressure).
+//! in flight; beyond that the reader stops reading (TCP backpressure). The reader
+//! also stops while the shard's budget of request bytes in flight
+//! (`queued.max.request.bytes`, see [`super::request_memory`]) is spent.
 //!
 //! The reader uses glommio's socket; the writer sends through the shard's
 //! io_uring ring on the same fd — `writev` for encoded bytes, `splice` for
@@ -19,6 +21,7 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use super::frame::{next_frame, Framed};
+use super::request_memory::{RequestMemory, Reservation};
 use crate::handlers::Ctx;
 use crate::io::ring::Ring;
 use crate::io::zero_copy::{send_file_range, SplicePipe};
@@ -33,7 +36,7 @@ const READ_MAX_BYTES: usize = 1024 * 1024;
 const MAX_COALESCED_RESPONSES: usize = 64;
 
 /// Serves one connection until the peer closes, a request is invalid, or the broker stops.
-pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
+pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let peer: Rc<str> = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
@@ -45,11 +48,23 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
         let stream = &mut stream;
         async move {
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+            // Bytes reserved for the frame being read (its size known, its body not all here).
+            let mut reserved: Option<Reservation> = None;
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
+                        let held = match reserved.take() {
+                            Some(r) => r,
+                            None => memory.reserve(frame.len()).await,
+                        };
                         let (ctx, peer) = (ctx.clone(), peer.clone());
-                        let task = glommio::spawn_local(async move { route(&ctx, frame, &peer).await }).detach();
+                        let task = glommio::spawn_local(async move {
+                            let outcome = route(&ctx, frame, &peer).await;
+                            // The request's bytes are done with once its response is built.
+                            drop(held);
+                            outcome
+                        })
+                        .detach();
                         if tx.send(task).await.is_err() {
                             return;
                         }
@@ -61,6 +76,10 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
                         return;
                     }
                     Framed::Incomplete(need) => {
+                        // Reserve the frame's bytes before making room for them.
+                        if need > 4 && reserved.is_none() {
+                            reserved = Some(memory.reserve(need - 4).await);
+                        }
                         // Room for the rest of this frame (at most READ_MAX_BYTES per read),
                         // but at least one chunk so pipelined requests come in together.
                         let read_len = need.saturating_sub(buf.len()).clamp(READ_CHUNK_BYTES, READ_MAX_BYTES);

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use glommio::net::TcpListener;
 
+use super::connection_quotas::{ConnectionQuotas, Refused};
+use super::request_memory::RequestMemory;
 use crate::handlers::Ctx;
 use crate::shard::notify::Notify;
 
@@ -26,6 +28,9 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one log line per this interval while accepts keep failing.
 pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a listener at `max.connections` looks again for a free place (connections close
+/// on any shard, so there is no shard-local signal to wait for).
+const FULL_RECHECK: Duration = Duration::from_millis(10);
 
 /// Binds this shard's listener on `addr` (a concrete port).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -92,14 +97,23 @@ impl AcceptBackoff {
 }
 
 /// Accepts until the broker stops, then waits for open connections to finish.
-pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener) {
+pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<ConnectionQuotas>) {
     let open = Rc::new(Cell::new(0usize));
     let closed = Rc::new(Notify::default());
+    let memory = Rc::new(RequestMemory::new(ctx.shard().cfg.queued_max_request_bytes, ctx.shard().nr_shards));
     let mut backoff = AcceptBackoff::default();
     loop {
         let stop = ctx.shard().stop_signal.wait();
         if ctx.shard().stopping.get() {
             break;
+        }
+        if !quotas.has_room() {
+            // At max.connections: leave new connections in the backlog (as Kafka's acceptor
+            // does) until one closes somewhere in the broker.
+            futures::select! {
+                _ = glommio::timer::sleep(FULL_RECHECK).fuse() => continue,
+                _ = stop.fuse() => break,
+            }
         }
         let accepted = futures::select! {
             s = listener.accept().fuse() => s,
@@ -110,10 +124,25 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener) {
                 if let Some(failures) = backoff.succeeded() {
                     tracing::info!(shard = ctx.shard().id, failures, "accepting connections again");
                 }
+                let Ok(peer) = stream.peer_addr() else { continue };
+                let slot = match quotas.open(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        // Dropping the stream closes it: the client sees the connection end.
+                        match why {
+                            Refused::PerIp { limit } => {
+                                crate::info_limited!(%peer, limit, "connection refused: max.connections.per.ip reached")
+                            }
+                            Refused::BrokerFull => crate::info_limited!(%peer, "connection refused: max.connections reached"),
+                        }
+                        continue;
+                    }
+                };
                 open.set(open.get() + 1);
-                let (ctx, open, closed) = (ctx.clone(), open.clone(), closed.clone());
+                let (ctx, open, closed, memory) = (ctx.clone(), open.clone(), closed.clone(), memory.clone());
                 glommio::spawn_local(async move {
-                    super::connection::serve(ctx, stream).await;
+                    super::connection::serve(ctx, stream, memory).await;
+                    drop(slot);
                     open.set(open.get() - 1);
                     closed.notify_all();
                 })

@@ -18,7 +18,8 @@ use crate::config::{Config, ShardCores};
 use crate::handlers::Ctx;
 use crate::io::ring::Ring;
 use crate::log::CLEAN_SHUTDOWN_FILE;
-use crate::shard::metadata::MetadataImage;
+use crate::metadata::log::MetadataLog;
+use crate::metadata::ShardPlacement;
 use crate::shard::offline::{descriptors_reserved, OfflinePartitions};
 use crate::shard::Shard;
 use crate::xshard::{self, XShard};
@@ -115,7 +116,21 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     if recover {
         tracing::info!("no clean-shutdown marker: active segments will be validated by CRC");
     }
-    let image = Arc::new(MetadataImage::load_or_new(&cfg.log_dir)?);
+    // Metadata: replay the log (migrating a legacy image), then fit this broker's
+    // placement of partitions on shards to the image and the shard count.
+    let (metadata_log, image, legacy) = MetadataLog::open(&cfg.log_dir, cfg.broker_id, cfg.metadata_log_max_record_bytes_between_snapshots)?;
+    let migrated = legacy.is_some();
+    let (placement, placement_changed) = ShardPlacement::at_start(&cfg.log_dir, &image, n, cfg.broker_id, legacy)?;
+    if placement_changed {
+        placement.save_at_start(&cfg.log_dir)?;
+        tracing::info!(shards = n, per_shard = ?placement.partitions_per_shard(), "partitions placed on shards");
+    }
+    if migrated {
+        MetadataLog::finish_migration(&cfg.log_dir)?;
+    }
+    let image = Arc::new(image);
+    let placement = Arc::new(placement);
+    let mut metadata_log = Some(metadata_log);
     crate::coordinator::warn_partition_count_mismatch(&cfg, &image);
     // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one
     //    port, and claim that port among shardlog brokers (exclusive.rs).
@@ -164,10 +179,13 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let endpoints = xshard::mesh(n, cfg.xshard_channel_capacity);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let drained = Arc::new(AtomicUsize::new(0));
+    let quotas = crate::net::connection_quotas::ConnectionQuotas::new(&cfg);
     let mut handles = Vec::new();
     for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
-        let (cfg, image, advertised, ready_tx, drained, offline) =
-            (cfg.clone(), image.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone());
+        let (cfg, image, placement, advertised, ready_tx, drained, offline, quotas) =
+            (cfg.clone(), image.clone(), placement.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone(), quotas.clone());
+        // The controller shard owns the metadata log.
+        let metadata_log = if id == crate::shard::CONTROLLER_SHARD { metadata_log.take() } else { None };
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -182,7 +200,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Ok(r) => r,
                     Err(e) => return fail(format!("io_uring: {e}")),
                 };
-                let shard = Shard::new(id, n, cfg.clone(), ring, advertised, image, recover, offline);
+                let shard = Shard::new(id, n, cfg.clone(), ring, advertised, image, placement, metadata_log, recover, offline);
                 let x = XShard::connect(shard.clone(), eps).await;
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
@@ -196,7 +214,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_retention(shard.clone());
                 spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
-                crate::net::listener::serve(ctx, listener).await;
+                crate::net::listener::serve(ctx, listener, quotas).await;
                 // Every shard stops taking requests before any closes its logs,
                 // since connections on one shard append to partitions of others.
                 drained.fetch_add(1, Ordering::SeqCst);

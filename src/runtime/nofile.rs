@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use crate::log::partition_log::segment_file_count;
-use crate::shard::metadata::MetadataImage;
+use crate::metadata::MetadataImage;
 use crate::shard::offline::descriptors_reserved;
 use crate::shard::request::TopicPartition;
 
@@ -191,6 +191,7 @@ pub fn check_need(limit: &Nofile, need: &NofileNeed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::MetadataRecord;
 
     fn part(topic: &str, partition: i32, segments: u64) -> PartitionFiles {
         PartitionFiles { tp: TopicPartition { topic: topic.into(), partition }, topic_id: uuid::Uuid::nil(), segments }
@@ -210,11 +211,13 @@ mod tests {
     #[test]
     fn internal_topics_come_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut image = MetadataImage::load_or_new(dir.path()).unwrap();
+        let mut image = MetadataImage::empty("c".into());
         for name in ["Alpha", "__consumer_offsets", "zeta"] {
-            let p = crate::shard::metadata::PartitionMeta { owner_shard: 0, leader: 0, leader_epoch: 0, replicas: vec![0], isr: vec![0] };
-            let t = crate::shard::metadata::TopicMeta { name: name.into(), topic_id: uuid::Uuid::new_v4(), partitions: vec![p.clone(), p], configs: Default::default() };
-            image.topics.insert(name.into(), t);
+            let topic_id = uuid::Uuid::new_v4();
+            image.apply(&MetadataRecord::Topic { name: name.into(), topic_id }).unwrap();
+            for partition in 0..2 {
+                image.apply(&MetadataRecord::Partition { topic_id, partition, replicas: vec![0], isr: vec![0], leader: 0, leader_epoch: 0 }).unwrap();
+            }
         }
         let seg = dir.path().join("zeta-1");
         std::fs::create_dir_all(&seg).unwrap();

@@ -4,7 +4,7 @@
 //! `xshard`, which calls [`Shard::handle`] directly when the owner is local.
 //! Shard 0 is also the metadata controller (the only writer of the image).
 
-pub mod metadata;
+pub mod controller;
 pub mod notify;
 pub mod offline;
 pub mod request;
@@ -21,12 +21,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
 use crate::log::{LogConfig, PartitionLog};
+use crate::metadata::log::MetadataLog;
+use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::protocol::now_ms;
-use crate::protocol::topic::{is_internal_topic, unify_collision_chars, validate_topic_name};
-use metadata::{MetadataImage, PartitionMeta, TopicMeta};
 use notify::Notify;
 use offline::{OfflinePartitions, SpareDescriptors};
-use request::{AlterOp, ConfigChange, NewTopic, ShardRequest, ShardResponse, TopicPartition, TxnMarker};
+use request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};
 
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
@@ -42,6 +42,10 @@ pub struct Shard {
     /// Host and port put in Metadata responses.
     pub advertised: (String, u16),
     image: RefCell<Arc<MetadataImage>>,
+    /// Which shard of this broker holds each partition (published with the image).
+    placement: RefCell<Arc<ShardPlacement>>,
+    /// The metadata log (the controller shard only; taken out while appending).
+    metadata_log: RefCell<Option<MetadataLog>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Topic id of each partition this shard owns and has opened or tried to
     /// open (a re-created topic gets a new id); offline ones included, so a
@@ -84,6 +88,8 @@ impl Shard {
         ring: Ring,
         advertised: (String, u16),
         image: Arc<MetadataImage>,
+        placement: Arc<ShardPlacement>,
+        metadata_log: Option<MetadataLog>,
         recover: bool,
         offline: Arc<OfflinePartitions>,
     ) -> Rc<Shard> {
@@ -95,6 +101,8 @@ impl Shard {
             ring,
             advertised,
             image: RefCell::new(image.clone()),
+            placement: RefCell::new(placement),
+            metadata_log: RefCell::new(metadata_log),
             logs: RefCell::new(HashMap::new()),
             log_topic_ids: RefCell::new(HashMap::new()),
             offline,
@@ -116,6 +124,16 @@ impl Shard {
     /// The current metadata snapshot (cheap `Arc` clone; never hold a borrow).
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
+    }
+
+    /// This broker's placement of partitions on shards, as published with the image.
+    pub fn placement(&self) -> Arc<ShardPlacement> {
+        self.placement.borrow().clone()
+    }
+
+    /// Where a partition is served from: a shard here, another broker, or nowhere.
+    pub fn route(&self, topic: &str, partition: i32) -> Route {
+        crate::metadata::route(&self.image.borrow(), &self.placement.borrow(), self.cfg.broker_id, topic, partition)
     }
 
     /// The effective log config of a topic (broker defaults + overrides), cached
@@ -162,19 +180,6 @@ impl Shard {
         }
     }
 
-    /// Controller: reserves the next block of producer ids, persisting the
-    /// counter before answering so no id is handed out twice.
-    fn allocate_producer_ids(&self) -> Result<(i64, i64)> {
-        if self.id != CONTROLLER_SHARD {
-            return Err(Error::CoordinatorNotAvailable);
-        }
-        let mut image = (*self.image()).clone();
-        let (start, end) = crate::coordinator::producer_ids::next_block(image.next_producer_id).ok_or(Error::CoordinatorNotAvailable)?;
-        image.next_producer_id = end;
-        self.commit_image(image)?;
-        Ok((start, end - start))
-    }
-
     /// Appends transaction markers to owned partitions; a marker in a
     /// `__consumer_offsets` partition also ends that producer's pending offsets.
     async fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> Vec<Result<()>> {
@@ -216,6 +221,7 @@ impl Shard {
     /// the logs never take the last ones (run in parallel, one shard could
     /// take the spares another has just released).
     fn open_owned(&self, image: &MetadataImage, after_start: bool) {
+        let placement = self.placement();
         let mut todo = Vec::new();
         let mut retries = Vec::new();
         {
@@ -229,9 +235,9 @@ impl Shard {
                 if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
                     self.txn.set_partition_count(count);
                 }
-                for (i, p) in t.partitions.iter().enumerate() {
+                for i in 0..t.partitions.len() {
                     let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
-                    if p.owner_shard != self.id || logs.contains_key(&tp) {
+                    if placement.shard_of(&t.topic_id, i as i32) != Some(self.id) || logs.contains_key(&tp) {
                         continue;
                     }
                     if self.offline.get(&tp).is_some_and(|o| o.topic_id == t.topic_id) {
@@ -354,14 +360,15 @@ impl Shard {
             ShardRequest::CreateTopics { topics, validate_only, internal } => {
                 ShardResponse::CreateTopics(self.create_topics(topics, validate_only, internal).await)
             }
-            ShardRequest::GetMetadata => ShardResponse::Metadata(self.image()),
-            ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics)),
-            ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only)),
+            ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics).await),
+            ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only).await),
             ShardRequest::Group(req) => {
                 let image = self.image();
                 ShardResponse::Group(self.coordinator.handle(req, &image).await)
             }
-            ShardRequest::AlterTopicConfigs { changes, validate_only } => ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only)),
+            ShardRequest::AlterTopicConfigs { changes, validate_only } => {
+                ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
+            }
             ShardRequest::DeleteRecords { partitions } => ShardResponse::DeleteRecords(
                 partitions.iter().map(|(tp, off)| self.log(tp).and_then(|l| l.delete_records_before(*off))).collect(),
             ),
@@ -371,20 +378,27 @@ impl Shard {
             ShardRequest::LogDirSizes => {
                 ShardResponse::LogDirSizes(self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.size_bytes())).collect())
             }
-            ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids()),
+            ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ShardRequest::Txn(req) => ShardResponse::Txn(self.txn.handle(req, self).await),
             ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),
-            ShardRequest::ApplyMetadata { image } => {
-                if image.version > self.image.borrow().version {
-                    *self.image.borrow_mut() = image.clone();
-                }
-                let current = self.image();
-                self.drop_removed(&current);
-                self.open_owned(&current, true);
-                self.apply_config_changes();
+            ShardRequest::ApplyMetadata { image, placement } => {
+                self.handle_apply(image, placement);
                 ShardResponse::MetadataApplied
             }
         }
+    }
+
+    /// Installs a published image and placement (unless older than the one held),
+    /// drops the logs of removed partitions and opens those of new ones here.
+    fn handle_apply(&self, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) {
+        if image.version > self.image.borrow().version {
+            *self.image.borrow_mut() = image;
+            *self.placement.borrow_mut() = placement;
+        }
+        let current = self.image();
+        self.drop_removed(&current);
+        self.open_owned(&current, true);
+        self.apply_config_changes();
     }
 
     /// Pushes topic configs into the open logs (live, no restart). Every log is
@@ -435,37 +449,6 @@ impl Shard {
         }
     }
 
-    /// Controller: validates and persists topic config changes. The caller
-    /// publishes the new image; shards then apply it to their open logs.
-    fn alter_topic_configs(&self, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
-        let mut image = (*self.image()).clone();
-        let mut changed = false;
-        let results: Vec<Result<()>> = changes
-            .into_iter()
-            .map(|(name, change)| {
-                let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
-                let proposed = match change {
-                    ConfigChange::Replace(all) => all,
-                    ConfigChange::Incremental(ops) => {
-                        let mut m = t.configs.clone();
-                        for (key, op, value) in ops {
-                            apply_op(&self.cfg, &mut m, &key, op, value)?;
-                        }
-                        m
-                    }
-                };
-                let validated = crate::log::topic_config::validate_all(&proposed)?;
-                if validate_only || validated == t.configs {
-                    return Ok(());
-                }
-                t.configs = validated;
-                changed = true;
-                Ok(())
-            })
-            .collect();
-        self.commit_if_changed(changed, image, results)
-    }
-
     async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool) {
         let logs: Vec<(Rc<PartitionLog>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.log(tp).ok()?, *off))).collect();
         let deadline = glommio::timer::sleep(Duration::from_millis(max_wait_ms)).fuse();
@@ -492,158 +475,6 @@ impl Shard {
             ts if ts >= 0 => Ok(log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
             _ => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
         }
-    }
-
-    /// Controller: validate, place partitions on the least-loaded shards, persist.
-    /// The caller pushes the returned image to every shard.
-    async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
-        while self.controller_busy.get() {
-            self.controller_idle.wait().await;
-        }
-        self.controller_busy.set(true);
-        let out = self.create_topics_locked(topics, validate_only, internal);
-        self.controller_busy.set(false);
-        self.controller_idle.notify_all();
-        out
-    }
-
-    /// Internal topics are created only by the broker (`internal`), never by a
-    /// client: their partition count places every group and transactional id.
-    /// A name that collides with an existing one (`.` = `_`) is refused, as Kafka does.
-    fn create_topics_locked(&self, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
-        let mut image = (*self.image()).clone();
-        let mut per_shard = image.partitions_per_shard(self.nr_shards);
-        let mut results = Vec::with_capacity(topics.len());
-        let mut changed = false;
-        // Existing names by their collision form; topics created below join it.
-        let mut unified: HashMap<String, String> = image.topics.keys().map(|n| (unify_collision_chars(n), n.clone())).collect();
-        for t in topics {
-            let r = (|| {
-                validate_topic_name(&t.name).map_err(Error::InvalidTopic)?;
-                if is_internal_topic(&t.name) && !internal {
-                    return Err(Error::InternalTopicCreation(t.name.clone()));
-                }
-                if image.topics.contains_key(&t.name) {
-                    return Err(Error::TopicAlreadyExists);
-                }
-                if let Some(other) = unified.get(&unify_collision_chars(&t.name)) {
-                    return Err(Error::InvalidTopic(format!("Topic '{}' collides with existing topic: {other}", t.name)));
-                }
-                if t.num_partitions < 1 {
-                    return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
-                }
-                if t.replication_factor != 1 {
-                    return Err(Error::InvalidReplicationFactor(format!(
-                        "replication factor {} is larger than the 1 available broker",
-                        t.replication_factor
-                    )));
-                }
-                let configs = crate::log::topic_config::validate_all(&t.configs)?;
-                if validate_only {
-                    return Ok(());
-                }
-                let partitions = (0..t.num_partitions)
-                    .map(|_| {
-                        let owner = (0..self.nr_shards).min_by_key(|&s| per_shard[s]).unwrap_or(0);
-                        per_shard[owner] += 1;
-                        PartitionMeta { owner_shard: owner, leader: self.cfg.broker_id, leader_epoch: 0, replicas: vec![self.cfg.broker_id], isr: vec![self.cfg.broker_id] }
-                    })
-                    .collect();
-                unified.insert(unify_collision_chars(&t.name), t.name.clone());
-                image.topics.insert(t.name.clone(), TopicMeta { name: t.name.clone(), topic_id: uuid::Uuid::new_v4(), partitions, configs });
-                changed = true;
-                Ok(())
-            })();
-            results.push(r);
-        }
-        self.commit_if_changed(changed, image, results)
-    }
-
-    /// Controller: commits `image` when an operation changed it; if persisting
-    /// fails, every result that succeeded becomes that storage error.
-    fn commit_if_changed<T>(&self, changed: bool, image: MetadataImage, results: Vec<Result<T>>) -> Vec<Result<T>> {
-        if !changed {
-            return results;
-        }
-        match self.commit_image(image) {
-            Ok(()) => results,
-            Err(e) => results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect(),
-        }
-    }
-
-    /// Controller: bumps the version, persists and installs a changed image.
-    /// Controller operations are synchronous, so on this single-threaded shard
-    /// they never interleave.
-    fn commit_image(&self, mut image: MetadataImage) -> std::io::Result<()> {
-        image.version += 1;
-        if let Err(e) = image.persist(&self.cfg.log_dir) {
-            crate::error_limited!("persisting metadata failed: {e}");
-            return Err(e);
-        }
-        *self.image.borrow_mut() = Arc::new(image);
-        Ok(())
-    }
-
-    /// Controller: removes topics from the image (their shards delete the data on apply).
-    fn delete_topics(&self, topics: Vec<(Option<String>, uuid::Uuid)>) -> Vec<Result<(String, uuid::Uuid)>> {
-        let mut image = (*self.image()).clone();
-        let mut changed = false;
-        let results: Vec<Result<(String, uuid::Uuid)>> = topics
-            .into_iter()
-            .map(|(name, id)| {
-                if !self.cfg.delete_topic_enable {
-                    return Err(Error::TopicDeletionDisabled);
-                }
-                let name = match name {
-                    Some(n) => n,
-                    None => image.topics.values().find(|t| t.topic_id == id).map(|t| t.name.clone()).ok_or(Error::UnknownTopicId)?,
-                };
-                if is_internal_topic(&name) {
-                    return Err(Error::InvalidTopic(format!("Cannot delete internal topic {name}: it holds the broker's group or transaction state")));
-                }
-                let t = image.topics.remove(&name).ok_or(Error::UnknownTopicOrPartition)?;
-                changed = true;
-                Ok((name, t.topic_id))
-            })
-            .collect();
-        self.commit_if_changed(changed, image, results)
-    }
-
-    /// Controller: adds partitions (only increases), placed on the least-loaded shards.
-    /// Answers each topic's partition count before (the index of its first new partition).
-    fn create_partitions(&self, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
-        let mut image = (*self.image()).clone();
-        let mut per_shard = image.partitions_per_shard(self.nr_shards);
-        let mut changed = false;
-        let broker = self.cfg.broker_id;
-        let results: Vec<Result<i32>> = topics
-            .into_iter()
-            .map(|(name, count)| {
-                let t = image.topics.get_mut(&name).ok_or(Error::UnknownTopicOrPartition)?;
-                if is_internal_topic(&name) {
-                    // Groups and transactional ids are placed by hash modulo this count.
-                    return Err(Error::InvalidTopic(format!("Cannot add partitions to internal topic {name}: its partition count places groups and transactional ids")));
-                }
-                let cur = t.partitions.len() as i32;
-                if count < cur {
-                    return Err(Error::InvalidPartitions(format!("topic {name} has {cur} partitions; the count can only increase, got {count}")));
-                }
-                if count == cur {
-                    return Err(Error::InvalidPartitions(format!("topic {name} already has {cur} partitions")));
-                }
-                if validate_only {
-                    return Ok(cur);
-                }
-                for _ in cur..count {
-                    let owner = (0..self.nr_shards).min_by_key(|&s| per_shard[s]).unwrap_or(0);
-                    per_shard[owner] += 1;
-                    t.partitions.push(PartitionMeta { owner_shard: owner, leader: broker, leader_epoch: 0, replicas: vec![broker], isr: vec![broker] });
-                }
-                changed = true;
-                Ok(cur)
-            })
-            .collect();
-        self.commit_if_changed(changed, image, results)
     }
 
     /// Flushes partitions whose `flush.ms` is due (called from the shard's flusher task).
@@ -674,40 +505,4 @@ impl Shard {
         }
         first
     }
-}
-
-/// One IncrementalAlterConfigs operation on a topic's overrides. APPEND and
-/// SUBTRACT work on list configs only, starting from the effective value (the
-/// broker default when the topic has no override), as Kafka does.
-fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, key: &str, op: AlterOp, value: Option<String>) -> Result<()> {
-    use crate::log::topic_config::{def, effective, BrokerValues, Kind};
-    let d = def(key).ok_or_else(|| Error::InvalidConfig(format!("unknown or unsupported topic config `{key}`")))?;
-    match op {
-        AlterOp::Set => {
-            let v = value.ok_or_else(|| Error::InvalidConfig(format!("SET of `{key}` needs a value")))?;
-            m.insert(key.to_string(), v);
-        }
-        AlterOp::Delete => {
-            m.remove(key);
-        }
-        AlterOp::Append | AlterOp::Subtract => {
-            if !matches!(d.kind, Kind::List(_)) {
-                return Err(Error::InvalidConfig(format!("`{key}` is not a list; APPEND and SUBTRACT need a list config")));
-            }
-            let v = value.ok_or_else(|| Error::InvalidConfig(format!("APPEND/SUBTRACT of `{key}` needs a value")))?;
-            let (current, _) = effective(&BrokerValues::of(cfg), m, d);
-            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-            for x in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                if op == AlterOp::Append {
-                    if !items.iter().any(|i| i == x) {
-                        items.push(x.to_string());
-                    }
-                } else {
-                    items.retain(|i| i != x);
-                }
-            }
-            m.insert(key.to_string(), items.join(","));
-        }
-    }
-    Ok(())
 }

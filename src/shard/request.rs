@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::log::{AppendInfo, ReadSlice};
 use crate::protocol::record_batch::ValidatedBatch;
-use super::metadata::MetadataImage;
+use crate::metadata::{MetadataImage, ShardPlacement};
 
 /// A partition named by topic and index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,8 +87,6 @@ pub enum ShardRequest {
     DeleteTopics { topics: Vec<(Option<String>, uuid::Uuid)> },
     /// Controller only: grow topics to `count` partitions each.
     CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
-    /// Controller only: the authoritative image.
-    GetMetadata,
     /// Controller only: change topic config overrides (validated whole, then persisted).
     AlterTopicConfigs { changes: Vec<(String, ConfigChange)>, validate_only: bool },
     /// Move each partition's log start offset up to the offset (-1 = high watermark).
@@ -98,7 +96,7 @@ pub enum ShardRequest {
     /// The producer state of each partition (DescribeProducers).
     DescribeProducers { partitions: Vec<TopicPartition> },
     /// Install a new metadata image and open logs for newly owned partitions.
-    ApplyMetadata { image: Arc<MetadataImage> },
+    ApplyMetadata { image: Arc<MetadataImage>, placement: Arc<ShardPlacement> },
     /// Controller only: reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
     /// A transactional request for a transactional id this shard coordinates
@@ -117,7 +115,6 @@ pub enum ShardResponse {
     ListOffsets(Vec<Result<(i64, i64), Error>>),
     CreateTopics(Vec<Result<(), Error>>),
     MetadataApplied,
-    Metadata(Arc<MetadataImage>),
     DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
     /// Per topic: the index of its first new partition (its count before).
     CreatePartitions(Vec<Result<i32, Error>>),

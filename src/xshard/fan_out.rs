@@ -1,29 +1,33 @@
 //! Split a multi-partition request per owner shard, run the parts concurrently
 //! (one message per owner), and put the answers back in the client's order.
-//! A partition without an owner, or a shard that fails, becomes an error for
-//! those partitions only.
+//! A partition without a local shard (unknown, or led by another broker), or a
+//! shard that fails, becomes an error for those partitions only.
 
 use crate::error::Error;
+use crate::metadata::Route;
 use crate::shard::request::{ShardRequest, ShardResponse};
 use super::XShard;
 
-/// `items[i]` = (owner shard or None, payload). Returns one result per item, in order.
+/// `items[i]` = (where the partition is served, payload). Returns one result per
+/// item, in order: UNKNOWN_TOPIC_OR_PARTITION for `Unknown`, NOT_LEADER_OR_FOLLOWER
+/// for `Remote` (the client refreshes its metadata and goes to the leader).
 pub async fn fan_out<T, R>(
     x: &XShard,
-    items: Vec<(Option<usize>, T)>,
+    items: Vec<(Route, T)>,
     make: impl Fn(Vec<T>) -> ShardRequest,
     take: impl Fn(ShardResponse) -> Option<Vec<Result<R, Error>>>,
 ) -> Vec<Result<R, Error>> {
     let n = items.len();
     let mut per_shard: Vec<(Vec<usize>, Vec<T>)> = (0..x.nr_shards()).map(|_| (Vec::new(), Vec::new())).collect();
     let mut out: Vec<Option<Result<R, Error>>> = (0..n).map(|_| None).collect();
-    for (i, (shard, item)) in items.into_iter().enumerate() {
-        match shard.filter(|&s| s < per_shard.len()) {
-            Some(s) => {
+    for (i, (route, item)) in items.into_iter().enumerate() {
+        match route {
+            Route::Local(s) if s < per_shard.len() => {
                 per_shard[s].0.push(i);
                 per_shard[s].1.push(item);
             }
-            None => out[i] = Some(Err(Error::UnknownTopicOrPartition)),
+            Route::Remote(_) => out[i] = Some(Err(Error::NotLeaderOrFollower)),
+            Route::Local(_) | Route::Unknown => out[i] = Some(Err(Error::UnknownTopicOrPartition)),
         }
     }
     let calls = per_shard.into_iter().enumerate().filter(|(_, (idx, _))| !idx.is_empty()).map(|(s, (idx, payload))| {

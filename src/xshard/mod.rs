@@ -5,12 +5,22 @@
 //! (backpressure), never grows. A call to the local shard skips the channel
 //! and calls [`Shard::handle`] directly. Replies travel on a one-shot channel
 //! carried inside the request envelope.
+//!
+//! The receiver starts each request as its own task (a long-poll must not block the
+//! channel), so the bound on work in flight sits with the sender: a shard has at most
+//! `xshard.inflight.max` requests running on each other shard, and a caller beyond that
+//! waits for a permit (backpressure to the connection that asked). Requests a shard sends
+//! while serving another one ([`is_nested`]: transaction markers, producer-id blocks,
+//! the controller's metadata pushes) draw on
+//! a second budget of the same size: they never call onward, so they always finish, and a
+//! shard whose first budget is spent on requests waiting for nested calls cannot deadlock.
 
 pub mod fan_out;
 
 use std::rc::Rc;
 
 use futures::channel::oneshot;
+use glommio::sync::Semaphore;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 
 use crate::error::{Error, Result};
@@ -48,6 +58,14 @@ pub fn mesh(n: usize, capacity: usize) -> Vec<Endpoints> {
 pub struct XShard {
     pub local: Rc<Shard>,
     senders: Vec<Option<ConnectedSender<Envelope>>>,
+    /// Per destination shard: permits for requests from clients, and for nested requests.
+    inflight: Vec<(Rc<Semaphore>, Rc<Semaphore>)>,
+}
+
+/// Whether `req` is one a shard sends while serving another request. Such requests must
+/// not call other shards themselves (see the module doc).
+fn is_nested(req: &ShardRequest) -> bool {
+    matches!(req, ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds | ShardRequest::ApplyMetadata { .. })
 }
 
 impl XShard {
@@ -86,7 +104,9 @@ impl XShard {
             })
             .detach();
         }
-        let x = Rc::new(XShard { local: local.clone(), senders });
+        let max = local.cfg.xshard_inflight_max as u64;
+        let inflight = (0..senders.len()).map(|_| (Rc::new(Semaphore::new(max)), Rc::new(Semaphore::new(max)))).collect();
+        let x = Rc::new(XShard { local: local.clone(), senders, inflight });
         // The coordinators send transaction markers from inside Shard::handle.
         local.set_xshard(Rc::downgrade(&x));
         x
@@ -103,6 +123,10 @@ impl XShard {
             return Ok(self.local.handle(req).await);
         }
         let sender = self.senders.get(to).and_then(|s| s.as_ref()).ok_or(Error::ShardUnavailable)?;
+        let (clients, nested) = &self.inflight[to];
+        let budget = if is_nested(&req) { nested } else { clients };
+        // Held until the answer arrives (or the caller gives up and drops this future).
+        let _permit = budget.acquire_permit(1).await.map_err(|_| Error::ShardUnavailable)?;
         let (tx, rx) = oneshot::channel();
         sender.send(Envelope { req, reply: tx }).await.map_err(|_| Error::ShardUnavailable)?;
         rx.await.map_err(|_| Error::ShardUnavailable)

@@ -392,6 +392,13 @@ impl Broker {
         self.join_readers();
     }
 
+    /// Changes (or adds) a `--set key=value` for the next (re)start.
+    #[allow(dead_code)]
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.extra.retain(|(k, _)| k != key);
+        self.extra.push((key.to_string(), value.to_string()));
+    }
+
     /// Start again on the same log dir and the same port. If the broker is
     /// still running it is stopped cleanly first. Binding the port may fail
     /// briefly right after a kill; that is retried for a few seconds.

@@ -21,7 +21,7 @@ use super::group::{compile_regex, ConsumerGroup, MemberTimers, TopicMetadata};
 use super::member::{is_subset, Assignment, ConsumerGroupMember, MemberState};
 use super::reconcile::reconcile;
 use crate::error::Error;
-use crate::shard::metadata::MetadataImage;
+use crate::metadata::MetadataImage;
 
 /// ConsumerGroupHeartbeat epochs with a meaning of their own (Kafka's constants).
 pub const JOIN_GROUP_MEMBER_EPOCH: i32 = 0;
@@ -400,7 +400,7 @@ impl ConsumerGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::metadata::{PartitionMeta, TopicMeta};
+    use crate::metadata::{PartitionMeta, TopicMeta};
 
     fn image(topics: &[(&str, u128, usize)], version: u64) -> MetadataImage {
         let mut img = MetadataImage { cluster_id: "c".into(), version, topics: Default::default(), next_producer_id: 0 };

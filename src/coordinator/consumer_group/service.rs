@@ -26,7 +26,7 @@ use crate::coordinator::group::{Group, GroupState};
 use crate::coordinator::store::StoreKey;
 use crate::coordinator::GroupCoordinator;
 use crate::error::Error;
-use crate::shard::metadata::MetadataImage;
+use crate::metadata::MetadataImage;
 
 /// A consumer-protocol group as ConsumerGroupDescribe reports it.
 #[derive(Debug)]
@@ -357,7 +357,7 @@ mod replay_tests {
     use crate::coordinator::{partition_for, OFFSETS_TOPIC};
     use crate::io::ring::Ring;
     use crate::log::{LogConfig, PartitionLog};
-    use crate::shard::metadata::{PartitionMeta, TopicMeta};
+    use crate::metadata::{PartitionMeta, TopicMeta};
 
     fn image() -> MetadataImage {
         let mut img = MetadataImage { cluster_id: "c".into(), version: 1, topics: Default::default(), next_producer_id: 0 };

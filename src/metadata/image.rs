@@ -1,0 +1,234 @@
+//! The metadata image: the state the committed metadata records add up to —
+//! topics, their partitions' replicas, leaders and ISR, config overrides, and the
+//! producer-id counter. It is immutable once published: the controller applies
+//! new records to a copy (topics are `Arc`s, so a copy shares every unchanged
+//! topic) and every shard swaps its `Arc` to the new image. Readers never lock.
+//!
+//! Which shard of a broker holds a partition is not here: that is local to the
+//! broker (see [`super::placement`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::records::MetadataRecord;
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// Broker id of the leader.
+    pub leader: i32,
+    /// Leader epoch, bumped on each leader change.
+    pub leader_epoch: i32,
+    /// Broker ids holding a replica.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// A topic: id, partitions and its config overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Topic id (KIP-516), returned by Metadata v10+.
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level config overrides (Kafka key names).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataImage {
+    pub cluster_id: String,
+    /// Records applied so far (the offset of the next record): a shard ignores
+    /// a pushed image older than the one it has.
+    pub version: u64,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Topic names by id (RemoveTopic and Partition records name topics by id).
+    names: BTreeMap<Uuid, String>,
+    /// The first producer id not yet handed out. The controller moves it past
+    /// every block it gives a shard *before* the shard uses the block, so ids
+    /// stay unique across restarts and kill -9 (a crash only skips ids).
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    /// An empty image for `cluster_id`.
+    pub fn empty(cluster_id: String) -> MetadataImage {
+        MetadataImage { cluster_id, version: 0, topics: BTreeMap::new(), names: BTreeMap::new(), next_producer_id: 0 }
+    }
+
+    /// One partition's state, if the partition exists.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
+        self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
+    }
+
+    /// The name of the topic with `id`.
+    pub fn topic_name(&self, id: &Uuid) -> Option<&str> {
+        self.names.get(id).map(String::as_str)
+    }
+
+    /// Applies one record. A record that does not fit the image (a partition of an
+    /// unknown topic, a topic name taken) is an error: the log is corrupt or was
+    /// written by a buggy controller, and applying it anyway would diverge.
+    pub fn apply(&mut self, rec: &MetadataRecord) -> Result<(), String> {
+        match rec {
+            MetadataRecord::Topic { name, topic_id } => {
+                if self.topics.contains_key(name) || self.names.contains_key(topic_id) {
+                    return Err(format!("topic {name} ({topic_id}) already exists"));
+                }
+                self.names.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Arc::new(TopicMeta { name: name.clone(), topic_id: *topic_id, partitions: Vec::new(), configs: BTreeMap::new() }),
+                );
+            }
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
+                let t = self.topic_mut(topic_id)?;
+                if *partition as usize != t.partitions.len() {
+                    return Err(format!("partition {partition} of {} out of order (it has {})", t.name, t.partitions.len()));
+                }
+                t.partitions.push(PartitionMeta { leader: *leader, leader_epoch: *leader_epoch, replicas: replicas.clone(), isr: isr.clone() });
+            }
+            MetadataRecord::Config { topic, key, value } => {
+                let t = Arc::make_mut(self.topics.get_mut(topic).ok_or_else(|| format!("config for unknown topic {topic}"))?);
+                match value {
+                    Some(v) => t.configs.insert(key.clone(), v.clone()),
+                    None => t.configs.remove(key),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let name = self.names.remove(topic_id).ok_or_else(|| format!("removing unknown topic id {topic_id}"))?;
+                self.topics.remove(&name);
+            }
+            MetadataRecord::ProducerIds { next_producer_id } => {
+                if *next_producer_id < self.next_producer_id {
+                    return Err(format!("producer ids moved back from {} to {next_producer_id}", self.next_producer_id));
+                }
+                self.next_producer_id = *next_producer_id;
+            }
+            MetadataRecord::PartitionChange { topic_id, partition, leader, isr } => {
+                let t = self.topic_mut(topic_id)?;
+                let name = t.name.clone();
+                let p = t.partitions.get_mut(*partition as usize).ok_or_else(|| format!("change of unknown partition {name}-{partition}"))?;
+                if let Some(l) = leader {
+                    if *l != p.leader {
+                        p.leader = *l;
+                        p.leader_epoch += 1;
+                    }
+                }
+                if let Some(isr) = isr {
+                    p.isr = isr.clone();
+                }
+            }
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    fn topic_mut(&mut self, id: &Uuid) -> Result<&mut TopicMeta, String> {
+        let name = self.names.get(id).ok_or_else(|| format!("unknown topic id {id}"))?;
+        let t = self.topics.get_mut(name).ok_or_else(|| format!("topic {name} missing from the image"))?;
+        Ok(Arc::make_mut(t))
+    }
+
+    /// Records that rebuild this image from an empty one (a checkpoint's content).
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        if self.next_producer_id > 0 {
+            out.push(MetadataRecord::ProducerIds { next_producer_id: self.next_producer_id });
+        }
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic { name: t.name.clone(), topic_id: t.topic_id });
+            for (i, p) in t.partitions.iter().enumerate() {
+                out.push(MetadataRecord::Partition {
+                    topic_id: t.topic_id,
+                    partition: i as i32,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                });
+            }
+            for (k, v) in &t.configs {
+                out.push(MetadataRecord::Config { topic: t.name.clone(), key: k.clone(), value: Some(v.clone()) });
+            }
+        }
+        out
+    }
+
+    /// Records that make `topic` have exactly the overrides `configs`.
+    pub fn config_records(&self, topic: &TopicMeta, configs: &BTreeMap<String, String>) -> Vec<MetadataRecord> {
+        let removed = topic.configs.keys().filter(|k| !configs.contains_key(*k)).map(|k| (k.clone(), None));
+        let set = configs.iter().filter(|(k, v)| topic.configs.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), Some(v.clone())));
+        removed.chain(set).map(|(key, value)| MetadataRecord::Config { topic: topic.name.clone(), key, value }).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, parts: i32) -> (Uuid, Vec<MetadataRecord>) {
+        let id = Uuid::new_v4();
+        let mut recs = vec![MetadataRecord::Topic { name: name.into(), topic_id: id }];
+        recs.extend((0..parts).map(|p| MetadataRecord::Partition { topic_id: id, partition: p, replicas: vec![0], isr: vec![0], leader: 0, leader_epoch: 0 }));
+        (id, recs)
+    }
+
+    #[test]
+    fn records_build_the_image_and_checkpoints_rebuild_it() {
+        let mut img = MetadataImage::empty("c".into());
+        let (a, recs) = topic("a", 3);
+        let (b, recs_b) = topic("b", 1);
+        for r in recs.iter().chain(&recs_b) {
+            img.apply(r).unwrap();
+        }
+        img.apply(&MetadataRecord::Config { topic: "a".into(), key: "cleanup.policy".into(), value: Some("compact".into()) }).unwrap();
+        img.apply(&MetadataRecord::ProducerIds { next_producer_id: 1000 }).unwrap();
+        img.apply(&MetadataRecord::PartitionChange { topic_id: a, partition: 1, leader: Some(2), isr: Some(vec![2]) }).unwrap();
+        img.apply(&MetadataRecord::RemoveTopic { topic_id: b }).unwrap();
+        assert_eq!(img.topics.len(), 1);
+        assert_eq!(img.topics["a"].partitions[1], PartitionMeta { leader: 2, leader_epoch: 1, replicas: vec![0], isr: vec![2] });
+        assert_eq!(img.topics["a"].configs["cleanup.policy"], "compact");
+        assert_eq!(img.topic_name(&b), None);
+
+        let mut rebuilt = MetadataImage::empty("c".into());
+        for r in img.to_records() {
+            rebuilt.apply(&r).unwrap();
+        }
+        rebuilt.version = img.version;
+        assert_eq!(rebuilt, img);
+    }
+
+    #[test]
+    fn records_that_do_not_fit_are_refused() {
+        let mut img = MetadataImage::empty("c".into());
+        let (id, recs) = topic("a", 1);
+        for r in &recs {
+            img.apply(r).unwrap();
+        }
+        assert!(img.apply(&recs[0]).is_err(), "the same topic twice");
+        assert!(img.apply(&MetadataRecord::Partition { topic_id: id, partition: 5, replicas: vec![], isr: vec![], leader: 0, leader_epoch: 0 }).is_err());
+        assert!(img.apply(&MetadataRecord::RemoveTopic { topic_id: Uuid::new_v4() }).is_err());
+        assert!(img.apply(&MetadataRecord::ProducerIds { next_producer_id: -1 }).is_err());
+        assert_eq!(img.version, 2, "refused records are not counted");
+    }
+
+    #[test]
+    fn copies_share_unchanged_topics() {
+        let mut img = MetadataImage::empty("c".into());
+        for name in ["a", "b"] {
+            for r in topic(name, 1).1 {
+                img.apply(&r).unwrap();
+            }
+        }
+        let mut next = img.clone();
+        next.apply(&MetadataRecord::Config { topic: "a".into(), key: "k".into(), value: Some("v".into()) }).unwrap();
+        assert!(Arc::ptr_eq(&img.topics["b"], &next.topics["b"]));
+        assert!(!Arc::ptr_eq(&img.topics["a"], &next.topics["a"]));
+        assert!(img.topics["a"].configs.is_empty(), "the published image is not changed");
+    }
+}

@@ -1,0 +1,330 @@
+//! The metadata controller: shard 0's second job. It is the only writer of
+//! cluster metadata. Every operation validates against the current image,
+//! turns the change into metadata records, appends them to the metadata log
+//! (durable before anything else happens), applies them to a copy of the image,
+//! fits this broker's shard placement to it, and publishes both to every shard
+//! before answering — so a client that produces right after CreateTopics finds
+//! its topic on whichever shard it lands.
+//!
+//! Operations run one at a time (the controller lock): each one's records are
+//! validated against the image the previous one committed.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::request::{AlterOp, ConfigChange, NewTopic, ShardRequest};
+use super::{Shard, CONTROLLER_SHARD};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metadata::{MetadataImage, MetadataRecord, ShardPlacement};
+use crate::protocol::topic::{is_internal_topic, unify_collision_chars, validate_topic_name};
+
+/// Held while a controller operation runs; the next one waits.
+struct ControllerTurn<'a>(&'a Shard);
+
+impl Drop for ControllerTurn<'_> {
+    fn drop(&mut self) {
+        self.0.controller_busy.set(false);
+        self.0.controller_idle.notify_all();
+    }
+}
+
+impl Shard {
+    async fn controller_turn(&self) -> Result<ControllerTurn<'_>> {
+        if self.id != CONTROLLER_SHARD {
+            return Err(Error::CoordinatorNotAvailable);
+        }
+        while self.controller_busy.get() {
+            self.controller_idle.wait().await;
+        }
+        self.controller_busy.set(true);
+        Ok(ControllerTurn(self))
+    }
+
+    /// Commits `records` (already applied to `next`): appends them to the metadata
+    /// log, fits the placement, installs and publishes both. If the log append
+    /// fails, nothing changes and every result that succeeded becomes that error.
+    async fn commit<T>(self: &Rc<Self>, records: Vec<MetadataRecord>, next: MetadataImage, results: Vec<Result<T>>) -> Vec<Result<T>> {
+        if records.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.append_records(&records, &next).await {
+            crate::error_limited!("persisting metadata failed: {e}");
+            return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
+        }
+        let mut placement = (*self.placement()).clone();
+        placement.fit(&next, self.cfg.broker_id);
+        if placement != *self.placement() {
+            // The placement is local and re-derivable: a failed save is reported, not fatal.
+            let path = self.cfg.log_dir.join(crate::metadata::placement::PLACEMENT_FILE);
+            if let Err(e) = crate::io::durable::replace_file(&self.ring, &path, placement.encode().into()).await {
+                crate::error_limited!("saving the shard placement failed: {e}");
+            }
+        }
+        self.publish(Arc::new(next), Arc::new(placement)).await;
+        results
+    }
+
+    /// Appends to the metadata log (taken out of its cell while the write is in
+    /// flight; the controller lock keeps others away) and writes a checkpoint when due.
+    async fn append_records(&self, records: &[MetadataRecord], next: &MetadataImage) -> std::io::Result<()> {
+        let mut log = self.metadata_log.borrow_mut().take().ok_or_else(|| std::io::Error::other("the metadata log is not open on this shard"))?;
+        let mut res = log.append(&self.ring, records).await;
+        if res.is_ok() && log.checkpoint_due() {
+            if let Err(e) = log.checkpoint(&self.ring, next).await {
+                // The records are safe in the log; the next append tries again.
+                crate::warn_limited!("writing a metadata checkpoint failed: {e}");
+            }
+        }
+        if res.is_ok() && log.next_offset() != next.version {
+            res = Err(std::io::Error::other(format!("metadata log at {} but image at {}", log.next_offset(), next.version)));
+        }
+        *self.metadata_log.borrow_mut() = Some(log);
+        res
+    }
+
+    /// Installs the image and placement here and on every other shard, and waits
+    /// until all have applied them (opened the logs of new partitions).
+    async fn publish(self: &Rc<Self>, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) {
+        let Some(x) = self.xshard() else {
+            // Before the shards are connected (start-up): this shard only.
+            self.handle_apply(image, placement);
+            return;
+        };
+        // Boxed: this runs inside Shard::handle, and the call to this shard re-enters it.
+        let applied = Box::pin(x.broadcast(|| ShardRequest::ApplyMetadata { image: image.clone(), placement: placement.clone() })).await;
+        if applied.iter().any(|r| r.is_err()) {
+            crate::error_limited!("a shard did not apply the new metadata image");
+        }
+    }
+
+    /// Controller: reserves the next block of producer ids, committing the
+    /// counter before answering so no id is handed out twice.
+    pub(super) async fn allocate_producer_ids(self: &Rc<Self>) -> Result<(i64, i64)> {
+        let _turn = self.controller_turn().await?;
+        let mut next = (*self.image()).clone();
+        let (start, end) = crate::coordinator::producer_ids::next_block(next.next_producer_id).ok_or(Error::CoordinatorNotAvailable)?;
+        let rec = MetadataRecord::ProducerIds { next_producer_id: end };
+        next.apply(&rec).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        self.commit(vec![rec], next, vec![Ok((start, end - start))]).await.pop().unwrap_or(Err(Error::CoordinatorNotAvailable))
+    }
+
+    /// Controller: creates topics. Internal topics are created only by the broker
+    /// (`internal`), never by a client: their partition count places every group
+    /// and transactional id. A name that collides with an existing one (`.` = `_`)
+    /// is refused, as Kafka does.
+    pub(super) async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
+        let turn = match self.controller_turn().await {
+            Ok(t) => t,
+            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+        };
+        let mut next = (*self.image()).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        let broker = self.cfg.broker_id;
+        for t in topics {
+            let r = (|| {
+                validate_topic_name(&t.name).map_err(Error::InvalidTopic)?;
+                if is_internal_topic(&t.name) && !internal {
+                    return Err(Error::InternalTopicCreation(t.name.clone()));
+                }
+                if next.topics.contains_key(&t.name) {
+                    return Err(Error::TopicAlreadyExists);
+                }
+                let unified = unify_collision_chars(&t.name);
+                if let Some(other) = next.topics.keys().find(|n| unify_collision_chars(n) == unified) {
+                    return Err(Error::InvalidTopic(format!("Topic '{}' collides with existing topic: {other}", t.name)));
+                }
+                if t.num_partitions < 1 {
+                    return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
+                }
+                if t.replication_factor != 1 {
+                    return Err(Error::InvalidReplicationFactor(format!(
+                        "replication factor {} is larger than the 1 available broker",
+                        t.replication_factor
+                    )));
+                }
+                let configs = crate::log::topic_config::validate_all(&t.configs)?;
+                if validate_only {
+                    return Ok(());
+                }
+                let topic_id = uuid::Uuid::new_v4();
+                let mut recs = vec![MetadataRecord::Topic { name: t.name.clone(), topic_id }];
+                recs.extend((0..t.num_partitions).map(|p| MetadataRecord::Partition {
+                    topic_id,
+                    partition: p,
+                    replicas: vec![broker],
+                    isr: vec![broker],
+                    leader: broker,
+                    leader_epoch: 0,
+                }));
+                recs.extend(configs.into_iter().map(|(key, value)| MetadataRecord::Config { topic: t.name.clone(), key, value: Some(value) }));
+                apply_all(&mut next, &recs)?;
+                records.extend(recs);
+                Ok(())
+            })();
+            results.push(r);
+        }
+        let out = self.commit(records, next, results).await;
+        drop(turn);
+        out
+    }
+
+    /// Controller: removes topics (their shards delete the data on apply).
+    pub(super) async fn delete_topics(self: &Rc<Self>, topics: Vec<(Option<String>, uuid::Uuid)>) -> Vec<Result<(String, uuid::Uuid)>> {
+        let turn = match self.controller_turn().await {
+            Ok(t) => t,
+            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+        };
+        let mut next = (*self.image()).clone();
+        let mut records = Vec::new();
+        let results: Vec<Result<(String, uuid::Uuid)>> = topics
+            .into_iter()
+            .map(|(name, id)| {
+                if !self.cfg.delete_topic_enable {
+                    return Err(Error::TopicDeletionDisabled);
+                }
+                let name = match name {
+                    Some(n) => n,
+                    None => next.topic_name(&id).map(str::to_string).ok_or(Error::UnknownTopicId)?,
+                };
+                if is_internal_topic(&name) {
+                    return Err(Error::InvalidTopic(format!("Cannot delete internal topic {name}: it holds the broker's group or transaction state")));
+                }
+                let topic_id = next.topics.get(&name).ok_or(Error::UnknownTopicOrPartition)?.topic_id;
+                let rec = MetadataRecord::RemoveTopic { topic_id };
+                apply_all(&mut next, std::slice::from_ref(&rec))?;
+                records.push(rec);
+                Ok((name, topic_id))
+            })
+            .collect();
+        let out = self.commit(records, next, results).await;
+        drop(turn);
+        out
+    }
+
+    /// Controller: adds partitions (only increases). Answers each topic's partition
+    /// count before (the index of its first new partition).
+    pub(super) async fn create_partitions(self: &Rc<Self>, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
+        let turn = match self.controller_turn().await {
+            Ok(t) => t,
+            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+        };
+        let mut next = (*self.image()).clone();
+        let mut records = Vec::new();
+        let broker = self.cfg.broker_id;
+        let results: Vec<Result<i32>> = topics
+            .into_iter()
+            .map(|(name, count)| {
+                let t = next.topics.get(&name).ok_or(Error::UnknownTopicOrPartition)?;
+                if is_internal_topic(&name) {
+                    // Groups and transactional ids are placed by hash modulo this count.
+                    return Err(Error::InvalidTopic(format!("Cannot add partitions to internal topic {name}: its partition count places groups and transactional ids")));
+                }
+                let cur = t.partitions.len() as i32;
+                if count < cur {
+                    return Err(Error::InvalidPartitions(format!("topic {name} has {cur} partitions; the count can only increase, got {count}")));
+                }
+                if count == cur {
+                    return Err(Error::InvalidPartitions(format!("topic {name} already has {cur} partitions")));
+                }
+                if validate_only {
+                    return Ok(cur);
+                }
+                let topic_id = t.topic_id;
+                let recs: Vec<MetadataRecord> = (cur..count)
+                    .map(|p| MetadataRecord::Partition { topic_id, partition: p, replicas: vec![broker], isr: vec![broker], leader: broker, leader_epoch: 0 })
+                    .collect();
+                apply_all(&mut next, &recs)?;
+                records.extend(recs);
+                Ok(cur)
+            })
+            .collect();
+        let out = self.commit(records, next, results).await;
+        drop(turn);
+        out
+    }
+
+    /// Controller: validates and commits topic config changes; shards apply them
+    /// to their open logs when the image is published.
+    pub(super) async fn alter_topic_configs(self: &Rc<Self>, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
+        let turn = match self.controller_turn().await {
+            Ok(t) => t,
+            Err(e) => return changes.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+        };
+        let mut next = (*self.image()).clone();
+        let mut records = Vec::new();
+        let results: Vec<Result<()>> = changes
+            .into_iter()
+            .map(|(name, change)| {
+                let t = next.topics.get(&name).ok_or(Error::UnknownTopicOrPartition)?.clone();
+                let proposed = match change {
+                    ConfigChange::Replace(all) => all,
+                    ConfigChange::Incremental(ops) => {
+                        let mut m = t.configs.clone();
+                        for (key, op, value) in ops {
+                            apply_op(&self.cfg, &mut m, &key, op, value)?;
+                        }
+                        m
+                    }
+                };
+                let validated = crate::log::topic_config::validate_all(&proposed)?;
+                if validate_only {
+                    return Ok(());
+                }
+                let recs = next.config_records(&t, &validated);
+                apply_all(&mut next, &recs)?;
+                records.extend(recs);
+                Ok(())
+            })
+            .collect();
+        let out = self.commit(records, next, results).await;
+        drop(turn);
+        out
+    }
+}
+
+/// Applies records the controller built (so later items of the same request see
+/// them). A refusal means the controller's own validation missed a case.
+fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<()> {
+    for r in records {
+        image.apply(r).map_err(|e| Error::Io(std::io::Error::other(format!("metadata record refused: {e}"))))?;
+    }
+    Ok(())
+}
+
+/// One IncrementalAlterConfigs operation on a topic's overrides. APPEND and
+/// SUBTRACT work on list configs only, starting from the effective value (the
+/// broker default when the topic has no override), as Kafka does.
+fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, key: &str, op: AlterOp, value: Option<String>) -> Result<()> {
+    use crate::log::topic_config::{def, effective, BrokerValues, Kind};
+    let d = def(key).ok_or_else(|| Error::InvalidConfig(format!("unknown or unsupported topic config `{key}`")))?;
+    match op {
+        AlterOp::Set => {
+            let v = value.ok_or_else(|| Error::InvalidConfig(format!("SET of `{key}` needs a value")))?;
+            m.insert(key.to_string(), v);
+        }
+        AlterOp::Delete => {
+            m.remove(key);
+        }
+        AlterOp::Append | AlterOp::Subtract => {
+            if !matches!(d.kind, Kind::List(_)) {
+                return Err(Error::InvalidConfig(format!("`{key}` is not a list; APPEND and SUBTRACT need a list config")));
+            }
+            let v = value.ok_or_else(|| Error::InvalidConfig(format!("APPEND/SUBTRACT of `{key}` needs a value")))?;
+            let (current, _) = effective(&BrokerValues::of(cfg), m, d);
+            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            for x in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if op == AlterOp::Append {
+                    if !items.iter().any(|i| i == x) {
+                        items.push(x.to_string());
+                    }
+                } else {
+                    items.retain(|i| i != x);
+                }
+            }
+            m.insert(key.to_string(), items.join(","));
+        }
+    }
+    Ok(())
+}
