@@ -60,6 +60,21 @@ impl MetadataImage {
         MetadataImage { cluster_id, version: 0, topics: BTreeMap::new(), names: BTreeMap::new(), next_producer_id: 0 }
     }
 
+    /// Unit tests' image: topics (name, id, partition count) led by broker 0, at `version`.
+    #[cfg(test)]
+    pub fn for_tests(topics: &[(&str, Uuid, usize)], version: u64) -> MetadataImage {
+        let mut img = MetadataImage::empty("c".into());
+        for (name, topic_id, n) in topics {
+            img.apply(&MetadataRecord::Topic { name: name.to_string(), topic_id: *topic_id }).expect("new topic");
+            for p in 0..*n as i32 {
+                let rec = MetadataRecord::Partition { topic_id: *topic_id, partition: p, replicas: vec![0], isr: vec![0], leader: 0, leader_epoch: 0 };
+                img.apply(&rec).expect("partition");
+            }
+        }
+        img.version = version;
+        img
+    }
+
     /// One partition's state, if the partition exists.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
         self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)

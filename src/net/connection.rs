@@ -80,10 +80,11 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                         if need > 4 && reserved.is_none() {
                             reserved = Some(memory.reserve(need - 4).await);
                         }
-                        // Room for the rest of this frame (at most READ_MAX_BYTES per read),
-                        // but at least one chunk so pipelined requests come in together.
-                        let read_len = need.saturating_sub(buf.len()).clamp(READ_CHUNK_BYTES, READ_MAX_BYTES);
-                        buf.reserve(read_len);
+                        // Room for the whole rest of this frame in one allocation (growing a
+                        // chunk at a time would double the buffer and leave copies behind, so
+                        // memory would exceed the bytes reserved above), but at least one chunk
+                        // so pipelined requests come in together. Reads fill it a window at a time.
+                        buf.reserve(need.saturating_sub(buf.len()).max(READ_CHUNK_BYTES));
                     }
                 }
                 let start = buf.len();

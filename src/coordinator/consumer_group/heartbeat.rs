@@ -400,15 +400,10 @@ impl ConsumerGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{PartitionMeta, TopicMeta};
 
     fn image(topics: &[(&str, u128, usize)], version: u64) -> MetadataImage {
-        let mut img = MetadataImage { cluster_id: "c".into(), version, topics: Default::default(), next_producer_id: 0 };
-        for (name, id, n) in topics {
-            let p = PartitionMeta { owner_shard: 0, leader: 0, leader_epoch: 0, replicas: vec![0], isr: vec![0] };
-            img.topics.insert(name.to_string(), TopicMeta { name: name.to_string(), topic_id: Uuid::from_u128(*id), partitions: vec![p; *n], configs: Default::default() });
-        }
-        img
+        let topics: Vec<(&str, Uuid, usize)> = topics.iter().map(|(n, id, p)| (*n, Uuid::from_u128(*id), *p)).collect();
+        MetadataImage::for_tests(&topics, version)
     }
 
     fn join(id: &str, topics: &[&str]) -> Heartbeat {

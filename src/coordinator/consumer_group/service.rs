@@ -357,13 +357,9 @@ mod replay_tests {
     use crate::coordinator::{partition_for, OFFSETS_TOPIC};
     use crate::io::ring::Ring;
     use crate::log::{LogConfig, PartitionLog};
-    use crate::metadata::{PartitionMeta, TopicMeta};
 
     fn image() -> MetadataImage {
-        let mut img = MetadataImage { cluster_id: "c".into(), version: 1, topics: Default::default(), next_producer_id: 0 };
-        let p = PartitionMeta { owner_shard: 0, leader: 0, leader_epoch: 0, replicas: vec![0], isr: vec![0] };
-        img.topics.insert("t".into(), TopicMeta { name: "t".into(), topic_id: Uuid::from_u128(7), partitions: vec![p; 4], configs: Default::default() });
-        img
+        MetadataImage::for_tests(&[("t", Uuid::from_u128(7), 4)], 1)
     }
 
     fn join(member: &str) -> ConsumerGroupHeartbeatRequest {
