@@ -9,6 +9,7 @@
 #   running URL NAME...               until each connector and all its tasks are RUNNING
 #   config-is URL NAME KEY=VALUE...   GET /connectors/NAME/config equals the given config
 #   listed URL NAME...                GET /connectors is exactly these names
+#   status URL                        prints every connector's and task's state and trace
 #   delete URL NAME                   DELETE -> 204, then GET -> 404 and not listed
 #   internal-topics --bootstrap B CONFIG OFFSET STATUS
 #                                     the three topics exist with cleanup.policy=compact
@@ -16,10 +17,18 @@
 #   source-position --bootstrap B --topic OFFSETS --connector N --file F --expect P
 #                                     until the newest record for N's file in the offsets
 #                                     topic says {"position": P}
+#   topic-configs --bootstrap B --topic T [--partitions N] KEY=VALUE...
+#                                     T has N partitions (default 1) and these configs
 #   tombstone --bootstrap B --topic CONFIGS --key K
 #                                     the newest record with key K is a tombstone
 #   committed --bootstrap B --group G --topic T --expect N
 #                                     G's committed offsets on T add up to N
+#   topic-equals --bootstrap B --topic T --file F [--bytes P]
+#                                     until T read with read_committed is F's lines
+#                                     (with P: the lines in F's first P bytes)
+#   position URL NAME                 prints the source's position (GET .../offsets)
+#   settled URL NAME [--quiet S]      prints it once it has not moved for S seconds
+#   task-worker URL NAME              prints the worker_id running NAME's task 0
 #
 # Convention (compat_common.py): exit 0 on success, else a last "FAIL: ..." line.
 
@@ -145,6 +154,19 @@ def running(args):
             time.sleep(0.5)
 
 
+def show_status(args):
+    """Every connector's and task's state, with the first line of any trace
+    (printed when a copy fails, to say why)."""
+    status, body = rest("GET", f"{args.url}/connectors?expand=status")
+    if status != 200:
+        die(f"GET /connectors?expand=status: status {status}: {body}")
+    for name, entry in sorted(body.items()):
+        st = entry["status"]
+        for what, s in [("connector", st["connector"])] + [(f"task {t['id']}", t) for t in st["tasks"]]:
+            trace = (s.get("trace") or "").strip().splitlines()
+            print(f"{name} {what}: {s['state']}" + (f": {trace[0]}" if trace else ""))
+
+
 def config_is(args):
     want = {**parse_config(args.config), "name": args.name}
     status, body = rest("GET", f"{args.url}/connectors/{args.name}/config")
@@ -197,11 +219,30 @@ def internal_topics(args):
               f" cleanup.policy=compact")
 
 
-def read_topic(bootstrap, topic, timeout):
-    """Every record of TOPIC, all partitions, up to the high watermarks at the call."""
+def topic_configs(args):
+    """TOPIC has --partitions partitions and these config values (DescribeConfigs)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+    want = parse_config(args.config)
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    metadata = admin.list_topics(args.topic, timeout=10).topics.get(args.topic)
+    if metadata is None or metadata.error is not None or len(metadata.partitions) != args.partitions:
+        die(f"{args.topic}: metadata {metadata and metadata.error}, partitions"
+            f" {metadata and sorted(metadata.partitions)}, expected {args.partitions}")
+    entries = admin.describe_configs([ConfigResource("topic", args.topic)])
+    entries = next(iter(entries.values())).result(timeout=15)
+    got = {k: entries[k].value if k in entries else None for k in want}
+    if got != want:
+        die(f"{args.topic}: configs {got}, expected {want}")
+    print(f"{args.topic}: {args.partitions} partition(s), {want}")
+
+
+def read_topic(bootstrap, topic, timeout, isolation_level="read_uncommitted"):
+    """Every record of TOPIC, all partitions, up to the end offsets at the call
+    (with read_committed: the last stable offsets)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compat-connect-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "isolation.level": isolation_level})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         parts = sorted(metadata.topics[topic].partitions)
@@ -261,6 +302,72 @@ def tombstone(args):
     print(f"{args.topic}: {args.key} ends with a tombstone")
 
 
+def topic_equals(args):
+    """The topic's records, read with read_committed, are the file's lines --
+    with --bytes P only those in its first P bytes: all of them, in order,
+    each once (a 1-partition topic)."""
+    data = open(args.file, "rb").read()
+    if args.bytes is not None:
+        if not 0 < args.bytes <= len(data) or data[args.bytes - 1:args.bytes] != b"\n":
+            die(f"{args.bytes} is not the end of a line of {args.file} ({len(data)} bytes)")
+        data = data[:args.bytes]
+    want = data.split(b"\n")[:-1]
+    deadline = time.monotonic() + args.timeout
+    while True:
+        got = [m.value() for m in read_topic(args.bootstrap, args.topic, args.timeout,
+                                             isolation_level="read_committed")]
+        if got == want:
+            print(f"{args.topic} (read_committed) holds the {len(want)} lines of"
+                  f" {args.file}{'' if args.bytes is None else f' up to byte {args.bytes}'}")
+            return
+        if len(got) >= len(want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+    die(f"{args.topic} (read_committed) has {len(got)} records, {args.file} {len(want)} lines;"
+        f" first difference at record {first}:"
+        f" {got[first] if first < len(got) else None!r} vs {want[first] if first < len(want) else None!r}")
+
+
+def source_offset(url, name):
+    status, body = rest("GET", f"{url}/connectors/{name}/offsets")
+    if status != 200:
+        die(f"GET /connectors/{name}/offsets: status {status}: {body}")
+    offsets = body.get("offsets") or [{"offset": {"position": 0}}]
+    return offsets[0]["offset"]["position"]
+
+
+def settled(args):
+    """Waits until the source's position (GET /connectors/NAME/offsets) has
+    not moved for --quiet seconds and prints it, for run.sh."""
+    deadline = time.monotonic() + args.timeout
+    last, since = None, time.monotonic()
+    while True:
+        position = source_offset(args.url, args.name)
+        if position != last:
+            last, since = position, time.monotonic()
+        elif time.monotonic() - since >= args.quiet:
+            print(position)
+            return
+        if time.monotonic() > deadline:
+            die(f"{args.name}'s position still moving after {args.timeout:.0f}s (at {position})")
+        time.sleep(0.5)
+
+
+def position(args):
+    """The source's position as the worker's REST API reports it (GET
+    /connectors/NAME/offsets: the offsets topic), or 0; printed for run.sh."""
+    print(source_offset(args.url, args.name))
+
+
+def task_worker(args):
+    """The worker_id (host:port) running task 0 of NAME, printed for run.sh."""
+    status, body = rest("GET", f"{args.url}/connectors/{args.name}/status")
+    if status != 200 or not body.get("tasks"):
+        die(f"GET /connectors/{args.name}/status: status {status}: {body}")
+    print(body["tasks"][0]["worker_id"])
+
+
 def committed(args):
     from confluent_kafka import Consumer, TopicPartition
     consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
@@ -291,6 +398,7 @@ def main():
     for name, run in (("running", running), ("listed", listed)):
         s = sub.add_parser(name); s.add_argument("url"); s.add_argument("names", nargs="*")
         s.set_defaults(run=run)
+    s = sub.add_parser("status"); s.add_argument("url"); s.set_defaults(run=show_status)
     s = sub.add_parser("delete"); s.add_argument("url"); s.add_argument("name")
     s.set_defaults(run=delete)
     s = sub.add_parser("internal-topics"); s.add_argument("--bootstrap", required=True)
@@ -302,6 +410,17 @@ def main():
     s = sub.add_parser("tombstone"); s.add_argument("--bootstrap", required=True)
     s.add_argument("--topic", required=True); s.add_argument("--key", required=True)
     s.set_defaults(run=tombstone)
+    s = sub.add_parser("topic-equals"); s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True); s.add_argument("--file", required=True)
+    s.add_argument("--bytes", type=int); s.set_defaults(run=topic_equals)
+    s = sub.add_parser("topic-configs"); s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True); s.add_argument("--partitions", type=int, default=1)
+    s.add_argument("config", nargs="+"); s.set_defaults(run=topic_configs)
+    s = sub.add_parser("settled"); s.add_argument("url"); s.add_argument("name")
+    s.add_argument("--quiet", type=float, default=3.0); s.set_defaults(run=settled)
+    for name, run in (("position", position), ("task-worker", task_worker)):
+        s = sub.add_parser(name); s.add_argument("url"); s.add_argument("name")
+        s.set_defaults(run=run)
     s = sub.add_parser("committed"); s.add_argument("--bootstrap", required=True)
     s.add_argument("--group", required=True); s.add_argument("--topic", required=True)
     s.add_argument("--expect", type=int, required=True); s.set_defaults(run=committed)

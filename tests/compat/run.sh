@@ -24,6 +24,9 @@
 #   COMPAT_ONLY    bash regex matched (=~) against each test's name: only the
 #                  tests that match run; the others are neither run nor counted
 #                  (e.g. COMPAT_ONLY='^connect-'). Unset: every test runs.
+# Kafka Connect (tests/compat/connect pins connect-runtime; connect_check.py)
+# runs standalone, distributed and distributed exactly-once workers (see the
+# "Kafka Connect" section); skipped with one SKIP line without mvn or java.
 # Most tests assign partitions by hand; kafka_python_groups.py covers consumer groups;
 # kafka_python_idempotent.py and txn_confluent.py cover idempotent and
 # transactional producers (issue 7); tests/compat/java/ covers the Java client
@@ -108,7 +111,7 @@ stop_broker() {
 }
 
 on_exit() {  # silent: the summary line must stay the last line printed
-    connect_stop_worker 10 >/dev/null 2>&1
+    connect_stop_all 5
     stop_broker 10
     if [ "$FAILED" -eq 0 ] && [ "${COMPAT_KEEP:-0}" != 1 ]; then
         rm -rf "$WORK"
@@ -367,8 +370,9 @@ test_java() {  # VERSION CHECK
 #   connect-distributed: ConnectDistributed, JsonConverter without schemas,
 #     group.id and config/offset/status topics at replication factor 1. The
 #     three internal topics exist, compacted (DescribeConfigs); a source and a
-#     sink are created over REST, RUNNING, and copy 5000 lines; the source's
-#     position reaches the offsets topic. The worker is stopped, 1000 lines are
+#     sink are created over REST, RUNNING, and copy 5000 lines; the worker
+#     created the source's topic with the configs the connector asked for
+#     (topic.creation.*); the source's position reaches the offsets topic. The worker is stopped, 1000 lines are
 #     appended, and a new worker reads both connectors' configs back from the
 #     config topic and copies the new lines without duplicating old ones
 #     (source position from the offsets topic, sink position from the group's
@@ -379,13 +383,17 @@ test_java() {  # VERSION CHECK
 #     in UTF-16 chars but resumes by skipping that many bytes, so a restart
 #     after multi-byte text resumes mid-line. That is connect-file's own
 #     defect (its bytecode: InputStream.skip(position)), not the broker's.
+#   connect-distributed-eos: two workers with exactly-once source support;
+#     the one running the source task is SIGKILLed mid-copy (see
+#     test_connect_distributed_eos).
 # Each worker runs under `timeout` (its own process group) and is killed on
 # exit. A WARN/ERROR line in a worker's log fails the test unless
 # connect_log_check names it benign; so does one in the broker's stderr.
 CONNECT_DIR=$HERE/connect
 CONNECT_CHECK=$HERE/connect_check.py
 CONNECT_CP=""
-CONNECT_WORKER_PID=""    # the running worker's `timeout` wrapper
+CONNECT_WORKER_PID=""    # the worker started last: its `timeout` wrapper's pid
+CONNECT_PIDS=()          # every worker still running, stopped on exit
 
 test_connect_build() {
     local out="$PWD/$CONNECT_DIR/target"
@@ -399,6 +407,8 @@ free_port() {  # a port nothing listens on now (the worker binds it a moment lat
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Start a worker in the background under `timeout`, which makes itself a
+# process-group leader: killing the group -PID kills the JVM too.
 connect_start_worker() {  # CLASS LOG ARGS...: CLASS is ConnectStandalone or ConnectDistributed
     local class=$1 log=$2; shift 2
     timeout -k 5 "$CLIENT_TIMEOUT" java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
@@ -407,15 +417,26 @@ connect_start_worker() {  # CLASS LOG ARGS...: CLASS is ConnectStandalone or Con
         -cp "$CONNECT_CP" "org.apache.kafka.connect.cli.$class" "$@" \
         >>"$log" 2>&1 </dev/null &
     CONNECT_WORKER_PID=$!
+    CONNECT_PIDS+=("$!")
     echo "worker $class started (pid $CONNECT_WORKER_PID), log $log"
 }
 
-# SIGTERM the worker and wait up to GRACE seconds: Connect's shutdown hook
-# stops the connectors, commits the sinks' offsets and leaves the group.
-connect_stop_worker() {  # GRACE
-    local grace=$1 pid=$CONNECT_WORKER_PID i rc
+connect_forget() {  # PID: no longer running
+    local p keep=()
+    for p in ${CONNECT_PIDS[@]+"${CONNECT_PIDS[@]}"}; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    CONNECT_PIDS=(${keep[@]+"${keep[@]}"})
+    [ "$CONNECT_WORKER_PID" != "$1" ] || CONNECT_WORKER_PID=""
+}
+
+# SIGTERM a worker (default: the last started) and wait up to GRACE seconds:
+# Connect's shutdown hook stops the connectors, commits the sinks' offsets
+# and leaves the group.
+connect_stop_worker() {  # GRACE [PID]
+    local grace=$1 pid=${2:-$CONNECT_WORKER_PID} i rc
     [ -n "$pid" ] || return 0
-    CONNECT_WORKER_PID=""
+    connect_forget "$pid"
     kill -TERM "$pid" 2>/dev/null
     for ((i = 0; i < grace * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
@@ -436,6 +457,14 @@ connect_stop_worker() {  # GRACE
     echo "worker stopped $((i / 10)).$((i % 10))s after SIGTERM (status $rc)"
 }
 
+connect_stop_all() {  # GRACE: every worker still running (on failure and on exit)
+    local pid
+    for pid in ${CONNECT_PIDS[@]+"${CONNECT_PIDS[@]}"}; do
+        connect_stop_worker "$1" "$pid" >/dev/null 2>&1
+    done
+    CONNECT_PIDS=()
+}
+
 # A worker's log ends with "Kafka Connect stopped" after a clean stop, and has
 # no WARN/ERROR line but the ones Connect logs on a healthy run:
 #  - "Catching up to assignment's config offset": a starting herder's config
@@ -443,9 +472,9 @@ connect_stop_worker() {  # GRACE
 #  - "Close timed out with N pending requests to coordinator": the worker
 #    closes its group client with a zero timer (AbstractCoordinator.close()),
 #    so the LeaveGroup it has just queued is always still pending.
-connect_log_check() {  # LOG
+connect_log_check() {  # LOG [killed]: "killed" if the worker was SIGKILLed on purpose
     local bad
-    if ! grep -q 'Kafka Connect stopped' "$1"; then
+    if [ "${2:-}" != killed ] && ! grep -q 'Kafka Connect stopped' "$1"; then
         echo "FAIL: $1 has no 'Kafka Connect stopped' line: the worker did not stop cleanly" >&2
         return 1
     fi
@@ -471,8 +500,9 @@ broker_log_check() {  # LINE: no WARN/ERROR in the broker's stderr after line LI
 }
 
 # Wait up to SECONDS for OUT to have as many lines as IN, then OUT must equal
-# IN byte for byte: the same lines, in order, none twice.
-connect_wait_copy() {  # IN OUT SECONDS
+# IN byte for byte: the same lines, in order, none twice. On failure the
+# worker at URL (if given) says what its connectors and tasks are doing.
+connect_wait_copy() {  # IN OUT SECONDS [URL]
     local want have=0 i
     want=$(wc -l <"$1")
     for ((i = 0; i < $3 * 2; i++)); do
@@ -481,6 +511,7 @@ connect_wait_copy() {  # IN OUT SECONDS
         sleep 0.5
     done
     if ! cmp -s "$1" "$2"; then
+        [ -z "${4:-}" ] || py "$CONNECT_CHECK" status "$4" >&2
         diff "$1" "$2" 2>&1 | head -n 10 | cut -c 1-200 >&2
         echo "FAIL: the sink's file has $have lines, the source's $want, and they differ" \
              "(diff above)" >&2
@@ -523,9 +554,9 @@ EOF
         "$d/source.properties" "$d/sink.properties"
     if ! { py "$CONNECT_CHECK" wait-rest "$url" &&
            py "$CONNECT_CHECK" running "$url" file-source file-sink &&
-           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 &&
+           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 "$url" &&
            connect_stop_worker 30; }; then
-        connect_stop_worker 10
+        connect_stop_all 10
         return 1
     fi
     py "$CONNECT_CHECK" committed --bootstrap "$BOOTSTRAP" --group connect-file-sink \
@@ -559,8 +590,13 @@ listeners=http://127.0.0.1:$port
 rest.advertised.host.name=127.0.0.1
 plugin.discovery=only_scan
 EOF
+    # The worker creates the source's topic itself (KIP-158 topic.creation.*),
+    # passing these topic configs through CreateTopics.
+    local created=(compression.type=lz4 retention.ms=86400000 min.compaction.lag.ms=60000)
     local source=(connector.class=org.apache.kafka.connect.file.FileStreamSourceConnector
-                  tasks.max=1 "file=$d/in.txt" "topic=$t")
+                  tasks.max=1 "file=$d/in.txt" "topic=$t"
+                  topic.creation.default.partitions=1 topic.creation.default.replication.factor=1
+                  "${created[@]/#/topic.creation.default.}")
     local sink=(connector.class=org.apache.kafka.connect.file.FileStreamSinkConnector
                 tasks.max=1 "file=$d/out.txt" "topics=$t")
     local check=(py "$CONNECT_CHECK")
@@ -573,11 +609,12 @@ EOF
            "${check[@]}" create "$url" file-source "${source[@]}" &&
            "${check[@]}" create "$url" file-sink "${sink[@]}" &&
            "${check[@]}" running "$url" file-source file-sink &&
-           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 &&
+           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 "$url" &&
+           "${check[@]}" topic-configs --bootstrap "$BOOTSTRAP" --topic "$t" "${created[@]}" &&
            "${check[@]}" source-position --bootstrap "$BOOTSTRAP" --topic "$offsets" \
                --connector file-source --file "$d/in.txt" --expect "$(wc -c <"$d/in.txt")" &&
            connect_stop_worker 30; }; then
-        connect_stop_worker 10
+        connect_stop_all 10
         return 1
     fi
     connect_log_check "$d/worker-1.log" || return 1
@@ -590,10 +627,10 @@ EOF
            "${check[@]}" config-is "$url" file-source "${source[@]}" &&
            "${check[@]}" config-is "$url" file-sink "${sink[@]}" &&
            "${check[@]}" running "$url" file-source file-sink &&
-           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 &&
+           connect_wait_copy "$d/in.txt" "$d/out.txt" 60 "$url" &&
            "${check[@]}" source-position --bootstrap "$BOOTSTRAP" --topic "$offsets" \
                --connector file-source --file "$d/in.txt" --expect "$(wc -c <"$d/in.txt")"; }; then
-        connect_stop_worker 10
+        connect_stop_all 10
         return 1
     fi
 
@@ -609,7 +646,7 @@ EOF
            "${check[@]}" committed --bootstrap "$BOOTSTRAP" --group connect-file-sink \
                --topic "$t" --expect "$(wc -l <"$d/out-at-delete.txt")" &&
            connect_stop_worker 30; }; then
-        connect_stop_worker 10
+        connect_stop_all 10
         return 1
     fi
     if ! cmp -s "$d/out-at-delete.txt" "$d/out.txt"; then
@@ -621,10 +658,122 @@ EOF
     connect_log_check "$d/worker-2.log" && broker_log_check "$since"
 }
 
+# Two workers, exactly.once.source.support=enabled: the source task writes
+# each poll's records and its position in one transaction (transactional id
+# GROUP-CONNECTOR-TASK; the leader fences zombies through InitProducerId). The
+# worker running the task is SIGKILLed mid-copy, with transactions in
+# flight; the survivor takes the task over after the session timeout and the
+# scheduled rebalance delay, fences the dead producer (its open transaction
+# is aborted) and resumes from the committed position. Once that position has
+# settled, the topic read with read_committed must hold exactly the lines
+# before it: each once, in order, none missing -- records and position are
+# committed together or not at all.
+# (The position settles short of the file's end: with batch.size=5,
+# FileStreamSourceTask leaves the lines it has already buffered unread until
+# its file grows again -- it polls its reader's ready() -- so the check is
+# against the position, not the whole file.)
+test_connect_distributed_eos() {
+    local d="$WORK/connect-eos" t="connect-eos-$RUN" since w i port size pos victim
+    local urls=() pids=() check=(py "$CONNECT_CHECK") survivor="" survivor_pid="" survivor_log=""
+    local dead=""
+    since=$(wc -l <"$WORK/broker.err")
+    mkdir -p "$d"
+    py "$CONNECT_CHECK" lines 6000 --ascii --tag "eos-$RUN" >"$d/in.txt" || return 1
+    size=$(wc -c <"$d/in.txt")
+    for w in 0 1; do
+        port=$(free_port) || return 1
+        urls+=("http://127.0.0.1:$port")
+        cat >"$d/worker-$w.properties" <<EOF
+bootstrap.servers=$BOOTSTRAP
+group.id=connect-eos-$RUN
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.storage.StringConverter
+config.storage.topic=connect-eos-configs-$RUN
+offset.storage.topic=connect-eos-offsets-$RUN
+status.storage.topic=connect-eos-status-$RUN
+config.storage.replication.factor=1
+offset.storage.replication.factor=1
+status.storage.replication.factor=1
+listeners=http://127.0.0.1:$port
+rest.advertised.host.name=127.0.0.1
+plugin.discovery=only_scan
+exactly.once.source.support=enabled
+session.timeout.ms=6000
+heartbeat.interval.ms=1000
+scheduled.rebalance.max.delay.ms=2000
+EOF
+        connect_start_worker ConnectDistributed "$d/worker-$w.log" "$d/worker-$w.properties"
+        pids+=("$CONNECT_WORKER_PID")
+    done
+    local source=(connector.class=org.apache.kafka.connect.file.FileStreamSourceConnector
+                  tasks.max=1 "file=$d/in.txt" "topic=$t" batch.size=5
+                  exactly.once.support=required transaction.boundary=poll)
+    if ! { "${check[@]}" wait-rest "${urls[0]}" && "${check[@]}" wait-rest "${urls[1]}" &&
+           "${check[@]}" create "${urls[0]}" file-source "${source[@]}" &&
+           "${check[@]}" running "${urls[0]}" file-source; }; then
+        connect_stop_all 10
+        return 1
+    fi
+
+    echo "== SIGKILL the worker running the task, a fifth of the way in"
+    for ((i = 0; i < 240; i++)); do
+        pos=$("${check[@]}" position "${urls[0]}" file-source) || { connect_stop_all 10; return 1; }
+        [ "$pos" -ge $((size / 5)) ] && break
+        sleep 0.25
+    done
+    victim=$("${check[@]}" task-worker "${urls[0]}" file-source) || { connect_stop_all 10; return 1; }
+    for w in 0 1; do
+        if [ "${urls[$w]}" = "http://$victim" ]; then
+            kill -KILL -- "-${pids[$w]}" 2>/dev/null
+            wait "${pids[$w]}" 2>/dev/null
+            connect_forget "${pids[$w]}"
+            dead=$d/worker-$w.log
+        else
+            survivor=${urls[$w]}
+            survivor_pid=${pids[$w]}
+            survivor_log=$d/worker-$w.log
+        fi
+    done
+    if [ -z "$dead" ] || [ -z "$survivor" ]; then
+        echo "FAIL: the task runs on $victim, which is neither worker (${urls[*]})" >&2
+        connect_stop_all 10
+        return 1
+    fi
+    echo "killed $victim at source position $pos of $size bytes"
+    if [ "$pos" -ge "$size" ]; then
+        echo "FAIL: the source had copied the whole file before the kill; nothing to take over" >&2
+        connect_stop_all 10
+        return 1
+    fi
+
+    echo "== the survivor ${survivor#http://} takes the task over"
+    for ((i = 0; i < 120; i++)); do
+        [ "$("${check[@]}" task-worker "$survivor" file-source 2>/dev/null)" = "${survivor#http://}" ] \
+            && break
+        sleep 0.5
+    done
+    local final
+    if ! { "${check[@]}" running "$survivor" file-source &&
+           final=$("${check[@]}" settled "$survivor" file-source) &&
+           echo "the source's position settled at $final of $size bytes" &&
+           if [ "$final" -le "$pos" ]; then
+               echo "FAIL: the survivor copied nothing after the takeover (position $final)" >&2
+               false
+           fi &&
+           "${check[@]}" topic-equals --bootstrap "$BOOTSTRAP" --topic "$t" --file "$d/in.txt" \
+               --bytes "$final" &&
+           connect_stop_worker 30 "$survivor_pid"; }; then
+        connect_stop_all 10
+        return 1
+    fi
+    connect_log_check "$survivor_log" && connect_log_check "$dead" killed &&
+        broker_log_check "$since"
+}
+
 connect_selected() {  # is any Connect test selected by COMPAT_ONLY?
     local name
     [ -z "${COMPAT_ONLY:-}" ] && return 0
-    for name in connect-build connect-standalone connect-distributed; do
+    for name in connect-build connect-standalone connect-distributed connect-distributed-eos; do
         [[ $name =~ $COMPAT_ONLY ]] && return 0
     done
     return 1
@@ -702,6 +851,7 @@ else
     if [ -n "$CONNECT_CP" ]; then
         run_test connect-standalone test_connect_standalone
         run_test connect-distributed test_connect_distributed
+        run_test connect-distributed-eos test_connect_distributed_eos
     fi
 fi
 run_test broker-sigterm-shutdown test_sigterm_shutdown
