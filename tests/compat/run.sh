@@ -359,9 +359,9 @@ test_java() {  # VERSION CHECK
 # ---- Kafka Connect (issue 14) ----
 # Real Connect workers -- connect-runtime and connect-file 4.1.1, pinned in
 # tests/compat/connect/pom.xml, which compiles nothing and only writes their
-# classpath -- run against the broker, started as Kafka's bin/connect-*.sh
-# start them; connect_check.py drives their REST API and reads what they wrote
-# to the broker.
+# classpath -- run against the broker, started the way Kafka's
+# bin/connect-*.sh scripts start them; connect_check.py drives their REST API
+# and reads what they wrote to the broker.
 #   connect-standalone: ConnectStandalone, StringConverter. FileStreamSource
 #     copies a 5000-line file (multi-byte UTF-8, empty, blank, tab, quoted and
 #     10 kB lines) into a topic, FileStreamSink copies the topic into a file:
@@ -372,8 +372,9 @@ test_java() {  # VERSION CHECK
 #     three internal topics exist, compacted (DescribeConfigs); a source and a
 #     sink are created over REST, RUNNING, and copy 5000 lines; the worker
 #     created the source's topic with the configs the connector asked for
-#     (topic.creation.*); the source's position reaches the offsets topic. The worker is stopped, 1000 lines are
-#     appended, and a new worker reads both connectors' configs back from the
+#     (topic.creation.*); the source's position reaches the offsets topic.
+#     The worker is stopped, 1000 lines are appended, and a new worker reads
+#     both connectors' configs back from the
 #     config topic and copies the new lines without duplicating old ones
 #     (source position from the offsets topic, sink position from the group's
 #     committed offsets). DELETE of the sink: 404, no longer listed, a
