@@ -167,6 +167,12 @@ pub struct Config {
     pub log_cleaner_min_cleanable_ratio: f64,
     /// `log.cleaner.delete.retention.ms`: how long tombstones survive compaction.
     pub log_cleaner_delete_retention_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`: records younger than this are not compacted.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`: a compacted log with an uncleaned record
+    /// older than this is cleaned whatever its dirty ratio (and its active segment
+    /// rolls at this age, so the record can be cleaned).
+    pub log_cleaner_max_compaction_lag_ms: i64,
     /// `compression.type`: `producer` (store as sent) or a codec to re-compress with.
     pub compression_type: String,
     /// `log.message.timestamp.before.max.ms`: oldest CreateTime accepted, relative to now.
@@ -236,6 +242,8 @@ impl Default for Config {
             log_cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
             log_cleaner_min_cleanable_ratio: 0.5,
             log_cleaner_delete_retention_ms: 86_400_000,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
             compression_type: "producer".into(),
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
@@ -406,6 +414,8 @@ impl Config {
             "log.cleaner.dedupe.buffer.size" => self.log_cleaner_dedupe_buffer_size = parse_num(key, v)?,
             "log.cleaner.min.cleanable.ratio" => self.log_cleaner_min_cleanable_ratio = topic_kind(key, "min.cleanable.dirty.ratio", v)?.parse().map_err(|_| bad(key, "not a number"))?,
             "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms = topic_kind(key, "delete.retention.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.cleaner.min.compaction.lag.ms" => self.log_cleaner_min_compaction_lag_ms = topic_kind(key, "min.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.cleaner.max.compaction.lag.ms" => self.log_cleaner_max_compaction_lag_ms = topic_kind(key, "max.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
             "compression.type" => self.compression_type = topic_kind(key, "compression.type", v)?,
             "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = topic_kind(key, "message.timestamp.before.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
             "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = topic_kind(key, "message.timestamp.after.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
@@ -447,7 +457,9 @@ impl Config {
             ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
             ("log.cleaner.delete.retention.ms", self.log_cleaner_delete_retention_ms.to_string()),
             ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            ("log.cleaner.max.compaction.lag.ms", self.log_cleaner_max_compaction_lag_ms.to_string()),
             ("log.cleaner.min.cleanable.ratio", self.log_cleaner_min_cleanable_ratio.to_string()),
+            ("log.cleaner.min.compaction.lag.ms", self.log_cleaner_min_compaction_lag_ms.to_string()),
             ("log.cleaner.threads", self.log_cleaner_threads.to_string()),
             ("log.cleanup.policy", self.log_cleanup_policy.clone()),
             ("log.dirs", self.log_dir.display().to_string()),
@@ -542,6 +554,9 @@ impl Config {
         }
         if self.offsets_topic_num_partitions < 1 {
             return Err(bad("offsets.topic.num.partitions", "must be at least 1"));
+        }
+        if self.log_cleaner_min_compaction_lag_ms > self.log_cleaner_max_compaction_lag_ms {
+            return Err(bad("log.cleaner.min.compaction.lag.ms", "must not exceed log.cleaner.max.compaction.lag.ms"));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(bad("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms"));

@@ -217,6 +217,19 @@ impl<'a> BatchReader<'a> {
     }
 }
 
+/// The max timestamp of a closed segment's first batch (None when the segment
+/// is empty): Kafka's `getFirstBatchTimestampForSegments`, which
+/// `max.compaction.lag.ms` is measured from.
+pub fn first_batch_max_timestamp(file: &File, size: u64) -> io::Result<Option<i64>> {
+    if size < BATCH_HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut header = [0u8; BATCH_HEADER_LEN];
+    file.read_exact_at(&mut header, 0)?;
+    let h = BatchHeader::parse(&header).map_err(|e| invalid(format!("first batch: {e}")))?;
+    Ok(Some(h.max_timestamp))
+}
+
 /// Builds the offset map of the dirty section: for every keyed record of every
 /// non-control, non-transactional batch from `start_offset` on (batches wholly
 /// below it are skipped), key -> latest offset.

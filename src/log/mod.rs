@@ -36,7 +36,8 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub struct LogConfig {
     /// `segment.bytes`: roll before a segment would exceed this.
     pub segment_bytes: u64,
-    /// `segment.ms`: roll a non-empty segment older than this.
+    /// `segment.ms` (compacted logs: at most `max.compaction.lag.ms`): roll a
+    /// non-empty segment older than this.
     pub roll_ms: u64,
     /// `index.interval.bytes`: log bytes between sparse index entries.
     pub index_interval_bytes: u64,
@@ -60,6 +61,12 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.cleanable.dirty.ratio`.
     pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: the cleaner stops at the first dirty segment
+    /// holding a record younger than this.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log
+    /// cleanable whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
     /// `compression.type`: None = `producer` (store as sent), else the codec to store.
     pub compression: Option<kafka_protocol::records::Compression>,
     /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics).
@@ -82,9 +89,15 @@ impl LogConfig {
         let flush = |name: &str| Some(num(name)).filter(|&n| n > 0 && n != i64::MAX).map(|n| n as u64);
         let limit = |name: &str| Some(num(name)).filter(|&n| n >= 0);
         let policy = text("cleanup.policy");
+        let compact = policy.split(',').any(|p| p == "compact");
+        let max_compaction_lag_ms = num("max.compaction.lag.ms").max(1);
+        // As Kafka's LogConfig.maxSegmentMs: a compacted log rolls its active
+        // segment by max.compaction.lag.ms too, since the cleaner never touches
+        // the active segment and the lag could not be kept otherwise.
+        let roll_ms = if compact { num("segment.ms").min(max_compaction_lag_ms) } else { num("segment.ms") };
         LogConfig {
             segment_bytes: num("segment.bytes") as u64,
-            roll_ms: num("segment.ms") as u64,
+            roll_ms: roll_ms as u64,
             index_interval_bytes: num("index.interval.bytes").max(1) as u64,
             flush_messages: flush("flush.messages"),
             flush_ms: flush("flush.ms"),
@@ -93,9 +106,11 @@ impl LogConfig {
             retention_ms: limit("retention.ms"),
             retention_bytes: limit("retention.bytes"),
             delete: policy.split(',').any(|p| p == "delete"),
-            compact: policy.split(',').any(|p| p == "compact"),
+            compact,
             delete_retention_ms: num("delete.retention.ms"),
             min_cleanable_dirty_ratio: text("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            min_compaction_lag_ms: num("min.compaction.lag.ms").max(0),
+            max_compaction_lag_ms,
             compression: crate::protocol::compression::codec_for(&text("compression.type")),
             timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),

@@ -275,11 +275,14 @@ impl PartitionLog {
 
     /// One compaction round (cleanup.policy contains `compact`), run by the
     /// shard's cleaner task on its low-priority queue. Cleans when the dirty
-    /// share of the closed segments (bytes past the cleaner checkpoint) reaches
-    /// `min.cleanable.dirty.ratio`; the active segment is never touched. Each
-    /// cleaned segment replaces its original only if the original is still in
-    /// the log (retention or delete-records may have removed it meanwhile).
-    /// Returns None when there was nothing to do.
+    /// share of the cleanable segments (bytes past the cleaner checkpoint)
+    /// reaches `min.cleanable.dirty.ratio`, or whatever that share when a dirty
+    /// segment's first batch is older than `max.compaction.lag.ms`. As Kafka's
+    /// `LogCleanerManager.cleanableOffsets`, cleaning stops before the active
+    /// segment and before the first dirty segment holding a record younger
+    /// than `min.compaction.lag.ms`. Each cleaned segment replaces its original
+    /// only if the original is still in the log (retention or delete-records
+    /// may have removed it meanwhile). Returns None when there was nothing to do.
     pub async fn clean(&self, budget_bytes: usize, max_inflated: usize, now_ms: i64) -> io::Result<Option<CleanStats>> {
         use super::cleaner;
         let cfg = self.cfg.borrow().clone();
@@ -289,13 +292,30 @@ impl PartitionLog {
         let (closed, log_start): (Vec<ClosedSegment>, i64) = {
             let st = self.state.borrow();
             let n = st.segments.len().saturating_sub(1);
-            (st.segments[..n].iter().map(|s| (s.base_offset, s.file.clone(), s.size, s.next_offset)).collect(), st.log_start_offset)
+            (st.segments[..n].iter().map(|s| (s.base_offset, s.file.clone(), s.size, s.next_offset, s.max_timestamp)).collect(), st.log_start_offset)
         };
         let first_dirty = read_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE).unwrap_or(log_start).max(log_start);
+        let young = now_ms.saturating_sub(cfg.min_compaction_lag_ms);
+        let cleanable_end = match cfg.min_compaction_lag_ms {
+            0 => closed.len(),
+            _ => closed.iter().position(|c| c.3 > first_dirty && c.4 > young).unwrap_or(closed.len()),
+        };
+        // (one header read per dirty segment, and only when the lag is set)
+        let mut overdue = false;
+        if cfg.max_compaction_lag_ms != i64::MAX {
+            let old = now_ms.saturating_sub(cfg.max_compaction_lag_ms);
+            for c in closed.iter().filter(|c| c.3 > first_dirty) {
+                if cleaner::first_batch_max_timestamp(&c.1, c.2)?.is_some_and(|t| t > 0 && t < old) {
+                    overdue = true;
+                    break;
+                }
+            }
+        }
+        let closed = &closed[..cleanable_end];
         let total: u64 = closed.iter().map(|c| c.2).sum();
         let dirty: Vec<(i64, Arc<std::fs::File>, u64)> = closed.iter().filter(|c| c.3 > first_dirty).map(|c| (c.0, c.1.clone(), c.2)).collect();
         let dirty_bytes: u64 = dirty.iter().map(|c| c.2).sum();
-        if dirty_bytes == 0 || (dirty_bytes as f64) < cfg.min_cleanable_dirty_ratio * total as f64 {
+        if dirty_bytes == 0 || (!overdue && (dirty_bytes as f64) < cfg.min_cleanable_dirty_ratio * total as f64) {
             return Ok(None);
         }
         let started = Instant::now();
@@ -305,7 +325,7 @@ impl PartitionLog {
         }
         let horizon = now_ms.saturating_sub(cfg.delete_retention_ms);
         let mut stats = CleanStats::default();
-        for (base, file, size, _) in closed.iter().filter(|c| c.0 < map_end) {
+        for (base, file, size, _, _) in closed.iter().filter(|c| c.0 < map_end) {
             if self.closed.get() {
                 break;
             }
@@ -783,8 +803,9 @@ impl PartitionLog {
     }
 }
 
-/// A closed segment as the cleaner sees it: base offset, file, size, next offset.
-type ClosedSegment = (i64, Arc<std::fs::File>, u64, i64);
+/// A closed segment as the cleaner sees it: base offset, file, size, next
+/// offset, largest record timestamp.
+type ClosedSegment = (i64, Arc<std::fs::File>, u64, i64, i64);
 
 /// What one compaction round did (logged by the shard's cleaner task).
 #[derive(Debug, Default, Clone)]

@@ -59,11 +59,13 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "flush.messages", broker_key: "log.flush.interval.messages", kind: Kind::Long { min: 1 }, doc: "fdatasync after this many records" },
     TopicConfigDef { name: "flush.ms", broker_key: "log.flush.interval.ms", kind: Kind::Long { min: 0 }, doc: "fdatasync data older than this" },
     TopicConfigDef { name: "index.interval.bytes", broker_key: "log.index.interval.bytes", kind: Kind::Int { min: 1, max: i32::MAX as i64 }, doc: "log bytes between offset index entries" },
+    TopicConfigDef { name: "max.compaction.lag.ms", broker_key: "log.cleaner.max.compaction.lag.ms", kind: Kind::Long { min: 1 }, doc: "a compacted log whose oldest uncleaned record is older than this is cleaned whatever its dirty ratio" },
     TopicConfigDef { name: "max.message.bytes", broker_key: "message.max.bytes", kind: Kind::Int { min: 61, max: i32::MAX as i64 }, doc: "largest record batch accepted" },
     TopicConfigDef { name: "message.timestamp.after.max.ms", broker_key: "log.message.timestamp.after.max.ms", kind: Kind::Long { min: 0 }, doc: "how far in the future a CreateTime timestamp may be" },
     TopicConfigDef { name: "message.timestamp.before.max.ms", broker_key: "log.message.timestamp.before.max.ms", kind: Kind::Long { min: 0 }, doc: "how far in the past a CreateTime timestamp may be" },
     TopicConfigDef { name: "message.timestamp.type", broker_key: "log.message.timestamp.type", kind: Kind::Enum(&["CreateTime", "LogAppendTime"]), doc: "keep the producer's timestamps or stamp the append time" },
     TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_key: "log.cleaner.min.cleanable.ratio", kind: Kind::Ratio, doc: "dirty share of the log that triggers compaction" },
+    TopicConfigDef { name: "min.compaction.lag.ms", broker_key: "log.cleaner.min.compaction.lag.ms", kind: Kind::Long { min: 0 }, doc: "records younger than this are left uncompacted" },
     TopicConfigDef { name: "min.insync.replicas", broker_key: "min.insync.replicas", kind: Kind::Int { min: 1, max: i32::MAX as i64 }, doc: "in-sync replicas an acks=all produce needs" },
     TopicConfigDef { name: "retention.bytes", broker_key: "log.retention.bytes", kind: Kind::Long { min: -1 }, doc: "delete old segments beyond this partition size (-1: no limit)" },
     TopicConfigDef { name: "retention.ms", broker_key: "log.retention.ms", kind: Kind::Long { min: -1 }, doc: "delete segments whose newest record is older than this (-1: keep forever)" },
@@ -146,6 +148,11 @@ pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<BTreeMap<Strin
             return Err(Error::InvalidConfig(format!("segment.bytes ({seg}) must be at least max.message.bytes ({msg})")));
         }
     }
+    if let (Some(min), Some(max)) = (max("min.compaction.lag.ms"), max("max.compaction.lag.ms")) {
+        if min > max {
+            return Err(Error::InvalidConfig(format!("min.compaction.lag.ms ({min}) must not exceed max.compaction.lag.ms ({max})")));
+        }
+    }
     Ok(out)
 }
 
@@ -224,5 +231,10 @@ mod tests {
         m.insert("segment.bytes".to_string(), "100".to_string());
         m.insert("max.message.bytes".to_string(), "1000".to_string());
         assert!(validate_all(&m).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("min.compaction.lag.ms".to_string(), "60000".to_string());
+        m.insert("max.compaction.lag.ms".to_string(), "1000".to_string());
+        assert!(validate_all(&m).is_err(), "min.compaction.lag.ms above max.compaction.lag.ms");
+        assert!(validate("max.compaction.lag.ms", "0").is_err());
     }
 }
