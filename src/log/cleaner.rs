@@ -220,12 +220,11 @@ impl<'a> BatchReader<'a> {
 /// The max timestamp of a closed segment's first batch (None when the segment
 /// is empty): Kafka's `getFirstBatchTimestampForSegments`, which
 /// `max.compaction.lag.ms` is measured from.
-pub fn first_batch_max_timestamp(file: &File, size: u64) -> io::Result<Option<i64>> {
+pub async fn first_batch_max_timestamp(ring: &Ring, file: &File, size: u64) -> io::Result<Option<i64>> {
     if size < BATCH_HEADER_LEN as u64 {
         return Ok(None);
     }
-    let mut header = [0u8; BATCH_HEADER_LEN];
-    file.read_exact_at(&mut header, 0)?;
+    let header = ring.read_exact_at(file.as_raw_fd(), vec![0u8; BATCH_HEADER_LEN], 0).await?;
     let h = BatchHeader::parse(&header).map_err(|e| invalid(format!("first batch: {e}")))?;
     Ok(Some(h.max_timestamp))
 }

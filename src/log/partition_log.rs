@@ -305,7 +305,7 @@ impl PartitionLog {
         if cfg.max_compaction_lag_ms != i64::MAX {
             let old = now_ms.saturating_sub(cfg.max_compaction_lag_ms);
             for c in closed.iter().filter(|c| c.3 > first_dirty) {
-                if cleaner::first_batch_max_timestamp(&c.1, c.2)?.is_some_and(|t| t > 0 && t < old) {
+                if cleaner::first_batch_max_timestamp(&self.ring, &c.1, c.2).await?.is_some_and(|t| t > 0 && t < old) {
                     overdue = true;
                     break;
                 }
