@@ -8,7 +8,8 @@
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
-//! shard/     partition owner: logs, fetch waiters (Rc/RefCell, no locks); shard 0 is also the
+//! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
+//!            (Rc/RefCell, no locks); shard 0 is also the
 //!            metadata controller (shard/controller.rs: records -> metadata log -> publish)
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
 //!            on the shard owning its __consumer_offsets

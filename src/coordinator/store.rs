@@ -85,7 +85,7 @@ pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u
 /// pending until the coordinator writes that producer's marker here.
 pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Option<(i64, i16)>) -> Result<i64> {
     if records.is_empty() {
-        return Ok(log.high_watermark());
+        return Ok(log.log_end_offset());
     }
     let now = super::now_ms();
     let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
@@ -130,9 +130,10 @@ pub enum RawEvent {
 pub fn read_raw(log: &PartitionLog) -> Result<Vec<RawEvent>> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
+    // The coordinator replays everything it wrote: up to the log end.
+    let end = log.log_end_offset();
     while offset < end {
-        let slice = log.read(offset, 1 << 20, false)?;
+        let slice = log.read(offset, 1 << 20, false, end)?;
         let Some((file, pos, len)) = slice.data else { break };
         let mut raw = vec![0u8; len as usize];
         file.read_exact_at(&mut raw, pos)?;

@@ -75,8 +75,10 @@ struct State {
     log_start_offset: i64,
     /// Next offset to assign (includes batches queued but not yet written).
     next_offset: i64,
-    /// Everything below this is written and visible to fetches.
-    high_watermark: i64,
+    /// The log end offset: everything below it is written (in order). What
+    /// clients may read is bounded by the high watermark, which the partition
+    /// above the log advances (see [`PartitionLog::set_on_written`]).
+    log_end: i64,
     queue: VecDeque<Pending>,
     writer_active: bool,
     unflushed_records: u64,
@@ -108,8 +110,10 @@ pub struct PartitionLog {
     cfg: RefCell<LogConfig>,
     state: RefCell<State>,
     ring: Ring,
-    /// Woken whenever the high watermark moves (fetch long-polls wait on it).
+    /// Woken whenever the log end moves (a retried batch waits for its original).
     pub appended: Notify,
+    /// Told the new log end after each write (see [`PartitionLog::set_on_written`]).
+    on_written: RefCell<Option<Box<dyn Fn(i64)>>>,
     closed: Cell<bool>,
     /// A rolled segment's fdatasync is in flight (at most one: unclean-start
     /// recovery checks only the active segment and the one before it).
@@ -192,7 +196,7 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 next_offset: end,
-                high_watermark: end,
+                log_end: end,
                 queue: VecDeque::new(),
                 writer_active: false,
                 unflushed_records: 0,
@@ -202,6 +206,7 @@ impl PartitionLog {
             }),
             ring,
             appended: Notify::default(),
+            on_written: RefCell::new(None),
             closed: Cell::new(false),
             roll_syncing: Cell::new(false),
             roll_synced: Notify::default(),
@@ -220,11 +225,11 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1 = the high
-    /// watermark), persists it, and deletes the segments wholly below it.
+    /// watermark `hw`), persists it, and deletes the segments wholly below it.
     /// Returns the new low watermark.
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+    pub fn delete_records_before(&self, offset: i64, hw: i64) -> Result<i64> {
         let mut st = self.state.borrow_mut();
-        let hw = st.high_watermark;
+        let hw = hw.min(st.log_end);
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
             return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: hw });
@@ -367,8 +372,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    pub fn high_watermark(&self) -> i64 {
-        self.state.borrow().high_watermark
+    /// The log end offset: the offset after the last written batch.
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.borrow().log_end
+    }
+
+    /// Installs what runs each time the log end moves (after the write, before
+    /// the waiters wake): the partition above advances its high watermark from it.
+    pub fn set_on_written(&self, f: Box<dyn Fn(i64)>) {
+        *self.on_written.borrow_mut() = Some(f);
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -421,7 +433,7 @@ impl PartitionLog {
     /// failed write gives offsets back (and rebuilds the state), and the retry
     /// must then not be acknowledged at offsets other data took.
     async fn answer_duplicate(&self, producer_id: i64, d: super::producer_state::BatchMeta) -> Result<AppendInfo> {
-        while self.high_watermark() <= d.last_offset {
+        while self.log_end_offset() <= d.last_offset {
             if self.closed.get() {
                 return Err(Error::ShuttingDown);
             }
@@ -489,10 +501,10 @@ impl PartitionLog {
         }
     }
 
-    /// The last stable offset: below the first open transaction, at most the high watermark.
-    pub fn last_stable_offset(&self) -> i64 {
+    /// The last stable offset: below the first open transaction, at most the high watermark `hw`.
+    pub fn last_stable_offset(&self, hw: i64) -> i64 {
         let st = self.state.borrow();
-        lso(&st)
+        lso(&st, hw)
     }
 
     /// Producer entries for DescribeProducers.
@@ -583,7 +595,7 @@ impl PartitionLog {
                 self.fail_group(&mut group, e.kind());
                 let mut st = self.state.borrow_mut();
                 let mut rest: Vec<Pending> = st.queue.drain(..).collect();
-                st.next_offset = st.high_watermark;
+                st.next_offset = st.log_end;
                 // The producer state included the failed batches: rebuild it from disk.
                 match load_producer_state(&self.dir, &st.segments) {
                     Ok((producers, aborted)) => {
@@ -622,7 +634,7 @@ impl PartitionLog {
                     }
                 }
                 if let Some(last) = run.last() {
-                    st.high_watermark = last.fields.last_offset() + 1;
+                    st.log_end = last.fields.last_offset() + 1;
                 }
                 st.unflushed_records += records;
                 st.first_unflushed.get_or_insert_with(Instant::now);
@@ -630,6 +642,10 @@ impl PartitionLog {
             };
             if flush_due {
                 self.flush().await?;
+            }
+            let end = self.log_end_offset();
+            if let Some(f) = self.on_written.borrow().as_ref() {
+                f(end);
             }
             for p in &mut run {
                 if let Some(tx) = p.done.take() {
@@ -712,15 +728,17 @@ impl PartitionLog {
     ///
     /// `read_committed` (isolation level 1) reads stop at the last stable offset
     /// and carry the aborted transactions overlapping what they return.
-    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<ReadSlice> {
+    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool, hw: i64) -> Result<ReadSlice> {
         let st = self.state.borrow();
-        let hw = st.high_watermark;
-        let stable = lso(&st);
+        let hw = hw.min(st.log_end);
+        let stable = lso(&st, hw);
         let limit = if read_committed { stable } else { hw };
         let aborted = read_committed.then(|| txn_index::overlapping(&st.aborted, offset, stable));
         let out = |data| ReadSlice { data, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted: aborted.clone() };
-        if offset < st.log_start_offset || offset > hw {
-            return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: hw });
+        // Past the log end is out of range; between the high watermark and the log
+        // end (written, not yet committed by the replicas) there is nothing to read yet.
+        if offset < st.log_start_offset || offset > st.log_end {
+            return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: st.log_end });
         }
         if offset >= limit {
             return Ok(out(None));
@@ -862,8 +880,9 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<RollSync> {
 }
 
 /// The last stable offset: the first open transaction's first offset, at most the high watermark.
-fn lso(st: &State) -> i64 {
-    st.producers.first_unstable_offset().map_or(st.high_watermark, |o| o.min(st.high_watermark))
+fn lso(st: &State, hw: i64) -> i64 {
+    let hw = hw.min(st.log_end);
+    st.producers.first_unstable_offset().map_or(hw, |o| o.min(hw))
 }
 
 /// Checks the batches of one append against the producer state (a scratch copy

@@ -7,6 +7,7 @@
 pub mod controller;
 pub mod notify;
 pub mod offline;
+pub mod partition;
 pub mod request;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -26,6 +27,7 @@ use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::protocol::now_ms;
 use notify::Notify;
 use offline::{OfflinePartitions, SpareDescriptors};
+use partition::Partition;
 use request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};
 
 /// The shard that writes the metadata image.
@@ -46,7 +48,7 @@ pub struct Shard {
     placement: RefCell<Arc<ShardPlacement>>,
     /// The metadata log (the controller shard only; taken out while appending).
     metadata_log: RefCell<Option<MetadataLog>>,
-    logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// Topic id of each partition this shard owns and has opened or tried to
     /// open (a re-created topic gets a new id); offline ones included, so a
     /// deleted topic's offline partitions are cleaned up like open ones.
@@ -103,7 +105,7 @@ impl Shard {
             image: RefCell::new(image.clone()),
             placement: RefCell::new(placement),
             metadata_log: RefCell::new(metadata_log),
-            logs: RefCell::new(HashMap::new()),
+            partitions: RefCell::new(HashMap::new()),
             log_topic_ids: RefCell::new(HashMap::new()),
             offline,
             controller_busy: Cell::new(false),
@@ -199,8 +201,13 @@ impl Shard {
     /// The log of a partition this shard owns; KAFKA_STORAGE_ERROR for one
     /// that is offline (its log could not be opened).
     pub fn log(&self, tp: &TopicPartition) -> Result<Rc<PartitionLog>> {
-        if let Some(log) = self.logs.borrow().get(tp) {
-            return Ok(log.clone());
+        self.partition(tp).map(|p| p.log.clone())
+    }
+
+    /// A partition this shard owns (log and high watermark); errors as [`Shard::log`].
+    pub fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>> {
+        if let Some(p) = self.partitions.borrow().get(tp) {
+            return Ok(p.clone());
         }
         match self.offline.get(tp) {
             Some(o) => Err(Error::KafkaStorage(format!("partition {}-{} is offline: its log could not be opened: {}", tp.topic, tp.partition, o.reason))),
@@ -225,7 +232,7 @@ impl Shard {
         let mut todo = Vec::new();
         let mut retries = Vec::new();
         {
-            let logs = self.logs.borrow();
+            let logs = self.partitions.borrow();
             for t in image.topics.values() {
                 // Before any partition is handed over: the count places keys in it.
                 let count = t.partitions.len().min(i32::MAX as usize) as i32;
@@ -264,7 +271,7 @@ impl Shard {
             self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
             match self.open_partition(&tp, lc) {
                 Ok(log) => {
-                    self.logs.borrow_mut().insert(tp.clone(), log);
+                    self.partitions.borrow_mut().insert(tp.clone(), Partition::new(log));
                     if self.offline.clear(&tp) {
                         tracing::info!(topic = %tp.topic, partition = tp.partition, "partition log opened: back online");
                     }
@@ -326,8 +333,8 @@ impl Shard {
         for tp in gone {
             self.log_topic_ids.borrow_mut().remove(&tp);
             self.offline.clear(&tp);
-            if let Some(log) = self.logs.borrow_mut().remove(&tp) {
-                log.mark_deleted();
+            if let Some(p) = self.partitions.borrow_mut().remove(&tp) {
+                p.mark_deleted();
             }
             let dir = crate::log::partition_log::partition_dir(&self.cfg.log_dir, &tp.topic, tp.partition);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -348,7 +355,7 @@ impl Shard {
                 ShardResponse::Produce(futures::future::join_all(futs).await)
             }
             ShardRequest::Fetch { reads } => ShardResponse::Fetch(
-                reads.iter().map(|r| self.log(&r.tp).and_then(|l| l.read(r.offset, r.max_bytes, r.read_committed))).collect(),
+                reads.iter().map(|r| self.partition(&r.tp).and_then(|p| p.read(r.offset, r.max_bytes, r.read_committed))).collect(),
             ),
             ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed } => {
                 self.wait_for_append(partitions, max_wait_ms, read_committed).await;
@@ -370,13 +377,13 @@ impl Shard {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
             ShardRequest::DeleteRecords { partitions } => ShardResponse::DeleteRecords(
-                partitions.iter().map(|(tp, off)| self.log(tp).and_then(|l| l.delete_records_before(*off))).collect(),
+                partitions.iter().map(|(tp, off)| self.partition(tp).and_then(|p| p.delete_records_before(*off))).collect(),
             ),
             ShardRequest::DescribeProducers { partitions } => {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
             }
             ShardRequest::LogDirSizes => {
-                ShardResponse::LogDirSizes(self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.size_bytes())).collect())
+                ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect())
             }
             ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ShardRequest::Txn(req) => ShardResponse::Txn(self.txn.handle(req, self).await),
@@ -405,7 +412,7 @@ impl Shard {
     /// refreshed: the controller installs its image before the push, so "changed
     /// since the previous image" cannot be told on shard 0. One parse per topic.
     fn apply_config_changes(&self) {
-        let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = self.logs.borrow().iter().map(|(tp, l)| (tp.clone(), l.clone())).collect();
+        let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.clone())).collect();
         for (tp, log) in logs {
             if let Some(c) = self.topic_config(&tp.topic) {
                 log.set_config((*c).clone());
@@ -417,7 +424,7 @@ impl Shard {
     /// every `log.retention.check.interval.ms`).
     pub fn apply_retention(&self) {
         let now = now_ms();
-        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
         for l in logs {
             if let Err(e) = l.apply_retention(now) {
                 crate::error_limited!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
@@ -429,7 +436,7 @@ impl Shard {
     /// One cleaner pass over this shard's compacted partitions (the cleaner
     /// task runs it on a low-priority queue every `log.cleaner.backoff.ms`).
     pub async fn clean_logs(&self) {
-        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().filter(|l| l.config().compact).cloned().collect();
+        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().filter(|p| p.log.config().compact).map(|p| p.log.clone()).collect();
         for l in logs {
             if self.stopping.get() {
                 return;
@@ -450,15 +457,15 @@ impl Shard {
     }
 
     async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool) {
-        let logs: Vec<(Rc<PartitionLog>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.log(tp).ok()?, *off))).collect();
+        let parts: Vec<(Rc<Partition>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.partition(tp).ok()?, *off))).collect();
         let deadline = glommio::timer::sleep(Duration::from_millis(max_wait_ms)).fuse();
         futures::pin_mut!(deadline);
         loop {
-            let end = |l: &PartitionLog| if read_committed { l.last_stable_offset() } else { l.high_watermark() };
-            if logs.iter().any(|(l, off)| end(l) > *off) || self.stopping.get() {
+            let end = |p: &Partition| if read_committed { p.last_stable_offset() } else { p.high_watermark() };
+            if parts.iter().any(|(p, off)| end(p) > *off) || self.stopping.get() {
                 return;
             }
-            let waits = futures::future::select_all(logs.iter().map(|(l, _)| l.appended.wait()).chain(std::iter::once(self.stop_signal.wait())));
+            let waits = futures::future::select_all(parts.iter().map(|(p, _)| p.hw_moved.wait()).chain(std::iter::once(self.stop_signal.wait())));
             futures::select! {
                 _ = waits.fuse() => {}
                 _ = deadline => return,
@@ -467,19 +474,19 @@ impl Shard {
     }
 
     fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
-        let log = self.log(tp)?;
+        let p = self.partition(tp)?;
         match ts {
-            -1 if read_committed => Ok((-1, log.last_stable_offset())),
-            -1 => Ok((-1, log.high_watermark())),
-            -2 => Ok((-1, log.log_start_offset())),
-            ts if ts >= 0 => Ok(log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
+            -1 if read_committed => Ok((-1, p.last_stable_offset())),
+            -1 => Ok((-1, p.high_watermark())),
+            -2 => Ok((-1, p.log.log_start_offset())),
+            ts if ts >= 0 => Ok(p.log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
             _ => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
         }
     }
 
     /// Flushes partitions whose `flush.ms` is due (called from the shard's flusher task).
     pub async fn flush_due(&self) {
-        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
         for l in logs {
             if l.flush_due_by_time() {
                 if let Err(e) = l.flush().await {
@@ -493,7 +500,7 @@ impl Shard {
     /// One failing partition (say, its directory vanished) does not stop the others
     /// from closing; the first error is returned.
     pub async fn close_logs(&self) -> Result<()> {
-        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
         let mut first = Ok(());
         for l in logs {
             if let Err(e) = l.close().await {
