@@ -147,6 +147,8 @@ pub struct GroupCoordinator {
     logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
     /// Partitions of `__consumer_offsets` (see [`internal_partition_count`]).
     partition_count: Cell<i32>,
+    /// Set by [`GroupCoordinator::shutdown`]: JoinGroup and SyncGroup no longer park.
+    stopping: Cell<bool>,
 }
 
 fn snapshot_record(g: &Group) -> (StoreKey, Option<Vec<u8>>) {
@@ -173,7 +175,29 @@ fn join_error(code: i16, member_id: String) -> JoinResult {
 impl GroupCoordinator {
     pub fn new(cfg: Arc<Config>) -> GroupCoordinator {
         let partition_count = Cell::new(cfg.offsets_topic_num_partitions);
-        GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()), partition_count }
+        GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()), partition_count, stopping: Cell::new(false) }
+    }
+
+    /// The broker is stopping: answer every parked JoinGroup and SyncGroup with
+    /// NOT_COORDINATOR, and park no new ones, as Kafka does when it unloads a
+    /// group (the client then looks for the coordinator again). Without this a
+    /// stopping broker waited for them, since it lets in-flight requests finish,
+    /// and nothing would ever answer them: the ticker that ends rebalances on
+    /// timeout stops with the shard. Group state stays as it is (and as it was
+    /// persisted); the next start loads it.
+    pub fn shutdown(&self) {
+        self.stopping.set(true);
+        let code = E::NotCoordinator.code();
+        for g in self.groups.borrow_mut().values_mut() {
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(join_error(code, m.id.clone()));
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send((code, Bytes::new()));
+                }
+            }
+        }
     }
 
     /// The shard tells the coordinator how many partitions `__consumer_offsets`
@@ -347,7 +371,7 @@ impl GroupCoordinator {
         if gid.is_empty() {
             return join_error(E::InvalidGroupId.code(), member_id);
         }
-        if self.log_for(&gid).is_none() {
+        if self.log_for(&gid).is_none() || self.stopping.get() {
             return join_error(E::NotCoordinator.code(), member_id);
         }
         if let Err(e) = self.classic_join_check(&gid) {
@@ -481,6 +505,9 @@ impl GroupCoordinator {
         let gid = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
         let fail = |c: E| GroupResponse::Sync(c.code(), Bytes::new(), None, None);
+        if self.stopping.get() {
+            return fail(E::NotCoordinator);
+        }
         let (rx, done) = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(&gid) else { return fail(E::UnknownMemberId) };

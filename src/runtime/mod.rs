@@ -260,6 +260,8 @@ fn spawn_stop_watcher(shard: std::rc::Rc<Shard>, fd: RawFd) {
         tracing::info!(shard = shard.id, "stopping");
         shard.stopping.set(true);
         shard.stop_signal.notify_all();
+        // Parked JoinGroup/SyncGroup would hold their connections open forever.
+        shard.coordinator.shutdown();
     })
     .detach();
 }

@@ -32,7 +32,9 @@
 # transactional producers (issue 7); consumer_protocol.py covers the KIP-848
 # consumer group protocol; tests/compat/java/ covers the Java client
 # (kafka-clients 4.x and 3.x: producer codecs, groups, static membership, Admin,
-# transactions)
+# transactions); tests/compat/streams/ runs Kafka Streams with exactly_once_v2
+# (a KStream-KTable join and a windowed count) across SIGKILLs of the application
+# and restarts of the broker (see "Kafka Streams" below)
 
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -786,6 +788,331 @@ connect_selected() {  # is any Connect test selected by COMPAT_ONLY?
     return 1
 }
 # ---- end Kafka Connect ----
+# ---- Kafka Streams (issue 14) ----
+# tests/compat/streams (a Maven project, kafka-streams 4.1.1): a KStream-KTable
+# join (orders keyed by customer id x a compacted customers table, 4 partitions
+# each) and a 10 s tumbling-window count of clicks (event time set by the
+# producer; every update, and the suppressed final count), and the join results
+# re-keyed by customer tier through a repartition topic into running totals, run
+# with processing.guarantee=exactly_once_v2 and 2 stream threads. An idempotent
+# producer writes 2000 orders and 2000 clicks at STREAMS_RATE a second while the
+# application is SIGKILLed and restarted (same state dir, then a wiped one that
+# restores from the changelog topics), or while the broker is restarted (SIGTERM,
+# then again on the same port and data dir); a read_committed checker then wants
+# every order joined exactly once, every window's count and every tier's total
+# exact, and, after a clean close, the application's committed offsets at the
+# inputs' end.
+STREAMS_DIR=$HERE/streams
+STREAMS_CP=""
+STREAMS_COUNT=2000       # orders, and clicks
+STREAMS_RATE=100         # of each per second: the input takes 20 s to write
+STREAMS_WAIT=120         # seconds for the outputs to become complete
+STREAMS_JAVA=(java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn
+              -Dorg.slf4j.simpleLogger.showDateTime=true)
+
+test_streams_build() {
+    local out="$PWD/$STREAMS_DIR/target"
+    local CLIENT_TIMEOUT=$((CLIENT_TIMEOUT * 5))   # a first run downloads the jars
+    bounded mvn -q -B -f "$STREAMS_DIR/pom.xml" package -Dcompat.build.dir="$out" \
+        || { echo "FAIL: mvn package ($STREAMS_DIR) exited with status $?" >&2; return 1; }
+    STREAMS_CP="$out/classes:$(cat "$out/classpath.txt")" || return 1
+}
+
+streams_step() {  # STEP ARGS...: one bounded JVM run of StreamsCompat
+    local out="$WORK/io/streams-step.out" rc
+    bounded "${STREAMS_JAVA[@]}" -cp "$STREAMS_CP" shardlog.streams.StreamsCompat "$@" 2>&1 \
+        | tee "$out"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] && return 0
+    echo "StreamsCompat $1 exited with status $rc"
+    # The step's own reason last, for run_test's one-line summary.
+    grep '^FAIL: ' "$out" | tail -n 1 | grep . >&2 \
+        || echo "FAIL: StreamsCompat $1 exited with status $rc" >&2
+    return 1
+}
+
+# The Streams application runs in the background (its own JVM, so that SIGKILL
+# hits it and nothing else); S_APP_PID, S_APP_LOG. Every wait on it is bounded.
+streams_app_start() {  # BOOTSTRAP PREFIX STATE_DIR LOG
+    S_APP_LOG=$4
+    : >"$S_APP_LOG"      # exists before the first wait reads it
+    "${STREAMS_JAVA[@]}" -cp "$STREAMS_CP" shardlog.streams.StreamsCompat app \
+        --bootstrap "$1" --prefix "$2" --app-id "$2-app" --state-dir "$3" \
+        >"$S_APP_LOG" 2>&1 </dev/null &
+    S_APP_PID=$!
+    echo "streams app pid $S_APP_PID started (state dir $3, log $S_APP_LOG)"
+}
+
+streams_app_alive() {
+    kill -0 "$S_APP_PID" 2>/dev/null && return 0
+    echo "FAIL: the Streams application exited on its own; its log's end:" >&2
+    tail -n 30 "$S_APP_LOG" | sed 's/^/      /' >&2
+    return 1
+}
+
+# Waits (up to 90 s) until this instance is RUNNING and has processed at least
+# MIN orders itself (its "progress orders=N" lines), so a kill lands mid-stream.
+streams_app_wait() {  # MIN
+    local n end=$((SECONDS + 90))
+    while [ "$SECONDS" -lt "$end" ]; do
+        streams_app_alive || return 1
+        n=$(sed -n 's/^progress orders=\([0-9]*\) .*/\1/p' "$S_APP_LOG" | tail -n 1)
+        if grep -q '^STATE RUNNING' "$S_APP_LOG" && [ "${n:-0}" -ge "$1" ]; then
+            echo "streams app $S_APP_PID: RUNNING, $n orders processed"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "FAIL: streams app $S_APP_PID not RUNNING with $1 orders processed within 90 s" \
+         "(last: $(grep -E '^(STATE|progress)' "$S_APP_LOG" | tail -n 1))" >&2
+    return 1
+}
+
+streams_app_kill() {  # SIGKILL: open transactions are left behind
+    streams_app_alive || return 1
+    kill -KILL "$S_APP_PID"
+    wait "$S_APP_PID" 2>/dev/null
+    echo "streams app $S_APP_PID SIGKILLed"
+    S_APP_PID=""
+}
+
+streams_app_stop() {  # SIGTERM: a clean close must end with status 0 within 60 s
+    local i rc
+    streams_app_alive || return 1
+    kill -TERM "$S_APP_PID"
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$S_APP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$S_APP_PID" 2>/dev/null; then
+        kill -KILL "$S_APP_PID"
+        wait "$S_APP_PID" 2>/dev/null
+        echo "FAIL: the Streams application did not close within 60 s of SIGTERM" >&2
+        return 1
+    fi
+    wait "$S_APP_PID"
+    rc=$?
+    S_APP_PID=""
+    # A JVM ended by SIGTERM after its shutdown hook ran exits 143.
+    if [ $rc -ne 0 ] && [ $rc -ne 143 ]; then
+        echo "FAIL: the Streams application exited with status $rc on SIGTERM" >&2
+        return 1
+    fi
+    echo "streams app closed cleanly (status $rc)"
+}
+
+streams_cleanup() {  # the EXIT trap of each streams test's subshell
+    [ -n "${S_PRODUCER_PID:-}" ] && kill -KILL "$S_PRODUCER_PID" 2>/dev/null
+    [ -n "${S_APP_PID:-}" ] && kill -KILL "$S_APP_PID" 2>/dev/null
+    if [ -n "${S_BROKER_PID:-}" ]; then
+        kill -KILL "$S_BROKER_PID" 2>/dev/null
+        wait "$S_BROKER_PID" 2>/dev/null
+    fi
+}
+
+# The input producer runs in the background too, as a direct child (so that
+# the cleanup's SIGKILL reaches the JVM itself); its output goes to the test log.
+streams_produce_start() {  # BOOTSTRAP PREFIX BASE
+    "${STREAMS_JAVA[@]}" -cp "$STREAMS_CP" shardlog.streams.StreamsCompat produce \
+        --bootstrap "$1" --prefix "$2" --base-ms "$3" \
+        --count "$STREAMS_COUNT" --rate "$STREAMS_RATE" </dev/null &
+    S_PRODUCER_PID=$!
+}
+
+streams_produce_wait() {  # up to CLIENT_TIMEOUT more seconds
+    local rc end=$((SECONDS + CLIENT_TIMEOUT))
+    while kill -0 "$S_PRODUCER_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
+        sleep 0.2
+    done
+    if kill -0 "$S_PRODUCER_PID" 2>/dev/null; then
+        echo "FAIL: the input producer still ran ${CLIENT_TIMEOUT}s after the input should" \
+             "have been written" >&2
+        return 1     # the cleanup kills it
+    fi
+    wait "$S_PRODUCER_PID"
+    rc=$?
+    S_PRODUCER_PID=""
+    [ $rc -eq 0 ] || { echo "FAIL: the input producer exited with status $rc" >&2; return 1; }
+}
+
+# Waits for complete outputs, closes the application cleanly, and checks it all
+# once more with nothing running (so late duplicates would show).
+streams_finish() {  # BOOTSTRAP PREFIX BASE
+    local CLIENT_TIMEOUT=$((STREAMS_WAIT + 60))
+    streams_step check --bootstrap "$1" --prefix "$2" --base-ms "$3" --count "$STREAMS_COUNT" \
+        --app-id "$2-app" --wait-s "$STREAMS_WAIT" || return 1
+    streams_app_stop || return 1
+    streams_step check --bootstrap "$1" --prefix "$2" --base-ms "$3" --count "$STREAMS_COUNT" \
+        --app-id "$2-app" --wait-s 60 --final
+}
+
+# The first event time: a multiple of 10 s, ten minutes ago (fresh for retention
+# and for the broker's timestamp bounds; the whole input spans under a minute).
+streams_base_ms() {
+    echo $((($(date +%s) - 600) / 10 * 10000))
+}
+
+# (1) The application is SIGKILLed twice mid-stream: restarted on the same state
+# dir (its transactional ids are the same, so the new instance fences the
+# old one's open transactions), then on a wiped state dir (new transactional ids:
+# the old open transactions end by the broker's transaction timeout, and the
+# tables and windows are restored from the changelog topics).
+test_streams_app_kill() (
+    trap streams_cleanup EXIT
+    local p="streams-kill-$RUN" state="$WORK/streams/kill-state" base from
+    from=$(wc -l <"$WORK/broker.err")
+    base=$(streams_base_ms)
+    mkdir -p "$state"
+    streams_step setup --bootstrap "$BOOTSTRAP" --prefix "$p" || exit 1
+    streams_step customers --bootstrap "$BOOTSTRAP" --prefix "$p" --base-ms "$base" || exit 1
+    streams_app_start "$BOOTSTRAP" "$p" "$state" "$WORK/logs/streams-kill-app1.log"
+    streams_app_wait 0 || exit 1
+    streams_produce_start "$BOOTSTRAP" "$p" "$base"
+    streams_app_wait 300 || exit 1
+    streams_app_kill || exit 1
+    streams_app_start "$BOOTSTRAP" "$p" "$state" "$WORK/logs/streams-kill-app2.log"
+    streams_app_wait 300 || exit 1
+    streams_app_kill || exit 1
+    rm -rf "$state" && mkdir -p "$state"
+    echo "state dir wiped"
+    streams_app_start "$BOOTSTRAP" "$p" "$state" "$WORK/logs/streams-kill-app3.log"
+    streams_app_wait 1 || exit 1
+    # On a wiped state dir the stores can only have come back from their changelogs.
+    # The table and the window counts had been committed by the first instance,
+    # which ran for seconds (the tier totals, two transactions downstream, may not).
+    grep -E '^restored [1-9][0-9]* records of ' "$S_APP_LOG" | sed 's/^/  /'
+    local store
+    for store in customers-store click-counts-store; do
+        grep -qE "^restored [1-9][0-9]* records of $store " "$S_APP_LOG" || {
+            echo "FAIL: the instance on the wiped state dir restored no record of $store" >&2
+            exit 1
+        }
+    done
+    streams_produce_wait || exit 1
+    streams_finish "$BOOTSTRAP" "$p" "$base" || exit 1
+    streams_broker_log_report "$WORK/broker.err" "$from"
+)
+
+# A broker of this test's own on a fixed port (the suite's broker listens on
+# port 0, which a restart would not get back); same flags as start_broker.
+streams_broker_start() {  # PORT DATA_DIR LOG_PREFIX
+    local i
+    touch "$3.out" "$3.err"
+    "$BIN" start \
+        --set "listeners=PLAINTEXT://127.0.0.1:$1" \
+        --set "log.dirs=$2" \
+        --set "shard.cores=$CORES" \
+        >>"$3.out" 2>>"$3.err" </dev/null &
+    S_BROKER_PID=$!
+    for ((i = 0; i < 300; i++)); do        # up to 30 s
+        if [ "$(grep -c "^shardlog listening on 127.0.0.1:$1" "$3.out")" -gt "${S_BROKER_STARTS:-0}" ]; then
+            S_BROKER_STARTS=$((${S_BROKER_STARTS:-0} + 1))
+            echo "broker pid $S_BROKER_PID listening on 127.0.0.1:$1"
+            return 0
+        fi
+        if ! kill -0 "$S_BROKER_PID" 2>/dev/null; then
+            echo "FAIL: the test's broker exited before listening on port $1:" >&2
+            tail -n 10 "$3.err" >&2
+            S_BROKER_PID=""
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "FAIL: the test's broker was not listening on port $1 within 30 s" >&2
+    return 1
+}
+
+streams_broker_stop() {  # SIGTERM; a clean exit (status 0) within 30 s
+    local i rc
+    kill -TERM "$S_BROKER_PID"
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$S_BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$S_BROKER_PID" 2>/dev/null; then
+        echo "FAIL: the test's broker still ran 30 s after SIGTERM" >&2
+        return 1
+    fi
+    wait "$S_BROKER_PID"
+    rc=$?
+    S_BROKER_PID=""
+    [ $rc -eq 0 ] || { echo "FAIL: the test's broker exited with status $rc on SIGTERM" >&2; return 1; }
+    echo "broker stopped cleanly"
+}
+
+# What a broker logged at WARN or above since line FROM of its stderr, for the
+# record (the Streams scenarios should cause none); a panic fails the test.
+streams_broker_log_report() {  # STDERR_FILE FROM_LINE
+    local new n
+    new=$(tail -n "+$(($2 + 1))" "$1")
+    n=$(grep -cE 'WARN|ERROR|panick' <<<"$new")
+    echo "the broker logged $n WARN/ERROR line(s) on stderr during the test ($1)"
+    grep -E 'WARN|ERROR|panick' <<<"$new" | head -n 20 | sed 's/^/      /'
+    if grep -q 'panick' <<<"$new"; then
+        echo "FAIL: the broker panicked (see $1)" >&2
+        return 1
+    fi
+}
+
+# (2) The broker is restarted (SIGTERM, start on the same port and data dir)
+# while the application keeps running, and it must go on processing; then twice
+# the application is SIGKILLed and the broker restarted while it is down: the
+# next instance starts on the same state dir (its InitProducerId fences the open
+# transactions the restarted broker loaded from __transaction_state), then on a
+# wiped one (new transactional ids: the loaded open transactions must end by
+# the broker's transaction timeout, or read_committed output stays stuck).
+test_streams_broker_restart() (
+    trap streams_cleanup EXIT
+    local p="streams-restart-$RUN" state="$WORK/streams/restart-state" base port bs n0 n
+    local blog="$WORK/logs/streams-broker"
+    base=$(streams_base_ms)
+    port=$(free_port) || exit 1
+    bs="127.0.0.1:$port"
+    mkdir -p "$state"
+    streams_broker_start "$port" "$WORK/streams/broker-data" "$blog" || exit 1
+    streams_step setup --bootstrap "$bs" --prefix "$p" || exit 1
+    streams_step customers --bootstrap "$bs" --prefix "$p" --base-ms "$base" || exit 1
+    streams_app_start "$bs" "$p" "$state" "$WORK/logs/streams-restart-app1.log"
+    streams_app_wait 0 || exit 1
+    streams_produce_start "$bs" "$p" "$base"
+    streams_app_wait 300 || exit 1
+    streams_broker_stop || exit 1
+    streams_broker_start "$port" "$WORK/streams/broker-data" "$blog" || exit 1
+    n0=$(sed -n 's/^progress orders=\([0-9]*\) .*/\1/p' "$S_APP_LOG" | tail -n 1)
+    streams_app_wait $((n0 + 300)) || exit 1     # it goes on after the restart
+    streams_app_kill || exit 1
+    streams_broker_stop || exit 1
+    streams_broker_start "$port" "$WORK/streams/broker-data" "$blog" || exit 1
+    streams_app_start "$bs" "$p" "$state" "$WORK/logs/streams-restart-app2.log"
+    streams_app_wait 100 || exit 1
+    streams_app_kill || exit 1
+    streams_broker_stop || exit 1
+    streams_broker_start "$port" "$WORK/streams/broker-data" "$blog" || exit 1
+    rm -rf "$state" && mkdir -p "$state"
+    echo "state dir wiped"
+    streams_app_start "$bs" "$p" "$state" "$WORK/logs/streams-restart-app3.log"
+    streams_app_wait 1 || exit 1
+    streams_produce_wait || exit 1
+    streams_finish "$bs" "$p" "$base" || exit 1
+    streams_broker_stop || exit 1
+    streams_broker_log_report "$blog.err" 0
+)
+
+run_streams_tests() {
+    if ! command -v mvn >/dev/null; then
+        echo "SKIP streams: mvn not found (apt-get install maven)"
+        return
+    elif ! command -v java >/dev/null; then
+        echo "SKIP streams: java not found (apt-get install openjdk-17-jdk-headless)"
+        return
+    fi
+    mkdir -p "$WORK/streams"
+    run_test streams-build test_streams_build
+    [ -n "$STREAMS_CP" ] || return
+    run_test streams-eos-app-kill test_streams_app_kill
+    run_test streams-eos-broker-restart test_streams_broker_restart
+}
+# ---- end Kafka Streams ----
 
 test_sigterm_shutdown() {
     stop_broker 20
@@ -865,6 +1192,7 @@ else
         run_test connect-distributed-eos test_connect_distributed_eos
     fi
 fi
+run_streams_tests
 run_test broker-sigterm-shutdown test_sigterm_shutdown
 
 if [ "$FAILED" -gt 0 ] && [ -s "$WORK/broker.err" ]; then
