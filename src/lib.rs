@@ -41,4 +41,5 @@ pub mod protocol;
 pub mod router;
 pub mod runtime;
 pub mod shard;
+pub mod sync;
 pub mod xshard;

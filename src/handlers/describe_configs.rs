@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::error::Error;
-use crate::log::topic_config::{effective, BrokerValues, Source, TOPIC_CONFIGS};
+use crate::config::topic::{effective, BrokerValues, Source, TOPIC_CONFIGS};
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;

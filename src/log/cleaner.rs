@@ -36,7 +36,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 
-use super::segment::file_stem;
+use super::layout::file_stem;
 use crate::io::ring::Ring;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
 use crate::protocol::record_batch::{

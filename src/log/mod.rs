@@ -19,10 +19,10 @@
 //! This layer knows batches, offsets and files, never Kafka requests.
 
 pub mod cleaner;
+pub mod layout;
 pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
-pub mod topic_config;
 pub mod txn_index;
 
 pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
@@ -31,7 +31,7 @@ pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
 /// The log settings of one partition: broker defaults overridden by topic
-/// configs (see [`topic_config`] for the keys and their broker synonyms).
+/// configs (see [`crate::config::topic`] for the keys and their broker synonyms).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     /// `segment.bytes`: roll before a segment would exceed this.
@@ -79,9 +79,9 @@ pub struct LogConfig {
 impl LogConfig {
     /// Broker defaults, then the topic's own overrides (validated when they were set).
     pub fn from(cfg: &crate::config::Config, topic: &std::collections::BTreeMap<String, String>) -> LogConfig {
-        let broker = topic_config::BrokerValues::of(cfg);
-        let text = |name: &str| match topic_config::def(name) {
-            Some(d) => topic_config::effective(&broker, topic, d).0,
+        let broker = crate::config::topic::BrokerValues::of(cfg);
+        let text = |name: &str| match crate::config::topic::def(name) {
+            Some(d) => crate::config::topic::effective(&broker, topic, d).0,
             None => String::new(),
         };
         let num = |name: &str| text(name).parse::<i64>().unwrap_or(0);

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::io::ring::Ring;
 use crate::protocol::now_ms;
 use crate::protocol::record_batch::{rewrite_header, validate_batches, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
-use crate::shard::notify::Notify;
+use crate::sync::Notify;
 
 /// What a produce gets back for one partition.
 #[derive(Debug, Clone, Copy)]

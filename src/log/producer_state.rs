@@ -339,7 +339,7 @@ impl SnapshotFile {
 }
 
 fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
-    dir.join(format!("{}.snapshot", super::segment::file_stem(offset)))
+    super::layout::snapshot_file(dir, offset)
 }
 
 fn list_snapshots(dir: &Path) -> Vec<i64> {

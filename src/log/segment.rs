@@ -45,11 +45,6 @@ pub const PREALLOC_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// (twice the default `index.interval.bytes`, so one read usually covers the gap).
 pub const SCAN_WINDOW_BYTES: usize = 8192;
 
-/// File name stem of a segment: the base offset, zero-padded to 20 digits (Kafka).
-pub fn file_stem(base_offset: i64) -> String {
-    format!("{base_offset:020}")
-}
-
 /// A segment of a partition's log. Lives on the partition's owner shard only.
 pub struct Segment {
     /// Offset of the first batch in this segment (its file name).
@@ -77,7 +72,7 @@ pub struct Segment {
 
 impl Segment {
     fn path(dir: &Path, base: i64, ext: &str) -> PathBuf {
-        dir.join(format!("{}.{ext}", file_stem(base)))
+        super::layout::segment_file(dir, base, ext)
     }
 
     /// Creates an empty segment.
@@ -230,7 +225,7 @@ impl Segment {
         std::fs::remove_file(Self::path(dir, base_offset, "log"))?;
         let _ = std::fs::remove_file(Self::path(dir, base_offset, "index"));
         let _ = std::fs::remove_file(Self::path(dir, base_offset, "timeindex"));
-        let _ = std::fs::remove_file(super::txn_index::path(dir, base_offset));
+        let _ = std::fs::remove_file(super::layout::txn_index_file(dir, base_offset));
         Ok(())
     }
 

@@ -53,7 +53,7 @@ impl AbortedTxn {
 
 /// Path of a segment's transaction index.
 pub fn path(dir: &Path, base_offset: i64) -> PathBuf {
-    dir.join(format!("{}.txnindex", super::segment::file_stem(base_offset)))
+    super::layout::txn_index_file(dir, base_offset)
 }
 
 /// Appends one entry to the segment's index (created on first use).

@@ -20,7 +20,7 @@ use glommio::net::TcpListener;
 use super::connection_quotas::{ConnectionQuotas, Refused};
 use super::request_memory::RequestMemory;
 use crate::handlers::Ctx;
-use crate::shard::notify::Notify;
+use crate::sync::Notify;
 
 /// First wait after a failed accept.
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);

@@ -144,7 +144,7 @@ impl Shard {
                         t.replication_factor
                     )));
                 }
-                let configs = crate::log::topic_config::validate_all(&t.configs)?;
+                let configs = crate::config::topic::validate_all(&t.configs)?;
                 if validate_only {
                     return Ok(());
                 }
@@ -268,7 +268,7 @@ impl Shard {
                         m
                     }
                 };
-                let validated = crate::log::topic_config::validate_all(&proposed)?;
+                let validated = crate::config::topic::validate_all(&proposed)?;
                 if validate_only {
                     return Ok(());
                 }
@@ -297,7 +297,7 @@ fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<()
 /// SUBTRACT work on list configs only, starting from the effective value (the
 /// broker default when the topic has no override), as Kafka does.
 fn apply_op(cfg: &Config, m: &mut std::collections::BTreeMap<String, String>, key: &str, op: AlterOp, value: Option<String>) -> Result<()> {
-    use crate::log::topic_config::{def, effective, BrokerValues, Kind};
+    use crate::config::topic::{def, effective, BrokerValues, Kind};
     let d = def(key).ok_or_else(|| Error::InvalidConfig(format!("unknown or unsupported topic config `{key}`")))?;
     match op {
         AlterOp::Set => {

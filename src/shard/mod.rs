@@ -5,7 +5,6 @@
 //! Shard 0 is also the metadata controller (the only writer of the image).
 
 pub mod controller;
-pub mod notify;
 pub mod offline;
 pub mod partition;
 pub mod request;
@@ -25,7 +24,7 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::log::MetadataLog;
 use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::protocol::now_ms;
-use notify::Notify;
+use crate::sync::Notify;
 use offline::{OfflinePartitions, SpareDescriptors};
 use partition::Partition;
 use request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};

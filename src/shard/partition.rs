@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::notify::Notify;
+use crate::sync::Notify;
 use crate::error::Result;
 use crate::log::{PartitionLog, ReadSlice};
 

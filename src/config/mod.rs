@@ -8,6 +8,8 @@
 //! [`Config::set`], so an unknown key or a bad value stops start-up with a
 //! message naming the key, whichever source it came from.
 
+pub mod topic;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -628,8 +630,8 @@ fn unlimited_if_negative(n: i64) -> Option<i64> {
 
 /// A broker default of a topic config is checked with the topic config's own rule.
 fn topic_kind(key: &str, topic_key: &str, v: &str) -> Result<String, ConfigError> {
-    let d = crate::log::topic_config::def(topic_key).ok_or_else(|| bad(key, "no topic config rule"))?;
-    crate::log::topic_config::check_kind(key, d.kind, v).map_err(|e| bad(key, e.to_string()))
+    let d = crate::config::topic::def(topic_key).ok_or_else(|| bad(key, "no topic config rule"))?;
+    crate::config::topic::check_kind(key, d.kind, v).map_err(|e| bad(key, e.to_string()))
 }
 
 /// Reads a TOML file into (dotted key, value as text) pairs.

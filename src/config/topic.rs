@@ -2,7 +2,7 @@
 //! that sets its default (Kafka's `log.*` synonym), its type and valid range.
 //!
 //! One table serves CreateTopics/AlterConfigs validation (INVALID_CONFIG with a
-//! message), DescribeConfigs (value, source, synonyms) and [`super::LogConfig`]
+//! message), DescribeConfigs (value, source, synonyms) and [`crate::log::LogConfig`]
 //! (the typed values a partition log applies). A key missing here is refused:
 //! advertising a config we do not enforce would be a silent lie.
 
