@@ -78,12 +78,8 @@ fn in_memory(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("segment_index");
     g.throughput(Throughput::Elements(LOOKUPS as u64));
-    g.bench_function("index_floor", |b| {
-        b.iter(|| offsets.iter().map(|&o| seg.index_floor(black_box(o))).fold(0u64, u64::wrapping_add))
-    });
-    g.bench_function("time_index_floor", |b| {
-        b.iter(|| times.iter().map(|&t| seg.time_index_floor(black_box(t))).fold(0i64, i64::wrapping_add))
-    });
+    g.bench_function("index_floor", |b| b.iter(|| offsets.iter().map(|&o| seg.index_floor(black_box(o))).fold(0u64, u64::wrapping_add)));
+    g.bench_function("time_index_floor", |b| b.iter(|| times.iter().map(|&t| seg.time_index_floor(black_box(t))).fold(0i64, i64::wrapping_add)));
     // Appending side: 100k batches noted into a fresh segment's in-memory indexes.
     g.throughput(Throughput::Elements(BATCHES as u64));
     let hdrs: Vec<BatchHeader> = (0..BATCHES).map(|i| header(i, 1024)).collect();

@@ -54,8 +54,7 @@ fn batch() -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode batch");
+    RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode batch");
     buf.freeze()
 }
 
@@ -67,9 +66,7 @@ fn encode_body<M: Encodable>(m: &M, version: i16) -> Bytes {
 
 fn produce_v9_body() -> Bytes {
     let records = batch();
-    let parts = (0..PRODUCE_PARTITIONS)
-        .map(|p| PartitionProduceData::default().with_index(p).with_records(Some(records.clone())))
-        .collect();
+    let parts = (0..PRODUCE_PARTITIONS).map(|p| PartitionProduceData::default().with_index(p).with_records(Some(records.clone()))).collect();
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(30_000)
@@ -151,9 +148,7 @@ fn encode(c: &mut Criterion) {
         let resp = fetch_response(n);
         let mut buf = BytesMut::with_capacity(64 * 1024);
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("{n}_partitions"), |b| {
-            b.iter(|| encode_fetch_response(12, black_box(7), black_box(&resp), &mut buf).expect("encode"))
-        });
+        g.bench_function(format!("{n}_partitions"), |b| b.iter(|| encode_fetch_response(12, black_box(7), black_box(&resp), &mut buf).expect("encode")));
     }
     g.finish();
 }

@@ -62,11 +62,8 @@ fn produce_payload_with(codec: Compression) -> Bytes {
     let mut buf = BytesMut::with_capacity(BATCHES * RECORDS_PER_BATCH * (RECORD_VALUE_BYTES + 64));
     for b in 0..BATCHES {
         // Offsets restart at 0 per batch: producers send relative offsets; the broker assigns.
-        let recs: Vec<Record> = (0..RECORDS_PER_BATCH)
-            .map(|i| record(i as i64, 1_700_000_000_000 + (b * RECORDS_PER_BATCH + i) as i64, &value))
-            .collect();
-        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: codec })
-            .expect("encode batch");
+        let recs: Vec<Record> = (0..RECORDS_PER_BATCH).map(|i| record(i as i64, 1_700_000_000_000 + (b * RECORDS_PER_BATCH + i) as i64, &value)).collect();
+        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: codec }).expect("encode batch");
     }
     buf.freeze()
 }
@@ -81,9 +78,7 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("record_batch");
     g.throughput(Throughput::Bytes(payload.len() as u64));
-    g.bench_function("validate_batches/1MiB_16x64KiB", |b| {
-        b.iter(|| validate_batches(black_box(&payload), max_batch_bytes).expect("valid"))
-    });
+    g.bench_function("validate_batches/1MiB_16x64KiB", |b| b.iter(|| validate_batches(black_box(&payload), max_batch_bytes).expect("valid")));
 
     // Per batch (~64 KiB): without log-append time only the header is rewritten
     // (baseOffset is outside the CRC); with it the CRC covers the whole batch again.
@@ -91,9 +86,7 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("rewrite_header/create_time", |b| b.iter(|| rewrite_header(black_box(one), black_box(1_000_000), None)));
     g.throughput(Throughput::Bytes(batch_bytes as u64));
-    g.bench_function("rewrite_header/log_append_time", |b| {
-        b.iter(|| rewrite_header(black_box(one), black_box(1_000_000), Some(black_box(1_700_000_000_123))))
-    });
+    g.bench_function("rewrite_header/log_append_time", |b| b.iter(|| rewrite_header(black_box(one), black_box(1_000_000), Some(black_box(1_700_000_000_123)))));
     // Kafka's LogValidator over the same records: one walk per batch, and for
     // compressed batches the decompression it needs (throughput in inflated bytes).
     let rules = RecordRules { require_key: false, max_inflated: 100 << 20 };

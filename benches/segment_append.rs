@@ -41,9 +41,7 @@ struct Cmd {
 }
 
 fn bench_dir() -> PathBuf {
-    std::env::var_os("SHARDLOG_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+    std::env::var_os("SHARDLOG_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 fn preallocate(fd: i32) {
@@ -68,8 +66,7 @@ fn benches(c: &mut Criterion) {
             let fd = file.as_raw_fd();
             preallocate(fd);
             let bufs: Vec<Vec<u8>> = (0..IOVS).map(|i| vec![i as u8; IOV_BYTES]).collect();
-            let iov: Vec<libc::iovec> =
-                bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+            let iov: Vec<libc::iovec> = bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
             let keep: Rc<dyn Any> = Rc::new(bufs);
             let mut pos = 0u64;
             // Blocking here is fine: between commands the ring has nothing in flight.

@@ -127,9 +127,7 @@ fn benches(c: &mut Criterion) {
     let pair = Pair::start(Duration::ZERO);
     pair.run(Cmd::PingPong(100));
     g.throughput(Throughput::Elements(STREAM_MESSAGES));
-    g.bench_function("stream/100k", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| pair.run(Cmd::Stream(STREAM_MESSAGES))).sum())
-    });
+    g.bench_function("stream/100k", |b| b.iter_custom(|iters| (0..iters).map(|_| pair.run(Cmd::Stream(STREAM_MESSAGES))).sum()));
     g.finish();
 }
 

@@ -26,12 +26,16 @@
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 
+// `unsafe` is allowed in io/ and runtime/ only, each block with a `// SAFETY:` comment.
+#![deny(unsafe_code)]
+
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod handlers;
+#[allow(unsafe_code)]
 pub mod io;
 pub mod log;
 pub mod logging;
@@ -39,6 +43,7 @@ pub mod metadata;
 pub mod net;
 pub mod protocol;
 pub mod router;
+#[allow(unsafe_code)]
 pub mod runtime;
 pub mod shard;
 pub mod sync;

@@ -69,9 +69,7 @@ fn main() -> std::process::ExitCode {
     let default_level = if broker { "info" } else { "warn" };
     let sink = if broker { logging::StderrSink::queued() } else { logging::StderrSink::direct() };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(sink)
         .log_internal_errors(false)
         .init();

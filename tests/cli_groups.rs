@@ -3,8 +3,8 @@
 //! consume after --to-earliest reads everything again), offsets and groups
 //! are deleted.
 
-mod common;
 mod cli_common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -38,7 +38,10 @@ fn group_lag_members_reset_and_delete() {
     assert_eq!(end.values().sum::<i64>(), 30);
 
     // Consume 12 in group cg; it commits on exit.
-    let out = run(&bs, &["consume", "gt", "--group", "cg", "--from-beginning", "--max-messages", "12", "--print-partition", "--print-offset", "--timeout-ms", "30000"]);
+    let out = run(
+        &bs,
+        &["consume", "gt", "--group", "cg", "--from-beginning", "--max-messages", "12", "--print-partition", "--print-offset", "--timeout-ms", "30000"],
+    );
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for l in out.ok().lines() {
         let f: Vec<&str> = l.split('\t').collect();

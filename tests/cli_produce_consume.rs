@@ -2,8 +2,8 @@
 //! the real broker: what goes in comes back out, with keys, headers,
 //! partitions and offsets as printed.
 
-mod common;
 mod cli_common;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,8 +34,22 @@ fn produce_from_file_and_consume_back() {
     assert!(out.stderr.contains("Produced 20 of 20 records"), "{}", out.stderr);
     assert!(out.stderr.contains("0 failed"), "{}", out.stderr);
 
-    let out = run(&bs, &["consume", "lines", "--from-beginning", "--print-key", "--print-partition", "--print-offset",
-        "--print-headers", "--max-messages", "20", "--timeout-ms", "30000"]);
+    let out = run(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from-beginning",
+            "--print-key",
+            "--print-partition",
+            "--print-offset",
+            "--print-headers",
+            "--max-messages",
+            "20",
+            "--timeout-ms",
+            "30000",
+        ],
+    );
     let mut got = Vec::new();
     let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
     let mut partition_of_key: BTreeMap<String, i32> = BTreeMap::new();
@@ -75,14 +89,18 @@ fn produce_from_file_and_consume_back() {
         assert!(r["timestamp"].as_i64().unwrap() > 0);
     }
     // Text output: a null key prints as null, headers as NO_HEADERS.
-    let out = run(&bs, &["consume", "plain", "--offset", "earliest", "--partition", "0", "--print-key", "--print-headers", "--max-messages", "1", "--timeout-ms", "30000"]);
+    let out = run(
+        &bs,
+        &["consume", "plain", "--offset", "earliest", "--partition", "0", "--print-key", "--print-headers", "--max-messages", "1", "--timeout-ms", "30000"],
+    );
     assert_eq!(out.ok(), "NO_HEADERS\tnull\tone\n");
 
     // Own separator, explicit partition, compression; read one partition from an offset.
     run_with_stdin(&bs, &["produce", "lines", "--partition", "1", "--parse-key", "--key-separator", "::", "--compression", "gzip"], b"a::1\nb::2\n").ok();
     run_with_stdin(&bs, &["produce", "lines", "--partition", "1", "--compression", "zstd", "--linger-ms", "0"], b"z\n").ok();
     let end1 = by_partition.get(&1).map_or(0, |o| o.len() as i64);
-    let out = run(&bs, &["consume", "lines", "--partition", "1", "--offset", &end1.to_string(), "--format", "json", "--max-messages", "3", "--timeout-ms", "30000"]);
+    let out =
+        run(&bs, &["consume", "lines", "--partition", "1", "--offset", &end1.to_string(), "--format", "json", "--max-messages", "3", "--timeout-ms", "30000"]);
     let recs = out.json_lines();
     let kv: Vec<(Option<&str>, &str)> = recs.iter().map(|r| (r["key"].as_str(), r["value"].as_str().unwrap())).collect();
     assert_eq!(kv, [(Some("a"), "1"), (Some("b"), "2"), (None, "z")]);

@@ -2,8 +2,8 @@
 //! real broker: output parsed (tables and JSON) and compared with what the
 //! broker reports through other clients.
 
-mod common;
 mod cli_common;
+mod common;
 
 use cli_common::{parse_table, run};
 use common::{Broker, RawConn};
@@ -115,8 +115,10 @@ fn config_describe_and_alter() {
     assert_eq!(seg["VALUE"], "1048576");
     assert_eq!(seg["SOURCE"], "DYNAMIC_TOPIC_CONFIG");
 
-    let out = run(&bs, &["config", "alter", "--entity-type", "topics", "--entity-name", "conf",
-        "--add-config", "max.message.bytes=2000", "--delete-config", "segment.bytes"]);
+    let out = run(
+        &bs,
+        &["config", "alter", "--entity-type", "topics", "--entity-name", "conf", "--add-config", "max.message.bytes=2000", "--delete-config", "segment.bytes"],
+    );
     assert_eq!(out.ok(), "Completed updating config for topic conf.\n");
     let json = run(&bs, &["config", "describe", "--entity-type", "topics", "--entity-name", "conf", "--output", "json"]).json();
     let names: Vec<&str> = json.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -128,8 +130,7 @@ fn config_describe_and_alter() {
     let text = run(&bs, &["topic", "describe", "conf"]).ok().to_string();
     assert!(text.lines().next().unwrap().ends_with("Configs: max.message.bytes=2000"), "{text}");
 
-    run(&bs, &["config", "alter", "--entity-type", "topics", "--entity-name", "conf", "--add-config", "no.such.key=1"])
-        .fails_with("INVALID_CONFIG");
+    run(&bs, &["config", "alter", "--entity-type", "topics", "--entity-name", "conf", "--add-config", "no.such.key=1"]).fails_with("INVALID_CONFIG");
     run(&bs, &["config", "alter", "--entity-type", "topics", "--entity-name", "conf"]).fails_with("nothing to alter");
     let broker = run(&bs, &["config", "describe", "--entity-type", "brokers", "--entity-name", "0", "--all", "--output", "json"]).json();
     assert!(broker.as_array().unwrap().iter().any(|c| c["name"] == "log.segment.bytes"), "{broker}");

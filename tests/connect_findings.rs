@@ -107,7 +107,13 @@ async fn compaction_lag_configs_are_accepted_described_and_checked() {
 
     // AlterConfigs sets it on a topic that exists.
     let admin = admin_client(&bs);
-    let res = admin.alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&other)).set("cleanup.policy", "compact").set("min.compaction.lag.ms", "5000")], &admin_opts()).await.expect("AlterConfigs");
+    let res = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(&other)).set("cleanup.policy", "compact").set("min.compaction.lag.ms", "5000")],
+            &admin_opts(),
+        )
+        .await
+        .expect("AlterConfigs");
     assert!(res[0].is_ok(), "{res:?}");
     assert_eq!(describe(&bs, &other).await["min.compaction.lag.ms"].0.as_deref(), Some("5000"));
 }
@@ -125,9 +131,7 @@ async fn min_compaction_lag_leaves_young_records_uncompacted() {
 
     const KEYS: usize = 5;
     const UPDATES: usize = 6;
-    let batch = |prefix: &str, ts: i64| -> Vec<(String, i64)> {
-        (0..UPDATES).flat_map(|_| 0..KEYS).map(|k| (format!("{prefix}-{k}"), ts)).collect()
-    };
+    let batch = |prefix: &str, ts: i64| -> Vec<(String, i64)> { (0..UPDATES).flat_map(|_| 0..KEYS).map(|k| (format!("{prefix}-{k}"), ts)).collect() };
     let old = now_ms() - HOUR_MS;
     send(&p, &topic, &batch("old", old)).await;
     send(&p, &topic, &batch("young", now_ms())).await;
@@ -205,7 +209,9 @@ async fn max_compaction_lag_rolls_the_active_segment_of_a_compacted_log() {
     let b = Broker::start(&[]);
     let bs = b.bootstrap();
     let dir_of = |t: &str| b.log_dir().join(format!("{t}-0"));
-    let segments = |dir: &Path| std::fs::read_dir(dir).expect("partition dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count();
+    let segments = |dir: &Path| {
+        std::fs::read_dir(dir).expect("partition dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count()
+    };
     let p: FutureProducer = producer_config(&bs).set("linger.ms", "0").create().expect("producer");
     let compacted = topic_name("max-lag-roll");
     let deleted = topic_name("max-lag-no-roll");

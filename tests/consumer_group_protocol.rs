@@ -31,8 +31,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreatePartitionsRequest,
-    DescribeGroupsRequest, GroupId, JoinGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    CreatePartitionsRequest, DescribeGroupsRequest, GroupId, JoinGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse,
+    TopicName,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -255,13 +256,12 @@ fn topic_id(conn: &mut RawConn, topic: &str) -> Uuid {
 }
 
 fn commit_v(conn: &mut RawConn, version: i16, group: &str, member: &str, epoch: i32, topic: &str, offsets: &[(i32, i64)]) -> Vec<i16> {
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_generation_id_or_member_epoch(epoch)
-        .with_member_id(sb(member))
-        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(tname(topic)).with_partitions(
-            offsets.iter().map(|(p, o)| OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o)).collect(),
-        )]);
+    let req =
+        OffsetCommitRequest::default().with_group_id(GroupId(sb(group))).with_generation_id_or_member_epoch(epoch).with_member_id(sb(member)).with_topics(
+            vec![OffsetCommitRequestTopic::default().with_name(tname(topic)).with_partitions(
+                offsets.iter().map(|(p, o)| OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o)).collect(),
+            )],
+        );
     let resp = conn.roundtrip(version, &req);
     resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect()
 }
@@ -286,7 +286,14 @@ fn list_groups(conn: &mut RawConn, types: &[&str]) -> Vec<ListedGroup> {
 
 /// Heartbeats a raw member until it owns `want` partitions, acknowledging
 /// each answer; returns (epoch, owned).
-fn raw_settle(conn: &mut RawConn, group: &str, member: &str, mut epoch: i32, mut owned: BTreeMap<Uuid, Vec<i32>>, want: usize) -> (i32, BTreeMap<Uuid, Vec<i32>>) {
+fn raw_settle(
+    conn: &mut RawConn,
+    group: &str,
+    member: &str,
+    mut epoch: i32,
+    mut owned: BTreeMap<Uuid, Vec<i32>>,
+    want: usize,
+) -> (i32, BTreeMap<Uuid, Vec<i32>>) {
     let deadline = Instant::now() + SETTLE;
     loop {
         let r = hb(conn, 1, &beat_req(group, member, epoch, &owned));
@@ -360,10 +367,15 @@ async fn two_consumers_share_four_partitions_then_one_leaves() {
         assert_eq!(m.member_epoch, g.group_epoch, "member {} at the group epoch", m.member_id.as_str());
         assert_eq!(m.member_type, 1, "consumer-protocol member");
         assert_eq!(m.subscribed_topic_names.iter().map(|t| t.0.to_string()).collect::<Vec<_>>(), vec![topic.clone()]);
-        let parts: Vec<i32> = m.assignment.topic_partitions.iter().flat_map(|tp| {
-            assert_eq!(tp.topic_name.0.as_str(), topic);
-            tp.partitions.clone()
-        }).collect();
+        let parts: Vec<i32> = m
+            .assignment
+            .topic_partitions
+            .iter()
+            .flat_map(|tp| {
+                assert_eq!(tp.topic_name.0.as_str(), topic);
+                tp.partitions.clone()
+            })
+            .collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(m.assignment, m.target_assignment);
     }
@@ -412,7 +424,11 @@ async fn commit_and_resume_across_consumer_restart() {
     all.extend(produce(&bs, &topic, 4, 20).await);
     let c = cg(&bs, &group, "b", &own, &[], &[&topic]);
     let want = all.len() - first.len();
-    assert!(poll_until(&[&c], SETTLE, || c.context().consumed.lock().unwrap().len() >= want), "b consumed {} of {want}", c.context().consumed.lock().unwrap().len());
+    assert!(
+        poll_until(&[&c], SETTLE, || c.context().consumed.lock().unwrap().len() >= want),
+        "b consumed {} of {want}",
+        c.context().consumed.lock().unwrap().len()
+    );
     // A little longer: nothing more (duplicates) may come.
     poll_until(&[&c], Duration::from_secs(2), || false);
     let second: Vec<(i32, i64)> = c.context().consumed.lock().unwrap().clone();
@@ -546,9 +562,8 @@ async fn new_partitions_and_regex_matches_are_assigned() {
     let a = cg(&bs, &format!("{topic}-g"), "a", &own, &[], &[&topic]);
     assert!(poll_until(&[&a], SETTLE, || owned(&a).len() == 2));
     let mut conn = RawConn::connect(&bs);
-    let req = CreatePartitionsRequest::default()
-        .with_topics(vec![CreatePartitionsTopic::default().with_name(tname(&topic)).with_count(4)])
-        .with_timeout_ms(30_000);
+    let req =
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default().with_name(tname(&topic)).with_count(4)]).with_timeout_ms(30_000);
     let resp = conn.roundtrip(3, &req);
     assert_eq!(resp.results[0].error_code, 0);
     assert!(poll_until(&[&a], SETTLE, || owned(&a).len() == 4), "the 2 new partitions never came: {:?}", owned(&a));
@@ -644,7 +659,9 @@ async fn heartbeat_errors() {
         .with_rebalance_timeout_ms(30_000)
         .with_member_id(sb(""))
         .with_protocol_type(sb("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(sb("range")).with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255]))]);
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(sb("range"))
+            .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255]))]);
     let mut jconn = RawConn::connect(&bs);
     let j = jconn.roundtrip(3, &join);
     assert_eq!(j.error_code, 0, "classic join (v3 joins at once)");

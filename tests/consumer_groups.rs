@@ -33,26 +33,19 @@ use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as As
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiVersionsRequest, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -61,10 +54,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use common::*;
 
 /// Broker settings for every test in this file.
-const GROUP_BROKER_SETTINGS: &[(&str, &str)] = &[
-    ("group.initial.rebalance.delay.ms", "0"),
-    ("offsets.topic.num.partitions", "4"),
-];
+const GROUP_BROKER_SETTINGS: &[(&str, &str)] = &[("group.initial.rebalance.delay.ms", "0"), ("offsets.topic.num.partitions", "4")];
 
 /// How long a group may take to reach a settled assignment.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -191,12 +181,7 @@ fn is_split_of(sets: &[BTreeSet<i32>], full: &BTreeSet<i32>) -> bool {
 /// Wait until the assignments returned by `snapshot` are a disjoint,
 /// complete, non-empty split of partitions `0..partitions` and have stayed
 /// exactly so for `STABLE_FOR`. Returns that split.
-fn wait_settled(
-    what: &str,
-    partitions: i32,
-    timeout: Duration,
-    mut snapshot: impl FnMut() -> Vec<BTreeSet<i32>>,
-) -> Vec<BTreeSet<i32>> {
+fn wait_settled(what: &str, partitions: i32, timeout: Duration, mut snapshot: impl FnMut() -> Vec<BTreeSet<i32>>) -> Vec<BTreeSet<i32>> {
     let full = all_partitions(partitions);
     let deadline = Instant::now() + timeout;
     let mut stable: Option<(Instant, Vec<BTreeSet<i32>>)> = None;
@@ -226,9 +211,7 @@ fn wait_settled(
 }
 
 fn wait_members_settled(what: &str, members: &[&Member], partitions: i32) -> Vec<BTreeSet<i32>> {
-    wait_settled(what, partitions, SETTLE_TIMEOUT, || {
-        members.iter().map(|m| m.assignment_checked()).collect()
-    })
+    wait_settled(what, partitions, SETTLE_TIMEOUT, || members.iter().map(|m| m.assignment_checked()).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -238,9 +221,15 @@ fn wait_members_settled(what: &str, members: &[&Member], partitions: i32) -> Vec
 #[derive(Debug, Clone, PartialEq)]
 enum RebalanceEvent {
     /// Partitions handed to the application, and the assignment after it.
-    Assign { partitions: BTreeSet<i32>, after: BTreeSet<i32> },
+    Assign {
+        partitions: BTreeSet<i32>,
+        after: BTreeSet<i32>,
+    },
     /// Partitions taken away, and the assignment after it.
-    Revoke { partitions: BTreeSet<i32>, after: BTreeSet<i32> },
+    Revoke {
+        partitions: BTreeSet<i32>,
+        after: BTreeSet<i32>,
+    },
     Error(String),
 }
 
@@ -265,14 +254,8 @@ impl ConsumerContext for TrackingContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let after = current_assignment(consumer);
         let ev = match rebalance {
-            Rebalance::Assign(tpl) => RebalanceEvent::Assign {
-                partitions: partitions_of(tpl),
-                after: after.clone(),
-            },
-            Rebalance::Revoke(tpl) => RebalanceEvent::Revoke {
-                partitions: partitions_of(tpl),
-                after: after.clone(),
-            },
+            Rebalance::Assign(tpl) => RebalanceEvent::Assign { partitions: partitions_of(tpl), after: after.clone() },
+            Rebalance::Revoke(tpl) => RebalanceEvent::Revoke { partitions: partitions_of(tpl), after: after.clone() },
             Rebalance::Error(e) => RebalanceEvent::Error(e.to_string()),
         };
         *lock(&self.state.protocol) = match consumer.rebalance_protocol() {
@@ -305,12 +288,9 @@ impl Member {
         let handle = std::thread::Builder::new()
             .name(format!("member-{name}"))
             .spawn(move || {
-                let consumer: BaseConsumer<TrackingContext> = config
-                    .create_with_context(TrackingContext { state: st.clone() })
-                    .unwrap_or_else(|e| panic!("{n}: create consumer: {e}"));
-                consumer
-                    .subscribe(&[topic.as_str()])
-                    .unwrap_or_else(|e| panic!("{n}: subscribe: {e}"));
+                let consumer: BaseConsumer<TrackingContext> =
+                    config.create_with_context(TrackingContext { state: st.clone() }).unwrap_or_else(|e| panic!("{n}: create consumer: {e}"));
+                consumer.subscribe(&[topic.as_str()]).unwrap_or_else(|e| panic!("{n}: subscribe: {e}"));
                 while !st.stop.load(Ordering::SeqCst) {
                     match consumer.poll(Duration::from_millis(100)) {
                         Some(Ok(m)) => lock(&st.records).push((m.partition(), m.offset())),
@@ -330,12 +310,7 @@ impl Member {
                 let _ = tx.send(());
             })
             .expect("spawn member thread");
-        Member {
-            name: name.to_string(),
-            state,
-            done: rx,
-            handle: Some(handle),
-        }
+        Member { name: name.to_string(), state, done: rx, handle: Some(handle) }
     }
 
     fn assignment(&self) -> BTreeSet<i32> {
@@ -346,11 +321,7 @@ impl Member {
     fn assignment_checked(&self) -> BTreeSet<i32> {
         if let Some(h) = &self.handle {
             if h.is_finished() && !self.state.stop.load(Ordering::SeqCst) {
-                panic!(
-                    "member {}: its thread ended on its own (panicked?); consumer errors: {:?}",
-                    self.name,
-                    self.errors()
-                );
+                panic!("member {}: its thread ended on its own (panicked?); consumer errors: {:?}", self.name, self.errors());
             }
         }
         self.assignment()
@@ -406,15 +377,8 @@ async fn produce(bootstrap: &str, topic: &str, partitions: i32, n: usize, tag: &
     for i in 0..n {
         let key = format!("{tag}-k{i}");
         let value = format!("{tag}-v{i}");
-        let rec = FutureRecord::to(topic)
-            .partition(i as i32 % partitions)
-            .key(&key)
-            .payload(&value);
-        futs.push(
-            producer
-                .send_result(rec)
-                .unwrap_or_else(|(e, _)| panic!("enqueue record {i}: {e}")),
-        );
+        let rec = FutureRecord::to(topic).partition(i as i32 % partitions).key(&key).payload(&value);
+        futs.push(producer.send_result(rec).unwrap_or_else(|(e, _)| panic!("enqueue record {i}: {e}")));
     }
     let mut out = Vec::with_capacity(n);
     for (i, f) in futs.into_iter().enumerate() {
@@ -430,12 +394,7 @@ async fn produce(bootstrap: &str, topic: &str, partitions: i32, n: usize, tag: &
 
 /// Poll `c` until `target` records arrived (then keep polling for `grace`
 /// to catch extra ones) or `timeout` passed. Returns (partition, offset)s.
-fn poll_records<C: ConsumerContext>(
-    c: &BaseConsumer<C>,
-    target: usize,
-    timeout: Duration,
-    grace: Duration,
-) -> Vec<(i32, i64)> {
+fn poll_records<C: ConsumerContext>(c: &BaseConsumer<C>, target: usize, timeout: Duration, grace: Duration) -> Vec<(i32, i64)> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     let mut grace_end: Option<Instant> = None;
@@ -500,10 +459,7 @@ fn commit_list(topic: &str, offsets: &BTreeMap<i32, (i64, String)>) -> TopicPart
 
 /// (partition -> (committed offset or -1, metadata)) out of a committed() answer.
 fn committed_map(tpl: &TopicPartitionList) -> BTreeMap<i32, (i64, String)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.partition(), (offset_value(e.offset()), e.metadata().to_string())))
-        .collect()
+    tpl.elements().iter().map(|e| (e.partition(), (offset_value(e.offset()), e.metadata().to_string()))).collect()
 }
 
 fn offsets_only(m: BTreeMap<i32, (i64, String)>) -> BTreeMap<i32, i64> {
@@ -514,9 +470,7 @@ fn offsets_only(m: BTreeMap<i32, (i64, String)>) -> BTreeMap<i32, i64> {
 /// `0..partitions`, from a consumer that does not join the group. Retries
 /// (bounded) while the coordinator is loading, e.g. right after a restart.
 fn read_committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, (i64, String)> {
-    let c: BaseConsumer = group_config(bootstrap, group, "offset-reader")
-        .create()
-        .expect("offset reader");
+    let c: BaseConsumer = group_config(bootstrap, group, "offset-reader").create().expect("offset reader");
     let deadline = Instant::now() + Duration::from_secs(60);
     let result = loop {
         let mut tpl = TopicPartitionList::new();
@@ -525,11 +479,7 @@ fn read_committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) ->
         }
         let last = match c.committed_offsets(tpl, Duration::from_secs(10)) {
             Ok(t) => {
-                let errs: Vec<String> = t
-                    .elements()
-                    .iter()
-                    .filter_map(|e| e.error().err().map(|x| format!("p{}: {x}", e.partition())))
-                    .collect();
+                let errs: Vec<String> = t.elements().iter().filter_map(|e| e.error().err().map(|x| format!("p{}: {x}", e.partition()))).collect();
                 if errs.is_empty() {
                     break committed_map(&t);
                 }
@@ -560,27 +510,19 @@ fn api_max_version(bootstrap: &str, api_key: i16) -> i16 {
             .with_client_software_version(StrBytes::from_static_str("0.1")),
     );
     assert_eq!(resp.error_code, 0, "ApiVersions: {resp:?}");
-    resp.api_keys
-        .iter()
-        .find(|k| k.api_key == api_key)
-        .map(|k| k.max_version)
-        .unwrap_or_else(|| panic!("api key {api_key} is not advertised in ApiVersions"))
+    resp.api_keys.iter().find(|k| k.api_key == api_key).map(|k| k.max_version).unwrap_or_else(|| panic!("api key {api_key} is not advertised in ApiVersions"))
 }
 
 /// min(broker's max version, `preferred`), asserting the broker has at least `required`.
 fn version_for(bootstrap: &str, api_key: i16, preferred: i16, required: i16) -> i16 {
     let max = api_max_version(bootstrap, api_key);
-    assert!(
-        max >= required,
-        "api key {api_key}: broker advertises up to v{max}, v{required}+ is needed"
-    );
+    assert!(max >= required, "api key {api_key}: broker advertises up to v{max}, v{required}+ is needed");
     max.min(preferred)
 }
 
 /// ConsumerProtocol subscription bytes (version 0 prefix + body).
 fn encode_subscription(topics: &[&str]) -> Bytes {
-    let sub = ConsumerProtocolSubscription::default()
-        .with_topics(topics.iter().map(|t| sb(t)).collect());
+    let sub = ConsumerProtocolSubscription::default().with_topics(topics.iter().map(|t| sb(t)).collect());
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     sub.encode(&mut buf, 0).expect("encode subscription");
@@ -589,11 +531,8 @@ fn encode_subscription(topics: &[&str]) -> Bytes {
 
 /// ConsumerProtocol assignment bytes (version 0 prefix + body).
 fn encode_assignment(topic: &str, partitions: &[i32]) -> Bytes {
-    let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
-        AssignedTopicPartition::default()
-            .with_topic(topic_name_of(topic))
-            .with_partitions(partitions.to_vec()),
-    ]);
+    let a = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(vec![AssignedTopicPartition::default().with_topic(topic_name_of(topic)).with_partitions(partitions.to_vec())]);
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     a.encode(&mut buf, 0).expect("encode assignment");
@@ -612,8 +551,7 @@ fn decode_assignment(bytes: &[u8]) -> BTreeMap<String, BTreeSet<i32>> {
     assert!(b.remaining() >= 2, "assignment too short: {bytes:?}");
     let v = b.get_i16();
     assert!(v >= 0, "negative ConsumerProtocol assignment version {v}");
-    let a = ConsumerProtocolAssignment::decode(&mut b, v.min(3))
-        .unwrap_or_else(|e| panic!("decode ConsumerProtocolAssignment v{v}: {e:?} ({bytes:?})"));
+    let a = ConsumerProtocolAssignment::decode(&mut b, v.min(3)).unwrap_or_else(|e| panic!("decode ConsumerProtocolAssignment v{v}: {e:?} ({bytes:?})"));
     for tp in a.assigned_partitions {
         let t: &str = &tp.topic;
         out.entry(st(t)).or_default().extend(tp.partitions.iter().copied());
@@ -627,8 +565,7 @@ fn decode_subscription_topics(bytes: &[u8]) -> Vec<String> {
     assert!(b.remaining() >= 2, "subscription too short: {bytes:?}");
     let v = b.get_i16();
     assert!(v >= 0, "negative ConsumerProtocol subscription version {v}");
-    let s = ConsumerProtocolSubscription::decode(&mut b, v.min(3))
-        .unwrap_or_else(|e| panic!("decode ConsumerProtocolSubscription v{v}: {e:?} ({bytes:?})"));
+    let s = ConsumerProtocolSubscription::decode(&mut b, v.min(3)).unwrap_or_else(|e| panic!("decode ConsumerProtocolSubscription v{v}: {e:?} ({bytes:?})"));
     s.topics.iter().map(|t| st(t)).collect()
 }
 
@@ -642,12 +579,7 @@ fn describe_group(bootstrap: &str, group: &str) -> DescribedGroup {
 
 /// DescribeGroups until `ok` accepts the answer (bounded; retriable
 /// coordinator errors are waited out).
-fn describe_group_until(
-    bootstrap: &str,
-    group: &str,
-    what: &str,
-    mut ok: impl FnMut(&DescribedGroup) -> Result<(), String>,
-) -> DescribedGroup {
+fn describe_group_until(bootstrap: &str, group: &str, what: &str, mut ok: impl FnMut(&DescribedGroup) -> Result<(), String>) -> DescribedGroup {
     let mut result = None;
     wait_for(what, SETTLE_TIMEOUT, || {
         let g = describe_group(bootstrap, group);
@@ -688,11 +620,7 @@ fn list_groups(bootstrap: &str, states: &[&str]) -> Result<(i16, Vec<Listed>), i
             .iter()
             .map(|g| {
                 let name: &str = &g.group_id;
-                Listed {
-                    group: st(name),
-                    protocol_type: st(&g.protocol_type),
-                    state: st(&g.group_state),
-                }
+                Listed { group: st(name), protocol_type: st(&g.protocol_type), state: st(&g.group_state) }
             })
             .collect(),
     ))
@@ -701,15 +629,13 @@ fn list_groups(bootstrap: &str, states: &[&str]) -> Result<(i16, Vec<Listed>), i
 /// ListGroups, retried (bounded) while the coordinator is loading.
 fn list_groups_ok(bootstrap: &str, states: &[&str]) -> (i16, Vec<Listed>) {
     let mut result = None;
-    wait_for("ListGroups without a retriable error", SETTLE_TIMEOUT, || {
-        match list_groups(bootstrap, states) {
-            Ok(r) => {
-                result = Some(r);
-                Ok(())
-            }
-            Err(c) if code::retriable(c) => Err(format!("error {c}")),
-            Err(c) => panic!("ListGroups {states:?}: error code {c}"),
+    wait_for("ListGroups without a retriable error", SETTLE_TIMEOUT, || match list_groups(bootstrap, states) {
+        Ok(r) => {
+            result = Some(r);
+            Ok(())
         }
+        Err(c) if code::retriable(c) => Err(format!("error {c}")),
+        Err(c) => panic!("ListGroups {states:?}: error code {c}"),
     });
     result.unwrap()
 }
@@ -717,10 +643,7 @@ fn list_groups_ok(bootstrap: &str, states: &[&str]) -> (i16, Vec<Listed>) {
 fn delete_groups_raw(bootstrap: &str, groups: &[&str]) -> Vec<(String, i16)> {
     let v = version_for(bootstrap, DeleteGroupsRequest::KEY, 2, 0);
     let mut conn = RawConn::connect(bootstrap);
-    let resp = conn.roundtrip(
-        v,
-        &DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| group_id(g)).collect()),
-    );
+    let resp = conn.roundtrip(v, &DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| group_id(g)).collect()));
     resp.results
         .iter()
         .map(|r| {
@@ -736,11 +659,9 @@ fn offset_delete(bootstrap: &str, group: &str, what: &[(&str, &[i32])]) -> (i16,
     let req = OffsetDeleteRequest::default().with_group_id(group_id(group)).with_topics(
         what.iter()
             .map(|(t, ps)| {
-                OffsetDeleteRequestTopic::default().with_name(topic_name_of(t)).with_partitions(
-                    ps.iter()
-                        .map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p))
-                        .collect(),
-                )
+                OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name_of(t))
+                    .with_partitions(ps.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect())
             })
             .collect(),
     );
@@ -763,13 +684,7 @@ type FetchedOffsets = BTreeMap<(String, i32), (i64, Option<String>, i16)>;
 fn offset_fetch(bootstrap: &str, group: &str, what: &[(&str, &[i32])]) -> (i16, FetchedOffsets) {
     let v = version_for(bootstrap, OffsetFetchRequest::KEY, 7, 1);
     let req = OffsetFetchRequest::default().with_group_id(group_id(group)).with_topics(Some(
-        what.iter()
-            .map(|(t, ps)| {
-                OffsetFetchRequestTopic::default()
-                    .with_name(topic_name_of(t))
-                    .with_partition_indexes(ps.to_vec())
-            })
-            .collect(),
+        what.iter().map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(topic_name_of(t)).with_partition_indexes(ps.to_vec())).collect(),
     ));
     let mut conn = RawConn::connect(bootstrap);
     let resp = conn.roundtrip(v, &req);
@@ -777,10 +692,7 @@ fn offset_fetch(bootstrap: &str, group: &str, what: &[(&str, &[i32])]) -> (i16, 
     for t in &resp.topics {
         let name: &str = &t.name;
         for p in &t.partitions {
-            out.insert(
-                (st(name), p.partition_index),
-                (p.committed_offset, p.metadata.as_ref().map(|m| st(m)), p.error_code),
-            );
+            out.insert((st(name), p.partition_index), (p.committed_offset, p.metadata.as_ref().map(|m| st(m)), p.error_code));
         }
     }
     (resp.error_code, out)
@@ -789,9 +701,7 @@ fn offset_fetch(bootstrap: &str, group: &str, what: &[(&str, &[i32])]) -> (i16, 
 /// The committed offset of `t`-`p` in an OffsetFetch answer (asserting no
 /// per-partition error).
 fn fetched(offs: &FetchedOffsets, t: &str, p: i32) -> i64 {
-    let (o, _, e) = offs
-        .get(&(t.to_string(), p))
-        .unwrap_or_else(|| panic!("{t}-{p} missing from OffsetFetch: {offs:?}"));
+    let (o, _, e) = offs.get(&(t.to_string(), p)).unwrap_or_else(|| panic!("{t}-{p} missing from OffsetFetch: {offs:?}"));
     assert_eq!(*e, code::NONE, "{t}-{p} OffsetFetch error: {offs:?}");
     *o
 }
@@ -814,21 +724,13 @@ async fn three_members_split_partitions_and_rebalance_on_leave() {
 
     let split = wait_members_settled("three members", &[&a, &b, &c], 6);
     for (name, s) in ["a", "b", "c"].iter().zip(&split) {
-        assert_eq!(
-            s.len(),
-            2,
-            "member {name}: the range assignor gives each of 3 members 2 of 6 partitions: {split:?}"
-        );
+        assert_eq!(s.len(), 2, "member {name}: the range assignor gives each of 3 members 2 of 6 partitions: {split:?}");
     }
 
     // c closes (LeaveGroup): the remaining two rebalance and cover all 6.
     c.close();
     let split = wait_members_settled("two members after c left", &[&a, &b], 6);
-    assert_eq!(
-        split.iter().map(|s| s.len()).collect::<Vec<_>>(),
-        vec![3, 3],
-        "range assignor over 6 partitions and 2 members: {split:?}"
-    );
+    assert_eq!(split.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![3, 3], "range assignor over 6 partitions and 2 members: {split:?}");
 
     a.close();
     b.close();
@@ -854,9 +756,7 @@ fn child_member_helper() {
     let parts: Vec<&str> = spec.split('|').collect();
     assert_eq!(parts.len(), 3, "{CHILD_ENV} must be bootstrap|group|topic, got {spec:?}");
     let (bs, group, topic) = (parts[0], parts[1], parts[2]);
-    let consumer: BaseConsumer = group_config(bs, group, "child-member")
-        .create()
-        .expect("child: create consumer");
+    let consumer: BaseConsumer = group_config(bs, group, "child-member").create().expect("child: create consumer");
     consumer.subscribe(&[topic]).expect("child: subscribe");
     let mut last: Option<BTreeSet<i32>> = None;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -905,11 +805,8 @@ impl ChildMember {
                 // on the same line, so look for the marker anywhere.
                 if let Some(pos) = line.find(CHILD_LINE) {
                     let rest = &line[pos + CHILD_LINE.len()..];
-                    let set: BTreeSet<i32> = rest
-                        .split(',')
-                        .filter(|s| !s.trim().is_empty())
-                        .map(|s| s.trim().parse().expect("child partition number"))
-                        .collect();
+                    let set: BTreeSet<i32> =
+                        rest.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().expect("child partition number")).collect();
                     *lock(&a) = Some(set);
                 }
             }
@@ -921,11 +818,7 @@ impl ChildMember {
             let _ = stderr.read_to_string(&mut s);
             lock(&o).push_str(&format!("[child stderr] {s}\n"));
         });
-        ChildMember {
-            child: Some(child),
-            assignment,
-            output,
-        }
+        ChildMember { child: Some(child), assignment, output }
     }
 
     /// Last assignment the child reported (empty before it said anything).
@@ -934,10 +827,7 @@ impl ChildMember {
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 std::thread::sleep(Duration::from_millis(200)); // let the readers finish
-                panic!(
-                    "child member exited on its own ({status:?}); its output:\n{}",
-                    lock(&self.output)
-                );
+                panic!("child member exited on its own ({status:?}); its output:\n{}", lock(&self.output));
             }
         }
         lock(&self.assignment).clone().unwrap_or_default()
@@ -973,20 +863,13 @@ async fn dead_member_is_evicted_after_session_timeout() {
     wait_settled("child member alone", 4, SETTLE_TIMEOUT, || vec![child.assignment()]);
 
     let survivor = Member::start("survivor", group_config(&bs, group, "survivor"), topic);
-    let split = wait_settled("child + in-process member", 4, SETTLE_TIMEOUT, || {
-        vec![child.assignment(), survivor.assignment_checked()]
-    });
+    let split = wait_settled("child + in-process member", 4, SETTLE_TIMEOUT, || vec![child.assignment(), survivor.assignment_checked()]);
     assert_eq!(split[1].len(), 2, "range over 4 partitions and 2 members: {split:?}");
 
     // kill -9 the child: no LeaveGroup. The coordinator must expire it once
     // session.timeout.ms (6 s) passes without heartbeats, and rebalance.
     child.kill9();
-    wait_settled(
-        "survivor alone after the dead member's session expired",
-        4,
-        Duration::from_secs(45),
-        || vec![survivor.assignment_checked()],
-    );
+    wait_settled("survivor alone after the dead member's session expired", 4, Duration::from_secs(45), || vec![survivor.assignment_checked()]);
 
     survivor.close();
     broker.stop();
@@ -1024,12 +907,8 @@ async fn committed_offsets_resume_in_next_member() {
         let count = got_a.iter().filter(|(q, _)| q == p).count() as i64;
         assert_eq!(count, *n, "A read partition {p} from offset 0 without gaps");
     }
-    let to_commit: BTreeMap<i32, (i64, String)> = next
-        .iter()
-        .map(|(p, o)| (*p, (*o, format!("resume-meta p{p} next={o} ✓"))))
-        .collect();
-    a.commit(&commit_list(topic, &to_commit), CommitMode::Sync)
-        .expect("synchronous commit by A");
+    let to_commit: BTreeMap<i32, (i64, String)> = next.iter().map(|(p, o)| (*p, (*o, format!("resume-meta p{p} next={o} ✓")))).collect();
+    a.commit(&commit_list(topic, &to_commit), CommitMode::Sync).expect("synchronous commit by A");
     // (TopicPartitionLists librdkafka returns hold references to its
     // partitions, and closing a consumer waits for them: keep none around.)
     let committed_a = offsets_only(committed_map(&a.committed(OP_TIMEOUT).expect("committed() by A")));
@@ -1043,11 +922,7 @@ async fn committed_offsets_resume_in_next_member() {
     let got_b = poll_records(&b, 40, Duration::from_secs(60), GRACE);
     let set_b: BTreeSet<(i32, i64)> = got_b.iter().copied().collect();
     assert_eq!(set_b.len(), got_b.len(), "consumer B got duplicates");
-    assert!(
-        set_a.is_disjoint(&set_b),
-        "B re-read records A had committed: {:?}",
-        set_a.intersection(&set_b).collect::<Vec<_>>()
-    );
+    assert!(set_a.is_disjoint(&set_b), "B re-read records A had committed: {:?}", set_a.intersection(&set_b).collect::<Vec<_>>());
     let expected_b: BTreeSet<(i32, i64)> = all.difference(&set_a).copied().collect();
     assert_eq!(set_b, expected_b, "B must get exactly the 40 records after the committed offsets");
 
@@ -1081,8 +956,7 @@ fn member_commits(bootstrap: &str, group: &str, topic: &str, partitions: i32, of
     let c: BaseConsumer = group_config(bootstrap, group, "durable-member").create().expect("member");
     c.subscribe(&[topic]).expect("subscribe");
     poll_until_assigned(&c, &all_partitions(partitions), "durable member");
-    c.commit(&commit_list(topic, offsets), CommitMode::Sync)
-        .expect("synchronous commit");
+    c.commit(&commit_list(topic, offsets), CommitMode::Sync).expect("synchronous commit");
     close_bounded(c, "durable member");
 }
 
@@ -1094,10 +968,7 @@ fn assert_group_listed(bootstrap: &str, group: &str, phase: &str) {
             Err(c) if code::retriable(c) => return Err(format!("error {c}")),
             Err(c) => panic!("{phase}: ListGroups error {c}"),
         };
-        let g = groups
-            .iter()
-            .find(|g| g.group == group)
-            .ok_or_else(|| format!("not in {groups:?}"))?;
+        let g = groups.iter().find(|g| g.group == group).ok_or_else(|| format!("not in {groups:?}"))?;
         assert_eq!(g.protocol_type, "consumer", "{phase}: protocol type of {group}: {g:?}");
         if v >= 4 {
             assert_eq!(g.state, "Empty", "{phase}: {group} has no members: {g:?}");
@@ -1115,10 +986,7 @@ async fn committed_offsets_and_group_survive_restarts() {
     create_topic(&bs, topic, 3).await;
     produce(&bs, topic, 3, 30, "durable").await; // 10 per partition
 
-    let first: BTreeMap<i32, (i64, String)> = [(0, 4), (1, 7), (2, 10)]
-        .into_iter()
-        .map(|(p, o)| (p, (o, format!("first p{p}"))))
-        .collect();
+    let first: BTreeMap<i32, (i64, String)> = [(0, 4), (1, 7), (2, 10)].into_iter().map(|(p, o)| (p, (o, format!("first p{p}")))).collect();
     member_commits(&bs, group, topic, 3, &first);
     let before = read_committed(&bs, group, topic, 3);
     assert_eq!(before, first, "committed offsets before any restart");
@@ -1131,10 +999,7 @@ async fn committed_offsets_and_group_survive_restarts() {
     assert_group_listed(&bs, group, "after SIGTERM restart");
 
     // A commit made after the restart, then kill -9 + restart.
-    let second: BTreeMap<i32, (i64, String)> = [(0, 6), (1, 8), (2, 9)]
-        .into_iter()
-        .map(|(p, o)| (p, (o, format!("second p{p}"))))
-        .collect();
+    let second: BTreeMap<i32, (i64, String)> = [(0, 6), (1, 8), (2, 9)].into_iter().map(|(p, o)| (p, (o, format!("second p{p}")))).collect();
     member_commits(&bs, group, topic, 3, &second);
     let before = read_committed(&bs, group, topic, 3);
     assert_eq!(before, second, "committed offsets after the second commit");
@@ -1146,12 +1011,8 @@ async fn committed_offsets_and_group_survive_restarts() {
     // And a new member really starts there: p0 6..=9, p1 8..=9, p2 9.
     let c: BaseConsumer = group_config(&bs, group, "durable-resume").create().expect("member");
     c.subscribe(&[topic]).expect("subscribe");
-    let got: BTreeSet<(i32, i64)> = poll_records(&c, 7, Duration::from_secs(60), GRACE)
-        .into_iter()
-        .collect();
-    let want: BTreeSet<(i32, i64)> = [(0, 6), (0, 7), (0, 8), (0, 9), (1, 8), (1, 9), (2, 9)]
-        .into_iter()
-        .collect();
+    let got: BTreeSet<(i32, i64)> = poll_records(&c, 7, Duration::from_secs(60), GRACE).into_iter().collect();
+    let want: BTreeSet<(i32, i64)> = [(0, 6), (0, 7), (0, 8), (0, 9), (1, 8), (1, 9), (2, 9)].into_iter().collect();
     assert_eq!(got, want, "records consumed after the restarts: exactly those after the committed offsets");
     close_bounded(c, "resuming member");
     broker.stop();
@@ -1182,11 +1043,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
 
     let b = Member::start("b", cfg("coop-b"), topic);
     let split = wait_members_settled("a + b", &[&a, &b], 6);
-    assert_eq!(
-        split.iter().map(|s| s.len()).collect::<Vec<_>>(),
-        vec![3, 3],
-        "cooperative-sticky balances 6 partitions over 2 members: {split:?}"
-    );
+    assert_eq!(split.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![3, 3], "cooperative-sticky balances 6 partitions over 2 members: {split:?}");
     assert!(split[0].is_subset(&alone[0]), "a keeps a subset of what it had");
 
     let events = a.events();
@@ -1195,10 +1052,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
     for e in since_b {
         match e {
             RebalanceEvent::Revoke { partitions, after } => {
-                assert!(
-                    !after.is_empty(),
-                    "a gave up ALL its partitions when b joined (eager-style), not incrementally: {since_b:?}"
-                );
+                assert!(!after.is_empty(), "a gave up ALL its partitions when b joined (eager-style), not incrementally: {since_b:?}");
                 assert!(partitions.len() < 6, "a revoked everything: {since_b:?}");
                 revoked.extend(partitions.iter().copied());
             }
@@ -1206,10 +1060,7 @@ async fn cooperative_sticky_rebalances_incrementally() {
             RebalanceEvent::Error(err) => panic!("rebalance error on a: {err} ({since_b:?})"),
         }
     }
-    assert_eq!(
-        revoked, split[1],
-        "a incrementally revoked exactly the partitions b now owns: {since_b:?}"
-    );
+    assert_eq!(revoked, split[1], "a incrementally revoked exactly the partitions b now owns: {since_b:?}");
     for e in b.events() {
         if let RebalanceEvent::Revoke { partitions, .. } = &e {
             assert!(partitions.is_empty(), "b, the newcomer, had partitions revoked: {:?}", b.events());
@@ -1267,22 +1118,15 @@ async fn static_member_rejoins_without_rebalance() {
         assert_eq!(s1b.assignment_checked(), s1_parts, "instance-1 lost its partitions");
         assert_eq!(s2.assignment_checked(), s2_parts, "instance-2's assignment changed");
     }
-    assert_eq!(
-        s2.events().len(),
-        s2_callbacks,
-        "instance-2 saw rebalance callbacks: the static rejoin must not rebalance: {:?}",
-        s2.events()
-    );
+    assert_eq!(s2.events().len(), s2_callbacks, "instance-2 saw rebalance callbacks: the static rejoin must not rebalance: {:?}", s2.events());
     for e in s1b.events() {
         match e {
             RebalanceEvent::Assign { partitions, .. } => {
                 assert_eq!(partitions, s1_parts, "restarted instance-1 assignment: {:?}", s1b.events())
             }
-            RebalanceEvent::Revoke { partitions, .. } => assert!(
-                partitions.is_empty(),
-                "restarted instance-1 had partitions revoked (a rebalance): {:?}",
-                s1b.events()
-            ),
+            RebalanceEvent::Revoke { partitions, .. } => {
+                assert!(partitions.is_empty(), "restarted instance-1 had partitions revoked (a rebalance): {:?}", s1b.events())
+            }
             RebalanceEvent::Error(err) => panic!("rebalance error on restarted instance-1: {err}"),
         }
     }
@@ -1312,9 +1156,7 @@ async fn admin_describe_list_delete_groups() {
     // has no members (a "simple" commit: generation -1, no member id), which
     // Kafka accepts for an empty group.
     {
-        let c: BaseConsumer = group_config(&bs, group, "admin-simple-committer")
-            .create()
-            .expect("committer");
+        let c: BaseConsumer = group_config(&bs, group, "admin-simple-committer").create().expect("committer");
         let mut tpl = TopicPartitionList::new();
         for (t, n) in [(topic, 4), (other, 2)] {
             for p in 0..n {
@@ -1329,12 +1171,8 @@ async fn admin_describe_list_delete_groups() {
     let m1 = Member::start("m1", group_config(&bs, group, "admin-member-1"), topic);
     let m2 = Member::start("m2", group_config(&bs, group, "admin-member-2"), topic);
     let split = wait_members_settled("admin group", &[&m1, &m2], 4);
-    let by_client: BTreeMap<String, BTreeSet<i32>> = [
-        ("admin-member-1".to_string(), split[0].clone()),
-        ("admin-member-2".to_string(), split[1].clone()),
-    ]
-    .into_iter()
-    .collect();
+    let by_client: BTreeMap<String, BTreeSet<i32>> =
+        [("admin-member-1".to_string(), split[0].clone()), ("admin-member-2".to_string(), split[1].clone())].into_iter().collect();
 
     // DescribeGroups (raw): Stable, "consumer", "range", both members with
     // their client ids, hosts and the assignments they actually have.
@@ -1353,19 +1191,13 @@ async fn admin_describe_list_delete_groups() {
         assert!(!m.member_id.is_empty(), "member id: {m:?}");
         assert!(!m.client_host.is_empty(), "client host: {m:?}");
         member_ids.insert(st(&m.member_id));
-        let want = by_client
-            .get(client)
-            .unwrap_or_else(|| panic!("unexpected client id {client:?} in {g:?}"));
+        let want = by_client.get(client).unwrap_or_else(|| panic!("unexpected client id {client:?} in {g:?}"));
         assert_eq!(
             decode_assignment(&m.member_assignment),
             [(topic.to_string(), want.clone())].into_iter().collect(),
             "member {client}: assignment in DescribeGroups vs. what the consumer has"
         );
-        assert_eq!(
-            decode_subscription_topics(&m.member_metadata),
-            vec![topic.to_string()],
-            "member {client}: subscription in DescribeGroups"
-        );
+        assert_eq!(decode_subscription_topics(&m.member_metadata), vec![topic.to_string()], "member {client}: subscription in DescribeGroups");
     }
     assert_eq!(member_ids.len(), 2, "distinct member ids: {g:?}");
 
@@ -1373,19 +1205,13 @@ async fn admin_describe_list_delete_groups() {
     {
         let lister: BaseConsumer = consumer_config(&bs).create().expect("lister");
         let gl = lister.fetch_group_list(Some(group), OP_TIMEOUT).expect("fetch_group_list");
-        let info = gl
-            .groups()
-            .iter()
-            .find(|i| i.name() == group)
-            .unwrap_or_else(|| panic!("{group} not in librdkafka's group list"));
+        let info = gl.groups().iter().find(|i| i.name() == group).unwrap_or_else(|| panic!("{group} not in librdkafka's group list"));
         assert_eq!(info.state(), "Stable");
         assert_eq!(info.protocol_type(), "consumer");
         assert_eq!(info.protocol(), "range");
         assert_eq!(info.members().len(), 2);
         for m in info.members() {
-            let want = by_client
-                .get(m.client_id())
-                .unwrap_or_else(|| panic!("unexpected client id {:?}", m.client_id()));
+            let want = by_client.get(m.client_id()).unwrap_or_else(|| panic!("unexpected client id {:?}", m.client_id()));
             let assigned = decode_assignment(m.assignment().unwrap_or_default());
             assert_eq!(assigned.get(topic), Some(want), "librdkafka's view of {}'s assignment", m.client_id());
         }
@@ -1394,35 +1220,18 @@ async fn admin_describe_list_delete_groups() {
 
     // ListGroups: listed as a consumer group; the state filter (v4+) works.
     let (_, groups) = list_groups_ok(&bs, &[]);
-    let listed = groups
-        .iter()
-        .find(|l| l.group == group)
-        .unwrap_or_else(|| panic!("{group} not in ListGroups: {groups:?}"));
+    let listed = groups.iter().find(|l| l.group == group).unwrap_or_else(|| panic!("{group} not in ListGroups: {groups:?}"));
     assert_eq!(listed.protocol_type, "consumer");
     let (_, stable) = list_groups_ok(&bs, &["Stable"]);
-    assert!(
-        stable.iter().any(|l| l.group == group && l.state == "Stable"),
-        "ListGroups(states=[Stable]) must list {group}: {stable:?}"
-    );
+    assert!(stable.iter().any(|l| l.group == group && l.state == "Stable"), "ListGroups(states=[Stable]) must list {group}: {stable:?}");
     let (_, empty) = list_groups_ok(&bs, &["Empty"]);
-    assert!(
-        !empty.iter().any(|l| l.group == group),
-        "ListGroups(states=[Empty]) must not list the live {group}: {empty:?}"
-    );
+    assert!(!empty.iter().any(|l| l.group == group), "ListGroups(states=[Empty]) must not list the live {group}: {empty:?}");
 
     // DeleteGroups on a live group: NON_EMPTY_GROUP.
     let admin = admin_client(&bs);
     let res = admin.delete_groups(&[group], &admin_opts()).await.expect("DeleteGroups request");
-    assert_eq!(
-        res,
-        vec![Err((group.to_string(), RDKafkaErrorCode::NonEmptyGroup))],
-        "DeleteGroups of a group with members"
-    );
-    assert_eq!(
-        delete_groups_raw(&bs, &[group]),
-        vec![(group.to_string(), code::NON_EMPTY_GROUP)],
-        "raw DeleteGroups of a group with members"
-    );
+    assert_eq!(res, vec![Err((group.to_string(), RDKafkaErrorCode::NonEmptyGroup))], "DeleteGroups of a group with members");
+    assert_eq!(delete_groups_raw(&bs, &[group]), vec![(group.to_string(), code::NON_EMPTY_GROUP)], "raw DeleteGroups of a group with members");
 
     // OffsetDelete: refused for a topic the group is subscribed to, done for
     // one it is not subscribed to.
@@ -1431,12 +1240,7 @@ async fn admin_describe_list_delete_groups() {
     let parts: BTreeMap<(String, i32), i16> = parts.into_iter().map(|(t, p, e)| ((t, p), e)).collect();
     assert_eq!(
         parts,
-        [
-            ((topic.to_string(), 0), code::GROUP_SUBSCRIBED_TO_TOPIC),
-            ((other.to_string(), 0), code::NONE)
-        ]
-        .into_iter()
-        .collect(),
+        [((topic.to_string(), 0), code::GROUP_SUBSCRIBED_TO_TOPIC), ((other.to_string(), 0), code::NONE)].into_iter().collect(),
         "OffsetDelete per-partition errors while the group is subscribed to {topic}"
     );
     let (top, offs) = offset_fetch(&bs, group, &[(topic, &[0, 1, 2, 3]), (other, &[0, 1])]);
@@ -1459,18 +1263,11 @@ async fn admin_describe_list_delete_groups() {
         }
     });
     let (_, empty) = list_groups_ok(&bs, &["Empty"]);
-    assert!(
-        empty.iter().any(|l| l.group == group && l.state == "Empty"),
-        "ListGroups(states=[Empty]) must list {group} now: {empty:?}"
-    );
+    assert!(empty.iter().any(|l| l.group == group && l.state == "Empty"), "ListGroups(states=[Empty]) must list {group} now: {empty:?}");
 
     // OffsetDelete on the empty group succeeds for the formerly subscribed topic.
     let (top, parts) = offset_delete(&bs, group, &[(topic, &[0])]);
-    assert_eq!(
-        (top, parts),
-        (code::NONE, vec![(topic.to_string(), 0, code::NONE)]),
-        "OffsetDelete on an empty group"
-    );
+    assert_eq!((top, parts), (code::NONE, vec![(topic.to_string(), 0, code::NONE)]), "OffsetDelete on an empty group");
     let (_, offs) = offset_fetch(&bs, group, &[(topic, &[0, 1, 2, 3])]);
     assert_eq!(fetched(&offs, topic, 0), -1, "{topic}-0 was deleted");
     assert_eq!(fetched(&offs, topic, 1), 1, "{topic}-1 was not touched");
@@ -1489,10 +1286,7 @@ async fn admin_describe_list_delete_groups() {
         }
     }
     let after = read_committed(&bs, group, topic, 4);
-    assert!(
-        after.values().all(|(o, _)| *o == -1),
-        "librdkafka sees no committed offsets after DeleteGroups: {after:?}"
-    );
+    assert!(after.values().all(|(o, _)| *o == -1), "librdkafka sees no committed offsets after DeleteGroups: {after:?}");
     let (_, groups) = list_groups_ok(&bs, &[]);
     assert!(!groups.iter().any(|l| l.group == group), "deleted group still listed: {groups:?}");
     let g = describe_group(&bs, group);
@@ -1501,11 +1295,7 @@ async fn admin_describe_list_delete_groups() {
         (g.error_code == code::NONE && state == "Dead") || g.error_code == code::GROUP_ID_NOT_FOUND,
         "DescribeGroups of a deleted group: Dead or GROUP_ID_NOT_FOUND: {g:?}"
     );
-    assert_eq!(
-        delete_groups_raw(&bs, &[group]),
-        vec![(group.to_string(), code::GROUP_ID_NOT_FOUND)],
-        "deleting a deleted group"
-    );
+    assert_eq!(delete_groups_raw(&bs, &[group]), vec![(group.to_string(), code::GROUP_ID_NOT_FOUND)], "deleting a deleted group");
     broker.stop();
 }
 
@@ -1552,11 +1342,7 @@ async fn join_group_requires_member_id() {
                 return Err(format!("v{v}: COORDINATOR_NOT_AVAILABLE"));
             }
             assert_eq!(err, code::NONE, "FindCoordinator v{v}: {resp:?}");
-            assert_eq!(
-                (host.as_str(), port),
-                ("127.0.0.1", broker.port() as i32),
-                "FindCoordinator v{v}: coordinator address"
-            );
+            assert_eq!((host.as_str(), port), ("127.0.0.1", broker.port() as i32), "FindCoordinator v{v}: coordinator address");
             Ok(())
         });
     }
@@ -1570,9 +1356,7 @@ async fn join_group_requires_member_id() {
             .with_rebalance_timeout_ms(30_000)
             .with_member_id(sb(member_id))
             .with_protocol_type(sb("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(sb("range"))
-                .with_metadata(sub.clone())])
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(sb("range")).with_metadata(sub.clone())])
     };
     let mut conn = RawConn::connect(&bs);
 
@@ -1605,13 +1389,9 @@ async fn join_group_requires_member_id() {
         .with_group_id(group_id(group))
         .with_generation_id(generation)
         .with_member_id(sb(&mid))
-        .with_assignments(vec![SyncGroupRequestAssignment::default()
-            .with_member_id(sb(&mid))
-            .with_assignment(assignment.clone())]);
+        .with_assignments(vec![SyncGroupRequestAssignment::default().with_member_id(sb(&mid)).with_assignment(assignment.clone())]);
     if sv >= 5 {
-        sync = sync
-            .with_protocol_type(Some(sb("consumer")))
-            .with_protocol_name(Some(sb("range")));
+        sync = sync.with_protocol_type(Some(sb("consumer"))).with_protocol_name(Some(sb("range")));
     }
     let r = conn.roundtrip(sv, &sync);
     assert_eq!(r.error_code, code::NONE, "SyncGroup v{sv}: {r:?}");
@@ -1620,23 +1400,10 @@ async fn join_group_requires_member_id() {
     // Heartbeat: fine with the right generation; ILLEGAL_GENERATION with a
     // wrong one; UNKNOWN_MEMBER_ID for a member that is not in the group.
     let hv = version_for(&bs, HeartbeatRequest::KEY, 4, 0);
-    let hb = |gen: i32, member: &str| {
-        HeartbeatRequest::default()
-            .with_group_id(group_id(group))
-            .with_generation_id(gen)
-            .with_member_id(sb(member))
-    };
+    let hb = |gen: i32, member: &str| HeartbeatRequest::default().with_group_id(group_id(group)).with_generation_id(gen).with_member_id(sb(member));
     assert_eq!(conn.roundtrip(hv, &hb(generation, &mid)).error_code, code::NONE, "Heartbeat");
-    assert_eq!(
-        conn.roundtrip(hv, &hb(generation + 7, &mid)).error_code,
-        code::ILLEGAL_GENERATION,
-        "Heartbeat with a wrong generation"
-    );
-    assert_eq!(
-        conn.roundtrip(hv, &hb(generation, "no-such-member")).error_code,
-        code::UNKNOWN_MEMBER_ID,
-        "Heartbeat from an unknown member"
-    );
+    assert_eq!(conn.roundtrip(hv, &hb(generation + 7, &mid)).error_code, code::ILLEGAL_GENERATION, "Heartbeat with a wrong generation");
+    assert_eq!(conn.roundtrip(hv, &hb(generation, "no-such-member")).error_code, code::UNKNOWN_MEMBER_ID, "Heartbeat from an unknown member");
 
     // DescribeGroups: Stable, our member, our client id and assignment.
     let g = describe_group(&bs, group);
@@ -1652,33 +1419,21 @@ async fn join_group_requires_member_id() {
     // OffsetCommit as the member (and refused with a stale generation).
     let ov = version_for(&bs, OffsetCommitRequest::KEY, 8, 2);
     let commit = |gen: i32, offset: i64| {
-        OffsetCommitRequest::default()
-            .with_group_id(group_id(group))
-            .with_generation_id_or_member_epoch(gen)
-            .with_member_id(sb(&mid))
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(topic_name_of(topic))
-                .with_partitions(vec![OffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)
-                    .with_committed_metadata(Some(sb("raw-meta")))])])
+        OffsetCommitRequest::default().with_group_id(group_id(group)).with_generation_id_or_member_epoch(gen).with_member_id(sb(&mid)).with_topics(vec![
+            OffsetCommitRequestTopic::default().with_name(topic_name_of(topic)).with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(sb("raw-meta")))]),
+        ])
     };
     let r = conn.roundtrip(ov, &commit(generation, 5));
     assert_eq!(r.topics.len(), 1, "OffsetCommit v{ov}: {r:?}");
     assert_eq!(r.topics[0].partitions[0].error_code, code::NONE, "OffsetCommit v{ov}: {r:?}");
     let r = conn.roundtrip(ov, &commit(generation - 1, 9));
-    assert_eq!(
-        r.topics[0].partitions[0].error_code,
-        code::ILLEGAL_GENERATION,
-        "OffsetCommit with a stale generation: {r:?}"
-    );
+    assert_eq!(r.topics[0].partitions[0].error_code, code::ILLEGAL_GENERATION, "OffsetCommit with a stale generation: {r:?}");
     let (top, offs) = offset_fetch(&bs, group, &[(topic, &[0, 1])]);
     assert_eq!(top, code::NONE);
-    assert_eq!(
-        offs.get(&(topic.to_string(), 0)),
-        Some(&(5, Some("raw-meta".to_string()), code::NONE)),
-        "OffsetFetch p0: {offs:?}"
-    );
+    assert_eq!(offs.get(&(topic.to_string(), 0)), Some(&(5, Some("raw-meta".to_string()), code::NONE)), "OffsetFetch p0: {offs:?}");
     assert_eq!(fetched(&offs, topic, 1), -1, "OffsetFetch p1 (never committed): {offs:?}");
 
     // LeaveGroup: the group is Empty afterwards.
@@ -1696,11 +1451,7 @@ async fn join_group_requires_member_id() {
         assert_eq!(r.members[0].error_code, code::NONE, "LeaveGroup v{lv}: {r:?}");
     }
     let g = describe_group(&bs, group);
-    assert_eq!(
-        (g.error_code, st(&g.group_state), g.members.len()),
-        (code::NONE, "Empty".to_string(), 0),
-        "after LeaveGroup: {g:?}"
-    );
+    assert_eq!((g.error_code, st(&g.group_state), g.members.len()), (code::NONE, "Empty".to_string(), 0), "after LeaveGroup: {g:?}");
     // The committed offset outlives the membership.
     let (_, offs) = offset_fetch(&bs, group, &[(topic, &[0])]);
     assert_eq!(fetched(&offs, topic, 0), 5, "{offs:?}");

@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, RequestHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, RequestHeader};
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -25,10 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use common::*;
 
 /// Wait for a delivery future, bounded so a broken broker can't hang the test.
-async fn await_delivery(
-    f: rdkafka::producer::DeliveryFuture,
-    what: &str,
-) -> rdkafka::producer::future_producer::OwnedDeliveryResult {
+async fn await_delivery(f: rdkafka::producer::DeliveryFuture, what: &str) -> rdkafka::producer::future_producer::OwnedDeliveryResult {
     match tokio::time::timeout(Duration::from_secs(120), f).await {
         Ok(Ok(r)) => r,
         Ok(Err(_canceled)) => panic!("{what}: delivery future canceled (producer dropped?)"),
@@ -37,17 +32,12 @@ async fn await_delivery(
 }
 
 /// Enqueue a record, retrying on a full local queue.
-async fn enqueue<'a>(
-    producer: &FutureProducer,
-    mut rec: FutureRecord<'a, str, [u8]>,
-) -> rdkafka::producer::DeliveryFuture {
+async fn enqueue<'a>(producer: &FutureProducer, mut rec: FutureRecord<'a, str, [u8]>) -> rdkafka::producer::DeliveryFuture {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match producer.send_result(rec) {
             Ok(f) => return f,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
-                if Instant::now() < deadline =>
-            {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                 rec = r;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -63,11 +53,7 @@ fn decode_batches(records: &Bytes) -> Vec<kafka_protocol::records::BatchDecodeIn
 
 fn decode_records(records: &Bytes) -> Vec<kafka_protocol::records::Record> {
     let mut b = records.clone();
-    RecordBatchDecoder::decode_all(&mut b)
-        .expect("decode record batches (CRC, framing)")
-        .into_iter()
-        .flat_map(|s| s.records)
-        .collect()
+    RecordBatchDecoder::decode_all(&mut b).expect("decode record batches (CRC, framing)").into_iter().flat_map(|s| s.records).collect()
 }
 
 /// The single partition's data out of a one-topic, one-partition Fetch.
@@ -105,10 +91,7 @@ fn pcr_value(i: usize) -> Vec<u8> {
 }
 
 fn pcr_headers(i: usize) -> Vec<(String, Option<Vec<u8>>)> {
-    vec![
-        ("trace".to_string(), Some(format!("t{i}").into_bytes())),
-        ("idx".to_string(), Some((i as u32).to_be_bytes().to_vec())),
-    ]
+    vec![("trace".to_string(), Some(format!("t{i}").into_bytes())), ("idx".to_string(), Some((i as u32).to_be_bytes().to_vec()))]
 }
 
 fn check_pcr(recs: &[Rec], delivered: &[(i32, i64)], phase: &str) {
@@ -116,18 +99,11 @@ fn check_pcr(recs: &[Rec], delivered: &[(i32, i64)], phase: &str) {
     let mut seen = vec![false; PCR_N];
     for r in recs {
         let key = String::from_utf8(r.key.clone().expect("key present")).expect("utf8 key");
-        let i: usize = key
-            .strip_prefix('k')
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{phase}: unexpected key {key:?}"));
+        let i: usize = key.strip_prefix('k').and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{phase}: unexpected key {key:?}"));
         assert!(i < PCR_N, "{phase}: key out of range {key}");
         assert!(!seen[i], "{phase}: record {key} consumed twice");
         seen[i] = true;
-        assert_eq!(
-            (r.partition, r.offset),
-            delivered[i],
-            "{phase}: {key} is not at the partition/offset its delivery report gave"
-        );
+        assert_eq!((r.partition, r.offset), delivered[i], "{phase}: {key} is not at the partition/offset its delivery report gave");
         assert!(r.value.as_deref() == Some(&pcr_value(i)[..]), "{phase}: value of {key} differs");
         assert_eq!(r.headers, pcr_headers(i), "{phase}: headers of {key}");
     }
@@ -140,14 +116,8 @@ fn check_pcr(recs: &[Rec], delivered: &[(i32, i64)], phase: &str) {
         for (n, r) in list.iter().enumerate() {
             assert_eq!(r.offset, n as i64, "{phase}: partition {p} offsets not contiguous from 0");
         }
-        let idx: Vec<usize> = list
-            .iter()
-            .map(|r| String::from_utf8_lossy(r.key.as_ref().unwrap())[1..].parse().unwrap())
-            .collect();
-        assert!(
-            idx.windows(2).all(|w| w[0] < w[1]),
-            "{phase}: partition {p} is not in produce order"
-        );
+        let idx: Vec<usize> = list.iter().map(|r| String::from_utf8_lossy(r.key.as_ref().unwrap())[1..].parse().unwrap()).collect();
+        assert!(idx.windows(2).all(|w| w[0] < w[1]), "{phase}: partition {p} is not in produce order");
         assert_eq!(Some(&list.len()), delivered_per.get(p), "{phase}: partition {p} count");
     }
 }
@@ -174,13 +144,8 @@ async fn produce_consume_restart() {
         let value = pcr_value(i);
         let t = format!("t{i}");
         let idx = (i as u32).to_be_bytes();
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "trace", value: Some(t.as_str()) })
-            .insert(Header { key: "idx", value: Some(&idx[..]) });
-        let rec = FutureRecord::to(topic)
-            .key(key.as_str())
-            .payload(&value[..])
-            .headers(headers);
+        let headers = OwnedHeaders::new().insert(Header { key: "trace", value: Some(t.as_str()) }).insert(Header { key: "idx", value: Some(&idx[..]) });
+        let rec = FutureRecord::to(topic).key(key.as_str()).payload(&value[..]).headers(headers);
         futures.push(enqueue(&producer, rec).await);
     }
     let mut delivered = Vec::with_capacity(PCR_N);
@@ -239,11 +204,7 @@ async fn kill9_during_produce_keeps_acked() {
     let started = Instant::now();
     let mut killed = false;
     while !killed {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "only {} acks in 180 s before the kill",
-            acked.len()
-        );
+        assert!(started.elapsed() < Duration::from_secs(180), "only {} acks in 180 s before the kill", acked.len());
         while pending.len() < IN_FLIGHT {
             let key = format!("k{next}");
             let value = value_of(next).into_bytes();
@@ -271,10 +232,7 @@ async fn kill9_during_produce_keeps_acked() {
         }
     }
     drop(producer);
-    eprintln!(
-        "kill9: {acked_before_kill} acked before kill, {} acked in total, {failed_after_kill} failed after kill",
-        acked.len()
-    );
+    eprintln!("kill9: {acked_before_kill} acked before kill, {} acked in total, {failed_after_kill} failed after kill", acked.len());
 
     broker.restart();
 
@@ -306,9 +264,7 @@ async fn kill9_during_produce_keeps_acked() {
         }
     }
     for (p, o, i) in &acked {
-        let got = at
-            .get(&(*p, *o))
-            .unwrap_or_else(|| panic!("acknowledged record {i} at {p}/{o} is missing after kill -9"));
+        let got = at.get(&(*p, *o)).unwrap_or_else(|| panic!("acknowledged record {i} at {p}/{o} is missing after kill -9"));
         assert_eq!(got, &value_of(*i).into_bytes(), "acknowledged record {i} at {p}/{o} has the wrong value");
     }
     broker.stop();
@@ -326,10 +282,7 @@ async fn fetch_from_middle_of_batch() {
     create_topic(&bs, topic, 1).await;
 
     let mut cfg = producer_config(&bs);
-    cfg.set("linger.ms", "10000")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "4000000")
-        .set("compression.type", "none");
+    cfg.set("linger.ms", "10000").set("batch.num.messages", "10000").set("batch.size", "4000000").set("compression.type", "none");
     let producer: FutureProducer = cfg.create().expect("producer");
     let mut futures = Vec::new();
     for i in 0..100 {
@@ -354,11 +307,7 @@ async fn fetch_from_middle_of_batch() {
     let records = pd.records.clone().expect("records present");
     let batches = decode_batches(&records);
     assert!(!batches.is_empty(), "no batch returned for offset 50");
-    assert_eq!(
-        (batches[0].min_offset, batches[0].record_count),
-        (0, 100),
-        "the 100 records should be one batch (base 0) and be returned whole: {batches:?}"
-    );
+    assert_eq!((batches[0].min_offset, batches[0].record_count), (0, 100), "the 100 records should be one batch (base 0) and be returned whole: {batches:?}");
     let recs = decode_records(&records);
     let offsets: Vec<i64> = recs.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (0..100).collect::<Vec<_>>());
@@ -391,10 +340,8 @@ async fn long_poll_woken_by_append() {
     let mut cfg = producer_config(&bs);
     cfg.set("linger.ms", "0");
     let producer: FutureProducer = cfg.create().expect("producer");
-    let d = producer
-        .send(FutureRecord::to(topic).partition(0).key("k0").payload("first"), OP_TIMEOUT)
-        .await
-        .unwrap_or_else(|(e, _)| panic!("first record: {e}"));
+    let d =
+        producer.send(FutureRecord::to(topic).partition(0).key("k0").payload("first"), OP_TIMEOUT).await.unwrap_or_else(|(e, _)| panic!("first record: {e}"));
     assert_eq!(d.offset, 0);
 
     // Fetch at the log end offset (1), waiting up to 10 s for 1 byte.
@@ -415,20 +362,12 @@ async fn long_poll_woken_by_append() {
         .await
         .unwrap_or_else(|(e, _)| panic!("wake-up record: {e}"));
     assert_eq!(d.offset, 1);
-    let (elapsed, resp) = tokio::task::spawn_blocking(move || fetcher.join().expect("fetch thread"))
-        .await
-        .unwrap();
+    let (elapsed, resp) = tokio::task::spawn_blocking(move || fetcher.join().expect("fetch thread")).await.unwrap();
     let pd = only_partition(&resp);
     assert_eq!(pd.error_code, 0, "partition error: {pd:?}");
     let records = pd.records.clone().unwrap_or_default();
-    assert!(
-        !records.is_empty(),
-        "long-poll returned after {elapsed:?} without the appended record: {pd:?}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "long-poll was not woken by the append: answered after {elapsed:?} (max_wait 10 s)"
-    );
+    assert!(!records.is_empty(), "long-poll returned after {elapsed:?} without the appended record: {pd:?}");
+    assert!(elapsed < Duration::from_secs(5), "long-poll was not woken by the append: answered after {elapsed:?} (max_wait 10 s)");
     let recs = decode_records(&records);
     assert_eq!(recs.first().map(|r| r.offset), Some(1), "records start at the fetch offset's batch");
     assert_eq!(recs[0].value.as_deref(), Some(&b"wake-up"[..]));
@@ -441,15 +380,9 @@ async fn long_poll_woken_by_append() {
     let elapsed = t0.elapsed();
     let pd = only_partition(&resp);
     assert_eq!(pd.error_code, 0, "partition error: {pd:?}");
-    assert!(
-        pd.records.as_ref().map_or(true, |r| r.is_empty()),
-        "no records expected at the log end: {pd:?}"
-    );
+    assert!(pd.records.as_ref().map_or(true, |r| r.is_empty()), "no records expected at the log end: {pd:?}");
     assert_eq!(pd.high_watermark, 2);
-    assert!(
-        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
-        "empty fetch with max_wait_ms=500 answered after {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5), "empty fetch with max_wait_ms=500 answered after {elapsed:?}");
     drop(producer);
     broker.stop();
 }
@@ -466,9 +399,7 @@ async fn oversized_record_rejected() {
     create_topic(&bs, topic, 1).await;
 
     let mut cfg = producer_config(&bs);
-    cfg.set("message.max.bytes", "1000000")
-        .set("linger.ms", "0")
-        .set("compression.type", "none");
+    cfg.set("message.max.bytes", "1000000").set("linger.ms", "0").set("compression.type", "none");
     let producer: FutureProducer = cfg.create().expect("producer");
 
     let big = vec![b'x'; 200_000];
@@ -522,14 +453,10 @@ async fn garbage_and_oversized_frames_close_connection() {
         conn.stream.write_all(&2_000_000_000i32.to_be_bytes()).unwrap();
         conn.stream.write_all(&[0u8; 64]).unwrap();
     }
-    conn.expect_closed(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("oversized frame: {e}"));
+    conn.expect_closed(Duration::from_secs(5)).unwrap_or_else(|e| panic!("oversized frame: {e}"));
     assert!(broker.is_running(), "broker died on an oversized frame");
     if let (Some(before), Some(after)) = (vm_peak_before, broker.proc_status_kib("VmPeak")) {
-        assert!(
-            after.saturating_sub(before) < 1536 * 1024,
-            "VmPeak grew from {before} KiB to {after} KiB: the 2 GB frame was allocated"
-        );
+        assert!(after.saturating_sub(before) < 1536 * 1024, "VmPeak grew from {before} KiB to {after} KiB: the 2 GB frame was allocated");
     }
 
     // (a') negative size: closed.
@@ -538,8 +465,7 @@ async fn garbage_and_oversized_frames_close_connection() {
         use std::io::Write;
         conn.stream.write_all(&(-1i32).to_be_bytes()).unwrap();
     }
-    conn.expect_closed(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("negative frame size: {e}"));
+    conn.expect_closed(Duration::from_secs(5)).unwrap_or_else(|e| panic!("negative frame size: {e}"));
     assert!(broker.is_running(), "broker died on a negative frame size");
 
     // (b) a sane size with random bytes (api key forced to an unknown one).
@@ -556,8 +482,7 @@ async fn garbage_and_oversized_frames_close_connection() {
     garbage[0] = 0x7f; // api key 0x7f3a = 32570: no such API
     garbage[1] = 0x3a;
     conn.write_frame(&garbage);
-    conn.expect_closed(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("garbage frame: {e}"));
+    conn.expect_closed(Duration::from_secs(5)).unwrap_or_else(|e| panic!("garbage frame: {e}"));
     assert!(broker.is_running(), "broker died on a garbage frame");
 
     // (c) ApiVersions v99 (header v2 as for any v3+ ApiVersions, body in the
@@ -594,15 +519,8 @@ async fn garbage_and_oversized_frames_close_connection() {
             .with_client_software_version(StrBytes::from_static_str("0.1")),
     );
     assert_eq!(resp.error_code, 0, "ApiVersions v3: {resp:?}");
-    let fetch = resp
-        .api_keys
-        .iter()
-        .find(|k| k.api_key == ApiKey::Fetch as i16)
-        .expect("Fetch advertised");
-    assert!(
-        fetch.min_version <= 4 && fetch.max_version >= 12,
-        "Fetch v4..=12 should be advertised: {fetch:?}"
-    );
+    let fetch = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).expect("Fetch advertised");
+    assert!(fetch.min_version <= 4 && fetch.max_version >= 12, "Fetch v4..=12 should be advertised: {fetch:?}");
 
     // The broker is still fine for real clients.
     let topic = "after-garbage";
@@ -610,10 +528,7 @@ async fn garbage_and_oversized_frames_close_connection() {
     let producer: FutureProducer = producer_config(&bs).create().expect("producer");
     for i in 0..10 {
         producer
-            .send(
-                FutureRecord::to(topic).key(&format!("k{i}")).payload(&format!("v{i}")),
-                OP_TIMEOUT,
-            )
+            .send(FutureRecord::to(topic).key(&format!("k{i}")).payload(&format!("v{i}")), OP_TIMEOUT)
             .await
             .unwrap_or_else(|(e, _)| panic!("produce after garbage: {e}"));
     }
@@ -639,10 +554,7 @@ async fn metadata_auto_creates_topic() {
         .await
         .unwrap_or_else(|(e, _)| panic!("produce to a new topic (auto-create): {e}"));
     assert_eq!((d.partition, d.offset), (0, 0));
-    let md = producer
-        .client()
-        .fetch_metadata(Some(topic), OP_TIMEOUT)
-        .expect("metadata");
+    let md = producer.client().fetch_metadata(Some(topic), OP_TIMEOUT).expect("metadata");
     let t = md.topics().iter().find(|t| t.name() == topic).expect("topic in metadata");
     assert_eq!(t.error(), None, "topic error");
     assert_eq!(t.partitions().len(), 1, "num.partitions defaults to 1");
@@ -663,17 +575,10 @@ async fn metadata_auto_creates_topic() {
     cfg.set("allow.auto.create.topics", "true"); // ask for it; the broker must refuse
     let c: BaseConsumer = cfg.create().unwrap();
     let md = c.fetch_metadata(Some("no-such-topic"), OP_TIMEOUT).expect("metadata");
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == "no-such-topic")
-        .expect("the requested topic is answered");
+    let t = md.topics().iter().find(|t| t.name() == "no-such-topic").expect("the requested topic is answered");
     assert_eq!(t.error(), Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
     let all = c.fetch_metadata(None, OP_TIMEOUT).expect("metadata (all topics)");
-    assert!(
-        all.topics().iter().all(|t| t.name() != "no-such-topic"),
-        "topic was created although auto.create.topics.enable=false"
-    );
+    assert!(all.topics().iter().all(|t| t.name() != "no-such-topic"), "topic was created although auto.create.topics.enable=false");
     drop(c);
     broker.stop();
 }
@@ -702,11 +607,7 @@ async fn list_offsets_earliest_latest_by_timestamp() {
         for _ in 0..group {
             let key = format!("k{i}");
             let value = format!("v{i}").into_bytes();
-            let rec = FutureRecord::to(topic)
-                .partition(0)
-                .key(key.as_str())
-                .payload(&value[..])
-                .timestamp(ts(i));
+            let rec = FutureRecord::to(topic).partition(0).key(key.as_str()).payload(&value[..]).timestamp(ts(i));
             futures.push((i, enqueue(&producer, rec).await));
             i += 1;
         }
@@ -757,35 +658,19 @@ async fn create_topics_errors() {
         let admin = &admin;
         async move {
             let opts: AdminOptions = admin_opts().validate_only(validate);
-            let res = admin
-                .create_topics(&[NewTopic::new(name, parts, TopicReplication::Fixed(rf))], &opts)
-                .await
-                .expect("CreateTopics request");
+            let res = admin.create_topics(&[NewTopic::new(name, parts, TopicReplication::Fixed(rf))], &opts).await.expect("CreateTopics request");
             assert_eq!(res.len(), 1);
             res.into_iter().next().unwrap()
         }
     };
 
     assert_eq!(create("ct-ok", 3, 1, false).await, Ok("ct-ok".to_string()));
-    assert_eq!(
-        create("ct-ok", 3, 1, false).await,
-        Err(("ct-ok".to_string(), RDKafkaErrorCode::TopicAlreadyExists))
-    );
-    assert_eq!(
-        create("bad/name", 1, 1, false).await,
-        Err(("bad/name".to_string(), RDKafkaErrorCode::InvalidTopic))
-    );
-    assert_eq!(
-        create("ct-rf3", 1, 3, false).await,
-        Err(("ct-rf3".to_string(), RDKafkaErrorCode::InvalidReplicationFactor))
-    );
+    assert_eq!(create("ct-ok", 3, 1, false).await, Err(("ct-ok".to_string(), RDKafkaErrorCode::TopicAlreadyExists)));
+    assert_eq!(create("bad/name", 1, 1, false).await, Err(("bad/name".to_string(), RDKafkaErrorCode::InvalidTopic)));
+    assert_eq!(create("ct-rf3", 1, 3, false).await, Err(("ct-rf3".to_string(), RDKafkaErrorCode::InvalidReplicationFactor)));
     // validate_only: reports the outcome, creates nothing.
     assert_eq!(create("ct-validate", 2, 1, true).await, Ok("ct-validate".to_string()));
-    assert_eq!(
-        create("ct-ok", 3, 1, true).await,
-        Err(("ct-ok".to_string(), RDKafkaErrorCode::TopicAlreadyExists)),
-        "validate_only still reports errors"
-    );
+    assert_eq!(create("ct-ok", 3, 1, true).await, Err(("ct-ok".to_string(), RDKafkaErrorCode::TopicAlreadyExists)), "validate_only still reports errors");
 
     let c: BaseConsumer = consumer_config(&bs).create().unwrap();
     let md = c.fetch_metadata(None, OP_TIMEOUT).expect("metadata");

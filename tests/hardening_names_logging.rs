@@ -80,10 +80,7 @@ fn create_one(conn: &mut RawConn, name: &str, partitions: i32) -> (i16, String) 
 
 /// (error code, partition count, is_internal) of one topic in a Metadata response.
 fn topic_in(md: &MetadataResponse, name: &str) -> Option<(i16, usize, bool)> {
-    md.topics
-        .iter()
-        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name))
-        .map(|t| (t.error_code, t.partitions.len(), t.is_internal))
+    md.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name)).map(|t| (t.error_code, t.partitions.len(), t.is_internal))
 }
 
 /// One acks=-1 Produce v9 of `values` to one partition: (error code, base offset).
@@ -314,10 +311,7 @@ async fn groups_work_when_offsets_topic_has_another_partition_count() {
         commit(&bs, g, &topic, 0, 20 + i as i64);
         assert_eq!(committed(&bs, g, &topic, 0), Some(20 + i as i64), "group {g} commits");
     }
-    assert!(
-        b.output().contains("__consumer_offsets has 1 partition(s) but offsets.topic.num.partitions=50"),
-        "the mismatch is logged at start-up"
-    );
+    assert!(b.output().contains("__consumer_offsets has 1 partition(s) but offsets.topic.num.partitions=50"), "the mismatch is logged at start-up");
     assert_intact(&bs, &topic, 1, &acked);
     assert_rss_bounded(&b);
     b.stop();
@@ -369,8 +363,7 @@ async fn colliding_and_illegal_names_are_refused() {
     assert_eq!(create_one(&mut conn, "ok-Name_9.x", 1).0, NONE);
 
     let all = metadata_raw(&mut conn, 12, None, false);
-    let mut names: Vec<String> =
-        all.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).filter(|n| !n.starts_with("__")).collect();
+    let mut names: Vec<String> = all.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).filter(|n| !n.starts_with("__")).collect();
     names.sort();
     let mut want = vec!["auto.y".to_string(), "col.x".into(), long_ok.clone(), "ok-Name_9.x".into(), "pair.a".into()];
     want.sort();
@@ -486,11 +479,7 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::Builder::new().prefix("shardlog-it-tmpfs-").tempdir().expect("tempdir");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).status().expect("run mount");
         assert!(st.success(), "mounting a {size} tmpfs at {} failed (these tests need root): {st:?}", dir.path().display());
         Tmpfs { dir }
     }
@@ -689,7 +678,8 @@ fn cli_tools_survive_closed_pipes() {
     let b = Broker::start(&[]);
     let bs = b.bootstrap();
     for i in 0..50 {
-        let out = Command::new(broker_bin()).args(["topic", "create", &format!("cli-{i}"), "--partitions", "1", "--bootstrap-server", &bs]).output().expect("run");
+        let out =
+            Command::new(broker_bin()).args(["topic", "create", &format!("cli-{i}"), "--partitions", "1", "--bootstrap-server", &bs]).output().expect("run");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     // stdout closed before the listing is written.

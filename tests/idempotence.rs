@@ -135,11 +135,7 @@ async fn idempotent_producer_survives(crash: Crash) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while acked.load(Ordering::SeqCst) < N / 2 {
         assert!(!task.is_finished(), "producer task ended before half the records were acknowledged");
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {N} records acknowledged within 300 s",
-            acked.load(Ordering::SeqCst)
-        );
+        assert!(Instant::now() < deadline, "only {} of {N} records acknowledged within 300 s", acked.load(Ordering::SeqCst));
         std::thread::sleep(Duration::from_millis(5));
     }
     let at_crash = acked.load(Ordering::SeqCst);
@@ -169,12 +165,7 @@ async fn idempotent_producer_survives(crash: Crash) {
     }
     for (p, list) in &per {
         let offsets: Vec<i64> = list.iter().map(|(o, _)| *o).collect();
-        assert_eq!(
-            offsets,
-            (0..list.len() as i64).collect::<Vec<_>>(),
-            "partition {p}: acknowledged offsets are not 0..{} in produce order",
-            list.len()
-        );
+        assert_eq!(offsets, (0..list.len() as i64).collect::<Vec<_>>(), "partition {p}: acknowledged offsets are not 0..{} in produce order", list.len());
     }
 
     // The log holds exactly the N records: high watermarks add up to N.
@@ -192,10 +183,7 @@ async fn idempotent_producer_survives(crash: Crash) {
     let mut seen = vec![false; N];
     for r in &recs {
         let v = value_str(r);
-        let i: usize = v
-            .strip_prefix("idem-")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected value {v:?}"));
+        let i: usize = v.strip_prefix("idem-").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("unexpected value {v:?}"));
         assert!(i < N && !seen[i], "record {v} consumed twice (or out of range)");
         seen[i] = true;
         assert_eq!((r.partition, r.offset), delivered[i], "record {v} is not where its acknowledgement put it");
@@ -280,11 +268,7 @@ async fn raw_duplicates_and_sequence_gaps_across_restarts() {
     // batch per producer (it may answer 45 here); shardlog keeps the last 5.
     produce_at(&mut conn, &topic, &b0, 0, 12, "after SIGTERM restart: seq 0-4 re-sent (earlier batch)");
     let (err, _) = produce(&mut conn, &topic, 0, None, gap.clone());
-    assert_eq!(
-        err,
-        code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-        "after SIGTERM restart: a sequence gap is still refused (the state was not reset)"
-    );
+    assert_eq!(err, code::OUT_OF_ORDER_SEQUENCE_NUMBER, "after SIGTERM restart: a sequence gap is still refused (the state was not reset)");
     produce_at(&mut conn, &topic, &b2, 12, 17, "after SIGTERM restart: seq 10-14 continues");
     drop(conn);
 
@@ -303,11 +287,7 @@ async fn raw_duplicates_and_sequence_gaps_across_restarts() {
     drop(conn);
 
     // What a consumer reads: every batch once.
-    let want: Vec<String> = values("idem-raw", 0, 10)
-        .into_iter()
-        .chain(values("idem-raw-other", 0, 2))
-        .chain(values("idem-raw", 10, 10))
-        .collect();
+    let want: Vec<String> = values("idem-raw", 0, 10).into_iter().chain(values("idem-raw-other", 0, 2)).chain(values("idem-raw", 10, 10)).collect();
     let recs = read_topic(&bs, &topic, 1, Isolation::ReadUncommitted, want.len());
     let got: Vec<(i64, String)> = recs.iter().map(|r| (r.offset, value_str(r))).collect();
     let want: Vec<(i64, String)> = want.into_iter().enumerate().map(|(o, v)| (o as i64, v)).collect();

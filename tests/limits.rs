@@ -17,9 +17,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 fn api_versions_ok(c: &mut RawConn) -> bool {
-    c.roundtrip(3, &ApiVersionsRequest::default().with_client_software_name(sb("limits")).with_client_software_version(sb("1")))
-        .error_code
-        == 0
+    c.roundtrip(3, &ApiVersionsRequest::default().with_client_software_name(sb("limits")).with_client_software_version(sb("1"))).error_code == 0
 }
 
 #[test]
@@ -117,9 +115,7 @@ async fn pipelined_large_requests_cannot_raise_rss_past_the_request_bytes_bound(
     let admin = admin_client(&bs);
     let res = admin
         .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
-                .set("flush.messages", "1")
-                .set("max.message.bytes", &(10 << 20).to_string())],
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("flush.messages", "1").set("max.message.bytes", &(10 << 20).to_string())],
             &admin_opts(),
         )
         .await

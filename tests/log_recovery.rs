@@ -35,7 +35,8 @@ async fn produce(bootstrap: &str, topic: &str, from: usize, n: usize) -> Vec<i64
 }
 
 fn segment_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir).expect("partition dir").filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
+    let mut v: Vec<PathBuf> =
+        fs::read_dir(dir).expect("partition dir").filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
     v.sort();
     v
 }

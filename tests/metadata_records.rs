@@ -16,11 +16,7 @@ async fn produce_to_every_partition(bs: &str, topic: &str, partitions: i32, per_
     for p in 0..partitions {
         for i in 0..per_partition {
             let v = format!("{tag}-{p}-{i}");
-            producer
-                .send(FutureRecord::to(topic).key(&v).payload(&v).partition(p), Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| e)
-                .expect("acknowledged");
+            producer.send(FutureRecord::to(topic).key(&v).payload(&v).partition(p), Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("acknowledged");
         }
     }
 }
@@ -56,7 +52,10 @@ async fn restarts_with_fewer_and_more_shards_serve_every_partition_and_record() 
     b.set("shard.cores", "0,1");
     b.restart();
     let recs = consume_all(&bs, &topic, 6, 150, Duration::from_secs(60));
-    assert_eq!(values(&recs), expected(6, 20, &["two"]).into_iter().chain(expected(6, 5, &["one"])).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        values(&recs),
+        expected(6, 20, &["two"]).into_iter().chain(expected(6, 5, &["one"])).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+    );
     assert!(b.output().contains("partitions placed on shards"), "the re-placement is logged:\n{}", b.output());
     // Offsets continue where they were on every partition.
     produce_to_every_partition(&bs, &topic, 6, 1, "again").await;

@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{
-    FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
-    SyncGroupResponse,
-};
+use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request};
 
 use common::*;
@@ -52,26 +49,16 @@ fn join_req(group: &str, member_id: &str) -> JoinGroupRequest {
         .with_rebalance_timeout_ms(REBALANCE_MS)
         .with_member_id(sb(member_id))
         .with_protocol_type(sb("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(sb("range"))
-            .with_metadata(Bytes::from_static(b"sub"))])
+        .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(sb("range")).with_metadata(Bytes::from_static(b"sub"))])
 }
 
 fn sync_req(group: &str, generation: i32, member_id: &str, assignments: &[&str]) -> SyncGroupRequest {
-    SyncGroupRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_generation_id(generation)
-        .with_member_id(sb(member_id))
-        .with_assignments(
-            assignments
-                .iter()
-                .map(|m| {
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(sb(m))
-                        .with_assignment(Bytes::from(format!("assignment-of-{m}")))
-                })
-                .collect(),
-        )
+    SyncGroupRequest::default().with_group_id(GroupId(sb(group))).with_generation_id(generation).with_member_id(sb(member_id)).with_assignments(
+        assignments
+            .iter()
+            .map(|m| SyncGroupRequestAssignment::default().with_member_id(sb(m)).with_assignment(Bytes::from(format!("assignment-of-{m}"))))
+            .collect(),
+    )
 }
 
 /// Waits until the group's coordinator is available (`__consumer_offsets` is
@@ -115,18 +102,12 @@ fn assert_parked(conn: &mut RawConn, what: &str) {
 fn stop_promptly(broker: &mut Broker) {
     let t = Instant::now();
     broker.stop(); // asserts a clean exit within STOP_TIMEOUT (30 s)
-    assert!(
-        t.elapsed() <= STOP_WITHIN,
-        "the broker took {:?} to stop with a parked group request",
-        t.elapsed()
-    );
+    assert!(t.elapsed() <= STOP_WITHIN, "the broker took {:?} to stop with a parked group request", t.elapsed());
 }
 
 /// Reads the answer to request `corr` of type `R` after the broker is gone.
 fn answer_after_stop<R: Request>(conn: &mut RawConn, version: i16, corr: i32) -> R::Response {
-    let mut frame = conn
-        .read_frame()
-        .unwrap_or_else(|e| panic!("the parked request got no answer before the broker closed: {e}"));
+    let mut frame = conn.read_frame().unwrap_or_else(|e| panic!("the parked request got no answer before the broker closed: {e}"));
     let got = parse_response_header(&mut frame, R::Response::header_version(version));
     assert_eq!(got, corr, "correlation id");
     R::Response::decode(&mut frame, version).expect("decode")
@@ -134,10 +115,7 @@ fn answer_after_stop<R: Request>(conn: &mut RawConn, version: i16, corr: i32) ->
 
 #[test]
 fn sigterm_answers_a_parked_join_group() {
-    let mut broker = Broker::start(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("offsets.topic.num.partitions", "4"),
-    ]);
+    let mut broker = Broker::start(&[("group.initial.rebalance.delay.ms", "0"), ("offsets.topic.num.partitions", "4")]);
     let bs = broker.bootstrap();
     let group = topic_name("parked-join");
     wait_for_coordinator(&bs, &group);
@@ -163,10 +141,7 @@ fn sigterm_answers_a_parked_join_group() {
 
 #[test]
 fn sigterm_answers_a_parked_sync_group() {
-    let mut broker = Broker::start(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("offsets.topic.num.partitions", "4"),
-    ]);
+    let mut broker = Broker::start(&[("group.initial.rebalance.delay.ms", "0"), ("offsets.topic.num.partitions", "4")]);
     let bs = broker.bootstrap();
     let group = topic_name("parked-sync");
     wait_for_coordinator(&bs, &group);

@@ -142,7 +142,8 @@ async fn describe_and_alter_configs_apply_live_and_persist() {
     assert_eq!(format!("{:?}", ret.source), "StaticBroker");
 
     // AlterConfigs replaces the overrides: segment.bytes applies at once (segments roll).
-    let res = admin.alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("segment.bytes", "1024")], &admin_opts()).await.expect("AlterConfigs");
+    let res =
+        admin.alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("segment.bytes", "1024")], &admin_opts()).await.expect("AlterConfigs");
     assert!(res[0].is_ok(), "{res:?}");
     let d = describe_topic(&bs, &topic).await;
     assert_eq!(value_of(&d, "segment.bytes").0.as_deref(), Some("1024"));
@@ -172,7 +173,10 @@ async fn describe_and_alter_configs_apply_live_and_persist() {
     // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION; documentation and types with v4.
     let req = DescribeConfigsRequest::default().with_include_documentation(true).with_resources(vec![
         describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb("no-such-topic")),
-        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic)).with_configuration_keys(Some(vec![sb("cleanup.policy")])),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(sb(&topic))
+            .with_configuration_keys(Some(vec![sb("cleanup.policy")])),
     ]);
     let r = conn.roundtrip(4, &req);
     assert_eq!(r.results[0].error_code, ResponseError::UnknownTopicOrPartition.code());
@@ -236,7 +240,10 @@ async fn retention_by_size_and_time_deletes_segments_and_moves_log_start() {
     let before = segment_files(&dir).len();
     assert!(before >= 10, "{before} segments");
     let admin = admin_client(&bs);
-    admin.alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("segment.bytes", "1024").set("retention.bytes", "4096")], &admin_opts()).await.expect("AlterConfigs");
+    admin
+        .alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("segment.bytes", "1024").set("retention.bytes", "4096")], &admin_opts())
+        .await
+        .expect("AlterConfigs");
     wait_until("size retention", WAIT, || segment_files(&dir).len() <= 6);
     let (low, high) = watermarks(&bs, &topic);
     assert!(low > 0 && high == 24, "low {low} high {high}");
@@ -335,7 +342,10 @@ async fn describe_cluster_log_dirs_and_offset_for_leader_epoch() {
     let ask = |current: i32, epoch: i32| {
         OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
             .with_topic(TopicName(sb(&topic)))
-            .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(current).with_leader_epoch(epoch)])])
+            .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current)
+                .with_leader_epoch(epoch)])])
     };
     let e = &conn.roundtrip(4, &ask(0, 0)).topics[0].partitions[0];
     assert_eq!((e.error_code, e.leader_epoch, e.end_offset), (0, 0, 5));
@@ -378,7 +388,10 @@ async fn produce_policies_recompress_timestamps_min_isr_and_keys() {
     // Timestamps more than an hour old are refused on this topic.
     let strict = topic_name("ts");
     create_with(&bs, &strict, 1, &[("message.timestamp.before.max.ms", "3600000")]).await;
-    assert_eq!(raw_produce(&mut conn, &strict, 1, record_batch(&records(1, now_ms() - 7_200_000, true), Compression::None)), ResponseError::InvalidTimestamp.code());
+    assert_eq!(
+        raw_produce(&mut conn, &strict, 1, record_batch(&records(1, now_ms() - 7_200_000, true), Compression::None)),
+        ResponseError::InvalidTimestamp.code()
+    );
     assert_eq!(raw_produce(&mut conn, &strict, 1, record_batch(&records(1, now_ms(), true), Compression::None)), 0);
 
     // min.insync.replicas=2 cannot be met by one broker: acks=all fails, acks=1 works.

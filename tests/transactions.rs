@@ -50,11 +50,8 @@ use txn_common::*;
 
 /// Broker settings for every test here: small `__transaction_state` and
 /// `__consumer_offsets` (cheap to create), no initial rebalance delay.
-const SETTINGS: &[(&str, &str)] = &[
-    ("transaction.state.log.num.partitions", "4"),
-    ("offsets.topic.num.partitions", "4"),
-    ("group.initial.rebalance.delay.ms", "0"),
-];
+const SETTINGS: &[(&str, &str)] =
+    &[("transaction.state.log.num.partitions", "4"), ("offsets.topic.num.partitions", "4"), ("group.initial.rebalance.delay.ms", "0")];
 
 /// Transactional API calls (init, commit, abort, send offsets).
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,18 +65,14 @@ fn start(extra: &[(&str, &str)]) -> Broker {
 /// A transactional producer after a successful init_transactions.
 fn txn_producer(bootstrap: &str, txn_id: &str) -> FutureProducer {
     let p: FutureProducer = txn_producer_config(bootstrap, txn_id).create().expect("transactional producer");
-    p.init_transactions(TXN_TIMEOUT)
-        .unwrap_or_else(|e| panic!("init_transactions({txn_id}): {e}"));
+    p.init_transactions(TXN_TIMEOUT).unwrap_or_else(|e| panic!("init_transactions({txn_id}): {e}"));
     p
 }
 
 /// Enqueue `(partition, value)` records.
 fn send_all(p: &FutureProducer, topic: &str, recs: &[(i32, String)]) -> Vec<DeliveryFuture> {
     recs.iter()
-        .map(|(part, v)| {
-            p.send_result(FutureRecord::<str, str>::to(topic).partition(*part).payload(v))
-                .unwrap_or_else(|(e, _)| panic!("enqueue {v}: {e}"))
-        })
+        .map(|(part, v)| p.send_result(FutureRecord::<str, str>::to(topic).partition(*part).payload(v)).unwrap_or_else(|(e, _)| panic!("enqueue {v}: {e}")))
         .collect()
 }
 
@@ -128,10 +121,7 @@ fn txn_error(e: &KafkaError) -> (Option<RDKafkaErrorCode>, bool, bool) {
 /// librdkafka's fenced error: it reports INVALID_PRODUCER_EPOCH and
 /// PRODUCER_FENCED as its own `_FENCED` (-144); accept all three.
 fn is_fenced_code(c: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        c,
-        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    )
+    matches!(c, Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch))
 }
 
 /// Drop a client on a helper thread, bounded (close talks to the broker).
@@ -193,9 +183,7 @@ async fn commit_abort_commit_read_committed_sees_only_committed() {
     // Kafka writes the markers after answering EndTxn; the read_committed
     // reader below waits for t3's records, i.e. for the last markers.
     let want = |tags: &[&str], part: i32| -> Vec<String> {
-        tags.iter()
-            .flat_map(|t| (0..10).filter(|i| i % 2 == part as usize).map(move |i| format!("{t}-{i}")))
-            .collect()
+        tags.iter().flat_map(|t| (0..10).filter(|i| i % 2 == part as usize).map(move |i| format!("{t}-{i}"))).collect()
     };
     let rc = read_topic(&bs, &topic, 2, Isolation::ReadCommitted, 20);
     assert_eq!(rc.len(), 20, "read_committed: the 20 committed records, nothing else: {:?}", values_of(&rc));
@@ -382,10 +370,7 @@ async fn consume_transform_produce_exactly_once_across_kill9() {
     let mut in_flight_at_crash: Option<usize> = None;
     let deadline = Instant::now() + Duration::from_secs(420);
     while committed != ends {
-        assert!(
-            Instant::now() < deadline,
-            "not done within 420 s: committed {committed:?}, input ends {ends:?}, {txns} transactions"
-        );
+        assert!(Instant::now() < deadline, "not done within 420 s: committed {committed:?}, input ends {ends:?}, {txns} transactions");
         let chunk = poll_chunk(&consumer);
         if chunk.is_empty() {
             continue;
@@ -395,9 +380,7 @@ async fn consume_transform_produce_exactly_once_across_kill9() {
         let futs = send_all(&producer, &output, &out);
         let pos = consumer.position().expect("position");
         let cgm = consumer.group_metadata().expect("group metadata");
-        producer
-            .send_offsets_to_transaction(&pos, &cgm, TXN_TIMEOUT)
-            .expect("send_offsets_to_transaction");
+        producer.send_offsets_to_transaction(&pos, &cgm, TXN_TIMEOUT).expect("send_offsets_to_transaction");
 
         if in_flight_at_crash.is_none() && txns == CRASH_AFTER {
             // Crash with this transaction open: its output records are in
@@ -436,11 +419,7 @@ async fn consume_transform_produce_exactly_once_across_kill9() {
             tpl.add_partition(&input, p);
         }
         let got = consumer.committed_offsets(tpl, OP_TIMEOUT).map_err(|e| e.to_string())?;
-        let got: BTreeMap<i32, i64> = got
-            .elements()
-            .iter()
-            .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { -1 }))
-            .collect();
+        let got: BTreeMap<i32, i64> = got.elements().iter().map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { -1 })).collect();
         if got == ends {
             Ok(())
         } else {
@@ -455,10 +434,7 @@ async fn consume_transform_produce_exactly_once_across_kill9() {
     let mut seen = vec![0u32; CTP_N];
     for r in &rc {
         let v = value_str(r);
-        let i: usize = v
-            .strip_prefix("out-in-")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected output value {v:?}"));
+        let i: usize = v.strip_prefix("out-in-").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("unexpected output value {v:?}"));
         seen[i] += 1;
         assert_eq!(r.partition, i as i32 % CTP_PARTS, "{v} on output partition {}", r.partition);
     }
@@ -481,11 +457,7 @@ async fn consume_transform_produce_exactly_once_across_kill9() {
     // read_uncommitted: the aborted in-flight transaction's records are in
     // the log too (so the crash really hit an open transaction).
     let ru = read_topic(&bs, &output, CTP_PARTS, Isolation::ReadUncommitted, CTP_N + in_flight);
-    assert_eq!(
-        ru.len(),
-        CTP_N + in_flight,
-        "read_uncommitted output: the committed records plus the {in_flight} of the aborted transaction"
-    );
+    assert_eq!(ru.len(), CTP_N + in_flight, "read_uncommitted output: the committed records plus the {in_flight} of the aborted transaction");
     broker.stop();
 }
 
@@ -511,10 +483,8 @@ async fn same_transactional_id_fences_the_older_producer() {
     let b = txn_producer(&bs, txn);
 
     // A carries on as if nothing happened.
-    let a2: Vec<DeliveryFuture> = spread("a2", 5, 1)
-        .iter()
-        .filter_map(|(part, v)| a.send_result(FutureRecord::<str, str>::to(&topic).partition(*part).payload(v)).ok())
-        .collect();
+    let a2: Vec<DeliveryFuture> =
+        spread("a2", 5, 1).iter().filter_map(|(part, v)| a.send_result(FutureRecord::<str, str>::to(&topic).partition(*part).payload(v)).ok()).collect();
     let err = a.commit_transaction(TXN_TIMEOUT).expect_err("the fenced producer's commit must fail");
     let (code, fatal, abortable) = txn_error(&err);
     assert!(is_fenced_code(code), "A's commit: {err} ({code:?}); expected a fenced error (_FENCED, PRODUCER_FENCED or INVALID_PRODUCER_EPOCH)");
@@ -575,9 +545,7 @@ async fn transaction_timeout_above_broker_max_is_rejected() {
     let mut cfg = txn_producer_config(&bs, "txn-timeout-rd");
     cfg.set("transaction.timeout.ms", "120000");
     let p: FutureProducer = cfg.create().expect("producer");
-    let err = p
-        .init_transactions(TXN_TIMEOUT)
-        .expect_err("init_transactions with transaction.timeout.ms=120000 > transaction.max.timeout.ms=60000");
+    let err = p.init_transactions(TXN_TIMEOUT).expect_err("init_transactions with transaction.timeout.ms=120000 > transaction.max.timeout.ms=60000");
     let (code, _, _) = txn_error(&err);
     assert_eq!(code, Some(RDKafkaErrorCode::InvalidTransactionTimeout), "init_transactions error: {err}");
     drop(p);

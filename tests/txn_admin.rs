@@ -67,7 +67,8 @@ fn producers_and_transactions_are_visible_to_admins() {
     assert!(list_transactions(&mut conn, &["CompleteCommit"], &[]).iter().all(|t| t.0 != txn_id), "state filter");
     assert!(list_transactions(&mut conn, &[], &[pid.id + 1_000_000]).iter().all(|t| t.0 != txn_id), "producer id filter");
 
-    let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(sb(&txn_id)), TransactionalId(sb("no-such-transactional-id"))]);
+    let req =
+        DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(sb(&txn_id)), TransactionalId(sb("no-such-transactional-id"))]);
     let resp = conn.roundtrip(0, &req);
     assert_eq!(resp.transaction_states.len(), 2, "{resp:?}");
     let t = resp.transaction_states.iter().find(|t| t.transactional_id.0.as_str() == txn_id).expect("described");

@@ -15,7 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 const T: Duration = Duration::from_secs(30);
 
 fn txn_producer(bootstrap: &str, id: &str) -> ThreadedProducer<DefaultProducerContext> {
-    let p: ThreadedProducer<DefaultProducerContext> = common::producer_config(bootstrap).set("transactional.id", id).set("transaction.timeout.ms", "60000").create().expect("producer");
+    let p: ThreadedProducer<DefaultProducerContext> =
+        common::producer_config(bootstrap).set("transactional.id", id).set("transaction.timeout.ms", "60000").create().expect("producer");
     p.init_transactions(T).expect("init_transactions");
     p
 }
@@ -50,7 +51,11 @@ fn read_committed(bootstrap: &str, topic: &str, parts: i32, want: usize) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_commit_abort_offsets_fence_and_survive_kill9() {
-    let mut b = common::Broker::start(&[("transaction.state.log.num.partitions", "4"), ("offsets.topic.num.partitions", "4"), ("group.initial.rebalance.delay.ms", "0")]);
+    let mut b = common::Broker::start(&[
+        ("transaction.state.log.num.partitions", "4"),
+        ("offsets.topic.num.partitions", "4"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ]);
     let bs = b.bootstrap();
     let topic = common::topic_name("txn-smoke");
     common::create_topic(&bs, &topic, 3).await;
@@ -126,13 +131,29 @@ fn coordinator_errors_timeout_abort_and_admin_apis() {
     rt.block_on(common::create_topic(&bs, "rawtxn", 2));
     let mut c = common::RawConn::connect(&bs);
     let tid = |s: &'static str| TransactionalId(StrBytes::from_static_str(s));
-    let init = |c: &mut common::RawConn, timeout: i32| c.roundtrip(4, &InitProducerIdRequest::default().with_transactional_id(Some(tid("raw-1"))).with_transaction_timeout_ms(timeout).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    let init = |c: &mut common::RawConn, timeout: i32| {
+        c.roundtrip(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid("raw-1")))
+                .with_transaction_timeout_ms(timeout)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    };
     assert_eq!(init(&mut c, 0).error_code, E::InvalidTransactionTimeout.code());
     assert_eq!(init(&mut c, 900_001).error_code, E::InvalidTransactionTimeout.code());
     let r = init(&mut c, 1000);
     assert_eq!((r.error_code, r.producer_epoch), (0, 0));
     let pid = r.producer_id;
-    let idem = c.roundtrip(4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(1000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    let idem = c.roundtrip(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(1000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
     assert_eq!(idem.error_code, 0);
     assert_ne!(idem.producer_id, pid);
     let add = |c: &mut common::RawConn, v: i16, pid: ProducerId, epoch: i16, topics: Vec<(&'static str, i32)>| {
@@ -142,7 +163,12 @@ fn coordinator_errors_timeout_abort_and_admin_apis() {
                 .with_v3_and_below_transactional_id(tid("raw-1"))
                 .with_v3_and_below_producer_id(pid)
                 .with_v3_and_below_producer_epoch(epoch)
-                .with_v3_and_below_topics(topics.into_iter().map(|(t, p)| AddPartitionsToTxnTopic::default().with_name(TopicName(StrBytes::from_static_str(t))).with_partitions(vec![p])).collect()),
+                .with_v3_and_below_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, p)| AddPartitionsToTxnTopic::default().with_name(TopicName(StrBytes::from_static_str(t))).with_partitions(vec![p]))
+                        .collect(),
+                ),
         );
         r.results_by_topic_v3_and_below.iter().map(|t| t.results_by_partition[0].partition_error_code).collect::<Vec<i16>>()
     };
@@ -151,12 +177,19 @@ fn coordinator_errors_timeout_abort_and_admin_apis() {
     assert_eq!(add(&mut c, 1, pid, 5, vec![("rawtxn", 0)]), vec![E::InvalidProducerEpoch.code()]);
     assert_eq!(add(&mut c, 3, ProducerId(pid.0 + 12345), 0, vec![("rawtxn", 0)]), vec![E::InvalidProducerIdMapping.code()]);
     assert_eq!(add(&mut c, 3, pid, 0, vec![("rawtxn", 0), ("rawtxn", 1)]), vec![0, 0]);
-    let describe = |c: &mut common::RawConn, id: &'static str| c.roundtrip(0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(id)])).transaction_states.remove(0);
+    let describe = |c: &mut common::RawConn, id: &'static str| {
+        c.roundtrip(0, &DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(id)])).transaction_states.remove(0)
+    };
     let d = describe(&mut c, "raw-1");
     assert_eq!((d.error_code, d.transaction_state.as_str(), d.producer_id, d.transaction_timeout_ms), (0, "Ongoing", pid, 1000));
     assert_eq!(d.topics[0].partitions, vec![0, 1]);
     assert_eq!(describe(&mut c, "never-seen").error_code, E::TransactionalIdNotFound.code());
-    let l = c.roundtrip(1, &ListTransactionsRequest::default().with_state_filters(vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("Bogus")]).with_duration_filter(-1));
+    let l = c.roundtrip(
+        1,
+        &ListTransactionsRequest::default()
+            .with_state_filters(vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("Bogus")])
+            .with_duration_filter(-1),
+    );
     assert_eq!(l.unknown_state_filters, vec![StrBytes::from_static_str("Bogus")]);
     assert!(l.transaction_states.iter().any(|s| s.transactional_id == tid("raw-1")));
     // The ticker aborts the transaction after its 1 s timeout and bumps the epoch.

@@ -159,8 +159,7 @@ pub fn encode_batch(records: usize, record_size: usize, keys: Keys, key_start: u
         });
     }
     let mut buf: Vec<u8> = Vec::with_capacity(records * (record_size + 32) + HEADER_LEN);
-    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| anyhow!("encoding record batch: {e}"))?;
+    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression }).map_err(|e| anyhow!("encoding record batch: {e}"))?;
     let h = header(&buf).context("encoder produced a short batch")?;
     if h.total_len != buf.len() || h.records as usize != records {
         bail!("encoder produced {} bytes / {} records, expected one batch of {records}", buf.len(), h.records);

@@ -98,7 +98,9 @@ impl Consumer {
     }
 
     fn done(&self, ctx: &RunCtx) -> bool {
-        ctx.should_stop() || self.budget.as_ref().is_some_and(|b| b.load(Ordering::Relaxed) <= 0) || self.revoke.as_ref().is_some_and(|r| r.load(Ordering::Relaxed))
+        ctx.should_stop()
+            || self.budget.as_ref().is_some_and(|b| b.load(Ordering::Relaxed) <= 0)
+            || self.revoke.as_ref().is_some_and(|r| r.load(Ordering::Relaxed))
     }
 
     /// Fetches until the deadline, until the group's record budget is read,

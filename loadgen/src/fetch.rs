@@ -234,7 +234,9 @@ mod tests {
             pd
         };
         let mut r = FetchResponse::default().with_throttle_time_ms(9).with_responses(vec![
-            FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_static_str("t1"))).with_partitions(vec![part(0, 0, Some(batches.clone())), part(1, 1, None)]),
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t1")))
+                .with_partitions(vec![part(0, 0, Some(batches.clone())), part(1, 1, None)]),
             FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_static_str("other"))).with_partitions(vec![part(4, 0, Some(Bytes::new()))]),
         ]);
         if version >= 7 {
@@ -297,8 +299,8 @@ mod tests {
         f.extend_from_slice(records);
         f.extend_from_slice(&[1, 5, 3, 0xaa, 0xbb, 0xcc]); // partition tags: an unknown tag 5, 3 bytes
         f.push(0); // topic tagged fields: none
-        // Top-level tagged fields: tag 0 (NodeEndpoints: one node, id 1,
-        // host "h", port 9092, rack null, no tags), and an unknown tag 99.
+                   // Top-level tagged fields: tag 0 (NodeEndpoints: one node, id 1,
+                   // host "h", port 9092, rack null, no tags), and an unknown tag 99.
         let node: &[u8] = &[2, 0, 0, 0, 1, 2, b'h', 0, 0, 0x23, 0x84, 0, 0];
         f.push(2);
         f.push(0);

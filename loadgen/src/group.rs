@@ -150,7 +150,8 @@ pub fn decode_subscription(b: Bytes) -> Result<Vec<String>> {
 /// A SyncGroup assignment: ConsumerProtocolAssignment v0 with `partitions`
 /// of `topic` (no topic entry at all when there are none).
 pub fn encode_assignment(topic: &str, partitions: &[i32]) -> Result<Bytes> {
-    let tps = if partitions.is_empty() { Vec::new() } else { vec![TopicPartition::default().with_topic(TopicName(sb(topic))).with_partitions(partitions.to_vec())] };
+    let tps =
+        if partitions.is_empty() { Vec::new() } else { vec![TopicPartition::default().with_topic(TopicName(sb(topic))).with_partitions(partitions.to_vec())] };
     versioned(&ConsumerProtocolAssignment::default().with_assigned_partitions(tps), 0)
 }
 
@@ -215,7 +216,11 @@ fn join_req(group: &str, member_id: &str, topic: &str, rebalance_timeout: Durati
 }
 
 fn sync_req(group: &str, generation: i32, member_id: &str, assignments: Vec<SyncGroupRequestAssignment>, v: i16) -> SyncGroupRequest {
-    let r = SyncGroupRequest::default().with_group_id(GroupId(sb(group))).with_generation_id(generation).with_member_id(sb(member_id)).with_assignments(assignments);
+    let r = SyncGroupRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_generation_id(generation)
+        .with_member_id(sb(member_id))
+        .with_assignments(assignments);
     if v >= 5 {
         r.with_protocol_type(Some(sb(PROTOCOL_TYPE))).with_protocol_name(Some(sb(ASSIGNOR)))
     } else {
@@ -228,13 +233,11 @@ fn heartbeat_req(group: &str, generation: i32, member_id: &str) -> HeartbeatRequ
 }
 
 fn commit_req(group: &str, generation: i32, member_id: &str, topic: &str, positions: &BTreeMap<i32, i64>) -> OffsetCommitRequest {
-    OffsetCommitRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(sb(member_id))
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(TopicName(sb(topic)))
-            .with_partitions(positions.iter().map(|(p, o)| OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o)).collect())])
+    OffsetCommitRequest::default().with_group_id(GroupId(sb(group))).with_generation_id_or_member_epoch(generation).with_member_id(sb(member_id)).with_topics(
+        vec![OffsetCommitRequestTopic::default().with_name(TopicName(sb(topic))).with_partitions(
+            positions.iter().map(|(p, o)| OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o)).collect(),
+        )],
+    )
 }
 
 fn offset_fetch_req(group: &str, topic: &str, partitions: &[i32], v: i16) -> OffsetFetchRequest {
@@ -381,7 +384,9 @@ async fn find_coordinator(group: &Group) -> Result<Client> {
         match code {
             0 if addr == boot.addr => return Ok(boot),
             0 => return Client::connect(&addr, group.timeout).await.with_context(|| format!("group {} coordinator", group.id)),
-            COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR if Instant::now() < until => tokio::time::sleep(Duration::from_millis(200)).await,
+            COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
             c => bail!("FindCoordinator for group {}: {}", group.id, error_name(c)),
         }
     }
@@ -684,10 +689,18 @@ impl Member {
         let resp = self.coord.call(&offset_fetch_req(gid, topic, partitions, v), v).await.with_context(|| format!("OffsetFetch {gid}"))?;
         let (code, found): (i16, Vec<(i32, i64, i16)>) = if v >= 8 {
             let g = resp.groups.first().ok_or_else(|| anyhow!("OffsetFetch {gid}: no group in the answer"))?;
-            let parts = g.topics.iter().filter(|t| t.name.0.as_str() == topic).flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)));
+            let parts = g
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == topic)
+                .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)));
             (g.error_code, parts.collect())
         } else {
-            let parts = resp.topics.iter().filter(|t| t.name.0.as_str() == topic).flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)));
+            let parts = resp
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == topic)
+                .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)));
             (resp.error_code, parts.collect())
         };
         if code != 0 {
@@ -771,7 +784,9 @@ mod tests {
         // A newer client's subscription (v3, owned partitions, rack) still reads.
         let v3 = ConsumerProtocolSubscription::default()
             .with_topics(vec![sb("a"), sb("b")])
-            .with_owned_partitions(vec![kafka_protocol::messages::consumer_protocol_subscription::TopicPartition::default().with_topic(TopicName(sb("a"))).with_partitions(vec![1])])
+            .with_owned_partitions(vec![kafka_protocol::messages::consumer_protocol_subscription::TopicPartition::default()
+                .with_topic(TopicName(sb("a")))
+                .with_partitions(vec![1])])
             .with_generation_id(4)
             .with_rack_id(Some(sb("r1")));
         assert_eq!(decode_subscription(versioned(&v3, 3).expect("encode v3")).expect("decode v3"), vec!["a".to_string(), "b".to_string()]);

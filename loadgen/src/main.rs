@@ -268,7 +268,8 @@ impl Settings {
         let record_size = cli.record_size.or(w.record_size).unwrap_or(1024);
         let batch_bytes = cli.batch_bytes.or(w.batch_bytes).unwrap_or(65536);
         let acks = parse_acks(cli.acks.as_deref().or(w.acks.as_deref()).unwrap_or("1"))?;
-        let compression = parse_compression(cli.compression.as_deref().or(w.compression.as_deref()).unwrap_or("none")).map_err(|e| anyhow!("--compression {e}"))?;
+        let compression =
+            parse_compression(cli.compression.as_deref().or(w.compression.as_deref()).unwrap_or("none")).map_err(|e| anyhow!("--compression {e}"))?;
         let keys: Keys = cli.keys.as_deref().or(w.keys.as_deref()).unwrap_or("none").parse().map_err(|e| anyhow!("--keys {e}"))?;
         let rate = match cli.rate.clone().or(w.rate.as_ref().map(|r| r.as_text())) {
             Some(r) => Some(r.parse::<Rate>().map_err(|e| anyhow!("--rate {e}"))?),
@@ -445,9 +446,8 @@ struct Outcome {
 
 async fn run(s: Settings) -> Result<Outcome> {
     let timeout = s.timeout;
-    let mut boot = Client::connect(&s.bootstrap, timeout.min(Duration::from_secs(10)))
-        .await
-        .with_context(|| format!("cannot reach the broker at {}", s.bootstrap))?;
+    let mut boot =
+        Client::connect(&s.bootstrap, timeout.min(Duration::from_secs(10))).await.with_context(|| format!("cannot reach the broker at {}", s.bootstrap))?;
     // Creating many partitions can take a while; give it time in proportion.
     let create_wait = timeout + Duration::from_millis(10 * s.partitions as u64);
     let layout: Vec<PartitionLeader> = wire::ensure_topic(&mut boot, &s.topic, s.partitions, s.replication_factor, create_wait).await?;
@@ -470,11 +470,21 @@ async fn run(s: Settings) -> Result<Outcome> {
                     std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-                        let t = batches.iter().map(|(b, n)| ProduceTemplate::build(&s.topic, s.acks, timeout_ms, version, b, *n)).collect::<Result<Vec<_>>>()?;
+                        let t =
+                            batches.iter().map(|(b, n)| ProduceTemplate::build(&s.topic, s.acks, timeout_ms, version, b, *n)).collect::<Result<Vec<_>>>()?;
                         e.insert(t).clone()
                     }
                 };
-                producers.push(Producer { client, version, partitions: parts, templates, inflight: s.inflight, acks: s.acks, rate: per_conn_rate, budget: budget.clone() });
+                producers.push(Producer {
+                    client,
+                    version,
+                    partitions: parts,
+                    templates,
+                    inflight: s.inflight,
+                    acks: s.acks,
+                    rate: per_conn_rate,
+                    budget: budget.clone(),
+                });
             }
         }
     }
@@ -635,7 +645,13 @@ fn main() -> ExitCode {
         }
     };
     let mode = format!("{:?}", settings.mode).to_lowercase();
-    let info = RunInfo { workload: settings.workload.as_deref(), mode: &mode, produces: settings.produces(), consumes: settings.consumes(), settings: settings.to_json() };
+    let info = RunInfo {
+        workload: settings.workload.as_deref(),
+        mode: &mode,
+        produces: settings.produces(),
+        consumes: settings.consumes(),
+        settings: settings.to_json(),
+    };
     if cli.json {
         println!("{}", outcome.summary.to_json(&info));
     } else {

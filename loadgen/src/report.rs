@@ -306,7 +306,12 @@ impl Summary {
 
     pub fn to_text(&self, info: &RunInfo) -> String {
         let mut out = String::new();
-        out.push_str(&format!("loadgen summary{} ({} mode, {:.1} s measured)\n", info.workload.map(|w| format!(" [{w}]")).unwrap_or_default(), info.mode, self.elapsed_s));
+        out.push_str(&format!(
+            "loadgen summary{} ({} mode, {:.1} s measured)\n",
+            info.workload.map(|w| format!(" [{w}]")).unwrap_or_default(),
+            info.mode,
+            self.elapsed_s
+        ));
         if info.produces {
             let p = &self.produce;
             out.push_str(&format!(

@@ -66,9 +66,7 @@ pub fn encode_request<R: Request>(req: &R, version: i16, correlation_id: i32) ->
         .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let mut buf: Vec<u8> = Vec::with_capacity(64);
     buf.extend_from_slice(&[0u8; 4]);
-    header
-        .encode(&mut buf, R::header_version(version))
-        .map_err(|e| anyhow!("encoding request header: {e}"))?;
+    header.encode(&mut buf, R::header_version(version)).map_err(|e| anyhow!("encoding request header: {e}"))?;
     req.encode(&mut buf, version).map_err(|e| anyhow!("encoding api key {} v{version}: {e}", R::KEY))?;
     let len = i32::try_from(buf.len() - 4).context("request too large")?;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
@@ -77,8 +75,8 @@ pub fn encode_request<R: Request>(req: &R, version: i16, correlation_id: i32) ->
 
 /// Decodes a response frame (without its size prefix) for request type `R`.
 pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<(i32, R::Response)> {
-    let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
-        .map_err(|e| anyhow!("decoding response header: {e}"))?;
+    let header =
+        ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version)).map_err(|e| anyhow!("decoding response header: {e}"))?;
     let body = R::Response::decode(&mut frame, version).map_err(|e| anyhow!("decoding response to api key {} v{version}: {e}", R::KEY))?;
     Ok((header.correlation_id, body))
 }
@@ -300,11 +298,7 @@ pub async fn ensure_topic(boot: &mut Client, topic: &str, partitions: i32, repli
         for t in &resp.topics {
             match t.error_code {
                 0 | 36 => {} // created, or TOPIC_ALREADY_EXISTS (a concurrent run)
-                c => bail!(
-                    "creating topic {topic}: {}{}",
-                    error_name(c),
-                    t.error_message.as_ref().map(|m| format!(" ({})", m.as_str())).unwrap_or_default()
-                ),
+                c => bail!("creating topic {topic}: {}{}", error_name(c), t.error_message.as_ref().map(|m| format!(" ({})", m.as_str())).unwrap_or_default()),
             }
         }
     }

@@ -18,9 +18,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::{
-    encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes,
-};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -94,7 +92,10 @@ impl ConnectArgs {
 /// Admin options with the CLI's timeouts.
 /// Enqueues one record, waiting (and serving delivery callbacks) while
 /// librdkafka's local queue is full; any other error ends the command.
-pub fn send_waiting<K, P, C>(producer: &rdkafka::producer::BaseProducer<C>, mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>) -> Result<(), CliError>
+pub fn send_waiting<K, P, C>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) -> Result<(), CliError>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
@@ -158,9 +159,7 @@ impl CliError {
             | RDKafkaErrorCode::AllBrokersDown
             | RDKafkaErrorCode::OperationTimedOut
             | RDKafkaErrorCode::MessageTimedOut
-            | RDKafkaErrorCode::Resolve => {
-                "Is a broker running at --bootstrap-server (or SHARDLOG_BOOTSTRAP)?"
-            }
+            | RDKafkaErrorCode::Resolve => "Is a broker running at --bootstrap-server (or SHARDLOG_BOOTSTRAP)?",
             RDKafkaErrorCode::UnsupportedFeature => "The broker does not support the API this command needs.",
             _ => "",
         };
@@ -272,10 +271,8 @@ impl Conn {
             detail: e.to_string(),
             advice: "Is a broker running at --bootstrap-server (or SHARDLOG_BOOTSTRAP)?".into(),
         };
-        let sock = std::net::ToSocketAddrs::to_socket_addrs(addr)
-            .map_err(unreachable)?
-            .next()
-            .ok_or_else(|| CliError::Input(format!("cannot resolve '{addr}'")))?;
+        let sock =
+            std::net::ToSocketAddrs::to_socket_addrs(addr).map_err(unreachable)?.next().ok_or_else(|| CliError::Input(format!("cannot resolve '{addr}'")))?;
         let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(10)).map_err(unreachable)?;
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(OP_TIMEOUT)).ok();
@@ -306,8 +303,7 @@ impl Conn {
                 // Reconnect: after a version mismatch the stream may hold a
                 // response we could not parse.
                 let sock = self.stream.peer_addr().map_err(|e| CliError::io("reconnect", e))?;
-                self.stream = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
-                    .map_err(|e| CliError::io("reconnect", e))?;
+                self.stream = TcpStream::connect_timeout(&sock, Duration::from_secs(10)).map_err(|e| CliError::io("reconnect", e))?;
                 self.stream.set_read_timeout(Some(OP_TIMEOUT)).ok();
                 self.roundtrip(0, &ApiVersionsRequest::default())?
             }
@@ -383,8 +379,7 @@ impl Conn {
         if R::Response::header_version(version) >= 1 {
             skip_tagged_fields(&mut buf).map_err(|e| CliError::io(ctx.clone(), e))?;
         }
-        R::Response::decode(&mut buf, version)
-            .map_err(|e| CliError::io(ctx, std::io::Error::other(format!("cannot decode response: {e}"))))
+        R::Response::decode(&mut buf, version).map_err(|e| CliError::io(ctx, std::io::Error::other(format!("cannot decode response: {e}"))))
     }
 }
 

@@ -68,10 +68,7 @@ pub fn run(args: ClusterArgs) -> Result<(), CliError> {
     match out.output {
         Format::Json => print_json(&json!({"cluster_id": cluster_id, "controller_id": controller, "brokers": brokers})),
         Format::Table => {
-            print_str(&format!(
-                "Cluster ID: {}\nController: {controller}\n\n",
-                cluster_id.as_deref().unwrap_or("-")
-            ));
+            print_str(&format!("Cluster ID: {}\nController: {controller}\n\n", cluster_id.as_deref().unwrap_or("-")));
             let rows: Vec<Value> = brokers
                 .into_iter()
                 .map(|mut b| {
@@ -103,7 +100,10 @@ pub fn run_api_versions(args: ApiVersionsArgs) -> Result<(), CliError> {
             let theirs = conn.api_versions().iter().find(|(k, _, _)| *k == key as i16);
             let name = format!("{key:?}");
             let (line, doc) = match theirs {
-                None => (format!("\t{name}({}): UNSUPPORTED", key as i16), json!({"api_key": key as i16, "name": name, "min_version": null, "max_version": null, "usable": null})),
+                None => (
+                    format!("\t{name}({}): UNSUPPORTED", key as i16),
+                    json!({"api_key": key as i16, "name": name, "min_version": null, "max_version": null, "usable": null}),
+                ),
                 Some(&(_, min, max)) => {
                     let usable = if max < our_min {
                         "unusable: node too old".to_string()

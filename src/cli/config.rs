@@ -4,9 +4,7 @@
 //! (KIP-339: set or delete single keys, leaving the others alone), which
 //! librdkafka's Rust binding lacks, so it goes through the raw helper.
 
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
-};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
@@ -95,8 +93,7 @@ pub fn run(args: ConfigArgs) -> Result<(), CliError> {
                 }
             };
             let ctx = format!("describe configs of {:?} '{}'", entity.entity_type, entity.entity_name).to_lowercase();
-            let mut res = block_on(conn.admin()?.describe_configs([&spec], &admin_opts()))
-                .map_err(|e| CliError::rdkafka(ctx.clone(), e))?;
+            let mut res = block_on(conn.admin()?.describe_configs([&spec], &admin_opts())).map_err(|e| CliError::rdkafka(ctx.clone(), e))?;
             let resource = match res.pop() {
                 Some(Ok(r)) => r,
                 Some(Err(code)) => return Err(CliError::rd_code(ctx, code)),
@@ -129,7 +126,9 @@ pub fn run(args: ConfigArgs) -> Result<(), CliError> {
             let mut configs = Vec::new();
             for arg in &add_config {
                 for (k, v) in parse_config_list(arg)? {
-                    configs.push(AlterableConfig::default().with_name(StrBytes::from_string(k)).with_config_operation(0).with_value(Some(StrBytes::from_string(v))));
+                    configs.push(
+                        AlterableConfig::default().with_name(StrBytes::from_string(k)).with_config_operation(0).with_value(Some(StrBytes::from_string(v))),
+                    );
                 }
             }
             for k in delete_config.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {

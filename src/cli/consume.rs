@@ -18,9 +18,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use super::client::{CliError, ConnectArgs};
+use super::output::eprint_line;
 use super::output::print_str;
 use super::topic::metadata;
-use super::output::eprint_line;
 
 /// How a consumed record is printed.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +106,7 @@ fn start_offset(args: &ConsumeArgs) -> Result<Offset, CliError> {
         Some("earliest") => Ok(Offset::Beginning),
         Some("latest") => Ok(Offset::End),
         Some(n) => {
-            let n: i64 = n.parse().map_err(|_| {
-                CliError::Input(format!("--offset takes a number, earliest or latest, got '{n}'"))
-            })?;
+            let n: i64 = n.parse().map_err(|_| CliError::Input(format!("--offset takes a number, earliest or latest, got '{n}'")))?;
             if args.partition.is_none() {
                 return Err(CliError::Input("--offset N needs --partition".into()));
             }
@@ -140,10 +138,13 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
     let earliest = matches!(start, Offset::Beginning);
     cfg.set("enable.partition.eof", "false")
         .set("auto.offset.reset", if earliest { "earliest" } else { "latest" })
-        .set("isolation.level", match args.isolation_level {
-            IsolationLevel::ReadUncommitted => "read_uncommitted",
-            IsolationLevel::ReadCommitted => "read_committed",
-        })
+        .set(
+            "isolation.level",
+            match args.isolation_level {
+                IsolationLevel::ReadUncommitted => "read_uncommitted",
+                IsolationLevel::ReadCommitted => "read_committed",
+            },
+        )
         .set("fetch.wait.max.ms", "100");
     match &args.group {
         // Offsets are stored by hand once a record is printed, so a commit
@@ -208,10 +209,7 @@ fn lossy(b: Option<&[u8]>) -> Option<String> {
 
 /// One record as a line, in the chosen format.
 fn format_record(args: &ConsumeArgs, m: &BorrowedMessage<'_>) -> String {
-    let headers: Vec<(String, Option<String>)> = m
-        .headers()
-        .map(|hs| hs.iter().map(|h| (h.key.to_string(), lossy(h.value))).collect())
-        .unwrap_or_default();
+    let headers: Vec<(String, Option<String>)> = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), lossy(h.value))).collect()).unwrap_or_default();
     if args.format == RecordFormat::Json {
         let ts = m.timestamp();
         let line = json!({
@@ -245,8 +243,7 @@ fn format_record(args: &ConsumeArgs, m: &BorrowedMessage<'_>) -> String {
         if headers.is_empty() {
             out.push_str("NO_HEADERS");
         } else {
-            let hs: Vec<String> =
-                headers.iter().map(|(k, v)| format!("{k}:{}", v.as_deref().unwrap_or("null"))).collect();
+            let hs: Vec<String> = headers.iter().map(|(k, v)| format!("{k}:{}", v.as_deref().unwrap_or("null"))).collect();
             out.push_str(&hs.join(","));
         }
         out.push_str(sep);

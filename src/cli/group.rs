@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
-use kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -23,9 +21,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use super::client::{admin_opts, block_on, CliError, Conn, ConnectArgs, OP_TIMEOUT};
+use super::output::{eprint_line, eprint_str};
 use super::output::{print_rows, print_str, Format, OutputArgs};
 use super::topic::metadata;
-use super::output::{eprint_line, eprint_str};
 
 /// Consumer group administration.
 #[derive(clap::Args, Debug)]
@@ -148,8 +146,7 @@ pub fn run(args: GroupArgs) -> Result<(), CliError> {
         GroupCmd::ResetOffsets(r) => reset_offsets(&conn, out.output, r),
         GroupCmd::Delete { groups } => {
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
-            let res = block_on(conn.admin()?.delete_groups(&names, &admin_opts()))
-                .map_err(|e| CliError::rdkafka("delete groups", e))?;
+            let res = block_on(conn.admin()?.delete_groups(&names, &admin_opts())).map_err(|e| CliError::rdkafka("delete groups", e))?;
             for r in res {
                 r.map_err(|(g, code)| CliError::rd_code(format!("delete group '{g}'"), code))?;
             }
@@ -192,11 +189,7 @@ impl From<&GroupInfo> for Group {
                     id: m.id().to_string(),
                     client_id: m.client_id().to_string(),
                     host: m.client_host().trim_start_matches('/').to_string(),
-                    assignment: if g.protocol_type() == "consumer" {
-                        m.assignment().map(decode_assignment).unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    },
+                    assignment: if g.protocol_type() == "consumer" { m.assignment().map(decode_assignment).unwrap_or_default() } else { Vec::new() },
                 })
                 .collect(),
         }
@@ -213,20 +206,13 @@ fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
     }
     let version = buf.get_i16().clamp(0, 3);
     match ConsumerProtocolAssignment::decode(&mut buf, version) {
-        Ok(a) => a
-            .assigned_partitions
-            .iter()
-            .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.0.to_string(), *p)))
-            .collect(),
+        Ok(a) => a.assigned_partitions.iter().flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.0.to_string(), *p))).collect(),
         Err(_) => Vec::new(),
     }
 }
 
 fn group_list(conn: &ConnectArgs, group: Option<&str>) -> Result<Vec<Group>, CliError> {
-    let list = conn
-        .consumer(None)?
-        .fetch_group_list(group, OP_TIMEOUT)
-        .map_err(|e| CliError::rdkafka("list groups", e))?;
+    let list = conn.consumer(None)?.fetch_group_list(group, OP_TIMEOUT).map_err(|e| CliError::rdkafka("list groups", e))?;
     let mut groups: Vec<Group> = list.groups().iter().map(Group::from).collect();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(groups)
@@ -268,9 +254,7 @@ fn committed_offsets(coord: &str, group: &str) -> Result<BTreeMap<(String, i32),
 
 /// (low, high) watermarks of a partition.
 fn watermarks(consumer: &rdkafka::consumer::BaseConsumer, topic: &str, p: i32) -> Result<(i64, i64), CliError> {
-    consumer
-        .fetch_watermarks(topic, p, OP_TIMEOUT)
-        .map_err(|e| CliError::rdkafka(format!("watermarks of {topic}-{p}"), e))
+    consumer.fetch_watermarks(topic, p, OP_TIMEOUT).map_err(|e| CliError::rdkafka(format!("watermarks of {topic}-{p}"), e))
 }
 
 fn describe(conn: &ConnectArgs, format: Format, group: &str, members: bool, state: bool) -> Result<(), CliError> {
@@ -286,7 +270,13 @@ fn describe(conn: &ConnectArgs, format: Format, group: &str, members: bool, stat
             "group": g.name, "coordinator": format!("{coord} ({coord_id})"), "coordinator_id": coord_id,
             "assignment_strategy": g.protocol, "state": g.state, "members": g.members.len(),
         });
-        let cols = [("GROUP", "group"), ("COORDINATOR (ID)", "coordinator"), ("ASSIGNMENT-STRATEGY", "assignment_strategy"), ("STATE", "state"), ("#MEMBERS", "members")];
+        let cols = [
+            ("GROUP", "group"),
+            ("COORDINATOR (ID)", "coordinator"),
+            ("ASSIGNMENT-STRATEGY", "assignment_strategy"),
+            ("STATE", "state"),
+            ("#MEMBERS", "members"),
+        ];
         print_rows(format, &cols, &[row]);
         return Ok(());
     }
@@ -330,8 +320,14 @@ fn describe(conn: &ConnectArgs, format: Format, group: &str, members: bool, stat
         }));
     }
     let cols = [
-        ("GROUP", "group"), ("TOPIC", "topic"), ("PARTITION", "partition"), ("CURRENT-OFFSET", "current_offset"),
-        ("LOG-END-OFFSET", "log_end_offset"), ("LAG", "lag"), ("CONSUMER-ID", "consumer_id"), ("HOST", "host"),
+        ("GROUP", "group"),
+        ("TOPIC", "topic"),
+        ("PARTITION", "partition"),
+        ("CURRENT-OFFSET", "current_offset"),
+        ("LOG-END-OFFSET", "log_end_offset"),
+        ("LAG", "lag"),
+        ("CONSUMER-ID", "consumer_id"),
+        ("HOST", "host"),
         ("CLIENT-ID", "client_id"),
     ];
     print_rows(format, &cols, &rows);
@@ -432,19 +428,15 @@ fn reset_offsets(conn: &ConnectArgs, format: Format, r: ResetArgs) -> Result<(),
 
 fn delete_offsets(conn: &ConnectArgs, format: Format, group: &str, topic: &str, partitions: Vec<i32>) -> Result<(), CliError> {
     let (_, coord) = coordinator(conn, group)?;
-    let partitions = if partitions.is_empty() {
-        committed_offsets(&coord, group)?.keys().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect()
-    } else {
-        partitions
-    };
+    let partitions =
+        if partitions.is_empty() { committed_offsets(&coord, group)?.keys().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect() } else { partitions };
     if partitions.is_empty() {
         return Err(CliError::Input(format!("group '{group}' has no committed offsets for topic '{topic}'")));
     }
-    let req = OffsetDeleteRequest::default().with_group_id(StrBytes::from_string(group.to_string()).into()).with_topics(vec![
-        OffsetDeleteRequestTopic::default().with_name(StrBytes::from_string(topic.to_string()).into()).with_partitions(
-            partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect(),
-        ),
-    ]);
+    let req =
+        OffsetDeleteRequest::default().with_group_id(StrBytes::from_string(group.to_string()).into()).with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(StrBytes::from_string(topic.to_string()).into())
+            .with_partitions(partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect())]);
     let resp = Conn::open(&coord)?.request(0, &req)?;
     if resp.error_code != 0 {
         return Err(CliError::kafka(format!("delete offsets of group '{group}'"), resp.error_code));

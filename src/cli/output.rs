@@ -40,8 +40,7 @@ pub fn cell(v: Option<&Value>) -> String {
 /// Format rows as a table: columns padded to their widest cell, separated by
 /// two spaces; the last column is not padded.
 pub fn table(columns: &[Column], rows: &[Value]) -> String {
-    let cells: Vec<Vec<String>> =
-        rows.iter().map(|r| columns.iter().map(|(_, key)| cell(r.get(*key))).collect()).collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|(_, key)| cell(r.get(*key))).collect()).collect();
     let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {

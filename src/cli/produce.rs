@@ -107,8 +107,7 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
         .set("linger.ms", args.linger_ms.to_string())
         .set("compression.type", format!("{:?}", args.compression).to_lowercase())
         .set("message.timeout.ms", "60000");
-    let producer: BaseProducer<DeliveryCounter> =
-        cfg.create_with_context(DeliveryCounter::default()).map_err(|e| CliError::rdkafka("create producer", e))?;
+    let producer: BaseProducer<DeliveryCounter> = cfg.create_with_context(DeliveryCounter::default()).map_err(|e| CliError::rdkafka("create producer", e))?;
 
     let start = Instant::now();
     let mut last_progress = start;

@@ -67,8 +67,7 @@ pub fn run(args: RecordsArgs) -> Result<(), CliError> {
     let entries = match (offset_json_file, topic, partition, before_offset) {
         (Some(path), ..) => {
             let text = std::fs::read_to_string(&path).map_err(|e| CliError::io(format!("read {}", path.display()), e))?;
-            let f: OffsetFile = serde_json::from_str(&text)
-                .map_err(|e| CliError::Input(format!("{}: not Kafka's offset JSON ({e})", path.display())))?;
+            let f: OffsetFile = serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: not Kafka's offset JSON ({e})", path.display())))?;
             f.partitions
         }
         (None, Some(topic), Some(partition), Some(offset)) => vec![OffsetEntry { topic, partition, offset }],

@@ -10,8 +10,8 @@ use rdkafka::metadata::Metadata;
 use serde_json::{json, Value};
 
 use super::client::{admin_opts, block_on, parse_key_value, CliError, ConnectArgs, OP_TIMEOUT};
-use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
 use super::output::eprint_line;
+use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
 
 /// Topic administration.
 #[derive(clap::Args, Debug)]
@@ -86,8 +86,7 @@ pub fn run(args: TopicArgs) -> Result<(), CliError> {
             for (k, v) in &pairs {
                 topic = topic.set(k, v);
             }
-            let res = block_on(conn.admin()?.create_topics([&topic], &admin_opts()))
-                .map_err(|e| CliError::rdkafka(format!("create topic '{name}'"), e))?;
+            let res = block_on(conn.admin()?.create_topics([&topic], &admin_opts())).map_err(|e| CliError::rdkafka(format!("create topic '{name}'"), e))?;
             for r in res {
                 r.map_err(|(t, code)| CliError::rd_code(format!("create topic '{t}'"), code))?;
             }
@@ -112,8 +111,7 @@ pub fn run(args: TopicArgs) -> Result<(), CliError> {
         TopicCmd::Describe { name } => describe(&conn, out.output, name.as_deref()),
         TopicCmd::Alter { name, partitions } => {
             let np = NewPartitions::new(&name, partitions);
-            let res = block_on(conn.admin()?.create_partitions([&np], &admin_opts()))
-                .map_err(|e| CliError::rdkafka(format!("alter topic '{name}'"), e))?;
+            let res = block_on(conn.admin()?.create_partitions([&np], &admin_opts())).map_err(|e| CliError::rdkafka(format!("alter topic '{name}'"), e))?;
             for r in res {
                 r.map_err(|(t, code)| CliError::rd_code(format!("add partitions to '{t}'"), code))?;
             }
@@ -121,8 +119,7 @@ pub fn run(args: TopicArgs) -> Result<(), CliError> {
             Ok(())
         }
         TopicCmd::Delete { name } => {
-            let res = block_on(conn.admin()?.delete_topics(&[&name], &admin_opts()))
-                .map_err(|e| CliError::rdkafka(format!("delete topic '{name}'"), e))?;
+            let res = block_on(conn.admin()?.delete_topics(&[&name], &admin_opts())).map_err(|e| CliError::rdkafka(format!("delete topic '{name}'"), e))?;
             for r in res {
                 r.map_err(|(t, code)| CliError::rd_code(format!("delete topic '{t}'"), code))?;
             }
@@ -135,10 +132,7 @@ pub fn run(args: TopicArgs) -> Result<(), CliError> {
 /// Cluster metadata for one topic or all; a topic-level error becomes the
 /// command's error (e.g. UNKNOWN_TOPIC_OR_PARTITION).
 pub fn metadata(conn: &ConnectArgs, topic: Option<&str>) -> Result<Metadata, CliError> {
-    let md = conn
-        .consumer(None)?
-        .fetch_metadata(topic, OP_TIMEOUT)
-        .map_err(|e| CliError::rdkafka("fetch metadata", e))?;
+    let md = conn.consumer(None)?.fetch_metadata(topic, OP_TIMEOUT).map_err(|e| CliError::rdkafka("fetch metadata", e))?;
     if let Some(name) = topic {
         for t in md.topics() {
             if let Some(err) = t.error() {
@@ -153,9 +147,7 @@ pub fn metadata(conn: &ConnectArgs, topic: Option<&str>) -> Result<Metadata, Cli
 /// when the broker cannot describe configs.
 fn overridden_configs(conn: &ConnectArgs, topic: &str) -> Option<Vec<(String, String)>> {
     let spec = ResourceSpecifier::Topic(topic);
-    let res = conn.admin().and_then(|a| {
-        block_on(a.describe_configs([&spec], &admin_opts())).map_err(|e| CliError::rdkafka("describe configs", e))
-    });
+    let res = conn.admin().and_then(|a| block_on(a.describe_configs([&spec], &admin_opts())).map_err(|e| CliError::rdkafka("describe configs", e)));
     let first = res.and_then(|mut v| match v.pop() {
         Some(Ok(r)) => Ok(r),
         Some(Err(code)) => Err(CliError::rd_code(format!("describe configs of '{topic}'"), code)),
@@ -186,10 +178,8 @@ fn describe(conn: &ConnectArgs, format: Format, name: Option<&str>) -> Result<()
         parts.sort_by_key(|p| p.id());
         let rf = parts.iter().map(|p| p.replicas().len()).max().unwrap_or(0);
         let configs = overridden_configs(conn, t.name());
-        let partitions: Vec<Value> = parts
-            .iter()
-            .map(|p| json!({"partition": p.id(), "leader": p.leader(), "replicas": p.replicas(), "isr": p.isr()}))
-            .collect();
+        let partitions: Vec<Value> =
+            parts.iter().map(|p| json!({"partition": p.id(), "leader": p.leader(), "replicas": p.replicas(), "isr": p.isr()})).collect();
         docs.push(json!({
             "name": t.name(),
             "partition_count": parts.len(),
@@ -208,9 +198,7 @@ fn describe(conn: &ConnectArgs, format: Format, name: Option<&str>) -> Result<()
 /// kafka-topics.sh --describe's layout: a summary line per topic, then one
 /// tab-separated line per partition.
 fn kafka_describe_text(docs: &[Value]) -> String {
-    let ids = |v: &Value| {
-        v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default()
-    };
+    let ids = |v: &Value| v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default();
     let mut out = String::new();
     for d in docs {
         let configs = match d["configs"].as_object() {
@@ -218,10 +206,7 @@ fn kafka_describe_text(docs: &[Value]) -> String {
             None => "(not available)".into(),
         };
         let name = d["name"].as_str().unwrap_or("");
-        out.push_str(&format!(
-            "Topic: {name}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {configs}\n",
-            d["partition_count"], d["replication_factor"]
-        ));
+        out.push_str(&format!("Topic: {name}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {configs}\n", d["partition_count"], d["replication_factor"]));
         for p in d["partitions"].as_array().into_iter().flatten() {
             out.push_str(&format!(
                 "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",

@@ -30,10 +30,10 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::output::{eprint_line, print_line};
 use crate::config::Config;
 use crate::runtime::nofile::NofileNeed;
 use crate::runtime::shard_cores;
-use super::output::{eprint_line, print_line};
 
 /// Recommended `vm.swappiness`: a broker's heap and io_memory should never
 /// be swapped for page cache (Kafka and Redpanda both recommend 1).
@@ -167,18 +167,8 @@ impl Finding {
 }
 
 /// Every check, in output order.
-pub const CHECK_NAMES: [&str; 10] = [
-    "shard_cores",
-    "memlock",
-    "io_uring",
-    "transparent_hugepages",
-    "swappiness",
-    "cpufreq_governor",
-    "nic_irq_affinity",
-    "nofile",
-    "somaxconn",
-    "tcp_buffers",
-];
+pub const CHECK_NAMES: [&str; 10] =
+    ["shard_cores", "memlock", "io_uring", "transparent_hugepages", "swappiness", "cpufreq_governor", "nic_irq_affinity", "nofile", "somaxconn", "tcp_buffers"];
 
 /// What one `--apply` step did.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -268,14 +258,8 @@ pub struct Rlimit {
 
 /// getrlimit(2) of this process (the shell's limits, which a broker started from it inherits).
 pub fn getrlimit(resource: libc::__rlimit_resource_t) -> Option<Rlimit> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into our local struct only.
-    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
-        return None;
-    }
-    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on 64-bit Linux, not everywhere
-    let conv = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { None } else { Some(v as u64) };
-    Some(Rlimit { soft: conv(lim.rlim_cur), hard: conv(lim.rlim_max) })
+    let (soft, hard) = crate::io::sys::getrlimit(resource)?;
+    Some(Rlimit { soft, hard })
 }
 
 /// Sets up (and drops) a small io_uring instance: the same syscall the broker
@@ -365,12 +349,7 @@ pub fn parse_interrupts(text: &str) -> Vec<IrqLine> {
             Some(i) => &after[i + 1..],
             None => &after[after.len().saturating_sub(1)..],
         };
-        let names = name_tokens
-            .join(" ")
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let names = name_tokens.join(" ").split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         out.push(IrqLine { irq, counts, names });
     }
     out
@@ -474,10 +453,10 @@ pub fn check_memlock(lim: Option<Rlimit>, shards: usize, io_memory_per_shard: u6
         Some(hard) if hard >= need => Finding::new(NAME, Status::Ok, format!("{what} (start raises soft to hard)")),
         Some(hard) => {
             let capped = (hard / 2 / shards).max(64 * 1024);
-            Finding::new(NAME, Status::Warn, format!("{what}: shards would start with io_memory capped to {}", mib(capped)))
-                .fix(fix)
-                .manual("RLIMIT_MEMLOCK is per process: add `* - memlock unlimited` to /etc/security/limits.conf \
-                         (or LimitMEMLOCK=infinity to the systemd unit) and start shardlog from a new login")
+            Finding::new(NAME, Status::Warn, format!("{what}: shards would start with io_memory capped to {}", mib(capped))).fix(fix).manual(
+                "RLIMIT_MEMLOCK is per process: add `* - memlock unlimited` to /etc/security/limits.conf \
+                         (or LimitMEMLOCK=infinity to the systemd unit) and start shardlog from a new login",
+            )
         }
     }
 }
@@ -497,9 +476,7 @@ pub fn check_io_uring(disabled: Option<String>, probe: Result<(), String>) -> Fi
                 Ok(()) => "this process can still set one up".to_string(),
                 Err(e) => format!("io_uring_setup failed: {e}"),
             };
-            Finding::new(NAME, Status::Warn, format!("kernel.io_uring_disabled = {v}: {meaning}; {probe}"))
-                .fix(sysctl_fix)
-                .change(path, "0")
+            Finding::new(NAME, Status::Warn, format!("kernel.io_uring_disabled = {v}: {meaning}; {probe}")).fix(sysctl_fix).change(path, "0")
         }
         (v, Err(e)) => Finding::new(
             NAME,
@@ -540,7 +517,8 @@ pub fn check_swappiness(value: Option<u64>, swap_total_kb: Option<u64>) -> Findi
         None => Finding::new(NAME, Status::Info, "cannot read /proc/sys/vm/swappiness"),
         Some(v) if v <= SWAPPINESS_MAX => Finding::new(NAME, Status::Ok, format!("vm.swappiness = {v}")),
         Some(v) if swap_total_kb == Some(0) => {
-            Finding::new(NAME, Status::Info, format!("vm.swappiness = {v} (recommended <= {SWAPPINESS_MAX}), but no swap is configured, so it has no effect")).fix(fix)
+            Finding::new(NAME, Status::Info, format!("vm.swappiness = {v} (recommended <= {SWAPPINESS_MAX}), but no swap is configured, so it has no effect"))
+                .fix(fix)
         }
         Some(v) => Finding::new(NAME, Status::Warn, format!("vm.swappiness = {v}, recommended <= {SWAPPINESS_MAX}"))
             .fix(fix)
@@ -557,11 +535,8 @@ pub fn check_cpufreq(governors: &[(usize, Option<String>)], shard_cores: &[usize
     if governors.iter().all(|(_, g)| g.is_none()) {
         return Finding::new(NAME, Status::Info, "no cpufreq on any CPU (typical in a VM): frequency is set by the host or firmware");
     }
-    let slow: Vec<(usize, &str)> = governors
-        .iter()
-        .filter_map(|(c, g)| g.as_deref().filter(|g| *g != "performance").map(|g| (*c, g)))
-        .filter(|(c, _)| shard_cores.contains(c))
-        .collect();
+    let slow: Vec<(usize, &str)> =
+        governors.iter().filter_map(|(c, g)| g.as_deref().filter(|g| *g != "performance").map(|g| (*c, g))).filter(|(c, _)| shard_cores.contains(c)).collect();
     let all: Vec<String> = governors.iter().map(|(c, g)| format!("cpu{c}={}", g.as_deref().unwrap_or("none"))).collect();
     if slow.is_empty() {
         return Finding::new(NAME, Status::Ok, format!("shard cores run `performance` ({})", all.join(", ")));
@@ -597,16 +572,15 @@ pub struct NicIrq {
 pub fn check_nic_irqs(irqs: &[NicIrq], shard_cores: &[usize], online: &[usize]) -> Finding {
     const NAME: &str = "nic_irq_affinity";
     if irqs.is_empty() {
-        return Finding::new(NAME, Status::Info, "no NIC queue interrupts found in /proc/interrupts (loopback only, or a driver naming its queues differently)");
+        return Finding::new(
+            NAME,
+            Status::Info,
+            "no NIC queue interrupts found in /proc/interrupts (loopback only, or a driver naming its queues differently)",
+        );
     }
     let spare: Vec<usize> = online.iter().copied().filter(|c| !shard_cores.contains(c)).collect();
-    let describe = |i: &NicIrq| {
-        format!("{} {} -> {}", i.irq, i.name, i.affinity.as_deref().map(format_cpu_list).unwrap_or_else(|| "?".into()))
-    };
-    let on_shards: Vec<&NicIrq> = irqs
-        .iter()
-        .filter(|i| i.affinity.as_deref().is_some_and(|a| a.iter().any(|c| shard_cores.contains(c))))
-        .collect();
+    let describe = |i: &NicIrq| format!("{} {} -> {}", i.irq, i.name, i.affinity.as_deref().map(format_cpu_list).unwrap_or_else(|| "?".into()));
+    let on_shards: Vec<&NicIrq> = irqs.iter().filter(|i| i.affinity.as_deref().is_some_and(|a| a.iter().any(|c| shard_cores.contains(c)))).collect();
     let shards = format_cpu_list(shard_cores);
     if on_shards.is_empty() {
         let all: Vec<String> = irqs.iter().map(describe).collect();
@@ -669,12 +643,7 @@ pub fn check_nofile(lim: Option<Rlimit>, need: &NofileNeed, source: &PartitionSo
         PartitionSource::LogDir(d) => format!("the {} partitions in {}", need.partitions, d.display()),
         PartitionSource::Planned => format!("{} planned partitions", need.partitions),
     };
-    let what = format!(
-        "soft {}, hard {}; {whose} need {}",
-        limit_text(lim.soft, false),
-        limit_text(lim.hard, false),
-        need.describe()
-    );
+    let what = format!("soft {}, hard {}; {whose} need {}", limit_text(lim.soft, false), limit_text(lim.hard, false), need.describe());
     let want = need.total().max(NOFILE_MIN);
     let target = need.total().max(NOFILE_RECOMMENDED);
     match lim.hard {
@@ -700,7 +669,9 @@ pub fn check_somaxconn(value: Option<u64>) -> Finding {
         None => Finding::new(NAME, Status::Info, "cannot read /proc/sys/net/core/somaxconn"),
         Some(v) if v >= SOMAXCONN_MIN => Finding::new(NAME, Status::Ok, format!("net.core.somaxconn = {v}")),
         Some(v) => Finding::new(NAME, Status::Warn, format!("net.core.somaxconn = {v}, recommended >= {SOMAXCONN_MIN}"))
-            .fix(format!("sysctl -w net.core.somaxconn={SOMAXCONN_MIN}; persist: echo 'net.core.somaxconn = {SOMAXCONN_MIN}' > /etc/sysctl.d/90-shardlog-net.conf"))
+            .fix(format!(
+                "sysctl -w net.core.somaxconn={SOMAXCONN_MIN}; persist: echo 'net.core.somaxconn = {SOMAXCONN_MIN}' > /etc/sysctl.d/90-shardlog-net.conf"
+            ))
             .change(sysctl_path("net.core.somaxconn"), SOMAXCONN_MIN.to_string()),
     }
 }
@@ -767,10 +738,7 @@ pub fn check_tcp_buffers(rmem_max: Option<String>, wmem_max: Option<String>, tcp
 
 /// Network interface names with a device behind them (skips `lo` and purely virtual ones).
 fn physical_ifaces(host: &Host) -> Vec<String> {
-    host.list("/sys/class/net")
-        .into_iter()
-        .filter(|i| i != "lo" && host.path(format!("/sys/class/net/{i}/device")).exists())
-        .collect()
+    host.list("/sys/class/net").into_iter().filter(|i| i != "lo" && host.path(format!("/sys/class/net/{i}/device")).exists()).collect()
 }
 
 /// IRQ numbers owned by NIC PCI devices (their `msi_irqs`, on the device or,
@@ -811,9 +779,8 @@ pub fn nic_irqs(host: &Host) -> Vec<NicIrq> {
 /// `planned_partitions`: `--partitions`; without it the nofile check counts those in `cfg.log_dir`.
 pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Option<&Path>, planned_partitions: Option<u64>) -> Vec<Finding> {
     let online = host.online_cpus();
-    let swap_total_kb = host.read("/proc/meminfo").and_then(|m| {
-        m.lines().find_map(|l| l.strip_prefix("SwapTotal:").and_then(|v| v.split_whitespace().next()?.parse().ok()))
-    });
+    let swap_total_kb =
+        host.read("/proc/meminfo").and_then(|m| m.lines().find_map(|l| l.strip_prefix("SwapTotal:").and_then(|v| v.split_whitespace().next()?.parse().ok())));
     let governors: Vec<(usize, Option<String>)> =
         online.iter().map(|&c| (c, host.read(format!("/sys/devices/system/cpu/cpu{c}/cpufreq/scaling_governor")))).collect();
     let sysctl = |n: &str| host.read(sysctl_path(n));
@@ -876,7 +843,7 @@ pub fn run(args: TuneArgs) -> ExitCode {
     let findings = run_checks(&host, &cfg, &cores, args.profile.as_deref(), args.partitions);
     let applied = if !args.apply {
         None
-    } else if unsafe_geteuid() != 0 {
+    } else if crate::io::sys::geteuid() != 0 {
         Some(vec![Applied { check: "apply", result: "failed", detail: "not root: nothing applied (rerun as root)".into() }])
     } else {
         Some(apply(&host, &findings))
@@ -907,11 +874,6 @@ pub fn run(args: TuneArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
@@ -955,11 +917,7 @@ ERR:          0
     #[test]
     fn nic_queue_names() {
         let ifaces = vec!["eth0".to_string(), "lo".to_string(), "bond0".to_string()];
-        let nic: Vec<u32> = parse_interrupts(INTERRUPTS)
-            .into_iter()
-            .filter(|l| l.names.iter().any(|n| is_nic_queue_name(n, &ifaces)))
-            .map(|l| l.irq)
-            .collect();
+        let nic: Vec<u32> = parse_interrupts(INTERRUPTS).into_iter().filter(|l| l.names.iter().any(|n| is_nic_queue_name(n, &ifaces))).map(|l| l.irq).collect();
         assert_eq!(nic, vec![38, 39, 60, 61, 63]);
         assert!(!is_nic_queue_name("virtio2-config", &ifaces));
         assert!(!is_nic_queue_name("virtio4-input", &ifaces), "virtio-input device (keyboard), not a queue");

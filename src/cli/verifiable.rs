@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use super::client::{error_name, CliError, ConnectArgs};
 use super::consume::stop_flag;
-use super::output::print_str;
 use super::output::eprint_line;
+use super::output::print_str;
 
 /// Print one event line: timestamp and name first, as Kafka's tools do.
 fn event(name: &str, fields: Value) {
@@ -103,8 +103,7 @@ pub fn run_producer(args: VerifiableProducerArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let mut cfg = args.conn.client_config();
     cfg.set("acks", &args.acks).set("linger.ms", "0").set("message.timeout.ms", "60000");
-    let producer: BaseProducer<SendReporter> =
-        cfg.create_with_context(SendReporter::default()).map_err(|e| CliError::rdkafka("create producer", e))?;
+    let producer: BaseProducer<SendReporter> = cfg.create_with_context(SendReporter::default()).map_err(|e| CliError::rdkafka("create producer", e))?;
     event("startup_complete", json!({}));
     let start = Instant::now();
     let mut sent: i64 = 0;
@@ -130,10 +129,7 @@ pub fn run_producer(args: VerifiableProducerArgs) -> Result<(), CliError> {
     let acked = producer.context().acked.load(Ordering::Relaxed);
     event("shutdown_complete", json!({}));
     let secs = start.elapsed().as_secs_f64().max(1e-9);
-    event(
-        "tool_data",
-        json!({"sent": sent, "acked": acked, "target_throughput": args.throughput, "avg_throughput": acked as f64 / secs}),
-    );
+    event("tool_data", json!({"sent": sent, "acked": acked, "target_throughput": args.throughput, "avg_throughput": acked as f64 / secs}));
     Ok(())
 }
 
@@ -224,7 +220,10 @@ pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
                 Ok(m) => {
                     if args.verbose {
                         let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-                        event("record_data", json!({"key": text(m.key()), "value": text(m.payload()), "topic": m.topic(), "partition": m.partition(), "offset": m.offset()}));
+                        event(
+                            "record_data",
+                            json!({"key": text(m.key()), "value": text(m.payload()), "topic": m.topic(), "partition": m.partition(), "offset": m.offset()}),
+                        );
                     }
                     if args.enable_autocommit {
                         consumer.store_offset_from_message(&m).map_err(|e| CliError::rdkafka("store offset", e))?;
@@ -249,10 +248,8 @@ pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
             s.1 = s.1.min(*o);
             s.2 = s.2.max(*o);
         }
-        let parts: Vec<Value> = summary
-            .iter()
-            .map(|((t, p), (n, lo, hi))| json!({"topic": t, "partition": p, "count": n, "minOffset": lo, "maxOffset": hi}))
-            .collect();
+        let parts: Vec<Value> =
+            summary.iter().map(|((t, p), (n, lo, hi))| json!({"topic": t, "partition": p, "count": n, "minOffset": lo, "maxOffset": hi})).collect();
         event("records_consumed", json!({"count": batch.len(), "partitions": parts}));
         if !args.enable_autocommit {
             let mut tpl = TopicPartitionList::new();

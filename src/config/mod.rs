@@ -278,9 +278,7 @@ fn parse_listener(key: &str, v: &str) -> Result<(String, u16), ConfigError> {
         }
         None => first,
     };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| bad(key, format!("`{v}` is not PLAINTEXT://host:port")))?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad(key, format!("`{v}` is not PLAINTEXT://host:port")))?;
     let port: u16 = parse_num(key, port)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
@@ -297,9 +295,7 @@ impl Config {
             }
         }
         for kv in sets {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| bad(kv, "expected KEY=VALUE"))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| bad(kv, "expected KEY=VALUE"))?;
             cfg.set(k.trim(), v.trim())?;
         }
         cfg.validate()?;
@@ -315,11 +311,7 @@ impl Config {
                     .parse()
                     .or_else(|_| {
                         use std::net::ToSocketAddrs;
-                        (host.as_str(), port)
-                            .to_socket_addrs()
-                            .ok()
-                            .and_then(|mut a| a.next())
-                            .ok_or(())
+                        (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(())
                     })
                     .map_err(|_| bad(key, format!("cannot resolve `{host}`")))?;
             }
@@ -393,7 +385,9 @@ impl Config {
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
             "transaction.state.log.num.partitions" => self.transaction_state_log_num_partitions = parse_num(key, v)?,
             "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = parse_num(key, v)?,
-            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => self.transaction_abort_timed_out_transaction_cleanup_interval_ms = parse_num(key, v)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms = parse_num(key, v)?
+            }
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = parse_num(key, v)?,
             "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse_num(key, v)?,
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(key, v)?,
@@ -414,13 +408,26 @@ impl Config {
             "log.cleaner.threads" => self.log_cleaner_threads = parse_num(key, v)?,
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse_num(key, v)?,
             "log.cleaner.dedupe.buffer.size" => self.log_cleaner_dedupe_buffer_size = parse_num(key, v)?,
-            "log.cleaner.min.cleanable.ratio" => self.log_cleaner_min_cleanable_ratio = topic_kind(key, "min.cleanable.dirty.ratio", v)?.parse().map_err(|_| bad(key, "not a number"))?,
-            "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms = topic_kind(key, "delete.retention.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
-            "log.cleaner.min.compaction.lag.ms" => self.log_cleaner_min_compaction_lag_ms = topic_kind(key, "min.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
-            "log.cleaner.max.compaction.lag.ms" => self.log_cleaner_max_compaction_lag_ms = topic_kind(key, "max.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log_cleaner_min_cleanable_ratio = topic_kind(key, "min.cleanable.dirty.ratio", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log_cleaner_delete_retention_ms = topic_kind(key, "delete.retention.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log_cleaner_min_compaction_lag_ms = topic_kind(key, "min.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log_cleaner_max_compaction_lag_ms = topic_kind(key, "max.compaction.lag.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
             "compression.type" => self.compression_type = topic_kind(key, "compression.type", v)?,
-            "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = topic_kind(key, "message.timestamp.before.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
-            "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = topic_kind(key, "message.timestamp.after.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?,
+            "log.message.timestamp.before.max.ms" => {
+                self.log_message_timestamp_before_max_ms =
+                    topic_kind(key, "message.timestamp.before.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log_message_timestamp_after_max_ms = topic_kind(key, "message.timestamp.after.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
+            }
             "min.insync.replicas" => self.min_insync_replicas = parse_num(key, v)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
@@ -492,10 +499,7 @@ impl Config {
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
-            (
-                "max.connections.per.ip.overrides",
-                self.max_connections_per_ip_overrides.iter().map(|(ip, n)| format!("{ip}:{n}")).collect::<Vec<_>>().join(","),
-            ),
+            ("max.connections.per.ip.overrides", self.max_connections_per_ip_overrides.iter().map(|(ip, n)| format!("{ip}:{n}")).collect::<Vec<_>>().join(",")),
             ("queued.max.request.bytes", self.queued_max_request_bytes.map(|n| n.to_string()).unwrap_or_else(|| "-1".into())),
             ("queued.max.requests", self.queued_max_requests.to_string()),
             ("shard.cores", cores),

@@ -304,7 +304,15 @@ impl Group {
         if let Some(mut m) = self.members.remove(id) {
             let code = kafka_protocol::ResponseError::UnknownMemberId.code();
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinResult { error: code, generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: id.to_string(), members: Vec::new() });
+                let _ = w.send(JoinResult {
+                    error: code,
+                    generation: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    leader: String::new(),
+                    member_id: id.to_string(),
+                    members: Vec::new(),
+                });
             }
             if let Some(w) = m.sync_waiter.take() {
                 let _ = w.send((code, Bytes::new()));

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::ResponseError as E;
 
@@ -80,27 +81,65 @@ pub(crate) use crate::protocol::now_ms;
 
 /// Group requests a shard serves for the groups it coordinates.
 pub enum GroupRequest {
-    Join { req: JoinGroupRequest, version: i16, client_id: String, client_host: String },
-    Sync { req: SyncGroupRequest },
-    Heartbeat { req: HeartbeatRequest },
-    Leave { req: LeaveGroupRequest },
-    OffsetCommit { req: OffsetCommitRequest, version: i16 },
+    Join {
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    Sync {
+        req: SyncGroupRequest,
+    },
+    Heartbeat {
+        req: HeartbeatRequest,
+    },
+    Leave {
+        req: LeaveGroupRequest,
+    },
+    OffsetCommit {
+        req: OffsetCommitRequest,
+        version: i16,
+    },
     /// `require_stable` (v7+): partitions with offsets pending in an open
     /// transaction answer UNSTABLE_OFFSET_COMMIT instead of the last committed offset.
     /// `member` (v9): the consumer-protocol member asking and its epoch, checked
     /// as Kafka does (None = not given: member id null, epoch -1).
-    OffsetFetch { group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool, member: Option<(Option<String>, i32)> },
+    OffsetFetch {
+        group: String,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
+        member: Option<(Option<String>, i32)>,
+    },
     /// Offsets written inside a transaction (visible after its commit marker).
-    TxnOffsetCommit { req: TxnOffsetCommitRequest, version: i16 },
+    TxnOffsetCommit {
+        req: TxnOffsetCommitRequest,
+        version: i16,
+    },
     /// `types` (ListGroups v5): `classic` / `consumer`, empty = all.
-    List { states: Vec<String>, types: Vec<String> },
-    Describe { groups: Vec<String> },
-    Delete { groups: Vec<String> },
-    OffsetDelete { req: OffsetDeleteRequest },
+    List {
+        states: Vec<String>,
+        types: Vec<String>,
+    },
+    Describe {
+        groups: Vec<String>,
+    },
+    Delete {
+        groups: Vec<String>,
+    },
+    OffsetDelete {
+        req: OffsetDeleteRequest,
+    },
     /// ConsumerGroupHeartbeat (KIP-848).
-    ConsumerHeartbeat { req: ConsumerGroupHeartbeatRequest, version: i16, client_id: String, client_host: String },
+    ConsumerHeartbeat {
+        req: ConsumerGroupHeartbeatRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
     /// ConsumerGroupDescribe (KIP-848).
-    ConsumerDescribe { groups: Vec<String> },
+    ConsumerDescribe {
+        groups: Vec<String>,
+    },
 }
 
 /// A described group, ready for DescribeGroups.
@@ -665,7 +704,13 @@ impl GroupCoordinator {
             }
         }
         let offered = req.topics.iter().map(|t| {
-            (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string()))).collect())
+            (
+                t.name.0.to_string(),
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string())))
+                    .collect(),
+            )
         });
         let (out, records, accepted) = self.offset_records(image, &gid, offered);
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
@@ -710,10 +755,13 @@ impl GroupCoordinator {
             }
         };
         let out = match topics {
-            Some(ts) => ts.into_iter().map(|(t, ps)| {
-                let v = ps.iter().map(|&p| lookup(&t, p)).collect();
-                (t, v)
-            }).collect(),
+            Some(ts) => ts
+                .into_iter()
+                .map(|(t, ps)| {
+                    let v = ps.iter().map(|&p| lookup(&t, p)).collect();
+                    (t, v)
+                })
+                .collect(),
             None => {
                 let mut by: std::collections::BTreeMap<String, Vec<(i32, i64, i32, Option<String>, i16)>> = Default::default();
                 if let Some(g) = g {
@@ -804,7 +852,13 @@ impl GroupCoordinator {
             }
         }
         let offered = req.topics.iter().map(|t| {
-            (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string()))).collect())
+            (
+                t.name.0.to_string(),
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|s| s.to_string())))
+                    .collect(),
+            )
         });
         let (out, records, accepted) = self.offset_records(image, &gid, offered);
         let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
@@ -812,16 +866,16 @@ impl GroupCoordinator {
         let base = match store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {
             Ok(b) => b,
             Err(e) => {
-            use crate::error::Error as X;
-            // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
-            let code = match &e {
-                X::InvalidProducerEpoch(_) | X::ProducerFenced(_) if version >= 3 => E::ProducerFenced.code(),
-                X::InvalidProducerEpoch(_) | X::ProducerFenced(_) => E::InvalidProducerEpoch.code(),
-                X::Io(_) => E::CoordinatorNotAvailable.code(),
-                other => other.code(),
-            };
-            crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
-            return all(code);
+                use crate::error::Error as X;
+                // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
+                let code = match &e {
+                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) if version >= 3 => E::ProducerFenced.code(),
+                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) => E::InvalidProducerEpoch.code(),
+                    X::Io(_) => E::CoordinatorNotAvailable.code(),
+                    other => other.code(),
+                };
+                crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
+                return all(code);
             }
         };
         let mut groups = self.groups.borrow_mut();
@@ -847,7 +901,8 @@ impl GroupCoordinator {
     }
 
     fn describe(&self, gid: String) -> GroupDescription {
-        let mut d = GroupDescription { group: gid.clone(), error: 0, state: "Dead", protocol_type: String::new(), protocol: String::new(), members: Vec::new() };
+        let mut d =
+            GroupDescription { group: gid.clone(), error: 0, state: "Dead", protocol_type: String::new(), protocol: String::new(), members: Vec::new() };
         if self.log_for(&gid).is_none() {
             d.error = E::NotCoordinator.code();
             return d;
@@ -971,12 +1026,10 @@ impl GroupCoordinator {
                 }
                 let consumer_members = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
                 if g.state == GroupState::Empty && !consumer_members && g.empty_since_ms.is_some_and(|t| wall - t > retention_ms) {
-                    let old: Vec<(String, i32)> = g.offsets.iter().filter(|(_, o)| wall - o.commit_timestamp_ms > retention_ms).map(|(k, _)| k.clone()).collect();
+                    let old: Vec<(String, i32)> =
+                        g.offsets.iter().filter(|(_, o)| wall - o.commit_timestamp_ms > retention_ms).map(|(k, _)| k.clone()).collect();
                     if !old.is_empty() {
-                        let recs = old
-                            .iter()
-                            .map(|(t, p)| (StoreKey::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, None))
-                            .collect();
+                        let recs = old.iter().map(|(t, p)| (StoreKey::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, None)).collect();
                         for k in old {
                             g.offsets.remove(&k);
                         }
@@ -1004,7 +1057,10 @@ mod tests {
         assert_eq!(java_hash_code(""), 0);
         assert_eq!(java_hash_code("a"), 97);
         assert_eq!(java_hash_code("hello"), 99162322);
-        assert_eq!(java_hash_code("my-group-with-a-long-name"), "my-group-with-a-long-name".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)));
+        assert_eq!(
+            java_hash_code("my-group-with-a-long-name"),
+            "my-group-with-a-long-name".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+        );
         assert!((0..50).contains(&partition_for("console-consumer-12345", 50)));
     }
 }

@@ -35,12 +35,23 @@ use crate::protocol::record_batch::{validate_batches, BatchHeader, BATCH_HEADER_
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum StoreKey {
-    Offset { group: String, topic: String, partition: i32 },
-    Group { group: String },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
     /// A consumer-protocol group (KIP-848): see `consumer_group::records`.
-    ConsumerGroup { group: String },
+    ConsumerGroup {
+        group: String,
+    },
     /// One member of a consumer-protocol group.
-    ConsumerGroupMember { group: String, member: String },
+    ConsumerGroupMember {
+        group: String,
+        member: String,
+    },
 }
 
 /// The group part that survives restarts (members come back as they were).
@@ -123,7 +134,10 @@ pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Op
 pub enum RawEvent {
     /// (key, value, producer id when transactional)
     Record(Record, Option<i64>),
-    Marker { producer_id: i64, commit: bool },
+    Marker {
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 /// Reads every record and transaction marker of a coordinator partition, in offset order.

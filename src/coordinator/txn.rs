@@ -196,7 +196,10 @@ impl TxnMetadata {
             let current = m.producer_id == pid && m.producer_epoch == epoch;
             retry = !current && m.last_producer_id == pid && m.last_producer_epoch == epoch && epoch >= 0;
             if !(epoch < 0 || current || retry) {
-                return Err(fenced(fenced_ok, format!("producer id {pid} epoch {epoch} is not the current producer ({} epoch {})", m.producer_id, m.producer_epoch)));
+                return Err(fenced(
+                    fenced_ok,
+                    format!("producer id {pid} epoch {epoch} is not the current producer ({} epoch {})", m.producer_id, m.producer_epoch),
+                ));
             }
         }
         match m.state {
@@ -321,13 +324,36 @@ impl TxnMetadata {
 /// Transactional requests a shard serves for the ids it coordinates.
 pub enum TxnRequest {
     /// `requested`: the KIP-360 producer id and epoch (v3+, when not -1).
-    InitProducerId { transactional_id: String, timeout_ms: i32, requested: Option<(i64, i16)>, fenced_ok: bool },
+    InitProducerId {
+        transactional_id: String,
+        timeout_ms: i32,
+        requested: Option<(i64, i16)>,
+        fenced_ok: bool,
+    },
     /// AddPartitionsToTxn, and AddOffsetsToTxn (the group's `__consumer_offsets` partition).
-    AddPartitions { transactional_id: String, producer_id: i64, producer_epoch: i16, partitions: Vec<(String, i32)>, fenced_ok: bool },
-    EndTxn { transactional_id: String, producer_id: i64, producer_epoch: i16, commit: bool, fenced_ok: bool },
+    AddPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        fenced_ok: bool,
+    },
+    EndTxn {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        fenced_ok: bool,
+    },
     /// ListTransactions on this shard: empty filters match all; `duration_ms` < 0 disables that filter.
-    List { states: Vec<TxnState>, producer_ids: Vec<i64>, duration_ms: i64 },
-    Describe { transactional_ids: Vec<String> },
+    List {
+        states: Vec<TxnState>,
+        producer_ids: Vec<i64>,
+        duration_ms: i64,
+    },
+    Describe {
+        transactional_ids: Vec<String>,
+    },
 }
 
 /// A described transactional id, ready for DescribeTransactions.
@@ -547,12 +573,7 @@ impl TxnCoordinator {
     /// The coordinator epoch is the leader epoch of the id's `__transaction_state` partition.
     fn coordinator_epoch(&self, shard: &Rc<Shard>, id: &str) -> i32 {
         let p = self.partition_of(id);
-        shard
-            .image()
-            .topics
-            .get(TXN_STATE_TOPIC)
-            .and_then(|t| t.partitions.get(usize::try_from(p).ok()?).map(|m| m.leader_epoch))
-            .unwrap_or(0)
+        shard.image().topics.get(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(usize::try_from(p).ok()?).map(|m| m.leader_epoch)).unwrap_or(0)
     }
 
     /// Periodic work (also the recovery pass at start): finish transactions

@@ -13,7 +13,8 @@ use crate::coordinator::txn::{TxnRequest, TxnResponse};
 
 pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
     let image = ctx.shard().image();
-    let unknown: Vec<bool> = req.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|&p| image.partition(t.name.0.as_str(), p).is_none())).collect();
+    let unknown: Vec<bool> =
+        req.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|&p| image.partition(t.name.0.as_str(), p).is_none())).collect();
     let txn_id = req.v3_and_below_transactional_id.0.to_string();
     let code = if unknown.iter().any(|&u| u) {
         None

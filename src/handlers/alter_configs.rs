@@ -24,7 +24,8 @@ pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsRe
         .resources
         .iter()
         .map(|r| {
-            let change = ConfigChange::Replace(r.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect::<BTreeMap<_, _>>());
+            let change =
+                ConfigChange::Replace(r.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect::<BTreeMap<_, _>>());
             (r.resource_type, r.resource_name.clone(), Ok(change))
         })
         .collect();
@@ -83,9 +84,9 @@ async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, vali
                 topic_changes.push((name.to_string(), change));
                 None
             }
-            (RESOURCE_BROKER, _) if name.is_empty() || name.as_str() == broker_id => Some(Err(Error::StaticBrokerConfig(
-                "broker configs are static in shardlog: set them in the config file or with --set and restart".into(),
-            ))),
+            (RESOURCE_BROKER, _) if name.is_empty() || name.as_str() == broker_id => {
+                Some(Err(Error::StaticBrokerConfig("broker configs are static in shardlog: set them in the config file or with --set and restart".into())))
+            }
             (RESOURCE_BROKER, _) => Some(Err(Error::InvalidRequest(format!("broker {name} is not this broker ({broker_id})")))),
             (other, _) => Some(Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)")))),
         };

@@ -10,10 +10,7 @@ use crate::protocol::SUPPORTED_APIS;
 
 /// The response for a supported version, or (with `unsupported`) the KIP-511 fallback.
 pub fn handle(unsupported: bool) -> ApiVersionsResponse {
-    let api_keys = SUPPORTED_APIS
-        .iter()
-        .map(|&(k, lo, hi)| ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi))
-        .collect();
+    let api_keys = SUPPORTED_APIS.iter().map(|&(k, lo, hi)| ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi)).collect();
     let mut r = ApiVersionsResponse::default().with_api_keys(api_keys);
     if unsupported {
         r.error_code = ResponseError::UnsupportedVersion.code();

@@ -68,8 +68,7 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Create
     let cfg = &ctx.shard().cfg;
     let mut news = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let configs: BTreeMap<String, String> =
-            t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
+        let configs: BTreeMap<String, String> = t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
         news.push(NewTopic {
             name: t.name.0.to_string(),
             // Manual assignments (num_partitions = -1) give one partition per entry.

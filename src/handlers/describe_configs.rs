@@ -7,8 +7,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::error::Error;
 use crate::config::topic::{effective, BrokerValues, Source, TOPIC_CONFIGS};
+use crate::error::Error;
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -53,7 +53,14 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Des
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn topic_entries(broker: &BrokerValues, overrides: &std::collections::BTreeMap<String, String>, synonyms: bool, docs: bool, version: i16, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+fn topic_entries(
+    broker: &BrokerValues,
+    overrides: &std::collections::BTreeMap<String, String>,
+    synonyms: bool,
+    docs: bool,
+    version: i16,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
         .filter(|d| wanted(d.name))
@@ -74,7 +81,12 @@ fn topic_entries(broker: &BrokerValues, overrides: &std::collections::BTreeMap<S
                 if bsrc == Source::StaticBroker {
                     syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(bv))).with_source(Source::StaticBroker as i8));
                 }
-                syn.push(DescribeConfigsSynonym::default().with_name(s(d.broker_key)).with_value(Some(s(broker.default_of(d.broker_key)))).with_source(Source::Default as i8));
+                syn.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(s(d.broker_key))
+                        .with_value(Some(s(broker.default_of(d.broker_key))))
+                        .with_source(Source::Default as i8),
+                );
                 e.synonyms = syn;
             }
             if version >= 3 {

@@ -36,11 +36,15 @@ pub async fn handle(ctx: &Ctx, req: DescribeLogDirsRequest, version: i16) -> Des
     let (path, space) = glommio::executor()
         .spawn_blocking(move || {
             let path = std::fs::canonicalize(&dir).unwrap_or(dir);
-            let space = fs_space(&path);
+            let space = crate::io::sys::fs_space(&path);
             (path, space)
         })
         .await;
-    let mut result = DescribeLogDirsResult::default().with_log_dir(StrBytes::from_string(path.display().to_string())).with_topics(topics).with_total_bytes(-1).with_usable_bytes(-1);
+    let mut result = DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(path.display().to_string()))
+        .with_topics(topics)
+        .with_total_bytes(-1)
+        .with_usable_bytes(-1);
     if version >= 4 {
         if let Some((total, usable)) = space {
             result.total_bytes = total;
@@ -48,17 +52,4 @@ pub async fn handle(ctx: &Ctx, req: DescribeLogDirsRequest, version: i16) -> Des
         }
     }
     DescribeLogDirsResponse::default().with_results(vec![result])
-}
-
-/// (total, available to us) bytes of the filesystem holding `path`.
-fn fs_space(path: &std::path::Path) -> Option<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a zeroed out-struct of the right type.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let bs = st.f_frsize as i64;
-    Some((st.f_blocks as i64 * bs, st.f_bavail as i64 * bs))
 }

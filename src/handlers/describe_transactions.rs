@@ -40,7 +40,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTran
                     .with_transaction_start_time_ms(d.start_ms)
                     .with_producer_id(ProducerId(d.producer_id))
                     .with_producer_epoch(d.producer_epoch)
-                    .with_topics(d.partitions.into_iter().map(|(t, ps)| TopicData::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps)).collect())
+                    .with_topics(
+                        d.partitions
+                            .into_iter()
+                            .map(|(t, ps)| TopicData::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps))
+                            .collect(),
+                    )
             })
             .collect(),
     )

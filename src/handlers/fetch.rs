@@ -16,10 +16,10 @@ use kafka_protocol::messages::FetchRequest;
 use super::Ctx;
 use crate::error::Error;
 use crate::log::ReadSlice;
+use crate::metadata::Route;
 use crate::protocol::fetch_response::{encode_fetch_response, AbortedTxn, FetchPartitionOut, FetchPiece, FetchResponseOut, FetchTopicOut};
 use crate::protocol::{Piece, ResponseFrame};
 use crate::shard::request::{FetchRead, ShardRequest, ShardResponse, TopicPartition};
-use crate::metadata::Route;
 use crate::xshard::fan_out::fan_out;
 
 type Reads = Vec<Result<ReadSlice, Error>>;
@@ -67,7 +67,15 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         let topic = t.topic.0.to_string();
         for p in &t.partitions {
             let owner = ctx.shard().route(&topic, p.partition);
-            reads.push((owner, FetchRead { tp: TopicPartition { topic: topic.clone(), partition: p.partition }, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, read_committed }));
+            reads.push((
+                owner,
+                FetchRead {
+                    tp: TopicPartition { topic: topic.clone(), partition: p.partition },
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    read_committed,
+                },
+            ));
         }
     }
 
@@ -120,9 +128,8 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
                 p.high_watermark = slice.high_watermark;
                 p.last_stable_offset = slice.last_stable_offset;
                 p.log_start_offset = slice.log_start_offset;
-                p.aborted_transactions = slice
-                    .aborted
-                    .map(|v| v.iter().map(|t| AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset }).collect());
+                p.aborted_transactions =
+                    slice.aborted.map(|v| v.iter().map(|t| AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset }).collect());
                 if let Some((file, pos, _)) = slice.data {
                     if len > 0 {
                         p.records_len = len;

@@ -16,7 +16,12 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
             if version >= 3 {
                 resp.members = members
                     .into_iter()
-                    .map(|(m, i, c)| MemberResponse::default().with_member_id(StrBytes::from_string(m)).with_group_instance_id(i.map(StrBytes::from_string)).with_error_code(c))
+                    .map(|(m, i, c)| {
+                        MemberResponse::default()
+                            .with_member_id(StrBytes::from_string(m))
+                            .with_group_instance_id(i.map(StrBytes::from_string))
+                            .with_error_code(c)
+                    })
                     .collect();
             } else {
                 resp.error_code = top;

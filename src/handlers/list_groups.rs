@@ -14,7 +14,9 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGrou
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_string()).collect();
     let mut groups = Vec::new();
     for shard in 0..ctx.x.nr_shards() {
-        if let Ok(GroupResponse::List(gs)) = super::group_coordinator::call_shard(ctx, shard, GroupRequest::List { states: states.clone(), types: types.clone() }).await {
+        if let Ok(GroupResponse::List(gs)) =
+            super::group_coordinator::call_shard(ctx, shard, GroupRequest::List { states: states.clone(), types: types.clone() }).await
+        {
             groups.extend(gs);
         }
     }

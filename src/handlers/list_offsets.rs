@@ -45,7 +45,9 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
         }
         match topics.last_mut() {
             Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(pr),
-            _ => topics.push(ListOffsetsTopicResponse::default().with_name(kafka_protocol::protocol::StrBytes::from_string(tp.topic).into()).with_partitions(vec![pr])),
+            _ => topics.push(
+                ListOffsetsTopicResponse::default().with_name(kafka_protocol::protocol::StrBytes::from_string(tp.topic).into()).with_partitions(vec![pr]),
+            ),
         }
     }
     ListOffsetsResponse::default().with_topics(topics)

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 
 use super::Ctx;
 use crate::error::Error;
-use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
 use crate::metadata::TopicMeta;
+use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
 use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 
@@ -48,7 +48,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             let plain: Vec<NewTopic> = missing
                 .iter()
                 .filter(|n| !is_internal_topic(n))
-                .map(|n| NewTopic { name: (*n).clone(), num_partitions: cfg.num_partitions, replication_factor: cfg.default_replication_factor, configs: Default::default() })
+                .map(|n| NewTopic {
+                    name: (*n).clone(),
+                    num_partitions: cfg.num_partitions,
+                    replication_factor: cfg.default_replication_factor,
+                    configs: Default::default(),
+                })
                 .collect();
             let names: Vec<String> = plain.iter().map(|t| t.name.clone()).collect();
             if !plain.is_empty() {
@@ -127,10 +132,7 @@ fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> Meta
             match down.get(&(i as i32)) {
                 None => entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
                 Some(reason) => {
-                    let e = entry
-                        .with_error_code(Error::KafkaStorage(reason.clone()).code())
-                        .with_leader_id(BrokerId(-1))
-                        .with_isr_nodes(Vec::new());
+                    let e = entry.with_error_code(Error::KafkaStorage(reason.clone()).code()).with_leader_id(BrokerId(-1)).with_isr_nodes(Vec::new());
                     // offline_replicas exists from v5 on; the encoder rejects it before.
                     if version >= 5 {
                         e.with_offline_replicas(p.replicas.iter().map(|&b| BrokerId(b)).collect())

@@ -13,7 +13,8 @@ use crate::coordinator::{GroupRequest, GroupResponse};
 
 pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let fallback: Vec<(String, Vec<i32>)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
+    let fallback: Vec<(String, Vec<i32>)> =
+        req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
     let topics = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req, version }).await {
         Ok(GroupResponse::OffsetCommit(t)) => t,
         other => {

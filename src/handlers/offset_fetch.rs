@@ -14,7 +14,13 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse, OffsetsByTopic};
 
-async fn fetch_one(ctx: &Ctx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool, member: Option<(Option<String>, i32)>) -> (i16, OffsetsByTopic) {
+async fn fetch_one(
+    ctx: &Ctx,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+    member: Option<(Option<String>, i32)>,
+) -> (i16, OffsetsByTopic) {
     match super::group_coordinator::call(ctx, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable, member }).await {
         Ok(GroupResponse::OffsetFetch(code, t)) => (code, t),
         Ok(_) => (kafka_protocol::ResponseError::CoordinatorNotAvailable.code(), Vec::new()),

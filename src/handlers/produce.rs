@@ -10,10 +10,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::error::Error;
+use crate::metadata::Route;
 use crate::protocol::record_batch::validate_batches;
 use crate::protocol::topic::is_internal_topic;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
-use crate::metadata::Route;
 use crate::xshard::fan_out::fan_out;
 
 /// Returns None for acks=0 (no response is sent).
@@ -76,10 +76,13 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
         return None;
     }
     let results = run.await;
-    let mut answers: Vec<Option<Result<crate::log::AppendInfo, Error>>> = slots.iter_mut().map(|(_, _, r)| match std::mem::replace(r, Ok(())) {
-        Ok(()) => None,
-        Err(e) => Some(Err(e)),
-    }).collect();
+    let mut answers: Vec<Option<Result<crate::log::AppendInfo, Error>>> = slots
+        .iter_mut()
+        .map(|(_, _, r)| match std::mem::replace(r, Ok(())) {
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect();
     for (i, r) in indices.into_iter().zip(results) {
         answers[i] = Some(r);
     }

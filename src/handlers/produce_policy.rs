@@ -13,10 +13,10 @@ use kafka_protocol::records::Compression;
 
 use crate::error::{Error, Result};
 use crate::log::LogConfig;
-use crate::protocol::now_ms;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
-use crate::protocol::record_validator::{validate_records, RecordRules};
+use crate::protocol::now_ms;
 use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
+use crate::protocol::record_validator::{validate_records, RecordRules};
 
 /// In-sync replicas of every partition on a single broker.
 const ISR_SIZE: i32 = 1;
@@ -40,7 +40,8 @@ pub fn apply(cfg: &LogConfig, acks: i16, batches: Vec<ValidatedBatch>, max_infla
         validate_records(&b.bytes, &rules).map_err(|e| Error::from(e.offset_indexes(first_index)))?;
         first_index = first_index.saturating_add(b.header.records_count);
     }
-    let recompress = cfg.compression.filter(|&c| batches.iter().any(|b| codec_of(b.header.compression()) != Some(c) && b.header.attributes & ATTR_CONTROL == 0));
+    let recompress =
+        cfg.compression.filter(|&c| batches.iter().any(|b| codec_of(b.header.compression()) != Some(c) && b.header.attributes & ATTR_CONTROL == 0));
     let Some(codec) = recompress else {
         return Ok(batches);
     };

@@ -5,9 +5,9 @@
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
-use crate::coordinator::{internal_partition_count, partition_for};
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
+use crate::coordinator::{internal_partition_count, partition_for};
 use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
 
 /// Creates `__transaction_state` if it does not exist yet.

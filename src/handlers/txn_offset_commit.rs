@@ -14,7 +14,8 @@ use crate::coordinator::{GroupRequest, GroupResponse};
 
 pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let fallback: Vec<(String, Vec<i32>)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
+    let fallback: Vec<(String, Vec<i32>)> =
+        req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
     let all = |code: i16| fallback.iter().map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code)).collect())).collect();
     let topics = if group.is_empty() || req.transactional_id.0.is_empty() {
         all(E::InvalidRequest.code())
@@ -29,9 +30,9 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest, version: i16) -> Txn
         topics
             .into_iter()
             .map(|(t, ps): (String, Vec<(i32, i16)>)| {
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(t)))
-                    .with_partitions(ps.into_iter().map(|(p, c)| TxnOffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(c)).collect())
+                TxnOffsetCommitResponseTopic::default().with_name(TopicName(StrBytes::from_string(t))).with_partitions(
+                    ps.into_iter().map(|(p, c)| TxnOffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(c)).collect(),
+                )
             })
             .collect(),
     )

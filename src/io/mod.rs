@@ -3,4 +3,5 @@
 
 pub mod durable;
 pub mod ring;
+pub mod sys;
 pub mod zero_copy;

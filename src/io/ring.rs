@@ -194,9 +194,7 @@ impl Ring {
     /// One `splice(2)`: up to `len` bytes from `fd_in` (at `off_in`, or the pipe's
     /// position when -1) to `fd_out`.
     pub async fn splice(&self, fd_in: RawFd, off_in: i64, fd_out: RawFd, len: u32, keep: Box<dyn Any>) -> io::Result<usize> {
-        let e = opcode::Splice::new(types::Fd(fd_in), off_in, types::Fd(fd_out), -1, len)
-            .flags(libc::SPLICE_F_MOVE)
-            .build();
+        let e = opcode::Splice::new(types::Fd(fd_in), off_in, types::Fd(fd_out), -1, len).flags(libc::SPLICE_F_MOVE).build();
         // SAFETY: no user buffers; `keep` holds the file and pipe open.
         unsafe { self.submit(e, keep) }.await
     }

@@ -39,9 +39,7 @@ use kafka_protocol::records::Record;
 use super::layout::file_stem;
 use crate::io::ring::Ring;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
-use crate::protocol::record_batch::{
-    crc_of, BatchHeader, ATTR_TIMESTAMP_TYPE, BATCH_HEADER_LEN, CRC_OFFSET, MAGIC_V2, MIN_BATCH_LENGTH,
-};
+use crate::protocol::record_batch::{crc_of, BatchHeader, ATTR_TIMESTAMP_TYPE, BATCH_HEADER_LEN, CRC_OFFSET, MAGIC_V2, MIN_BATCH_LENGTH};
 
 /// Bytes counted per offset-map entry on top of its key: the `Bytes` handle
 /// (32), the offset (8) and the hash table's own slot overhead, roughly.
@@ -376,14 +374,7 @@ async fn write_cleaned(
 ) -> io::Result<CleanResult> {
     let out = OpenOptions::new().write(true).create(true).truncate(true).open(cleaned_path)?;
     let mut w = RingWriter { ring, file: &out, pos: 0, pending: Vec::new(), pending_len: 0 };
-    let mut res = CleanResult {
-        bytes_read: 0,
-        bytes_written: 0,
-        records_kept: 0,
-        records_removed: 0,
-        tombstones_removed: 0,
-        cleaned_path: PathBuf::new(),
-    };
+    let mut res = CleanResult { bytes_read: 0, bytes_written: 0, records_kept: 0, records_removed: 0, tombstones_removed: 0, cleaned_path: PathBuf::new() };
     let mut reader = BatchReader::new(ring, file, size);
     let mut batches = 0usize;
     while let Some((pos, h, batch)) = reader.next_batch().await? {
@@ -613,12 +604,7 @@ mod tests {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 * 1024)
-            .spawn(f)
-            .unwrap()
-            .join()
-            .unwrap()
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
     }
 
     /// A ring on the test's executor (the cleaner reads and writes through it).
@@ -740,8 +726,7 @@ mod tests {
             assert!(!dir.join(format!("{}{SWAP_SUFFIX}", file_stem(base))).exists());
         }
         assert!(all.windows(2).all(|w| w[0].offset < w[1].offset), "offsets must increase");
-        let got: BTreeMap<i64, (String, String)> =
-            all.iter().map(|r| (r.offset, (s(&r.key).unwrap(), s(&r.value).unwrap()))).collect();
+        let got: BTreeMap<i64, (String, String)> = all.iter().map(|r| (r.offset, (s(&r.key).unwrap(), s(&r.value).unwrap()))).collect();
         assert_eq!(got, latest);
         // The segments reopen (CRCs checked, indexes rebuilt) and reads skip the gaps.
         let seg = Segment::open(&dir, 1600, true, 64).unwrap();
@@ -783,13 +768,9 @@ mod tests {
     fn records_past_the_map_end_are_untouched() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let seg0 = write_segment(
-            &dir,
-            0,
-            &[batch(&[rec(0, 1, Some("a"), Some("1")), rec(1, 1, Some("b"), Some("1"))]), batch(&[rec(2, 1, Some("a"), Some("2"))])],
-        );
-        let seg1_batches =
-            [batch(&[rec(3, 1, Some("a"), Some("3")), rec(4, 1, Some("a"), Some("4"))]), batch(&[rec(5, 1, Some("b"), None)])];
+        let seg0 =
+            write_segment(&dir, 0, &[batch(&[rec(0, 1, Some("a"), Some("1")), rec(1, 1, Some("b"), Some("1"))]), batch(&[rec(2, 1, Some("a"), Some("2"))])]);
+        let seg1_batches = [batch(&[rec(3, 1, Some("a"), Some("3")), rec(4, 1, Some("a"), Some("4"))]), batch(&[rec(5, 1, Some("b"), None)])];
         let seg1 = write_segment(&dir, 3, &seg1_batches);
         let original1 = std::fs::read(dir.join(format!("{}.log", file_stem(3)))).unwrap();
         let d = dir.clone();

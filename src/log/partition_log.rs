@@ -133,7 +133,9 @@ pub fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 pub fn segment_file_count(log_dir: &Path, topic: &str, partition: i32) -> u64 {
     let Ok(rd) = std::fs::read_dir(partition_dir(log_dir, topic, partition)) else { return 0 };
     rd.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        })
         .count() as u64
 }
 
@@ -778,8 +780,10 @@ impl PartitionLog {
                 if h.max_timestamp >= ts && h.last_offset() >= st.log_start_offset {
                     let mut buf = vec![0u8; total as usize];
                     std::os::unix::fs::FileExt::read_exact_at(&*seg.file, &mut buf, pos)?;
-                    return Ok(Some(first_record_at_or_after(Bytes::from(buf), ts, st.log_start_offset)?
-                        .unwrap_or((h.base_offset.max(st.log_start_offset), h.max_timestamp))));
+                    return Ok(Some(
+                        first_record_at_or_after(Bytes::from(buf), ts, st.log_start_offset)?
+                            .unwrap_or((h.base_offset.max(st.log_start_offset), h.max_timestamp)),
+                    ));
                 }
                 pos += total;
             }

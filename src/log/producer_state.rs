@@ -144,7 +144,10 @@ impl ProducerState {
             return Ok(Check::Append);
         };
         if h.producer_epoch < e.epoch {
-            return Err(Error::InvalidProducerEpoch(format!("epoch {} is older than the current epoch {} of producer {}", h.producer_epoch, e.epoch, h.producer_id)));
+            return Err(Error::InvalidProducerEpoch(format!(
+                "epoch {} is older than the current epoch {} of producer {}",
+                h.producer_epoch, e.epoch, h.producer_id
+            )));
         }
         if !h.is_transactional() && e.txn_first_offset.is_some() {
             return Err(Error::InvalidTxnState(format!("producer {} has an open transaction; a non-transactional write is not allowed", h.producer_id)));
@@ -173,9 +176,10 @@ impl ProducerState {
                 h.base_sequence
             ))),
             // A marker set this epoch (and forgot the batches): sequences restart at 0.
-            None if e.coordinator_epoch >= 0 && h.base_sequence != 0 => {
-                Err(Error::OutOfOrderSequence(format!("first sequence of producer {} after its epoch was bumped must be 0, got {}", h.producer_id, h.base_sequence)))
-            }
+            None if e.coordinator_epoch >= 0 && h.base_sequence != 0 => Err(Error::OutOfOrderSequence(format!(
+                "first sequence of producer {} after its epoch was bumped must be 0, got {}",
+                h.producer_id, h.base_sequence
+            ))),
             _ => Ok(Check::Append),
         }
     }
@@ -191,7 +195,13 @@ impl ProducerState {
             e.batches.clear();
         }
         if h.base_sequence >= 0 {
-            e.push(BatchMeta { first_seq: h.base_sequence, last_seq: last_seq_of(h), base_offset: h.base_offset, last_offset: h.last_offset(), max_timestamp: h.max_timestamp });
+            e.push(BatchMeta {
+                first_seq: h.base_sequence,
+                last_seq: last_seq_of(h),
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                max_timestamp: h.max_timestamp,
+            });
         }
         e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
         if h.is_transactional() && e.txn_first_offset.is_none() {

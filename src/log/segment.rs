@@ -102,15 +102,12 @@ impl Segment {
         }
         let ahead = end.clamp(PREALLOC_MIN_BYTES, PREALLOC_MAX_BYTES);
         let target = (end + ahead).min(limit.max(end));
-        // SAFETY: fallocate on our own fd; KEEP_SIZE reserves blocks without changing the size.
-        let r = unsafe {
-            libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, self.preallocated as i64, (target - self.preallocated) as i64)
-        };
-        if r == 0 {
-            self.preallocated = target;
-        } else {
-            tracing::debug!("fallocate failed: {}", io::Error::last_os_error());
-            self.preallocated = end;
+        match crate::io::sys::fallocate_keep_size(self.file.as_raw_fd(), self.preallocated, target - self.preallocated) {
+            Ok(()) => self.preallocated = target,
+            Err(e) => {
+                tracing::debug!("fallocate failed: {e}");
+                self.preallocated = end;
+            }
         }
     }
 
@@ -278,8 +275,7 @@ impl Segment {
                 (win_start, win_len) = (pos, n);
             }
             let at = (pos - win_start) as usize;
-            let h = BatchHeader::parse(&window[at..at + BATCH_HEADER_LEN])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let h = BatchHeader::parse(&window[at..at + BATCH_HEADER_LEN]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if h.last_offset() >= offset {
                 return Ok(Some((pos, h)));
             }

@@ -95,10 +95,8 @@ impl MetadataImage {
                     return Err(format!("topic {name} ({topic_id}) already exists"));
                 }
                 self.names.insert(*topic_id, name.clone());
-                self.topics.insert(
-                    name.clone(),
-                    Arc::new(TopicMeta { name: name.clone(), topic_id: *topic_id, partitions: Vec::new(), configs: BTreeMap::new() }),
-                );
+                self.topics
+                    .insert(name.clone(), Arc::new(TopicMeta { name: name.clone(), topic_id: *topic_id, partitions: Vec::new(), configs: BTreeMap::new() }));
             }
             MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
                 let t = self.topic_mut(topic_id)?;

@@ -279,7 +279,10 @@ impl MetadataLog {
             std::fs::write(&path, encode_frames(&recs)?)?;
             File::open(&path)?.sync_all()?;
             File::open(&dir)?.sync_all()?;
-            tracing::info!(topics = recs.iter().filter(|r| matches!(r, MetadataRecord::Topic { .. })).count(), "migrated {LEGACY_IMAGE_FILE} to the metadata log");
+            tracing::info!(
+                topics = recs.iter().filter(|r| matches!(r, MetadataRecord::Topic { .. })).count(),
+                "migrated {LEGACY_IMAGE_FILE} to the metadata log"
+            );
             legacy_placement = Some(placement);
         }
         std::fs::create_dir_all(&dir)?;

@@ -57,11 +57,19 @@ impl ShardPlacement {
     /// Start-up (blocking I/O is fine): the stored table (or `legacy`, the placement
     /// of a migrated image), fitted to `image` and to `nr_shards`. Returns it and
     /// whether it differs from what was stored (the caller then saves it).
-    pub fn at_start(log_dir: &Path, image: &MetadataImage, nr_shards: usize, broker_id: i32, legacy: Option<Vec<(Uuid, i32, usize)>>) -> io::Result<(ShardPlacement, bool)> {
+    pub fn at_start(
+        log_dir: &Path,
+        image: &MetadataImage,
+        nr_shards: usize,
+        broker_id: i32,
+        legacy: Option<Vec<(Uuid, i32, usize)>>,
+    ) -> io::Result<(ShardPlacement, bool)> {
         let stored = match legacy {
             Some(rows) => Some(PlacementFile { shards: nr_shards, partitions: rows }),
             None => match std::fs::read(log_dir.join(PLACEMENT_FILE)) {
-                Ok(raw) => Some(serde_json::from_slice::<PlacementFile>(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{PLACEMENT_FILE}: {e}")))?),
+                Ok(raw) => Some(
+                    serde_json::from_slice::<PlacementFile>(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{PLACEMENT_FILE}: {e}")))?,
+                ),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e),
             },

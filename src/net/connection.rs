@@ -188,10 +188,8 @@ enum After {
 }
 
 fn shutdown(fd: RawFd) {
-    // SAFETY: shutdown on a socket we own; wakes our own pending read with EOF.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
+    // Wakes our own pending read with end of file.
+    crate::io::sys::shutdown_socket(fd);
 }
 
 /// Writes a response: runs of encoded bytes with one `writev`, file ranges by splice.

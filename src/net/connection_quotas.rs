@@ -58,9 +58,7 @@ impl ConnectionQuotas {
     pub fn open(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refused> {
         // Reserve a broker-wide place first (compare-and-swap, so shards accepting at the
         // same moment cannot overshoot), then the per-address one.
-        self.total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_total).then_some(n + 1))
-            .map_err(|_| Refused::BrokerFull)?;
+        self.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_total).then_some(n + 1)).map_err(|_| Refused::BrokerFull)?;
         let limit = self.overrides.get(&ip).copied().unwrap_or(self.max_per_ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = per_ip.entry(ip).or_insert(0);

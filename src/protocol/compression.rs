@@ -62,9 +62,7 @@ pub fn decode_batch(batch: &Bytes, max_inflated: usize) -> Result<RecordSet, Cod
         RecordsError::Invalid { message, .. } => CodecError::Corrupt(message),
     })?;
     let mut buf = batch.clone();
-    let decompress = |data: &mut Bytes, codec: Compression| -> anyhow::Result<Bytes> {
-        inflate(data, codec, max_inflated).map_err(|e| anyhow::anyhow!(e))
-    };
+    let decompress = |data: &mut Bytes, codec: Compression| -> anyhow::Result<Bytes> { inflate(data, codec, max_inflated).map_err(|e| anyhow::anyhow!(e)) };
     RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress)).map_err(|e| {
         // Our own error travels through the codec crate's anyhow; keep its kind.
         match e.downcast_ref::<CodecError>() {
@@ -94,10 +92,7 @@ pub fn encode_batch(records: &[Record], codec: Compression) -> Result<Bytes, Cod
     if !offsets_fit || max_ts.checked_sub(min_ts).is_none() {
         return Err(CodecError::Encode("record offsets or timestamps too far apart for one batch".into()));
     }
-    let normalized: Vec<Record> = records
-        .iter()
-        .map(|r| Record { sequence: base_seq.wrapping_add((r.offset - base_off) as i32), ..r.clone() })
-        .collect();
+    let normalized: Vec<Record> = records.iter().map(|r| Record { sequence: base_seq.wrapping_add((r.offset - base_off) as i32), ..r.clone() }).collect();
     RecordBatchEncoder::encode(&mut out, normalized.iter(), &RecordEncodeOptions { version: 2, compression: codec })
         .map_err(|e| CodecError::Encode(format!("{e:#}")))?;
     Ok(out.freeze())

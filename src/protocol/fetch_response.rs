@@ -210,8 +210,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn flush(&mut self) {
         if !self.buf.is_empty() {
-            self.pieces
-                .push(FetchPiece::Encoded(self.buf.split().freeze()));
+            self.pieces.push(FetchPiece::Encoded(self.buf.split().freeze()));
         }
     }
 }
@@ -222,11 +221,7 @@ impl Sink for Writer<'_> {
     }
     fn records(&mut self, topic: usize, partition: usize, len: u32) {
         self.flush();
-        self.pieces.push(FetchPiece::Records {
-            topic,
-            partition,
-            len,
-        });
+        self.pieces.push(FetchPiece::Records { topic, partition, len });
     }
 }
 
@@ -304,12 +299,7 @@ fn put_bytes_len<S: Sink>(s: &mut S, flexible: bool, len: u32) -> Result<(), Fet
 }
 
 /// Header and body, without the size prefix.
-fn encode_frame<S: Sink>(
-    s: &mut S,
-    version: i16,
-    correlation_id: i32,
-    resp: &FetchResponseOut,
-) -> Result<(), FetchEncodeError> {
+fn encode_frame<S: Sink>(s: &mut S, version: i16, correlation_id: i32, resp: &FetchResponseOut) -> Result<(), FetchEncodeError> {
     let flexible = version >= FETCH_FIRST_FLEXIBLE_VERSION;
 
     // Response header v0 (correlation id) / v1 (+ tagged fields).
@@ -375,12 +365,7 @@ fn encode_frame<S: Sink>(
 /// Errors: [`FetchEncodeError::UnsupportedVersion`] outside 4..=12, and
 /// wire-format limits (topic name > 32767 bytes, `records_len` >
 /// i32::MAX, frame > i32::MAX bytes). On error `buf` is left untouched.
-pub fn encode_fetch_response(
-    version: i16,
-    correlation_id: i32,
-    resp: &FetchResponseOut,
-    buf: &mut BytesMut,
-) -> Result<Vec<FetchPiece>, FetchEncodeError> {
+pub fn encode_fetch_response(version: i16, correlation_id: i32, resp: &FetchResponseOut, buf: &mut BytesMut) -> Result<Vec<FetchPiece>, FetchEncodeError> {
     if !(FETCH_MIN_VERSION..=FETCH_MAX_VERSION).contains(&version) {
         return Err(FetchEncodeError::UnsupportedVersion(version));
     }
@@ -391,10 +376,7 @@ pub fn encode_fetch_response(
 
     buf.clear();
     buf.reserve(4 + counter.encoded);
-    let mut w = Writer {
-        buf,
-        pieces: Vec::with_capacity(2 * counter.records_pieces + 1),
-    };
+    let mut w = Writer { buf, pieces: Vec::with_capacity(2 * counter.records_pieces + 1) };
     put_i32(&mut w, size);
     encode_frame(&mut w, version, correlation_id, resp)?;
     w.flush();
@@ -405,17 +387,10 @@ pub fn encode_fetch_response(
 mod tests {
     use super::*;
     use bytes::Buf;
-    use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, FetchableTopicResponse, PartitionData,
-    };
-    use kafka_protocol::messages::{
-        ApiKey, BrokerId, FetchResponse, ProducerId, ResponseHeader, TopicName,
-    };
+    use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, ProducerId, ResponseHeader, TopicName};
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     /// Record data per topic/partition, indexed like the response.
     type Data = Vec<Vec<Bytes>>;
@@ -440,24 +415,11 @@ mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &recs,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
+        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
         buf.freeze()
     }
 
-    fn part(
-        index: i32,
-        error: i16,
-        aborted: Option<Vec<AbortedTxn>>,
-        records: &Bytes,
-    ) -> FetchPartitionOut {
+    fn part(index: i32, error: i16, aborted: Option<Vec<AbortedTxn>>, records: &Bytes) -> FetchPartitionOut {
         FetchPartitionOut {
             partition_index: index,
             error_code: error,
@@ -486,29 +448,12 @@ mod tests {
                 FetchTopicOut {
                     name: "orders".to_string(),
                     partitions: vec![
-                        part(
-                            0,
-                            0,
-                            Some(vec![
-                                AbortedTxn {
-                                    producer_id: 7,
-                                    first_offset: 50,
-                                },
-                                AbortedTxn {
-                                    producer_id: 8,
-                                    first_offset: 60,
-                                },
-                            ]),
-                            &d00,
-                        ),
+                        part(0, 0, Some(vec![AbortedTxn { producer_id: 7, first_offset: 50 }, AbortedTxn { producer_id: 8, first_offset: 60 }]), &d00),
                         // NOT_LEADER_OR_FOLLOWER, no records.
                         part(1, 6, None, &d01),
                     ],
                 },
-                FetchTopicOut {
-                    name: "metrics.v2".to_string(),
-                    partitions: vec![part(3, 0, Some(vec![]), &d10), part(7, 0, None, &d11)],
-                },
+                FetchTopicOut { name: "metrics.v2".to_string(), partitions: vec![part(3, 0, Some(vec![]), &d10), part(7, 0, None, &d11)] },
             ],
         };
         (resp, vec![vec![d00, d01], vec![d10, d11]])
@@ -525,45 +470,29 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(ti, t)| {
-                        FetchableTopicResponse::default()
-                            .with_topic(TopicName(StrBytes::from_string(t.name.clone())))
-                            .with_partitions(
-                                t.partitions
-                                    .iter()
-                                    .enumerate()
-                                    .map(|(pi, p)| {
-                                        PartitionData::default()
-                                            .with_partition_index(p.partition_index)
-                                            .with_error_code(p.error_code)
-                                            .with_high_watermark(p.high_watermark)
-                                            .with_last_stable_offset(p.last_stable_offset)
-                                            .with_log_start_offset(if v >= 5 {
-                                                p.log_start_offset
-                                            } else {
-                                                -1
-                                            })
-                                            .with_aborted_transactions(
-                                                p.aborted_transactions.as_ref().map(|ts| {
-                                                    ts.iter()
-                                                        .map(|t| {
-                                                            AbortedTransaction::default()
-                                                                .with_producer_id(ProducerId(
-                                                                    t.producer_id,
-                                                                ))
-                                                                .with_first_offset(t.first_offset)
-                                                        })
-                                                        .collect()
-                                                }),
-                                            )
-                                            .with_preferred_read_replica(BrokerId(if v >= 11 {
-                                                p.preferred_read_replica
-                                            } else {
-                                                -1
-                                            }))
-                                            .with_records(Some(data[ti][pi].clone()))
-                                    })
-                                    .collect(),
-                            )
+                        FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_string(t.name.clone()))).with_partitions(
+                            t.partitions
+                                .iter()
+                                .enumerate()
+                                .map(|(pi, p)| {
+                                    PartitionData::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(p.error_code)
+                                        .with_high_watermark(p.high_watermark)
+                                        .with_last_stable_offset(p.last_stable_offset)
+                                        .with_log_start_offset(if v >= 5 { p.log_start_offset } else { -1 })
+                                        .with_aborted_transactions(p.aborted_transactions.as_ref().map(|ts| {
+                                            ts.iter()
+                                                .map(|t| {
+                                                    AbortedTransaction::default().with_producer_id(ProducerId(t.producer_id)).with_first_offset(t.first_offset)
+                                                })
+                                                .collect()
+                                        }))
+                                        .with_preferred_read_replica(BrokerId(if v >= 11 { p.preferred_read_replica } else { -1 }))
+                                        .with_records(Some(data[ti][pi].clone()))
+                                })
+                                .collect(),
+                        )
                     })
                     .collect(),
             )
@@ -574,11 +503,7 @@ mod tests {
         for p in pieces {
             match p {
                 FetchPiece::Encoded(b) => out.extend_from_slice(b),
-                FetchPiece::Records {
-                    topic,
-                    partition,
-                    len,
-                } => {
+                FetchPiece::Records { topic, partition, len } => {
                     let d = &data[*topic][*partition];
                     assert_eq!(*len as usize, d.len());
                     assert!(!d.is_empty(), "no Records piece for empty records");
@@ -618,18 +543,11 @@ mod tests {
         // Byte-for-byte identical to kafka-protocol's encoder.
         let mut theirs = BytesMut::new();
         theirs.put_i32(0);
-        ResponseHeader::default()
-            .with_correlation_id(cid)
-            .encode(&mut theirs, hv)
-            .unwrap();
+        ResponseHeader::default().with_correlation_id(cid).encode(&mut theirs, hv).unwrap();
         exp.encode(&mut theirs, v).unwrap();
         let n = (theirs.len() - 4) as i32;
         theirs[..4].copy_from_slice(&n.to_be_bytes());
-        assert_eq!(
-            &frame[..],
-            &theirs[..],
-            "bytes differ from kafka-protocol v{v}"
-        );
+        assert_eq!(&frame[..], &theirs[..], "bytes differ from kafka-protocol v{v}");
         decoded
     }
 
@@ -652,19 +570,9 @@ mod tests {
                     assert_eq!(p.error_code, o.error_code);
                     assert_eq!(p.high_watermark, o.high_watermark);
                     assert_eq!(p.last_stable_offset, o.last_stable_offset);
-                    assert_eq!(
-                        p.log_start_offset,
-                        if v >= 5 { o.log_start_offset } else { -1 }
-                    );
-                    let got: Option<Vec<(i64, i64)>> = p.aborted_transactions.as_ref().map(|ts| {
-                        ts.iter()
-                            .map(|t| (t.producer_id.0, t.first_offset))
-                            .collect()
-                    });
-                    let want: Option<Vec<(i64, i64)>> = o
-                        .aborted_transactions
-                        .as_ref()
-                        .map(|ts| ts.iter().map(|t| (t.producer_id, t.first_offset)).collect());
+                    assert_eq!(p.log_start_offset, if v >= 5 { o.log_start_offset } else { -1 });
+                    let got: Option<Vec<(i64, i64)>> = p.aborted_transactions.as_ref().map(|ts| ts.iter().map(|t| (t.producer_id.0, t.first_offset)).collect());
+                    let want: Option<Vec<(i64, i64)>> = o.aborted_transactions.as_ref().map(|ts| ts.iter().map(|t| (t.producer_id, t.first_offset)).collect());
                     assert_eq!(got, want);
                     assert_eq!(p.preferred_read_replica.0, if v >= 11 { 2 } else { -1 });
                     // Empty, never null, and identical bytes.
@@ -705,31 +613,18 @@ mod tests {
             let holes: Vec<(usize, usize, u32)> = pieces
                 .iter()
                 .filter_map(|p| match p {
-                    FetchPiece::Records {
-                        topic,
-                        partition,
-                        len,
-                    } => Some((*topic, *partition, *len)),
+                    FetchPiece::Records { topic, partition, len } => Some((*topic, *partition, *len)),
                     FetchPiece::Encoded(_) => None,
                 })
                 .collect();
-            assert_eq!(
-                holes,
-                vec![
-                    (0, 0, resp.topics[0].partitions[0].records_len),
-                    (1, 1, resp.topics[1].partitions[1].records_len)
-                ]
-            );
+            assert_eq!(holes, vec![(0, 0, resp.topics[0].partitions[0].records_len), (1, 1, resp.topics[1].partitions[1].records_len)]);
             assert!(matches!(pieces[0], FetchPiece::Encoded(_)));
             assert!(matches!(pieces[1], FetchPiece::Records { .. }));
             // Pieces alternate; before v12 the frame ends with the last
             // partition's records, v12 adds trailing tagged-field bytes.
             if v >= 12 {
                 assert_eq!(pieces.len(), 5);
-                assert_eq!(
-                    pieces[4],
-                    FetchPiece::Encoded(Bytes::from_static(&[0, 0, 0]))
-                );
+                assert_eq!(pieces[4], FetchPiece::Encoded(Bytes::from_static(&[0, 0, 0])));
             } else {
                 assert_eq!(pieces.len(), 4);
                 assert!(matches!(pieces[3], FetchPiece::Records { .. }));
@@ -816,10 +711,7 @@ mod tests {
         let (resp, _) = sample();
         let mut buf = BytesMut::new();
         for v in [i16::MIN, -1, 0, 1, 2, 3, 13, 16, 18, i16::MAX] {
-            assert_eq!(
-                encode_fetch_response(v, 0, &resp, &mut buf),
-                Err(FetchEncodeError::UnsupportedVersion(v))
-            );
+            assert_eq!(encode_fetch_response(v, 0, &resp, &mut buf), Err(FetchEncodeError::UnsupportedVersion(v)));
         }
     }
 
@@ -840,14 +732,7 @@ mod tests {
                 let aborted = match pi % 3 {
                     0 => None,
                     1 => Some(vec![]),
-                    _ => Some(
-                        (0..(pi as i64 % 130))
-                            .map(|i| AbortedTxn {
-                                producer_id: i,
-                                first_offset: i * 2,
-                            })
-                            .collect(),
-                    ),
+                    _ => Some((0..(pi as i64 % 130)).map(|i| AbortedTxn { producer_id: i, first_offset: i * 2 }).collect()),
                 };
                 parts.push(FetchPartitionOut {
                     partition_index: pi as i32,
@@ -861,18 +746,10 @@ mod tests {
                 });
                 pdata.push(rec);
             }
-            topics.push(FetchTopicOut {
-                name,
-                partitions: parts,
-            });
+            topics.push(FetchTopicOut { name, partitions: parts });
             data.push(pdata);
         }
-        let resp = FetchResponseOut {
-            throttle_time_ms: 0,
-            error_code: 0,
-            session_id: 0,
-            topics,
-        };
+        let resp = FetchResponseOut { throttle_time_ms: 0, error_code: 0, session_id: 0, topics };
         for v in FETCH_MIN_VERSION..=FETCH_MAX_VERSION {
             roundtrip(v, 3, &resp, &data);
         }
@@ -881,20 +758,14 @@ mod tests {
     #[test]
     fn long_topic_name_limits() {
         let mut resp = FetchResponseOut::default();
-        resp.topics.push(FetchTopicOut {
-            name: "a".repeat(32_767),
-            partitions: vec![],
-        });
+        resp.topics.push(FetchTopicOut { name: "a".repeat(32_767), partitions: vec![] });
         for v in FETCH_MIN_VERSION..=FETCH_MAX_VERSION {
             roundtrip(v, 3, &resp, &vec![vec![]]);
         }
         resp.topics[0].name.push('a');
         let mut buf = BytesMut::from(&b"keep"[..]);
         for v in [4, 12] {
-            assert_eq!(
-                encode_fetch_response(v, 0, &resp, &mut buf),
-                Err(FetchEncodeError::TopicNameTooLong { len: 32_768 })
-            );
+            assert_eq!(encode_fetch_response(v, 0, &resp, &mut buf), Err(FetchEncodeError::TopicNameTooLong { len: 32_768 }));
         }
         assert_eq!(&buf[..], b"keep", "buf untouched on error");
     }
@@ -902,33 +773,17 @@ mod tests {
     #[test]
     fn records_and_frame_size_limits() {
         let mut resp = FetchResponseOut::default();
-        resp.topics.push(FetchTopicOut {
-            name: "t".into(),
-            partitions: vec![FetchPartitionOut {
-                records_len: i32::MAX as u32 + 1,
-                ..Default::default()
-            }],
-        });
+        resp.topics.push(FetchTopicOut { name: "t".into(), partitions: vec![FetchPartitionOut { records_len: i32::MAX as u32 + 1, ..Default::default() }] });
         let mut buf = BytesMut::new();
         for v in [4, 11, 12] {
-            assert_eq!(
-                encode_fetch_response(v, 0, &resp, &mut buf),
-                Err(FetchEncodeError::RecordsTooLarge(i32::MAX as u32 + 1))
-            );
+            assert_eq!(encode_fetch_response(v, 0, &resp, &mut buf), Err(FetchEncodeError::RecordsTooLarge(i32::MAX as u32 + 1)));
         }
         resp.topics[0].partitions[0].records_len = u32::MAX;
-        assert_eq!(
-            encode_fetch_response(12, 0, &resp, &mut buf),
-            Err(FetchEncodeError::RecordsTooLarge(u32::MAX))
-        );
+        assert_eq!(encode_fetch_response(12, 0, &resp, &mut buf), Err(FetchEncodeError::RecordsTooLarge(u32::MAX)));
 
         // Each partition is legal but the frame is not.
         resp.topics[0].partitions[0].records_len = 1 << 30;
-        resp.topics[0].partitions.push(FetchPartitionOut {
-            partition_index: 1,
-            records_len: 1 << 30,
-            ..Default::default()
-        });
+        resp.topics[0].partitions.push(FetchPartitionOut { partition_index: 1, records_len: 1 << 30, ..Default::default() });
         assert!(matches!(
             encode_fetch_response(4, 0, &resp, &mut buf),
             Err(FetchEncodeError::FrameTooLarge(n)) if n > i32::MAX as u64
@@ -949,10 +804,7 @@ mod tests {
             other => panic!("unexpected piece {other:?}"),
         }
         resp.topics[0].partitions[0].records_len += 1;
-        assert!(matches!(
-            encode_fetch_response(4, 0, &resp, &mut buf),
-            Err(FetchEncodeError::FrameTooLarge(_))
-        ));
+        assert!(matches!(encode_fetch_response(4, 0, &resp, &mut buf), Err(FetchEncodeError::FrameTooLarge(_))));
     }
 
     #[test]
@@ -968,16 +820,10 @@ mod tests {
         let f1 = assemble(&first, &data);
         let f2 = assemble(&second, &data);
         let mut b1 = f1.slice(4..);
-        assert_eq!(
-            ResponseHeader::decode(&mut b1, 1).unwrap().correlation_id,
-            1
-        );
+        assert_eq!(ResponseHeader::decode(&mut b1, 1).unwrap().correlation_id, 1);
         assert!(FetchResponse::decode(&mut b1, 12).is_ok());
         let mut b2 = f2.slice(4..);
-        assert_eq!(
-            ResponseHeader::decode(&mut b2, 0).unwrap().correlation_id,
-            2
-        );
+        assert_eq!(ResponseHeader::decode(&mut b2, 0).unwrap().correlation_id, 2);
         assert!(FetchResponse::decode(&mut b2, 4).is_ok());
     }
 
@@ -993,10 +839,7 @@ mod tests {
         for v in FETCH_MIN_VERSION..=FETCH_MAX_VERSION {
             let d = roundtrip(v, 1, &resp, &data);
             assert_eq!(d.session_id, if v >= 7 { 5 } else { 0 });
-            assert_eq!(
-                d.responses[0].partitions[0].preferred_read_replica.0,
-                if v >= 11 { 4 } else { -1 }
-            );
+            assert_eq!(d.responses[0].partitions[0].preferred_read_replica.0, if v >= 11 { 4 } else { -1 });
         }
     }
 
@@ -1026,13 +869,7 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        assert_eq!(
-            FetchEncodeError::UnsupportedVersion(13).to_string(),
-            "unsupported Fetch response version 13"
-        );
-        assert_eq!(
-            FetchEncodeError::TopicNameTooLong { len: 40_000 }.to_string(),
-            "topic name of 40000 bytes is too long to encode"
-        );
+        assert_eq!(FetchEncodeError::UnsupportedVersion(13).to_string(), "unsupported Fetch response version 13");
+        assert_eq!(FetchEncodeError::TopicNameTooLong { len: 40_000 }.to_string(), "topic name of 40000 bytes is too long to encode");
     }
 }

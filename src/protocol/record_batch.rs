@@ -189,12 +189,7 @@ impl BatchHeader {
             batch_length: read_i32(buf, BATCH_LENGTH_OFFSET),
             partition_leader_epoch: read_i32(buf, PARTITION_LEADER_EPOCH_OFFSET),
             magic: buf[MAGIC_OFFSET] as i8,
-            crc: u32::from_be_bytes([
-                buf[CRC_OFFSET],
-                buf[CRC_OFFSET + 1],
-                buf[CRC_OFFSET + 2],
-                buf[CRC_OFFSET + 3],
-            ]),
+            crc: u32::from_be_bytes([buf[CRC_OFFSET], buf[CRC_OFFSET + 1], buf[CRC_OFFSET + 2], buf[CRC_OFFSET + 3]]),
             attributes: read_i16(buf, ATTRIBUTES_OFFSET),
             last_offset_delta: read_i32(buf, LAST_OFFSET_DELTA_OFFSET),
             base_timestamp: read_i64(buf, BASE_TIMESTAMP_OFFSET),
@@ -217,30 +212,19 @@ impl BatchHeader {
     /// for an infallible variant.
     pub fn write_to(&self, out: &mut [u8]) {
         let out = &mut out[..BATCH_HEADER_LEN];
-        out[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8]
-            .copy_from_slice(&self.base_offset.to_be_bytes());
-        out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4]
-            .copy_from_slice(&self.batch_length.to_be_bytes());
-        out[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
-            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        out[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&self.base_offset.to_be_bytes());
+        out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&self.batch_length.to_be_bytes());
+        out[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
         out[MAGIC_OFFSET] = self.magic as u8;
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&self.crc.to_be_bytes());
-        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
-            .copy_from_slice(&self.attributes.to_be_bytes());
-        out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
-            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
-        out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
-            .copy_from_slice(&self.base_timestamp.to_be_bytes());
-        out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
-            .copy_from_slice(&self.max_timestamp.to_be_bytes());
-        out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]
-            .copy_from_slice(&self.producer_id.to_be_bytes());
-        out[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
-            .copy_from_slice(&self.producer_epoch.to_be_bytes());
-        out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
-            .copy_from_slice(&self.base_sequence.to_be_bytes());
-        out[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
-            .copy_from_slice(&self.records_count.to_be_bytes());
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&self.attributes.to_be_bytes());
+        out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&self.producer_id.to_be_bytes());
+        out[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4].copy_from_slice(&self.base_sequence.to_be_bytes());
+        out[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&self.records_count.to_be_bytes());
     }
 
     /// Returns the 61-byte wire form of the header (CRC written as-is);
@@ -262,8 +246,7 @@ impl BatchHeader {
     /// last_offset_delta`), used to advance the log end offset and for
     /// offset-index lookups. Wraps instead of overflowing on garbage input.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// Compression codec id from attribute bits 0-2 (0 none, 1 gzip,
@@ -321,10 +304,7 @@ pub struct ValidatedBatch {
 ///   `last_offset_delta == records_count - 1`, else
 ///   [`BatchError::InvalidRecord`];
 /// * the CRC32C matches, else `CorruptMessage("crc")`.
-pub fn validate_batches(
-    records: &Bytes,
-    max_batch_bytes: usize,
-) -> Result<Vec<ValidatedBatch>, BatchError> {
+pub fn validate_batches(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<ValidatedBatch>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::CorruptMessage("empty record set"));
     }
@@ -349,35 +329,23 @@ pub fn validate_batches(
             return Err(BatchError::UnsupportedMagic(magic));
         }
         if batch_length < MIN_BATCH_LENGTH {
-            return Err(BatchError::CorruptMessage(
-                "batch length smaller than header",
-            ));
+            return Err(BatchError::CorruptMessage("batch length smaller than header"));
         }
         if total > max_batch_bytes {
-            return Err(BatchError::TooLarge {
-                size: total,
-                max: max_batch_bytes,
-            });
+            return Err(BatchError::TooLarge { size: total, max: max_batch_bytes });
         }
         let batch = &rest[..total];
         let header = BatchHeader::parse(batch)?;
         if header.records_count < 0 {
             return Err(BatchError::InvalidRecord("negative record count"));
         }
-        if !header.is_control()
-            && i64::from(header.last_offset_delta) != i64::from(header.records_count) - 1
-        {
-            return Err(BatchError::InvalidRecord(
-                "last offset delta does not match record count",
-            ));
+        if !header.is_control() && i64::from(header.last_offset_delta) != i64::from(header.records_count) - 1 {
+            return Err(BatchError::InvalidRecord("last offset delta does not match record count"));
         }
         if crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]) != header.crc {
             return Err(BatchError::CorruptMessage("crc"));
         }
-        out.push(ValidatedBatch {
-            header,
-            bytes: records.slice(pos..pos + total),
-        });
+        out.push(ValidatedBatch { header, bytes: records.slice(pos..pos + total) });
         pos += total;
     }
     Ok(out)
@@ -404,11 +372,7 @@ pub fn crc_of(header: &[u8; BATCH_HEADER_LEN], records: &[u8]) -> u32 {
 ///   the new header bytes 21..61 followed by `batch.bytes[61..]`.
 ///
 /// The record bytes to store after this header are `batch.bytes[61..]`.
-pub fn rewrite_header(
-    batch: &ValidatedBatch,
-    base_offset: i64,
-    log_append_time_ms: Option<i64>,
-) -> [u8; BATCH_HEADER_LEN] {
+pub fn rewrite_header(batch: &ValidatedBatch, base_offset: i64, log_append_time_ms: Option<i64>) -> [u8; BATCH_HEADER_LEN] {
     let mut header = batch.header;
     header.base_offset = base_offset;
     match log_append_time_ms {
@@ -430,8 +394,7 @@ pub fn rewrite_header(
 /// batch (used by followers/consumers for truncation detection). The field
 /// is outside the CRC, so no CRC update is needed.
 pub fn set_partition_leader_epoch(header: &mut [u8; BATCH_HEADER_LEN], epoch: i32) {
-    header[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
-        .copy_from_slice(&epoch.to_be_bytes());
+    header[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -439,10 +402,7 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     const MAX: usize = 1 << 20;
 
@@ -466,23 +426,13 @@ mod tests {
 
     /// A real client-format batch with `n` records at offsets 0..n.
     fn encode_batch(n: i64, base_ts: i64) -> Bytes {
-        let recs: Vec<Record> = (0..n)
-            .map(|i| record(i, base_ts + i * 10, &format!("value-{i}")))
-            .collect();
+        let recs: Vec<Record> = (0..n).map(|i| record(i, base_ts + i * 10, &format!("value-{i}"))).collect();
         encode(&recs)
     }
 
     fn encode(recs: &[Record]) -> Bytes {
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            recs,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
+        RecordBatchEncoder::encode(&mut buf, recs, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
         buf.freeze()
     }
 
@@ -568,11 +518,7 @@ mod tests {
         assert_eq!(weird.last_offset(), i64::MIN + i64::from(i32::MAX));
         assert_eq!(weird.compression(), 7);
         assert!(weird.is_log_append_time() && weird.is_transactional() && weird.is_control());
-        let max = BatchHeader {
-            base_offset: i64::MAX,
-            last_offset_delta: 1,
-            ..weird
-        };
+        let max = BatchHeader { base_offset: i64::MAX, last_offset_delta: 1, ..weird };
         assert_eq!(max.last_offset(), i64::MIN); // wraps, no panic
     }
 
@@ -634,10 +580,7 @@ mod tests {
         assert_eq!(v[2].bytes, b3);
         assert_eq!(v[1].bytes.as_ptr(), all[b1.len()..].as_ptr());
         assert_eq!(v[2].bytes.as_ptr(), all[b1.len() + b2.len()..].as_ptr());
-        assert_eq!(
-            v.iter().map(|x| x.header.records_count).collect::<Vec<_>>(),
-            vec![1, 7, 2]
-        );
+        assert_eq!(v.iter().map(|x| x.header.records_count).collect::<Vec<_>>(), vec![1, 7, 2]);
     }
 
     #[test]
@@ -655,10 +598,7 @@ mod tests {
 
     #[test]
     fn validate_empty_is_corrupt() {
-        assert!(matches!(
-            validate_batches(&Bytes::new(), MAX),
-            Err(BatchError::CorruptMessage(_))
-        ));
+        assert!(matches!(validate_batches(&Bytes::new(), MAX), Err(BatchError::CorruptMessage(_))));
     }
 
     #[test]
@@ -669,29 +609,17 @@ mod tests {
             let last = v.len() - 2;
             v[last] ^= 0x01;
         });
-        assert_eq!(
-            validate_batches(&bad, MAX),
-            Err(BatchError::CorruptMessage("crc"))
-        );
+        assert_eq!(validate_batches(&bad, MAX), Err(BatchError::CorruptMessage("crc")));
         // Flip a byte of the CRC field itself.
         let bad = mutate(&b, |v| v[CRC_OFFSET] ^= 0x80);
-        assert_eq!(
-            validate_batches(&bad, MAX),
-            Err(BatchError::CorruptMessage("crc"))
-        );
+        assert_eq!(validate_batches(&bad, MAX), Err(BatchError::CorruptMessage("crc")));
         // Flip a covered header field (maxTimestamp).
         let bad = mutate(&b, |v| v[MAX_TIMESTAMP_OFFSET + 7] ^= 1);
-        assert_eq!(
-            validate_batches(&bad, MAX),
-            Err(BatchError::CorruptMessage("crc"))
-        );
+        assert_eq!(validate_batches(&bad, MAX), Err(BatchError::CorruptMessage("crc")));
         // A bad second batch fails the whole payload.
         let mut two = b.to_vec();
         two.extend_from_slice(&bad);
-        assert_eq!(
-            validate_batches(&Bytes::from(two), MAX),
-            Err(BatchError::CorruptMessage("crc"))
-        );
+        assert_eq!(validate_batches(&Bytes::from(two), MAX), Err(BatchError::CorruptMessage("crc")));
     }
 
     #[test]
@@ -711,56 +639,33 @@ mod tests {
         let b = encode_batch(3, 0);
         for cut in [1, 10, 16, 17, 60, 61, b.len() - 1] {
             let r = validate_batches(&b.slice(..cut), MAX);
-            assert!(
-                matches!(r, Err(BatchError::CorruptMessage(_))),
-                "cut {cut}: {r:?}"
-            );
+            assert!(matches!(r, Err(BatchError::CorruptMessage(_))), "cut {cut}: {r:?}");
         }
         // Trailing partial batch after a good one.
         let mut v = b.to_vec();
         v.extend_from_slice(&b[..30]);
-        assert!(matches!(
-            validate_batches(&Bytes::from(v), MAX),
-            Err(BatchError::CorruptMessage(_))
-        ));
+        assert!(matches!(validate_batches(&Bytes::from(v), MAX), Err(BatchError::CorruptMessage(_))));
         // A few trailing garbage bytes.
         let mut v = b.to_vec();
         v.extend_from_slice(&[0, 0, 0]);
-        assert!(matches!(
-            validate_batches(&Bytes::from(v), MAX),
-            Err(BatchError::CorruptMessage(_))
-        ));
+        assert!(matches!(validate_batches(&Bytes::from(v), MAX), Err(BatchError::CorruptMessage(_))));
     }
 
     #[test]
     fn validate_bad_lengths() {
         let b = encode_batch(1, 0);
         let neg = mutate(&b, |v| v[8..12].copy_from_slice(&(-1i32).to_be_bytes()));
-        assert_eq!(
-            validate_batches(&neg, MAX),
-            Err(BatchError::CorruptMessage("negative batch length"))
-        );
+        assert_eq!(validate_batches(&neg, MAX), Err(BatchError::CorruptMessage("negative batch length")));
         let min = mutate(&b, |v| v[8..12].copy_from_slice(&i32::MIN.to_be_bytes()));
-        assert!(matches!(
-            validate_batches(&min, MAX),
-            Err(BatchError::CorruptMessage(_))
-        ));
+        assert!(matches!(validate_batches(&min, MAX), Err(BatchError::CorruptMessage(_))));
         // batch_length 48 < 49: a header cannot fit.
         let short = mutate(&b, |v| v[8..12].copy_from_slice(&48i32.to_be_bytes()));
-        assert_eq!(
-            validate_batches(&short, MAX),
-            Err(BatchError::CorruptMessage(
-                "batch length smaller than header"
-            ))
-        );
+        assert_eq!(validate_batches(&short, MAX), Err(BatchError::CorruptMessage("batch length smaller than header")));
         // Claims more bytes than present.
         let long = mutate(&b, |v| {
             v[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         });
-        assert!(matches!(
-            validate_batches(&long, MAX),
-            Err(BatchError::CorruptMessage(_))
-        ));
+        assert!(matches!(validate_batches(&long, MAX), Err(BatchError::CorruptMessage(_))));
     }
 
     #[test]
@@ -781,25 +686,13 @@ mod tests {
     #[test]
     fn validate_too_large() {
         let b = encode_batch(3, 0);
-        assert_eq!(
-            validate_batches(&b, b.len() - 1),
-            Err(BatchError::TooLarge {
-                size: b.len(),
-                max: b.len() - 1
-            })
-        );
+        assert_eq!(validate_batches(&b, b.len() - 1), Err(BatchError::TooLarge { size: b.len(), max: b.len() - 1 }));
         assert!(validate_batches(&b, b.len()).is_ok());
         // Only the oversized batch triggers it.
         let small = encode_batch(1, 0);
         let mut v = small.to_vec();
         v.extend_from_slice(&b);
-        assert_eq!(
-            validate_batches(&Bytes::from(v), small.len()),
-            Err(BatchError::TooLarge {
-                size: b.len(),
-                max: small.len()
-            })
-        );
+        assert_eq!(validate_batches(&Bytes::from(v), small.len()), Err(BatchError::TooLarge { size: b.len(), max: small.len() }));
     }
 
     #[test]
@@ -807,60 +700,39 @@ mod tests {
         let b = encode_batch(2, 0);
         for m in [0i8, 1, 3, -1] {
             let bad = mutate(&b, |v| v[MAGIC_OFFSET] = m as u8);
-            assert_eq!(
-                validate_batches(&bad, MAX),
-                Err(BatchError::UnsupportedMagic(m))
-            );
+            assert_eq!(validate_batches(&bad, MAX), Err(BatchError::UnsupportedMagic(m)));
         }
         // A small legacy v1 message (shorter than a v2 header) reports magic.
         let mut legacy = vec![0u8; 12 + 22];
         legacy[8..12].copy_from_slice(&22i32.to_be_bytes());
         legacy[MAGIC_OFFSET] = 1;
-        assert_eq!(
-            validate_batches(&Bytes::from(legacy), MAX),
-            Err(BatchError::UnsupportedMagic(1))
-        );
+        assert_eq!(validate_batches(&Bytes::from(legacy), MAX), Err(BatchError::UnsupportedMagic(1)));
     }
 
     #[test]
     fn validate_record_count_checks() {
         let b = encode_batch(3, 0);
         let neg = mutate(&b, |v| {
-            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
-                .copy_from_slice(&(-1i32).to_be_bytes());
+            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
             fix_crc(v);
         });
-        assert_eq!(
-            validate_batches(&neg, MAX),
-            Err(BatchError::InvalidRecord("negative record count"))
-        );
+        assert_eq!(validate_batches(&neg, MAX), Err(BatchError::InvalidRecord("negative record count")));
         let mismatch = mutate(&b, |v| {
-            v[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
-                .copy_from_slice(&5i32.to_be_bytes());
+            v[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&5i32.to_be_bytes());
             fix_crc(v);
         });
-        assert!(matches!(
-            validate_batches(&mismatch, MAX),
-            Err(BatchError::InvalidRecord(_))
-        ));
+        assert!(matches!(validate_batches(&mismatch, MAX), Err(BatchError::InvalidRecord(_))));
         let count_mismatch = mutate(&b, |v| {
             v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&4i32.to_be_bytes());
             fix_crc(v);
         });
-        assert!(matches!(
-            validate_batches(&count_mismatch, MAX),
-            Err(BatchError::InvalidRecord(_))
-        ));
+        assert!(matches!(validate_batches(&count_mismatch, MAX), Err(BatchError::InvalidRecord(_))));
         // i32::MIN count must not overflow the delta check.
         let min = mutate(&b, |v| {
-            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
-                .copy_from_slice(&i32::MIN.to_be_bytes());
+            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&i32::MIN.to_be_bytes());
             fix_crc(v);
         });
-        assert!(matches!(
-            validate_batches(&min, MAX),
-            Err(BatchError::InvalidRecord(_))
-        ));
+        assert!(matches!(validate_batches(&min, MAX), Err(BatchError::InvalidRecord(_))));
     }
 
     #[test]
@@ -870,26 +742,16 @@ mod tests {
         r.transactional = true;
         let b = encode(&[r]);
         let odd = mutate(&b, |v| {
-            v[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
-                .copy_from_slice(&9i32.to_be_bytes());
+            v[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&9i32.to_be_bytes());
             fix_crc(v);
         });
-        assert_eq!(
-            validate_batches(&odd, MAX).unwrap()[0]
-                .header
-                .last_offset_delta,
-            9
-        );
+        assert_eq!(validate_batches(&odd, MAX).unwrap()[0].header.last_offset_delta, 9);
         // ... but a negative count is still rejected.
         let neg = mutate(&b, |v| {
-            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
-                .copy_from_slice(&(-2i32).to_be_bytes());
+            v[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&(-2i32).to_be_bytes());
             fix_crc(v);
         });
-        assert!(matches!(
-            validate_batches(&neg, MAX),
-            Err(BatchError::InvalidRecord(_))
-        ));
+        assert!(matches!(validate_batches(&neg, MAX), Err(BatchError::InvalidRecord(_))));
     }
 
     #[test]
@@ -954,13 +816,7 @@ mod tests {
         assert_eq!(h.crc, crc32c::crc32c(&stored[21..]));
         // Everything except offset, attributes, maxTimestamp and crc unchanged.
         assert_eq!(
-            BatchHeader {
-                base_offset: 0,
-                crc: batch.header.crc,
-                attributes: batch.header.attributes,
-                max_timestamp: batch.header.max_timestamp,
-                ..h
-            },
+            BatchHeader { base_offset: 0, crc: batch.header.crc, attributes: batch.header.attributes, max_timestamp: batch.header.max_timestamp, ..h },
             batch.header
         );
         assert_eq!(&stored[61..], &b[61..]);
@@ -1024,20 +880,14 @@ mod tests {
         let log = Bytes::from(log);
         assert_eq!(validate_batches(&log, MAX).unwrap().len(), 2);
         let sets = RecordBatchDecoder::decode_all(&mut log.clone()).unwrap();
-        let offs: Vec<i64> = sets
-            .iter()
-            .flat_map(|s| s.records.iter().map(|r| r.offset))
-            .collect();
+        let offs: Vec<i64> = sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
         assert_eq!(offs, vec![1_000, 1_001, 1_002, 1_003, 1_004]);
     }
 
     #[test]
     fn rewrite_does_not_panic_on_short_handmade_batch() {
         let b = encode_batch(1, 0);
-        let batch = ValidatedBatch {
-            header: BatchHeader::parse(&b).unwrap(),
-            bytes: b.slice(..10),
-        };
+        let batch = ValidatedBatch { header: BatchHeader::parse(&b).unwrap(), bytes: b.slice(..10) };
         let hdr = rewrite_header(&batch, 1, Some(2));
         assert_eq!(BatchHeader::parse(&hdr).unwrap().base_offset, 1);
     }
@@ -1059,10 +909,7 @@ mod tests {
     fn batch_with_headers_and_null_key() {
         let mut r = record(0, 0, "v");
         r.key = None;
-        r.headers.insert(
-            StrBytes::from_static_str("h"),
-            Some(Bytes::from_static(b"hv")),
-        );
+        r.headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"hv")));
         let b = encode(&[r]);
         let v = validate_batches(&b, MAX).unwrap();
         let hdr = rewrite_header(&v[0], 9, None);
@@ -1102,17 +949,8 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        assert_eq!(
-            BatchError::TooLarge { size: 10, max: 5 }.to_string(),
-            "record batch of 10 bytes exceeds the maximum of 5 bytes"
-        );
-        assert_eq!(
-            BatchError::CorruptMessage("crc").to_string(),
-            "corrupt record batch: crc"
-        );
-        assert_eq!(
-            BatchError::UnsupportedMagic(1).to_string(),
-            "unsupported record batch magic 1"
-        );
+        assert_eq!(BatchError::TooLarge { size: 10, max: 5 }.to_string(), "record batch of 10 bytes exceeds the maximum of 5 bytes");
+        assert_eq!(BatchError::CorruptMessage("crc").to_string(), "corrupt record batch: crc");
+        assert_eq!(BatchError::UnsupportedMagic(1).to_string(), "unsupported record batch magic 1");
     }
 }

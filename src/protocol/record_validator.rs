@@ -145,12 +145,7 @@ pub fn validate_records(batch: &[u8], rules: &RecordRules) -> Result<(), Records
 /// Walks the records of one whole batch, checking their structure, and calls
 /// `visit` for each until it returns false. Allocation-free for uncompressed
 /// batches; compressed ones stream through a 64 KiB buffer.
-pub fn walk_records(
-    batch: &[u8],
-    max_inflated: usize,
-    deltas: Deltas,
-    mut visit: impl FnMut(&RecordView) -> bool,
-) -> Result<(), RecordsError> {
+pub fn walk_records(batch: &[u8], max_inflated: usize, deltas: Deltas, mut visit: impl FnMut(&RecordView) -> bool) -> Result<(), RecordsError> {
     let header = BatchHeader::parse(batch).map_err(|e| RecordsError::batch(e.to_string()))?;
     if header.total_len() != batch.len() {
         return Err(RecordsError::batch(format!("batch length field says {} bytes, {} given", header.total_len(), batch.len())));
@@ -388,12 +383,7 @@ impl From<Stop> for Bad {
     }
 }
 
-fn walk<S: Source>(
-    h: &BatchHeader,
-    deltas: Deltas,
-    src: &mut S,
-    visit: &mut impl FnMut(&RecordView) -> bool,
-) -> Result<(), RecordsError> {
+fn walk<S: Source>(h: &BatchHeader, deltas: Deltas, src: &mut S, visit: &mut impl FnMut(&RecordView) -> bool) -> Result<(), RecordsError> {
     let count = h.records_count;
     let mut prev_delta: i64 = -1;
     for i in 0..count {
@@ -772,8 +762,7 @@ mod tests {
 
     #[test]
     fn a_compression_bomb_stops_at_the_limit() {
-        let rs: Vec<Record> =
-            (0..200).map(|i| Record { value: Some(Bytes::from(vec![0u8; 64 * 1024])), ..rec(i, Some("k")) }).collect();
+        let rs: Vec<Record> = (0..200).map(|i| Record { value: Some(Bytes::from(vec![0u8; 64 * 1024])), ..rec(i, Some("k")) }).collect();
         for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
             let b = encode_batch(&rs, codec).unwrap();
             assert_eq!(validate_records(&b, &PLAIN), Err(RecordsError::TooLarge(MAX)), "{codec:?}");

@@ -124,10 +124,7 @@ pub fn check_port_not_served(addr: SocketAddr) -> Result<(), StartError> {
         addr.port(),
     );
     retry_while_held(|| match TcpStream::connect_timeout(&target, CONNECT_PROBE_TIMEOUT) {
-        Ok(_) => Err(StartError::PortInUse {
-            port: addr.port(),
-            why: format!("a connection to {target} was accepted (for {PORT_RELEASE_WAIT:?})"),
-        }),
+        Ok(_) => Err(StartError::PortInUse { port: addr.port(), why: format!("a connection to {target} was accepted (for {PORT_RELEASE_WAIT:?})") }),
         Err(_) => Ok(()),
     })
 }

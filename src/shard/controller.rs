@@ -139,10 +139,7 @@ impl Shard {
                     return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
                 }
                 if t.replication_factor != 1 {
-                    return Err(Error::InvalidReplicationFactor(format!(
-                        "replication factor {} is larger than the 1 available broker",
-                        t.replication_factor
-                    )));
+                    return Err(Error::InvalidReplicationFactor(format!("replication factor {} is larger than the 1 available broker", t.replication_factor)));
                 }
                 let configs = crate::config::topic::validate_all(&t.configs)?;
                 if validate_only {
@@ -219,7 +216,9 @@ impl Shard {
                 let t = next.topics.get(&name).ok_or(Error::UnknownTopicOrPartition)?;
                 if is_internal_topic(&name) {
                     // Groups and transactional ids are placed by hash modulo this count.
-                    return Err(Error::InvalidTopic(format!("Cannot add partitions to internal topic {name}: its partition count places groups and transactional ids")));
+                    return Err(Error::InvalidTopic(format!(
+                        "Cannot add partitions to internal topic {name}: its partition count places groups and transactional ids"
+                    )));
                 }
                 let cur = t.partitions.len() as i32;
                 if count < cur {

@@ -353,9 +353,9 @@ impl Shard {
                 });
                 ShardResponse::Produce(futures::future::join_all(futs).await)
             }
-            ShardRequest::Fetch { reads } => ShardResponse::Fetch(
-                reads.iter().map(|r| self.partition(&r.tp).and_then(|p| p.read(r.offset, r.max_bytes, r.read_committed))).collect(),
-            ),
+            ShardRequest::Fetch { reads } => {
+                ShardResponse::Fetch(reads.iter().map(|r| self.partition(&r.tp).and_then(|p| p.read(r.offset, r.max_bytes, r.read_committed))).collect())
+            }
             ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed } => {
                 self.wait_for_append(partitions, max_wait_ms, read_committed).await;
                 ShardResponse::Waited
@@ -375,15 +375,13 @@ impl Shard {
             ShardRequest::AlterTopicConfigs { changes, validate_only } => {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
-            ShardRequest::DeleteRecords { partitions } => ShardResponse::DeleteRecords(
-                partitions.iter().map(|(tp, off)| self.partition(tp).and_then(|p| p.delete_records_before(*off))).collect(),
-            ),
+            ShardRequest::DeleteRecords { partitions } => {
+                ShardResponse::DeleteRecords(partitions.iter().map(|(tp, off)| self.partition(tp).and_then(|p| p.delete_records_before(*off))).collect())
+            }
             ShardRequest::DescribeProducers { partitions } => {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
             }
-            ShardRequest::LogDirSizes => {
-                ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect())
-            }
+            ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
             ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ShardRequest::Txn(req) => ShardResponse::Txn(self.txn.handle(req, self).await),
             ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),

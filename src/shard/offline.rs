@@ -100,11 +100,7 @@ impl OfflinePartitions {
         if self.is_empty() {
             return BTreeMap::new();
         }
-        self.lock()
-            .iter()
-            .filter(|(tp, o)| tp.topic == topic && o.topic_id == topic_id)
-            .map(|(tp, o)| (tp.partition, o.reason.clone()))
-            .collect()
+        self.lock().iter().filter(|(tp, o)| tp.topic == topic && o.topic_id == topic_id).map(|(tp, o)| (tp.partition, o.reason.clone())).collect()
     }
 }
 

@@ -9,9 +9,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::sync::Notify;
 use crate::error::Result;
 use crate::log::{PartitionLog, ReadSlice};
+use crate::sync::Notify;
 
 /// One partition replica and its high watermark.
 pub struct Partition {

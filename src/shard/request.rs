@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::log::{AppendInfo, ReadSlice};
-use crate::protocol::record_batch::ValidatedBatch;
 use crate::metadata::{MetadataImage, ShardPlacement};
+use crate::protocol::record_batch::ValidatedBatch;
 
 /// A partition named by topic and index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -3,10 +3,10 @@
 //! A partition without a local shard (unknown, or led by another broker), or a
 //! shard that fails, becomes an error for those partitions only.
 
+use super::XShard;
 use crate::error::Error;
 use crate::metadata::Route;
 use crate::shard::request::{ShardRequest, ShardResponse};
-use super::XShard;
 
 /// `items[i]` = (where the partition is served, payload). Returns one result per
 /// item, in order: UNKNOWN_TOPIC_OR_PARTITION for `Unknown`, NOT_LEADER_OR_FOLLOWER

@@ -20,8 +20,8 @@ pub mod fan_out;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
-use glommio::sync::Semaphore;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::shard::request::{ShardRequest, ShardResponse};

@@ -36,10 +36,7 @@ impl Out {
 
     /// JSON lines (one document per line).
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.ok()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-            .collect()
+        self.ok().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect()
     }
 }
 

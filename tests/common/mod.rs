@@ -22,12 +22,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
-    RequestHeader, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::{
-    encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes,
-};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -137,19 +134,13 @@ impl Broker {
     /// hard, since the broker raises soft to hard) for this and every restart.
     pub fn start_with_nofile(extra: &[(&str, &str)], nofile: Option<u64>) -> Broker {
         let serial = SerialGuard::acquire();
-        let dir = tempfile::Builder::new()
-            .prefix("shardlog-it-")
-            .tempdir()
-            .expect("create temp log dir");
+        let dir = tempfile::Builder::new().prefix("shardlog-it-").tempdir().expect("create temp log dir");
         let mut b = Broker {
             child: None,
             readers: Vec::new(),
             dir,
             port: 0,
-            extra: extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             nofile,
             output: Arc::new(Mutex::new(String::new())),
             generation: 0,
@@ -189,10 +180,7 @@ impl Broker {
     pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
         let pid = self.pid()?;
         let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        st.lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
+        st.lines().find(|l| l.starts_with(&format!("{field}:"))).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
     }
 
     /// Everything the broker printed so far (all generations).
@@ -201,11 +189,7 @@ impl Broker {
     }
 
     fn output_banner(&self) -> String {
-        format!(
-            "----- shardlog output (stdout+stderr, log dir {}) -----\n{}\n----- end of shardlog output -----",
-            self.dir.path().display(),
-            self.output()
-        )
+        format!("----- shardlog output (stdout+stderr, log dir {}) -----\n{}\n----- end of shardlog output -----", self.dir.path().display(), self.output())
     }
 
     fn note(&self, line: &str) {
@@ -228,24 +212,15 @@ impl Broker {
         for (k, v) in &self.extra {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
         if let Some(n) = self.nofile {
             limit_nofile(&mut cmd, n);
         }
-        self.note(&format!(
-            "generation {}: spawning {} {:?}",
-            self.generation,
-            bin.display(),
-            cmd.get_args().collect::<Vec<_>>()
-        ));
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        self.note(&format!("generation {}: spawning {} {:?}", self.generation, bin.display(), cmd.get_args().collect::<Vec<_>>()));
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
 
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();
@@ -260,9 +235,7 @@ impl Broker {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let s = String::from_utf8_lossy(&line).into_owned();
-                        out.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_str(&format!("[stdout] {s}"));
+                        out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stdout] {s}"));
                         let _ = tx.send(s);
                     }
                 }
@@ -278,9 +251,7 @@ impl Broker {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let s = String::from_utf8_lossy(&line);
-                        out.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_str(&format!("[stderr] {s}"));
+                        out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stderr] {s}"));
                     }
                 }
             }
@@ -292,19 +263,14 @@ impl Broker {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.kill_child();
-                return Err(format!(
-                    "no `{LISTENING_PREFIX}HOST:PORT` line on stdout within {START_TIMEOUT:?}"
-                ));
+                return Err(format!("no `{LISTENING_PREFIX}HOST:PORT` line on stdout within {START_TIMEOUT:?}"));
             }
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(pos) = line.find(LISTENING_PREFIX) {
                         let addr = line[pos + LISTENING_PREFIX.len()..].trim();
-                        let bound: u16 = addr
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse().ok())
-                            .ok_or_else(|| format!("cannot parse port from listening line {line:?}"))?;
+                        let bound: u16 =
+                            addr.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("cannot parse port from listening line {line:?}"))?;
                         if port != 0 && bound != port {
                             self.kill_child();
                             return Err(format!("asked for port {port}, broker bound {bound}"));
@@ -334,9 +300,7 @@ impl Broker {
                     self.child = None;
                     return Some(st);
                 }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 Ok(None) => return None,
                 Err(_) => return None,
             }
@@ -453,20 +417,14 @@ pub fn limit_nofile(cmd: &mut Command, n: u64) {
 /// Base client config: bootstrap + modest timeouts.
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", "shardlog-it")
-        .set("socket.timeout.ms", "30000")
-        .set("broker.address.family", "v4");
+    c.set("bootstrap.servers", bootstrap).set("client.id", "shardlog-it").set("socket.timeout.ms", "30000").set("broker.address.family", "v4");
     c
 }
 
 /// Producer config: acks=all, linger.ms=5.
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
     let mut c = client_config(bootstrap);
-    c.set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
-        .set("request.timeout.ms", "30000");
+    c.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "60000").set("request.timeout.ms", "30000");
     c
 }
 
@@ -484,27 +442,17 @@ pub fn consumer_config(bootstrap: &str) -> ClientConfig {
 }
 
 pub fn admin_client(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    client_config(bootstrap)
-        .create()
-        .expect("create AdminClient")
+    client_config(bootstrap).create().expect("create AdminClient")
 }
 
 pub fn admin_opts() -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(OP_TIMEOUT))
-        .operation_timeout(Some(OP_TIMEOUT))
+    AdminOptions::new().request_timeout(Some(OP_TIMEOUT)).operation_timeout(Some(OP_TIMEOUT))
 }
 
 /// CreateTopics through the AdminClient; panics unless the topic was created.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let admin = admin_client(bootstrap);
-    let res = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &admin_opts(),
-        )
-        .await
-        .expect("CreateTopics request failed");
+    let res = admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &admin_opts()).await.expect("CreateTopics request failed");
     assert_eq!(res.len(), 1, "one topic result expected: {res:?}");
     match &res[0] {
         Ok(n) => assert_eq!(n, name),
@@ -532,16 +480,8 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, target: usize,
 
 /// Assign the given (partition, start offset) pairs and collect until
 /// `target` records arrived or `timeout` passed (then return what came).
-pub fn consume_from(
-    bootstrap: &str,
-    topic: &str,
-    starts: &[(i32, Offset)],
-    target: usize,
-    timeout: Duration,
-) -> Vec<Rec> {
-    let consumer: BaseConsumer = consumer_config(bootstrap)
-        .create()
-        .expect("create BaseConsumer");
+pub fn consume_from(bootstrap: &str, topic: &str, starts: &[(i32, Offset)], target: usize, timeout: Duration) -> Vec<Rec> {
+    let consumer: BaseConsumer = consumer_config(bootstrap).create().expect("create BaseConsumer");
     let mut tpl = TopicPartitionList::new();
     for &(p, off) in starts {
         tpl.add_partition_offset(topic, p, off).expect("tpl offset");
@@ -567,10 +507,7 @@ pub fn consume_from(
 
 pub fn to_rec<M: Message>(m: &M) -> Rec {
     let headers = match m.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
-            .collect(),
+        Some(h) => h.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()))).collect(),
         None => Vec::new(),
     };
     Rec {
@@ -615,16 +552,9 @@ impl RawConn {
     pub fn connect(bootstrap: &str) -> RawConn {
         let stream = TcpStream::connect(bootstrap).expect("raw connect");
         stream.set_nodelay(true).ok();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        RawConn {
-            stream,
-            next_correlation_id: 1,
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        RawConn { stream, next_correlation_id: 1 }
     }
 
     pub fn set_read_timeout(&self, t: Duration) {
@@ -661,10 +591,7 @@ impl RawConn {
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
         let len = i32::from_be_bytes(len);
-        assert!(
-            (0..=256 * 1024 * 1024).contains(&len),
-            "implausible response frame size {len}"
-        );
+        assert!((0..=256 * 1024 * 1024).contains(&len), "implausible response frame size {len}");
         let mut buf = vec![0u8; len as usize];
         self.stream.read_exact(&mut buf)?;
         Ok(Bytes::from(buf))
@@ -702,9 +629,7 @@ impl RawConn {
                         || e.kind() == std::io::ErrorKind::Interrupted =>
                 {
                     if Instant::now() >= deadline {
-                        return Err(format!(
-                            "connection still open after {timeout:?} ({seen} bytes received)"
-                        ));
+                        return Err(format!("connection still open after {timeout:?} ({seen} bytes received)"));
                     }
                 }
                 // ECONNRESET / EPIPE etc.: closed by the broker.
@@ -744,13 +669,7 @@ fn get_uvarint(buf: &mut Bytes) -> u64 {
 }
 
 /// A plain Fetch request (v4..=12 shape, topic by name) for one partition.
-pub fn fetch_request(
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    max_wait_ms: i32,
-    min_bytes: i32,
-) -> kafka_protocol::messages::FetchRequest {
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> kafka_protocol::messages::FetchRequest {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
     FetchRequest::default()
@@ -761,14 +680,14 @@ pub fn fetch_request(
         .with_isolation_level(0)
         .with_session_id(0)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.to_string()))).with_partitions(vec![
+            FetchPartition::default()
                 .with_partition(partition)
                 .with_current_leader_epoch(-1)
                 .with_fetch_offset(offset)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(10 * 1024 * 1024)])])
+                .with_partition_max_bytes(10 * 1024 * 1024),
+        ])])
         .with_rack_id(StrBytes::from_static_str(""))
 }
 
@@ -822,24 +741,12 @@ pub fn produce_raw(conn: &mut RawConn, version: i16, acks: i16, topic: &str, par
 
 /// CreateTopics of (name, partitions), replication factor 1: (name, error
 /// code, error message or "") per topic, in the broker's order.
-pub fn create_topics_raw(
-    conn: &mut RawConn,
-    version: i16,
-    timeout_ms: i32,
-    topics: &[(&str, i32)],
-    validate_only: bool,
-) -> Vec<(String, i16, String)> {
+pub fn create_topics_raw(conn: &mut RawConn, version: i16, timeout_ms: i32, topics: &[(&str, i32)], validate_only: bool) -> Vec<(String, i16, String)> {
     let req = CreateTopicsRequest::default().with_timeout_ms(timeout_ms).with_validate_only(validate_only).with_topics(
-        topics
-            .iter()
-            .map(|(n, p)| CreatableTopic::default().with_name(TopicName(sb(n))).with_num_partitions(*p).with_replication_factor(1))
-            .collect(),
+        topics.iter().map(|(n, p)| CreatableTopic::default().with_name(TopicName(sb(n))).with_num_partitions(*p).with_replication_factor(1)).collect(),
     );
     let resp = conn.roundtrip(version, &req);
-    resp.topics
-        .iter()
-        .map(|t| (t.name.0.to_string(), t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
-        .collect()
+    resp.topics.iter().map(|t| (t.name.0.to_string(), t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())).collect()
 }
 
 /// CreatePartitions growing one topic to `count` partitions: (error code,
@@ -855,9 +762,7 @@ pub fn create_partitions_raw(conn: &mut RawConn, version: i16, timeout_ms: i32, 
 
 /// DeleteTopics of one topic by name (v6 shape): (error code, error message or "").
 pub fn delete_topic_raw(conn: &mut RawConn, version: i16, timeout_ms: i32, topic: &str) -> (i16, String) {
-    let req = DeleteTopicsRequest::default()
-        .with_timeout_ms(timeout_ms)
-        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(sb(topic))))]);
+    let req = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms).with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(sb(topic))))]);
     let resp = conn.roundtrip(version, &req);
     let r = &resp.responses[0];
     (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())

@@ -14,9 +14,8 @@ use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnT
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, ApiVersionsRequest, BrokerId, EndTxnRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
-    TransactionalId,
+    AddPartitionsToTxnRequest, ApiVersionsRequest, BrokerId, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+    ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{Compression, Record};
@@ -44,10 +43,7 @@ pub mod code {
     /// coordinator is loading / not there yet, or a previous transaction of
     /// the same transactional id is still being completed.
     pub fn retriable(c: i16) -> bool {
-        matches!(
-            c,
-            COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR | CONCURRENT_TRANSACTIONS
-        )
+        matches!(c, COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR | CONCURRENT_TRANSACTIONS)
     }
 
     /// What an old epoch gets: INVALID_PRODUCER_EPOCH (older brokers, and
@@ -91,17 +87,8 @@ pub fn version<R: Request>(conn: &mut RawConn, preferred: i16, required: i16) ->
             .with_client_software_version(StrBytes::from_static_str("0.1")),
     );
     assert_eq!(resp.error_code, 0, "ApiVersions: {resp:?}");
-    let k = resp
-        .api_keys
-        .iter()
-        .find(|k| k.api_key == R::KEY)
-        .unwrap_or_else(|| panic!("api key {} is not advertised in ApiVersions", R::KEY));
-    assert!(
-        k.max_version >= required,
-        "api key {}: broker advertises up to v{}, v{required}+ is needed",
-        R::KEY,
-        k.max_version
-    );
+    let k = resp.api_keys.iter().find(|k| k.api_key == R::KEY).unwrap_or_else(|| panic!("api key {} is not advertised in ApiVersions", R::KEY));
+    assert!(k.max_version >= required, "api key {}: broker advertises up to v{}, v{required}+ is needed", R::KEY, k.max_version);
     k.max_version.min(preferred)
 }
 
@@ -115,9 +102,7 @@ pub struct Pid {
 /// One InitProducerId (v0..=4) answer: (error code, producer id, epoch).
 pub fn init_producer_id_raw(conn: &mut RawConn, txn_id: Option<&str>, txn_timeout_ms: i32) -> (i16, Pid) {
     let v = version::<InitProducerIdRequest>(conn, 4, 0);
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(txn_id.map(|t| TransactionalId(sb(t))))
-        .with_transaction_timeout_ms(txn_timeout_ms);
+    let req = InitProducerIdRequest::default().with_transactional_id(txn_id.map(|t| TransactionalId(sb(t)))).with_transaction_timeout_ms(txn_timeout_ms);
     let resp = conn.roundtrip(v, &req);
     (resp.error_code, Pid { id: resp.producer_id.0, epoch: resp.producer_epoch })
 }
@@ -173,9 +158,7 @@ pub fn add_partitions_to_txn(conn: &mut RawConn, txn_id: &str, pid: Pid, topic: 
             .with_v3_and_below_transactional_id(TransactionalId(sb(txn_id)))
             .with_v3_and_below_producer_id(ProducerId(pid.id))
             .with_v3_and_below_producer_epoch(pid.epoch)
-            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                .with_name(TopicName(sb(topic)))
-                .with_partitions(partitions.to_vec())]);
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default().with_name(TopicName(sb(topic))).with_partitions(partitions.to_vec())]);
         let resp = conn.roundtrip(v, &req);
         let codes: Vec<(i32, i16)> = resp
             .results_by_topic_v3_and_below
@@ -233,15 +216,12 @@ pub fn values(tag: &str, from: usize, n: usize) -> Vec<String> {
 /// (error code, base offset).
 pub fn produce(conn: &mut RawConn, topic: &str, partition: i32, txn_id: Option<&str>, records: Bytes) -> (i16, i64) {
     let v = version::<ProduceRequest>(conn, 9, 3);
-    let req = ProduceRequest::default()
-        .with_transactional_id(txn_id.map(|t| TransactionalId(sb(t))))
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(sb(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
+    let req =
+        ProduceRequest::default().with_transactional_id(txn_id.map(|t| TransactionalId(sb(t)))).with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(sb(topic)))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        ]);
     let resp = conn.roundtrip(v, &req);
     assert_eq!(resp.responses.len(), 1, "Produce: one topic expected: {resp:?}");
     assert_eq!(resp.responses[0].partition_responses.len(), 1, "Produce: one partition expected: {resp:?}");
@@ -253,14 +233,9 @@ pub fn produce(conn: &mut RawConn, topic: &str, partition: i32, txn_id: Option<&
 /// the high watermark; 1 = read_committed: the last stable offset).
 pub fn latest_offset(conn: &mut RawConn, topic: &str, partition: i32, isolation: i8) -> i64 {
     let v = version::<ListOffsetsRequest>(conn, 6, 2);
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(isolation)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(sb(topic)))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(-1)])]);
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(TopicName(sb(topic)))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1)])]);
     let resp = conn.roundtrip(v, &req);
     let p = &resp.topics[0].partitions[0];
     assert_eq!(p.error_code, 0, "ListOffsets latest (isolation {isolation}) of {topic}/{partition}: {resp:?}");

@@ -80,7 +80,9 @@ pub struct Changes {
 /// made before the group is looked at.
 pub fn validate(group_id: &str, hb: &Heartbeat, version: i16, assignors: &[String]) -> Result<(), Error> {
     let invalid = |m: &str| Err(Error::InvalidField(m.to_string()));
-    if (version >= CONSUMER_GENERATED_MEMBER_ID_REQUIRED_VERSION || hb.member_epoch > 0 || hb.member_epoch == LEAVE_GROUP_MEMBER_EPOCH) && hb.member_id.is_empty() {
+    if (version >= CONSUMER_GENERATED_MEMBER_ID_REQUIRED_VERSION || hb.member_epoch > 0 || hb.member_epoch == LEAVE_GROUP_MEMBER_EPOCH)
+        && hb.member_id.is_empty()
+    {
         return invalid("MemberId can't be empty.");
     }
     if group_id.is_empty() {
@@ -144,7 +146,15 @@ fn check_epoch(m: &ConsumerGroupMember, received: i32, owned: Option<&Assignment
 
 impl ConsumerGroup {
     /// A regular heartbeat (epoch 0 or more). See the module docs.
-    pub fn heartbeat(&mut self, group_id: &str, hb: Heartbeat, image: &MetadataImage, s: &Settings<'_>, now: Instant, changes: &mut Changes) -> Result<Answer, Error> {
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        hb: Heartbeat,
+        image: &MetadataImage,
+        s: &Settings<'_>,
+        now: Instant,
+        changes: &mut Changes,
+    ) -> Result<Answer, Error> {
         let joining = hb.member_epoch == JOIN_GROUP_MEMBER_EPOCH;
         if self.members.len() >= s.max_size && (hb.member_id.is_empty() || !self.members.contains_key(&hb.member_id)) {
             return Err(Error::GroupMaxSizeReached(format!("The consumer group has reached its maximum capacity of {} members.", s.max_size)));
@@ -168,7 +178,10 @@ impl ConsumerGroup {
                     (Some(e), None)
                 }
                 Some(e) if !joining => {
-                    return Err(Error::FencedInstanceId(format!("Static member {member_id} with instance id {instance} was fenced by member {}.", e.member_id)));
+                    return Err(Error::FencedInstanceId(format!(
+                        "Static member {member_id} with instance id {instance} was fenced by member {}.",
+                        e.member_id
+                    )));
                 }
                 Some(e) if e.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
                     return Err(Error::UnreleasedInstanceId(format!(
@@ -276,8 +289,8 @@ impl ConsumerGroup {
         t.session_deadline = now + s.session_timeout;
 
         let m = &self.members[&member_id];
-        let full = joining
-            || (hb.rebalance_timeout_ms != -1 && (hb.subscribed_topic_names.is_some() || hb.subscribed_topic_regex.is_some()) && hb.owned.is_some());
+        let full =
+            joining || (hb.rebalance_timeout_ms != -1 && (hb.subscribed_topic_names.is_some() || hb.subscribed_topic_regex.is_some()) && hb.owned.is_some());
         let assignment = (full || m.assigned != before.assigned).then(|| m.assigned.clone());
         Ok(Answer { member_id, member_epoch: m.member_epoch, assignment })
     }
@@ -333,7 +346,10 @@ impl ConsumerGroup {
                     return Err(Error::UnknownMemberId(format!("Instance id {instance} is unknown.")));
                 };
                 if e.member_id != member_id {
-                    return Err(Error::FencedInstanceId(format!("Static member {member_id} with instance id {instance} was fenced by member {}.", e.member_id)));
+                    return Err(Error::FencedInstanceId(format!(
+                        "Static member {member_id} with instance id {instance} was fenced by member {}.",
+                        e.member_id
+                    )));
                 }
                 if epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
                     let mut m = e.clone();
@@ -390,8 +406,8 @@ impl ConsumerGroup {
         self.rebuild_owners();
         self.timers.clear();
         for m in self.members.values() {
-            let revocation = (m.state == MemberState::UnrevokedPartitions)
-                .then(|| (now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64), m.member_epoch));
+            let revocation =
+                (m.state == MemberState::UnrevokedPartitions).then(|| (now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64), m.member_epoch));
             self.timers.insert(m.member_id.clone(), MemberTimers { session_deadline: now + session_timeout, revocation_deadline: revocation });
         }
     }

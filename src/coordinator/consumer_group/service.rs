@@ -92,7 +92,14 @@ fn classic_is_empty(g: &Group) -> bool {
 /// Runs one heartbeat against `g`'s consumer part, making one from an empty
 /// classic group first (kept only if the heartbeat succeeds: an error leaves
 /// the group as it was). Returns the answer and the records to write.
-fn heartbeat_group(g: &mut Group, hb: Heartbeat, leaving: bool, image: &MetadataImage, s: &Settings<'_>, now: Instant) -> (Result<Answer, Error>, Vec<KeyedRecord>) {
+fn heartbeat_group(
+    g: &mut Group,
+    hb: Heartbeat,
+    leaving: bool,
+    image: &MetadataImage,
+    s: &Settings<'_>,
+    now: Instant,
+) -> (Result<Answer, Error>, Vec<KeyedRecord>) {
     let gid = g.id.clone();
     let converting = g.consumer.is_none();
     let mut c = g.consumer.take().unwrap_or_default();
@@ -169,7 +176,14 @@ impl GroupCoordinator {
 
     /// ConsumerGroupHeartbeat: join, heartbeat or leave. The group's changes
     /// are in `__consumer_offsets` before the answer goes out.
-    pub(crate) async fn consumer_heartbeat(&self, req: ConsumerGroupHeartbeatRequest, version: i16, client_id: String, client_host: String, image: &MetadataImage) -> Result<Answer, Error> {
+    pub(crate) async fn consumer_heartbeat(
+        &self,
+        req: ConsumerGroupHeartbeatRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+        image: &MetadataImage,
+    ) -> Result<Answer, Error> {
         let gid = req.group_id.0.to_string();
         let hb = heartbeat_from(&req, client_id, client_host);
         validate(&gid, &hb, version, &self.cfg.group_consumer_assignors)?;
@@ -376,7 +390,9 @@ mod replay_tests {
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
             .with_member_id(StrBytes::from_string(member.to_string()))
             .with_member_epoch(epoch)
-            .with_topic_partitions(Some(owned.iter().map(|(t, ps)| TopicPartitions::default().with_topic_id(*t).with_partitions(ps.iter().copied().collect())).collect()))
+            .with_topic_partitions(Some(
+                owned.iter().map(|(t, ps)| TopicPartitions::default().with_topic_id(*t).with_partitions(ps.iter().copied().collect())).collect(),
+            ))
     }
 
     fn snapshot(gc: &GroupCoordinator) -> (i32, i32, Vec<super::super::member::ConsumerGroupMember>) {

@@ -1,0 +1,59 @@
+//! Safe wrappers over the few raw system calls the rest of the broker needs,
+//! so `unsafe` stays in `io/` and `runtime/` (the crate denies it elsewhere).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+/// `fallocate(FALLOC_FL_KEEP_SIZE)`: reserves `len` bytes of disk from `offset`
+/// without changing the file's size.
+pub fn fallocate_keep_size(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: fallocate takes only integers; an invalid fd is an error, not UB.
+    let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, offset as i64, len as i64) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `shutdown(SHUT_RDWR)` of a socket: wakes its pending reads with end of file.
+/// Errors (a socket already shut down) are ignored: the intent is met.
+pub fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown takes only integers; an invalid fd is an error, not UB.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// (total, available to this user) bytes of the filesystem holding `path` (statvfs).
+pub fn fs_space(path: &Path) -> Option<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value of it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and an out-struct of the right type.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let bs = st.f_frsize as i64;
+    Some((st.f_blocks as i64 * bs, st.f_bavail as i64 * bs))
+}
+
+/// `getrlimit(2)` of this process: (soft, hard), `None` meaning unlimited; None on failure.
+pub fn getrlimit(resource: libc::__rlimit_resource_t) -> Option<(Option<u64>, Option<u64>)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into our local struct only.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on 64-bit Linux, not everywhere
+    let conv = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { None } else { Some(v as u64) };
+    Some((conv(lim.rlim_cur), conv(lim.rlim_max)))
+}
+
+/// The effective user id.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
