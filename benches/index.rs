@@ -106,7 +106,7 @@ fn on_file(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         // A real .log file: valid v2 headers (CRC included) and filler records, std I/O.
-        let path = dir.path().join(format!("{}.log", shardlog::log::segment::file_stem(BASE_OFFSET)));
+        let path = dir.path().join(format!("{}.log", shardlog::log::layout::file_stem(BASE_OFFSET)));
         let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create log"));
         let body = [0xABu8; TOTAL - BATCH_HEADER_LEN];
         for i in 0..BATCHES {

@@ -1,30 +1,53 @@
 //! # shardlog — a Kafka-compatible broker, thread-per-core
 //!
-//! ## Layout, in data-path order
+//! ## Layout, top layer first (`layers.txt`; `../shared/tools/layers.py src` checks it)
 //! ```text
+//! cli/       the `shardlog` command: start, topics, produce/consume, groups, tune
 //! runtime/   pinned glommio executors, one shard each; start-up (log dir lock, port claim,
-//!            RLIMIT_NOFILE) and clean stop
-//! net/       SO_REUSEPORT listener per shard, framing (size checked first), in-order responses
+//!            RLIMIT_NOFILE, metadata replay and shard placement) and clean stop
+//! net/       SO_REUSEPORT listener per shard, framing (size checked first), in-order responses;
+//!            connection quotas and the request-bytes budget
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
-//! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard
-//! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
-//!            (Rc/RefCell, no locks); shard 0 is also the
-//!            metadata controller (shard/controller.rs: records -> metadata log -> publish)
+//! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard;
+//!            bounded in flight per shard pair
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
-//!            on the shard owning its __consumer_offsets
-//!            or __transaction_state partition; producer id blocks from the controller
-//! log/       segments, sparse indexes, recovery (Kafka's on-disk layout)
+//!            on the shard owning its __consumer_offsets or __transaction_state partition
+//! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
+//!            (Rc/RefCell, no locks); shard 0 is also the metadata controller
+//!            (shard/controller.rs: records -> metadata log -> publish)
+//! log/       segments, sparse indexes, recovery, compaction (Kafka's on-disk layout)
 //! metadata/  metadata records, the metadata log and its checkpoints, the image they add up to,
 //!            this broker's shard placement and routing (Local(shard) | Remote(broker) | Unknown)
 //! ---- ground floor, usable by all ----
+//! config/    Kafka key names, every limit named with its unit; topic configs (config/topic.rs)
+//! error      thiserror errors and the one mapping to Kafka error codes
 //! protocol/  kafka-protocol codecs (vendor/kafka-protocol: bounded decoding), RecordBatch-as-bytes,
 //!            record validation (Kafka's LogValidator), topic name rules, zero-copy Fetch encoding
-//! config     Kafka key names, every limit named with its unit
-//! io/        per-shard io_uring ring (writev, splice), zero-copy send
-//! error      thiserror errors and the one mapping to Kafka error codes
+//! io/        per-shard io_uring ring (reads, writev, fsync, splice), durable file replacement,
+//!            safe wrappers of raw syscalls; with runtime/, the only `unsafe`
+//! sync       the shard-local `Notify`
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
+//!
+//! One loop remains against the layers (issue 15): `shard/` owns the coordinators
+//! and a weak `XShard`, and the transaction coordinator calls other shards from
+//! inside `Shard::handle`. It goes when the coordinators receive their local logs
+//! and an outbound-calls interface that `xshard` implements.
+//!
+//! ## Where what comes next lives
+//! - **The cluster** (`cluster/`, beside `admin/`): the Raft metadata quorum replaces
+//!   `metadata::log::MetadataLog` as the log the controller appends to (the records,
+//!   image and publish path stay); broker registration and heartbeats; replica
+//!   fetchers and ISR tracking, which advance `shard::partition::Partition`'s high
+//!   watermark instead of the log end; `Route::Remote` then points clients at the
+//!   leader (the handlers already answer NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR).
+//! - **Metrics** (`metrics/`, at the ground floor): per-shard counters that the data
+//!   path bumps without locks, gathered across shards for an HTTP exposition endpoint
+//!   served from `runtime/`.
+//! - **Security** (in `net/` and `router/`): TLS and SASL at the connection (`net/`),
+//!   authorization (ACLs, kept as metadata records) checked in `router/` before a
+//!   handler runs.
 
 // `unsafe` is allowed in io/ and runtime/ only, each block with a `// SAFETY:` comment.
 #![deny(unsafe_code)]

@@ -380,7 +380,7 @@ async fn long_poll_woken_by_append() {
     let elapsed = t0.elapsed();
     let pd = only_partition(&resp);
     assert_eq!(pd.error_code, 0, "partition error: {pd:?}");
-    assert!(pd.records.as_ref().map_or(true, |r| r.is_empty()), "no records expected at the log end: {pd:?}");
+    assert!(pd.records.as_ref().is_none_or(|r| r.is_empty()), "no records expected at the log end: {pd:?}");
     assert_eq!(pd.high_watermark, 2);
     assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5), "empty fetch with max_wait_ms=500 answered after {elapsed:?}");
     drop(producer);

@@ -145,7 +145,7 @@ fn drop_bounded<T: Send + 'static>(x: T, what: &str) {
 /// at all, and the client's close is not what this test is about; the member
 /// is gone from the group either way (left, or expired after its 6 s session).
 fn abandon_consumer(c: BaseConsumer) {
-    let _ = c.unsubscribe();
+    c.unsubscribe();
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         let _ = c.poll(Duration::from_millis(100));

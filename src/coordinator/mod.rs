@@ -154,7 +154,11 @@ pub struct GroupDescription {
 }
 
 /// Offsets by topic: (partition, offset, leader epoch, metadata, error).
-pub type OffsetsByTopic = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
+pub type OffsetsByTopic = Vec<(String, Vec<FetchedOffset>)>;
+/// One partition's fetched offset: (partition, offset, leader epoch, metadata, error code).
+pub type FetchedOffset = (i32, i64, i32, Option<String>, i16);
+/// A group's store records: key and value (None deletes).
+pub type GroupRecords = Vec<(StoreKey, Option<Vec<u8>>)>;
 /// Per-partition error codes by topic.
 pub type ErrorsByTopic = Vec<(String, Vec<(i32, i16)>)>;
 
@@ -763,7 +767,7 @@ impl GroupCoordinator {
                 })
                 .collect(),
             None => {
-                let mut by: std::collections::BTreeMap<String, Vec<(i32, i64, i32, Option<String>, i16)>> = Default::default();
+                let mut by: std::collections::BTreeMap<String, Vec<FetchedOffset>> = Default::default();
                 if let Some(g) = g {
                     for ((t, p), o) in &g.offsets {
                         by.entry(t.clone()).or_default().push(if require_stable && g.has_pending_txn_offset(t, *p) {
@@ -1004,7 +1008,7 @@ impl GroupCoordinator {
         let retention_ms = self.cfg.offsets_retention_minutes as i64 * 60_000;
         let wall = now_ms();
         let mut snapshots = Vec::new();
-        let mut tombstones: Vec<(String, Vec<(StoreKey, Option<Vec<u8>>)>)> = Vec::new();
+        let mut tombstones: Vec<(String, GroupRecords)> = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
             for g in groups.values_mut() {

@@ -65,6 +65,9 @@ pub struct GroupSnapshot {
 }
 
 /// A decoded record: key and value (None = tombstone).
+// Records are decoded one at a time while replaying; boxing the largest would
+// allocate once per member record for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreRecord {
     Offset { group: String, topic: String, partition: i32, value: Option<CommittedOffset> },
     Group { group: String, value: Option<GroupSnapshot> },
@@ -73,6 +76,8 @@ pub enum StoreRecord {
 }
 
 /// What replay finds in `__consumer_offsets`, in log order.
+// Replayed one at a time (see `StoreRecord`).
+#[allow(clippy::large_enum_variant)]
 pub enum Replayed {
     /// A record; `producer_id` is set when it was written inside a transaction
     /// (TxnOffsetCommit), so it only counts once that producer's commit marker follows.

@@ -53,7 +53,7 @@ pub async fn call(ctx: &Ctx, group: &str, req: GroupRequest) -> Result<GroupResp
 
 /// Sends a group request to one shard.
 pub async fn call_shard(ctx: &Ctx, shard: usize, req: GroupRequest) -> Result<GroupResponse, i16> {
-    match ctx.x.call(shard, ShardRequest::Group(req)).await {
+    match ctx.x.call(shard, ShardRequest::Group(Box::new(req))).await {
         Ok(ShardResponse::Group(r)) => Ok(r),
         _ => Err(E::CoordinatorNotAvailable.code()),
     }

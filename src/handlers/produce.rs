@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
         for p in &t.partition_data {
             let idx = slots.len();
             let owner = ctx.shard().route(&topic, p.index);
-            let checked = if !matches!(acks, 0 | 1 | -1) {
+            let checked = if !matches!(acks, -1..=1) {
                 Err(Error::InvalidRequiredAcks(acks))
             } else if is_internal_topic(&topic) {
                 // The coordinators' state: only they write it (Kafka's answer).

@@ -102,6 +102,9 @@ impl State {
     }
 }
 
+/// What the log tells the partition above it after each write: the new log end.
+pub type OnWritten = Box<dyn Fn(i64)>;
+
 /// One partition's log, owned by its shard (`Rc`, never crosses threads).
 pub struct PartitionLog {
     pub topic: String,
@@ -113,7 +116,7 @@ pub struct PartitionLog {
     /// Woken whenever the log end moves (a retried batch waits for its original).
     pub appended: Notify,
     /// Told the new log end after each write (see [`PartitionLog::set_on_written`]).
-    on_written: RefCell<Option<Box<dyn Fn(i64)>>>,
+    on_written: RefCell<Option<OnWritten>>,
     closed: Cell<bool>,
     /// A rolled segment's fdatasync is in flight (at most one: unclean-start
     /// recovery checks only the active segment and the one before it).
@@ -381,7 +384,7 @@ impl PartitionLog {
 
     /// Installs what runs each time the log end moves (after the write, before
     /// the waiters wake): the partition above advances its high watermark from it.
-    pub fn set_on_written(&self, f: Box<dyn Fn(i64)>) {
+    pub fn set_on_written(&self, f: OnWritten) {
         *self.on_written.borrow_mut() = Some(f);
     }
 
@@ -404,7 +407,7 @@ impl PartitionLog {
             return Err(Error::ShuttingDown);
         }
         if origin == Origin::Client && batches.iter().any(|b| b.header.is_control()) {
-            return Err(Error::InvalidRecord("control batches are written by the transaction coordinator, not by clients".into()));
+            return Err(Error::InvalidRecord("control batches are written by the transaction coordinator, not by clients"));
         }
         let duplicate = {
             let st = self.state.borrow();
@@ -903,7 +906,7 @@ fn check_producers(producers: &ProducerState, batches: &[ValidatedBatch], origin
     for b in batches.iter().filter(|b| b.header.producer_id >= 0) {
         match scratch.as_ref().unwrap_or(producers).check(&b.header, origin)? {
             Check::Duplicate(d) if batches.len() == 1 => return Ok(Some((b.header.producer_id, d))),
-            Check::Duplicate(_) => return Err(Error::InvalidRecord("a retried batch must be sent alone in its partition's records".into())),
+            Check::Duplicate(_) => return Err(Error::InvalidRecord("a retried batch must be sent alone in its partition's records")),
             Check::Append => {
                 if let Some(s) = scratch.as_mut() {
                     s.update(&b.header);

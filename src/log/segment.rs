@@ -422,7 +422,7 @@ pub fn encode_time_index(time_index: &[(i64, u32)]) -> Vec<u8> {
 /// position) entries, both strictly rising and every position inside the log.
 /// None when it is inconsistent (the segment is then rebuilt).
 pub fn parse_offset_index(raw: &[u8], log_size: u64) -> Option<Vec<(u32, u32)>> {
-    if raw.len() % INDEX_ENTRY_BYTES != 0 {
+    if !raw.len().is_multiple_of(INDEX_ENTRY_BYTES) {
         return None;
     }
     let mut index: Vec<(u32, u32)> = Vec::with_capacity(raw.len() / INDEX_ENTRY_BYTES);
@@ -440,7 +440,7 @@ pub fn parse_offset_index(raw: &[u8], log_size: u64) -> Option<Vec<(u32, u32)>> 
 /// Parses a `.timeindex` file: (max timestamp so far, relative offset) entries.
 /// None when its length is not a whole number of entries.
 pub fn parse_time_index(raw: &[u8]) -> Option<Vec<(i64, u32)>> {
-    if raw.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+    if !raw.len().is_multiple_of(TIME_INDEX_ENTRY_BYTES) {
         return None;
     }
     let entry = |e: &[u8]| -> Option<(i64, u32)> { Some((i64::from_be_bytes(e[0..8].try_into().ok()?), u32::from_be_bytes(e[8..12].try_into().ok()?))) };

@@ -370,7 +370,7 @@ impl Shard {
             ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only).await),
             ShardRequest::Group(req) => {
                 let image = self.image();
-                ShardResponse::Group(self.coordinator.handle(req, &image).await)
+                ShardResponse::Group(self.coordinator.handle(*req, &image).await)
             }
             ShardRequest::AlterTopicConfigs { changes, validate_only } => {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)

@@ -82,7 +82,9 @@ pub enum ShardRequest {
     /// `internal`: the broker creating one of its own topics (clients never may).
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool, internal: bool },
     /// A consumer-group request for a group this shard coordinates.
-    Group(crate::coordinator::GroupRequest),
+    /// Boxed: group requests carry whole JoinGroup/SyncGroup requests, and every
+    /// cross-shard message would otherwise be as large as the largest of them.
+    Group(Box<crate::coordinator::GroupRequest>),
     /// Controller only: delete topics by name or id; answers (name, id) per topic.
     DeleteTopics { topics: Vec<(Option<String>, uuid::Uuid)> },
     /// Controller only: grow topics to `count` partitions each.
