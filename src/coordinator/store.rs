@@ -24,7 +24,7 @@ use crate::protocol::compression::decode_batch;
 const MAX_INFLATED_BYTES: usize = 256 << 20;
 use serde::{Deserialize, Serialize};
 
-use super::group::{CommittedOffset, Member};
+use super::group::state::{CommittedOffset, Member};
 use crate::error::{Error, Result};
 use crate::log::producer_state::Origin;
 use crate::log::PartitionLog;

@@ -3,8 +3,16 @@
 //! is `Rc`/`RefCell`, reached only from this core; other cores ask through
 //! `xshard`, which calls [`Shard::handle`] directly when the owner is local.
 //! Shard 0 is also the metadata controller (the only writer of the image).
+//!
+//! The partition owner's jobs, one file each: [`partition`] (log + high
+//! watermark), [`controller`] (metadata changes, shard 0), [`fetch_wait`]
+//! (long-polls), [`markers`] (transaction markers), [`housekeeping`] (retention,
+//! compaction, flushes, close), [`offline`] (logs that could not open).
 
 pub mod controller;
+pub mod fetch_wait;
+pub mod housekeeping;
+pub mod markers;
 pub mod offline;
 pub mod partition;
 pub mod request;
@@ -13,9 +21,6 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
-
-use futures::FutureExt;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -23,11 +28,10 @@ use crate::io::ring::Ring;
 use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::log::MetadataLog;
 use crate::metadata::{MetadataImage, Route, ShardPlacement};
-use crate::protocol::now_ms;
 use crate::sync::Notify;
 use offline::{OfflinePartitions, SpareDescriptors};
 use partition::Partition;
-use request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};
+use request::{ShardRequest, ShardResponse, TopicPartition};
 
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
@@ -179,22 +183,6 @@ impl Shard {
             ShardResponse::ProducerIds(Err(e)) => Err(e),
             _ => Err(Error::CoordinatorNotAvailable),
         }
-    }
-
-    /// Appends transaction markers to owned partitions; a marker in a
-    /// `__consumer_offsets` partition also ends that producer's pending offsets.
-    async fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> Vec<Result<()>> {
-        let futs = markers.into_iter().map(|m| {
-            let log = self.log(&m.tp);
-            async move {
-                log?.append_marker(m.producer_id, m.producer_epoch, m.commit, m.coordinator_epoch).await?;
-                if m.tp.topic == crate::coordinator::OFFSETS_TOPIC {
-                    self.coordinator.complete_txn(m.tp.partition, m.producer_id, m.commit);
-                }
-                Ok(())
-            }
-        });
-        futures::future::join_all(futs).await
     }
 
     /// The log of a partition this shard owns; KAFKA_STORAGE_ERROR for one
@@ -417,59 +405,6 @@ impl Shard {
         }
     }
 
-    /// Retention on every owned log (the shard's retention task calls this
-    /// every `log.retention.check.interval.ms`).
-    pub fn apply_retention(&self) {
-        let now = now_ms();
-        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
-        for l in logs {
-            if let Err(e) = l.apply_retention(now) {
-                crate::error_limited!(topic = %l.topic, partition = l.partition, "retention failed: {e}");
-            }
-            l.expire_producers(now, self.cfg.producer_id_expiration_ms);
-        }
-    }
-
-    /// One cleaner pass over this shard's compacted partitions (the cleaner
-    /// task runs it on a low-priority queue every `log.cleaner.backoff.ms`).
-    pub async fn clean_logs(&self) {
-        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().filter(|p| p.log.config().compact).map(|p| p.log.clone()).collect();
-        for l in logs {
-            if self.stopping.get() {
-                return;
-            }
-            match l.clean(self.cfg.log_cleaner_dedupe_buffer_size, self.cfg.socket_request_max_bytes, now_ms()).await {
-                Ok(Some(s)) => {
-                    let secs = s.elapsed.as_secs_f64().max(1e-6);
-                    tracing::info!(
-                        topic = %l.topic, partition = l.partition, segments = s.segments_cleaned, read_bytes = s.bytes_read, written_bytes = s.bytes_written,
-                        records_removed = s.records_removed, tombstones_removed = s.tombstones_removed,
-                        mb_per_sec = format!("{:.1}", s.bytes_read as f64 / 1e6 / secs), "log cleaned"
-                    );
-                }
-                Ok(None) => {}
-                Err(e) => crate::error_limited!(topic = %l.topic, partition = l.partition, "log cleaning failed: {e}"),
-            }
-        }
-    }
-
-    async fn wait_for_append(&self, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool) {
-        let parts: Vec<(Rc<Partition>, i64)> = partitions.iter().filter_map(|(tp, off)| Some((self.partition(tp).ok()?, *off))).collect();
-        let deadline = glommio::timer::sleep(Duration::from_millis(max_wait_ms)).fuse();
-        futures::pin_mut!(deadline);
-        loop {
-            let end = |p: &Partition| if read_committed { p.last_stable_offset() } else { p.high_watermark() };
-            if parts.iter().any(|(p, off)| end(p) > *off) || self.stopping.get() {
-                return;
-            }
-            let waits = futures::future::select_all(parts.iter().map(|(p, _)| p.hw_moved.wait()).chain(std::iter::once(self.stop_signal.wait())));
-            futures::select! {
-                _ = waits.fuse() => {}
-                _ = deadline => return,
-            }
-        }
-    }
-
     fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
         let p = self.partition(tp)?;
         match ts {
@@ -479,34 +414,5 @@ impl Shard {
             ts if ts >= 0 => Ok(p.log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
             _ => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
         }
-    }
-
-    /// Flushes partitions whose `flush.ms` is due (called from the shard's flusher task).
-    pub async fn flush_due(&self) {
-        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
-        for l in logs {
-            if l.flush_due_by_time() {
-                if let Err(e) = l.flush().await {
-                    crate::error_limited!(topic = %l.topic, partition = l.partition, "flush failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Clean stop: every owned log finishes its writes, writes its indexes and syncs.
-    /// One failing partition (say, its directory vanished) does not stop the others
-    /// from closing; the first error is returned.
-    pub async fn close_logs(&self) -> Result<()> {
-        let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
-        let mut first = Ok(());
-        for l in logs {
-            if let Err(e) = l.close().await {
-                tracing::error!(topic = %l.topic, partition = l.partition, "closing the log failed: {e}");
-                if first.is_ok() {
-                    first = Err(e.into());
-                }
-            }
-        }
-        first
     }
 }

@@ -22,7 +22,7 @@ use super::heartbeat::{validate, Answer, Changes, Heartbeat, Settings, LEAVE_GRO
 use super::member::Assignment;
 use super::records::{self, KeyedRecord};
 use super::ConsumerGroup;
-use crate::coordinator::group::{Group, GroupState};
+use crate::coordinator::group::state::{Group, GroupState};
 use crate::coordinator::store::StoreKey;
 use crate::coordinator::GroupCoordinator;
 use crate::error::Error;

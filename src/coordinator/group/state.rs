@@ -125,7 +125,7 @@ pub struct Group {
     pub pending_txn_offsets: HashMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
     /// Set when the group speaks the consumer group protocol (KIP-848): then
     /// the classic fields above stay empty and only the offsets are shared.
-    pub consumer: Option<Box<super::consumer_group::ConsumerGroup>>,
+    pub consumer: Option<Box<crate::coordinator::consumer_group::ConsumerGroup>>,
 }
 
 impl Group {
