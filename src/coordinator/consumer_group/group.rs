@@ -156,7 +156,8 @@ impl ConsumerGroup {
     }
 
     /// Every topic name some member subscribes to, by name or by regex
-    /// (resolved against `topics`, internal topics excluded).
+    /// (resolved against every topic in `topics`, internal ones included, as
+    /// Kafka's broker resolves them; clients exclude internal topics themselves).
     pub fn subscribed_topic_names<'a>(&mut self, topics: impl Iterator<Item = &'a str> + Clone) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = BTreeSet::new();
         let mut patterns: BTreeSet<String> = BTreeSet::new();
@@ -178,7 +179,7 @@ impl ConsumerGroup {
                 }
             }
             if let Some(r) = self.regexes.get(&p) {
-                out.extend(topics.clone().filter(|t| !crate::protocol::topic::is_internal_topic(t) && r.is_match(t)).map(str::to_string));
+                out.extend(topics.clone().filter(|t| r.is_match(t)).map(str::to_string));
             }
         }
         out
@@ -188,7 +189,7 @@ impl ConsumerGroup {
     pub fn member_topic_names<'a>(&self, m: &ConsumerGroupMember, topics: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
         let mut out = m.subscribed_topic_names.clone();
         if let Some(r) = m.subscribed_topic_regex.as_ref().and_then(|p| self.regexes.get(p)) {
-            out.extend(topics.filter(|t| !crate::protocol::topic::is_internal_topic(t) && r.is_match(t)).map(str::to_string));
+            out.extend(topics.filter(|t| r.is_match(t)).map(str::to_string));
         }
         out
     }

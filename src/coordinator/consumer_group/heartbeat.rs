@@ -564,6 +564,21 @@ mod tests {
     }
 
     #[test]
+    fn a_regex_matching_an_internal_topic_is_assigned_it_as_kafka_does() {
+        // franz-go's Test848RegexBrokerResolves: Kafka's broker resolves a regex
+        // against every topic, internal ones included (clients exclude them).
+        let names = vec!["uniform".to_string()];
+        let s = settings(&names);
+        let mut g = ConsumerGroup::default();
+        let hb = Heartbeat { subscribed_topic_names: None, subscribed_topic_regex: Some("__consumer_offsets|orders".into()), ..join("a", &[]) };
+        let img = image(&[("__consumer_offsets", 1, 2), ("orders", 2, 1), ("other", 3, 1)], 1);
+        let a = g.heartbeat("g", hb, &img, &s, Instant::now(), &mut Changes::default()).unwrap();
+        let owned = a.assignment.unwrap();
+        assert_eq!(owned.keys().copied().collect::<Vec<_>>(), vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert_eq!(count(&owned), 3);
+    }
+
+    #[test]
     fn leave_session_expiry_and_static_takeover() {
         let img = image(&[("t", 1, 4)], 1);
         let names = vec!["uniform".to_string()];
