@@ -10,9 +10,11 @@
 #          via `BROKER_CPU=$BROKER_CPU bench/kafka-peer.sh start-single` (taskset inside; heap
 #          $KAFKA_HEAP, G1; Kafka's defaults otherwise, see kafka-peer.sh); tansu: `taskset -c
 #          $BROKER_CPU tansu-run.sh start memory`), with every client under `taskset -c $CLIENT_CPU`:
-#          - a warm-up, same for every broker, not in the tables: loadgen produce $WARMUP s to a
-#            1-partition topic and consume it back as a consumer group (a JVM broker compiles its
-#            hot paths first, and Kafka creates __consumer_offsets before the measured runs);
+#          - a warm-up, same for every broker, not in the tables: loadgen produce to a 1-partition
+#            topic ($WARMUP s or 2 x $RECORDS records, whichever first) and consume it back as a
+#            consumer group (a JVM broker compiles its hot paths first: with 5 s, Kafka's first
+#            measured run still cost 2-3x the CPU per GB of its later runs; and Kafka creates
+#            __consumer_offsets before the measured runs);
 #          - loadgen produce, 1 KiB records, acks=1 and acks=all, 1 and $NPARTS partitions
 #            ($DURATION s, at most $RECORDS records per run);
 #          - loadgen consume of the 1- and N-partition acks=1 topics from the beginning (fetch
@@ -59,7 +61,7 @@
 #       BENCH_DIR (/tmp: broker data + fio scratch, removed at exit), OUT
 #       (bench/results-<UTC date>), PEERS (~/.cache/shardlog-peers), SHARED (../shared/bench
 #       next to the repo), PROFILE (1 when perf exists, else 0), LG_ARGS (extra loadgen args),
-#       WARMUP (5 s; 0 = none).
+#       WARMUP (15 s; 0 = none).
 # Safety: only 127.0.0.1; every client run is bounded by `timeout`; brokers, iperf3 and perf
 #       are stopped and the data directory removed on exit (trap), also on Ctrl-C.
 set -uo pipefail
@@ -96,7 +98,7 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 BENCH_DIR="${BENCH_DIR:-/tmp}"
 OUT="${OUT:-$ROOT/bench/results-$(date -u +%F)}"
 LG_ARGS="${LG_ARGS:-}"
-WARMUP="${WARMUP:-5}"
+WARMUP="${WARMUP:-15}"
 if command -v perf >/dev/null; then PROFILE="${PROFILE:-1}"; else PROFILE=0; fi
 TCK=$(getconf CLK_TCK)
 BOUND=$((DURATION + LAT_DURATION + 60))   # hard wall-clock bound of any one client run
@@ -247,7 +249,7 @@ for b in $BROKERS; do
     # group consume makes Kafka create its 50-partition __consumer_offsets before the measured runs
     log "$b warm-up: loadgen produce ${WARMUP}s + consume (not in the tables)"
     client "$b" warmup-produce loadgen "${LG[@]}" --mode produce --topic "warm-$STAMP" --partitions 1 --acks 1 \
-      --duration "$WARMUP" --records "$RECORDS"
+      --duration "$WARMUP" --records $((2 * RECORDS))
     client "$b" warmup-consume loadgen "${LG[@]}" --mode consume --group-mode group --topic "warm-$STAMP" --from earliest \
       --records "$(jget "$OUT/$b.warmup-produce.out" produce.records)" --duration "$WARMUP"
   fi
