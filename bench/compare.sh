@@ -11,10 +11,10 @@
 #          $KAFKA_HEAP, G1; Kafka's defaults otherwise, see kafka-peer.sh); tansu: `taskset -c
 #          $BROKER_CPU tansu-run.sh start memory`), with every client under `taskset -c $CLIENT_CPU`:
 #          - a warm-up, same for every broker, not in the tables: loadgen produce to a 1-partition
-#            topic ($WARMUP s or 2 x $RECORDS records, whichever first) and consume it back as a
-#            consumer group (a JVM broker compiles its hot paths first: with 5 s, Kafka's first
-#            measured run still cost 2-3x the CPU per GB of its later runs; and Kafka creates
-#            __consumer_offsets before the measured runs);
+#            topic ($WARMUP s or 3 x $RECORDS records, whichever first) and consume it back as a
+#            consumer group. Why: a JVM broker compiles its hot paths first (Kafka on one core,
+#            8 s loadgen runs back to back: 73, 169, 346, 377 MB/s at 13.9, 5.9, 2.7, 2.6 broker
+#            CPU s/GB), and Kafka creates its __consumer_offsets before the measured runs;
 #          - loadgen produce, 1 KiB records, acks=1 and acks=all, 1 and $NPARTS partitions
 #            ($DURATION s, at most $RECORDS records per run);
 #          - loadgen consume of the 1- and N-partition acks=1 topics from the beginning (fetch
@@ -34,6 +34,7 @@
 #            and ConsumerPerformance (a consumer group subscribing to the 1- and N-partition acks=1
 #            topics, reading all $JPERF_MSGS; figure = fetch.MB.sec, i.e. without the group join);
 #            JVM $JPERF_HEAP + G1, as kafka-run-class.sh runs them;
+#          - topics are deleted (DeleteTopics) once read back, so each broker keeps a few GB at most;
 #          - per client run: client CPU (user+sys from /usr/bin/time), broker CPU seconds
 #            (utime+stime deltas of /proc/PID/stat; for Kafka the java process, all its threads),
 #            broker RSS and peak RSS (VmRSS / VmHWM).
@@ -61,7 +62,7 @@
 #       BENCH_DIR (/tmp: broker data + fio scratch, removed at exit), OUT
 #       (bench/results-<UTC date>), PEERS (~/.cache/shardlog-peers), SHARED (../shared/bench
 #       next to the repo), PROFILE (1 when perf exists, else 0), LG_ARGS (extra loadgen args),
-#       WARMUP (15 s; 0 = none).
+#       WARMUP (30 s; 0 = none).
 # Safety: only 127.0.0.1; every client run is bounded by `timeout`; brokers, iperf3 and perf
 #       are stopped and the data directory removed on exit (trap), also on Ctrl-C.
 set -uo pipefail
@@ -98,7 +99,7 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 BENCH_DIR="${BENCH_DIR:-/tmp}"
 OUT="${OUT:-$ROOT/bench/results-$(date -u +%F)}"
 LG_ARGS="${LG_ARGS:-}"
-WARMUP="${WARMUP:-15}"
+WARMUP="${WARMUP:-30}"
 if command -v perf >/dev/null; then PROFILE="${PROFILE:-1}"; else PROFILE=0; fi
 TCK=$(getconf CLK_TCK)
 BOUND=$((DURATION + LAT_DURATION + 60))   # hard wall-clock bound of any one client run
@@ -194,6 +195,22 @@ try:
   print(v)
 except Exception: print(0)' "$1" "$2"; }
 
+# drop_topics TOPIC...: DeleteTopics between client runs, so a broker's data stays at a few GB
+# (every broker gets the same; Kafka removes the files file.delete.delay.ms = 60 s later)
+drop_topics() {
+  timeout 90 "$PY" - "$BOOT" "$@" >>"$OUT/$b.admin.txt" 2>&1 <<'PYEOF'
+import sys
+from confluent_kafka.admin import AdminClient
+a = AdminClient({"bootstrap.servers": sys.argv[1], "socket.timeout.ms": 10000})
+for t, f in a.delete_topics(sys.argv[2:], operation_timeout=30, request_timeout=40).items():
+    try:
+        f.result(timeout=45)
+        print(f"deleted {t}")
+    except Exception as e:  # noqa: BLE001
+        print(f"delete {t} failed: {e}")
+PYEOF
+}
+
 start_broker() {
   case $1 in
     shardlog)
@@ -249,15 +266,17 @@ for b in $BROKERS; do
     # group consume makes Kafka create its 50-partition __consumer_offsets before the measured runs
     log "$b warm-up: loadgen produce ${WARMUP}s + consume (not in the tables)"
     client "$b" warmup-produce loadgen "${LG[@]}" --mode produce --topic "warm-$STAMP" --partitions 1 --acks 1 \
-      --duration "$WARMUP" --records $((2 * RECORDS))
+      --duration "$WARMUP" --records $((3 * RECORDS))
     client "$b" warmup-consume loadgen "${LG[@]}" --mode consume --group-mode group --topic "warm-$STAMP" --from earliest \
       --records "$(jget "$OUT/$b.warmup-produce.out" produce.records)" --duration "$WARMUP"
+    drop_topics "warm-$STAMP"
   fi
   for p in 1 "$NPARTS"; do
     for a in 1 all; do
       log "$b produce p=$p acks=$a"
       client "$b" "produce-p$p-a$a" loadgen "${LG[@]}" --mode produce --topic "lg-$STAMP-p$p-a$a" --partitions "$p" \
         --acks "$a" --duration "$DURATION" --records "$RECORDS"
+      [ "$a" = 1 ] || drop_topics "lg-$STAMP-p$p-a$a"   # only the acks=1 topics are read back
     done
   done
   for p in 1 "$NPARTS"; do
@@ -270,6 +289,7 @@ for b in $BROKERS; do
       client "$b" "consume-p$p-wait0" loadgen "${LG[@]}" --mode consume --topic "lg-$STAMP-p$p-a1" --from earliest \
         --records "$n" --duration "$DURATION" --fetch-max-wait-ms 0
     fi
+    drop_topics "lg-$STAMP-p$p-a1"
   done
   peak=$(jget "$OUT/$b.produce-p1-a1.out" records_per_sec)
   half=$(python3 -c "print(int(float('${peak:-0}')/2))")
@@ -281,11 +301,13 @@ for b in $BROKERS; do
       log "$b latency at half of peak, producer + tailing consumer: $half records/s acks=$a"
       client "$b" "latency-half-both-a$a" loadgen "${LG[@]}" --mode both --topic "lat-$STAMP-a$a" --partitions 1 \
         --acks "$a" --rate "$half" --duration "$LAT_DURATION"
+      drop_topics "latp-$STAMP-a$a" "lat-$STAMP-a$a"
     done
     quarter=$((half / 2))
     log "$b latency at a quarter of peak, producer + tailing consumer: $quarter records/s acks=1"
     client "$b" "latency-quarter-both-a1" loadgen "${LG[@]}" --mode both --topic "latq-$STAMP-a1" --partitions 1 \
       --acks 1 --rate "$quarter" --duration "$LAT_DURATION"
+    drop_topics "latq-$STAMP-a1"
   fi
   t="rdk-$STAMP-p1"
   if timeout 60 "$PY" "$SHARED/kadmin.py" "$BOOT" create "$t" 1 >>"$OUT/$b.admin.txt" 2>&1; then
@@ -297,6 +319,7 @@ for b in $BROKERS; do
       client "$b" rdk-consume-p1 rdkafka "$RDKPERF" -C -t "$t" -b "$BOOT" -p 0 -o beginning -c "$d" -e \
         -X fetch.wait.max.ms=0 -i 1000
     fi
+    drop_topics "$t"
   fi
   if [ "$JPERF" = 1 ]; then
     # Apache Kafka's own perf clients (the Java client), same record size, counts and pinning
@@ -311,6 +334,7 @@ for b in $BROKERS; do
       client "$b" "kperf-produce-p$p-a$a" kperf "${JV[@]}" org.apache.kafka.tools.ProducerPerformance --topic "$t" \
         --num-records "$JPERF_MSGS" --record-size 1024 --throughput -1 \
         --producer-props "bootstrap.servers=$BOOT" "acks=$a" "${PP[@]}"
+      [ "$a" = 1 ] || drop_topics "$t"
     done
     for p in 1 "$NPARTS"; do
       d=$(grep -a ' records sent, ' "$OUT/$b.kperf-produce-p$p-a1.out" 2>/dev/null | tail -1 | cut -d' ' -f1)
@@ -319,6 +343,7 @@ for b in $BROKERS; do
       client "$b" "kperf-consume-p$p" kperf "${JV[@]}" org.apache.kafka.tools.ConsumerPerformance \
         --bootstrap-server "$BOOT" --topic "kp-$STAMP-p$p-a1" --group "kp-$STAMP-p$p" --messages "$d" --timeout 20000
     done
+    drop_topics "kp-$STAMP-p1-a1" "kp-$STAMP-p$NPARTS-a1"
   fi
   if [ "$b" = shardlog ] && [ "$PROFILE" = 1 ]; then
     # perf wraps the client run and samples both cpus (-a) while it lasts; extra runs, not in the table
@@ -339,6 +364,7 @@ for b in $BROKERS; do
         | grep -v '^#' | grep -v '^$' | sed -E 's/ +$//' >"$OUT/shardlog.perf-$what-by-comm.txt"
       rm -f "$DATA/perf.data"
     done
+    drop_topics "perf-$STAMP-p1" "perf-$STAMP-p$NPARTS"
   fi
   echo "$b final: $(grep -E 'VmRSS|VmHWM' "/proc/$BROKER_PID/status" | tr -s ' \t' ' ' | tr '\n' ' ')" >>"$OUT/meta.txt"
   stop_broker "$b"
