@@ -125,7 +125,22 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
                     tracing::info!(shard = ctx.shard().id, failures, "accepting connections again");
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
-                let slot = match quotas.open(peer.ip()) {
+                // An accept that was already waiting when the broker filled up returns a
+                // connection over max.connections: it waits here, unserved, for a place
+                // (as it would have in the backlog); no more accepts happen meanwhile.
+                let admitted = loop {
+                    match quotas.open(peer.ip()) {
+                        Err(Refused::BrokerFull) if !ctx.shard().stopping.get() => {
+                            let stop = ctx.shard().stop_signal.wait();
+                            futures::select! {
+                                _ = glommio::timer::sleep(FULL_RECHECK).fuse() => {}
+                                _ = stop.fuse() => {}
+                            }
+                        }
+                        other => break other,
+                    }
+                };
+                let slot = match admitted {
                     Ok(slot) => slot,
                     Err(why) => {
                         // Dropping the stream closes it: the client sees the connection end.
@@ -133,7 +148,7 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
                             Refused::PerIp { limit } => {
                                 crate::info_limited!(%peer, limit, "connection refused: max.connections.per.ip reached")
                             }
-                            Refused::BrokerFull => crate::info_limited!(%peer, "connection refused: max.connections reached"),
+                            Refused::BrokerFull => crate::info_limited!(%peer, "connection closed: the broker is stopping"),
                         }
                         continue;
                     }
