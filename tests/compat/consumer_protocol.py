@@ -9,7 +9,9 @@
 # 3. 20 more records; consumers B and C join the group: they end up with 2
 #    partitions each, disjoint, and no partition is ever owned by both at
 #    once (checked in the rebalance callbacks). Together they consume every
-#    record A did not commit, once each (OffsetFetch v9).
+#    record A did not commit, once each (OffsetFetch v9): a member commits in
+#    its revocation callback, as applications do, so a partition that moves
+#    from B to C is read on from where B stopped.
 # 4. AdminClient describes the group: a consumer-protocol group, Stable,
 #    assignor "uniform", 2 members with 2 partitions each.
 # 5. C closes: B gets all 4 partitions back.
@@ -25,7 +27,7 @@ class Member:
     """One consumer; owner records every partition -> member name across members."""
 
     def __init__(self, name, bootstrap, group, topic, owner, violations):
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaError, KafkaException
 
         self.name = name
         self.owned = set()
@@ -47,7 +49,15 @@ class Member:
                 owner[p.partition] = name
                 self.owned.add(p.partition)
 
-        def on_revoke(_consumer, partitions):
+        def on_revoke(consumer, partitions):
+            # Commit what was consumed before the partitions move: without it the
+            # next owner starts from the last commit and reads some records again
+            # (at-least-once, the client's choice, not a broker fault).
+            try:
+                consumer.commit(asynchronous=False)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError._NO_OFFSET:
+                    violations.append(f"{name}: commit on revocation failed: {e}")
             for p in partitions:
                 if owner.get(p.partition) == name:
                     del owner[p.partition]
