@@ -12,7 +12,8 @@
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard;
 //!            bounded in flight per shard pair
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
-//!            on the shard owning its __consumer_offsets or __transaction_state partition
+//!            on the core owning its __consumer_offsets or __transaction_state partition, above
+//!            that core's shard (they read and append through its logs)
 //! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
 //!            (Rc/RefCell, no locks); shard 0 is also the metadata controller
 //!            (shard/controller.rs: records -> metadata log -> publish)
@@ -30,10 +31,17 @@
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 //!
-//! One loop remains against the layers (issue 15): `shard/` owns the coordinators
-//! and a weak `XShard`, and the transaction coordinator calls other shards from
-//! inside `Shard::handle`. It goes when the coordinators receive their local logs
-//! and an outbound-calls interface that `xshard` implements.
+//! Calls only point down. Where a lower layer must reach a higher one, it owns a
+//! small interface that the higher one implements, held weakly:
+//! - `shard::links::PartitionEvents` (implemented by `coordinator::Coordinators`): a
+//!   `__consumer_offsets` / `__transaction_state` partition opened, a marker written.
+//! - `shard::links::Peers` (implemented by `xshard::XShard`): the controller publishes a
+//!   metadata image to every shard.
+//! - `coordinator::Outbound` (implemented by `xshard::XShard`): transaction markers to the
+//!   partitions' owners, producer-id blocks from the controller.
+//!
+//! So a core is two objects: its partition owner (`Shard`) and its coordinators
+//! (`Coordinators`, above it); `xshard` carries requests for either between cores.
 //!
 //! ## Where what comes next lives
 //! - **The cluster** (`cluster/`, beside `admin/`): the Raft metadata quorum replaces

@@ -1,16 +1,8 @@
-//! Producer id allocation. The controller (shard 0) owns the counter in the
-//! metadata image and hands out blocks of [`PRODUCER_ID_BLOCK_SIZE`] ids; each
-//! shard serves InitProducerId from its current block and asks for a new one
-//! only when it runs out, so the controller is asked once per thousand
-//! producers, not once per producer (Kafka's `ProducerIdManager` does the same
-//! with blocks from the controller quorum).
+//! Producer id allocation, a core's side: each core serves InitProducerId from
+//! its current block and asks the controller for a new one
+//! ([`crate::metadata::producer_ids`]) only when it runs out.
 
 use std::cell::Cell;
-
-/// Ids per block: large enough that a busy shard rarely asks the controller,
-/// small enough that the ids a crash skips (the rest of every block) do not
-/// matter in the 2^63 id space.
-pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 /// One shard's current block `[next, end)`.
 #[derive(Debug, Default)]
@@ -42,17 +34,10 @@ impl ProducerIdBlock {
     }
 }
 
-/// The controller's side: the block to hand out from counter `next` and the
-/// counter after it, or None when the id space is exhausted.
-pub fn next_block(next: i64) -> Option<(i64, i64)> {
-    let start = next.max(0);
-    let end = start.checked_add(PRODUCER_ID_BLOCK_SIZE)?;
-    Some((start, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::producer_ids::{next_block, PRODUCER_ID_BLOCK_SIZE};
 
     #[test]
     fn blocks_hand_out_each_id_once() {

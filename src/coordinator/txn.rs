@@ -9,7 +9,7 @@
 //! `Empty -> Ongoing` (AddPartitionsToTxn / AddOffsetsToTxn),
 //! `Ongoing -> PrepareCommit | PrepareAbort` (EndTxn, or a timeout abort that
 //! also bumps the epoch to fence the stuck producer), then markers go to every
-//! partition of the transaction through `xshard` (grouped per owner shard),
+//! partition of the transaction through [`super::Outbound`] (`xshard`, grouped per owner shard),
 //! then `-> CompleteCommit | CompleteAbort` with the partition set cleared.
 //! InitProducerId bumps the epoch (a new producer id once the epoch is
 //! exhausted); an Ongoing transaction is aborted first.
@@ -35,13 +35,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::coordinators::{Coordinators, Outbound};
 use super::txn_store::{self, TXN_STATE_TOPIC};
 use super::{now_ms, partition_for};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
-use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition, TxnMarker};
-use crate::shard::Shard;
+use crate::shard::request::{TopicPartition, TxnMarker};
 
 /// Kafka's `isProducerEpochExhausted`: at this epoch a bump needs a new producer id.
 const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
@@ -466,23 +466,23 @@ impl TxnCoordinator {
     }
 
     /// Serves one transactional request.
-    pub async fn handle(&self, req: TxnRequest, shard: &Rc<Shard>) -> TxnResponse {
+    pub async fn handle(&self, req: TxnRequest, c: &Coordinators) -> TxnResponse {
         match req {
             TxnRequest::InitProducerId { transactional_id, timeout_ms, requested, fenced_ok } => {
-                TxnResponse::InitProducerId(self.init_producer_id(shard, &transactional_id, timeout_ms, requested, fenced_ok).await)
+                TxnResponse::InitProducerId(self.init_producer_id(c, &transactional_id, timeout_ms, requested, fenced_ok).await)
             }
             TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions, fenced_ok } => {
                 TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions, fenced_ok).await)
             }
             TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit, fenced_ok } => {
-                TxnResponse::EndTxn(self.end_txn(shard, &transactional_id, producer_id, producer_epoch, commit, fenced_ok).await)
+                TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit, fenced_ok).await)
             }
             TxnRequest::List { states, producer_ids, duration_ms } => TxnResponse::List(self.list(&states, &producer_ids, duration_ms, now_ms())),
             TxnRequest::Describe { transactional_ids } => TxnResponse::Describe(transactional_ids.into_iter().map(|id| self.describe(id)).collect()),
         }
     }
 
-    async fn init_producer_id(&self, shard: &Rc<Shard>, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>, fenced_ok: bool) -> Result<(i64, i16)> {
+    async fn init_producer_id(&self, c: &Coordinators, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>, fenced_ok: bool) -> Result<(i64, i16)> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
@@ -502,16 +502,16 @@ impl TxnCoordinator {
                 }
                 InitStep::NeedProducerId => {
                     drop(guard);
-                    new_pid = Some(shard.next_producer_id().await?);
+                    new_pid = Some(c.next_producer_id().await?);
                 }
                 InitStep::AbortOngoing(prepared) => {
-                    self.complete(shard, prepared, true).await?;
+                    self.complete(c, prepared, true).await?;
                     drop(guard);
                     // The request was checked against the producer it fenced.
                     requested = None;
                 }
                 InitStep::Resume(prepared) => {
-                    self.complete(shard, prepared, false).await?;
+                    self.complete(c, prepared, false).await?;
                     drop(guard);
                 }
             }
@@ -531,7 +531,7 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    async fn end_txn(&self, shard: &Rc<Shard>, id: &str, pid: i64, epoch: i16, commit: bool, fenced_ok: bool) -> Result<()> {
+    async fn end_txn(&self, c: &Coordinators, id: &str, pid: i64, epoch: i16, commit: bool, fenced_ok: bool) -> Result<()> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
@@ -539,8 +539,8 @@ impl TxnCoordinator {
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
         match cur.plan_end(pid, epoch, commit, fenced_ok, now_ms())? {
             EndStep::AlreadyDone => Ok(()),
-            EndStep::Prepare(prepared) => self.complete(shard, prepared, true).await,
-            EndStep::Resume(prepared) => self.complete(shard, prepared, false).await,
+            EndStep::Prepare(prepared) => self.complete(c, prepared, true).await,
+            EndStep::Resume(prepared) => self.complete(c, prepared, false).await,
         }
     }
 
@@ -548,10 +548,10 @@ impl TxnCoordinator {
     /// markers and persists the Complete state. The caller holds the id's
     /// in-flight mark. On a marker failure the id stays in Prepare* for the
     /// ticker, and the caller gets COORDINATOR_NOT_AVAILABLE (retriable).
-    async fn complete(&self, shard: &Rc<Shard>, prepared: TxnMetadata, persist_prepare: bool) -> Result<()> {
+    async fn complete(&self, c: &Coordinators, prepared: TxnMetadata, persist_prepare: bool) -> Result<()> {
         let prepared = if persist_prepare { self.persist(prepared).await? } else { prepared };
         let commit = prepared.state == TxnState::PrepareCommit;
-        let coordinator_epoch = self.coordinator_epoch(shard, &prepared.transactional_id);
+        let coordinator_epoch = self.coordinator_epoch(c, &prepared.transactional_id);
         let markers: Vec<TxnMarker> = prepared
             .partitions
             .iter()
@@ -563,7 +563,11 @@ impl TxnCoordinator {
                 coordinator_epoch,
             })
             .collect();
-        if let Err(e) = write_markers(shard, markers).await {
+        let written = match c.outbound() {
+            Ok(out) => write_markers(&*out, markers).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             crate::warn_limited!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
@@ -571,15 +575,15 @@ impl TxnCoordinator {
     }
 
     /// The coordinator epoch is the leader epoch of the id's `__transaction_state` partition.
-    fn coordinator_epoch(&self, shard: &Rc<Shard>, id: &str) -> i32 {
+    fn coordinator_epoch(&self, c: &Coordinators, id: &str) -> i32 {
         let p = self.partition_of(id);
-        shard.image().topics.get(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(usize::try_from(p).ok()?).map(|m| m.leader_epoch)).unwrap_or(0)
+        c.shard.image().topics.get(TXN_STATE_TOPIC).and_then(|t| t.partitions.get(usize::try_from(p).ok()?).map(|m| m.leader_epoch)).unwrap_or(0)
     }
 
     /// Periodic work (also the recovery pass at start): finish transactions
     /// left in Prepare*, abort Ongoing ones past their timeout (fencing the
     /// producer), and forget ids idle past `transactional.id.expiration.ms`.
-    pub async fn tick(&self, shard: &Rc<Shard>) {
+    pub async fn tick(&self, c: &Coordinators) {
         let now = now_ms();
         let expiration_ms = self.cfg.transactional_id_expiration_ms;
         let (prepared, timed_out, expired) = {
@@ -609,7 +613,7 @@ impl TxnCoordinator {
             }) else {
                 continue;
             };
-            if let Err(e) = self.complete(shard, cur.clone(), false).await {
+            if let Err(e) = self.complete(c, cur.clone(), false).await {
                 crate::warn_limited!(transactional_id = %cur.transactional_id, "completing a prepared transaction failed: {e}");
             }
         }
@@ -618,7 +622,7 @@ impl TxnCoordinator {
             // Re-read: the state may have moved while earlier ids were completed.
             let Some(cur) = self.get(&m.transactional_id).filter(|c| c.timed_out(now) || c.state == TxnState::PrepareEpochFence) else { continue };
             tracing::info!(transactional_id = %cur.transactional_id, producer_id = cur.producer_id, epoch = cur.producer_epoch, "aborting a transaction past its timeout");
-            if let Err(e) = self.complete(shard, cur.fence_and_abort(now), true).await {
+            if let Err(e) = self.complete(c, cur.fence_and_abort(now), true).await {
                 crate::warn_limited!(transactional_id = %cur.transactional_id, "aborting a timed-out transaction failed: {e}");
             }
         }
@@ -680,8 +684,7 @@ impl TxnCoordinator {
 /// Sends markers to the owner shards (one message per shard) and retries the
 /// failed ones a few times. A partition that no longer exists (its topic was
 /// deleted) needs no marker, as in Kafka.
-async fn write_markers(shard: &Rc<Shard>, mut markers: Vec<TxnMarker>) -> Result<()> {
-    let x = shard.xshard().ok_or(Error::CoordinatorNotAvailable)?;
+async fn write_markers(out: &dyn Outbound, mut markers: Vec<TxnMarker>) -> Result<()> {
     let mut last = None;
     for attempt in 0..MARKER_ATTEMPTS {
         if markers.is_empty() {
@@ -690,18 +693,7 @@ async fn write_markers(shard: &Rc<Shard>, mut markers: Vec<TxnMarker>) -> Result
         if attempt > 0 {
             glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_BACKOFF_MS)).await;
         }
-        let items: Vec<(crate::metadata::Route, TxnMarker)> = markers.iter().map(|m| (shard.route(&m.tp.topic, m.tp.partition), m.clone())).collect();
-        // Boxed: this runs inside Shard::handle, and a call to the local shard re-enters it.
-        let results = Box::pin(crate::xshard::fan_out::fan_out(
-            &x,
-            items,
-            |markers| ShardRequest::WriteTxnMarkers { markers },
-            |r| match r {
-                ShardResponse::WriteTxnMarkers(v) => Some(v),
-                _ => None,
-            },
-        ))
-        .await;
+        let results = out.write_txn_markers(markers.clone()).await;
         let mut failed = Vec::new();
         for (m, r) in markers.into_iter().zip(results) {
             match r {

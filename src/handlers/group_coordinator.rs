@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::coordinator::{internal_partition_count, partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
-use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+use crate::shard::request::NewTopic;
 use kafka_protocol::ResponseError as E;
 
 /// Creates `__consumer_offsets` if it does not exist yet.
@@ -53,8 +53,5 @@ pub async fn call(ctx: &Ctx, group: &str, req: GroupRequest) -> Result<GroupResp
 
 /// Sends a group request to one shard.
 pub async fn call_shard(ctx: &Ctx, shard: usize, req: GroupRequest) -> Result<GroupResponse, i16> {
-    match ctx.x.call(shard, ShardRequest::Group(Box::new(req))).await {
-        Ok(ShardResponse::Group(r)) => Ok(r),
-        _ => Err(E::CoordinatorNotAvailable.code()),
-    }
+    ctx.x.call_group(shard, req).await.map_err(|_| E::CoordinatorNotAvailable.code())
 }

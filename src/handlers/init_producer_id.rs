@@ -17,7 +17,7 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> Init
         Err(code) => InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
     };
     let Some(txn_id) = req.transactional_id.as_ref().map(|t| t.0.to_string()) else {
-        return answer(ctx.shard().next_producer_id().await.map(|p| (p, 0)).map_err(|e| e.code()));
+        return answer(ctx.coordinators().next_producer_id().await.map(|p| (p, 0)).map_err(|e| e.code()));
     };
     if txn_id.is_empty() {
         return answer(Err(E::InvalidRequest.code()));

@@ -9,7 +9,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse, TxnState};
-use crate::shard::request::{ShardRequest, ShardResponse};
 
 pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
     let mut states = Vec::new();
@@ -26,10 +25,10 @@ pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest, version: i16) -> Li
     }
     let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
     let duration_ms = if version >= 1 { req.duration_filter } else { -1 };
-    let answers = ctx.x.broadcast(|| ShardRequest::Txn(TxnRequest::List { states: states.clone(), producer_ids: producer_ids.clone(), duration_ms })).await;
+    let answers = ctx.x.broadcast_txn(|| TxnRequest::List { states: states.clone(), producer_ids: producer_ids.clone(), duration_ms }).await;
     for a in answers {
         match a {
-            Ok(ShardResponse::Txn(TxnResponse::List(list))) => {
+            Ok(TxnResponse::List(list)) => {
                 resp.transaction_states.extend(list.into_iter().map(|(id, pid, state)| {
                     TransactionState::default()
                         .with_transactional_id(TransactionalId(StrBytes::from_string(id)))

@@ -63,6 +63,11 @@ impl Ctx {
 
     /// This shard.
     pub fn shard(&self) -> &Rc<Shard> {
-        &self.x.local
+        &self.x.shard
+    }
+
+    /// This core's group and transaction coordinators.
+    pub fn coordinators(&self) -> &Rc<crate::coordinator::Coordinators> {
+        &self.x.coordinators
     }
 }

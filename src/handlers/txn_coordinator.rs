@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::coordinator::{internal_partition_count, partition_for};
-use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+use crate::shard::request::NewTopic;
 
 /// Creates `__transaction_state` if it does not exist yet.
 pub async fn ensure_txn_topic(ctx: &Ctx) -> bool {
@@ -47,8 +47,5 @@ pub async fn call(ctx: &Ctx, transactional_id: &str, req: TxnRequest) -> Result<
 
 /// Sends a transactional request to one shard.
 pub async fn call_shard(ctx: &Ctx, shard: usize, req: TxnRequest) -> Result<TxnResponse, i16> {
-    match ctx.x.call(shard, ShardRequest::Txn(req)).await {
-        Ok(ShardResponse::Txn(r)) => Ok(r),
-        _ => Err(E::CoordinatorNotAvailable.code()),
-    }
+    ctx.x.call_txn(shard, req).await.map_err(|_| E::CoordinatorNotAvailable.code())
 }

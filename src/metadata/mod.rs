@@ -10,6 +10,7 @@
 pub mod image;
 pub mod log;
 pub mod placement;
+pub mod producer_ids;
 pub mod records;
 
 pub use image::{MetadataImage, PartitionMeta, TopicMeta};

@@ -15,6 +15,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{Config, ShardCores};
+use crate::coordinator::Coordinators;
 use crate::handlers::Ctx;
 use crate::io::ring::Ring;
 use crate::log::CLEAN_SHUTDOWN_FILE;
@@ -201,16 +202,19 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Err(e) => return fail(format!("io_uring: {e}")),
                 };
                 let shard = Shard::new(id, n, cfg.clone(), ring, advertised, image, placement, metadata_log, recover, offline);
-                let x = XShard::connect(shard.clone(), eps).await;
+                // The coordinators listen before the logs open: they take over their internal partitions.
+                let coordinators = Coordinators::new(shard.clone());
+                shard.open_at_start();
+                let x = XShard::connect(shard.clone(), coordinators.clone(), eps).await;
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
                     Ok(l) => l,
                     Err(e) => return fail(exclusive::bind_error(bound, e).to_string()),
                 };
-                spawn_stop_watcher(shard.clone(), stop_fd);
+                spawn_stop_watcher(coordinators.clone(), stop_fd);
                 spawn_flusher(shard.clone());
-                spawn_group_ticker(shard.clone());
-                spawn_txn_ticker(shard.clone());
+                spawn_group_ticker(coordinators.clone());
+                spawn_txn_ticker(coordinators);
                 spawn_retention(shard.clone());
                 spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
@@ -251,17 +255,18 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn spawn_stop_watcher(shard: std::rc::Rc<Shard>, fd: RawFd) {
+fn spawn_stop_watcher(coordinators: std::rc::Rc<Coordinators>, fd: RawFd) {
     use std::os::fd::FromRawFd;
     // SAFETY: the eventfd belongs to this shard alone from here on.
     let f = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
     glommio::spawn_local(async move {
         let _ = f.read_at(0, 8).await;
+        let shard = &coordinators.shard;
         tracing::info!(shard = shard.id, "stopping");
         shard.stopping.set(true);
         shard.stop_signal.notify_all();
         // Parked JoinGroup/SyncGroup would hold their connections open forever.
-        shard.coordinator.shutdown();
+        coordinators.group.shutdown();
     })
     .detach();
 }
@@ -318,11 +323,11 @@ fn spawn_cleaner(shard: std::rc::Rc<Shard>) {
 }
 
 /// Drives group timeouts (sessions, rebalances, offset retention) every 100 ms.
-fn spawn_group_ticker(shard: std::rc::Rc<Shard>) {
+fn spawn_group_ticker(coordinators: std::rc::Rc<Coordinators>) {
     glommio::spawn_local(async move {
-        while !shard.stopping.get() {
+        while !coordinators.shard.stopping.get() {
             glommio::timer::sleep(Duration::from_millis(100)).await;
-            shard.coordinator.tick();
+            coordinators.group.tick();
         }
     })
     .detach();
@@ -333,11 +338,11 @@ fn spawn_group_ticker(shard: std::rc::Rc<Shard>) {
 /// complete; only now can markers reach other shards), then every
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (timeout
 /// aborts, expiry of idle transactional ids, retries of failed marker writes).
-fn spawn_txn_ticker(shard: std::rc::Rc<Shard>) {
-    let ms = shard.cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms.max(1);
+fn spawn_txn_ticker(coordinators: std::rc::Rc<Coordinators>) {
+    let ms = coordinators.shard.cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms.max(1);
     glommio::spawn_local(async move {
-        while !shard.stopping.get() {
-            shard.txn.tick(&shard).await;
+        while !coordinators.shard.stopping.get() {
+            coordinators.txn.tick(&coordinators).await;
             glommio::timer::sleep(Duration::from_millis(ms)).await;
         }
     })

@@ -12,7 +12,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::request::{AlterOp, ConfigChange, NewTopic, ShardRequest};
+use super::request::{AlterOp, ConfigChange, NewTopic};
 use super::{Shard, CONTROLLER_SHARD};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -86,15 +86,14 @@ impl Shard {
     /// Installs the image and placement here and on every other shard, and waits
     /// until all have applied them (opened the logs of new partitions).
     async fn publish(self: &Rc<Self>, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) {
-        let Some(x) = self.xshard() else {
+        let Some(peers) = self.peers() else {
             // Before the shards are connected (start-up): this shard only.
             self.handle_apply(image, placement);
             return;
         };
-        // Boxed: this runs inside Shard::handle, and the call to this shard re-enters it.
-        let applied = Box::pin(x.broadcast(|| ShardRequest::ApplyMetadata { image: image.clone(), placement: placement.clone() })).await;
-        if applied.iter().any(|r| r.is_err()) {
-            crate::error_limited!("a shard did not apply the new metadata image");
+        let failed = peers.apply_everywhere(image, placement).await;
+        if failed > 0 {
+            crate::error_limited!(shards = failed, "shards did not apply the new metadata image");
         }
     }
 
@@ -103,7 +102,7 @@ impl Shard {
     pub(super) async fn allocate_producer_ids(self: &Rc<Self>) -> Result<(i64, i64)> {
         let _turn = self.controller_turn().await?;
         let mut next = (*self.image()).clone();
-        let (start, end) = crate::coordinator::producer_ids::next_block(next.next_producer_id).ok_or(Error::CoordinatorNotAvailable)?;
+        let (start, end) = crate::metadata::producer_ids::next_block(next.next_producer_id).ok_or(Error::CoordinatorNotAvailable)?;
         let rec = MetadataRecord::ProducerIds { next_producer_id: end };
         next.apply(&rec).map_err(|e| Error::Io(std::io::Error::other(e)))?;
         self.commit(vec![rec], next, vec![Ok((start, end - start))]).await.pop().unwrap_or(Err(Error::CoordinatorNotAvailable))

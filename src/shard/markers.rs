@@ -6,15 +6,15 @@ use super::Shard;
 use crate::error::Result;
 
 impl Shard {
-    /// Appends transaction markers to owned partitions; a marker in a
-    /// `__consumer_offsets` partition also ends that producer's pending offsets.
+    /// Appends transaction markers to owned partitions and tells the coordinators
+    /// (a marker in a `__consumer_offsets` partition ends that producer's pending offsets).
     pub(super) async fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> Vec<Result<()>> {
         let futs = markers.into_iter().map(|m| {
             let log = self.log(&m.tp);
             async move {
                 log?.append_marker(m.producer_id, m.producer_epoch, m.commit, m.coordinator_epoch).await?;
-                if m.tp.topic == crate::coordinator::OFFSETS_TOPIC {
-                    self.coordinator.complete_txn(m.tp.partition, m.producer_id, m.commit);
+                if let Some(events) = self.events() {
+                    events.marker_written(&m);
                 }
                 Ok(())
             }

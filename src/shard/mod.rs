@@ -3,6 +3,8 @@
 //! is `Rc`/`RefCell`, reached only from this core; other cores ask through
 //! `xshard`, which calls [`Shard::handle`] directly when the owner is local.
 //! Shard 0 is also the metadata controller (the only writer of the image).
+//! A shard names no layer above it: it reaches the coordinators on its core and
+//! the other shards only through the interfaces in [`links`].
 //!
 //! The partition owner's jobs, one file each: [`partition`] (log + high
 //! watermark), [`controller`] (metadata changes, shard 0), [`fetch_wait`]
@@ -12,6 +14,7 @@
 pub mod controller;
 pub mod fetch_wait;
 pub mod housekeeping;
+pub mod links;
 pub mod markers;
 pub mod offline;
 pub mod partition;
@@ -29,6 +32,7 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::log::MetadataLog;
 use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::sync::Notify;
+use links::{PartitionEvents, Peers};
 use offline::{OfflinePartitions, SpareDescriptors};
 use partition::Partition;
 use request::{ShardRequest, ShardResponse, TopicPartition};
@@ -66,24 +70,20 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Woken when `stopping` is set.
     pub stop_signal: Notify,
-    /// Groups whose `__consumer_offsets` partition this shard owns.
-    pub coordinator: crate::coordinator::GroupCoordinator,
-    /// Transactional ids whose `__transaction_state` partition this shard owns.
-    pub txn: crate::coordinator::txn::TxnCoordinator,
-    /// This shard's block of producer ids (InitProducerId).
-    producer_ids: crate::coordinator::producer_ids::ProducerIdBlock,
-    /// The way to other shards, for work that starts inside [`Shard::handle`]
-    /// (transaction markers, producer id blocks). Set once by
+    /// Who hears of partitions opening and markers written here (the coordinators
+    /// on this core). Set once before the logs open; weak because it owns this shard.
+    events: OnceCell<Weak<dyn PartitionEvents>>,
+    /// The way to every shard, for the controller's publish. Set once by
     /// `XShard::connect`; weak because the XShard owns this shard.
-    xshard: OnceCell<Weak<crate::xshard::XShard>>,
+    peers: OnceCell<Weak<dyn Peers>>,
     /// Effective log config per topic, for the image version it was built from
     /// (produce validation reads it per request without re-parsing strings).
     topic_configs: RefCell<(u64, HashMap<String, Arc<LogConfig>>)>,
 }
 
 impl Shard {
-    /// Builds the shard and opens the logs it owns in `image`.
-    /// A partition that cannot be opened is offline (see [`offline`]), not a start-up failure.
+    /// Builds the shard; its logs open with [`Shard::open_at_start`], once whoever
+    /// listens to its [`PartitionEvents`] is in place.
     // Distinct start-up inputs, called from one place (runtime::run).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -98,14 +98,13 @@ impl Shard {
         recover: bool,
         offline: Arc<OfflinePartitions>,
     ) -> Rc<Shard> {
-        let cfg_for_groups = cfg.clone();
-        let shard = Rc::new(Shard {
+        Rc::new(Shard {
             id,
             nr_shards,
             cfg,
             ring,
             advertised,
-            image: RefCell::new(image.clone()),
+            image: RefCell::new(image),
             placement: RefCell::new(placement),
             metadata_log: RefCell::new(metadata_log),
             partitions: RefCell::new(HashMap::new()),
@@ -116,14 +115,35 @@ impl Shard {
             recover,
             stopping: Cell::new(false),
             stop_signal: Notify::default(),
-            coordinator: crate::coordinator::GroupCoordinator::new(cfg_for_groups.clone()),
-            txn: crate::coordinator::txn::TxnCoordinator::new(cfg_for_groups),
-            producer_ids: Default::default(),
-            xshard: OnceCell::new(),
+            events: OnceCell::new(),
+            peers: OnceCell::new(),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
-        });
-        shard.open_owned(&image, false);
-        shard
+        })
+    }
+
+    /// Opens the logs this shard owns in its image (start-up). A partition that
+    /// cannot be opened is offline (see [`offline`]), not a start-up failure.
+    pub fn open_at_start(&self) {
+        let image = self.image();
+        self.open_owned(&image, false);
+    }
+
+    /// Called once, before [`Shard::open_at_start`], by the coordinators of this core.
+    pub fn set_partition_events(&self, events: Weak<dyn PartitionEvents>) {
+        let _ = self.events.set(events);
+    }
+
+    /// Called once by `XShard::connect`.
+    pub fn set_peers(&self, peers: Weak<dyn Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    fn events(&self) -> Option<Rc<dyn PartitionEvents>> {
+        self.events.get().and_then(Weak::upgrade)
+    }
+
+    pub(crate) fn peers(&self) -> Option<Rc<dyn Peers>> {
+        self.peers.get().and_then(Weak::upgrade)
     }
 
     /// The current metadata snapshot (cheap `Arc` clone; never hold a borrow).
@@ -155,34 +175,6 @@ impl Shard {
         let c = Arc::new(LogConfig::from(&self.cfg, &image.topics.get(topic)?.configs));
         cache.1.insert(topic.to_string(), c.clone());
         Some(c)
-    }
-
-    /// Called once by `XShard::connect`.
-    pub fn set_xshard(&self, x: Weak<crate::xshard::XShard>) {
-        let _ = self.xshard.set(x);
-    }
-
-    /// This shard's cross-shard handle (None before the shards are connected).
-    pub fn xshard(&self) -> Option<Rc<crate::xshard::XShard>> {
-        self.xshard.get().and_then(Weak::upgrade)
-    }
-
-    /// A producer id unique across the broker and its restarts: from this
-    /// shard's block, asking the controller for a new block when it is used up.
-    pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64> {
-        if let Some(id) = self.producer_ids.take() {
-            return Ok(id);
-        }
-        let x = self.xshard().ok_or(Error::CoordinatorNotAvailable)?;
-        // Boxed: this runs inside Shard::handle, and a call to the local shard re-enters it.
-        match Box::pin(x.call(CONTROLLER_SHARD, ShardRequest::AllocateProducerIds)).await? {
-            ShardResponse::ProducerIds(Ok((start, count))) => {
-                self.producer_ids.install(start, count);
-                self.producer_ids.take().ok_or(Error::CoordinatorNotAvailable)
-            }
-            ShardResponse::ProducerIds(Err(e)) => Err(e),
-            _ => Err(Error::CoordinatorNotAvailable),
-        }
     }
 
     /// The log of a partition this shard owns; KAFKA_STORAGE_ERROR for one
@@ -218,17 +210,13 @@ impl Shard {
         let placement = self.placement();
         let mut todo = Vec::new();
         let mut retries = Vec::new();
+        // Before any partition is handed over: partition counts place keys in them.
+        if let Some(events) = self.events() {
+            events.image_installed(image);
+        }
         {
             let logs = self.partitions.borrow();
             for t in image.topics.values() {
-                // Before any partition is handed over: the count places keys in it.
-                let count = t.partitions.len().min(i32::MAX as usize) as i32;
-                if t.name == crate::coordinator::OFFSETS_TOPIC {
-                    self.coordinator.set_partition_count(count);
-                }
-                if t.name == crate::coordinator::txn_store::TXN_STATE_TOPIC {
-                    self.txn.set_partition_count(count);
-                }
                 for i in 0..t.partitions.len() {
                     let tp = TopicPartition { topic: t.name.clone(), partition: i as i32 };
                     if placement.shard_of(&t.topic_id, i as i32) != Some(self.id) || logs.contains_key(&tp) {
@@ -292,14 +280,11 @@ impl Shard {
         }
     }
 
-    /// Opens one partition's log and hands the internal ones to their coordinator.
+    /// Opens one partition's log and tells the coordinators (which take over the internal ones).
     fn open_partition(&self, tp: &TopicPartition, lc: LogConfig) -> Result<Rc<PartitionLog>> {
         let log = PartitionLog::open(&self.cfg.log_dir, &tp.topic, tp.partition, lc, self.ring.clone(), self.recover)?;
-        if tp.topic == crate::coordinator::OFFSETS_TOPIC {
-            self.coordinator.add_partition(tp.partition, log.clone())?;
-        }
-        if tp.topic == crate::coordinator::txn_store::TXN_STATE_TOPIC {
-            self.txn.add_partition(tp.partition, log.clone())?;
+        if let Some(events) = self.events() {
+            events.partition_opened(tp, &log)?;
         }
         Ok(log)
     }
@@ -356,10 +341,6 @@ impl Shard {
             }
             ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics).await),
             ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only).await),
-            ShardRequest::Group(req) => {
-                let image = self.image();
-                ShardResponse::Group(self.coordinator.handle(*req, &image).await)
-            }
             ShardRequest::AlterTopicConfigs { changes, validate_only } => {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
@@ -371,7 +352,6 @@ impl Shard {
             }
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
             ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
-            ShardRequest::Txn(req) => ShardResponse::Txn(self.txn.handle(req, self).await),
             ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),
             ShardRequest::ApplyMetadata { image, placement } => {
                 self.handle_apply(image, placement);

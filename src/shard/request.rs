@@ -67,6 +67,7 @@ pub struct TxnMarker {
 }
 
 /// Requests a shard serves for partitions it owns (or, for the controller, for metadata).
+/// Requests for the coordinators on a core travel beside these (`xshard::Request`).
 pub enum ShardRequest {
     /// Append validated batches; one entry per partition.
     Produce { partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)> },
@@ -81,10 +82,6 @@ pub enum ShardRequest {
     /// Controller only: create topics and push the new image to every shard.
     /// `internal`: the broker creating one of its own topics (clients never may).
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool, internal: bool },
-    /// A consumer-group request for a group this shard coordinates.
-    /// Boxed: group requests carry whole JoinGroup/SyncGroup requests, and every
-    /// cross-shard message would otherwise be as large as the largest of them.
-    Group(Box<crate::coordinator::GroupRequest>),
     /// Controller only: delete topics by name or id; answers (name, id) per topic.
     DeleteTopics { topics: Vec<(Option<String>, uuid::Uuid)> },
     /// Controller only: grow topics to `count` partitions each.
@@ -101,9 +98,6 @@ pub enum ShardRequest {
     ApplyMetadata { image: Arc<MetadataImage>, placement: Arc<ShardPlacement> },
     /// Controller only: reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
-    /// A transactional request for a transactional id this shard coordinates
-    /// (or, for List, every id it coordinates).
-    Txn(crate::coordinator::txn::TxnRequest),
     /// Append transaction markers to partitions this shard owns; one result per marker.
     WriteTxnMarkers { markers: Vec<TxnMarker> },
 }
@@ -120,7 +114,6 @@ pub enum ShardResponse {
     DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
     /// Per topic: the index of its first new partition (its count before).
     CreatePartitions(Vec<Result<i32, Error>>),
-    Group(crate::coordinator::GroupResponse),
     AlterTopicConfigs(Vec<Result<(), Error>>),
     /// The new low watermark per partition.
     DeleteRecords(Vec<Result<i64, Error>>),
@@ -128,6 +121,5 @@ pub enum ShardResponse {
     DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
     /// A block of producer ids: (first id, count).
     ProducerIds(Result<(i64, i64), Error>),
-    Txn(crate::coordinator::txn::TxnResponse),
     WriteTxnMarkers(Vec<Result<(), Error>>),
 }

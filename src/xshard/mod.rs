@@ -2,9 +2,11 @@
 //!
 //! Every pair of shards has one bounded SPSC channel per direction
 //! (`xshard.channel.capacity`); a full channel makes the sender wait
-//! (backpressure), never grows. A call to the local shard skips the channel
-//! and calls [`Shard::handle`] directly. Replies travel on a one-shot channel
-//! carried inside the request envelope.
+//! (backpressure), never grows. A [`Request`] goes to a core's partition owner
+//! ([`Shard::handle`]) or to its coordinators ([`Coordinators`]); a call to the
+//! local core skips the channel. Replies travel on a one-shot channel carried
+//! inside the request envelope. `xshard` also implements the interfaces through
+//! which the layers below reach other cores ([`Peers`], [`Outbound`]).
 //!
 //! The receiver starts each request as its own task (a long-poll must not block the
 //! channel), so the bound on work in flight sits with the sender: a shard has at most
@@ -23,14 +25,44 @@ use futures::channel::oneshot;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::sync::Semaphore;
 
-use crate::error::{Error, Result};
-use crate::shard::request::{ShardRequest, ShardResponse};
-use crate::shard::Shard;
+use std::sync::Arc;
 
-/// A request on its way to another shard, with the way back.
+use futures::future::LocalBoxFuture;
+
+use crate::coordinator::txn::{TxnRequest, TxnResponse};
+use crate::coordinator::{Coordinators, GroupRequest, GroupResponse, Outbound};
+use crate::error::{Error, Result};
+use crate::metadata::{MetadataImage, ShardPlacement};
+use crate::shard::links::Peers;
+use crate::shard::request::{ShardRequest, ShardResponse, TxnMarker};
+use crate::shard::{Shard, CONTROLLER_SHARD};
+
+/// What one core asks another: its partition owner, or its coordinators.
+pub enum Request {
+    /// For the partitions (or, on the controller, the metadata) the shard owns.
+    Shard(ShardRequest),
+    /// For a group the core coordinates. Boxed: group requests carry whole
+    /// JoinGroup/SyncGroup requests, and every cross-core message would
+    /// otherwise be as large as the largest of them.
+    Group(Box<GroupRequest>),
+    /// For a transactional id the core coordinates (or, for List, every one it does).
+    Txn(TxnRequest),
+}
+
+/// The answer to each [`Request`], same variant.
+pub enum Response {
+    /// From the partition owner.
+    Shard(ShardResponse),
+    /// From the group coordinator.
+    Group(GroupResponse),
+    /// From the transaction coordinator.
+    Txn(TxnResponse),
+}
+
+/// A request on its way to another core, with the way back.
 pub struct Envelope {
-    req: ShardRequest,
-    reply: oneshot::Sender<ShardResponse>,
+    req: Request,
+    reply: oneshot::Sender<Response>,
 }
 
 /// Channel ends one shard receives at start-up (`Send`, connected on the shard).
@@ -54,9 +86,12 @@ pub fn mesh(n: usize, capacity: usize) -> Vec<Endpoints> {
     eps
 }
 
-/// A shard's handle for calling any shard.
+/// A core's handle for calling any core.
 pub struct XShard {
-    pub local: Rc<Shard>,
+    /// This core's partition owner.
+    pub shard: Rc<Shard>,
+    /// This core's coordinators.
+    pub coordinators: Rc<Coordinators>,
     senders: Vec<Option<ConnectedSender<Envelope>>>,
     /// Per destination shard: permits for requests from clients, and for nested requests.
     inflight: Vec<(Rc<Semaphore>, Rc<Semaphore>)>,
@@ -64,13 +99,22 @@ pub struct XShard {
 
 /// Whether `req` is one a shard sends while serving another request. Such requests must
 /// not call other shards themselves (see the module doc).
-fn is_nested(req: &ShardRequest) -> bool {
-    matches!(req, ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds | ShardRequest::ApplyMetadata { .. })
+fn is_nested(req: &Request) -> bool {
+    matches!(req, Request::Shard(ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds | ShardRequest::ApplyMetadata { .. }))
+}
+
+/// Serves a request on this core.
+async fn serve(shard: &Rc<Shard>, coordinators: &Coordinators, req: Request) -> Response {
+    match req {
+        Request::Shard(r) => Response::Shard(shard.handle(r).await),
+        Request::Group(r) => Response::Group(coordinators.handle_group(*r).await),
+        Request::Txn(r) => Response::Txn(coordinators.handle_txn(r).await),
+    }
 }
 
 impl XShard {
-    /// Connects this shard's channel ends and starts serving the incoming ones.
-    pub async fn connect(local: Rc<Shard>, eps: Endpoints) -> Rc<XShard> {
+    /// Connects this core's channel ends and starts serving the incoming ones.
+    pub async fn connect(shard: Rc<Shard>, coordinators: Rc<Coordinators>, eps: Endpoints) -> Rc<XShard> {
         // Both ends of a channel wait for each other to connect: connect every end at
         // once, or two shards each waiting on their first peer would deadlock.
         let senders = futures::future::join_all(eps.senders.into_iter().map(|s| async move {
@@ -83,15 +127,15 @@ impl XShard {
         let (senders, receivers) = futures::join!(senders, receivers);
         for rx in receivers {
             let rx: ConnectedReceiver<Envelope> = rx;
-            let shard = local.clone();
+            let (shard, coordinators) = (shard.clone(), coordinators.clone());
             glommio::spawn_local(async move {
                 while let Some(env) = rx.recv().await {
-                    let shard = shard.clone();
+                    let (shard, coordinators) = (shard.clone(), coordinators.clone());
                     // Each request runs as its own task so a long-poll never blocks the channel;
                     // a caller that went away (its reply end dropped) cancels the work.
                     glommio::spawn_local(async move {
                         let Envelope { req, mut reply } = env;
-                        let work = shard.handle(req);
+                        let work = serve(&shard, &coordinators, req);
                         futures::pin_mut!(work);
                         let cancelled = reply.cancellation();
                         futures::pin_mut!(cancelled);
@@ -104,11 +148,14 @@ impl XShard {
             })
             .detach();
         }
-        let max = local.cfg.xshard_inflight_max as u64;
+        let max = shard.cfg.xshard_inflight_max as u64;
         let inflight = (0..senders.len()).map(|_| (Rc::new(Semaphore::new(max)), Rc::new(Semaphore::new(max)))).collect();
-        let x = Rc::new(XShard { local: local.clone(), senders, inflight });
-        // The coordinators send transaction markers from inside Shard::handle.
-        local.set_xshard(Rc::downgrade(&x));
+        let x = Rc::new(XShard { shard: shard.clone(), coordinators: coordinators.clone(), senders, inflight });
+        // The controller publishes images, and the coordinators send markers and
+        // ask for producer ids, through this XShard.
+        let peers: std::rc::Weak<XShard> = Rc::downgrade(&x);
+        shard.set_peers(peers.clone());
+        coordinators.set_outbound(peers);
         x
     }
 
@@ -117,10 +164,34 @@ impl XShard {
         self.senders.len()
     }
 
-    /// Sends `req` to shard `to` (directly when local) and awaits its answer.
+    /// Sends `req` to the partition owner of core `to` and awaits its answer.
     pub async fn call(&self, to: usize, req: ShardRequest) -> Result<ShardResponse> {
-        if to == self.local.id {
-            return Ok(self.local.handle(req).await);
+        match self.send(to, Request::Shard(req)).await? {
+            Response::Shard(r) => Ok(r),
+            _ => Err(Error::ShardUnavailable),
+        }
+    }
+
+    /// Sends a group request to the coordinators of core `to`.
+    pub async fn call_group(&self, to: usize, req: GroupRequest) -> Result<GroupResponse> {
+        match self.send(to, Request::Group(Box::new(req))).await? {
+            Response::Group(r) => Ok(r),
+            _ => Err(Error::ShardUnavailable),
+        }
+    }
+
+    /// Sends a transactional request to the coordinators of core `to`.
+    pub async fn call_txn(&self, to: usize, req: TxnRequest) -> Result<TxnResponse> {
+        match self.send(to, Request::Txn(req)).await? {
+            Response::Txn(r) => Ok(r),
+            _ => Err(Error::ShardUnavailable),
+        }
+    }
+
+    /// Sends `req` to core `to` (directly when local) and awaits its answer.
+    async fn send(&self, to: usize, req: Request) -> Result<Response> {
+        if to == self.shard.id {
+            return Ok(serve(&self.shard, &self.coordinators, req).await);
         }
         let sender = self.senders.get(to).and_then(|s| s.as_ref()).ok_or(Error::ShardUnavailable)?;
         let (clients, nested) = &self.inflight[to];
@@ -135,5 +206,46 @@ impl XShard {
     /// Sends `req` built per shard to every shard and waits for all.
     pub async fn broadcast(&self, make: impl Fn() -> ShardRequest) -> Vec<Result<ShardResponse>> {
         futures::future::join_all((0..self.nr_shards()).map(|s| self.call(s, make()))).await
+    }
+
+    /// Sends a transactional request built per core to every core's coordinators and waits for all.
+    pub async fn broadcast_txn(&self, make: impl Fn() -> TxnRequest) -> Vec<Result<TxnResponse>> {
+        futures::future::join_all((0..self.nr_shards()).map(|s| self.call_txn(s, make()))).await
+    }
+}
+
+impl Peers for XShard {
+    fn apply_everywhere(&self, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) -> LocalBoxFuture<'_, usize> {
+        Box::pin(async move {
+            let applied = self.broadcast(|| ShardRequest::ApplyMetadata { image: image.clone(), placement: placement.clone() }).await;
+            applied.iter().filter(|r| !matches!(r, Ok(ShardResponse::MetadataApplied))).count()
+        })
+    }
+}
+
+impl Outbound for XShard {
+    fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> LocalBoxFuture<'_, Vec<Result<()>>> {
+        Box::pin(async move {
+            let items = markers.into_iter().map(|m| (self.shard.route(&m.tp.topic, m.tp.partition), m)).collect();
+            fan_out::fan_out(
+                self,
+                items,
+                |markers| ShardRequest::WriteTxnMarkers { markers },
+                |r| match r {
+                    ShardResponse::WriteTxnMarkers(v) => Some(v),
+                    _ => None,
+                },
+            )
+            .await
+        })
+    }
+
+    fn allocate_producer_ids(&self) -> LocalBoxFuture<'_, Result<(i64, i64)>> {
+        Box::pin(async move {
+            match self.call(CONTROLLER_SHARD, ShardRequest::AllocateProducerIds).await? {
+                ShardResponse::ProducerIds(r) => r,
+                _ => Err(Error::CoordinatorNotAvailable),
+            }
+        })
     }
 }

@@ -1,0 +1,42 @@
+//! The two interfaces a shard talks upward through, so that `shard/` names no
+//! layer above it (`layers.txt`):
+//! - [`PartitionEvents`]: what the partition owner tells the coordinators living
+//!   on the same core (a `__consumer_offsets` or `__transaction_state` partition
+//!   opened, a transaction marker written). `coordinator/` implements it.
+//! - [`Peers`]: the one job that starts on a shard and needs every other shard,
+//!   the controller publishing a new metadata image. `xshard/` implements it.
+//!
+//! Both are held weakly (the implementors own the shard), and their futures are
+//! boxed: a publish re-enters this shard through `xshard`, and the box is what
+//! keeps that recursion finite for the compiler.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+
+use super::request::{TopicPartition, TxnMarker};
+use crate::error::Result;
+use crate::log::PartitionLog;
+use crate::metadata::{MetadataImage, ShardPlacement};
+
+/// Events of the partitions a shard owns, for the layer above that keeps state in
+/// some of them (the group and transaction coordinators).
+pub trait PartitionEvents {
+    /// A new image is installed, before any of its partitions open here (the
+    /// coordinators read their internal topics' partition counts, which place
+    /// every group and transactional id).
+    fn image_installed(&self, image: &MetadataImage);
+    /// A partition's log opened on this shard. An error (its state could not be
+    /// replayed) keeps the partition offline.
+    fn partition_opened(&self, tp: &TopicPartition, log: &Rc<PartitionLog>) -> Result<()>;
+    /// A transaction marker was appended to a partition here.
+    fn marker_written(&self, marker: &TxnMarker);
+}
+
+/// The way from the controller shard to every shard of the broker.
+pub trait Peers {
+    /// Installs `image` and `placement` on every shard (this one included) and
+    /// resolves when all have applied them; answers how many shards failed to.
+    fn apply_everywhere(&self, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) -> LocalBoxFuture<'_, usize>;
+}
