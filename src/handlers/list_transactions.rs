@@ -11,6 +11,8 @@ use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse, TxnState};
 use crate::shard::request::{ShardRequest, ShardResponse};
 
+/// Serves ListTransactions `version`: asks every shard and merges the
+/// transactional ids that match the filters.
 pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
     let mut states = Vec::new();
     let mut unknown = Vec::new();
