@@ -13,27 +13,60 @@ use crate::protocol::record_validator::{RecordError, RecordsError};
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, Error)]
 pub enum Error {
+    /// The topic, or the partition of it, does not exist on this broker
+    /// (UNKNOWN_TOPIC_OR_PARTITION; the client refreshes its metadata and retries).
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
     /// The partition is led by another broker (the client refreshes its metadata).
     #[error("this broker does not lead the partition")]
     NotLeaderOrFollower,
+    /// A fetch, list or delete offset outside the partition's log (OFFSET_OUT_OF_RANGE).
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        /// The offset the client asked for.
+        offset: i64,
+        /// The partition's log start offset (its low watermark) at the time.
+        log_start: i64,
+        /// The upper bound it was checked against: the log end offset for a read,
+        /// the high watermark for DeleteRecords.
+        log_end: i64,
+    },
+    /// A record batch larger than the limit that applies to it (MESSAGE_TOO_LARGE).
     #[error("record batch of {size} bytes exceeds the limit of {max}")]
-    MessageTooLarge { size: usize, max: usize },
+    MessageTooLarge {
+        /// The batch's size in bytes.
+        size: usize,
+        /// The limit in bytes (the topic's `max.message.bytes`, else the broker's
+        /// `message.max.bytes`).
+        max: usize,
+    },
+    /// A record batch whose framing, length or CRC32C is wrong, or that does not
+    /// decode (CORRUPT_MESSAGE); the text says what was wrong.
     #[error("corrupt record batch: {0}")]
     CorruptMessage(&'static str),
+    /// A record batch that breaks a rule of the log (INVALID_RECORD), e.g. a
+    /// record count that does not match the last offset delta, or a control batch
+    /// sent by a client; the text says which rule.
     #[error("invalid record: {0}")]
     InvalidRecord(&'static str),
     /// Records that break Kafka's LogValidator rules: the message and, per
     /// record at fault, its index and why (Produce v8+ `record_errors`, KIP-467).
     #[error("invalid record: {message}")]
-    InvalidRecords { message: String, record_errors: Vec<RecordError> },
+    InvalidRecords {
+        /// The response's error message, a sentence naming the first rule broken.
+        message: String,
+        /// Per record at fault: its index in the partition's produced records and why.
+        record_errors: Vec<RecordError>,
+    },
+    /// Compressed records that decompress to more than this many bytes, refused
+    /// before they are inflated further (MESSAGE_TOO_LARGE).
     #[error("compressed records inflate past {0} bytes")]
     InflatesTooLarge(usize),
+    /// A record batch with a magic byte other than 2, the only format this broker
+    /// stores (UNSUPPORTED_FOR_MESSAGE_FORMAT).
     #[error("unsupported record batch magic {0}")]
     UnsupportedMagic(i8),
+    /// CreateTopics for a topic name that already exists (TOPIC_ALREADY_EXISTS).
     #[error("topic already exists")]
     TopicAlreadyExists,
     /// INVALID_TOPIC_EXCEPTION; the message is a whole sentence, as Kafka's are.
@@ -43,50 +76,108 @@ pub enum Error {
     /// the internal topic it refuses (INVALID_REQUEST, not a closed connection).
     #[error("Creation of internal topic {0} is prohibited.")]
     InternalTopicCreation(String),
+    /// DeleteTopics while `delete.topic.enable` is false (TOPIC_DELETION_DISABLED).
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     TopicDeletionDisabled,
+    /// A topic id (UUID) that names no topic in the metadata image (UNKNOWN_TOPIC_ID).
     #[error("unknown topic id")]
     UnknownTopicId,
+    /// CreateTopics or CreatePartitions with a partition count Kafka refuses
+    /// (INVALID_PARTITIONS); the text says why.
     #[error("invalid partitions: {0}")]
     InvalidPartitions(String),
+    /// A replication factor or replica assignment this single broker cannot honour
+    /// (INVALID_REPLICATION_FACTOR); the text says why.
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
+    /// A topic config key or value that is unknown or out of range (INVALID_CONFIG).
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A Produce `acks` other than 0, 1 or -1 (INVALID_REQUIRED_ACKS).
     #[error("invalid required acks {0}")]
     InvalidRequiredAcks(i16),
+    /// An API version outside the range this broker supports for the API
+    /// (UNSUPPORTED_VERSION).
     #[error("unsupported version {version} of api {api_key}")]
-    UnsupportedVersion { api_key: i16, version: i16 },
+    UnsupportedVersion {
+        /// The API key of the request.
+        api_key: i16,
+        /// The version the client sent.
+        version: i16,
+    },
+    /// INVALID_REQUEST. The router closes the connection on it
+    /// ([`Error::closes_connection`]): there it means an unparseable request. Handlers
+    /// also return it as a per-resource error code (e.g. a config resource type
+    /// that is not supported), where the connection stays open.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// AlterConfigs on a broker config: broker configs are static in shardlog
+    /// (config file or `--set`, then a restart); answered as INVALID_REQUEST.
     #[error("{0}")]
     StaticBrokerConfig(String),
+    /// Produce with `acks=all` to a partition whose ISR is smaller than the topic's
+    /// `min.insync.replicas` (NOT_ENOUGH_REPLICAS).
     #[error("not enough in-sync replicas: {isr} in sync, min.insync.replicas is {min}")]
-    NotEnoughReplicas { isr: i32, min: i32 },
+    NotEnoughReplicas {
+        /// The number of replicas in the ISR.
+        isr: i32,
+        /// The topic's `min.insync.replicas`.
+        min: i32,
+    },
+    /// A record timestamp further from the broker's clock than the topic's
+    /// `message.timestamp.before.max.ms` / `after.max.ms` allow (INVALID_TIMESTAMP, KIP-937).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// The shard that owns the partition or coordinator did not answer (its
+    /// channel is gone or closed); answered as NOT_LEADER_OR_FOLLOWER so the client retries.
     #[error("the owner shard is unavailable")]
     ShardUnavailable,
+    /// The broker is stopping and refuses new writes; answered as
+    /// NOT_LEADER_OR_FOLLOWER so the client retries elsewhere or later.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// An idempotent producer's batch whose first sequence number does not follow
+    /// the last one the partition has from that producer and epoch, or a new epoch
+    /// not starting at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER).
     #[error("out of order sequence number: {0}")]
     OutOfOrderSequence(String),
+    /// A producer epoch older than the one the partition or coordinator has for
+    /// the producer id (INVALID_PRODUCER_EPOCH); also what a fenced producer gets
+    /// from clients that predate PRODUCER_FENCED (KIP-588).
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
+    /// A producer that a newer instance with the same transactional id has fenced
+    /// off by bumping the producer epoch (PRODUCER_FENCED, KIP-588).
     #[error("producer fenced: {0}")]
     ProducerFenced(String),
+    /// A request the transaction's current state does not allow, e.g. EndTxn with
+    /// no transaction ongoing, or a non-transactional write from a producer with an
+    /// open transaction (INVALID_TXN_STATE).
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    /// A producer id that is not the one the transaction coordinator holds for the
+    /// transactional id (INVALID_PRODUCER_ID_MAPPING).
     #[error("unknown producer id {0} for this transactional id")]
     InvalidProducerIdMapping(i64),
+    /// An InitProducerId transaction timeout (ms) that is not positive or is above
+    /// `transaction.max.timeout.ms` (INVALID_TRANSACTION_TIMEOUT).
     #[error("invalid transaction timeout: {0}")]
     InvalidTransactionTimeout(String),
+    /// The transactional id's previous transaction is still being committed or
+    /// aborted (CONCURRENT_TRANSACTIONS; the client retries).
     #[error("a transaction for this transactional id is being completed; retry")]
     ConcurrentTransactions,
+    /// A transaction marker from a coordinator epoch older than the one the
+    /// partition has seen (TRANSACTION_COORDINATOR_FENCED).
     #[error("transaction coordinator fenced: {0}")]
     TransactionCoordinatorFenced(String),
+    /// The coordinator cannot serve the request now, e.g. the log of its
+    /// internal topic partition is missing or its shard did not answer
+    /// (COORDINATOR_NOT_AVAILABLE; the client retries).
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    /// A transactional id the transaction coordinator has no state for
+    /// (TRANSACTIONAL_ID_NOT_FOUND).
     #[error("transactional id not found")]
     TransactionalIdNotFound,
     /// A group request reached a shard that does not own the group's
@@ -102,32 +193,56 @@ pub enum Error {
     /// APIs; each message is a sentence for the response's error message.
     #[error("{0}")]
     GroupIdNotFound(String),
+    /// A member id the group does not have (UNKNOWN_MEMBER_ID).
     #[error("{0}")]
     UnknownMemberId(String),
+    /// A consumer group heartbeat whose member epoch is ahead of the coordinator's,
+    /// or behind it and not the previous epoch it may still be at (FENCED_MEMBER_EPOCH;
+    /// the member gives up its partitions and rejoins).
     #[error("{0}")]
     FencedMemberEpoch(String),
+    /// An offset commit or fetch in a consumer protocol group whose member epoch
+    /// is not the member's current one (STALE_MEMBER_EPOCH; KIP-848).
     #[error("{0}")]
     StaleMemberEpoch(String),
+    /// A static member (`group.instance.id`) joining while the member that holds
+    /// the instance id has not left with epoch -2 (UNRELEASED_INSTANCE_ID).
     #[error("{0}")]
     UnreleasedInstanceId(String),
+    /// A heartbeat from a static member whose instance id another member id has
+    /// since taken over (FENCED_INSTANCE_ID).
     #[error("{0}")]
     FencedInstanceId(String),
+    /// A server-side assignor name the consumer group protocol does not know
+    /// (UNSUPPORTED_ASSIGNOR).
     #[error("{0}")]
     UnsupportedAssignor(String),
+    /// A member whose protocol type or protocols do not match the group's, e.g. a
+    /// classic member joining a group of the consumer protocol that still has
+    /// members (INCONSISTENT_GROUP_PROTOCOL).
     #[error("{0}")]
     InconsistentGroupProtocol(String),
+    /// A join that would take the group past its maximum member count
+    /// (GROUP_MAX_SIZE_REACHED).
     #[error("{0}")]
     GroupMaxSizeReached(String),
+    /// A subscription regular expression that does not compile as RE2
+    /// (INVALID_REGULAR_EXPRESSION).
     #[error("{0}")]
     InvalidRegularExpression(String),
+    /// A classic group request with a generation other than the group's current
+    /// one (ILLEGAL_GENERATION).
     #[error("{0}")]
     IllegalGeneration(String),
+    /// DeleteGroups or OffsetDelete on a group that still has members
+    /// (NON_EMPTY_GROUP).
     #[error("{0}")]
     NonEmptyGroup(String),
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
     KafkaStorage(String),
+    /// An I/O error of the log or a coordinator's state (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -193,6 +193,7 @@ pub struct RateLimitedLog {
 }
 
 impl RateLimitedLog {
+    /// A limiter that lets the first event through (`const`, for the `static` of a call site).
     pub const fn new() -> RateLimitedLog {
         RateLimitedLog { next_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
     }

@@ -52,16 +52,23 @@ use report::{Recorder, RunInfo};
 use wire::{Client, PartitionLeader};
 use workload::Workload;
 
+/// What the run does (`--mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
+    /// Only produce
     Produce,
+    /// Only consume (records already in the topic, or produced by another run)
     Consume,
+    /// Produce and consume at once
     Both,
 }
 
+/// Where consumers start (`--from`); in group mode only without a committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StartFrom {
+    /// Each partition's earliest offset (its log start offset)
     Earliest,
+    /// Each partition's latest offset (its log end offset): only records produced from then on
     Latest,
 }
 
@@ -189,35 +196,63 @@ pub struct Cli {
 /// Every option resolved: command line, else workload, else default.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Broker to bootstrap from (HOST:PORT).
     pub bootstrap: String,
+    /// The workload's name or path, when one was given (for the report).
     pub workload: Option<String>,
+    /// Produce, consume or both.
     pub mode: Mode,
+    /// Topic produced to and consumed from; created if missing.
     pub topic: String,
+    /// Partitions the topic is created with.
     pub partitions: i32,
+    /// Replication factor the topic is created with.
     pub replication_factor: i16,
+    /// Producer connections; the partitions are split over them.
     pub connections: usize,
+    /// Consumers (fetch connections, or group members) per consumer group.
     pub consumers: usize,
+    /// Consumer groups, each reading every partition.
     pub consumer_groups: usize,
+    /// How a consumer group gets its partitions.
     pub group_mode: GroupMode,
     /// Distinguishes this run's consumer group ids from earlier runs'.
     pub run_id: String,
+    /// Record value size in bytes.
     pub record_size: usize,
+    /// Target record batch size in bytes.
     pub batch_bytes: usize,
+    /// Records per batch: batch_bytes / record_size, at least 1.
     pub records_per_batch: usize,
+    /// Produce requests outstanding per connection.
     pub inflight: usize,
+    /// Produce `acks`: 0, 1 or -1 (all).
     pub acks: i16,
+    /// Codec of the produced record batches.
     pub compression: Compression,
+    /// How records are keyed.
     pub keys: Keys,
+    /// Open-loop target rate; None runs closed loop, as fast as acks come.
     pub rate: Option<Rate>,
+    /// Measured seconds after the warmup; None runs until `records`.
     pub duration: Option<f64>,
+    /// Stop after this many records (produced; per consumer group when consuming).
     pub records: Option<u64>,
+    /// Seconds run before measuring, excluded from the figures.
     pub warmup: f64,
+    /// Where consumers start; in group mode only without a committed offset.
     pub from: StartFrom,
+    /// Client threads (tokio workers).
     pub threads: usize,
+    /// How long a connect, write or response may take before it counts as failed.
     pub timeout: Duration,
+    /// Fetch `max_wait_ms`: the broker's long-poll wait (ms).
     pub fetch_max_wait_ms: i32,
+    /// Fetch `max_bytes`: response size limit (bytes).
     pub fetch_max_bytes: i32,
+    /// Fetch per-partition `partition_max_bytes` (bytes).
     pub partition_fetch_bytes: i32,
+    /// No progress line on stderr.
     pub quiet: bool,
 }
 

@@ -113,6 +113,7 @@ where
     }
 }
 
+/// Admin options for every admin call: request and operation timeouts of [`OP_TIMEOUT`].
 pub fn admin_opts() -> rdkafka::admin::AdminOptions {
     rdkafka::admin::AdminOptions::new().request_timeout(Some(OP_TIMEOUT)).operation_timeout(Some(OP_TIMEOUT))
 }
@@ -128,16 +129,37 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub enum CliError {
     /// The broker answered with a Kafka error code.
     #[error("{name}: {context}: {description} {advice}")]
-    Kafka { name: String, context: String, description: String, advice: String },
+    Kafka {
+        /// The error's Kafka name, e.g. `TOPIC_ALREADY_EXISTS`.
+        name: String,
+        /// What the command was doing, e.g. `create topic 'orders'`.
+        context: String,
+        /// Kafka's description of the error.
+        description: String,
+        /// What the user can do about it; empty when there is nothing to suggest.
+        advice: String,
+    },
     /// librdkafka failed locally (no broker reachable, timeout, bad config).
     #[error("{context}: {detail} {advice}")]
-    Client { context: String, detail: String, advice: String },
+    Client {
+        /// What the command was doing.
+        context: String,
+        /// librdkafka's error text.
+        detail: String,
+        /// What the user can do about it, e.g. check --bootstrap-server; may be empty.
+        advice: String,
+    },
     /// Bad command-line input or input file.
     #[error("{0}")]
     Input(String),
     /// Reading input or writing output failed.
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        /// What was being read or written, e.g. the input file's path.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -178,6 +200,7 @@ impl CliError {
         }
     }
 
+    /// A failed read of input or write of output, with what was being read or written.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> CliError {
         CliError::Io { context: context.into(), source }
     }
@@ -282,6 +305,7 @@ impl Conn {
         Ok(conn)
     }
 
+    /// The broker address this connection was opened to (HOST:PORT, as given).
     pub fn addr(&self) -> &str {
         &self.addr
     }

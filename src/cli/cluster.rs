@@ -16,14 +16,18 @@ use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog cluster info --output json")]
 pub struct ClusterArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
+    /// The cluster subcommand to run.
     #[command(subcommand)]
     pub cmd: ClusterCmd,
 }
 
+/// Subcommands of `shardlog cluster`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCmd {
     /// Cluster id, controller, and brokers with host:port and rack.
@@ -36,8 +40,10 @@ pub enum ClusterCmd {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog api-versions --bootstrap-server 127.0.0.1:9092")]
 pub struct ApiVersionsArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -51,6 +57,7 @@ fn cluster_metadata(conn: &ConnectArgs) -> Result<MetadataResponse, CliError> {
     c.roundtrip(v, &MetadataRequest::default().with_topics(topics))
 }
 
+/// Runs `shardlog cluster info`: cluster id, controller and brokers from a Metadata request.
 pub fn run(args: ClusterArgs) -> Result<(), CliError> {
     let ClusterArgs { conn, out, cmd: ClusterCmd::Info } = args;
     let md = cluster_metadata(&conn)?;
@@ -82,6 +89,8 @@ pub fn run(args: ClusterArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Runs `shardlog api-versions`: the API version ranges of every broker the
+/// metadata lists, from an ApiVersions request to each.
 pub fn run_api_versions(args: ApiVersionsArgs) -> Result<(), CliError> {
     let md = cluster_metadata(&args.conn)?;
     let mut docs = Vec::new();

@@ -17,10 +17,13 @@ use super::output::{print_rows, print_str, OutputArgs};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog config alter --entity-type topics --entity-name orders --add-config retention.ms=3600000")]
 pub struct ConfigArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
+    /// The config subcommand to run.
     #[command(subcommand)]
     pub cmd: ConfigCmd,
 }
@@ -28,7 +31,9 @@ pub struct ConfigArgs {
 /// Which kind of resource a config belongs to (Kafka's entity types).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityType {
+    /// Topic configs; --entity-name is the topic name.
     Topics,
+    /// Broker configs; --entity-name is the broker id.
     Brokers,
 }
 
@@ -53,12 +58,14 @@ pub struct Entity {
     pub entity_name: String,
 }
 
+/// Subcommands of `shardlog config`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ConfigCmd {
     /// Show the configs set on a topic or broker; --all adds defaults (kafka-configs.sh --describe).
     ///
     /// Example: shardlog config describe --entity-type topics --entity-name orders --all
     Describe {
+        /// The topic or broker whose configs are shown.
         #[command(flatten)]
         entity: Entity,
         /// Every config, including defaults and static broker configs.
@@ -69,6 +76,7 @@ pub enum ConfigCmd {
     ///
     /// Example: shardlog config alter --entity-type topics --entity-name orders --add-config retention.ms=3600000,cleanup.policy=[delete,compact] --delete-config segment.ms
     Alter {
+        /// The topic or broker whose configs are changed.
         #[command(flatten)]
         entity: Entity,
         /// KEY=VALUE[,KEY=VALUE...]; a value with commas goes in brackets: k=[a,b].
@@ -80,6 +88,8 @@ pub enum ConfigCmd {
     },
 }
 
+/// Runs a `shardlog config` subcommand: describe with DescribeConfigs, alter
+/// with IncrementalAlterConfigs.
 pub fn run(args: ConfigArgs) -> Result<(), CliError> {
     let ConfigArgs { conn, out, cmd } = args;
     match cmd {

@@ -34,7 +34,9 @@ pub enum RecordFormat {
 /// Which records a read_committed consumer sees.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum IsolationLevel {
+    /// Every record up to the high watermark, those of open and aborted transactions included.
     ReadUncommitted,
+    /// Only records of committed transactions (and non-transactional ones), up to the last stable offset.
     ReadCommitted,
 }
 
@@ -42,6 +44,7 @@ pub enum IsolationLevel {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog consume orders --from-beginning --print-key --print-offset --max-messages 10")]
 pub struct ConsumeArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
     /// Topic to consume.
@@ -121,6 +124,8 @@ fn start_offset(args: &ConsumeArgs) -> Result<Offset, CliError> {
     }
 }
 
+/// Runs `shardlog consume`: reads records with a librdkafka consumer and prints
+/// them until --max-messages, --timeout-ms without a record, or Ctrl-C.
 pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let start = start_offset(&args)?;

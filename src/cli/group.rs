@@ -29,14 +29,18 @@ use super::topic::metadata;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog group describe billing --members")]
 pub struct GroupArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
+    /// The group subcommand to run.
     #[command(subcommand)]
     pub cmd: GroupCmd,
 }
 
+/// Subcommands of `shardlog group`.
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupCmd {
     /// List groups and their states (kafka-consumer-groups.sh --list).
@@ -109,6 +113,7 @@ pub struct ResetTo {
     pub shift_by: Option<i64>,
 }
 
+/// What `shardlog group reset-offsets` resets, to where, and whether to commit.
 #[derive(clap::Args, Debug)]
 pub struct ResetArgs {
     /// Group id.
@@ -119,6 +124,7 @@ pub struct ResetArgs {
     /// Only these partitions (repeatable); all of the topic's when left out.
     #[arg(long)]
     pub partition: Vec<i32>,
+    /// Where the offsets move to (exactly one of the --to-* / --shift-by options).
     #[command(flatten)]
     pub to: ResetTo,
     /// Only show the new offsets (the default).
@@ -129,6 +135,7 @@ pub struct ResetArgs {
     pub execute: bool,
 }
 
+/// Runs a `shardlog group` subcommand.
 pub fn run(args: GroupArgs) -> Result<(), CliError> {
     let GroupArgs { conn, out, cmd } = args;
     match cmd {

@@ -25,10 +25,15 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Compression codecs librdkafka can apply to produced batches.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum Compression {
+    /// Batches are sent uncompressed.
     None,
+    /// gzip (deflate) compression.
     Gzip,
+    /// Snappy compression.
     Snappy,
+    /// LZ4 compression.
     Lz4,
+    /// Zstandard compression.
     Zstd,
 }
 
@@ -36,6 +41,7 @@ pub enum Compression {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: printf 'k1\\tv1\\nk2\\tv2\\n' | shardlog produce orders --parse-key --header source=cli")]
 pub struct ProduceArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
     /// Topic to produce to.
@@ -93,6 +99,8 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
+/// Runs `shardlog produce`: sends each input line as a record with a librdkafka
+/// producer, then flushes; an error when any record was not acknowledged.
 pub fn run(args: ProduceArgs) -> Result<(), CliError> {
     let headers = args.headers.iter().map(|h| parse_key_value(h)).collect::<Result<Vec<_>, _>>()?;
     if args.parse_key && args.key_separator.is_empty() {

@@ -15,14 +15,18 @@ use super::output::{print_rows, OutputArgs};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog records delete orders --partition 0 --before-offset 1000")]
 pub struct RecordsArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
+    /// The records subcommand to run.
     #[command(subcommand)]
     pub cmd: RecordsCmd,
 }
 
+/// Subcommands of `shardlog records`.
 #[derive(clap::Subcommand, Debug)]
 pub enum RecordsCmd {
     /// Delete records before an offset (kafka-delete-records.sh).
@@ -61,6 +65,7 @@ struct OffsetEntry {
     offset: i64,
 }
 
+/// Runs a `shardlog records` subcommand (DeleteRecords).
 pub fn run(args: RecordsArgs) -> Result<(), CliError> {
     let RecordsArgs { conn, out, cmd } = args;
     let RecordsCmd::Delete { topic, partition, before_offset, offset_json_file } = cmd;

@@ -17,14 +17,18 @@ use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog topic create orders --partitions 6 --config retention.ms=86400000")]
 pub struct TopicArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
+    /// Output format of listings (--output table or json).
     #[command(flatten)]
     pub out: OutputArgs,
+    /// The topic subcommand to run.
     #[command(subcommand)]
     pub cmd: TopicCmd,
 }
 
+/// Subcommands of `shardlog topic`.
 #[derive(clap::Subcommand, Debug)]
 pub enum TopicCmd {
     /// Create a topic (kafka-topics.sh --create).
@@ -77,6 +81,7 @@ pub enum TopicCmd {
     },
 }
 
+/// Runs a `shardlog topic` subcommand.
 pub fn run(args: TopicArgs) -> Result<(), CliError> {
     let TopicArgs { conn, out, cmd } = args;
     match cmd {

@@ -43,6 +43,7 @@ fn event(name: &str, fields: Value) {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog verifiable-producer --topic test --max-messages 1000 --throughput 500 --acks -1")]
 pub struct VerifiableProducerArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
     /// Topic to produce to.
@@ -99,6 +100,8 @@ impl ProducerContext for SendReporter {
     }
 }
 
+/// Runs `shardlog verifiable-producer`: produces sequential values and prints
+/// one JSON event per acknowledgement (Kafka's VerifiableProducer format).
 pub fn run_producer(args: VerifiableProducerArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let mut cfg = args.conn.client_config();
@@ -137,6 +140,7 @@ pub fn run_producer(args: VerifiableProducerArgs) -> Result<(), CliError> {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: shardlog verifiable-consumer --topic test --group-id vc --max-messages 1000")]
 pub struct VerifiableConsumerArgs {
+    /// How to reach the cluster (--bootstrap-server, or SHARDLOG_BOOTSTRAP).
     #[command(flatten)]
     pub conn: ConnectArgs,
     /// Topic to consume.
@@ -192,6 +196,8 @@ impl ConsumerContext for RebalanceReporter {
     }
 }
 
+/// Runs `shardlog verifiable-consumer`: consumes in a group and prints JSON
+/// events for records, commits and rebalances (Kafka's VerifiableConsumer format).
 pub fn run_consumer(args: VerifiableConsumerArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let mut cfg = args.conn.client_config();

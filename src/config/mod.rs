@@ -18,12 +18,25 @@ use thiserror::Error;
 /// Why a configuration could not be built; always names the key at fault.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// A key this broker does not know (a typo, or a Kafka setting shardlog does not have).
     #[error("unknown config key `{0}`")]
     UnknownKey(String),
+    /// A known key with a value it does not accept (wrong type, out of range).
     #[error("bad value for `{key}`: {why}")]
-    BadValue { key: String, why: String },
+    BadValue {
+        /// The config key, as given.
+        key: String,
+        /// Why the value was refused, e.g. the range it must be in.
+        why: String,
+    },
+    /// The config file (`--config`) or tuning profile could not be read or is not valid TOML.
     #[error("cannot read config file {path}: {why}")]
-    File { path: PathBuf, why: String },
+    File {
+        /// The config file's path.
+        path: PathBuf,
+        /// The read or TOML parse error.
+        why: String,
+    },
 }
 
 fn bad(key: &str, why: impl Into<String>) -> ConfigError {
@@ -33,7 +46,9 @@ fn bad(key: &str, why: impl Into<String>) -> ConfigError {
 /// How a topic stamps record timestamps (`log.message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
+    /// The producer's timestamp in each record is kept.
     CreateTime,
+    /// The broker stamps each batch with its clock at append (ms), replacing the producer's.
     LogAppendTime,
 }
 

@@ -15,9 +15,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     /// A 64-bit integer at or above `min`.
-    Long { min: i64 },
+    Long {
+        /// The smallest value allowed.
+        min: i64,
+    },
     /// A 32-bit integer in `[min, max]`.
-    Int { min: i64, max: i64 },
+    Int {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
     /// A fraction in `[0, 1]`.
     Ratio,
     /// One of these words.
@@ -42,10 +50,13 @@ impl Kind {
 /// One topic config.
 #[derive(Debug)]
 pub struct TopicConfigDef {
+    /// The topic config's Kafka key, e.g. `retention.ms`.
     pub name: &'static str,
     /// The broker key holding the default (`log.retention.ms` for `retention.ms`).
     pub broker_key: &'static str,
+    /// The value's type and range, checked on every set.
     pub kind: Kind,
+    /// One-line description, returned by DescribeConfigs (v3+) when documentation is asked for.
     pub doc: &'static str,
 }
 
@@ -250,6 +261,7 @@ pub struct BrokerValues {
 }
 
 impl BrokerValues {
+    /// The broker's current and default values, rendered once from `cfg`.
     pub fn of(cfg: &Config) -> BrokerValues {
         BrokerValues { current: cfg.describe().into_iter().collect(), defaults: Config::default().describe().into_iter().collect() }
     }

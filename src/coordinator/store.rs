@@ -35,21 +35,30 @@ use crate::protocol::record_batch::{validate_batches, BatchHeader, BATCH_HEADER_
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum StoreKey {
+    /// A committed offset of one partition for a group.
     Offset {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
         group: String,
+        /// Topic of the committed partition.
         topic: String,
+        /// Partition index within that topic.
         partition: i32,
     },
+    /// A classic group's metadata ([`GroupSnapshot`]).
     Group {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
         group: String,
     },
     /// A consumer-protocol group (KIP-848): see `consumer_group::records`.
     ConsumerGroup {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
         group: String,
     },
     /// One member of a consumer-protocol group.
     ConsumerGroupMember {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
         group: String,
+        /// The member id.
         member: String,
     },
 }
@@ -57,10 +66,15 @@ pub enum StoreKey {
 /// The group part that survives restarts (members come back as they were).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GroupSnapshot {
+    /// Protocol type the members joined with, e.g. `consumer`.
     pub protocol_type: Option<String>,
+    /// Protocol (assignor) of the generation, e.g. `range`.
     pub protocol_name: Option<String>,
+    /// Generation id at the time of the snapshot.
     pub generation: i32,
+    /// Member id of the generation's leader.
     pub leader: Option<String>,
+    /// The members, with their subscriptions and assignments.
     pub members: Vec<Member>,
 }
 
@@ -69,10 +83,40 @@ pub struct GroupSnapshot {
 // allocate once per member record for nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum StoreRecord {
-    Offset { group: String, topic: String, partition: i32, value: Option<CommittedOffset> },
-    Group { group: String, value: Option<GroupSnapshot> },
-    ConsumerGroup { group: String, value: Option<super::consumer_group::records::GroupValue> },
-    ConsumerGroupMember { group: String, member: String, value: Option<super::consumer_group::member::ConsumerGroupMember> },
+    /// A committed offset, or its tombstone.
+    Offset {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
+        group: String,
+        /// Topic of the committed partition.
+        topic: String,
+        /// Partition index within that topic.
+        partition: i32,
+        /// The commit; None deletes it.
+        value: Option<CommittedOffset>,
+    },
+    /// A classic group's metadata, or its tombstone.
+    Group {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
+        group: String,
+        /// The group's snapshot; None deletes the group.
+        value: Option<GroupSnapshot>,
+    },
+    /// A consumer-protocol group's metadata (epochs, subscriptions), or its tombstone.
+    ConsumerGroup {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
+        group: String,
+        /// The group's record; None deletes the group.
+        value: Option<super::consumer_group::records::GroupValue>,
+    },
+    /// One member of a consumer-protocol group, or its tombstone.
+    ConsumerGroupMember {
+        /// Group id (`group.id`); it picks the `__consumer_offsets` partition the record is in.
+        group: String,
+        /// The member id.
+        member: String,
+        /// The member's state; None removes the member.
+        value: Option<super::consumer_group::member::ConsumerGroupMember>,
+    },
 }
 
 /// What replay finds in `__consumer_offsets`, in log order.
@@ -83,7 +127,12 @@ pub enum Replayed {
     /// (TxnOffsetCommit), so it only counts once that producer's commit marker follows.
     Record(StoreRecord, Option<i64>),
     /// A transaction marker: the producer's pending offsets become visible (commit) or are dropped.
-    Marker { producer_id: i64, commit: bool },
+    Marker {
+        /// The producer whose transaction ended.
+        producer_id: i64,
+        /// True for a commit marker, false for an abort.
+        commit: bool,
+    },
 }
 
 /// One raw record of a coordinator partition: key bytes and value (None = tombstone).
@@ -139,8 +188,11 @@ pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Op
 pub enum RawEvent {
     /// (key, value, producer id when transactional)
     Record(Record, Option<i64>),
+    /// A transaction marker (control batch) of a producer.
     Marker {
+        /// The producer whose transaction ended.
         producer_id: i64,
+        /// True for a commit marker, false for an abort.
         commit: bool,
     },
 }

@@ -10,6 +10,8 @@ use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::OFFSETS_TOPIC;
 
+/// Serves AddOffsetsToTxn `version`: asks the transaction coordinator's shard to add
+/// the group's `__consumer_offsets` partition to the producer's open transaction.
 pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
     let txn_id = req.transactional_id.0.to_string();
     let group = req.group_id.0.to_string();

@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError as E;
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 
+/// Serves AddPartitionsToTxn `version`: checks that every partition exists, then has
+/// the transaction coordinator add them to the producer's open transaction.
 pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
     let image = ctx.shard().image();
     let unknown: Vec<bool> =

@@ -19,6 +19,8 @@ use crate::shard::CONTROLLER_SHARD;
 /// (resource type, resource name, error or ok) per resource, in request order.
 type Outcome = Vec<(i8, StrBytes, Result<()>)>;
 
+/// Serves AlterConfigs: each resource's topic overrides are replaced as a whole
+/// by the ones sent (keys left out go back to the broker default).
 pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let items = req
         .resources
@@ -33,6 +35,8 @@ pub async fn handle_alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsRe
     AlterConfigsResponse::default().with_responses(out.into_iter().map(|(t, n, r)| response(t, n, r)).collect())
 }
 
+/// Serves IncrementalAlterConfigs: SET, DELETE, APPEND or SUBTRACT per key of a
+/// topic's overrides; the other overrides stay as they are.
 pub async fn handle_incremental(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     // A resource with a malformed operation is answered with its error and not applied.
     let items = req.resources.iter().map(|r| (r.resource_type, r.resource_name.clone(), incremental_ops(r))).collect();

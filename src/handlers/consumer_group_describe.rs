@@ -25,6 +25,7 @@ fn assignment(parts: NamedPartitions) -> Assignment {
     )
 }
 
+/// Serves ConsumerGroupDescribe: each group is described by the shard coordinating it.
 pub async fn handle(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
     let mut out = Vec::with_capacity(req.group_ids.len());
     for g in &req.group_ids {

@@ -13,6 +13,9 @@ use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
+/// Serves ConsumerGroupHeartbeat `version` on the shard coordinating the group;
+/// `client_id` and `client_host` (the connection's peer address) are kept
+/// with the member for the describe APIs.
 pub async fn handle(ctx: &Ctx, req: ConsumerGroupHeartbeatRequest, version: i16, client_id: String, client_host: String) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.0.to_string();
     let interval = ctx.shard().cfg.group_consumer_heartbeat_interval_ms.min(i32::MAX as u64) as i32;

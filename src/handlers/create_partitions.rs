@@ -12,6 +12,8 @@ use crate::error::Error;
 use crate::shard::request::{ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
+/// Serves CreatePartitions: new partition counts go to the controller (shard 0);
+/// per-topic error codes come back.
 pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = ctx.shard().cfg.broker_id;
     let mut results: Vec<Option<Result<i32, Error>>> = Vec::new();

@@ -64,6 +64,9 @@ pub fn offline_partitions(ctx: &Ctx, image: &crate::metadata::MetadataImage, top
     Err(Error::KafkaStorage(crate::shard::offline::describe(topic, &offline)))
 }
 
+/// Serves CreateTopics `version`: the controller creates the topics (or only
+/// validates them with `validate_only`); per-topic results, with the partition
+/// count and replication factor on v5+ and the topic id on v7.
 pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let cfg = &ctx.shard().cfg;
     let mut news = Vec::with_capacity(req.topics.len());

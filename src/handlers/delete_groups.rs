@@ -8,6 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves DeleteGroups: each group is deleted by the shard coordinating it;
+/// one error code per group.
 pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for g in &req.groups_names {

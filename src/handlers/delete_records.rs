@@ -11,6 +11,8 @@ use crate::protocol::topic::is_internal_topic;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
+/// Serves DeleteRecords: each partition's owner shard moves its log start offset;
+/// per-partition low watermarks or error codes come back.
 pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut items = Vec::new();
     // Internal topics hold the coordinators' state: refused, as Kafka does.

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::shard::request::{ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
+/// Serves DeleteTopics `version` (topics by name, or by id from v6) through the controller.
 pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()

@@ -11,6 +11,7 @@ use super::Ctx;
 /// "Authorized operations not requested" (Kafka's INT32 minimum sentinel).
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// Serves DescribeCluster `version`: this broker as the only broker and the controller.
 pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let shard = ctx.shard();
     let (host, port) = &shard.advertised;

@@ -12,12 +12,15 @@ use crate::error::Error;
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's ConfigResource type of a broker (its name is the broker id).
 pub const RESOURCE_BROKER: i8 = 4;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
+/// Serves DescribeConfigs `version`: topic resources from the metadata image's
+/// overrides and the broker's defaults; broker resources for this broker only.
 pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let shard = ctx.shard();
     let cfg = &shard.cfg;

@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves DescribeGroups `version`: each group is described by the shard coordinating it.
 pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut out = Vec::new();
     for g in &req.groups {

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::shard::request::{ShardRequest, ShardResponse};
 
+/// Serves DescribeLogDirs `version`: partition sizes (bytes) gathered from every shard.
 pub async fn handle(ctx: &Ctx, req: DescribeLogDirsRequest, version: i16) -> DescribeLogDirsResponse {
     let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
     for r in ctx.x.broadcast(|| ShardRequest::LogDirSizes).await {

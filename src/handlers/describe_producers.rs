@@ -12,6 +12,7 @@ use super::Ctx;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
+/// Serves DescribeProducers: each partition's producer state, read on its owner shard.
 pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResponse {
     let mut items = Vec::new();
     for t in &req.topics {

@@ -26,6 +26,8 @@ async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
     }
 }
 
+/// Serves DescribeTransactions: each transactional id's state, from the shard
+/// coordinating it.
 pub async fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
     let descs = futures::future::join_all(req.transactional_ids.iter().map(|id| describe_one(ctx, id.0.to_string()))).await;
     DescribeTransactionsResponse::default().with_transaction_states(

@@ -9,6 +9,8 @@ use kafka_protocol::ResponseError as E;
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 
+/// Serves EndTxn `version`: the transaction coordinator commits or aborts the
+/// producer's transaction; answers after the markers are written.
 pub async fn handle(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let txn_id = req.transactional_id.0.to_string();
     let code = if txn_id.is_empty() {

@@ -59,6 +59,9 @@ fn budget(results: &Reads, max_bytes: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Serves Fetch `version` as a ready frame (header and size prefix included)
+/// whose record ranges are spliced from segment files. `Err` is an encoding
+/// failure, on which the router closes the connection.
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32) -> Result<ResponseFrame, String> {
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.shard().cfg.fetch_max_bytes);
     let read_committed = req.isolation_level == 1;

@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
 
+/// Serves FindCoordinator `version`: this broker for every group or transactional id,
+/// creating the internal topic behind the key type on first use.
 pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let (host, port) = ctx.shard().advertised.clone();
     let id = ctx.shard().cfg.broker_id;

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves Heartbeat on the shard coordinating the group: an error code only.
 pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let code = match super::group_coordinator::call(ctx, &group, GroupRequest::Heartbeat { req }).await {

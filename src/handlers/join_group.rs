@@ -9,6 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves JoinGroup `version` on the shard coordinating the group; parks until the
+/// rebalance completes. `client_id` and `client_host` are kept with the member
+/// for DescribeGroups.
 pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.clone();

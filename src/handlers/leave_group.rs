@@ -8,6 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves LeaveGroup `version` (one member before v3, a batch from v3) on the
+/// shard coordinating the group.
 pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
     let mut resp = LeaveGroupResponse::default();

@@ -10,6 +10,8 @@ use super::Ctx;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
+/// Serves ListOffsets `version`: each partition's offset (earliest, latest or by
+/// timestamp) from its owner shard.
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut items = Vec::new();
     for t in &req.topics {

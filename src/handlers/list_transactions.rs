@@ -10,6 +10,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse, TxnState};
 
+/// Serves ListTransactions `version`: asks every shard and merges the
+/// transactional ids that match the filters.
 pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
     let mut states = Vec::new();
     let mut unknown = Vec::new();

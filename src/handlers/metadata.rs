@@ -23,6 +23,8 @@ use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOP
 use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 
+/// Serves Metadata `version`: the requested topics (all when none are named),
+/// auto-created where allowed, with their partitions from the metadata image.
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
     let cfg = ctx.shard().cfg.clone();
     let allow_auto = version < 4 || req.allow_auto_topic_creation;

@@ -51,12 +51,16 @@ use crate::xshard::XShard;
 
 /// What every handler on a shard can reach.
 pub struct Ctx {
+    /// This shard's cross-shard handle: the local shard (`x.local`) and the channels
+    /// to the others, through which every request for a partition or coordinator
+    /// owned elsewhere goes.
     pub x: Rc<XShard>,
     /// Scratch buffer for encoding responses on this shard (taken, never borrowed across await).
     pub encode_buf: RefCell<BytesMut>,
 }
 
 impl Ctx {
+    /// The context of one shard's handlers, with a 64 KiB encode buffer.
     pub fn new(x: Rc<XShard>) -> Rc<Ctx> {
         Rc::new(Ctx { x, encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)) })
     }

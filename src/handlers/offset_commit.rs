@@ -11,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves OffsetCommit `version` on the shard coordinating the group; answers once
+/// the offsets are written to `__consumer_offsets`.
 pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let fallback: Vec<(String, Vec<i32>)> =

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves OffsetDelete on the shard coordinating the group.
 pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
     let (code, topics) = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetDelete { req }).await {

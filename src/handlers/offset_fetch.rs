@@ -28,6 +28,8 @@ async fn fetch_one(
     }
 }
 
+/// Serves OffsetFetch `version`: one group before v8, several from v8, each read
+/// on the shard coordinating it.
 pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
     if version >= 8 {

@@ -14,6 +14,8 @@ use super::Ctx;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
 use crate::xshard::fan_out::fan_out;
 
+/// Serves OffsetForLeaderEpoch: per partition, the end offset of the asked
+/// leader epoch (the log end offset for the current one).
 pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let image = ctx.shard().image();
     // Ask the owners for the log end offsets (ListOffsets latest = -1).

@@ -7,6 +7,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves SyncGroup `version` on the shard coordinating the group; a follower
+/// parks until the leader's assignment arrives.
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let mut resp = SyncGroupResponse::default();

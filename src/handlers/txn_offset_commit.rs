@@ -12,6 +12,8 @@ use kafka_protocol::ResponseError as E;
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
+/// Serves TxnOffsetCommit `version` on the shard coordinating the group: the
+/// offsets are written as transactional records of the producer.
 pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let fallback: Vec<(String, Vec<i32>)> =

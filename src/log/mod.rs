@@ -71,6 +71,8 @@ pub struct LogConfig {
     pub compression: Option<kafka_protocol::records::Compression>,
     /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics).
     pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far (ms) a record's timestamp may be
+    /// ahead of the broker's clock (KIP-937); i64::MAX disables the check.
     pub timestamp_after_max_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,

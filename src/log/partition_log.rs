@@ -51,7 +51,10 @@ pub struct AppendInfo {
 pub struct ReadSlice {
     /// The segment file and the range of whole batches (the last may be cut by max bytes).
     pub data: Option<(Arc<std::fs::File>, u64, u32)>,
+    /// The partition's high watermark (capped at the log end): the first offset
+    /// not yet committed by the ISR, which plain reads stop at.
     pub high_watermark: i64,
+    /// The log start offset (low watermark): the first offset still readable.
     pub log_start_offset: i64,
     /// First offset a read_committed consumer may not read yet (= high watermark without open transactions).
     pub last_stable_offset: i64,
@@ -107,7 +110,9 @@ pub type OnWritten = Box<dyn Fn(i64)>;
 
 /// One partition's log, owned by its shard (`Rc`, never crosses threads).
 pub struct PartitionLog {
+    /// Name of the topic this partition belongs to.
     pub topic: String,
+    /// Partition index within the topic.
     pub partition: i32,
     dir: PathBuf,
     cfg: RefCell<LogConfig>,
@@ -388,6 +393,8 @@ impl PartitionLog {
         *self.on_written.borrow_mut() = Some(f);
     }
 
+    /// The log start offset (low watermark): the first offset a fetch may read;
+    /// raised by retention and DeleteRecords, persisted across restarts.
     pub fn log_start_offset(&self) -> i64 {
         self.state.borrow().log_start_offset
     }
@@ -835,11 +842,17 @@ type ClosedSegment = (i64, Arc<std::fs::File>, u64, i64, i64);
 /// What one compaction round did (logged by the shard's cleaner task).
 #[derive(Debug, Default, Clone)]
 pub struct CleanStats {
+    /// Closed segments rewritten by this round.
     pub segments_cleaned: u64,
+    /// Bytes of those segments read.
     pub bytes_read: u64,
+    /// Bytes written to their cleaned replacements.
     pub bytes_written: u64,
+    /// Records dropped (superseded by a later record with the same key, or tombstones).
     pub records_removed: u64,
+    /// Of `records_removed`, the tombstones dropped past `delete.retention.ms`.
     pub tombstones_removed: u64,
+    /// Wall time of the round, offset map build included.
     pub elapsed: std::time::Duration,
 }
 

@@ -32,16 +32,22 @@ pub const BATCHES_KEPT: usize = 5;
 /// One remembered batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMeta {
+    /// Sequence number of the batch's first record.
     pub first_seq: i32,
+    /// Sequence number of its last record (wrapped past i32::MAX to 0, as Kafka).
     pub last_seq: i32,
+    /// Offset the batch's first record was given.
     pub base_offset: i64,
+    /// Offset of its last record.
     pub last_offset: i64,
+    /// The batch's largest record timestamp (ms since the epoch).
     pub max_timestamp: i64,
 }
 
 /// What a partition knows about one producer id.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProducerEntry {
+    /// Producer epoch of the newest batch or marker seen; older epochs are fenced.
     pub epoch: i16,
     /// Newest last; at most [`BATCHES_KEPT`].
     pub batches: VecDeque<BatchMeta>,
@@ -74,10 +80,13 @@ impl ProducerEntry {
 /// A transaction that ended in this partition (from its marker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompletedTxn {
+    /// The producer id that ran the transaction.
     pub producer_id: i64,
+    /// Offset of the transaction's first record in this partition.
     pub first_offset: i64,
     /// Offset of the marker.
     pub last_offset: i64,
+    /// True for an abort marker (it goes into the aborted-transaction index), false for a commit.
     pub aborted: bool,
 }
 
@@ -94,7 +103,10 @@ pub enum Check {
 /// coordinators (transactional offset commits) only for the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// A produce request from a client: epoch and sequence numbers are checked.
     Client,
+    /// A write by the group coordinator (TxnOffsetCommit into `__consumer_offsets`):
+    /// only the producer epoch is checked.
     Coordinator,
 }
 
@@ -122,10 +134,12 @@ pub struct ProducerState {
 }
 
 impl ProducerState {
+    /// The state of `producer_id` in this partition, if it wrote here and has not expired.
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer id with state in this partition, with it (DescribeProducers).
     pub fn producers(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
         self.producers.iter()
     }
@@ -318,6 +332,7 @@ struct Snapshot {
 /// caller fsyncs `file` (blocking, or through the shard's ring), then
 /// `install`s it under its real name.
 pub struct SnapshotFile {
+    /// The temp file, written but not yet fsynced.
     pub file: std::fs::File,
     tmp: PathBuf,
     path: PathBuf,

@@ -17,9 +17,14 @@ pub const ENTRY_BYTES: usize = 34;
 /// An aborted transaction as stored and as reported in Fetch responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AbortedTxn {
+    /// The producer id whose transaction was aborted.
     pub producer_id: i64,
+    /// Offset of the transaction's first record in this partition.
     pub first_offset: i64,
+    /// Offset of the abort marker, the transaction's last offset.
     pub last_offset: i64,
+    /// The partition's last stable offset once the abort was written: read_committed
+    /// reads stop there.
     pub last_stable_offset: i64,
 }
 

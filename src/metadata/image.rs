@@ -30,9 +30,11 @@ pub struct PartitionMeta {
 /// A topic: id, partitions and its config overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
+    /// Topic name (unique in the image; validated by `protocol::topic` at creation).
     pub name: String,
     /// Topic id (KIP-516), returned by Metadata v10+.
     pub topic_id: Uuid,
+    /// The partitions, indexed by partition number.
     pub partitions: Vec<PartitionMeta>,
     /// Topic-level config overrides (Kafka key names).
     pub configs: BTreeMap<String, String>,
@@ -41,10 +43,12 @@ pub struct TopicMeta {
 /// The whole image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataImage {
+    /// The cluster id (`cluster.id` in the log dir's `meta.properties`; 22 characters, URL-safe base64).
     pub cluster_id: String,
     /// Records applied so far (the offset of the next record): a shard ignores
     /// a pushed image older than the one it has.
     pub version: u64,
+    /// The topics by name.
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Topic names by id (RemoveTopic and Partition records name topics by id).
     names: BTreeMap<Uuid, String>,

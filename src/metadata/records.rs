@@ -13,16 +13,56 @@ use uuid::Uuid;
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// A topic exists with this name and id (its partitions follow as `Partition` records).
-    Topic { name: String, topic_id: Uuid },
+    Topic {
+        /// Topic name (validated by `protocol::topic` when the topic was created).
+        name: String,
+        /// Topic id (KIP-516), fixed for the topic's life.
+        topic_id: Uuid,
+    },
     /// One partition of a topic: where its replicas are and who leads.
-    Partition { topic_id: Uuid, partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32, leader_epoch: i32 },
+    Partition {
+        /// Id of the topic the partition belongs to.
+        topic_id: Uuid,
+        /// Partition index; records come in order 0, 1, 2, ... per topic.
+        partition: i32,
+        /// Broker ids holding a replica, preferred leader first.
+        replicas: Vec<i32>,
+        /// Broker ids of the in-sync replicas (ISR).
+        isr: Vec<i32>,
+        /// Broker id of the leader.
+        leader: i32,
+        /// Leader epoch, bumped on every leader change (fences stale leaders and fetches).
+        leader_epoch: i32,
+    },
     /// A topic config override set (`value` Some) or removed (None).
-    Config { topic: String, key: String, value: Option<String> },
+    Config {
+        /// Name of the topic the override applies to.
+        topic: String,
+        /// Kafka config key, e.g. `retention.ms`.
+        key: String,
+        /// New value as text; None removes the override (back to the broker default).
+        value: Option<String>,
+    },
     /// A topic and all its partitions are gone.
-    RemoveTopic { topic_id: Uuid },
+    RemoveTopic {
+        /// Id of the topic removed.
+        topic_id: Uuid,
+    },
     /// Producer ids below `next_producer_id` are handed out (a block was given to a shard).
-    ProducerIds { next_producer_id: i64 },
+    ProducerIds {
+        /// The first producer id not yet handed out; never moves back.
+        next_producer_id: i64,
+    },
     /// A partition's leader or ISR changed (fields left None are unchanged); a new
     /// leader bumps the leader epoch. Written by the cluster's controller on failover.
-    PartitionChange { topic_id: Uuid, partition: i32, leader: Option<i32>, isr: Option<Vec<i32>> },
+    PartitionChange {
+        /// Id of the topic of the partition.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// New leader broker id, if it changed.
+        leader: Option<i32>,
+        /// New ISR (broker ids), if it changed.
+        isr: Option<Vec<i32>>,
+    },
 }

@@ -29,7 +29,11 @@ pub enum Refused {
     /// The broker-wide limit is reached: wait for a connection to close.
     BrokerFull,
     /// This address has its limit of connections (`limit`).
-    PerIp { limit: usize },
+    PerIp {
+        /// The limit for this address: `max.connections.per.ip`, or its override
+        /// from `max.connections.per.ip.overrides`.
+        limit: usize,
+    },
 }
 
 /// One admitted connection; dropping it gives its place back.
@@ -39,6 +43,8 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionQuotas {
+    /// The quotas of `max.connections`, `max.connections.per.ip` and its
+    /// per-address overrides, with no connections counted yet; shared by all shards.
     pub fn new(cfg: &Config) -> Arc<ConnectionQuotas> {
         Arc::new(ConnectionQuotas {
             max_total: cfg.max_connections,

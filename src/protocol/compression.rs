@@ -17,10 +17,14 @@ use super::record_validator::{walk_records, Deltas, RecordsError};
 /// Why a batch could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// The decompressed records would exceed this many bytes.
     #[error("record batch inflates past {0} bytes")]
     TooLarge(usize),
+    /// The compressed payload or the records in it are malformed; the text is the
+    /// codec's or the record walk's error.
     #[error("record batch does not decode: {0}")]
     Corrupt(String),
+    /// Compressing the records failed; the text is the codec's error.
     #[error("record batch could not be encoded: {0}")]
     Encode(String),
 }

@@ -81,8 +81,11 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 /// The fixed prefix every request header shares, readable before knowing the version.
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderPrefix {
+    /// API key of the request (0 = Produce, 1 = Fetch, ...).
     pub api_key: i16,
+    /// Version of that API the request is encoded in.
     pub api_version: i16,
+    /// Correlation id, echoed in the response so the client can match it.
     pub correlation_id: i32,
 }
 
@@ -114,12 +117,23 @@ pub type CodecResult<T> = std::result::Result<T, String>;
 
 /// One piece of a response on the wire: encoded bytes or a range of a segment file.
 pub enum Piece {
+    /// Encoded bytes (response header, fields), written with `writev`.
     Bytes(Bytes),
-    File { file: Arc<File>, pos: u64, len: u32 },
+    /// A range of a segment file holding whole record batches, spliced to the
+    /// socket from the page cache (Fetch).
+    File {
+        /// The segment file holding the records.
+        file: Arc<File>,
+        /// Byte position of the range in the file.
+        pos: u64,
+        /// Length of the range in bytes.
+        len: u32,
+    },
 }
 
 /// A complete response frame (size prefix included), as pieces in wire order.
 pub struct ResponseFrame {
+    /// The pieces, written to the socket in this order.
     pub pieces: Vec<Piece>,
 }
 

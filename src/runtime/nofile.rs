@@ -87,7 +87,10 @@ pub struct NofileNeed {
 /// One partition of the image with the descriptors its log will hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionFiles {
+    /// The partition (topic name and index).
     pub tp: TopicPartition,
+    /// Id of its topic (KIP-516), kept with the partition when start-up marks it
+    /// offline, so a later topic of the same name is not mistaken for it.
     pub topic_id: uuid::Uuid,
     /// Its segment files under the log dir, at least 1 (the one a new log creates).
     pub segments: u64,

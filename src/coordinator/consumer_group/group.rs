@@ -17,20 +17,27 @@ use super::member::ConsumerGroupMember;
 /// A subscribed topic as the target assignment saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMetadata {
+    /// Topic id (KIP-516): a topic recreated under the same name is a change.
     pub topic_id: Uuid,
+    /// Partition count of the topic then.
     pub partitions: i32,
 }
 
 /// Kafka's consumer group states, named as ListGroups and ConsumerGroupDescribe print them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerGroupState {
+    /// No members.
     Empty,
+    /// The group epoch moved past the target assignment's: a new target is due.
     Assigning,
+    /// Some members are not yet at the target assignment (revoking or waiting for partitions).
     Reconciling,
+    /// Every member has reached the target assignment.
     Stable,
 }
 
 impl ConsumerGroupState {
+    /// The state's name as ListGroups and ConsumerGroupDescribe report it.
     pub fn name(self) -> &'static str {
         match self {
             ConsumerGroupState::Empty => "Empty",
@@ -55,9 +62,12 @@ pub struct MemberTimers {
 /// The group.
 #[derive(Debug, Default)]
 pub struct ConsumerGroup {
+    /// Group epoch: bumped whenever the members or their subscriptions change, which
+    /// calls for a new target assignment.
     pub group_epoch: i32,
     /// The group epoch the current target assignment was computed at.
     pub assignment_epoch: i32,
+    /// The members by member id.
     pub members: BTreeMap<String, ConsumerGroupMember>,
     /// group.instance.id -> member id.
     pub static_members: HashMap<String, String>,
@@ -65,6 +75,7 @@ pub struct ConsumerGroup {
     pub subscription_metadata: BTreeMap<String, TopicMetadata>,
     /// Partition -> epoch of the member that holds it (assigned or revoking).
     owners: HashMap<(Uuid, i32), i32>,
+    /// Session and revocation deadlines by member id.
     pub timers: HashMap<String, MemberTimers>,
     /// The metadata image version the subscription metadata was last checked against.
     pub checked_image_version: Option<u64>,
@@ -73,6 +84,7 @@ pub struct ConsumerGroup {
 }
 
 impl ConsumerGroup {
+    /// The state, derived from the members and the two epochs.
     pub fn state(&self) -> ConsumerGroupState {
         if self.members.is_empty() {
             ConsumerGroupState::Empty

@@ -25,7 +25,10 @@ use crate::metadata::MetadataImage;
 
 /// ConsumerGroupHeartbeat epochs with a meaning of their own (Kafka's constants).
 pub const JOIN_GROUP_MEMBER_EPOCH: i32 = 0;
+/// The member epoch a dynamic member leaves the group with.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
+/// The member epoch a static member leaves with for a while: it keeps its
+/// partitions until its session ends, and its instance id can come back.
 pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 /// From this version on the client generates its member id (KIP-1082);
 /// version 0 clients join with an empty id and get one from the coordinator.
@@ -33,33 +36,49 @@ pub const CONSUMER_GENERATED_MEMBER_ID_REQUIRED_VERSION: i16 = 1;
 
 /// The broker settings a heartbeat needs.
 pub struct Settings<'a> {
+    /// Session timeout (`group.consumer.session.timeout.ms`): a member without a
+    /// heartbeat for this long is removed.
     pub session_timeout: Duration,
     /// Offered server assignors; the first is the default.
     pub assignors: &'a [String],
+    /// Most members a group may have (`group.consumer.max.size`).
     pub max_size: usize,
 }
 
 /// One heartbeat, as the client sent it (None = "unchanged since the last one").
 #[derive(Debug, Clone, Default)]
 pub struct Heartbeat {
+    /// Member id; empty on a version 0 client's first join (the coordinator gives one).
     pub member_id: String,
+    /// Member epoch: 0 joins, -1 leaves, -2 leaves for a while (static member),
+    /// else the epoch the member is at.
     pub member_epoch: i32,
+    /// `group.instance.id` of a static member.
     pub instance_id: Option<String>,
+    /// Rack of the client (`client.rack`).
     pub rack_id: Option<String>,
+    /// Rebalance timeout (ms), -1 = unchanged; required on a join.
     pub rebalance_timeout_ms: i32,
+    /// Topic names subscribed to.
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// Subscription regular expression (RE2), v1+.
     pub subscribed_topic_regex: Option<String>,
+    /// Server-side assignor asked for by name (e.g. `uniform`); must be one of [`Settings::assignors`].
     pub server_assignor: Option<String>,
     /// The partitions the member owns.
     pub owned: Option<Assignment>,
+    /// Client id of the connection, kept with the member.
     pub client_id: String,
+    /// Client host (peer address) of the connection, kept with the member.
     pub client_host: String,
 }
 
 /// The answer to a heartbeat that succeeded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
+    /// The member's id (the one given to a new member by version 0 of the API).
     pub member_id: String,
+    /// The member's epoch after this heartbeat.
     pub member_epoch: i32,
     /// The member's partitions, when it sent a full request or they changed.
     pub assignment: Option<Assignment>,

@@ -25,8 +25,11 @@ pub type KeyedRecord = (StoreKey, Option<Vec<u8>>);
 /// The value of a group's `ConsumerGroup` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupValue {
+    /// Group epoch (see [`ConsumerGroup::group_epoch`](super::group::ConsumerGroup::group_epoch)).
     pub group_epoch: i32,
+    /// The group epoch the target assignment was computed at.
     pub assignment_epoch: i32,
+    /// Subscribed topics as they were at the last group epoch bump (name -> id, partitions).
     pub subscription_metadata: BTreeMap<String, TopicMetadata>,
 }
 

@@ -31,13 +31,19 @@ use crate::metadata::MetadataImage;
 /// A consumer-protocol group as ConsumerGroupDescribe reports it.
 #[derive(Debug)]
 pub struct ConsumerGroupDescription {
+    /// The group id.
     pub group_id: String,
     /// Why the group cannot be described (GROUP_ID_NOT_FOUND for an unknown or classic group).
     pub error: Option<Error>,
+    /// The state's name, e.g. `Stable` (`Dead` for a group that cannot be described).
     pub state: &'static str,
+    /// Group epoch: bumped by every change of the members or their subscriptions.
     pub group_epoch: i32,
+    /// The group epoch the current target assignment was computed at.
     pub assignment_epoch: i32,
+    /// The server-side assignor the group uses, e.g. `uniform`; empty in an error answer.
     pub assignor_name: String,
+    /// The members, in member id order.
     pub members: Vec<DescribedMember>,
 }
 
@@ -47,15 +53,25 @@ pub type NamedPartitions = Vec<(Uuid, String, Vec<i32>)>;
 /// One member in a [`ConsumerGroupDescription`].
 #[derive(Debug)]
 pub struct DescribedMember {
+    /// Member id.
     pub member_id: String,
+    /// `group.instance.id` of a static member.
     pub instance_id: Option<String>,
+    /// Rack of the client (`client.rack`).
     pub rack_id: Option<String>,
+    /// The member epoch: the epoch of the assignment the member has reached.
     pub member_epoch: i32,
+    /// Client id of the member's connection.
     pub client_id: String,
+    /// Client host (peer address) of the member's connection.
     pub client_host: String,
+    /// Topic names subscribed to by name.
     pub subscribed_topic_names: Vec<String>,
+    /// Subscription regular expression (RE2), if any.
     pub subscribed_topic_regex: Option<String>,
+    /// Partitions the member owns now.
     pub assignment: NamedPartitions,
+    /// Partitions the target assignment gives it (reached once it has reconciled).
     pub target_assignment: NamedPartitions,
 }
 

@@ -77,23 +77,37 @@ pub(crate) use crate::protocol::now_ms;
 
 /// Group requests a shard serves for the groups it coordinates.
 pub enum GroupRequest {
+    /// JoinGroup: join or rejoin; answered when the rebalance completes.
     Join {
+        /// The decoded request.
         req: JoinGroupRequest,
+        /// The request's API version (v4+ asks a new member to rejoin with its id).
         version: i16,
+        /// The client id of the connection, kept with the member.
         client_id: String,
+        /// The client host (peer address) of the connection, kept with the member.
         client_host: String,
     },
+    /// SyncGroup: the leader sends the assignment, followers wait for theirs.
     Sync {
+        /// The decoded request.
         req: SyncGroupRequest,
     },
+    /// Heartbeat: keeps the member's session alive.
     Heartbeat {
+        /// The decoded request.
         req: HeartbeatRequest,
     },
+    /// LeaveGroup: removes one member, or a batch of them (v3+).
     Leave {
+        /// The decoded request.
         req: LeaveGroupRequest,
     },
+    /// OffsetCommit: a member's (or a standalone consumer's) committed offsets.
     OffsetCommit {
+        /// The decoded request.
         req: OffsetCommitRequest,
+        /// The request's API version (v9 carries a consumer-protocol member epoch).
         version: i16,
     },
     /// `require_stable` (v7+): partitions with offsets pending in an open
@@ -101,49 +115,73 @@ pub enum GroupRequest {
     /// `member` (v9): the consumer-protocol member asking and its epoch, checked
     /// as Kafka does (None = not given: member id null, epoch -1).
     OffsetFetch {
+        /// The group id.
         group: String,
+        /// Topics with the partitions asked for; None = every partition with a committed offset.
         topics: Option<Vec<(String, Vec<i32>)>>,
+        /// Partitions with offsets pending in an open transaction answer UNSTABLE_OFFSET_COMMIT.
         require_stable: bool,
+        /// (member id, member epoch) of the asking member.
         member: Option<(Option<String>, i32)>,
     },
     /// Offsets written inside a transaction (visible after its commit marker).
     TxnOffsetCommit {
+        /// The decoded request.
         req: TxnOffsetCommitRequest,
+        /// The request's API version (v3 adds the member id and generation).
         version: i16,
     },
     /// `types` (ListGroups v5): `classic` / `consumer`, empty = all.
     List {
+        /// State names to list (e.g. `Stable`); empty = all.
         states: Vec<String>,
+        /// Group types to list; empty = all.
         types: Vec<String>,
     },
+    /// DescribeGroups (classic protocol).
     Describe {
+        /// Group ids to describe.
         groups: Vec<String>,
     },
+    /// DeleteGroups: removes empty groups and their committed offsets.
     Delete {
+        /// Group ids to delete.
         groups: Vec<String>,
     },
+    /// OffsetDelete: removes committed offsets of partitions the group does not consume.
     OffsetDelete {
+        /// The decoded request.
         req: OffsetDeleteRequest,
     },
     /// ConsumerGroupHeartbeat (KIP-848).
     ConsumerHeartbeat {
+        /// The decoded request.
         req: ConsumerGroupHeartbeatRequest,
+        /// The request's API version (v1 adds the subscription regex).
         version: i16,
+        /// The client id of the connection, kept with the member.
         client_id: String,
+        /// The client host (peer address) of the connection, kept with the member.
         client_host: String,
     },
     /// ConsumerGroupDescribe (KIP-848).
     ConsumerDescribe {
+        /// Group ids to describe.
         groups: Vec<String>,
     },
 }
 
 /// A described group, ready for DescribeGroups.
 pub struct GroupDescription {
+    /// The group id.
     pub group: String,
+    /// Kafka error code for the group (0 = none).
     pub error: i16,
+    /// The group state's name, e.g. `Stable` (see [`state::GroupState::name`]).
     pub state: &'static str,
+    /// Protocol type, e.g. `consumer`; empty when none.
     pub protocol_type: String,
+    /// Protocol (assignor) of the current generation; empty when none.
     pub protocol: String,
     /// (member id, instance id, client id, client host, metadata, assignment)
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
@@ -160,22 +198,31 @@ pub type ErrorsByTopic = Vec<(String, Vec<(i32, i16)>)>;
 
 /// Answers to [`GroupRequest`]s.
 pub enum GroupResponse {
+    /// JoinGroup's answer.
     Join(JoinResult),
     /// (error, assignment, protocol type, protocol name)
     Sync(i16, Bytes, Option<String>, Option<String>),
+    /// Heartbeat's error code (REBALANCE_IN_PROGRESS tells the member to rejoin).
     Heartbeat(i16),
     /// (top-level error, per member (member id, instance id, error))
     Leave(i16, Vec<(String, Option<String>, i16)>),
+    /// OffsetCommit's per-partition error codes.
     OffsetCommit(ErrorsByTopic),
     /// (group error, offsets)
     OffsetFetch(i16, OffsetsByTopic),
     /// (group, protocol type, state, group type)
     List(Vec<(String, String, &'static str, &'static str)>),
+    /// DescribeGroups' descriptions, one per group asked.
     Describe(Vec<GroupDescription>),
+    /// DeleteGroups' (group id, error code) per group.
     Delete(Vec<(String, i16)>),
+    /// OffsetDelete's group error code and per-partition error codes.
     OffsetDelete(i16, ErrorsByTopic),
+    /// TxnOffsetCommit's per-partition error codes.
     TxnOffsetCommit(ErrorsByTopic),
+    /// ConsumerGroupHeartbeat's answer, or the error for the whole request.
     ConsumerHeartbeat(Result<consumer_group::Answer, crate::error::Error>),
+    /// ConsumerGroupDescribe's descriptions, one per group asked.
     ConsumerDescribe(Vec<consumer_group::ConsumerGroupDescription>),
 }
 
@@ -212,6 +259,8 @@ fn join_error(code: i16, member_id: String) -> JoinResult {
 }
 
 impl GroupCoordinator {
+    /// A coordinator with no groups yet: the shard hands it its `__consumer_offsets`
+    /// partitions ([`GroupCoordinator::add_partition`]), which it replays.
     pub fn new(cfg: Arc<Config>) -> GroupCoordinator {
         let partition_count = Cell::new(cfg.offsets_topic_num_partitions);
         GroupCoordinator { cfg, groups: RefCell::new(HashMap::new()), logs: RefCell::new(HashMap::new()), partition_count, stopping: Cell::new(false) }

@@ -13,14 +13,21 @@ use serde::{Deserialize, Serialize};
 /// Kafka's group states, named as DescribeGroups/ListGroups print them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupState {
+    /// No members; committed offsets may remain (and expire after `offsets.retention.minutes`).
     Empty,
+    /// A rebalance has begun: members must (re)join before the rebalance timeout.
     PreparingRebalance,
+    /// Every member has joined; waiting for the leader's assignment in SyncGroup.
     CompletingRebalance,
+    /// Members have their assignment and heartbeat.
     Stable,
+    /// Kafka's state of a deleted group; here it is only reported (DescribeGroups
+    /// answers an unknown group as Dead), never entered.
     Dead,
 }
 
 impl GroupState {
+    /// The state's name as DescribeGroups and ListGroups report it.
     pub fn name(self) -> &'static str {
         match self {
             GroupState::Empty => "Empty",
@@ -35,11 +42,17 @@ impl GroupState {
 /// What a JoinGroup waiter is answered with.
 #[derive(Debug, Clone)]
 pub struct JoinResult {
+    /// Kafka error code of the join (0 = none).
     pub error: i16,
+    /// Generation the join completed with (bumped by every rebalance).
     pub generation: i32,
+    /// The group's protocol type, e.g. `consumer` (None in error answers).
     pub protocol_type: Option<String>,
+    /// The protocol (assignor) chosen for the generation, e.g. `range`.
     pub protocol_name: Option<String>,
+    /// Member id of the generation's leader, which computes the assignment.
     pub leader: String,
+    /// The member id of the member answered (the one given to a new member).
     pub member_id: String,
     /// (member id, group instance id, metadata) — only for the leader.
     pub members: Vec<(String, Option<String>, Bytes)>,
@@ -51,19 +64,29 @@ pub type SyncResult = (i16, Bytes);
 /// A group member.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Member {
+    /// Member id the coordinator gave it (`<client id>-<uuid>`).
     pub id: String,
+    /// `group.instance.id` of a static member; None for a dynamic one.
     pub instance_id: Option<String>,
+    /// The client id of the member's connection.
     pub client_id: String,
+    /// The client host (peer address) of the member's connection.
     pub client_host: String,
+    /// Session timeout (ms): without a heartbeat for this long the member is removed.
     pub session_timeout_ms: u64,
+    /// Rebalance timeout (ms): how long a rebalance waits for the member to rejoin.
     pub rebalance_timeout_ms: u64,
     /// (protocol name, metadata) in the member's order of preference.
     pub protocols: Vec<(String, Bytes)>,
+    /// The member's assignment from the leader's last SyncGroup (opaque to the broker).
     pub assignment: Bytes,
+    /// When the member last heartbeated (or joined); not persisted.
     #[serde(skip, default = "Instant::now")]
     pub last_heartbeat: Instant,
+    /// The member's JoinGroup, parked until the rebalance completes; not persisted.
     #[serde(skip)]
     pub join_waiter: Option<oneshot::Sender<JoinResult>>,
+    /// The member's SyncGroup, parked until the leader's assignment arrives; not persisted.
     #[serde(skip)]
     pub sync_waiter: Option<oneshot::Sender<SyncResult>>,
 }
@@ -83,9 +106,13 @@ impl Member {
 /// A committed offset.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CommittedOffset {
+    /// The committed offset: the next offset the group will consume in the partition.
     pub offset: i64,
+    /// Leader epoch of the record before that offset, as the client sent it (-1: unknown; KIP-320).
     pub leader_epoch: i32,
+    /// Free-form metadata the client committed with the offset.
     pub metadata: Option<String>,
+    /// When the commit was made (ms since the epoch); offset retention counts from it.
     pub commit_timestamp_ms: i64,
     /// Where this commit sits in `__consumer_offsets` (not stored: it is the
     /// record's own offset). When a transaction commits, its offsets replace
@@ -101,17 +128,26 @@ fn no_record_offset() -> i64 {
 /// A consumer group: membership, generation, assignments and committed offsets.
 #[derive(Debug)]
 pub struct Group {
+    /// The group id.
     pub id: String,
+    /// Where the group is in the classic protocol's state machine.
     pub state: GroupState,
+    /// Protocol type its members join with, e.g. `consumer` or `connect`; None before
+    /// the first join (kept while the group is Empty and committed offsets remain).
     pub protocol_type: Option<String>,
+    /// The protocol (assignor) chosen for the current generation, e.g. `range`; None before the first.
     pub protocol_name: Option<String>,
+    /// Generation id, bumped by every completed rebalance; commits must carry the current one.
     pub generation: i32,
+    /// Member id of the current leader, which computes the assignment.
     pub leader: Option<String>,
+    /// The members by member id.
     pub members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined.
     pub pending_members: HashMap<String, Instant>,
     /// group.instance.id -> member id (static membership).
     pub static_members: HashMap<String, String>,
+    /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// When PreparingRebalance must complete even if members are missing.
     pub rebalance_deadline: Option<Instant>,
@@ -150,6 +186,7 @@ impl Group {
         self.pending_txn_offsets.values().any(|m| m.contains_key(&key))
     }
 
+    /// A new, Empty group with no members and no offsets.
     pub fn new(id: String) -> Group {
         Group {
             id,

@@ -16,6 +16,7 @@ use super::member::Assignment;
 /// What an assignor knows of one member.
 #[derive(Debug, Clone)]
 pub struct MemberSpec<'a> {
+    /// The member's id; the assignment is keyed by it.
     pub member_id: &'a str,
     /// Static members sort first in the range assignor, by instance id, so a
     /// rolling restart (new member ids) keeps their ranges.

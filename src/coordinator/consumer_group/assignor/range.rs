@@ -13,6 +13,9 @@ use uuid::Uuid;
 use super::{partitions_of, MemberSpec};
 use crate::coordinator::consumer_group::member::Assignment;
 
+/// Assigns each subscribed topic's `partitions` (topic id -> partition count) to
+/// `members` in contiguous ranges; returns the assignment by member id (every
+/// member present, maybe with nothing).
 pub fn assign(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTreeMap<String, Assignment> {
     let mut order: Vec<&MemberSpec<'_>> = members.iter().collect();
     order.sort_by(|a, b| match (a.instance_id, b.instance_id) {

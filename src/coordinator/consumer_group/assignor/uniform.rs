@@ -19,6 +19,9 @@ use uuid::Uuid;
 use super::{homogeneous, partitions_of, MemberSpec};
 use crate::coordinator::consumer_group::member::{partition_count, Assignment};
 
+/// Spreads `partitions` (topic id -> partition count) evenly over `members`,
+/// moving as few as possible from their current targets; returns the
+/// assignment by member id.
 pub fn assign(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTreeMap<String, Assignment> {
     if members.is_empty() {
         return BTreeMap::new();
