@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError as E;
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 
+/// Serves InitProducerId: a new producer id (idempotent producers), or the transactional
+/// id's coordinator bumps its epoch.
 pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
     let answer = |r: Result<(i64, i16), i16>| match r {
         Ok((pid, epoch)) => InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),

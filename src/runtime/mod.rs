@@ -28,16 +28,28 @@ use crate::xshard::{self, XShard};
 /// Start-up failures worth a clear message.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A file or socket operation of start-up failed (log dir, listener, eventfds).
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A shard's executor could not start (pinning, io_uring, binding): its index and why.
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
     /// Another process holds the log dir (see [`exclusive`]).
     #[error("cannot lock {}: the log dir is in use by another shardlog process{}", .lock.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-    LogDirLocked { lock: PathBuf, pid: Option<u32> },
+    LogDirLocked {
+        /// The lock file in the log dir.
+        lock: PathBuf,
+        /// The holder's pid, when the lock file names one.
+        pid: Option<u32>,
+    },
     /// Another process serves the listener port (see [`exclusive`]).
     #[error("port {port} is already served by another process: {why}")]
-    PortInUse { port: u16, why: String },
+    PortInUse {
+        /// The listener port.
+        port: u16,
+        /// What the probe found (who answered, or the bind error).
+        why: String,
+    },
 }
 
 /// Cores to run shards on.

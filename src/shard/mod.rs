@@ -44,7 +44,9 @@ pub const CONTROLLER_SHARD: usize = 0;
 pub struct Shard {
     /// This shard's index (0..nr_shards).
     pub id: usize,
+    /// Shards in this broker (`shard.cores`).
     pub nr_shards: usize,
+    /// The broker's configuration (read-only after start-up).
     pub cfg: Arc<Config>,
     /// This shard's private io_uring (segment writes, splice).
     pub ring: Ring,

@@ -28,6 +28,7 @@ use super::request::TopicPartition;
 /// (a topic deleted and created again under the same name gets a new id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfflinePartition {
+    /// Id of the topic the partition belonged to when its log failed to open.
     pub topic_id: uuid::Uuid,
     /// The error that kept the log closed, e.g. "Too many open files (os error 24)".
     pub reason: String,

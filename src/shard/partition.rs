@@ -15,6 +15,7 @@ use crate::sync::Notify;
 
 /// One partition replica and its high watermark.
 pub struct Partition {
+    /// The partition's log on this broker (segments, indexes, producer state).
     pub log: Rc<PartitionLog>,
     high_watermark: Cell<i64>,
     /// Woken whenever the high watermark moves (fetch long-polls wait on it).

@@ -12,15 +12,20 @@ use crate::protocol::record_batch::ValidatedBatch;
 /// A partition named by topic and index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TopicPartition {
+    /// Topic name.
     pub topic: String,
+    /// Partition index within the topic (0-based).
     pub partition: i32,
 }
 
 /// One partition of a fetch: where to read and how much.
 #[derive(Debug, Clone)]
 pub struct FetchRead {
+    /// The partition to read.
     pub tp: TopicPartition,
+    /// First offset the client wants (the fetch position).
     pub offset: i64,
+    /// The partition's limit, in bytes (`partition_max_bytes`); the fetch's total `max_bytes` is applied to the results.
     pub max_bytes: usize,
     /// Isolation level 1: stop at the last stable offset, report aborted transactions.
     pub read_committed: bool,
@@ -29,18 +34,26 @@ pub struct FetchRead {
 /// A topic to create (already validated for shape by the handler).
 #[derive(Debug, Clone)]
 pub struct NewTopic {
+    /// Topic name (checked against Kafka's name rules by the controller).
     pub name: String,
+    /// Partition count (at least 1).
     pub num_partitions: i32,
+    /// Replicas per partition; one broker holds only 1.
     pub replication_factor: i16,
+    /// Topic config overrides (`retention.ms`, `cleanup.policy`, ...), validated by the controller.
     pub configs: std::collections::BTreeMap<String, String>,
 }
 
 /// An IncrementalAlterConfigs operation (Kafka's codes 0-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlterOp {
+    /// 0: set the key to the value.
     Set,
+    /// 1: remove the override (back to the broker default).
     Delete,
+    /// 2: add items to a list config.
     Append,
+    /// 3: remove items from a list config.
     Subtract,
 }
 
@@ -57,9 +70,13 @@ pub enum ConfigChange {
 /// (commit or abort) for a producer's transaction, written as a control batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMarker {
+    /// The partition the transaction wrote to.
     pub tp: TopicPartition,
+    /// The transactional producer's id.
     pub producer_id: i64,
+    /// Its epoch when the transaction ended (a fenced-and-aborted one carries the bumped epoch).
     pub producer_epoch: i16,
+    /// COMMIT marker when true, ABORT when false.
     pub commit: bool,
     /// Epoch of the coordinator writing it (its `__transaction_state` partition's
     /// leader epoch), so a partition can reject markers from a deposed coordinator.
@@ -69,57 +86,117 @@ pub struct TxnMarker {
 /// Requests a shard serves for partitions it owns (or, for the controller, for metadata).
 /// Requests for the coordinators on a core travel beside these (`xshard::Request`).
 pub enum ShardRequest {
-    /// Append validated batches; one entry per partition.
-    Produce { partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)> },
+    /// Append validated batches.
+    Produce {
+        /// One entry per partition, its batches in the order the client sent them.
+        partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)>,
+    },
     /// Locate the bytes to send for each partition.
-    Fetch { reads: Vec<FetchRead> },
+    Fetch {
+        /// One read per partition, in the order of the response.
+        reads: Vec<FetchRead>,
+    },
     /// Resolve when any partition's high watermark (last stable offset when
     /// `read_committed`) passes its offset, or after `max_wait_ms`.
-    WaitForAppend { partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64, read_committed: bool },
-    /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it);
-    /// latest is the last stable offset when `read_committed`.
-    ListOffsets { partitions: Vec<(TopicPartition, i64)>, read_committed: bool },
+    WaitForAppend {
+        /// Each partition with the offset the fetch waits to see passed.
+        partitions: Vec<(TopicPartition, i64)>,
+        /// The fetch's `max_wait_ms`, in ms.
+        max_wait_ms: u64,
+        /// Wait on the last stable offset instead of the high watermark.
+        read_committed: bool,
+    },
+    /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it).
+    ListOffsets {
+        /// Each partition with the timestamp asked for (ms, or -1 / -2).
+        partitions: Vec<(TopicPartition, i64)>,
+        /// "Latest" is the last stable offset instead of the high watermark.
+        read_committed: bool,
+    },
     /// Controller only: create topics and push the new image to every shard.
-    /// `internal`: the broker creating one of its own topics (clients never may).
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool, internal: bool },
-    /// Controller only: delete topics by name or id; answers (name, id) per topic.
-    DeleteTopics { topics: Vec<(Option<String>, uuid::Uuid)> },
-    /// Controller only: grow topics to `count` partitions each.
-    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
+    CreateTopics {
+        /// The topics, answered in this order.
+        topics: Vec<NewTopic>,
+        /// Validate only (CreateTopics' `validate_only`): nothing is committed.
+        validate_only: bool,
+        /// The broker creating one of its own topics (clients never may).
+        internal: bool,
+    },
+    /// Controller only: delete topics; answers (name, id) per topic.
+    DeleteTopics {
+        /// Each topic by name (v0-v5) or, when the name is None, by topic id (v6+).
+        topics: Vec<(Option<String>, uuid::Uuid)>,
+    },
+    /// Controller only: grow topics to a new partition count each.
+    CreatePartitions {
+        /// Each topic with its new total partition count.
+        topics: Vec<(String, i32)>,
+        /// Validate only: nothing is committed.
+        validate_only: bool,
+    },
     /// Controller only: change topic config overrides (validated whole, then persisted).
-    AlterTopicConfigs { changes: Vec<(String, ConfigChange)>, validate_only: bool },
-    /// Move each partition's log start offset up to the offset (-1 = high watermark).
-    DeleteRecords { partitions: Vec<(TopicPartition, i64)> },
+    AlterTopicConfigs {
+        /// Each topic with its change.
+        changes: Vec<(String, ConfigChange)>,
+        /// Validate only: nothing is committed.
+        validate_only: bool,
+    },
+    /// Move each partition's log start offset up.
+    DeleteRecords {
+        /// Each partition with the new log start offset (-1 = the high watermark).
+        partitions: Vec<(TopicPartition, i64)>,
+    },
     /// Size on disk of every partition this shard owns.
     LogDirSizes,
     /// The producer state of each partition (DescribeProducers).
-    DescribeProducers { partitions: Vec<TopicPartition> },
+    DescribeProducers {
+        /// The partitions, answered in this order.
+        partitions: Vec<TopicPartition>,
+    },
     /// Install a new metadata image and open logs for newly owned partitions.
-    ApplyMetadata { image: Arc<MetadataImage>, placement: Arc<ShardPlacement> },
+    ApplyMetadata {
+        /// The image the controller committed.
+        image: Arc<MetadataImage>,
+        /// This broker's placement of partitions on shards, fitted to the image.
+        placement: Arc<ShardPlacement>,
+    },
     /// Controller only: reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
     /// Append transaction markers to partitions this shard owns; one result per marker.
-    WriteTxnMarkers { markers: Vec<TxnMarker> },
+    WriteTxnMarkers {
+        /// The markers, answered in this order.
+        markers: Vec<TxnMarker>,
+    },
 }
 
-/// The answer to each [`ShardRequest`], same variant order.
+/// The answer to each [`ShardRequest`], one result per item asked, in order.
 pub enum ShardResponse {
+    /// Where each partition's batches landed (base offset, log append time, log start offset).
     Produce(Vec<Result<AppendInfo, Error>>),
+    /// The bytes to send per partition (a file range for zero-copy, with the offsets around it).
     Fetch(Vec<Result<ReadSlice, Error>>),
+    /// The wait ended (data arrived or the time ran out); the handler fetches again.
     Waited,
     /// (timestamp, offset) per partition.
     ListOffsets(Vec<Result<(i64, i64), Error>>),
+    /// Per topic: created (or valid, for validate-only).
     CreateTopics(Vec<Result<(), Error>>),
+    /// The image is installed on this shard.
     MetadataApplied,
+    /// Per topic: its name and id, deleted.
     DeleteTopics(Vec<Result<(String, uuid::Uuid), Error>>),
     /// Per topic: the index of its first new partition (its count before).
     CreatePartitions(Vec<Result<i32, Error>>),
+    /// Per topic: changed (or valid, for validate-only).
     AlterTopicConfigs(Vec<Result<(), Error>>),
     /// The new low watermark per partition.
     DeleteRecords(Vec<Result<i64, Error>>),
+    /// Bytes on disk per owned partition.
     LogDirSizes(Vec<(TopicPartition, u64)>),
+    /// Per partition: (producer id, its state) for every producer the log remembers.
     DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
     /// A block of producer ids: (first id, count).
     ProducerIds(Result<(i64, i64), Error>),
+    /// Per marker: appended.
     WriteTxnMarkers(Vec<Result<(), Error>>),
 }
