@@ -198,13 +198,14 @@ pub enum RawEvent {
 }
 
 /// Reads every record and transaction marker of a coordinator partition, in offset order.
+/// Blocking reads: it runs while the partition opens (see [`PartitionLog::read_blocking`]).
 pub fn read_raw(log: &PartitionLog) -> Result<Vec<RawEvent>> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     // The coordinator replays everything it wrote: up to the log end.
     let end = log.log_end_offset();
     while offset < end {
-        let slice = log.read(offset, 1 << 20, false, end)?;
+        let slice = log.read_blocking(offset, 1 << 20, end)?;
         let Some((file, pos, len)) = slice.data else { break };
         let mut raw = vec![0u8; len as usize];
         file.read_exact_at(&mut raw, pos)?;

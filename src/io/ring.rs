@@ -191,6 +191,27 @@ impl Ring {
         Ok(Rc::try_unwrap(shared).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone()))
     }
 
+    /// Fills `buf` from `fd` at `pos` without ever making the shard wait on the
+    /// device: what the page cache holds is copied at once (`preadv2(RWF_NOWAIT)`,
+    /// no ring round trip — the common case for the recent data fetches read), the
+    /// rest is read through the ring. End of file before `buf` is full is `UnexpectedEof`.
+    pub async fn read_exact_at_cached_first(&self, fd: RawFd, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            match super::sys::pread_cached(fd, &mut buf[done..], pos + done as u64) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at {}", pos + done as u64))),
+                Ok(n) => done += n,
+                Err(_) => {
+                    // Not cached (or RWF_NOWAIT unsupported): the rest through the ring.
+                    let rest = self.read_exact_at(fd, vec![0u8; buf.len() - done], pos + done as u64).await?;
+                    buf[done..].copy_from_slice(&rest);
+                    done = buf.len();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One `splice(2)`: up to `len` bytes from `fd_in` (at `off_in`, or the pipe's
     /// position when -1) to `fd_out`.
     pub async fn splice(&self, fd_in: RawFd, off_in: i64, fd_out: RawFd, len: u32, keep: Box<dyn Any>) -> io::Result<usize> {

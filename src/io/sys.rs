@@ -57,3 +57,24 @@ pub fn geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// `preadv2(RWF_NOWAIT)`: reads from `fd` at `pos` only what is already in the
+/// page cache, never waiting for the device. Answers the bytes read (possibly
+/// short: part of the range was cached, or end of file), `WouldBlock` when the
+/// first byte is not cached, or another error (`Unsupported` on a file system
+/// without it): the caller then reads through the ring.
+pub fn pread_cached(fd: RawFd, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: one iovec describing `buf`, which we borrow mutably for the call;
+    // the kernel writes at most `buf.len()` bytes into it. An invalid fd is an error.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, pos as libc::off_t, libc::RWF_NOWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EAGAIN) => io::Error::from(io::ErrorKind::WouldBlock),
+            Some(libc::EOPNOTSUPP) => io::Error::from(io::ErrorKind::Unsupported),
+            _ => e,
+        });
+    }
+    Ok(n as usize)
+}

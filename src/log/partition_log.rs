@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState, SnapshotFile};
-use super::segment::Segment;
+use super::segment::{Segment, SegmentScan};
 use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
 use crate::error::{Error, Result};
@@ -44,6 +44,29 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     /// Log start offset after the append.
     pub log_start_offset: i64,
+}
+
+/// Where a read looks, taken under the log's borrow ([`PartitionLog::plan_read`]).
+struct ReadPlan {
+    /// The segment holding the first batch to return.
+    scan: SegmentScan,
+    /// Where its scan for the read's offset starts (the offset index's floor).
+    from: u64,
+    /// When the read's limit (high watermark or LSO) falls inside the segment:
+    /// where the scan for it starts, and the limit.
+    limit: Option<(u64, i64)>,
+    /// The segment's written size.
+    size: u64,
+}
+
+impl ReadPlan {
+    /// The slice from the batch at `pos` up to `end` (the limit's batch; the
+    /// segment's end when None), cut to `max_bytes` but never below the first batch.
+    fn slice(&self, out: ReadSlice, pos: u64, first: &BatchHeader, end: Option<u64>, max_bytes: usize) -> ReadSlice {
+        let avail = end.unwrap_or(self.size).saturating_sub(pos);
+        let len = (max_bytes as u64).min(avail).max(first.total_len() as u64).min(avail);
+        ReadSlice { data: Some((self.scan.file().clone(), pos, len as u32)), ..out }
+    }
 }
 
 /// A file range to send for a fetch, plus the partition offsets to report.
@@ -740,62 +763,84 @@ impl PartitionLog {
     ///
     /// `read_committed` (isolation level 1) reads stop at the last stable offset
     /// and carry the aborted transactions overlapping what they return.
-    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool, hw: i64) -> Result<ReadSlice> {
+    ///
+    /// The segment is picked under the log's borrow ([`PartitionLog::plan_read`]); the
+    /// batch headers are then read without it, through the ring, page-cache hits first
+    /// (see [`SegmentScan`]), so a fetch of cold data never blocks the shard.
+    pub async fn read(&self, offset: i64, max_bytes: usize, read_committed: bool, hw: i64) -> Result<ReadSlice> {
+        let (out, plan) = self.plan_read(offset, read_committed, hw)?;
+        let Some(plan) = plan else { return Ok(out) };
+        let Some((pos, h)) = plan.scan.find_batch(&self.ring, plan.from, offset).await? else { return Ok(out) };
+        let end = match plan.limit {
+            Some((from, limit)) => plan.scan.find_batch(&self.ring, from, limit).await?.map(|(p, _)| p),
+            None => None,
+        };
+        Ok(plan.slice(out, pos, &h, end, max_bytes))
+    }
+
+    /// [`PartitionLog::read`] with blocking reads, for replaying a partition while it
+    /// opens (a coordinator loading its state). On one broker a partition that holds
+    /// data opens only at start-up, before the broker serves.
+    pub fn read_blocking(&self, offset: i64, max_bytes: usize, hw: i64) -> Result<ReadSlice> {
+        let (out, plan) = self.plan_read(offset, false, hw)?;
+        let Some(plan) = plan else { return Ok(out) };
+        let Some((pos, h)) = plan.scan.find_batch_blocking(plan.from, offset)? else { return Ok(out) };
+        let end = match plan.limit {
+            Some((from, limit)) => plan.scan.find_batch_blocking(from, limit)?.map(|(p, _)| p),
+            None => None,
+        };
+        Ok(plan.slice(out, pos, &h, end, max_bytes))
+    }
+
+    /// The part of a read done under the log's borrow: the offsets to report, and
+    /// the segment to scan unless there is nothing to read.
+    fn plan_read(&self, offset: i64, read_committed: bool, hw: i64) -> Result<(ReadSlice, Option<ReadPlan>)> {
         let st = self.state.borrow();
         let hw = hw.min(st.log_end);
         let stable = lso(&st, hw);
         let limit = if read_committed { stable } else { hw };
         let aborted = read_committed.then(|| txn_index::overlapping(&st.aborted, offset, stable));
-        let out = |data| ReadSlice { data, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted: aborted.clone() };
+        let out = ReadSlice { data: None, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted };
         // Past the log end is out of range; between the high watermark and the log
         // end (written, not yet committed by the replicas) there is nothing to read yet.
         if offset < st.log_start_offset || offset > st.log_end {
             return Err(Error::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: st.log_end });
         }
         if offset >= limit {
-            return Ok(out(None));
+            return Ok((out, None));
         }
         let first = st.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
-        for seg in &st.segments[first..] {
-            if seg.size == 0 || offset >= seg.next_offset && seg.base_offset <= offset {
-                continue;
-            }
-            if let Some((pos, h)) = seg.find_batch(offset)? {
-                // The LSO is a batch boundary; the batch holding `offset` ends before it.
-                let end = match (limit < seg.next_offset).then(|| seg.find_batch(limit)).transpose()?.flatten() {
-                    Some((limit_pos, _)) => limit_pos,
-                    None => seg.size,
-                };
-                let avail = end.saturating_sub(pos);
-                let len = (max_bytes as u64).min(avail).max(h.total_len() as u64).min(avail);
-                return Ok(out(Some((seg.file.clone(), pos, len as u32))));
-            }
-        }
-        Ok(out(None))
+        // The first segment that holds a batch at or after `offset`.
+        let plan = st.segments[first..].iter().find(|seg| seg.size > 0 && (offset < seg.next_offset || seg.base_offset > offset)).map(|seg| ReadPlan {
+            scan: seg.scan(),
+            from: seg.index_floor(offset),
+            // The LSO (or high watermark) inside this segment: a batch boundary the read stops at.
+            limit: (limit < seg.next_offset).then(|| (seg.index_floor(limit), limit)),
+            size: seg.size,
+        });
+        Ok((out, plan))
     }
 
     /// ListOffsets by timestamp: the first offset whose record timestamp is >= `ts`,
-    /// with that record's timestamp; None when every record is older.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
-        let st = self.state.borrow();
-        for seg in &st.segments {
-            if seg.max_timestamp < ts || seg.size == 0 {
-                continue;
-            }
-            let start = seg.time_index_floor(ts).max(st.log_start_offset);
-            let mut pos = seg.index_floor(start);
-            while pos < seg.size {
-                let h = seg.header_at(pos)?;
-                let total = h.total_len() as u64;
-                if h.max_timestamp >= ts && h.last_offset() >= st.log_start_offset {
-                    let mut buf = vec![0u8; total as usize];
-                    std::os::unix::fs::FileExt::read_exact_at(&*seg.file, &mut buf, pos)?;
-                    return Ok(Some(
-                        first_record_at_or_after(Bytes::from(buf), ts, st.log_start_offset)?
-                            .unwrap_or((h.base_offset.max(st.log_start_offset), h.max_timestamp)),
-                    ));
-                }
-                pos += total;
+    /// with that record's timestamp; None when every record is older. Reads as
+    /// [`PartitionLog::read`] does (no borrow held, never blocking the shard).
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        // The candidate segments, oldest first, each with where its scan starts.
+        let (candidates, log_start) = {
+            let st = self.state.borrow();
+            let c: Vec<_> = st
+                .segments
+                .iter()
+                .filter(|seg| seg.max_timestamp >= ts && seg.size > 0)
+                .map(|seg| (seg.scan(), seg.index_floor(seg.time_index_floor(ts).max(st.log_start_offset))))
+                .collect();
+            (c, st.log_start_offset)
+        };
+        for (scan, from) in candidates {
+            let hit = scan.find_header(&self.ring, from, |h| h.max_timestamp >= ts && h.last_offset() >= log_start).await?;
+            if let Some((pos, h)) = hit {
+                let buf = scan.read(&self.ring, pos, h.total_len() as usize).await?;
+                return Ok(Some(first_record_at_or_after(Bytes::from(buf), ts, log_start)?.unwrap_or((h.base_offset.max(log_start), h.max_timestamp))));
             }
         }
         Ok(None)

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::io::ring::Ring;
 use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 
 /// Bytes of one `.index` entry (relative offset u32 + position u32).
@@ -264,24 +265,132 @@ impl Segment {
     /// Finds the batch containing `offset`: its position and header, or None past the end.
     /// Headers between the index entry and the batch are read through one
     /// [`SCAN_WINDOW_BYTES`] window at a time instead of one `pread` per batch.
+    /// Blocking reads: for opening a log (recovery); serving paths use [`SegmentScan`].
     pub fn find_batch(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
-        let mut pos = self.index_floor(offset);
+        self.scan().find_batch_blocking(self.index_floor(offset), offset)
+    }
+
+    /// A scan of this segment for serving: owned (the file shared), so no borrow
+    /// of the log is held while it reads.
+    pub fn scan(&self) -> SegmentScan {
+        SegmentScan { file: self.file.clone(), size: self.size }
+    }
+}
+
+/// A segment as a serving path reads it, detached from the segment list: its
+/// file and its written size at the time. Reads go through the ring, cached data
+/// first ([`Ring::read_exact_at_cached_first`]), so a cold read never stalls the
+/// shard; the file stays open even if retention deletes the segment meanwhile.
+pub struct SegmentScan {
+    file: Arc<File>,
+    size: u64,
+}
+
+impl SegmentScan {
+    /// The segment's file (for zero-copy sends of what the scan found).
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Finds the batch holding `offset` as [`Segment::find_batch`] does, starting
+    /// at `from` (the offset index's floor for `offset`, taken by the caller).
+    pub async fn find_batch(&self, ring: &Ring, from: u64, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let mut scan = Scanner::new(from);
         let mut window = [0u8; SCAN_WINDOW_BYTES];
-        let (mut win_start, mut win_len) = (0u64, 0u64);
-        while pos + BATCH_HEADER_LEN as u64 <= self.size {
-            if pos < win_start || pos + BATCH_HEADER_LEN as u64 > win_start + win_len {
-                let n = (self.size - pos).min(SCAN_WINDOW_BYTES as u64);
-                self.file.read_exact_at(&mut window[..n as usize], pos)?;
-                (win_start, win_len) = (pos, n);
+        loop {
+            match scan.step(self.size, offset, &window)? {
+                Step::Done(found) => return Ok(found),
+                Step::Read(pos, n) => {
+                    ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut window[..n], pos).await?;
+                    scan.filled(pos, n);
+                }
             }
-            let at = (pos - win_start) as usize;
-            let h = BatchHeader::parse(&window[at..at + BATCH_HEADER_LEN]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            if h.last_offset() >= offset {
+        }
+    }
+
+    /// [`SegmentScan::find_batch`] with blocking reads: only for a log that is opening
+    /// (recovery, replay of a coordinator's partition), not for serving.
+    pub fn find_batch_blocking(&self, from: u64, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let mut scan = Scanner::new(from);
+        let mut window = [0u8; SCAN_WINDOW_BYTES];
+        loop {
+            match scan.step(self.size, offset, &window)? {
+                Step::Done(found) => return Ok(found),
+                Step::Read(pos, n) => {
+                    self.file.read_exact_at(&mut window[..n], pos)?;
+                    scan.filled(pos, n);
+                }
+            }
+        }
+    }
+
+    /// The batch headers from `from` to the end of the written data, in order, with
+    /// their positions, until `stop` says so.
+    pub async fn find_header(&self, ring: &Ring, from: u64, mut stop: impl FnMut(&BatchHeader) -> bool) -> io::Result<Option<(u64, BatchHeader)>> {
+        let mut pos = from;
+        let mut hdr = [0u8; BATCH_HEADER_LEN];
+        while pos + BATCH_HEADER_LEN as u64 <= self.size {
+            ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut hdr, pos).await?;
+            let h = BatchHeader::parse(&hdr).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if stop(&h) {
                 return Ok(Some((pos, h)));
             }
             pos += h.total_len() as u64;
         }
         Ok(None)
+    }
+
+    /// Reads `len` bytes at `pos` (a whole batch), without blocking the shard.
+    pub async fn read(&self, ring: &Ring, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut buf, pos).await?;
+        Ok(buf)
+    }
+}
+
+/// The walk of [`Segment::find_batch`] and [`SegmentScan::find_batch`] over batch
+/// headers, one window of the file at a time; the caller does the reads.
+struct Scanner {
+    /// Where the next header is.
+    pos: u64,
+    /// (start, length) in the file of what the window holds.
+    win: (u64, usize),
+}
+
+/// What a scan needs next.
+enum Step {
+    /// Read `n` bytes at the position into the window.
+    Read(u64, usize),
+    /// The batch holding the offset (position, header), or None past the end.
+    Done(Option<(u64, BatchHeader)>),
+}
+
+impl Scanner {
+    fn new(from: u64) -> Scanner {
+        Scanner { pos: from, win: (0, 0) }
+    }
+
+    /// Walks the headers the window holds; asks for a read when the next one is outside it.
+    fn step(&mut self, size: u64, offset: i64, window: &[u8]) -> io::Result<Step> {
+        let (win_start, win_len) = self.win;
+        while self.pos + BATCH_HEADER_LEN as u64 <= size {
+            let pos = self.pos;
+            if pos < win_start || pos + BATCH_HEADER_LEN as u64 > win_start + win_len as u64 {
+                return Ok(Step::Read(pos, (size - pos).min(SCAN_WINDOW_BYTES as u64) as usize));
+            }
+            let at = (pos - win_start) as usize;
+            let h = BatchHeader::parse(&window[at..at + BATCH_HEADER_LEN]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if h.last_offset() >= offset {
+                return Ok(Step::Done(Some((pos, h))));
+            }
+            self.pos += h.total_len() as u64;
+        }
+        Ok(Step::Done(None))
+    }
+
+    /// The window now holds `n` bytes from `pos`.
+    fn filled(&mut self, pos: u64, n: usize) {
+        self.win = (pos, n);
     }
 }
 

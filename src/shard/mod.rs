@@ -329,14 +329,18 @@ impl Shard {
                 ShardResponse::Produce(futures::future::join_all(futs).await)
             }
             ShardRequest::Fetch { reads } => {
-                ShardResponse::Fetch(reads.iter().map(|r| self.partition(&r.tp).and_then(|p| p.read(r.offset, r.max_bytes, r.read_committed))).collect())
+                let futs = reads.iter().map(|r| {
+                    let p = self.partition(&r.tp);
+                    async move { p?.read(r.offset, r.max_bytes, r.read_committed).await }
+                });
+                ShardResponse::Fetch(futures::future::join_all(futs).await)
             }
             ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed } => {
                 self.wait_for_append(partitions, max_wait_ms, read_committed).await;
                 ShardResponse::Waited
             }
             ShardRequest::ListOffsets { partitions, read_committed } => {
-                ShardResponse::ListOffsets(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts, read_committed)).collect())
+                ShardResponse::ListOffsets(futures::future::join_all(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts, read_committed))).await)
             }
             ShardRequest::CreateTopics { topics, validate_only, internal } => {
                 ShardResponse::CreateTopics(self.create_topics(topics, validate_only, internal).await)
@@ -387,13 +391,13 @@ impl Shard {
         }
     }
 
-    fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
+    async fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
         let p = self.partition(tp)?;
         match ts {
             -1 if read_committed => Ok((-1, p.last_stable_offset())),
             -1 => Ok((-1, p.high_watermark())),
             -2 => Ok((-1, p.log.log_start_offset())),
-            ts if ts >= 0 => Ok(p.log.offset_for_timestamp(ts)?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
+            ts if ts >= 0 => Ok(p.log.offset_for_timestamp(ts).await?.map(|(o, t)| (t, o)).unwrap_or((-1, -1))),
             _ => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
         }
     }

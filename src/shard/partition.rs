@@ -55,8 +55,8 @@ impl Partition {
     }
 
     /// A fetch read, bounded by the high watermark (or the LSO for read_committed).
-    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<ReadSlice> {
-        self.log.read(offset, max_bytes, read_committed, self.high_watermark())
+    pub async fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<ReadSlice> {
+        self.log.read(offset, max_bytes, read_committed, self.high_watermark()).await
     }
 
     /// DeleteRecords up to `offset` (-1: the high watermark).
