@@ -147,15 +147,6 @@ pub enum EndStep {
     Resume(TxnMetadata),
 }
 
-/// PRODUCER_FENCED for clients that know it (KIP-588), INVALID_PRODUCER_EPOCH before.
-fn fenced(fenced_ok: bool, why: String) -> Error {
-    if fenced_ok {
-        Error::ProducerFenced(why)
-    } else {
-        Error::InvalidProducerEpoch(why)
-    }
-}
-
 impl TxnMetadata {
     /// A new id: producer id `producer_id`, epoch 0, no transaction.
     pub fn new(transactional_id: String, producer_id: i64, timeout_ms: i32, now: i64) -> TxnMetadata {
@@ -176,15 +167,7 @@ impl TxnMetadata {
     /// InitProducerId for an existing (`cur`) or new id. `requested` is the
     /// KIP-360 (producer id, epoch) of v3+ requests; `new_pid` a freshly
     /// allocated producer id when the previous plan asked for one.
-    pub fn plan_init(
-        cur: Option<&TxnMetadata>,
-        id: &str,
-        requested: Option<(i64, i16)>,
-        timeout_ms: i32,
-        now: i64,
-        fenced_ok: bool,
-        new_pid: Option<i64>,
-    ) -> Result<InitStep> {
+    pub fn plan_init(cur: Option<&TxnMetadata>, id: &str, requested: Option<(i64, i16)>, timeout_ms: i32, now: i64, new_pid: Option<i64>) -> Result<InitStep> {
         let Some(m) = cur.filter(|m| m.state != TxnState::Dead) else {
             return Ok(match new_pid {
                 None => InitStep::NeedProducerId,
@@ -196,10 +179,10 @@ impl TxnMetadata {
             let current = m.producer_id == pid && m.producer_epoch == epoch;
             retry = !current && m.last_producer_id == pid && m.last_producer_epoch == epoch && epoch >= 0;
             if !(epoch < 0 || current || retry) {
-                return Err(fenced(
-                    fenced_ok,
-                    format!("producer id {pid} epoch {epoch} is not the current producer ({} epoch {})", m.producer_id, m.producer_epoch),
-                ));
+                return Err(Error::ProducerFenced(format!(
+                    "producer id {pid} epoch {epoch} is not the current producer ({} epoch {})",
+                    m.producer_id, m.producer_epoch
+                )));
             }
         }
         match m.state {
@@ -233,20 +216,20 @@ impl TxnMetadata {
     }
 
     /// The producer named in a request must be the current one.
-    fn check_producer(&self, pid: i64, epoch: i16, fenced_ok: bool) -> Result<()> {
+    fn check_producer(&self, pid: i64, epoch: i16) -> Result<()> {
         if pid != self.producer_id {
             return Err(Error::InvalidProducerIdMapping(pid));
         }
         if epoch != self.producer_epoch {
-            return Err(fenced(fenced_ok, format!("epoch {epoch} is not the current epoch {} of producer {pid}", self.producer_epoch)));
+            return Err(Error::ProducerFenced(format!("epoch {epoch} is not the current epoch {} of producer {pid}", self.producer_epoch)));
         }
         Ok(())
     }
 
     /// AddPartitionsToTxn / AddOffsetsToTxn: Some(new state) to persist, None
     /// when every partition is already in the open transaction.
-    pub fn plan_add_partitions(&self, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool, now: i64) -> Result<Option<TxnMetadata>> {
-        self.check_producer(pid, epoch, fenced_ok)?;
+    pub fn plan_add_partitions(&self, pid: i64, epoch: i16, partitions: &[(String, i32)], now: i64) -> Result<Option<TxnMetadata>> {
+        self.check_producer(pid, epoch)?;
         match self.state {
             s if s.is_prepare() => Err(Error::ConcurrentTransactions),
             TxnState::Dead => Err(Error::InvalidProducerIdMapping(pid)),
@@ -267,8 +250,8 @@ impl TxnMetadata {
 
     /// EndTxn (Kafka's rules): Ongoing prepares; a completed transaction in the
     /// same direction is a retry; anything else is an invalid transition.
-    pub fn plan_end(&self, pid: i64, epoch: i16, commit: bool, fenced_ok: bool, now: i64) -> Result<EndStep> {
-        self.check_producer(pid, epoch, fenced_ok)?;
+    pub fn plan_end(&self, pid: i64, epoch: i16, commit: bool, now: i64) -> Result<EndStep> {
+        self.check_producer(pid, epoch)?;
         let invalid = || Error::InvalidTxnState(format!("cannot {} a transaction in state {}", if commit { "commit" } else { "abort" }, self.state.name()));
         match (self.state, commit) {
             (TxnState::Ongoing, _) => {
@@ -328,7 +311,6 @@ pub enum TxnRequest {
         transactional_id: String,
         timeout_ms: i32,
         requested: Option<(i64, i16)>,
-        fenced_ok: bool,
     },
     /// AddPartitionsToTxn, and AddOffsetsToTxn (the group's `__consumer_offsets` partition).
     AddPartitions {
@@ -336,14 +318,12 @@ pub enum TxnRequest {
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
-        fenced_ok: bool,
     },
     EndTxn {
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-        fenced_ok: bool,
     },
     /// ListTransactions on this shard: empty filters match all; `duration_ms` < 0 disables that filter.
     List {
@@ -468,21 +448,21 @@ impl TxnCoordinator {
     /// Serves one transactional request.
     pub async fn handle(&self, req: TxnRequest, c: &Coordinators) -> TxnResponse {
         match req {
-            TxnRequest::InitProducerId { transactional_id, timeout_ms, requested, fenced_ok } => {
-                TxnResponse::InitProducerId(self.init_producer_id(c, &transactional_id, timeout_ms, requested, fenced_ok).await)
+            TxnRequest::InitProducerId { transactional_id, timeout_ms, requested } => {
+                TxnResponse::InitProducerId(self.init_producer_id(c, &transactional_id, timeout_ms, requested).await)
             }
-            TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions, fenced_ok } => {
-                TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions, fenced_ok).await)
+            TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions } => {
+                TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions).await)
             }
-            TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit, fenced_ok } => {
-                TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit, fenced_ok).await)
+            TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
+                TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit).await)
             }
             TxnRequest::List { states, producer_ids, duration_ms } => TxnResponse::List(self.list(&states, &producer_ids, duration_ms, now_ms())),
             TxnRequest::Describe { transactional_ids } => TxnResponse::Describe(transactional_ids.into_iter().map(|id| self.describe(id)).collect()),
         }
     }
 
-    async fn init_producer_id(&self, c: &Coordinators, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>, fenced_ok: bool) -> Result<(i64, i16)> {
+    async fn init_producer_id(&self, c: &Coordinators, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>) -> Result<(i64, i16)> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
@@ -492,7 +472,7 @@ impl TxnCoordinator {
         // bug cannot spin forever.
         for _ in 0..4 {
             let guard = self.begin(id)?;
-            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), fenced_ok, new_pid)?;
+            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), new_pid)?;
             match step {
                 InitStep::Done(p, e) => return Ok((p, e)),
                 InitStep::Transit(m) => {
@@ -519,25 +499,25 @@ impl TxnCoordinator {
         Err(Error::ConcurrentTransactions)
     }
 
-    async fn add_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool) -> Result<()> {
+    async fn add_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)]) -> Result<()> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, fenced_ok, now_ms())? {
+        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, now_ms())? {
             self.persist(next).await?;
         }
         Ok(())
     }
 
-    async fn end_txn(&self, c: &Coordinators, id: &str, pid: i64, epoch: i16, commit: bool, fenced_ok: bool) -> Result<()> {
+    async fn end_txn(&self, c: &Coordinators, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<()> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        match cur.plan_end(pid, epoch, commit, fenced_ok, now_ms())? {
+        match cur.plan_end(pid, epoch, commit, now_ms())? {
             EndStep::AlreadyDone => Ok(()),
             EndStep::Prepare(prepared) => self.complete(c, prepared, true).await,
             EndStep::Resume(prepared) => self.complete(c, prepared, false).await,
@@ -717,95 +697,100 @@ async fn write_markers(out: &dyn Outbound, mut markers: Vec<TxnMarker>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::ResponseError;
 
     fn ongoing(id: &str) -> TxnMetadata {
         let m = TxnMetadata::new(id.into(), 100, 60_000, 0);
-        m.plan_add_partitions(100, 0, &[("t".into(), 0), ("t".into(), 1)], true, 10).unwrap().unwrap()
+        m.plan_add_partitions(100, 0, &[("t".into(), 0), ("t".into(), 1)], 10).unwrap().unwrap()
     }
 
     #[test]
     fn init_new_id_needs_a_producer_id_then_starts_at_epoch_zero() {
-        assert_eq!(TxnMetadata::plan_init(None, "a", None, 1000, 0, true, None).unwrap(), InitStep::NeedProducerId);
-        let InitStep::Transit(m) = TxnMetadata::plan_init(None, "a", None, 1000, 0, true, Some(42)).unwrap() else { panic!() };
+        assert_eq!(TxnMetadata::plan_init(None, "a", None, 1000, 0, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(m) = TxnMetadata::plan_init(None, "a", None, 1000, 0, Some(42)).unwrap() else { panic!() };
         assert_eq!((m.producer_id, m.producer_epoch, m.state), (42, 0, TxnState::Empty));
     }
 
     #[test]
     fn init_bumps_epoch_and_new_id_on_exhaustion() {
         let m = TxnMetadata::new("a".into(), 5, 1000, 0);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", None, 2000, 1, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", None, 2000, 1, None).unwrap() else { panic!() };
         assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_epoch, n.timeout_ms), (5, 1, 0, 2000));
         let mut ex = m.clone();
         ex.producer_epoch = EPOCH_EXHAUSTED;
-        assert_eq!(TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, None).unwrap(), InitStep::NeedProducerId);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, Some(9)).unwrap() else { panic!() };
+        assert_eq!(TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, Some(9)).unwrap() else { panic!() };
         assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_id), (9, 0, 5));
     }
 
     #[test]
     fn init_aborts_ongoing_and_refuses_prepare() {
         let m = ongoing("a");
-        let InitStep::AbortOngoing(p) = TxnMetadata::plan_init(Some(&m), "a", None, 1000, 20, true, None).unwrap() else { panic!() };
+        let InitStep::AbortOngoing(p) = TxnMetadata::plan_init(Some(&m), "a", None, 1000, 20, None).unwrap() else { panic!() };
         assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
         assert_eq!(p.partitions.len(), 2);
         let done = p.completed(30);
         assert_eq!((done.state, done.partitions.len()), (TxnState::CompleteAbort, 0));
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&done), "a", None, 1000, 40, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&done), "a", None, 1000, 40, None).unwrap() else { panic!() };
         assert_eq!(n.producer_epoch, 2);
         let mut prep = m.clone();
         prep.state = TxnState::PrepareCommit;
-        assert_eq!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None).unwrap(), InitStep::Resume(prep.clone()));
+        assert_eq!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, None).unwrap(), InitStep::Resume(prep.clone()));
         prep.state = TxnState::PrepareEpochFence;
-        assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None), Err(Error::ConcurrentTransactions)));
+        assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, None), Err(Error::ConcurrentTransactions)));
     }
 
     #[test]
     fn init_kip360_fences_strangers_and_answers_retries() {
         let m = TxnMetadata::new("a".into(), 5, 1000, 0);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", Some((5, 0)), 1000, 1, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", Some((5, 0)), 1000, 1, None).unwrap() else { panic!() };
         assert_eq!(n.producer_epoch, 1);
         // The same request again (its answer was lost) gets the current producer, no bump.
-        assert_eq!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 0)), 1000, 2, true, None).unwrap(), InitStep::Done(5, 1));
-        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 7)), 1000, 2, true, None), Err(Error::ProducerFenced(_))));
-        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((6, 1)), 1000, 2, false, None), Err(Error::InvalidProducerEpoch(_))));
+        assert_eq!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 0)), 1000, 2, None).unwrap(), InitStep::Done(5, 1));
+        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 7)), 1000, 2, None), Err(Error::ProducerFenced(_))));
+        // A client before KIP-588 (InitProducerId v3) is told INVALID_PRODUCER_EPOCH.
+        let old = TxnMetadata::plan_init(Some(&n), "a", Some((6, 1)), 1000, 2, None).unwrap_err();
+        assert_eq!(old.code_for(ApiKey::InitProducerId, 3), ResponseError::InvalidProducerEpoch.code());
     }
 
     #[test]
     fn add_partitions_checks_producer_and_state() {
         let m = TxnMetadata::new("a".into(), 100, 1000, 0);
-        assert!(matches!(m.plan_add_partitions(101, 0, &[("t".into(), 0)], true, 1), Err(Error::InvalidProducerIdMapping(101))));
-        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], true, 1), Err(Error::ProducerFenced(_))));
-        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], false, 1), Err(Error::InvalidProducerEpoch(_))));
-        let o = m.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 7).unwrap().unwrap();
+        assert!(matches!(m.plan_add_partitions(101, 0, &[("t".into(), 0)], 1), Err(Error::InvalidProducerIdMapping(101))));
+        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], 1), Err(Error::ProducerFenced(_))));
+        let old = m.plan_add_partitions(100, 3, &[("t".into(), 0)], 1).unwrap_err();
+        assert_eq!(old.code_for(ApiKey::AddPartitionsToTxn, 1), ResponseError::InvalidProducerEpoch.code());
+        let o = m.plan_add_partitions(100, 0, &[("t".into(), 0)], 7).unwrap().unwrap();
         assert_eq!((o.state, o.start_ms), (TxnState::Ongoing, 7));
         // Adding what is already there writes nothing; more keeps the start time.
-        assert_eq!(o.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9).unwrap(), None);
-        let o2 = o.plan_add_partitions(100, 0, &[("u".into(), 2)], true, 9).unwrap().unwrap();
+        assert_eq!(o.plan_add_partitions(100, 0, &[("t".into(), 0)], 9).unwrap(), None);
+        let o2 = o.plan_add_partitions(100, 0, &[("u".into(), 2)], 9).unwrap().unwrap();
         assert_eq!((o2.partitions.len(), o2.start_ms), (2, 7));
         let mut p = o2.clone();
         p.state = TxnState::PrepareAbort;
-        assert!(matches!(p.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9), Err(Error::ConcurrentTransactions)));
+        assert!(matches!(p.plan_add_partitions(100, 0, &[("t".into(), 0)], 9), Err(Error::ConcurrentTransactions)));
         // After completion a new transaction starts from an empty set.
-        let next = p.completed(10).plan_add_partitions(100, 0, &[("v".into(), 0)], true, 11).unwrap().unwrap();
+        let next = p.completed(10).plan_add_partitions(100, 0, &[("v".into(), 0)], 11).unwrap().unwrap();
         assert_eq!((next.partitions.len(), next.start_ms), (1, 11));
     }
 
     #[test]
     fn end_txn_transitions() {
         let o = ongoing("a");
-        let EndStep::Prepare(p) = o.plan_end(100, 0, true, true, 20).unwrap() else { panic!() };
+        let EndStep::Prepare(p) = o.plan_end(100, 0, true, 20).unwrap() else { panic!() };
         assert_eq!(p.state, TxnState::PrepareCommit);
         // A retry finds the decision logged but not completed: finish it.
-        assert_eq!(p.plan_end(100, 0, true, true, 21).unwrap(), EndStep::Resume(p.clone()));
-        assert!(matches!(p.plan_end(100, 0, false, true, 21), Err(Error::InvalidTxnState(_))));
+        assert_eq!(p.plan_end(100, 0, true, 21).unwrap(), EndStep::Resume(p.clone()));
+        assert!(matches!(p.plan_end(100, 0, false, 21), Err(Error::InvalidTxnState(_))));
         let c = p.completed(22);
         assert_eq!(c.state, TxnState::CompleteCommit);
-        assert_eq!(c.plan_end(100, 0, true, true, 23).unwrap(), EndStep::AlreadyDone);
-        assert!(matches!(c.plan_end(100, 0, false, true, 23), Err(Error::InvalidTxnState(_))));
+        assert_eq!(c.plan_end(100, 0, true, 23).unwrap(), EndStep::AlreadyDone);
+        assert!(matches!(c.plan_end(100, 0, false, 23), Err(Error::InvalidTxnState(_))));
         let empty = TxnMetadata::new("b".into(), 1, 1000, 0);
-        assert!(matches!(empty.plan_end(1, 0, true, true, 1), Err(Error::InvalidTxnState(_))));
-        assert!(matches!(o.plan_end(100, 1, false, true, 1), Err(Error::ProducerFenced(_))));
-        assert!(matches!(o.plan_end(99, 0, false, true, 1), Err(Error::InvalidProducerIdMapping(99))));
+        assert!(matches!(empty.plan_end(1, 0, true, 1), Err(Error::InvalidTxnState(_))));
+        assert!(matches!(o.plan_end(100, 1, false, 1), Err(Error::ProducerFenced(_))));
+        assert!(matches!(o.plan_end(99, 0, false, 1), Err(Error::InvalidProducerIdMapping(99))));
     }
 
     #[test]
@@ -817,8 +802,8 @@ mod tests {
         assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
         // The fenced producer's own abort or commit now fails.
         let done = p.completed(70_001);
-        assert!(matches!(done.plan_end(100, 0, false, true, 70_002), Err(Error::ProducerFenced(_))));
-        assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(matches!(done.plan_end(100, 0, false, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], 70_002), Err(Error::ProducerFenced(_))));
         assert!(done.expired(70_001 + 1001, 1000));
         assert!(!o.expired(1_000_000_000, 1000), "an open transaction never expires");
     }

@@ -867,15 +867,15 @@ impl GroupCoordinator {
             Ok(b) => b,
             Err(e) => {
                 use crate::error::Error as X;
-                // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
-                let code = match &e {
-                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) if version >= 3 => E::ProducerFenced.code(),
-                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) => E::InvalidProducerEpoch.code(),
-                    X::Io(_) => E::CoordinatorNotAvailable.code(),
-                    other => other.code(),
-                };
                 crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
-                return all(code);
+                // A stale epoch at the partition means a newer instance fenced this
+                // producer; a failed write is the coordinator's, and retriable.
+                let e = match e {
+                    X::InvalidProducerEpoch(why) => X::ProducerFenced(why),
+                    X::Io(_) => X::CoordinatorNotAvailable,
+                    other => other,
+                };
+                return all(e.code_for(kafka_protocol::messages::ApiKey::TxnOffsetCommit, version));
             }
         };
         let mut groups = self.groups.borrow_mut();
@@ -1135,8 +1135,8 @@ mod replay_tests {
             let p = partition_for(id, cfg.transaction_state_log_num_partitions);
             let log = open(&dir, txn_store::TXN_STATE_TOPIC, p);
             let m = TxnMetadata::new(id.into(), 3, 60_000, 0);
-            let o = m.plan_add_partitions(3, 0, &[("t".into(), 0)], true, 1).unwrap().unwrap();
-            let crate::coordinator::txn::EndStep::Prepare(prep) = o.plan_end(3, 0, true, true, 2).unwrap() else { panic!() };
+            let o = m.plan_add_partitions(3, 0, &[("t".into(), 0)], 1).unwrap().unwrap();
+            let crate::coordinator::txn::EndStep::Prepare(prep) = o.plan_end(3, 0, true, 2).unwrap() else { panic!() };
             for s in [&m, &o, &prep] {
                 txn_store::append(&log, vec![txn_store::record(s)]).await.unwrap();
             }
