@@ -129,6 +129,24 @@ pub enum Error {
     IllegalGeneration(String),
     #[error("{0}")]
     NonEmptyGroup(String),
+    /// Errors of the classic group protocol and the offset APIs, which carry
+    /// no message.
+    #[error("the group id is empty")]
+    InvalidGroupId,
+    #[error("the session timeout is outside group.min/max.session.timeout.ms")]
+    InvalidSessionTimeout,
+    /// JoinGroup v4+: the member must rejoin with the member id it was given.
+    #[error("a member id is required to join the group")]
+    MemberIdRequired,
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    /// OffsetFetch with require_stable: an offset is pending in an open transaction.
+    #[error("an offset of the partition is pending in an open transaction")]
+    UnstableOffsetCommit,
+    #[error("the offset's metadata is larger than offset.metadata.max.bytes")]
+    OffsetMetadataTooLarge,
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
@@ -212,6 +230,13 @@ impl Error {
             Error::InvalidRegularExpression(_) => R::InvalidRegularExpression,
             Error::IllegalGeneration(_) => R::IllegalGeneration,
             Error::NonEmptyGroup(_) => R::NonEmptyGroup,
+            Error::InvalidGroupId => R::InvalidGroupId,
+            Error::InvalidSessionTimeout => R::InvalidSessionTimeout,
+            Error::MemberIdRequired => R::MemberIdRequired,
+            Error::RebalanceInProgress => R::RebalanceInProgress,
+            Error::GroupSubscribedToTopic => R::GroupSubscribedToTopic,
+            Error::UnstableOffsetCommit => R::UnstableOffsetCommit,
+            Error::OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }

@@ -337,10 +337,10 @@ pub enum TxnRequest {
 }
 
 /// A described transactional id, ready for DescribeTransactions.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TxnDescription {
     pub transactional_id: String,
-    pub error: i16,
+    pub error: Option<Error>,
     pub state: &'static str,
     pub timeout_ms: i32,
     pub start_ms: i64,
@@ -350,9 +350,14 @@ pub struct TxnDescription {
 }
 
 impl TxnDescription {
-    /// An id that cannot be described: only the id and the error code.
-    pub fn error(transactional_id: String, error: i16) -> TxnDescription {
-        TxnDescription { transactional_id, error, state: "", timeout_ms: 0, start_ms: -1, producer_id: -1, producer_epoch: -1, partitions: Vec::new() }
+    /// An id that cannot be described: only the id and the error.
+    pub fn error(transactional_id: String, error: Error) -> TxnDescription {
+        TxnDescription { error: Some(error), ..TxnDescription::blank(transactional_id) }
+    }
+
+    /// The id alone, no error: [`TxnCoordinator`] fills in the rest.
+    fn blank(transactional_id: String) -> TxnDescription {
+        TxnDescription { transactional_id, error: None, state: "", timeout_ms: 0, start_ms: -1, producer_id: -1, producer_epoch: -1, partitions: Vec::new() }
     }
 }
 
@@ -637,16 +642,12 @@ impl TxnCoordinator {
     }
 
     fn describe(&self, id: String) -> TxnDescription {
-        let mut d = TxnDescription::error(id.clone(), 0);
         if self.log_for(&id).is_none() {
-            d.error = Error::CoordinatorNotAvailable.code();
-            return d;
+            return TxnDescription::error(id, Error::CoordinatorNotAvailable);
         }
         let txns = self.txns.borrow();
-        let Some(m) = txns.get(&id) else {
-            d.error = Error::TransactionalIdNotFound.code();
-            return d;
-        };
+        let Some(m) = txns.get(&id) else { return TxnDescription::error(id, Error::TransactionalIdNotFound) };
+        let mut d = TxnDescription::blank(id.clone());
         d.state = m.state.name();
         d.timeout_ms = m.timeout_ms;
         d.start_ms = m.start_ms;

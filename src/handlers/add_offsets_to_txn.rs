@@ -28,7 +28,7 @@ pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest, version: i16) -> Add
         match super::txn_coordinator::call(ctx, &txn_id, r).await {
             Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::AddOffsetsToTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::AddOffsetsToTxn, version),
         }
     };
     AddOffsetsToTxnResponse::default().with_error_code(code)

@@ -31,7 +31,7 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> 
         Some(match super::txn_coordinator::call(ctx, &txn_id, r).await {
             Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::AddPartitionsToTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::AddPartitionsToTxn, version),
         })
     };
     let mut i = 0;

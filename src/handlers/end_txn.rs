@@ -19,7 +19,7 @@ pub async fn handle(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnRespon
         match super::txn_coordinator::call(ctx, &txn_id, r).await {
             Ok(TxnResponse::EndTxn(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::EndTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::EndTxn, version),
         }
     };
     EndTxnResponse::default().with_error_code(code)

@@ -31,6 +31,6 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> Init
     answer(match super::txn_coordinator::call(ctx, &txn_id, r).await {
         Ok(TxnResponse::InitProducerId(r)) => r.map_err(|e| e.code_for(ApiKey::InitProducerId, version)),
         Ok(_) => Err(E::CoordinatorNotAvailable.code()),
-        Err(code) => Err(code),
+        Err(e) => Err(e.code_for(ApiKey::InitProducerId, version)),
     })
 }

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
@@ -16,7 +17,7 @@ pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: S
     let mut resp = JoinGroupResponse::default().with_generation_id(-1).with_member_id(member_id);
     match r {
         Ok(GroupResponse::Join(j)) => {
-            resp.error_code = j.error;
+            resp.error_code = j.error.map_or(0, |e| e.code());
             resp.generation_id = j.generation;
             resp.member_id = StrBytes::from_string(j.member_id);
             resp.leader = StrBytes::from_string(j.leader);
@@ -37,8 +38,8 @@ pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: S
                 })
                 .collect();
         }
-        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(code) => resp.error_code = code,
+        Ok(_) => resp.error_code = Error::CoordinatorNotAvailable.code(),
+        Err(e) => resp.error_code = e.code(),
     }
     resp
 }

@@ -6,21 +6,24 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let mut resp = SyncGroupResponse::default();
     match super::group_coordinator::call(ctx, &group, GroupRequest::Sync { req }).await {
-        Ok(GroupResponse::Sync(code, assignment, pt, pn)) => {
-            resp.error_code = code;
-            resp.assignment = assignment;
+        Ok(GroupResponse::Sync(assignment, pt, pn)) => {
+            match assignment {
+                Ok(a) => resp.assignment = a,
+                Err(e) => resp.error_code = e.code(),
+            }
             if version >= 5 {
                 resp.protocol_type = pt.map(StrBytes::from_string);
                 resp.protocol_name = pn.map(StrBytes::from_string);
             }
         }
-        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(code) => resp.error_code = code,
+        Ok(_) => resp.error_code = Error::CoordinatorNotAvailable.code(),
+        Err(e) => resp.error_code = e.code(),
     }
     resp
 }
