@@ -1,9 +1,12 @@
 //! The broker's error type and THE one mapping to Kafka error codes.
 //!
 //! Code anywhere below `router/` returns [`Error`]; a handler turns it into a
-//! per-partition or per-topic error code with [`Error::code`]. Only `router/`
-//! decides that an error closes the connection ([`Error::closes_connection`]).
+//! per-partition or per-topic error code with [`Error::code_for`] (or
+//! [`Error::code`] where the answer does not depend on the API and version).
+//! Only `router/` decides that an error closes the connection
+//! ([`Error::closes_connection`]).
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 
@@ -147,7 +150,8 @@ pub enum Error {
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
     /// A producer that a newer instance with the same transactional id has fenced
-    /// off by bumping the producer epoch (PRODUCER_FENCED, KIP-588).
+    /// off by bumping the producer epoch (PRODUCER_FENCED, KIP-588). Clients older
+    /// than KIP-588 are told INVALID_PRODUCER_EPOCH ([`Error::code_for`]).
     #[error("producer fenced: {0}")]
     ProducerFenced(String),
     /// A request the transaction's current state does not allow, e.g. EndTxn with
@@ -238,6 +242,32 @@ pub enum Error {
     /// (NON_EMPTY_GROUP).
     #[error("{0}")]
     NonEmptyGroup(String),
+    /// An empty group id (INVALID_GROUP_ID). This and the next variants are errors
+    /// of the classic group protocol and the offset APIs, whose responses carry no message.
+    #[error("the group id is empty")]
+    InvalidGroupId,
+    /// A JoinGroup session timeout outside `group.min.session.timeout.ms` ..=
+    /// `group.max.session.timeout.ms` (INVALID_SESSION_TIMEOUT).
+    #[error("the session timeout is outside group.min/max.session.timeout.ms")]
+    InvalidSessionTimeout,
+    /// JoinGroup v4+: the member must rejoin with the member id it was given.
+    #[error("a member id is required to join the group")]
+    MemberIdRequired,
+    /// A Heartbeat, SyncGroup or OffsetCommit during a rebalance: the member must
+    /// rejoin (REBALANCE_IN_PROGRESS).
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    /// OffsetDelete of a partition the group's members are subscribed to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC).
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    /// OffsetFetch with require_stable: an offset is pending in an open transaction.
+    #[error("an offset of the partition is pending in an open transaction")]
+    UnstableOffsetCommit,
+    /// An offset commit whose metadata string is longer than
+    /// `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE).
+    #[error("the offset's metadata is larger than offset.metadata.max.bytes")]
+    OffsetMetadataTooLarge,
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
@@ -322,6 +352,13 @@ impl Error {
             Error::InvalidRegularExpression(_) => R::InvalidRegularExpression,
             Error::IllegalGeneration(_) => R::IllegalGeneration,
             Error::NonEmptyGroup(_) => R::NonEmptyGroup,
+            Error::InvalidGroupId => R::InvalidGroupId,
+            Error::InvalidSessionTimeout => R::InvalidSessionTimeout,
+            Error::MemberIdRequired => R::MemberIdRequired,
+            Error::RebalanceInProgress => R::RebalanceInProgress,
+            Error::GroupSubscribedToTopic => R::GroupSubscribedToTopic,
+            Error::UnstableOffsetCommit => R::UnstableOffsetCommit,
+            Error::OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }
@@ -335,9 +372,24 @@ impl Error {
         }
     }
 
-    /// The numeric Kafka error code for a response field.
+    /// The numeric Kafka error code for a response field, whatever the API
+    /// and version; [`Error::code_for`] when the version matters.
     pub fn code(&self) -> i16 {
         self.response_error().code()
+    }
+
+    /// The numeric Kafka error code for a response of `api` at `version`:
+    /// [`Error::code`], except where a client of that version does not know
+    /// the code. A fenced producer ([`Error::ProducerFenced`], KIP-588) is
+    /// PRODUCER_FENCED only for InitProducerId v4+, AddPartitionsToTxn v2+,
+    /// AddOffsetsToTxn v2+, EndTxn v2+ and TxnOffsetCommit v3+, and
+    /// INVALID_PRODUCER_EPOCH for older versions of those APIs, as Kafka answers.
+    /// So the domain code always says "fenced" and never needs the version.
+    pub fn code_for(&self, api: ApiKey, version: i16) -> i16 {
+        match self {
+            Error::ProducerFenced(_) if !knows_producer_fenced(api, version) => ResponseError::InvalidProducerEpoch.code(),
+            _ => self.code(),
+        }
     }
 
     /// True when the request cannot be answered at all and the connection must close
@@ -347,5 +399,44 @@ impl Error {
     }
 }
 
+/// Whether a client of `api` at `version` understands PRODUCER_FENCED
+/// (KIP-588). Other APIs never see [`Error::ProducerFenced`]; they keep its code.
+fn knows_producer_fenced(api: ApiKey, version: i16) -> bool {
+    match api {
+        ApiKey::InitProducerId => version >= 4,
+        ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => version >= 2,
+        ApiKey::TxnOffsetCommit => version >= 3,
+        _ => true,
+    }
+}
+
 /// Result alias used across the broker.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_fenced_is_invalid_producer_epoch_for_clients_before_kip_588() {
+        let fenced = || Error::ProducerFenced("newer instance".into());
+        let (f, old) = (ResponseError::ProducerFenced.code(), ResponseError::InvalidProducerEpoch.code());
+        for (api, threshold) in
+            [(ApiKey::InitProducerId, 4), (ApiKey::AddPartitionsToTxn, 2), (ApiKey::AddOffsetsToTxn, 2), (ApiKey::EndTxn, 2), (ApiKey::TxnOffsetCommit, 3)]
+        {
+            assert_eq!(fenced().code_for(api, threshold - 1), old, "{api:?} v{}", threshold - 1);
+            assert_eq!(fenced().code_for(api, 0), old, "{api:?} v0");
+            assert_eq!(fenced().code_for(api, threshold), f, "{api:?} v{threshold}");
+            assert_eq!(fenced().code_for(api, threshold + 1), f, "{api:?} v{}", threshold + 1);
+        }
+    }
+
+    #[test]
+    fn other_errors_keep_their_code_at_every_version() {
+        for v in 0..5 {
+            assert_eq!(Error::InvalidProducerEpoch("stale".into()).code_for(ApiKey::EndTxn, v), ResponseError::InvalidProducerEpoch.code());
+            assert_eq!(Error::ConcurrentTransactions.code_for(ApiKey::InitProducerId, v), ResponseError::ConcurrentTransactions.code());
+        }
+        assert_eq!(Error::ProducerFenced("x".into()).code(), ResponseError::ProducerFenced.code());
+    }
+}

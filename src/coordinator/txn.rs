@@ -53,17 +53,27 @@ const MARKER_RETRY_BACKOFF_MS: u64 = 50;
 /// A transactional id's state (Kafka's `TransactionState`; names as ListTransactions reports them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnState {
+    /// A producer id and epoch, no transaction open.
     Empty,
+    /// A transaction is open: partitions (or offsets) were added to it.
     Ongoing,
+    /// EndTxn(commit) is persisted; COMMIT markers are being written.
     PrepareCommit,
+    /// EndTxn(abort), a timeout or a fence is persisted; ABORT markers are being written.
     PrepareAbort,
+    /// Every COMMIT marker is written; the transaction is over.
     CompleteCommit,
+    /// Every ABORT marker is written; the transaction is over.
     CompleteAbort,
+    /// The id expired (`transactional.id.expiration.ms`); treated as absent.
     Dead,
+    /// The epoch must be bumped to fence the producer before aborting (Kafka's
+    /// state for a timed-out transaction; the ticker aborts it).
     PrepareEpochFence,
 }
 
 impl TxnState {
+    /// Every state, in Kafka's order (ListTransactions' state filters are matched against their names).
     pub const ALL: [TxnState; 8] = [
         TxnState::Empty,
         TxnState::Ongoing,
@@ -102,20 +112,26 @@ impl TxnState {
 /// Everything the coordinator keeps per transactional id (persisted as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TxnMetadata {
+    /// The transactional id (`transactional.id` of the producer).
     pub transactional_id: String,
+    /// The producer id the id currently holds.
     pub producer_id: i64,
     /// The producer id before the last change (KIP-360: a retried InitProducerId
     /// carrying it is answered with the current id instead of being fenced).
     pub last_producer_id: i64,
+    /// The current producer epoch; bumped by InitProducerId and by fencing aborts.
     pub producer_epoch: i16,
     /// The epoch before the last bump (-1: none), for the same retry rule.
     pub last_producer_epoch: i16,
+    /// The producer's `transaction.timeout.ms`, in ms: an Ongoing transaction older is aborted.
     pub timeout_ms: i32,
+    /// Where the id's state machine stands.
     pub state: TxnState,
     /// Partitions written in the open (or completing) transaction.
     pub partitions: BTreeSet<(String, i32)>,
     /// When the first partition was added (-1: no transaction).
     pub start_ms: i64,
+    /// Wall-clock ms of the last state change (for `transactional.id.expiration.ms`).
     pub last_update_ms: i64,
 }
 
@@ -147,15 +163,6 @@ pub enum EndStep {
     Resume(TxnMetadata),
 }
 
-/// PRODUCER_FENCED for clients that know it (KIP-588), INVALID_PRODUCER_EPOCH before.
-fn fenced(fenced_ok: bool, why: String) -> Error {
-    if fenced_ok {
-        Error::ProducerFenced(why)
-    } else {
-        Error::InvalidProducerEpoch(why)
-    }
-}
-
 impl TxnMetadata {
     /// A new id: producer id `producer_id`, epoch 0, no transaction.
     pub fn new(transactional_id: String, producer_id: i64, timeout_ms: i32, now: i64) -> TxnMetadata {
@@ -176,15 +183,7 @@ impl TxnMetadata {
     /// InitProducerId for an existing (`cur`) or new id. `requested` is the
     /// KIP-360 (producer id, epoch) of v3+ requests; `new_pid` a freshly
     /// allocated producer id when the previous plan asked for one.
-    pub fn plan_init(
-        cur: Option<&TxnMetadata>,
-        id: &str,
-        requested: Option<(i64, i16)>,
-        timeout_ms: i32,
-        now: i64,
-        fenced_ok: bool,
-        new_pid: Option<i64>,
-    ) -> Result<InitStep> {
+    pub fn plan_init(cur: Option<&TxnMetadata>, id: &str, requested: Option<(i64, i16)>, timeout_ms: i32, now: i64, new_pid: Option<i64>) -> Result<InitStep> {
         let Some(m) = cur.filter(|m| m.state != TxnState::Dead) else {
             return Ok(match new_pid {
                 None => InitStep::NeedProducerId,
@@ -196,10 +195,10 @@ impl TxnMetadata {
             let current = m.producer_id == pid && m.producer_epoch == epoch;
             retry = !current && m.last_producer_id == pid && m.last_producer_epoch == epoch && epoch >= 0;
             if !(epoch < 0 || current || retry) {
-                return Err(fenced(
-                    fenced_ok,
-                    format!("producer id {pid} epoch {epoch} is not the current producer ({} epoch {})", m.producer_id, m.producer_epoch),
-                ));
+                return Err(Error::ProducerFenced(format!(
+                    "producer id {pid} epoch {epoch} is not the current producer ({} epoch {})",
+                    m.producer_id, m.producer_epoch
+                )));
             }
         }
         match m.state {
@@ -233,20 +232,20 @@ impl TxnMetadata {
     }
 
     /// The producer named in a request must be the current one.
-    fn check_producer(&self, pid: i64, epoch: i16, fenced_ok: bool) -> Result<()> {
+    fn check_producer(&self, pid: i64, epoch: i16) -> Result<()> {
         if pid != self.producer_id {
             return Err(Error::InvalidProducerIdMapping(pid));
         }
         if epoch != self.producer_epoch {
-            return Err(fenced(fenced_ok, format!("epoch {epoch} is not the current epoch {} of producer {pid}", self.producer_epoch)));
+            return Err(Error::ProducerFenced(format!("epoch {epoch} is not the current epoch {} of producer {pid}", self.producer_epoch)));
         }
         Ok(())
     }
 
     /// AddPartitionsToTxn / AddOffsetsToTxn: Some(new state) to persist, None
     /// when every partition is already in the open transaction.
-    pub fn plan_add_partitions(&self, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool, now: i64) -> Result<Option<TxnMetadata>> {
-        self.check_producer(pid, epoch, fenced_ok)?;
+    pub fn plan_add_partitions(&self, pid: i64, epoch: i16, partitions: &[(String, i32)], now: i64) -> Result<Option<TxnMetadata>> {
+        self.check_producer(pid, epoch)?;
         match self.state {
             s if s.is_prepare() => Err(Error::ConcurrentTransactions),
             TxnState::Dead => Err(Error::InvalidProducerIdMapping(pid)),
@@ -267,8 +266,8 @@ impl TxnMetadata {
 
     /// EndTxn (Kafka's rules): Ongoing prepares; a completed transaction in the
     /// same direction is a retry; anything else is an invalid transition.
-    pub fn plan_end(&self, pid: i64, epoch: i16, commit: bool, fenced_ok: bool, now: i64) -> Result<EndStep> {
-        self.check_producer(pid, epoch, fenced_ok)?;
+    pub fn plan_end(&self, pid: i64, epoch: i16, commit: bool, now: i64) -> Result<EndStep> {
+        self.check_producer(pid, epoch)?;
         let invalid = || Error::InvalidTxnState(format!("cannot {} a transaction in state {}", if commit { "commit" } else { "abort" }, self.state.name()));
         match (self.state, commit) {
             (TxnState::Ongoing, _) => {
@@ -325,54 +324,81 @@ impl TxnMetadata {
 pub enum TxnRequest {
     /// `requested`: the KIP-360 producer id and epoch (v3+, when not -1).
     InitProducerId {
+        /// The producer's transactional id.
         transactional_id: String,
+        /// Its `transaction.timeout.ms`, in ms (checked against `transaction.max.timeout.ms` by the handler).
         timeout_ms: i32,
+        /// The producer id and epoch the client had (KIP-360), when it sent them.
         requested: Option<(i64, i16)>,
-        fenced_ok: bool,
     },
     /// AddPartitionsToTxn, and AddOffsetsToTxn (the group's `__consumer_offsets` partition).
     AddPartitions {
+        /// The producer's transactional id.
         transactional_id: String,
+        /// The producer id it must hold.
         producer_id: i64,
+        /// The producer epoch it must hold (older: fenced).
         producer_epoch: i16,
+        /// The (topic, partition) pairs to add to the open transaction.
         partitions: Vec<(String, i32)>,
-        fenced_ok: bool,
     },
+    /// EndTxn: commit or abort the open transaction (markers written before the answer).
     EndTxn {
+        /// The producer's transactional id.
         transactional_id: String,
+        /// The producer id it must hold.
         producer_id: i64,
+        /// The producer epoch it must hold (older: fenced).
         producer_epoch: i16,
+        /// Commit when true, abort when false.
         commit: bool,
-        fenced_ok: bool,
     },
     /// ListTransactions on this shard: empty filters match all; `duration_ms` < 0 disables that filter.
     List {
+        /// Only ids in these states (empty: all).
         states: Vec<TxnState>,
+        /// Only ids holding these producer ids (empty: all).
         producer_ids: Vec<i64>,
+        /// Only transactions open longer than this, in ms (< 0: all; ListTransactions v1).
         duration_ms: i64,
     },
+    /// DescribeTransactions of ids this shard coordinates.
     Describe {
+        /// The ids, answered in this order.
         transactional_ids: Vec<String>,
     },
 }
 
 /// A described transactional id, ready for DescribeTransactions.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TxnDescription {
+    /// The id described.
     pub transactional_id: String,
-    pub error: i16,
+    /// Why it cannot be described (e.g. TRANSACTIONAL_ID_NOT_FOUND); None when described.
+    pub error: Option<Error>,
+    /// Its state's name (see [`TxnState::name`]).
     pub state: &'static str,
+    /// The producer's transaction timeout, in ms.
     pub timeout_ms: i32,
+    /// When the open transaction started (wall-clock ms; -1: none).
     pub start_ms: i64,
+    /// The producer id it holds.
     pub producer_id: i64,
+    /// The producer epoch it holds.
     pub producer_epoch: i16,
+    /// The partitions of the open transaction, per topic.
     pub partitions: Vec<(String, Vec<i32>)>,
 }
 
 impl TxnDescription {
-    /// An id that cannot be described: only the id and the error code.
-    pub fn error(transactional_id: String, error: i16) -> TxnDescription {
-        TxnDescription { transactional_id, error, state: "", timeout_ms: 0, start_ms: -1, producer_id: -1, producer_epoch: -1, partitions: Vec::new() }
+    /// An id that cannot be described: only the id and the error.
+    pub fn error(transactional_id: String, error: Error) -> TxnDescription {
+        TxnDescription { error: Some(error), ..TxnDescription::blank(transactional_id) }
+    }
+
+    /// The id alone, no error: [`TxnCoordinator`] fills in the rest.
+    fn blank(transactional_id: String) -> TxnDescription {
+        TxnDescription { transactional_id, error: None, state: "", timeout_ms: 0, start_ms: -1, producer_id: -1, producer_epoch: -1, partitions: Vec::new() }
     }
 }
 
@@ -380,10 +406,13 @@ impl TxnDescription {
 pub enum TxnResponse {
     /// (producer id, epoch)
     InitProducerId(Result<(i64, i16)>),
+    /// The partitions were added (or were already in the transaction).
     AddPartitions(Result<()>),
+    /// The transaction is complete: markers written, state persisted.
     EndTxn(Result<()>),
     /// (transactional id, producer id, state)
     List(Vec<(String, i64, &'static str)>),
+    /// One description per id asked, in order.
     Describe(Vec<TxnDescription>),
 }
 
@@ -411,6 +440,7 @@ pub struct TxnCoordinator {
 }
 
 impl TxnCoordinator {
+    /// An empty coordinator; it takes over `__transaction_state` partitions as the shard opens them.
     pub fn new(cfg: Arc<Config>) -> TxnCoordinator {
         let partition_count = std::cell::Cell::new(cfg.transaction_state_log_num_partitions);
         TxnCoordinator { cfg, txns: RefCell::new(HashMap::new()), in_flight: RefCell::new(HashSet::new()), logs: RefCell::new(HashMap::new()), partition_count }
@@ -468,21 +498,21 @@ impl TxnCoordinator {
     /// Serves one transactional request.
     pub async fn handle(&self, req: TxnRequest, c: &Coordinators) -> TxnResponse {
         match req {
-            TxnRequest::InitProducerId { transactional_id, timeout_ms, requested, fenced_ok } => {
-                TxnResponse::InitProducerId(self.init_producer_id(c, &transactional_id, timeout_ms, requested, fenced_ok).await)
+            TxnRequest::InitProducerId { transactional_id, timeout_ms, requested } => {
+                TxnResponse::InitProducerId(self.init_producer_id(c, &transactional_id, timeout_ms, requested).await)
             }
-            TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions, fenced_ok } => {
-                TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions, fenced_ok).await)
+            TxnRequest::AddPartitions { transactional_id, producer_id, producer_epoch, partitions } => {
+                TxnResponse::AddPartitions(self.add_partitions(&transactional_id, producer_id, producer_epoch, &partitions).await)
             }
-            TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit, fenced_ok } => {
-                TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit, fenced_ok).await)
+            TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
+                TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit).await)
             }
             TxnRequest::List { states, producer_ids, duration_ms } => TxnResponse::List(self.list(&states, &producer_ids, duration_ms, now_ms())),
             TxnRequest::Describe { transactional_ids } => TxnResponse::Describe(transactional_ids.into_iter().map(|id| self.describe(id)).collect()),
         }
     }
 
-    async fn init_producer_id(&self, c: &Coordinators, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>, fenced_ok: bool) -> Result<(i64, i16)> {
+    async fn init_producer_id(&self, c: &Coordinators, id: &str, timeout_ms: i32, mut requested: Option<(i64, i16)>) -> Result<(i64, i16)> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
@@ -492,7 +522,7 @@ impl TxnCoordinator {
         // bug cannot spin forever.
         for _ in 0..4 {
             let guard = self.begin(id)?;
-            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), fenced_ok, new_pid)?;
+            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), new_pid)?;
             match step {
                 InitStep::Done(p, e) => return Ok((p, e)),
                 InitStep::Transit(m) => {
@@ -519,25 +549,25 @@ impl TxnCoordinator {
         Err(Error::ConcurrentTransactions)
     }
 
-    async fn add_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)], fenced_ok: bool) -> Result<()> {
+    async fn add_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)]) -> Result<()> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, fenced_ok, now_ms())? {
+        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, now_ms())? {
             self.persist(next).await?;
         }
         Ok(())
     }
 
-    async fn end_txn(&self, c: &Coordinators, id: &str, pid: i64, epoch: i16, commit: bool, fenced_ok: bool) -> Result<()> {
+    async fn end_txn(&self, c: &Coordinators, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<()> {
         if self.log_for(id).is_none() {
             return Err(Error::CoordinatorNotAvailable);
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        match cur.plan_end(pid, epoch, commit, fenced_ok, now_ms())? {
+        match cur.plan_end(pid, epoch, commit, now_ms())? {
             EndStep::AlreadyDone => Ok(()),
             EndStep::Prepare(prepared) => self.complete(c, prepared, true).await,
             EndStep::Resume(prepared) => self.complete(c, prepared, false).await,
@@ -657,16 +687,12 @@ impl TxnCoordinator {
     }
 
     fn describe(&self, id: String) -> TxnDescription {
-        let mut d = TxnDescription::error(id.clone(), 0);
         if self.log_for(&id).is_none() {
-            d.error = Error::CoordinatorNotAvailable.code();
-            return d;
+            return TxnDescription::error(id, Error::CoordinatorNotAvailable);
         }
         let txns = self.txns.borrow();
-        let Some(m) = txns.get(&id) else {
-            d.error = Error::TransactionalIdNotFound.code();
-            return d;
-        };
+        let Some(m) = txns.get(&id) else { return TxnDescription::error(id, Error::TransactionalIdNotFound) };
+        let mut d = TxnDescription::blank(id.clone());
         d.state = m.state.name();
         d.timeout_ms = m.timeout_ms;
         d.start_ms = m.start_ms;
@@ -717,95 +743,100 @@ async fn write_markers(out: &dyn Outbound, mut markers: Vec<TxnMarker>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::ResponseError;
 
     fn ongoing(id: &str) -> TxnMetadata {
         let m = TxnMetadata::new(id.into(), 100, 60_000, 0);
-        m.plan_add_partitions(100, 0, &[("t".into(), 0), ("t".into(), 1)], true, 10).unwrap().unwrap()
+        m.plan_add_partitions(100, 0, &[("t".into(), 0), ("t".into(), 1)], 10).unwrap().unwrap()
     }
 
     #[test]
     fn init_new_id_needs_a_producer_id_then_starts_at_epoch_zero() {
-        assert_eq!(TxnMetadata::plan_init(None, "a", None, 1000, 0, true, None).unwrap(), InitStep::NeedProducerId);
-        let InitStep::Transit(m) = TxnMetadata::plan_init(None, "a", None, 1000, 0, true, Some(42)).unwrap() else { panic!() };
+        assert_eq!(TxnMetadata::plan_init(None, "a", None, 1000, 0, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(m) = TxnMetadata::plan_init(None, "a", None, 1000, 0, Some(42)).unwrap() else { panic!() };
         assert_eq!((m.producer_id, m.producer_epoch, m.state), (42, 0, TxnState::Empty));
     }
 
     #[test]
     fn init_bumps_epoch_and_new_id_on_exhaustion() {
         let m = TxnMetadata::new("a".into(), 5, 1000, 0);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", None, 2000, 1, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", None, 2000, 1, None).unwrap() else { panic!() };
         assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_epoch, n.timeout_ms), (5, 1, 0, 2000));
         let mut ex = m.clone();
         ex.producer_epoch = EPOCH_EXHAUSTED;
-        assert_eq!(TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, None).unwrap(), InitStep::NeedProducerId);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, true, Some(9)).unwrap() else { panic!() };
+        assert_eq!(TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, None).unwrap(), InitStep::NeedProducerId);
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&ex), "a", None, 1000, 1, Some(9)).unwrap() else { panic!() };
         assert_eq!((n.producer_id, n.producer_epoch, n.last_producer_id), (9, 0, 5));
     }
 
     #[test]
     fn init_aborts_ongoing_and_refuses_prepare() {
         let m = ongoing("a");
-        let InitStep::AbortOngoing(p) = TxnMetadata::plan_init(Some(&m), "a", None, 1000, 20, true, None).unwrap() else { panic!() };
+        let InitStep::AbortOngoing(p) = TxnMetadata::plan_init(Some(&m), "a", None, 1000, 20, None).unwrap() else { panic!() };
         assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
         assert_eq!(p.partitions.len(), 2);
         let done = p.completed(30);
         assert_eq!((done.state, done.partitions.len()), (TxnState::CompleteAbort, 0));
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&done), "a", None, 1000, 40, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&done), "a", None, 1000, 40, None).unwrap() else { panic!() };
         assert_eq!(n.producer_epoch, 2);
         let mut prep = m.clone();
         prep.state = TxnState::PrepareCommit;
-        assert_eq!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None).unwrap(), InitStep::Resume(prep.clone()));
+        assert_eq!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, None).unwrap(), InitStep::Resume(prep.clone()));
         prep.state = TxnState::PrepareEpochFence;
-        assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, true, None), Err(Error::ConcurrentTransactions)));
+        assert!(matches!(TxnMetadata::plan_init(Some(&prep), "a", None, 1000, 20, None), Err(Error::ConcurrentTransactions)));
     }
 
     #[test]
     fn init_kip360_fences_strangers_and_answers_retries() {
         let m = TxnMetadata::new("a".into(), 5, 1000, 0);
-        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", Some((5, 0)), 1000, 1, true, None).unwrap() else { panic!() };
+        let InitStep::Transit(n) = TxnMetadata::plan_init(Some(&m), "a", Some((5, 0)), 1000, 1, None).unwrap() else { panic!() };
         assert_eq!(n.producer_epoch, 1);
         // The same request again (its answer was lost) gets the current producer, no bump.
-        assert_eq!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 0)), 1000, 2, true, None).unwrap(), InitStep::Done(5, 1));
-        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 7)), 1000, 2, true, None), Err(Error::ProducerFenced(_))));
-        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((6, 1)), 1000, 2, false, None), Err(Error::InvalidProducerEpoch(_))));
+        assert_eq!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 0)), 1000, 2, None).unwrap(), InitStep::Done(5, 1));
+        assert!(matches!(TxnMetadata::plan_init(Some(&n), "a", Some((5, 7)), 1000, 2, None), Err(Error::ProducerFenced(_))));
+        // A client before KIP-588 (InitProducerId v3) is told INVALID_PRODUCER_EPOCH.
+        let old = TxnMetadata::plan_init(Some(&n), "a", Some((6, 1)), 1000, 2, None).unwrap_err();
+        assert_eq!(old.code_for(ApiKey::InitProducerId, 3), ResponseError::InvalidProducerEpoch.code());
     }
 
     #[test]
     fn add_partitions_checks_producer_and_state() {
         let m = TxnMetadata::new("a".into(), 100, 1000, 0);
-        assert!(matches!(m.plan_add_partitions(101, 0, &[("t".into(), 0)], true, 1), Err(Error::InvalidProducerIdMapping(101))));
-        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], true, 1), Err(Error::ProducerFenced(_))));
-        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], false, 1), Err(Error::InvalidProducerEpoch(_))));
-        let o = m.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 7).unwrap().unwrap();
+        assert!(matches!(m.plan_add_partitions(101, 0, &[("t".into(), 0)], 1), Err(Error::InvalidProducerIdMapping(101))));
+        assert!(matches!(m.plan_add_partitions(100, 3, &[("t".into(), 0)], 1), Err(Error::ProducerFenced(_))));
+        let old = m.plan_add_partitions(100, 3, &[("t".into(), 0)], 1).unwrap_err();
+        assert_eq!(old.code_for(ApiKey::AddPartitionsToTxn, 1), ResponseError::InvalidProducerEpoch.code());
+        let o = m.plan_add_partitions(100, 0, &[("t".into(), 0)], 7).unwrap().unwrap();
         assert_eq!((o.state, o.start_ms), (TxnState::Ongoing, 7));
         // Adding what is already there writes nothing; more keeps the start time.
-        assert_eq!(o.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9).unwrap(), None);
-        let o2 = o.plan_add_partitions(100, 0, &[("u".into(), 2)], true, 9).unwrap().unwrap();
+        assert_eq!(o.plan_add_partitions(100, 0, &[("t".into(), 0)], 9).unwrap(), None);
+        let o2 = o.plan_add_partitions(100, 0, &[("u".into(), 2)], 9).unwrap().unwrap();
         assert_eq!((o2.partitions.len(), o2.start_ms), (2, 7));
         let mut p = o2.clone();
         p.state = TxnState::PrepareAbort;
-        assert!(matches!(p.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 9), Err(Error::ConcurrentTransactions)));
+        assert!(matches!(p.plan_add_partitions(100, 0, &[("t".into(), 0)], 9), Err(Error::ConcurrentTransactions)));
         // After completion a new transaction starts from an empty set.
-        let next = p.completed(10).plan_add_partitions(100, 0, &[("v".into(), 0)], true, 11).unwrap().unwrap();
+        let next = p.completed(10).plan_add_partitions(100, 0, &[("v".into(), 0)], 11).unwrap().unwrap();
         assert_eq!((next.partitions.len(), next.start_ms), (1, 11));
     }
 
     #[test]
     fn end_txn_transitions() {
         let o = ongoing("a");
-        let EndStep::Prepare(p) = o.plan_end(100, 0, true, true, 20).unwrap() else { panic!() };
+        let EndStep::Prepare(p) = o.plan_end(100, 0, true, 20).unwrap() else { panic!() };
         assert_eq!(p.state, TxnState::PrepareCommit);
         // A retry finds the decision logged but not completed: finish it.
-        assert_eq!(p.plan_end(100, 0, true, true, 21).unwrap(), EndStep::Resume(p.clone()));
-        assert!(matches!(p.plan_end(100, 0, false, true, 21), Err(Error::InvalidTxnState(_))));
+        assert_eq!(p.plan_end(100, 0, true, 21).unwrap(), EndStep::Resume(p.clone()));
+        assert!(matches!(p.plan_end(100, 0, false, 21), Err(Error::InvalidTxnState(_))));
         let c = p.completed(22);
         assert_eq!(c.state, TxnState::CompleteCommit);
-        assert_eq!(c.plan_end(100, 0, true, true, 23).unwrap(), EndStep::AlreadyDone);
-        assert!(matches!(c.plan_end(100, 0, false, true, 23), Err(Error::InvalidTxnState(_))));
+        assert_eq!(c.plan_end(100, 0, true, 23).unwrap(), EndStep::AlreadyDone);
+        assert!(matches!(c.plan_end(100, 0, false, 23), Err(Error::InvalidTxnState(_))));
         let empty = TxnMetadata::new("b".into(), 1, 1000, 0);
-        assert!(matches!(empty.plan_end(1, 0, true, true, 1), Err(Error::InvalidTxnState(_))));
-        assert!(matches!(o.plan_end(100, 1, false, true, 1), Err(Error::ProducerFenced(_))));
-        assert!(matches!(o.plan_end(99, 0, false, true, 1), Err(Error::InvalidProducerIdMapping(99))));
+        assert!(matches!(empty.plan_end(1, 0, true, 1), Err(Error::InvalidTxnState(_))));
+        assert!(matches!(o.plan_end(100, 1, false, 1), Err(Error::ProducerFenced(_))));
+        assert!(matches!(o.plan_end(99, 0, false, 1), Err(Error::InvalidProducerIdMapping(99))));
     }
 
     #[test]
@@ -817,8 +848,8 @@ mod tests {
         assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareAbort, 1));
         // The fenced producer's own abort or commit now fails.
         let done = p.completed(70_001);
-        assert!(matches!(done.plan_end(100, 0, false, true, 70_002), Err(Error::ProducerFenced(_))));
-        assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], true, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(matches!(done.plan_end(100, 0, false, 70_002), Err(Error::ProducerFenced(_))));
+        assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], 70_002), Err(Error::ProducerFenced(_))));
         assert!(done.expired(70_001 + 1001, 1000));
         assert!(!o.expired(1_000_000_000, 1000), "an open transaction never expires");
     }

@@ -3,7 +3,7 @@
 //! writes a marker there and the offsets of a following TxnOffsetCommit become
 //! visible (or vanish) with the transaction. v2+ clients understand PRODUCER_FENCED.
 
-use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey};
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
@@ -26,12 +26,11 @@ pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest, version: i16) -> Add
             producer_id: req.producer_id.0,
             producer_epoch: req.producer_epoch,
             partitions: vec![(OFFSETS_TOPIC.to_string(), p)],
-            fenced_ok: version >= 2,
         };
         match super::txn_coordinator::call(ctx, &txn_id, r).await {
-            Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code()),
+            Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::AddOffsetsToTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::AddOffsetsToTxn, version),
         }
     };
     AddOffsetsToTxnResponse::default().with_error_code(code)

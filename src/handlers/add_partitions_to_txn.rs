@@ -5,7 +5,7 @@
 //! applies to every partition. v2+ clients understand PRODUCER_FENCED.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
-use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
@@ -29,12 +29,11 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> 
             producer_id: req.v3_and_below_producer_id.0,
             producer_epoch: req.v3_and_below_producer_epoch,
             partitions,
-            fenced_ok: version >= 2,
         };
         Some(match super::txn_coordinator::call(ctx, &txn_id, r).await {
-            Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code()),
+            Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::AddPartitionsToTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::AddPartitionsToTxn, version),
         })
     };
     let mut i = 0;

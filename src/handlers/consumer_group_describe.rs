@@ -66,7 +66,7 @@ pub async fn handle(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> ConsumerGro
                 }
             }
             Ok(_) => dg.error_code = crate::error::Error::CoordinatorNotAvailable.code(),
-            Err(c) => dg.error_code = c,
+            Err(e) => dg.error_code = e.code(),
         }
         out.push(dg);
     }

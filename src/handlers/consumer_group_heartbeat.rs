@@ -22,8 +22,8 @@ pub async fn handle(ctx: &Ctx, req: ConsumerGroupHeartbeatRequest, version: i16,
     let answer = match super::group_coordinator::call(ctx, &group, GroupRequest::ConsumerHeartbeat { req, version, client_id, client_host }).await {
         Ok(GroupResponse::ConsumerHeartbeat(r)) => r,
         Ok(_) => Err(Error::CoordinatorNotAvailable),
-        Err(code) => {
-            return ConsumerGroupHeartbeatResponse::default().with_error_code(code);
+        Err(e) => {
+            return ConsumerGroupHeartbeatResponse::default().with_error_code(e.code());
         }
     };
     match answer {

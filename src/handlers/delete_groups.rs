@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves DeleteGroups: each group is deleted by the shard coordinating it;
 /// one error code per group.
@@ -15,9 +16,9 @@ pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     for g in &req.groups_names {
         let name = g.0.to_string();
         let code = match super::group_coordinator::call(ctx, &name, GroupRequest::Delete { groups: vec![name.clone()] }).await {
-            Ok(GroupResponse::Delete(rs)) => rs.first().map(|r| r.1).unwrap_or(0),
-            Ok(_) => kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Ok(GroupResponse::Delete(rs)) => rs.first().and_then(|r| r.1.as_ref()).map_or(0, Error::code),
+            Ok(_) => Error::CoordinatorNotAvailable.code(),
+            Err(e) => e.code(),
         };
         results.push(DeletableGroupResult::default().with_group_id(GroupId(StrBytes::from_string(name))).with_error_code(code));
     }

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves DescribeGroups `version`: each group is described by the shard coordinating it.
 pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
@@ -18,7 +19,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
         match super::group_coordinator::call(ctx, &name, GroupRequest::Describe { groups: vec![name.clone()] }).await {
             Ok(GroupResponse::Describe(mut ds)) if !ds.is_empty() => {
                 let d = ds.remove(0);
-                dg.error_code = d.error;
+                dg.error_code = d.error.map_or(0, |e| e.code());
                 dg.group_state = StrBytes::from_static_str(d.state);
                 dg.protocol_type = StrBytes::from_string(d.protocol_type);
                 dg.protocol_data = StrBytes::from_string(d.protocol);
@@ -36,8 +37,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
                     })
                     .collect();
             }
-            Ok(_) => dg.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-            Err(c) => dg.error_code = c,
+            Ok(_) => dg.error_code = Error::CoordinatorNotAvailable.code(),
+            Err(e) => dg.error_code = e.code(),
         }
         out.push(dg);
     }

@@ -16,13 +16,13 @@ async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
     let p = super::txn_coordinator::txn_partition(ctx, &id);
     let shard = match super::group_coordinator::coordinator_shard(ctx, TXN_STATE_TOPIC, p) {
         Ok(s) => s,
-        Err(c) if c == Error::CoordinatorNotAvailable.code() => return TxnDescription::error(id, Error::TransactionalIdNotFound.code()),
-        Err(c) => return TxnDescription::error(id, c),
+        Err(Error::CoordinatorNotAvailable) => return TxnDescription::error(id, Error::TransactionalIdNotFound),
+        Err(e) => return TxnDescription::error(id, e),
     };
     match super::txn_coordinator::call_shard(ctx, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
         Ok(TxnResponse::Describe(mut d)) if d.len() == 1 => d.remove(0),
-        Ok(_) => TxnDescription::error(id, Error::CoordinatorNotAvailable.code()),
-        Err(c) => TxnDescription::error(id, c),
+        Ok(_) => TxnDescription::error(id, Error::CoordinatorNotAvailable),
+        Err(e) => TxnDescription::error(id, e),
     }
 }
 
@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTran
             .into_iter()
             .map(|d| {
                 TransactionState::default()
-                    .with_error_code(d.error)
+                    .with_error_code(d.error.map_or(0, |e| e.code()))
                     .with_transactional_id(TransactionalId(StrBytes::from_string(d.transactional_id)))
                     .with_transaction_state(StrBytes::from_static_str(d.state))
                     .with_transaction_timeout_ms(d.timeout_ms)

@@ -3,7 +3,7 @@
 //! (stricter than Kafka, which answers once the decision is logged). v2+
 //! clients understand PRODUCER_FENCED.
 
-use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
@@ -16,17 +16,12 @@ pub async fn handle(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnRespon
     let code = if txn_id.is_empty() {
         E::InvalidRequest.code()
     } else {
-        let r = TxnRequest::EndTxn {
-            transactional_id: txn_id.clone(),
-            producer_id: req.producer_id.0,
-            producer_epoch: req.producer_epoch,
-            commit: req.committed,
-            fenced_ok: version >= 2,
-        };
+        let r =
+            TxnRequest::EndTxn { transactional_id: txn_id.clone(), producer_id: req.producer_id.0, producer_epoch: req.producer_epoch, commit: req.committed };
         match super::txn_coordinator::call(ctx, &txn_id, r).await {
-            Ok(TxnResponse::EndTxn(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code()),
+            Ok(TxnResponse::EndTxn(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::EndTxn, version)),
             Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(c) => c,
+            Err(e) => e.code_for(ApiKey::EndTxn, version),
         }
     };
     EndTxnResponse::default().with_error_code(code)

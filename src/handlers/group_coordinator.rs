@@ -3,8 +3,8 @@
 
 use super::Ctx;
 use crate::coordinator::{internal_partition_count, partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
+use crate::error::Error;
 use crate::shard::request::NewTopic;
-use kafka_protocol::ResponseError as E;
 
 /// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn ensure_offsets_topic(ctx: &Ctx) -> bool {
@@ -26,32 +26,32 @@ pub fn offsets_partition(ctx: &Ctx, group: &str) -> i32 {
     partition_for(group, n)
 }
 
-/// The shard coordinating `group`, or a Kafka error code.
-pub async fn shard_for_group(ctx: &Ctx, group: &str) -> Result<usize, i16> {
+/// The shard coordinating `group`, or why there is none.
+pub async fn shard_for_group(ctx: &Ctx, group: &str) -> Result<usize, Error> {
     if !ensure_offsets_topic(ctx).await {
-        return Err(E::CoordinatorNotAvailable.code());
+        return Err(Error::CoordinatorNotAvailable);
     }
     let p = offsets_partition(ctx, group);
     coordinator_shard(ctx, OFFSETS_TOPIC, p)
 }
 
-/// The shard coordinating what `partition` of internal `topic` places, or a Kafka
-/// error code: NOT_COORDINATOR when another broker leads that partition.
-pub fn coordinator_shard(ctx: &Ctx, topic: &str, partition: i32) -> Result<usize, i16> {
+/// The shard coordinating what `partition` of internal `topic` places, or why
+/// there is none: NOT_COORDINATOR when another broker leads that partition.
+pub fn coordinator_shard(ctx: &Ctx, topic: &str, partition: i32) -> Result<usize, Error> {
     match ctx.shard().route(topic, partition) {
         crate::metadata::Route::Local(s) => Ok(s),
-        crate::metadata::Route::Remote(_) => Err(E::NotCoordinator.code()),
-        crate::metadata::Route::Unknown => Err(E::CoordinatorNotAvailable.code()),
+        crate::metadata::Route::Remote(_) => Err(Error::NotCoordinator),
+        crate::metadata::Route::Unknown => Err(Error::CoordinatorNotAvailable),
     }
 }
 
 /// Sends a group request to the group's coordinator shard.
-pub async fn call(ctx: &Ctx, group: &str, req: GroupRequest) -> Result<GroupResponse, i16> {
+pub async fn call(ctx: &Ctx, group: &str, req: GroupRequest) -> Result<GroupResponse, Error> {
     let shard = shard_for_group(ctx, group).await?;
     call_shard(ctx, shard, req).await
 }
 
 /// Sends a group request to one shard.
-pub async fn call_shard(ctx: &Ctx, shard: usize, req: GroupRequest) -> Result<GroupResponse, i16> {
-    ctx.x.call_group(shard, req).await.map_err(|_| E::CoordinatorNotAvailable.code())
+pub async fn call_shard(ctx: &Ctx, shard: usize, req: GroupRequest) -> Result<GroupResponse, Error> {
+    ctx.x.call_group(shard, req).await.map_err(|_| Error::CoordinatorNotAvailable)
 }

@@ -5,14 +5,15 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves Heartbeat on the shard coordinating the group: an error code only.
 pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let code = match super::group_coordinator::call(ctx, &group, GroupRequest::Heartbeat { req }).await {
-        Ok(GroupResponse::Heartbeat(c)) => c,
-        Ok(_) => kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(c) => c,
+        Ok(GroupResponse::Heartbeat(r)) => r.err().map_or(0, |e| e.code()),
+        Ok(_) => Error::CoordinatorNotAvailable.code(),
+        Err(e) => e.code(),
     };
     HeartbeatResponse::default().with_error_code(code)
 }

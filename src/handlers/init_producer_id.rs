@@ -5,7 +5,7 @@
 //! the producer id and epoch the client had (KIP-360); v4 clients understand
 //! PRODUCER_FENCED (KIP-588), older ones get INVALID_PRODUCER_EPOCH.
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
@@ -29,10 +29,10 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> Init
         return answer(Err(crate::error::Error::InvalidTransactionTimeout(format!("{} ms is not in 1..={max}", req.transaction_timeout_ms)).code()));
     }
     let requested = (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
-    let r = TxnRequest::InitProducerId { transactional_id: txn_id.clone(), timeout_ms: req.transaction_timeout_ms, requested, fenced_ok: version >= 4 };
+    let r = TxnRequest::InitProducerId { transactional_id: txn_id.clone(), timeout_ms: req.transaction_timeout_ms, requested };
     answer(match super::txn_coordinator::call(ctx, &txn_id, r).await {
-        Ok(TxnResponse::InitProducerId(r)) => r.map_err(|e| e.code()),
+        Ok(TxnResponse::InitProducerId(r)) => r.map_err(|e| e.code_for(ApiKey::InitProducerId, version)),
         Ok(_) => Err(E::CoordinatorNotAvailable.code()),
-        Err(code) => Err(code),
+        Err(e) => Err(e.code_for(ApiKey::InitProducerId, version)),
     })
 }

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves JoinGroup `version` on the shard coordinating the group; parks until the
 /// rebalance completes. `client_id` and `client_host` are kept with the member
@@ -19,7 +20,7 @@ pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: S
     let mut resp = JoinGroupResponse::default().with_generation_id(-1).with_member_id(member_id);
     match r {
         Ok(GroupResponse::Join(j)) => {
-            resp.error_code = j.error;
+            resp.error_code = j.error.map_or(0, |e| e.code());
             resp.generation_id = j.generation;
             resp.member_id = StrBytes::from_string(j.member_id);
             resp.leader = StrBytes::from_string(j.leader);
@@ -40,8 +41,8 @@ pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: S
                 })
                 .collect();
         }
-        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(code) => resp.error_code = code,
+        Ok(_) => resp.error_code = Error::CoordinatorNotAvailable.code(),
+        Err(e) => resp.error_code = e.code(),
     }
     resp
 }

@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves LeaveGroup `version` (one member before v3, a batch from v3) on the
 /// shard coordinating the group.
@@ -14,7 +15,8 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
     let group = req.group_id.0.to_string();
     let mut resp = LeaveGroupResponse::default();
     match super::group_coordinator::call(ctx, &group, GroupRequest::Leave { req }).await {
-        Ok(GroupResponse::Leave(top, members)) => {
+        Ok(GroupResponse::Leave(members)) => {
+            let code = |e: &Option<Error>| e.as_ref().map_or(0, Error::code);
             if version >= 3 {
                 resp.members = members
                     .into_iter()
@@ -22,15 +24,16 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
                         MemberResponse::default()
                             .with_member_id(StrBytes::from_string(m))
                             .with_group_instance_id(i.map(StrBytes::from_string))
-                            .with_error_code(c)
+                            .with_error_code(code(&c))
                     })
                     .collect();
-            } else {
-                resp.error_code = top;
+            } else if let [(_, _, e)] = members.as_slice() {
+                // Before v3 the request names one member: its error is the response's.
+                resp.error_code = code(e);
             }
         }
-        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(c) => resp.error_code = c,
+        Ok(_) => resp.error_code = Error::CoordinatorNotAvailable.code(),
+        Err(e) => resp.error_code = e.code(),
     }
     resp
 }

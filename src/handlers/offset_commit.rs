@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves OffsetCommit `version` on the shard coordinating the group; answers once
 /// the offsets are written to `__consumer_offsets`.
@@ -17,12 +18,14 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offset
     let group = req.group_id.0.to_string();
     let fallback: Vec<(String, Vec<i32>)> =
         req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
-    let topics = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req, version }).await {
-        Ok(GroupResponse::OffsetCommit(t)) => t,
+    let topics: Vec<(String, Vec<(i32, i16)>)> = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req, version }).await {
+        Ok(GroupResponse::OffsetCommit(Ok(t))) => {
+            t.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|(p, e)| (p, e.map_or(0, |e| e.code()))).collect())).collect()
+        }
         other => {
             let code = match other {
-                Err(c) => c,
-                _ => kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+                Ok(GroupResponse::OffsetCommit(Err(e))) | Err(e) => e.code(),
+                _ => Error::CoordinatorNotAvailable.code(),
             };
             fallback.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, code)).collect())).collect()
         }

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse, OffsetsByTopic};
+use crate::error::Error;
 
 async fn fetch_one(
     ctx: &Ctx,
@@ -22,9 +23,9 @@ async fn fetch_one(
     member: Option<(Option<String>, i32)>,
 ) -> (i16, OffsetsByTopic) {
     match super::group_coordinator::call(ctx, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable, member }).await {
-        Ok(GroupResponse::OffsetFetch(code, t)) => (code, t),
-        Ok(_) => (kafka_protocol::ResponseError::CoordinatorNotAvailable.code(), Vec::new()),
-        Err(c) => (c, Vec::new()),
+        Ok(GroupResponse::OffsetFetch(Ok(t))) => (0, t),
+        Ok(GroupResponse::OffsetFetch(Err(e))) | Err(e) => (e.code(), Vec::new()),
+        Ok(_) => (Error::CoordinatorNotAvailable.code(), Vec::new()),
     }
 }
 
@@ -51,7 +52,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetF
                                             .with_committed_offset(o)
                                             .with_committed_leader_epoch(e)
                                             .with_metadata(Some(StrBytes::from_string(m.unwrap_or_default())))
-                                            .with_error_code(c)
+                                            .with_error_code(c.map_or(0, |e| e.code()))
                                     })
                                     .collect(),
                             )
@@ -77,7 +78,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetF
                                 .with_committed_offset(o)
                                 .with_committed_leader_epoch(epoch(e))
                                 .with_metadata(Some(StrBytes::from_string(m.unwrap_or_default())))
-                                .with_error_code(c)
+                                .with_error_code(c.map_or(0, |e| e.code()))
                         })
                         .collect(),
                 )

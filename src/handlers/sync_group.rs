@@ -6,6 +6,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::error::Error;
 
 /// Serves SyncGroup `version` on the shard coordinating the group; a follower
 /// parks until the leader's assignment arrives.
@@ -13,16 +14,18 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroup
     let group = req.group_id.0.to_string();
     let mut resp = SyncGroupResponse::default();
     match super::group_coordinator::call(ctx, &group, GroupRequest::Sync { req }).await {
-        Ok(GroupResponse::Sync(code, assignment, pt, pn)) => {
-            resp.error_code = code;
-            resp.assignment = assignment;
+        Ok(GroupResponse::Sync(assignment, pt, pn)) => {
+            match assignment {
+                Ok(a) => resp.assignment = a,
+                Err(e) => resp.error_code = e.code(),
+            }
             if version >= 5 {
                 resp.protocol_type = pt.map(StrBytes::from_string);
                 resp.protocol_name = pn.map(StrBytes::from_string);
             }
         }
-        Ok(_) => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-        Err(code) => resp.error_code = code,
+        Ok(_) => resp.error_code = Error::CoordinatorNotAvailable.code(),
+        Err(e) => resp.error_code = e.code(),
     }
     resp
 }

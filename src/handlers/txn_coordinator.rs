@@ -2,12 +2,11 @@
 //! `__transaction_state` partition of a transactional id and send the request
 //! to its owner shard, where the transaction coordinator for that id runs.
 
-use kafka_protocol::ResponseError as E;
-
 use super::Ctx;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::coordinator::{internal_partition_count, partition_for};
+use crate::error::Error;
 use crate::shard::request::NewTopic;
 
 /// Creates `__transaction_state` if it does not exist yet.
@@ -30,22 +29,22 @@ pub fn txn_partition(ctx: &Ctx, transactional_id: &str) -> i32 {
     partition_for(transactional_id, n)
 }
 
-/// The shard coordinating `transactional_id`, or a Kafka error code.
-pub async fn shard_for_txn(ctx: &Ctx, transactional_id: &str) -> Result<usize, i16> {
+/// The shard coordinating `transactional_id`, or why there is none.
+pub async fn shard_for_txn(ctx: &Ctx, transactional_id: &str) -> Result<usize, Error> {
     if !ensure_txn_topic(ctx).await {
-        return Err(E::CoordinatorNotAvailable.code());
+        return Err(Error::CoordinatorNotAvailable);
     }
     let p = txn_partition(ctx, transactional_id);
     super::group_coordinator::coordinator_shard(ctx, TXN_STATE_TOPIC, p)
 }
 
 /// Sends a transactional request to the id's coordinator shard.
-pub async fn call(ctx: &Ctx, transactional_id: &str, req: TxnRequest) -> Result<TxnResponse, i16> {
+pub async fn call(ctx: &Ctx, transactional_id: &str, req: TxnRequest) -> Result<TxnResponse, Error> {
     let shard = shard_for_txn(ctx, transactional_id).await?;
     call_shard(ctx, shard, req).await
 }
 
 /// Sends a transactional request to one shard.
-pub async fn call_shard(ctx: &Ctx, shard: usize, req: TxnRequest) -> Result<TxnResponse, i16> {
-    ctx.x.call_txn(shard, req).await.map_err(|_| E::CoordinatorNotAvailable.code())
+pub async fn call_shard(ctx: &Ctx, shard: usize, req: TxnRequest) -> Result<TxnResponse, Error> {
+    ctx.x.call_txn(shard, req).await.map_err(|_| Error::CoordinatorNotAvailable)
 }

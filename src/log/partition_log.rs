@@ -839,7 +839,7 @@ impl PartitionLog {
         for (scan, from) in candidates {
             let hit = scan.find_header(&self.ring, from, |h| h.max_timestamp >= ts && h.last_offset() >= log_start).await?;
             if let Some((pos, h)) = hit {
-                let buf = scan.read(&self.ring, pos, h.total_len() as usize).await?;
+                let buf = scan.read(&self.ring, pos, h.total_len()).await?;
                 return Ok(Some(first_record_at_or_after(Bytes::from(buf), ts, log_start)?.unwrap_or((h.base_offset.max(log_start), h.max_timestamp))));
             }
         }

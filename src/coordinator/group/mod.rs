@@ -15,19 +15,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest,
     TxnOffsetCommitRequest,
 };
-use kafka_protocol::ResponseError as E;
 
 use super::store::{self, GroupSnapshot, Replayed, StoreKey, StoreRecord};
 use super::{consumer_group, txn_store};
 use crate::config::Config;
 use crate::log::PartitionLog;
 use crate::metadata::MetadataImage;
+use state::{fenced_instance, group_not_found, illegal_generation, inconsistent_protocol, non_empty_group, unknown_member};
 use state::{CommittedOffset, Group, GroupState, JoinResult, Member};
 
 /// The internal topic holding offsets and group metadata.
@@ -175,8 +176,8 @@ pub enum GroupRequest {
 pub struct GroupDescription {
     /// The group id.
     pub group: String,
-    /// Kafka error code for the group (0 = none).
-    pub error: i16,
+    /// The group's error (e.g. COORDINATOR_LOAD_IN_PROGRESS); None when described.
+    pub error: Option<Error>,
     /// The group state's name, e.g. `Stable` (see [`state::GroupState::name`]).
     pub state: &'static str,
     /// Protocol type, e.g. `consumer`; empty when none.
@@ -189,39 +190,41 @@ pub struct GroupDescription {
 
 /// Offsets by topic: (partition, offset, leader epoch, metadata, error).
 pub type OffsetsByTopic = Vec<(String, Vec<FetchedOffset>)>;
-/// One partition's fetched offset: (partition, offset, leader epoch, metadata, error code).
-pub type FetchedOffset = (i32, i64, i32, Option<String>, i16);
+/// One partition's fetched offset: (partition, offset, leader epoch, metadata, error).
+pub type FetchedOffset = (i32, i64, i32, Option<String>, Option<Error>);
 /// A group's store records: key and value (None deletes).
 pub type GroupRecords = Vec<(StoreKey, Option<Vec<u8>>)>;
-/// Per-partition error codes by topic.
-pub type ErrorsByTopic = Vec<(String, Vec<(i32, i16)>)>;
+/// Per-partition errors (None: done) by topic.
+pub type ErrorsByTopic = Vec<(String, Vec<(i32, Option<Error>)>)>;
 
 /// Answers to [`GroupRequest`]s.
 pub enum GroupResponse {
     /// JoinGroup's answer.
     Join(JoinResult),
-    /// (error, assignment, protocol type, protocol name)
-    Sync(i16, Bytes, Option<String>, Option<String>),
-    /// Heartbeat's error code (REBALANCE_IN_PROGRESS tells the member to rejoin).
-    Heartbeat(i16),
-    /// (top-level error, per member (member id, instance id, error))
-    Leave(i16, Vec<(String, Option<String>, i16)>),
-    /// OffsetCommit's per-partition error codes.
-    OffsetCommit(ErrorsByTopic),
-    /// (group error, offsets)
-    OffsetFetch(i16, OffsetsByTopic),
+    /// SyncGroup's answer: (assignment or error, protocol type, protocol name).
+    Sync(Result<Bytes, Error>, Option<String>, Option<String>),
+    /// Heartbeat's answer (REBALANCE_IN_PROGRESS tells the member to rejoin).
+    Heartbeat(Result<(), Error>),
+    /// Per member: (member id, instance id, error). An unknown group answers
+    /// UNKNOWN_MEMBER_ID for each member.
+    Leave(Vec<(String, Option<String>, Option<Error>)>),
+    /// OffsetCommit's per-partition errors; Err: the error of every partition.
+    OffsetCommit(Result<ErrorsByTopic, Error>),
+    /// OffsetFetch's offsets; Err: the group's error.
+    OffsetFetch(Result<OffsetsByTopic, Error>),
     /// (group, protocol type, state, group type)
     List(Vec<(String, String, &'static str, &'static str)>),
     /// DescribeGroups' descriptions, one per group asked.
     Describe(Vec<GroupDescription>),
-    /// DeleteGroups' (group id, error code) per group.
-    Delete(Vec<(String, i16)>),
-    /// OffsetDelete's group error code and per-partition error codes.
-    OffsetDelete(i16, ErrorsByTopic),
-    /// TxnOffsetCommit's per-partition error codes.
-    TxnOffsetCommit(ErrorsByTopic),
+    /// DeleteGroups' (group id, error) per group.
+    Delete(Vec<(String, Option<Error>)>),
+    /// OffsetDelete's per-partition errors; Err: the group's error.
+    OffsetDelete(Result<ErrorsByTopic, Error>),
+    /// TxnOffsetCommit's per-partition errors; Err: the error of every partition
+    /// (PRODUCER_FENCED for a fenced producer, which the handler maps by version).
+    TxnOffsetCommit(Result<ErrorsByTopic, Error>),
     /// ConsumerGroupHeartbeat's answer, or the error for the whole request.
-    ConsumerHeartbeat(Result<consumer_group::Answer, crate::error::Error>),
+    ConsumerHeartbeat(Result<consumer_group::Answer, Error>),
     /// ConsumerGroupDescribe's descriptions, one per group asked.
     ConsumerDescribe(Vec<consumer_group::ConsumerGroupDescription>),
 }
@@ -254,8 +257,8 @@ fn snapshot_record(g: &Group) -> (StoreKey, Option<Vec<u8>>) {
     (key, serde_json::to_vec(&value).ok())
 }
 
-fn join_error(code: i16, member_id: String) -> JoinResult {
-    JoinResult { error: code, generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id, members: Vec::new() }
+fn join_error(error: Error, member_id: String) -> JoinResult {
+    JoinResult { error: Some(error), generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id, members: Vec::new() }
 }
 
 impl GroupCoordinator {
@@ -275,14 +278,13 @@ impl GroupCoordinator {
     /// persisted); the next start loads it.
     pub fn shutdown(&self) {
         self.stopping.set(true);
-        let code = E::NotCoordinator.code();
         for g in self.groups.borrow_mut().values_mut() {
             for m in g.members.values_mut() {
                 if let Some(w) = m.join_waiter.take() {
-                    let _ = w.send(join_error(code, m.id.clone()));
+                    let _ = w.send(join_error(Error::NotCoordinator, m.id.clone()));
                 }
                 if let Some(w) = m.sync_waiter.take() {
-                    let _ = w.send((code, Bytes::new()));
+                    let _ = w.send(Err(Error::NotCoordinator));
                 }
             }
         }
@@ -426,7 +428,7 @@ impl GroupCoordinator {
             GroupRequest::OffsetCommit { req, version } => GroupResponse::OffsetCommit(self.commit(req, version, image).await),
             GroupRequest::OffsetFetch { group, topics, require_stable, member } => {
                 if let Some(e) = self.check_offset_fetch(&group, member) {
-                    return GroupResponse::OffsetFetch(e.code(), Vec::new());
+                    return GroupResponse::OffsetFetch(Err(e));
                 }
                 self.fetch_offsets(&group, topics, require_stable)
             }
@@ -457,17 +459,17 @@ impl GroupCoordinator {
         let gid = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
         if gid.is_empty() {
-            return join_error(E::InvalidGroupId.code(), member_id);
+            return join_error(Error::InvalidGroupId, member_id);
         }
         if self.log_for(&gid).is_none() || self.stopping.get() {
-            return join_error(E::NotCoordinator.code(), member_id);
+            return join_error(Error::NotCoordinator, member_id);
         }
         if let Err(e) = self.classic_join_check(&gid) {
-            return join_error(e.code(), member_id);
+            return join_error(e, member_id);
         }
         let session = req.session_timeout_ms.max(0) as u64;
         if session < self.cfg.group_min_session_timeout_ms || session > self.cfg.group_max_session_timeout_ms {
-            return join_error(E::InvalidSessionTimeout.code(), member_id);
+            return join_error(Error::InvalidSessionTimeout, member_id);
         }
         let rebalance = if version == 0 { session } else { req.rebalance_timeout_ms.max(0) as u64 };
         let protocols: Vec<(String, Bytes)> = req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
@@ -481,11 +483,11 @@ impl GroupCoordinator {
                 groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
             }
             let Some(g) = groups.get_mut(&gid) else {
-                return join_error(E::UnknownMemberId.code(), member_id);
+                return join_error(unknown_member(), member_id);
             };
             let except = if member_id.is_empty() { instance.as_ref().and_then(|i| g.static_members.get(i).cloned()) } else { Some(member_id.clone()) };
             if !g.supports_protocols(&protocol_type, &protocols, except.as_deref()) {
-                return join_error(E::InconsistentGroupProtocol.code(), member_id);
+                return join_error(inconsistent_protocol(), member_id);
             }
             let new_member = |id: String| Member {
                 id,
@@ -508,10 +510,10 @@ impl GroupCoordinator {
                         // A static member rejoining: take over its old identity without a rebalance.
                         if let Some(mut m) = g.members.remove(&old) {
                             if let Some(w) = m.join_waiter.take() {
-                                let _ = w.send(join_error(E::FencedInstanceId.code(), old.clone()));
+                                let _ = w.send(join_error(fenced_instance(), old.clone()));
                             }
                             if let Some(w) = m.sync_waiter.take() {
-                                let _ = w.send((E::FencedInstanceId.code(), Bytes::new()));
+                                let _ = w.send(Err(fenced_instance()));
                             }
                             let unchanged = m.protocols == protocols;
                             m.id = fresh.clone();
@@ -541,7 +543,7 @@ impl GroupCoordinator {
                     }
                 } else if version >= 4 {
                     g.pending_members.insert(fresh.clone(), now);
-                    return join_error(E::MemberIdRequired.code(), fresh);
+                    return join_error(Error::MemberIdRequired, fresh);
                 } else {
                     g.members.insert(fresh.clone(), new_member(fresh.clone()));
                 }
@@ -552,7 +554,7 @@ impl GroupCoordinator {
             } else if let Some(m) = g.members.get_mut(&member_id) {
                 if let Some(inst) = &instance {
                     if g.static_members.get(inst) != Some(&member_id) {
-                        return join_error(E::FencedInstanceId.code(), member_id);
+                        return join_error(fenced_instance(), member_id);
                     }
                 }
                 let unchanged = m.protocols == protocols;
@@ -564,12 +566,12 @@ impl GroupCoordinator {
                 match g.state {
                     GroupState::CompletingRebalance if unchanged => return g.current_join(&member_id),
                     GroupState::Stable if unchanged && !is_leader => return g.current_join(&member_id),
-                    GroupState::Empty | GroupState::Dead => return join_error(E::UnknownMemberId.code(), member_id),
+                    GroupState::Empty | GroupState::Dead => return join_error(unknown_member(), member_id),
                     _ => {}
                 }
                 id = member_id.clone();
             } else {
-                return join_error(E::UnknownMemberId.code(), member_id);
+                return join_error(unknown_member(), member_id);
             }
             if g.protocol_type.is_none() {
                 g.protocol_type = Some(protocol_type.clone());
@@ -586,37 +588,37 @@ impl GroupCoordinator {
         if changed {
             self.persist_snapshot(&gid);
         }
-        rx.await.unwrap_or_else(|_| join_error(E::UnknownMemberId.code(), String::new()))
+        rx.await.unwrap_or_else(|_| join_error(unknown_member(), String::new()))
     }
 
     pub(in crate::coordinator) async fn sync(&self, req: SyncGroupRequest) -> GroupResponse {
         let gid = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
-        let fail = |c: E| GroupResponse::Sync(c.code(), Bytes::new(), None, None);
+        let fail = |e: Error| GroupResponse::Sync(Err(e), None, None);
         if self.stopping.get() {
-            return fail(E::NotCoordinator);
+            return fail(Error::NotCoordinator);
         }
         let (rx, done) = {
             let mut groups = self.groups.borrow_mut();
-            let Some(g) = groups.get_mut(&gid) else { return fail(E::UnknownMemberId) };
+            let Some(g) = groups.get_mut(&gid) else { return fail(unknown_member()) };
             if !g.members.contains_key(&member_id) {
-                return fail(E::UnknownMemberId);
+                return fail(unknown_member());
             }
             if let Some(inst) = &req.group_instance_id {
                 if g.static_members.get(inst.as_str()) != Some(&member_id) {
-                    return fail(E::FencedInstanceId);
+                    return fail(fenced_instance());
                 }
             }
             if req.generation_id != g.generation {
-                return fail(E::IllegalGeneration);
+                return fail(illegal_generation());
             }
             let (pt, pn) = (g.protocol_type.clone(), g.protocol_name.clone());
             match g.state {
-                GroupState::PreparingRebalance => return fail(E::RebalanceInProgress),
-                GroupState::Empty | GroupState::Dead => return fail(E::UnknownMemberId),
+                GroupState::PreparingRebalance => return fail(Error::RebalanceInProgress),
+                GroupState::Empty | GroupState::Dead => return fail(unknown_member()),
                 GroupState::Stable => {
                     let a = g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
-                    return GroupResponse::Sync(0, a, pt, pn);
+                    return GroupResponse::Sync(Ok(a), pt, pn);
                 }
                 GroupState::CompletingRebalance => {}
             }
@@ -635,32 +637,32 @@ impl GroupCoordinator {
         if done {
             self.persist_snapshot(&gid);
         }
-        let (code, assignment) = rx.await.unwrap_or((E::UnknownMemberId.code(), Bytes::new()));
+        let assignment = rx.await.unwrap_or_else(|_| Err(unknown_member()));
         let groups = self.groups.borrow();
         let (pt, pn) = groups.get(&gid).map(|g| (g.protocol_type.clone(), g.protocol_name.clone())).unwrap_or((None, None));
-        GroupResponse::Sync(code, assignment, pt, pn)
+        GroupResponse::Sync(assignment, pt, pn)
     }
 
-    pub(in crate::coordinator) fn heartbeat(&self, req: HeartbeatRequest) -> i16 {
+    pub(in crate::coordinator) fn heartbeat(&self, req: HeartbeatRequest) -> Result<(), Error> {
         let mut groups = self.groups.borrow_mut();
-        let Some(g) = groups.get_mut(req.group_id.0.as_str()) else { return E::UnknownMemberId.code() };
+        let Some(g) = groups.get_mut(req.group_id.0.as_str()) else { return Err(unknown_member()) };
         let member_id = req.member_id.to_string();
         if let Some(inst) = &req.group_instance_id {
             if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
-                return E::FencedInstanceId.code();
+                return Err(fenced_instance());
             }
         }
         let state = g.state;
         let generation = g.generation;
-        let Some(m) = g.members.get_mut(&member_id) else { return E::UnknownMemberId.code() };
+        let Some(m) = g.members.get_mut(&member_id) else { return Err(unknown_member()) };
         m.last_heartbeat = Instant::now();
         if req.generation_id != generation {
-            return E::IllegalGeneration.code();
+            return Err(illegal_generation());
         }
         match state {
-            GroupState::PreparingRebalance => E::RebalanceInProgress.code(),
-            GroupState::Empty | GroupState::Dead => E::UnknownMemberId.code(),
-            _ => 0,
+            GroupState::PreparingRebalance => Err(Error::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => Err(unknown_member()),
+            _ => Ok(()),
         }
     }
 
@@ -674,7 +676,7 @@ impl GroupCoordinator {
         let changed = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(&gid) else {
-                return GroupResponse::Leave(E::UnknownMemberId.code(), leaving.into_iter().map(|(m, i)| (m, i, E::UnknownMemberId.code())).collect());
+                return GroupResponse::Leave(leaving.into_iter().map(|(m, i)| (m, i, Some(unknown_member()))).collect());
             };
             let mut results = Vec::new();
             let mut removed = false;
@@ -683,7 +685,7 @@ impl GroupCoordinator {
                     Some(i) => match g.static_members.get(i) {
                         Some(cur) if mid.is_empty() || *cur == mid => Some(cur.clone()),
                         Some(_) => {
-                            results.push((mid, inst, E::FencedInstanceId.code()));
+                            results.push((mid, inst, Some(fenced_instance())));
                             continue;
                         }
                         None => None,
@@ -694,9 +696,9 @@ impl GroupCoordinator {
                     Some(t) => {
                         g.remove_member(&t);
                         removed = true;
-                        results.push((mid, inst, 0));
+                        results.push((mid, inst, None));
                     }
-                    None => results.push((mid, inst, E::UnknownMemberId.code())),
+                    None => results.push((mid, inst, Some(unknown_member()))),
                 }
             }
             let mut changed = false;
@@ -706,8 +708,7 @@ impl GroupCoordinator {
                 }
                 changed = g.maybe_complete_join(Instant::now());
             }
-            let top = if results.len() == 1 { results[0].2 } else { 0 };
-            (changed, GroupResponse::Leave(top, results))
+            (changed, GroupResponse::Leave(results))
         };
         if changed.0 {
             self.persist_snapshot(&gid);
@@ -715,40 +716,36 @@ impl GroupCoordinator {
         changed.1
     }
 
-    pub(in crate::coordinator) async fn commit(&self, req: OffsetCommitRequest, version: i16, image: &MetadataImage) -> ErrorsByTopic {
+    /// OffsetCommit: Err is the error of every partition.
+    pub(in crate::coordinator) async fn commit(&self, req: OffsetCommitRequest, version: i16, image: &MetadataImage) -> Result<ErrorsByTopic, Error> {
         let gid = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
         let generation = req.generation_id_or_member_epoch;
-        let all = |code: i16| -> ErrorsByTopic {
-            req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, code)).collect())).collect()
-        };
         if self.log_for(&gid).is_none() {
-            return all(E::NotCoordinator.code());
+            return Err(Error::NotCoordinator);
         }
         {
             let mut groups = self.groups.borrow_mut();
             if let Some(c) = groups.get(&gid).and_then(|g| g.consumer.as_deref()) {
-                if let Err(e) = consumer_group::service::validate_offset_commit(c, &member_id, generation, Some(version)) {
-                    return all(e.code());
-                }
+                consumer_group::service::validate_offset_commit(c, &member_id, generation, Some(version))?;
             } else if generation < 0 && member_id.is_empty() {
                 let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
                 if !g.members.is_empty() {
-                    return all(E::IllegalGeneration.code());
+                    return Err(illegal_generation());
                 }
             } else {
                 // From v9 an unknown group is GROUP_ID_NOT_FOUND (both protocols understand it).
-                let unknown = if version >= 9 { E::GroupIdNotFound } else { E::IllegalGeneration };
-                let Some(g) = groups.get_mut(&gid) else { return all(unknown.code()) };
+                let unknown = || if version >= 9 { group_not_found() } else { illegal_generation() };
+                let Some(g) = groups.get_mut(&gid) else { return Err(unknown()) };
                 let state = g.state;
                 let gen = g.generation;
-                let Some(m) = g.members.get_mut(&member_id) else { return all(E::UnknownMemberId.code()) };
+                let Some(m) = g.members.get_mut(&member_id) else { return Err(unknown_member()) };
                 m.last_heartbeat = Instant::now();
                 if generation != gen {
-                    return all(E::IllegalGeneration.code());
+                    return Err(illegal_generation());
                 }
                 if state == GroupState::CompletingRebalance {
-                    return all(E::RebalanceInProgress.code());
+                    return Err(Error::RebalanceInProgress);
                 }
             }
         }
@@ -762,12 +759,12 @@ impl GroupCoordinator {
             )
         });
         let (out, records, accepted) = self.offset_records(image, &gid, offered);
-        let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
+        let Some(log) = self.log_for(&gid) else { return Err(Error::NotCoordinator) };
         let base = match store::append_raw(&log, records, None).await {
             Ok(b) => b,
             Err(e) => {
                 crate::error_limited!("offset commit append failed: {e}");
-                return all(E::CoordinatorNotAvailable.code());
+                return Err(Error::CoordinatorNotAvailable);
             }
         };
         if let Some(g) = self.groups.borrow_mut().get_mut(&gid) {
@@ -776,7 +773,7 @@ impl GroupCoordinator {
                 g.offsets.insert(k, v);
             }
         }
-        out
+        Ok(out)
     }
 
     /// OffsetFetch v9's member check for a consumer-protocol group (classic and
@@ -790,17 +787,17 @@ impl GroupCoordinator {
 
     pub(in crate::coordinator) fn fetch_offsets(&self, gid: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> GroupResponse {
         if self.log_for(gid).is_none() {
-            return GroupResponse::OffsetFetch(E::NotCoordinator.code(), Vec::new());
+            return GroupResponse::OffsetFetch(Err(Error::NotCoordinator));
         }
         let groups = self.groups.borrow();
         let g = groups.get(gid);
-        let lookup = |t: &str, p: i32| -> (i32, i64, i32, Option<String>, i16) {
+        let lookup = |t: &str, p: i32| -> FetchedOffset {
             if require_stable && g.is_some_and(|g| g.has_pending_txn_offset(t, p)) {
-                return (p, -1, -1, None, E::UnstableOffsetCommit.code());
+                return (p, -1, -1, None, Some(Error::UnstableOffsetCommit));
             }
             match g.and_then(|g| g.offsets.get(&(t.to_string(), p))) {
-                Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone(), 0),
-                None => (p, -1, -1, None, 0),
+                Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone(), None),
+                None => (p, -1, -1, None, None),
             }
         };
         let out = match topics {
@@ -816,16 +813,16 @@ impl GroupCoordinator {
                 if let Some(g) = g {
                     for ((t, p), o) in &g.offsets {
                         by.entry(t.clone()).or_default().push(if require_stable && g.has_pending_txn_offset(t, *p) {
-                            (*p, -1, -1, None, E::UnstableOffsetCommit.code())
+                            (*p, -1, -1, None, Some(Error::UnstableOffsetCommit))
                         } else {
-                            (*p, o.offset, o.leader_epoch, o.metadata.clone(), 0)
+                            (*p, o.offset, o.leader_epoch, o.metadata.clone(), None)
                         });
                     }
                 }
                 by.into_iter().collect()
             }
         };
-        GroupResponse::OffsetFetch(0, out)
+        GroupResponse::OffsetFetch(Ok(out))
     }
 
     /// Validates the offsets of an OffsetCommit or TxnOffsetCommit —
@@ -845,15 +842,15 @@ impl GroupCoordinator {
             let mut codes = Vec::with_capacity(partitions.len());
             for (partition, offset, leader_epoch, metadata) in partitions {
                 let code = if image.partition(&topic, partition).is_none() {
-                    E::UnknownTopicOrPartition.code()
+                    Some(Error::UnknownTopicOrPartition)
                 } else if metadata.as_ref().is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes) {
-                    E::OffsetMetadataTooLarge.code()
+                    Some(Error::OffsetMetadataTooLarge)
                 } else {
                     let v = CommittedOffset { offset, leader_epoch, metadata, commit_timestamp_ms: now, record_offset: -1 };
                     let key = StoreKey::Offset { group: gid.to_string(), topic: topic.clone(), partition };
                     records.push((serde_json::to_vec(&key).unwrap_or_default(), serde_json::to_vec(&v).ok()));
                     accepted.push(((topic.clone(), partition), v));
-                    0
+                    None
                 };
                 codes.push((partition, code));
             }
@@ -867,36 +864,34 @@ impl GroupCoordinator {
     /// kept pending for that producer until the transaction coordinator's
     /// marker reaches this partition ([`GroupCoordinator::complete_txn`]).
     /// With a member id (v3) the generation is checked as for OffsetCommit.
-    pub(in crate::coordinator) async fn txn_commit(&self, req: TxnOffsetCommitRequest, version: i16, image: &MetadataImage) -> ErrorsByTopic {
+    /// Err is the error of every partition.
+    pub(in crate::coordinator) async fn txn_commit(&self, req: TxnOffsetCommitRequest, version: i16, image: &MetadataImage) -> Result<ErrorsByTopic, Error> {
         let gid = req.group_id.0.to_string();
-        let all = |code: i16| -> ErrorsByTopic {
-            req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).map(|p| (p, code)).collect())).collect()
-        };
         if self.log_for(&gid).is_none() {
-            return all(E::NotCoordinator.code());
+            return Err(Error::NotCoordinator);
         }
         let member_id = req.member_id.to_string();
         if version >= 3 && (!member_id.is_empty() || req.generation_id >= 0) {
             let groups = self.groups.borrow();
-            let Some(g) = groups.get(&gid) else { return all(E::IllegalGeneration.code()) };
+            let Some(g) = groups.get(&gid) else { return Err(illegal_generation()) };
             if let Some(c) = g.consumer.as_deref() {
                 // TxnOffsetCommit has no STALE_MEMBER_EPOCH: a wrong epoch is ILLEGAL_GENERATION.
                 match consumer_group::service::validate_offset_commit(c, &member_id, req.generation_id, None) {
-                    Err(crate::error::Error::StaleMemberEpoch(_)) => return all(E::IllegalGeneration.code()),
-                    Err(e) => return all(e.code()),
+                    Err(Error::StaleMemberEpoch(_)) => return Err(illegal_generation()),
+                    Err(e) => return Err(e),
                     Ok(()) => {}
                 }
             } else {
                 if let Some(inst) = &req.group_instance_id {
                     if g.static_members.get(inst.as_str()).is_some_and(|m| *m != member_id) {
-                        return all(E::FencedInstanceId.code());
+                        return Err(fenced_instance());
                     }
                 }
                 if !member_id.is_empty() && !g.members.contains_key(&member_id) {
-                    return all(E::UnknownMemberId.code());
+                    return Err(unknown_member());
                 }
                 if req.generation_id >= 0 && req.generation_id != g.generation {
-                    return all(E::IllegalGeneration.code());
+                    return Err(illegal_generation());
                 }
             }
         }
@@ -910,21 +905,19 @@ impl GroupCoordinator {
             )
         });
         let (out, records, accepted) = self.offset_records(image, &gid, offered);
-        let Some(log) = self.log_for(&gid) else { return all(E::NotCoordinator.code()) };
+        let Some(log) = self.log_for(&gid) else { return Err(Error::NotCoordinator) };
         let pid = req.producer_id.0;
         let base = match store::append_raw(&log, records, Some((pid, req.producer_epoch))).await {
             Ok(b) => b,
             Err(e) => {
-                use crate::error::Error as X;
-                // PRODUCER_FENCED exists for clients from TxnOffsetCommit v3 (KIP-588).
-                let code = match &e {
-                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) if version >= 3 => E::ProducerFenced.code(),
-                    X::InvalidProducerEpoch(_) | X::ProducerFenced(_) => E::InvalidProducerEpoch.code(),
-                    X::Io(_) => E::CoordinatorNotAvailable.code(),
-                    other => other.code(),
-                };
                 crate::warn_limited!(group = %gid, producer_id = pid, "transactional offset commit rejected: {e}");
-                return all(code);
+                // A stale epoch at the partition means a newer instance fenced this
+                // producer; a failed write is the coordinator's, and retriable.
+                return Err(match e {
+                    Error::InvalidProducerEpoch(why) => Error::ProducerFenced(why),
+                    Error::Io(_) => Error::CoordinatorNotAvailable,
+                    other => other,
+                });
             }
         };
         let mut groups = self.groups.borrow_mut();
@@ -934,7 +927,7 @@ impl GroupCoordinator {
             v.record_offset = base + i as i64;
             pending.insert(k, v);
         }
-        out
+        Ok(out)
     }
 
     /// A transaction marker for `producer_id` was appended to `__consumer_offsets`
@@ -951,9 +944,9 @@ impl GroupCoordinator {
 
     pub(in crate::coordinator) fn describe(&self, gid: String) -> GroupDescription {
         let mut d =
-            GroupDescription { group: gid.clone(), error: 0, state: "Dead", protocol_type: String::new(), protocol: String::new(), members: Vec::new() };
+            GroupDescription { group: gid.clone(), error: None, state: "Dead", protocol_type: String::new(), protocol: String::new(), members: Vec::new() };
         if self.log_for(&gid).is_none() {
-            d.error = E::NotCoordinator.code();
+            d.error = Some(Error::NotCoordinator);
             return d;
         }
         let groups = self.groups.borrow();
@@ -980,19 +973,19 @@ impl GroupCoordinator {
         d
     }
 
-    pub(in crate::coordinator) fn delete(&self, gid: String) -> (String, i16) {
+    pub(in crate::coordinator) fn delete(&self, gid: String) -> (String, Option<Error>) {
         if self.log_for(&gid).is_none() {
-            return (gid, E::NotCoordinator.code());
+            return (gid, Some(Error::NotCoordinator));
         }
         let records = {
             let mut groups = self.groups.borrow_mut();
             match groups.get(&gid) {
-                None => return (gid, E::GroupIdNotFound.code()),
-                Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => return (gid, E::NonEmptyGroup.code()),
-                Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => return (gid, E::NonEmptyGroup.code()),
+                None => return (gid, Some(group_not_found())),
+                Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => return (gid, Some(non_empty_group())),
+                Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => return (gid, Some(non_empty_group())),
                 Some(_) => {}
             }
-            let Some(g) = groups.remove(&gid) else { return (gid, E::GroupIdNotFound.code()) };
+            let Some(g) = groups.remove(&gid) else { return (gid, Some(group_not_found())) };
             let mut recs: Vec<(StoreKey, Option<Vec<u8>>)> =
                 g.offsets.keys().map(|(t, p)| (StoreKey::Offset { group: gid.clone(), topic: t.clone(), partition: *p }, None)).collect();
             if let Some(c) = g.consumer.as_deref() {
@@ -1002,18 +995,18 @@ impl GroupCoordinator {
             recs
         };
         self.persist(&gid, records);
-        (gid, 0)
+        (gid, None)
     }
 
     pub(in crate::coordinator) fn offset_delete(&self, req: OffsetDeleteRequest, image: &MetadataImage) -> GroupResponse {
         let gid = req.group_id.0.to_string();
         if self.log_for(&gid).is_none() {
-            return GroupResponse::OffsetDelete(E::NotCoordinator.code(), Vec::new());
+            return GroupResponse::OffsetDelete(Err(Error::NotCoordinator));
         }
         let mut records = Vec::new();
         let out = {
             let mut groups = self.groups.borrow_mut();
-            let Some(g) = groups.get_mut(&gid) else { return GroupResponse::OffsetDelete(E::GroupIdNotFound.code(), Vec::new()) };
+            let Some(g) = groups.get_mut(&gid) else { return GroupResponse::OffsetDelete(Err(group_not_found())) };
             let subscribed = match g.consumer.as_deref_mut() {
                 Some(c) if !c.members.is_empty() => Some(GroupCoordinator::consumer_subscribed(c, image)),
                 Some(_) => None,
@@ -1026,14 +1019,14 @@ impl GroupCoordinator {
                 let mut codes = Vec::new();
                 for p in &t.partitions {
                     let code = if subscribed.as_ref().is_some_and(|s| s.contains(&topic)) {
-                        E::GroupSubscribedToTopic.code()
+                        Some(Error::GroupSubscribedToTopic)
                     } else if image.partition(&topic, p.partition_index).is_none() {
-                        E::UnknownTopicOrPartition.code()
+                        Some(Error::UnknownTopicOrPartition)
                     } else {
                         if g.offsets.remove(&(topic.clone(), p.partition_index)).is_some() {
                             records.push((StoreKey::Offset { group: gid.clone(), topic: topic.clone(), partition: p.partition_index }, None));
                         }
-                        0
+                        None
                     };
                     codes.push((p.partition_index, code));
                 }
@@ -1042,7 +1035,7 @@ impl GroupCoordinator {
             out
         };
         self.persist(&gid, records);
-        GroupResponse::OffsetDelete(0, out)
+        GroupResponse::OffsetDelete(Ok(out))
     }
 
     /// Periodic work: expire members past their session timeout, finish rebalances
@@ -1162,15 +1155,15 @@ mod replay_tests {
             // Producer 9's transaction is still open at the "crash".
             let gc = GroupCoordinator::new(cfg.clone());
             gc.add_partition(p, log.clone()).unwrap();
-            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![0, 1, 2, 3])]), false) else { panic!() };
+            let GroupResponse::OffsetFetch(Ok(got)) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![0, 1, 2, 3])]), false) else { panic!() };
             let offs: Vec<i64> = got[0].1.iter().map(|x| x.1).collect();
             assert_eq!(offs, vec![10, 99, -1, -1]);
-            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
-            assert_eq!(got[0].1[0].4, E::UnstableOffsetCommit.code());
+            let GroupResponse::OffsetFetch(Ok(got)) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
+            assert_eq!(got[0].1[0].4.as_ref().map(Error::code), Some(kafka_protocol::ResponseError::UnstableOffsetCommit.code()));
             // The live path: a commit marker reaching the partition makes 13 visible.
             gc.complete_txn(p, 9, true);
-            let GroupResponse::OffsetFetch(0, got) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
-            assert_eq!((got[0].1[0].1, got[0].1[0].4), (13, 0));
+            let GroupResponse::OffsetFetch(Ok(got)) = gc.fetch_offsets(g, Some(vec![("t".into(), vec![3])]), true) else { panic!() };
+            assert_eq!((got[0].1[0].1, got[0].1[0].4.as_ref().map_or(0, Error::code)), (13, 0));
         });
     }
 
@@ -1184,8 +1177,8 @@ mod replay_tests {
             let p = partition_for(id, cfg.transaction_state_log_num_partitions);
             let log = open(&dir, txn_store::TXN_STATE_TOPIC, p);
             let m = TxnMetadata::new(id.into(), 3, 60_000, 0);
-            let o = m.plan_add_partitions(3, 0, &[("t".into(), 0)], true, 1).unwrap().unwrap();
-            let crate::coordinator::txn::EndStep::Prepare(prep) = o.plan_end(3, 0, true, true, 2).unwrap() else { panic!() };
+            let o = m.plan_add_partitions(3, 0, &[("t".into(), 0)], 1).unwrap().unwrap();
+            let crate::coordinator::txn::EndStep::Prepare(prep) = o.plan_end(3, 0, true, 2).unwrap() else { panic!() };
             for s in [&m, &o, &prep] {
                 txn_store::append(&log, vec![txn_store::record(s)]).await.unwrap();
             }

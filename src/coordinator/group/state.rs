@@ -10,6 +10,8 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Kafka's group states, named as DescribeGroups/ListGroups print them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupState {
@@ -40,10 +42,10 @@ impl GroupState {
 }
 
 /// What a JoinGroup waiter is answered with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JoinResult {
-    /// Kafka error code of the join (0 = none).
-    pub error: i16,
+    /// The join's error (None: joined).
+    pub error: Option<Error>,
     /// Generation the join completed with (bumped by every rebalance).
     pub generation: i32,
     /// The group's protocol type, e.g. `consumer` (None in error answers).
@@ -58,8 +60,35 @@ pub struct JoinResult {
     pub members: Vec<(String, Option<String>, Bytes)>,
 }
 
-/// What a SyncGroup waiter is answered with: (error, assignment).
-pub type SyncResult = (i16, Bytes);
+/// What a SyncGroup waiter is answered with: its assignment, or why not.
+pub type SyncResult = Result<Bytes, Error>;
+
+// The classic protocol's errors, with Kafka's messages (clients of the classic
+// APIs only see the codes).
+
+pub(in crate::coordinator) fn unknown_member() -> Error {
+    Error::UnknownMemberId("The coordinator is not aware of this member.".into())
+}
+
+pub(in crate::coordinator) fn fenced_instance() -> Error {
+    Error::FencedInstanceId("Another consumer with the same group.instance.id has registered with a different member.id.".into())
+}
+
+pub(in crate::coordinator) fn illegal_generation() -> Error {
+    Error::IllegalGeneration("Specified group generation id is not valid.".into())
+}
+
+pub(in crate::coordinator) fn inconsistent_protocol() -> Error {
+    Error::InconsistentGroupProtocol("The group member's supported protocols are incompatible with those of existing members.".into())
+}
+
+pub(in crate::coordinator) fn group_not_found() -> Error {
+    Error::GroupIdNotFound("The group id does not exist.".into())
+}
+
+pub(in crate::coordinator) fn non_empty_group() -> Error {
+    Error::NonEmptyGroup("The group is not empty.".into())
+}
 
 /// A group member.
 #[derive(Debug, Serialize, Deserialize)]
@@ -251,7 +280,7 @@ impl Group {
         }
         for m in self.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send((kafka_protocol::ResponseError::RebalanceInProgress.code(), Bytes::new()));
+                let _ = w.send(Err(Error::RebalanceInProgress));
             }
         }
         let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
@@ -304,7 +333,7 @@ impl Group {
             m.last_heartbeat = now;
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
-                    error: 0,
+                    error: None,
                     generation: self.generation,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
@@ -322,7 +351,7 @@ impl Group {
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol_name.clone().unwrap_or_default();
         JoinResult {
-            error: 0,
+            error: None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -339,10 +368,9 @@ impl Group {
     /// Removes a member, answering its parked requests with UNKNOWN_MEMBER_ID.
     pub fn remove_member(&mut self, id: &str) {
         if let Some(mut m) = self.members.remove(id) {
-            let code = kafka_protocol::ResponseError::UnknownMemberId.code();
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
-                    error: code,
+                    error: Some(unknown_member()),
                     generation: -1,
                     protocol_type: None,
                     protocol_name: None,
@@ -352,7 +380,7 @@ impl Group {
                 });
             }
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send((code, Bytes::new()));
+                let _ = w.send(Err(unknown_member()));
             }
             if let Some(inst) = &m.instance_id {
                 if self.static_members.get(inst).is_some_and(|mid| mid == id) {
@@ -374,7 +402,7 @@ impl Group {
         for m in self.members.values_mut() {
             m.assignment = map.get(&m.id).cloned().unwrap_or_default();
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send((0, m.assignment.clone()));
+                let _ = w.send(Ok(m.assignment.clone()));
             }
         }
         self.state = GroupState::Stable;
