@@ -268,6 +268,25 @@ pub enum Error {
     /// `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE).
     #[error("the offset's metadata is larger than offset.metadata.max.bytes")]
     OffsetMetadataTooLarge,
+    /// A partition of a request that was not tried because another partition of
+    /// the same request failed (OPERATION_NOT_ATTEMPTED, AddPartitionsToTxn).
+    #[error("not attempted: another partition of the request failed")]
+    OperationNotAttempted,
+    /// A leader epoch older than the partition's (FENCED_LEADER_EPOCH).
+    #[error("the leader epoch {0} is older than the partition's")]
+    FencedLeaderEpoch(i32),
+    /// A leader epoch newer than the partition's (UNKNOWN_LEADER_EPOCH): the
+    /// client's metadata is ahead of this broker's.
+    #[error("the leader epoch {0} is newer than the partition's")]
+    UnknownLeaderEpoch(i32),
+    /// DescribeCluster for an endpoint type this broker does not have
+    /// (UNSUPPORTED_ENDPOINT_TYPE, KIP-919).
+    #[error("unsupported endpoint type {0}")]
+    UnsupportedEndpointType(i8),
+    /// CreatePartitions with a replica assignment this broker cannot honour
+    /// (INVALID_REPLICA_ASSIGNMENT); the text says why.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
@@ -359,6 +378,11 @@ impl Error {
             Error::GroupSubscribedToTopic => R::GroupSubscribedToTopic,
             Error::UnstableOffsetCommit => R::UnstableOffsetCommit,
             Error::OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
+            Error::OperationNotAttempted => R::OperationNotAttempted,
+            Error::FencedLeaderEpoch(_) => R::FencedLeaderEpoch,
+            Error::UnknownLeaderEpoch(_) => R::UnknownLeaderEpoch,
+            Error::UnsupportedEndpointType(_) => R::UnsupportedEndpointType,
+            Error::InvalidReplicaAssignment(_) => R::InvalidReplicaAssignment,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }

@@ -9,6 +9,8 @@
 //!            connection quotas and the request-bytes budget
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
+//! admin/     what several APIs share: creating topics through the controller (internal ones on
+//!            first use), finding the core that coordinates a group or transactional id
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard;
 //!            bounded in flight per shard pair
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
@@ -17,7 +19,8 @@
 //! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
 //!            (Rc/RefCell, no locks); shard 0 is also the metadata controller
 //!            (shard/controller.rs: records -> metadata log -> publish)
-//! log/       segments, sparse indexes, recovery, compaction (Kafka's on-disk layout)
+//! log/       segments, sparse indexes, recovery, compaction (Kafka's on-disk layout); the topic
+//!            rules a produced batch must pass (log/produce_policy.rs, Kafka's LogValidator)
 //! metadata/  metadata records, the metadata log and its checkpoints, the image they add up to,
 //!            this broker's shard placement and routing (Local(shard) | Remote(broker) | Unknown)
 //! ---- ground floor, usable by all ----
@@ -60,6 +63,7 @@
 // `unsafe` is allowed in io/ and runtime/ only, each block with a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 
+pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;

@@ -6,10 +6,11 @@
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
-use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
+use crate::error::{Error, Result};
 
 /// Serves AddPartitionsToTxn `version`: checks that every partition exists, then has
 /// the transaction coordinator add them to the producer's open transaction.
@@ -18,10 +19,11 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> 
     let unknown: Vec<bool> =
         req.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|&p| image.partition(t.name.0.as_str(), p).is_none())).collect();
     let txn_id = req.v3_and_below_transactional_id.0.to_string();
-    let code = if unknown.iter().any(|&u| u) {
+    // None: not sent to the coordinator (a partition is unknown); else its answer for all.
+    let result: Option<Result<()>> = if unknown.iter().any(|&u| u) {
         None
     } else if txn_id.is_empty() {
-        Some(E::InvalidRequest.code())
+        Some(Err(Error::InvalidField("the transactional id must not be empty".into())))
     } else {
         let partitions = req.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(|&p| (t.name.0.to_string(), p))).collect();
         let r = TxnRequest::AddPartitions {
@@ -30,12 +32,13 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> 
             producer_epoch: req.v3_and_below_producer_epoch,
             partitions,
         };
-        Some(match super::txn_coordinator::call(ctx, &txn_id, r).await {
-            Ok(TxnResponse::AddPartitions(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::AddPartitionsToTxn, version)),
-            Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(e) => e.code_for(ApiKey::AddPartitionsToTxn, version),
+        Some(match lookup::call_txn(&ctx.x, &txn_id, r).await {
+            Ok(TxnResponse::AddPartitions(r)) => r,
+            Ok(_) => Err(Error::CoordinatorNotAvailable),
+            Err(e) => Err(e),
         })
     };
+    let code = |e: &Error| e.code_for(ApiKey::AddPartitionsToTxn, version);
     let mut i = 0;
     let results = req
         .v3_and_below_topics
@@ -45,7 +48,12 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest, version: i16) -> 
                 .partitions
                 .iter()
                 .map(|&p| {
-                    let c = code.unwrap_or(if unknown[i] { E::UnknownTopicOrPartition.code() } else { E::OperationNotAttempted.code() });
+                    let c = match &result {
+                        Some(r) => r.as_ref().err().map_or(0, code),
+                        // Kafka's answer when some partitions are unknown: those say so, the others were not attempted.
+                        None if unknown[i] => code(&Error::UnknownTopicOrPartition),
+                        None => code(&Error::OperationNotAttempted),
+                    };
                     i += 1;
                     AddPartitionsToTxnPartitionResult::default().with_partition_index(p).with_partition_error_code(c)
                 })

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::consumer_group::service::NamedPartitions;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
@@ -31,7 +32,7 @@ pub async fn handle(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> ConsumerGro
     for g in &req.group_ids {
         let name = g.0.to_string();
         let mut dg = DescribedGroup::default().with_group_id(GroupId(StrBytes::from_string(name.clone())));
-        match super::group_coordinator::call(ctx, &name, GroupRequest::ConsumerDescribe { groups: vec![name.clone()] }).await {
+        match lookup::call_group(&ctx.x, &name, GroupRequest::ConsumerDescribe { groups: vec![name.clone()] }).await {
             Ok(GroupResponse::ConsumerDescribe(mut ds)) if !ds.is_empty() => {
                 let d = ds.remove(0);
                 if let Some(e) = d.error {

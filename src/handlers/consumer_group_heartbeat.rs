@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeart
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -19,7 +20,7 @@ use crate::error::Error;
 pub async fn handle(ctx: &Ctx, req: ConsumerGroupHeartbeatRequest, version: i16, client_id: String, client_host: String) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.0.to_string();
     let interval = ctx.shard().cfg.group_consumer_heartbeat_interval_ms.min(i32::MAX as u64) as i32;
-    let answer = match super::group_coordinator::call(ctx, &group, GroupRequest::ConsumerHeartbeat { req, version, client_id, client_host }).await {
+    let answer = match lookup::call_group(&ctx.x, &group, GroupRequest::ConsumerHeartbeat { req, version, client_id, client_host }).await {
         Ok(GroupResponse::ConsumerHeartbeat(r)) => r,
         Ok(_) => Err(Error::CoordinatorNotAvailable),
         Err(e) => {

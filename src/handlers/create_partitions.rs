@@ -22,7 +22,7 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         // One broker: a manual assignment may only name this broker.
         let bad_assignment = t.assignments.as_ref().is_some_and(|a| a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != broker)));
         if bad_assignment {
-            results.push(Some(Err(Error::InvalidRequest(format!("replica assignment names a broker other than {broker}")))));
+            results.push(Some(Err(Error::InvalidReplicaAssignment(format!("replica assignment names a broker other than {broker}")))));
         } else {
             results.push(None);
             asks.push((t.name.0.to_string(), t.count));
@@ -47,15 +47,12 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         .map(|(t, r)| {
             let r = r.unwrap_or_else(|| answers.next().unwrap_or(Err(Error::ShardUnavailable)));
             let r = match r {
-                Ok(first_new) if published => super::create_topics::offline_partitions(ctx, &image, &t.name.0, first_new),
+                Ok(first_new) if published => crate::admin::topics::offline_partitions(&ctx.x, &image, &t.name.0, first_new),
                 other => other.map(drop),
             };
             let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             if let Err(e) = r {
-                res.error_code = match e {
-                    Error::InvalidRequest(_) => kafka_protocol::ResponseError::InvalidReplicaAssignment.code(),
-                    ref other => other.code(),
-                };
+                res.error_code = e.code();
                 res.error_message = Some(StrBytes::from_string(e.to_string()));
             }
             res

@@ -12,57 +12,8 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::error::{Error, Result};
-use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
-use crate::shard::CONTROLLER_SHARD;
-
-/// Creates topics through the controller and installs the new image on all shards.
-/// Used by CreateTopics and by Metadata's auto-creation: internal topics are
-/// refused. A created topic with offline partitions (logs that could not be
-/// opened) is a KAFKA_STORAGE_ERROR.
-pub async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Vec<Result<()>> {
-    create_as(ctx, topics, validate_only, false).await
-}
-
-/// Creates one of the broker's own internal topics (the coordinators, on first use).
-pub async fn create_internal(ctx: &Ctx, topic: NewTopic) -> Result<()> {
-    create_as(ctx, vec![topic], false, true).await.pop().unwrap_or(Err(Error::ShardUnavailable))
-}
-
-async fn create_as(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
-    let n = topics.len();
-    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let resp = ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only, internal }).await;
-    let results = match resp {
-        Ok(ShardResponse::CreateTopics(r)) if r.len() == n => r,
-        _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
-    };
-    if validate_only || !results.iter().any(|r| r.is_ok()) {
-        return results;
-    }
-    // The controller published the image to every shard (which tried to open
-    // their logs) before answering.
-    let image = ctx.shard().image();
-    results
-        .into_iter()
-        .zip(names)
-        .map(|(r, name)| {
-            r?;
-            offline_partitions(ctx, &image, &name, 0)
-        })
-        .collect()
-}
-
-/// KAFKA_STORAGE_ERROR when partitions `from..` of `topic` are offline.
-pub fn offline_partitions(ctx: &Ctx, image: &crate::metadata::MetadataImage, topic: &str, from: i32) -> Result<()> {
-    let Some(meta) = image.topics.get(topic) else { return Ok(()) };
-    let mut offline = ctx.shard().offline.of_topic(topic, meta.topic_id);
-    offline.retain(|&p, _| p >= from);
-    if offline.is_empty() {
-        return Ok(());
-    }
-    Err(Error::KafkaStorage(crate::shard::offline::describe(topic, &offline)))
-}
+use crate::admin::topics::create;
+use crate::shard::request::NewTopic;
 
 /// Serves CreateTopics `version`: the controller creates the topics (or only
 /// validates them with `validate_only`); per-topic results, with the partition
@@ -84,7 +35,7 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Create
             configs,
         });
     }
-    let results = create(ctx, news.clone(), req.validate_only).await;
+    let results = create(&ctx.x, news.clone(), req.validate_only).await;
     let image = ctx.shard().image();
     let topics = news
         .iter()

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupI
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -15,7 +16,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     let mut results = Vec::new();
     for g in &req.groups_names {
         let name = g.0.to_string();
-        let code = match super::group_coordinator::call(ctx, &name, GroupRequest::Delete { groups: vec![name.clone()] }).await {
+        let code = match lookup::call_group(&ctx.x, &name, GroupRequest::Delete { groups: vec![name.clone()] }).await {
             Ok(GroupResponse::Delete(rs)) => rs.first().and_then(|r| r.1.as_ref()).map_or(0, Error::code),
             Ok(_) => Error::CoordinatorNotAvailable.code(),
             Err(e) => e.code(),

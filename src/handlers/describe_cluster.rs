@@ -4,7 +4,6 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use super::Ctx;
 
@@ -22,7 +21,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> Des
     // v1+: endpoint type 1 = brokers; 2 = controllers (a KRaft controller
     // quorum, which a single shardlog node does not run separately).
     if version >= 1 && req.endpoint_type != 1 {
-        resp.error_code = ResponseError::UnsupportedEndpointType.code();
+        resp.error_code = crate::error::Error::UnsupportedEndpointType(req.endpoint_type).code();
         resp.error_message = Some(StrBytes::from_static_str("only broker endpoints (type 1) are served"));
         resp.endpoint_type = req.endpoint_type;
         return resp;

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -16,7 +17,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
     for g in &req.groups {
         let name = g.0.to_string();
         let mut dg = DescribedGroup::default().with_group_id(GroupId(StrBytes::from_string(name.clone())));
-        match super::group_coordinator::call(ctx, &name, GroupRequest::Describe { groups: vec![name.clone()] }).await {
+        match lookup::call_group(&ctx.x, &name, GroupRequest::Describe { groups: vec![name.clone()] }).await {
             Ok(GroupResponse::Describe(mut ds)) if !ds.is_empty() => {
                 let d = ds.remove(0);
                 dg.error_code = d.error.map_or(0, |e| e.code());

@@ -8,18 +8,19 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnDescription, TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;
 
 async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
-    let p = super::txn_coordinator::txn_partition(ctx, &id);
-    let shard = match super::group_coordinator::coordinator_shard(ctx, TXN_STATE_TOPIC, p) {
+    let p = lookup::txn_partition(&ctx.x, &id);
+    let shard = match lookup::coordinator_shard(&ctx.x, TXN_STATE_TOPIC, p) {
         Ok(s) => s,
         Err(Error::CoordinatorNotAvailable) => return TxnDescription::error(id, Error::TransactionalIdNotFound),
         Err(e) => return TxnDescription::error(id, e),
     };
-    match super::txn_coordinator::call_shard(ctx, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
+    match lookup::call_txn_on(&ctx.x, shard, TxnRequest::Describe { transactional_ids: vec![id.clone()] }).await {
         Ok(TxnResponse::Describe(mut d)) if d.len() == 1 => d.remove(0),
         Ok(_) => TxnDescription::error(id, Error::CoordinatorNotAvailable),
         Err(e) => TxnDescription::error(id, e),

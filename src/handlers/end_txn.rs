@@ -4,25 +4,27 @@
 //! clients understand PRODUCER_FENCED.
 
 use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
-use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
+use crate::error::{Error, Result};
 
 /// Serves EndTxn `version`: the transaction coordinator commits or aborts the
 /// producer's transaction; answers after the markers are written.
 pub async fn handle(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let txn_id = req.transactional_id.0.to_string();
-    let code = if txn_id.is_empty() {
-        E::InvalidRequest.code()
-    } else {
+    let result: Result<()> = async {
+        if txn_id.is_empty() {
+            return Err(Error::InvalidField("the transactional id must not be empty".into()));
+        }
         let r =
             TxnRequest::EndTxn { transactional_id: txn_id.clone(), producer_id: req.producer_id.0, producer_epoch: req.producer_epoch, commit: req.committed };
-        match super::txn_coordinator::call(ctx, &txn_id, r).await {
-            Ok(TxnResponse::EndTxn(r)) => r.map(|_| 0).unwrap_or_else(|e| e.code_for(ApiKey::EndTxn, version)),
-            Ok(_) => E::CoordinatorNotAvailable.code(),
-            Err(e) => e.code_for(ApiKey::EndTxn, version),
+        match lookup::call_txn(&ctx.x, &txn_id, r).await? {
+            TxnResponse::EndTxn(r) => r,
+            _ => Err(Error::CoordinatorNotAvailable),
         }
-    };
-    EndTxnResponse::default().with_error_code(code)
+    }
+    .await;
+    EndTxnResponse::default().with_error_code(result.err().map_or(0, |e| e.code_for(ApiKey::EndTxn, version)))
 }

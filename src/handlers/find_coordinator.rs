@@ -7,9 +7,10 @@
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
+use crate::error::Error;
 
 /// Serves FindCoordinator `version`: this broker for every group or transactional id,
 /// creating the internal topic behind the key type on first use.
@@ -17,11 +18,11 @@ pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> Fin
     let (host, port) = ctx.shard().advertised.clone();
     let id = ctx.shard().cfg.broker_id;
     let (error, why) = match req.key_type {
-        0 if super::group_coordinator::ensure_offsets_topic(ctx).await => (0, ""),
-        0 => (E::CoordinatorNotAvailable.code(), "__consumer_offsets is not available"),
-        1 if super::txn_coordinator::ensure_txn_topic(ctx).await => (0, ""),
-        1 => (E::CoordinatorNotAvailable.code(), "__transaction_state is not available"),
-        _ => (E::InvalidRequest.code(), "unknown coordinator key type (0 group, 1 transaction)"),
+        0 if lookup::ensure_offsets_topic(&ctx.x).await => (0, ""),
+        0 => (Error::CoordinatorNotAvailable.code(), "__consumer_offsets is not available"),
+        1 if lookup::ensure_txn_topic(&ctx.x).await => (0, ""),
+        1 => (Error::CoordinatorNotAvailable.code(), "__transaction_state is not available"),
+        _ => (Error::InvalidField(String::new()).code(), "unknown coordinator key type (0 group, 1 transaction)"),
     };
     let message = (error != 0).then(|| StrBytes::from_static_str(why));
     let mut resp = FindCoordinatorResponse::default();

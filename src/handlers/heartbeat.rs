@@ -4,13 +4,14 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
 /// Serves Heartbeat on the shard coordinating the group: an error code only.
 pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
-    let code = match super::group_coordinator::call(ctx, &group, GroupRequest::Heartbeat { req }).await {
+    let code = match lookup::call_group(&ctx.x, &group, GroupRequest::Heartbeat { req }).await {
         Ok(GroupResponse::Heartbeat(r)) => r.err().map_or(0, |e| e.code()),
         Ok(_) => Error::CoordinatorNotAvailable.code(),
         Err(e) => e.code(),

@@ -6,33 +6,41 @@
 //! PRODUCER_FENCED (KIP-588), older ones get INVALID_PRODUCER_EPOCH.
 
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::ResponseError as E;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
+use crate::error::{Error, Result};
 
 /// Serves InitProducerId: a new producer id (idempotent producers), or the transactional
 /// id's coordinator bumps its epoch.
 pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
-    let answer = |r: Result<(i64, i16), i16>| match r {
+    let r = init(ctx, &req, version).await;
+    match r {
         Ok((pid, epoch)) => InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
-        Err(code) => InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
-    };
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(e.code_for(ApiKey::InitProducerId, version))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+/// (producer id, epoch) for the request.
+async fn init(ctx: &Ctx, req: &InitProducerIdRequest, version: i16) -> Result<(i64, i16)> {
     let Some(txn_id) = req.transactional_id.as_ref().map(|t| t.0.to_string()) else {
-        return answer(ctx.coordinators().next_producer_id().await.map(|p| (p, 0)).map_err(|e| e.code()));
+        return ctx.coordinators().next_producer_id().await.map(|p| (p, 0));
     };
     if txn_id.is_empty() {
-        return answer(Err(E::InvalidRequest.code()));
+        return Err(Error::InvalidField("the transactional id must not be empty".into()));
     }
     let max = ctx.shard().cfg.transaction_max_timeout_ms;
     if req.transaction_timeout_ms <= 0 || i64::from(req.transaction_timeout_ms) > max {
-        return answer(Err(crate::error::Error::InvalidTransactionTimeout(format!("{} ms is not in 1..={max}", req.transaction_timeout_ms)).code()));
+        return Err(Error::InvalidTransactionTimeout(format!("{} ms is not in 1..={max}", req.transaction_timeout_ms)));
     }
     let requested = (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     let r = TxnRequest::InitProducerId { transactional_id: txn_id.clone(), timeout_ms: req.transaction_timeout_ms, requested };
-    answer(match super::txn_coordinator::call(ctx, &txn_id, r).await {
-        Ok(TxnResponse::InitProducerId(r)) => r.map_err(|e| e.code_for(ApiKey::InitProducerId, version)),
-        Ok(_) => Err(E::CoordinatorNotAvailable.code()),
-        Err(e) => Err(e.code_for(ApiKey::InitProducerId, version)),
-    })
+    match lookup::call_txn(&ctx.x, &txn_id, r).await? {
+        TxnResponse::InitProducerId(r) => r,
+        _ => Err(Error::CoordinatorNotAvailable),
+    }
 }

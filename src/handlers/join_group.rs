@@ -7,6 +7,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -16,7 +17,7 @@ use crate::error::Error;
 pub async fn handle(ctx: &Ctx, req: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.clone();
-    let r = super::group_coordinator::call(ctx, &group, GroupRequest::Join { req, version, client_id, client_host }).await;
+    let r = lookup::call_group(&ctx.x, &group, GroupRequest::Join { req, version, client_id, client_host }).await;
     let mut resp = JoinGroupResponse::default().with_generation_id(-1).with_member_id(member_id);
     match r {
         Ok(GroupResponse::Join(j)) => {

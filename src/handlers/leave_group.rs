@@ -6,6 +6,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -14,7 +15,7 @@ use crate::error::Error;
 pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
     let mut resp = LeaveGroupResponse::default();
-    match super::group_coordinator::call(ctx, &group, GroupRequest::Leave { req }).await {
+    match lookup::call_group(&ctx.x, &group, GroupRequest::Leave { req }).await {
         Ok(GroupResponse::Leave(members)) => {
             let code = |e: &Option<Error>| e.as_ref().map_or(0, Error::code);
             if version >= 3 {

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 
 /// Serves ListGroups `version`: asks every shard and merges their groups.
@@ -15,9 +16,7 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGrou
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_string()).collect();
     let mut groups = Vec::new();
     for shard in 0..ctx.x.nr_shards() {
-        if let Ok(GroupResponse::List(gs)) =
-            super::group_coordinator::call_shard(ctx, shard, GroupRequest::List { states: states.clone(), types: types.clone() }).await
-        {
+        if let Ok(GroupResponse::List(gs)) = lookup::call_group_on(&ctx.x, shard, GroupRequest::List { states: states.clone(), types: types.clone() }).await {
             groups.extend(gs);
         }
     }

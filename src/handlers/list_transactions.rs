@@ -38,7 +38,7 @@ pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest, version: i16) -> Li
                         .with_transaction_state(StrBytes::from_static_str(state))
                 }));
             }
-            _ => resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
+            _ => resp.error_code = crate::error::Error::CoordinatorNotAvailable.code(),
         }
     }
     resp

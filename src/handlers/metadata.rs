@@ -12,11 +12,11 @@
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use std::collections::HashMap;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::error::Error;
 use crate::metadata::TopicMeta;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
@@ -42,10 +42,10 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             // count and configs), as Kafka's auto-creation does; names the broker
             // reserves but does not use are never created.
             if missing.iter().any(|n| n.as_str() == OFFSETS_TOPIC) {
-                super::group_coordinator::ensure_offsets_topic(ctx).await;
+                lookup::ensure_offsets_topic(&ctx.x).await;
             }
             if missing.iter().any(|n| n.as_str() == TXN_STATE_TOPIC) {
-                super::txn_coordinator::ensure_txn_topic(ctx).await;
+                lookup::ensure_txn_topic(&ctx.x).await;
             }
             let plain: Vec<NewTopic> = missing
                 .iter()
@@ -59,7 +59,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 .collect();
             let names: Vec<String> = plain.iter().map(|t| t.name.clone()).collect();
             if !plain.is_empty() {
-                for (name, r) in names.into_iter().zip(super::create_topics::create(ctx, plain, false).await) {
+                for (name, r) in names.into_iter().zip(crate::admin::topics::create(&ctx.x, plain, false).await) {
                     // Already existing means another request created it meanwhile.
                     match r {
                         Ok(()) | Err(Error::TopicAlreadyExists) => {}
@@ -81,9 +81,9 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 Some(t) => topic_entry(t, version, offline),
                 None => {
                     let code = if validate_topic_name(n).is_err() {
-                        ResponseError::InvalidTopicException.code()
+                        Error::InvalidTopic(n.clone()).code()
                     } else {
-                        create_errors.get(n).copied().unwrap_or(ResponseError::UnknownTopicOrPartition.code())
+                        create_errors.get(n).copied().unwrap_or(Error::UnknownTopicOrPartition.code())
                     };
                     MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))).with_error_code(code)
                 }
@@ -99,7 +99,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
         for id in req.topics.iter().flatten().filter(|t| t.name.is_none() && !t.topic_id.is_nil()).map(|t| t.topic_id) {
             topics.push(match image.topics.values().find(|t| t.topic_id == id) {
                 Some(t) => topic_entry(t, version, offline),
-                None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code()),
+                None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(Error::UnknownTopicId.code()),
             });
         }
     }

@@ -22,7 +22,6 @@ pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
-pub mod group_coordinator;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
@@ -36,9 +35,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
-pub mod produce_policy;
 pub mod sync_group;
-pub mod txn_coordinator;
 pub mod txn_offset_commit;
 
 use std::cell::RefCell;

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -18,7 +19,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offset
     let group = req.group_id.0.to_string();
     let fallback: Vec<(String, Vec<i32>)> =
         req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
-    let topics: Vec<(String, Vec<(i32, i16)>)> = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetCommit { req, version }).await {
+    let topics: Vec<(String, Vec<(i32, i16)>)> = match lookup::call_group(&ctx.x, &group, GroupRequest::OffsetCommit { req, version }).await {
         Ok(GroupResponse::OffsetCommit(Ok(t))) => {
             t.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|(p, e)| (p, e.map_or(0, |e| e.code()))).collect())).collect()
         }

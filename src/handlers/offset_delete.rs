@@ -6,13 +6,14 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
 /// Serves OffsetDelete on the shard coordinating the group.
 pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    let (code, topics) = match super::group_coordinator::call(ctx, &group, GroupRequest::OffsetDelete { req }).await {
+    let (code, topics) = match lookup::call_group(&ctx.x, &group, GroupRequest::OffsetDelete { req }).await {
         Ok(GroupResponse::OffsetDelete(Ok(t))) => (0, t),
         Ok(GroupResponse::OffsetDelete(Err(e))) | Err(e) => (e.code(), Vec::new()),
         Ok(_) => (Error::CoordinatorNotAvailable.code(), Vec::new()),

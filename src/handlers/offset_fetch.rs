@@ -12,6 +12,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse, OffsetsByTopic};
 use crate::error::Error;
 
@@ -22,7 +23,7 @@ async fn fetch_one(
     require_stable: bool,
     member: Option<(Option<String>, i32)>,
 ) -> (i16, OffsetsByTopic) {
-    match super::group_coordinator::call(ctx, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable, member }).await {
+    match lookup::call_group(&ctx.x, group, GroupRequest::OffsetFetch { group: group.to_string(), topics, require_stable, member }).await {
         Ok(GroupResponse::OffsetFetch(Ok(t))) => (0, t),
         Ok(GroupResponse::OffsetFetch(Err(e))) | Err(e) => (e.code(), Vec::new()),
         Ok(_) => (Error::CoordinatorNotAvailable.code(), Vec::new()),

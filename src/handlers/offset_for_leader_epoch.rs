@@ -6,9 +6,9 @@
 //! (UNDEFINED_EPOCH_OFFSET), and a client's current epoch is checked against
 //! ours (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH) as Kafka does.
 
+use crate::error::Error;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 
 use super::Ctx;
 use crate::shard::request::{ShardRequest, ShardResponse, TopicPartition};
@@ -43,13 +43,13 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
     for ((topic, partition, current, asked, ours), end) in asks.into_iter().zip(ends) {
         let mut e = EpochEndOffset::default().with_partition(partition).with_leader_epoch(-1).with_end_offset(-1);
         match (ours, end) {
-            (None, _) => e.error_code = ResponseError::UnknownTopicOrPartition.code(),
+            (None, _) => e.error_code = Error::UnknownTopicOrPartition.code(),
             (_, Err(err)) => e.error_code = err.code(),
             (Some(ours), Ok((_, log_end))) => {
                 if current >= 0 && current < ours {
-                    e.error_code = ResponseError::FencedLeaderEpoch.code();
+                    e.error_code = Error::FencedLeaderEpoch(current).code();
                 } else if current > ours {
-                    e.error_code = ResponseError::UnknownLeaderEpoch.code();
+                    e.error_code = Error::UnknownLeaderEpoch(current).code();
                 } else if (0..=ours).contains(&asked) {
                     // Every epoch up to ours ends where the log ends: there was never another leader.
                     e.leader_epoch = ours;

@@ -42,7 +42,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
                 match (&p.records, &topic_cfg) {
                     (Some(r), Some(tc)) => validate_batches(r, max)
                         .map_err(Error::from)
-                        .and_then(|b| super::produce_policy::apply(tc, acks, b, ctx.shard().cfg.socket_request_max_bytes)),
+                        .and_then(|b| crate::log::produce_policy::apply(tc, acks, b, ctx.shard().cfg.socket_request_max_bytes)),
                     (Some(_), None) => Err(Error::UnknownTopicOrPartition),
                     (None, _) => Err(Error::CorruptMessage("produce without records")),
                 }

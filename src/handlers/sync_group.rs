@@ -5,6 +5,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -13,7 +14,7 @@ use crate::error::Error;
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let mut resp = SyncGroupResponse::default();
-    match super::group_coordinator::call(ctx, &group, GroupRequest::Sync { req }).await {
+    match lookup::call_group(&ctx.x, &group, GroupRequest::Sync { req }).await {
         Ok(GroupResponse::Sync(assignment, pt, pn)) => {
             match assignment {
                 Ok(a) => resp.assignment = a,

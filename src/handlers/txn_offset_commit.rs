@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, TopicName, TxnOffsetCommitRequest, TxnOff
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
+use crate::admin::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
@@ -24,7 +25,7 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest, version: i16) -> Txn
     let topics: Vec<(String, Vec<(i32, i16)>)> = if group.is_empty() || req.transactional_id.0.is_empty() {
         all(code(Error::InvalidField("TxnOffsetCommit needs a group id and a transactional id".into())))
     } else {
-        match super::group_coordinator::call(ctx, &group, GroupRequest::TxnOffsetCommit { req, version }).await {
+        match lookup::call_group(&ctx.x, &group, GroupRequest::TxnOffsetCommit { req, version }).await {
             Ok(GroupResponse::TxnOffsetCommit(Ok(t))) => {
                 t.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|(p, e)| (p, e.map_or(0, code))).collect())).collect()
             }

@@ -21,6 +21,7 @@
 pub mod cleaner;
 pub mod layout;
 pub mod partition_log;
+pub mod produce_policy;
 pub mod producer_state;
 pub mod segment;
 pub mod txn_index;
