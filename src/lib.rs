@@ -28,6 +28,7 @@
 //! io/        per-shard io_uring ring (reads, writev, fsync, splice), durable file replacement,
 //!            safe wrappers of raw syscalls; with runtime/, the only `unsafe`
 //! sync       the shard-local `Notify`
+//! clock      the clock time-based logic reads: the system's, or a manual one tests move
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 //!
@@ -62,6 +63,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod error;
