@@ -17,6 +17,7 @@
 #![allow(missing_docs)]
 
 use std::io::Write;
+use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use shardlog::log::segment::Segment;
@@ -66,7 +67,7 @@ fn lookups() -> Vec<i64> {
 }
 
 fn noted_segment(dir: &std::path::Path, batch_total: usize) -> Segment {
-    let mut seg = Segment::create(dir, BASE_OFFSET).expect("create segment");
+    let mut seg = Segment::create(dir, BASE_OFFSET, Instant::now()).expect("create segment");
     for i in 0..BATCHES {
         seg.note_batch(&header(i, batch_total), (i as usize * batch_total) as u32, batch_total as u64, INDEX_INTERVAL_BYTES);
     }
@@ -92,7 +93,7 @@ fn in_memory(c: &mut Criterion) {
         b.iter_batched_ref(
             || {
                 n += 1;
-                Segment::create(dir.path(), BASE_OFFSET + n as i64 * 10_000_000).expect("create")
+                Segment::create(dir.path(), BASE_OFFSET + n as i64 * 10_000_000, Instant::now()).expect("create")
             },
             |seg| {
                 for (i, h) in hdrs.iter().enumerate() {
@@ -122,7 +123,7 @@ fn on_file(c: &mut Criterion) {
         w.flush().expect("flush");
     }
     // No index files: open rebuilds the indexes with a header scan.
-    let seg = Segment::open(dir.path(), BASE_OFFSET, false, INDEX_INTERVAL_BYTES).expect("open segment");
+    let seg = Segment::open(dir.path(), BASE_OFFSET, false, INDEX_INTERVAL_BYTES, Instant::now()).expect("open segment");
     assert_eq!(seg.next_offset, BASE_OFFSET + BATCHES * RECORDS_PER_BATCH);
     let offsets = lookups();
     let mut g = c.benchmark_group("segment_file");

@@ -31,6 +31,7 @@
 //! io/        per-shard io_uring ring (reads, writev, fsync, splice), durable file replacement,
 //!            safe wrappers of raw syscalls; with runtime/, the only `unsafe`
 //! sync       the shard-local `Notify`
+//! clock      the clock time-based logic reads: the system's, or a manual one tests move
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 //!
@@ -66,6 +67,7 @@
 pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod error;

@@ -98,9 +98,11 @@ async fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
     }
     let dir = b.log_dir().join(format!("{topic}-0"));
 
-    // Roll the active segment so every update and tombstone is in a closed one.
-    set_config(&bs, &topic, "segment.ms", "100");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Roll the active segment so every update and tombstone is in a closed one:
+    // with segment.ms=1 (answered once every shard applied it) the sentinel's
+    // append rolls, its segment being older than 1 ms.
+    set_config(&bs, &topic, "segment.ms", "1");
+    tokio::time::sleep(Duration::from_millis(2)).await; // past segment.ms
     let send = |v: &'static str| p.send(FutureRecord::to(&topic).partition(0).key("sentinel").payload(v), WAIT);
     send("1").await.expect("sentinel");
 
@@ -130,14 +132,13 @@ async fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
 
     // Tombstones go once older than delete.retention.ms (and the log is dirty again).
     // (ratio 0: the few sentinel bytes below make the log dirty enough to clean again)
+    // Each poll sends a sentinel, which rolls (segment.ms=1) and leaves the
+    // previous one dirty in a closed segment, until the cleaner ran past the horizon.
     set_config(&bs, &topic, "delete.retention.ms", "500");
     set_config(&bs, &topic, "min.cleanable.dirty.ratio", "0");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    send("2").await.expect("sentinel 2");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    send("3").await.expect("sentinel 3");
     let end = Instant::now() + WAIT;
     loop {
+        send("2").await.expect("sentinel 2");
         let counts = key_counts(&bs, &topic);
         let deleted_left = (0..DELETED).filter(|k| counts.contains_key(&format!("key-{k:04}"))).count();
         if deleted_left == 0 {

@@ -215,15 +215,20 @@ async fn max_compaction_lag_rolls_the_active_segment_of_a_compacted_log() {
     let p: FutureProducer = producer_config(&bs).set("linger.ms", "0").create().expect("producer");
     let compacted = topic_name("max-lag-roll");
     let deleted = topic_name("max-lag-no-roll");
-    create(&bs, &compacted, &[("cleanup.policy", "compact"), ("max.compaction.lag.ms", "1000")]).await.expect("create compacted");
+    // The delete-policy log first: its segment is the older one when the compacted log rolls.
     create(&bs, &deleted, &[("cleanup.policy", "delete"), ("max.compaction.lag.ms", "1000")]).await.expect("create delete-policy");
-    for t in [&compacted, &deleted] {
+    create(&bs, &compacted, &[("cleanup.policy", "compact"), ("max.compaction.lag.ms", "1000")]).await.expect("create compacted");
+    for t in [&deleted, &compacted] {
         send(&p, t, &[("k".into(), now_ms())]).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for t in [&compacted, &deleted] {
-        send(&p, t, &[("k".into(), now_ms())]).await;
+    // Appends roll the compacted log once its active segment is 1 s old.
+    let end = Instant::now() + WAIT;
+    while segments(&dir_of(&compacted)) < 2 {
+        assert!(Instant::now() < end, "the compacted log did not roll");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&p, &compacted, &[("k".into(), now_ms())]).await;
     }
+    send(&p, &deleted, &[("k".into(), now_ms())]).await;
     assert_eq!(segments(&dir_of(&compacted)), 2, "the compacted log rolled at max.compaction.lag.ms");
     assert_eq!(segments(&dir_of(&deleted)), 1, "a delete-policy log ignores max.compaction.lag.ms");
 }

@@ -649,7 +649,13 @@ async fn a_storage_error_burst_logs_a_bounded_number_of_lines() {
         failed += 1;
     }
     let secs = start.elapsed().as_secs() + 1;
-    std::thread::sleep(Duration::from_millis(1500)); // the log writer drains its queue
+    // The log writer drains its queue; the rate limiter's next line carries the suppressed count.
+    let end = Instant::now() + Duration::from_secs(30);
+    while !(b.output().lines().filter(|l| l.contains("segment write failed")).count() >= 2 && b.output().contains("suppressed_since_last"))
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = b.output();
     let lines = out.lines().filter(|l| l.contains("segment write failed")).count() as u64;
     eprintln!("{lines} 'segment write failed' lines for {failed} failed produce requests in {secs} s");

@@ -298,7 +298,7 @@ fn running_out_of_file_descriptors_is_reported_and_survived() {
     // logs a few lines (a fixed 10 ms retry logged ~300 per second).
     let flood_start = count_lines(&b.output(), "accept failed");
     let held: Vec<std::net::TcpStream> = (0..NOFILE + 50).map(|_| std::net::TcpStream::connect(&bs).expect("connect")).collect();
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(6)); // the scenario: the window the log-line rate is measured over
     let accept_lines = count_lines(&b.output(), "accept failed") - flood_start;
     assert!(accept_lines > 0, "the descriptors ran out, so accepts must have failed");
     assert!(accept_lines <= 2 * 8, "accept errors are rate-limited: {accept_lines} lines in 6 s");

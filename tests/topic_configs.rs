@@ -85,17 +85,19 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// The log start offset once two reads 1 s apart (5 retention checks at 200 ms) agree.
+/// The log start offset once it has not moved for 1 s (5 retention checks at
+/// 200 ms), read every 100 ms.
 fn settled_log_start(bs: &str, topic: &str) -> i64 {
     let end = Instant::now() + WAIT;
-    let mut last = watermarks(bs, topic).0;
+    let (mut last, mut since) = (watermarks(bs, topic).0, Instant::now());
     while Instant::now() < end {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(100));
         let now = watermarks(bs, topic).0;
-        if now == last {
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(1) {
             return now;
         }
-        last = now;
     }
     panic!("the log start of {topic} kept moving for {WAIT:?}");
 }

@@ -198,6 +198,10 @@ pub struct Config {
     pub log_message_timestamp_after_max_ms: i64,
     /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas.
     pub min_insync_replicas: i32,
+    /// Not a Kafka key: the clock the broker's time-based logic reads (group and
+    /// transaction timeouts, retention, timestamps). The system clock; unit tests
+    /// put a manual one here to move time themselves.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for Config {
@@ -265,6 +269,7 @@ impl Default for Config {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

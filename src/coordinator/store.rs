@@ -152,7 +152,7 @@ pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Op
     if records.is_empty() {
         return Ok(log.log_end_offset());
     }
-    let now = super::now_ms();
+    let now = log.now_ms();
     let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
     let recs: Vec<Record> = records
         .into_iter()

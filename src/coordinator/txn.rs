@@ -36,8 +36,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::coordinators::{Coordinators, Outbound};
+use super::partition_for;
 use super::txn_store::{self, TXN_STATE_TOPIC};
-use super::{now_ms, partition_for};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
@@ -507,7 +507,9 @@ impl TxnCoordinator {
             TxnRequest::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
                 TxnResponse::EndTxn(self.end_txn(c, &transactional_id, producer_id, producer_epoch, commit).await)
             }
-            TxnRequest::List { states, producer_ids, duration_ms } => TxnResponse::List(self.list(&states, &producer_ids, duration_ms, now_ms())),
+            TxnRequest::List { states, producer_ids, duration_ms } => {
+                TxnResponse::List(self.list(&states, &producer_ids, duration_ms, self.cfg.clock.now_ms()))
+            }
             TxnRequest::Describe { transactional_ids } => TxnResponse::Describe(transactional_ids.into_iter().map(|id| self.describe(id)).collect()),
         }
     }
@@ -522,7 +524,7 @@ impl TxnCoordinator {
         // bug cannot spin forever.
         for _ in 0..4 {
             let guard = self.begin(id)?;
-            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, now_ms(), new_pid)?;
+            let step = TxnMetadata::plan_init(self.get(id).as_ref(), id, requested, timeout_ms, self.cfg.clock.now_ms(), new_pid)?;
             match step {
                 InitStep::Done(p, e) => return Ok((p, e)),
                 InitStep::Transit(m) => {
@@ -555,7 +557,7 @@ impl TxnCoordinator {
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, now_ms())? {
+        if let Some(next) = cur.plan_add_partitions(pid, epoch, partitions, self.cfg.clock.now_ms())? {
             self.persist(next).await?;
         }
         Ok(())
@@ -567,7 +569,7 @@ impl TxnCoordinator {
         }
         let _guard = self.begin(id)?;
         let cur = self.get(id).ok_or(Error::InvalidProducerIdMapping(pid))?;
-        match cur.plan_end(pid, epoch, commit, now_ms())? {
+        match cur.plan_end(pid, epoch, commit, self.cfg.clock.now_ms())? {
             EndStep::AlreadyDone => Ok(()),
             EndStep::Prepare(prepared) => self.complete(c, prepared, true).await,
             EndStep::Resume(prepared) => self.complete(c, prepared, false).await,
@@ -601,7 +603,7 @@ impl TxnCoordinator {
             crate::warn_limited!(transactional_id = %prepared.transactional_id, "writing transaction markers failed; the ticker retries: {e}");
             return Err(Error::CoordinatorNotAvailable);
         }
-        self.persist(prepared.completed(now_ms())).await.map(|_| ())
+        self.persist(prepared.completed(self.cfg.clock.now_ms())).await.map(|_| ())
     }
 
     /// The coordinator epoch is the leader epoch of the id's `__transaction_state` partition.
@@ -614,26 +616,9 @@ impl TxnCoordinator {
     /// left in Prepare*, abort Ongoing ones past their timeout (fencing the
     /// producer), and forget ids idle past `transactional.id.expiration.ms`.
     pub async fn tick(&self, c: &Coordinators) {
-        let now = now_ms();
+        let now = self.cfg.clock.now_ms();
         let expiration_ms = self.cfg.transactional_id_expiration_ms;
-        let (prepared, timed_out, expired) = {
-            let txns = self.txns.borrow();
-            let busy = self.in_flight.borrow();
-            let idle = txns.values().filter(|m| !busy.contains(&m.transactional_id));
-            let mut prepared = Vec::new();
-            let mut timed_out = Vec::new();
-            let mut expired = Vec::new();
-            for m in idle {
-                if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-                    prepared.push(m.clone());
-                } else if m.state == TxnState::PrepareEpochFence || m.timed_out(now) {
-                    timed_out.push(m.clone());
-                } else if m.expired(now, expiration_ms) {
-                    expired.push(m.transactional_id.clone());
-                }
-            }
-            (prepared, timed_out, expired)
-        };
+        let (prepared, timed_out, expired) = self.plan_tick(now);
         for m in prepared {
             let Ok(_guard) = self.begin(&m.transactional_id) else { continue };
             // Re-read: while earlier ids were completed a client may have finished
@@ -670,6 +655,29 @@ impl TxnCoordinator {
                 Err(e) => crate::warn_limited!(transactional_id = %id, "expiring a transactional id failed: {e}"),
             }
         }
+    }
+
+    // What a tick at `now` does, by transactional id not in flight: prepared
+    // transactions to finish, Ongoing ones past their timeout (and epoch fences)
+    // to abort, and idle ids past `transactional.id.expiration.ms` to forget.
+    fn plan_tick(&self, now: i64) -> (Vec<TxnMetadata>, Vec<TxnMetadata>, Vec<String>) {
+        let expiration_ms = self.cfg.transactional_id_expiration_ms;
+        let txns = self.txns.borrow();
+        let busy = self.in_flight.borrow();
+        let idle = txns.values().filter(|m| !busy.contains(&m.transactional_id));
+        let mut prepared = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut expired = Vec::new();
+        for m in idle {
+            if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                prepared.push(m.clone());
+            } else if m.state == TxnState::PrepareEpochFence || m.timed_out(now) {
+                timed_out.push(m.clone());
+            } else if m.expired(now, expiration_ms) {
+                expired.push(m.transactional_id.clone());
+            }
+        }
+        (prepared, timed_out, expired)
     }
 
     /// Kafka's ListTransactions filters: producer ids, states, and (v1) only
@@ -852,6 +860,32 @@ mod tests {
         assert!(matches!(done.plan_add_partitions(100, 0, &[("t".into(), 0)], 70_002), Err(Error::ProducerFenced(_))));
         assert!(done.expired(70_001 + 1001, 1000));
         assert!(!o.expired(1_000_000_000, 1000), "an open transaction never expires");
+    }
+
+    #[test]
+    fn the_tick_aborts_an_ongoing_transaction_once_the_clock_passes_its_timeout() {
+        let clock = crate::clock::Clock::manual(1_700_000_000_000);
+        let cfg = Config { clock: clock.clone(), transactional_id_expiration_ms: 3_600_000, ..Config::default() };
+        let tc = TxnCoordinator::new(Arc::new(cfg));
+        let now = clock.now_ms();
+        let open = TxnMetadata::new("open".into(), 100, 60_000, now).plan_add_partitions(100, 0, &[("t".into(), 0)], now).unwrap().unwrap();
+        let idle = TxnMetadata::new("idle".into(), 101, 60_000, now);
+        tc.txns.borrow_mut().extend([("open".to_string(), open), ("idle".to_string(), idle)]);
+        let plan = |tc: &TxnCoordinator| {
+            let (prepared, timed_out, expired) = tc.plan_tick(tc.cfg.clock.now_ms());
+            (prepared.len(), timed_out.iter().map(|m| m.transactional_id.clone()).collect::<Vec<_>>(), expired)
+        };
+        assert_eq!(plan(&tc), (0, vec![], vec![]));
+        clock.advance(Duration::from_millis(60_000));
+        assert_eq!(plan(&tc), (0, vec![], vec![]), "at its timeout, not past it");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(plan(&tc), (0, vec!["open".to_string()], vec![]));
+        // An id in flight is left to its request.
+        tc.in_flight.borrow_mut().insert("open".into());
+        assert_eq!(plan(&tc), (0, vec![], vec![]));
+        // transactional.id.expiration.ms passes for the idle id.
+        clock.advance(Duration::from_millis(3_600_000));
+        assert_eq!(plan(&tc), (0, vec![], vec!["idle".to_string()]));
     }
 
     #[test]

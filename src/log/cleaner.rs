@@ -729,7 +729,7 @@ mod tests {
         let got: BTreeMap<i64, (String, String)> = all.iter().map(|r| (r.offset, (s(&r.key).unwrap(), s(&r.value).unwrap()))).collect();
         assert_eq!(got, latest);
         // The segments reopen (CRCs checked, indexes rebuilt) and reads skip the gaps.
-        let seg = Segment::open(&dir, 1600, true, 64).unwrap();
+        let seg = Segment::open(&dir, 1600, true, 64, std::time::Instant::now()).unwrap();
         let first_kept = *latest.range(1600..).next().unwrap().0;
         let (pos, h) = seg.find_batch(1600).unwrap().unwrap();
         assert_eq!((pos, h.base_offset), (0, first_kept));

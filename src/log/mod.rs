@@ -77,6 +77,9 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// The broker's clock (`Config::clock`): LogAppendTime, marker timestamps,
+    /// segment age for `segment.ms`, `flush.ms`.
+    pub clock: crate::clock::Clock,
 }
 
 impl LogConfig {
@@ -118,6 +121,7 @@ impl LogConfig {
             timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             min_insync_replicas: num("min.insync.replicas") as i32,
+            clock: cfg.clock.clone(),
         }
     }
 }

@@ -31,7 +31,6 @@ use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
-use crate::protocol::now_ms;
 use crate::protocol::record_batch::{rewrite_header, validate_batches, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
 use crate::sync::Notify;
 
@@ -194,7 +193,7 @@ impl PartitionLog {
             // torn batches: both are checked by CRC.
             let check = recover && i + 2 >= n;
             let len_before = if check { Segment::file_len_at(&dir, base)? } else { 0 };
-            let seg = Segment::open(&dir, base, check, cfg.index_interval_bytes)?;
+            let seg = Segment::open(&dir, base, check, cfg.index_interval_bytes, cfg.clock.instant())?;
             let torn = check && seg.size < len_before;
             if check && i + 1 < n && !torn {
                 // Its index files were written at the roll but never synced.
@@ -213,7 +212,7 @@ impl PartitionLog {
         }
         // A new partition (or one whose files were all removed) starts with an empty segment at 0.
         if segments.is_empty() {
-            segments.push(Segment::create(&dir, 0)?);
+            segments.push(Segment::create(&dir, 0, cfg.clock.instant())?);
         }
         let active = segments.last_mut().ok_or_else(|| io::Error::other("partition log without a segment"))?;
         active.remove_index_files();
@@ -249,6 +248,11 @@ impl PartitionLog {
     /// Current config (topic overrides on top of broker defaults).
     pub fn config(&self) -> LogConfig {
         self.cfg.borrow().clone()
+    }
+
+    /// Wall time (ms) by the log's clock (`LogConfig::clock`).
+    pub fn now_ms(&self) -> i64 {
+        self.cfg.borrow().clock.now_ms()
     }
 
     /// Applies a changed topic config at once (AlterConfigs): the next append,
@@ -380,7 +384,7 @@ impl PartitionLog {
                 continue;
             };
             cleaner::swap_in(&self.dir, *base)?;
-            let seg = Segment::open(&self.dir, *base, false, cfg.index_interval_bytes)?;
+            let seg = Segment::open(&self.dir, *base, false, cfg.index_interval_bytes, cfg.clock.instant())?;
             if seg.size == 0 && at > 0 {
                 // Nothing left: drop the segment; readers skip the offset gap.
                 seg.delete_files()?;
@@ -457,7 +461,7 @@ impl PartitionLog {
             return Err(Error::ShuttingDown);
         }
         self.state.borrow().producers.check_marker(producer_id, producer_epoch, coordinator_epoch)?;
-        let bytes = crate::protocol::control::encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms());
+        let bytes = crate::protocol::control::encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, self.cfg.borrow().clock.now_ms());
         let batches = validate_batches(&bytes, usize::MAX)?;
         let info = self.enqueue(batches, Some((commit, coordinator_epoch))).await?;
         Ok(info.base_offset)
@@ -486,7 +490,7 @@ impl PartitionLog {
     /// coordinator epoch) when the single batch is a transaction marker.
     async fn enqueue(self: &Rc<Self>, batches: Vec<ValidatedBatch>, marker: Option<(bool, i32)>) -> Result<AppendInfo> {
         let cfg = self.cfg.borrow().clone();
-        let append_time = cfg.log_append_time.then(now_ms);
+        let append_time = cfg.log_append_time.then(|| cfg.clock.now_ms());
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
         let info;
@@ -578,13 +582,13 @@ impl PartitionLog {
             let must_roll = {
                 let st = self.state.borrow();
                 let active = st.active();
-                let age_ms = active.created.elapsed().as_millis() as u64;
+                let age_ms = cfg.clock.instant().saturating_duration_since(active.created).as_millis() as u64;
                 let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
                 active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms)
             };
             if must_roll {
                 self.wait_roll_synced().await;
-                let rolled = roll(&mut self.state.borrow_mut(), &self.dir, group[start].fields.base_offset);
+                let rolled = roll(&mut self.state.borrow_mut(), &self.dir, group[start].fields.base_offset, cfg.clock.instant());
                 match rolled {
                     Ok(sync) => self.sync_rolled(sync),
                     Err(e) => {
@@ -672,7 +676,7 @@ impl PartitionLog {
                     st.log_end = last.fields.last_offset() + 1;
                 }
                 st.unflushed_records += records;
-                st.first_unflushed.get_or_insert_with(Instant::now);
+                st.first_unflushed.get_or_insert_with(|| cfg.clock.instant());
                 cfg.flush_messages.is_some_and(|n| st.unflushed_records >= n)
             };
             if flush_due {
@@ -752,7 +756,7 @@ impl PartitionLog {
         let cfg = self.cfg.borrow();
         let st = self.state.borrow();
         match (cfg.flush_ms, st.first_unflushed) {
-            (Some(ms), Some(t)) => t.elapsed().as_millis() as u64 >= ms,
+            (Some(ms), Some(t)) => cfg.clock.instant().saturating_duration_since(t).as_millis() as u64 >= ms,
             _ => false,
         }
     }
@@ -925,13 +929,13 @@ struct RollSync {
 /// The old segment's `fdatasync` (up to a whole segment of dirty pages, tens
 /// of ms) is not done here, on the shard's thread, but by `sync_rolled`
 /// through the ring, so produce and fetch keep going meanwhile.
-fn roll(st: &mut State, dir: &Path, base_offset: i64) -> io::Result<RollSync> {
+fn roll(st: &mut State, dir: &Path, base_offset: i64, created: Instant) -> io::Result<RollSync> {
     let old = st.active_mut();
     old.release_reservation()?;
     old.write_indexes()?;
     let old_file = old.file.clone();
     let txn_index = std::fs::File::open(txn_index::path(dir, old.base_offset)).ok();
-    let seg = Segment::create(dir, base_offset)?;
+    let seg = Segment::create(dir, base_offset, created)?;
     st.segments.push(seg);
     // Recovery replays producer state from the newest snapshot, so it reads at most about a segment.
     let snapshot = match st.producers.encode_snapshot().and_then(|b| SnapshotFile::write(dir, st.next_offset, &b)) {
@@ -1043,3 +1047,68 @@ fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Op
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kafka_protocol::records::{Compression, Record, TimestampType};
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::protocol::compression::encode_batch;
+
+    fn run<F, Fut>(f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
+    }
+
+    /// One record stamped with the clock's time (CreateTime).
+    fn batch_at(ts: i64) -> Vec<ValidatedBatch> {
+        let r = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: ts,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        validate_batches(&encode_batch(&[r], Compression::None).unwrap(), usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn retention_by_time_follows_the_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let clock = Clock::manual(1_700_000_000_000);
+            let cfg = crate::config::Config { clock: clock.clone(), ..Default::default() };
+            let mut lc = LogConfig::from(&cfg, &Default::default());
+            (lc.roll_ms, lc.retention_ms, lc.delete) = (1_000, Some(60_000), true);
+            let log = PartitionLog::open(&dir, "t", 0, lc, Ring::start().unwrap(), false).unwrap();
+            log.append(batch_at(clock.now_ms())).await.unwrap();
+            // segment.ms by the clock: the next append rolls.
+            clock.advance(Duration::from_millis(1_000));
+            log.append(batch_at(clock.now_ms())).await.unwrap();
+            assert_eq!(log.state.borrow().segments.len(), 2, "rolled by segment.ms");
+            // The first segment's record is 60 s old: not past retention.ms yet.
+            clock.advance(Duration::from_millis(59_000));
+            assert_eq!(log.apply_retention(log.now_ms()).unwrap(), 0);
+            assert_eq!(log.log_start_offset(), 0);
+            clock.advance(Duration::from_millis(1));
+            assert_eq!(log.apply_retention(log.now_ms()).unwrap(), 1);
+            assert_eq!(log.log_start_offset(), 1);
+            log.close().await.unwrap();
+        });
+    }
+}

@@ -14,7 +14,6 @@ use kafka_protocol::records::Compression;
 use crate::error::{Error, Result};
 use crate::log::LogConfig;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
-use crate::protocol::now_ms;
 use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
 use crate::protocol::record_validator::{validate_records, RecordRules};
 
@@ -27,7 +26,7 @@ pub fn apply(cfg: &LogConfig, acks: i16, batches: Vec<ValidatedBatch>, max_infla
         return Err(Error::NotEnoughReplicas { isr: ISR_SIZE, min: cfg.min_insync_replicas });
     }
     if !cfg.log_append_time {
-        let now = now_ms();
+        let now = cfg.clock.now_ms();
         for b in &batches {
             check_timestamps(cfg, now, b.header.base_timestamp.min(b.header.max_timestamp), b.header.max_timestamp)?;
         }

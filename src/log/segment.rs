@@ -76,8 +76,8 @@ impl Segment {
         super::layout::segment_file(dir, base, ext)
     }
 
-    /// Creates an empty segment.
-    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+    /// Creates an empty segment; `created` (from the log's clock) starts its age.
+    pub fn create(dir: &Path, base_offset: i64, created: Instant) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(Self::path(dir, base_offset, "log"))?;
         Ok(Segment {
             base_offset,
@@ -88,7 +88,7 @@ impl Segment {
             index: Vec::new(),
             time_index: Vec::new(),
             bytes_since_index: 0,
-            created: Instant::now(),
+            created,
             preallocated: 0,
             dir: dir.to_path_buf(),
         })
@@ -125,7 +125,7 @@ impl Segment {
     /// active segment), every batch is checked (CRC included) and the file is
     /// truncated after the last valid batch; otherwise the stored indexes are used
     /// when they are consistent and rebuilt by a header scan when they are not.
-    pub fn open(dir: &Path, base_offset: i64, recover: bool, index_interval: u64) -> io::Result<Segment> {
+    pub fn open(dir: &Path, base_offset: i64, recover: bool, index_interval: u64, created: Instant) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(Self::path(dir, base_offset, "log"))?;
         let file_len = file.metadata()?.len();
         let mut seg = Segment {
@@ -137,7 +137,7 @@ impl Segment {
             index: Vec::new(),
             time_index: Vec::new(),
             bytes_since_index: 0,
-            created: Instant::now(),
+            created,
             preallocated: file_len,
             dir: dir.to_path_buf(),
         };
@@ -614,7 +614,7 @@ mod tests {
         }
         log.extend(header(3, 0));
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 0).unwrap();
+        let mut seg = Segment::create(dir.path(), 0, Instant::now()).unwrap();
         let interval = BATCH_HEADER_LEN as u64;
         let valid = scan_batches(&log[..], log.len() as u64, 0, false, |h, pos, total| seg.note_batch(h, pos as u32, total, interval));
         assert_eq!(valid, log.len() as u64);

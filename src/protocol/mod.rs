@@ -69,8 +69,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 
 /// Wall-clock time in Kafka's timestamp unit (ms since the Unix epoch): record
 /// timestamps, LogAppendTime, retention and tombstone horizons, group expiry.
+/// The system's: the broker's time-based logic reads [`crate::clock::Clock`]
+/// instead (from its config), which tests can move.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    crate::clock::system_now_ms()
 }
 
 /// The supported version range of `key`, if the API is implemented.

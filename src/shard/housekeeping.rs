@@ -6,13 +6,12 @@ use std::rc::Rc;
 use super::Shard;
 use crate::error::Result;
 use crate::log::PartitionLog;
-use crate::protocol::now_ms;
 
 impl Shard {
     /// Retention on every owned log (the shard's retention task calls this
     /// every `log.retention.check.interval.ms`).
     pub fn apply_retention(&self) {
-        let now = now_ms();
+        let now = self.cfg.clock.now_ms();
         let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
         for l in logs {
             if let Err(e) = l.apply_retention(now) {
@@ -30,7 +29,7 @@ impl Shard {
             if self.stopping.get() {
                 return;
             }
-            match l.clean(self.cfg.log_cleaner_dedupe_buffer_size, self.cfg.socket_request_max_bytes, now_ms()).await {
+            match l.clean(self.cfg.log_cleaner_dedupe_buffer_size, self.cfg.socket_request_max_bytes, self.cfg.clock.now_ms()).await {
                 Ok(Some(s)) => {
                     let secs = s.elapsed.as_secs_f64().max(1e-6);
                     tracing::info!(

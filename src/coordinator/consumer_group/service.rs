@@ -115,6 +115,7 @@ fn heartbeat_group(
     image: &MetadataImage,
     s: &Settings<'_>,
     now: Instant,
+    now_ms: i64,
 ) -> (Result<Answer, Error>, Vec<KeyedRecord>) {
     let gid = g.id.clone();
     let converting = g.consumer.is_none();
@@ -138,7 +139,7 @@ fn heartbeat_group(
         out.push((StoreKey::Group { group: gid.clone() }, None));
     }
     if c.members.is_empty() && !changes.removed.is_empty() {
-        g.empty_since_ms = Some(crate::coordinator::now_ms());
+        g.empty_since_ms = Some(now_ms);
     }
     out.extend(records::records(&gid, &c, &changes));
     g.consumer = Some(c);
@@ -206,7 +207,7 @@ impl GroupCoordinator {
         if self.log_for(&gid).is_none() {
             return Err(Error::NotCoordinator);
         }
-        let now = Instant::now();
+        let (now, now_ms) = (self.cfg.clock.instant(), self.cfg.clock.now_ms());
         let settings = self.consumer_settings();
         let (answer, records) = {
             let mut groups = self.groups.borrow_mut();
@@ -215,7 +216,7 @@ impl GroupCoordinator {
             let mut created = None;
             let g = match groups.get_mut(&gid) {
                 Some(g) => g,
-                None if joining => created.insert(Group::new(gid.clone())),
+                None if joining => created.insert(Group::new(gid.clone(), now_ms)),
                 None => return Err(Error::GroupIdNotFound(format!("Consumer group {gid} not found."))),
             };
             if g.consumer.is_none() && !(joining && classic_is_empty(g)) {
@@ -225,7 +226,7 @@ impl GroupCoordinator {
                     Error::GroupIdNotFound(format!("Group {gid} is not a consumer group."))
                 });
             }
-            let out = heartbeat_group(g, hb, leaving, image, &settings, now);
+            let out = heartbeat_group(g, hb, leaving, image, &settings, now, now_ms);
             if let Some(g) = created.filter(|_| out.0.is_ok()) {
                 groups.insert(gid.clone(), g);
             }
@@ -326,8 +327,9 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Session and rebalance timeouts of consumer-protocol members (from the tick).
-    pub(crate) fn consumer_tick(&self, now: Instant) {
+    /// Session and rebalance timeouts of consumer-protocol members (from the
+    /// tick at `now`, whose wall time is `now_ms`).
+    pub(crate) fn consumer_tick(&self, now: Instant, now_ms: i64) {
         let mut writes: Vec<(String, Vec<KeyedRecord>)> = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
@@ -339,7 +341,7 @@ impl GroupCoordinator {
                     continue;
                 }
                 if c.members.is_empty() {
-                    g.empty_since_ms = Some(crate::coordinator::now_ms());
+                    g.empty_since_ms = Some(now_ms);
                 }
                 writes.push((gid.clone(), records::records(&gid, c, &changes)));
             }
@@ -351,7 +353,7 @@ impl GroupCoordinator {
 
     /// After a partition was replayed: sessions start now for every member.
     pub(crate) fn consumer_on_loaded(&self, partition: i32) {
-        let now = Instant::now();
+        let now = self.cfg.clock.instant();
         let session = Duration::from_millis(self.cfg.group_consumer_session_timeout_ms);
         let n = self.partition_count.get();
         for g in self.groups.borrow_mut().values_mut() {

@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Error;
 use bytes::Bytes;
@@ -73,8 +73,6 @@ pub fn warn_partition_count_mismatch(cfg: &Config, image: &MetadataImage) {
         }
     }
 }
-
-pub(crate) use crate::protocol::now_ms;
 
 /// Group requests a shard serves for the groups it coordinates.
 pub enum GroupRequest {
@@ -299,12 +297,13 @@ impl GroupCoordinator {
     /// Takes over a `__consumer_offsets` partition: replays it into group state.
     pub fn add_partition(&self, partition: i32, log: Rc<PartitionLog>) -> crate::error::Result<()> {
         let records = store::replay(&log)?;
+        let wall = self.cfg.clock.now_ms();
         let mut groups = self.groups.borrow_mut();
         for r in records {
             let r = match r {
                 Replayed::Record(r, None) => r,
                 Replayed::Record(StoreRecord::Offset { group, topic, partition, value: Some(v) }, Some(pid)) => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, wall));
                     g.pending_txn_offsets.entry(pid).or_default().insert((topic, partition), v);
                     continue;
                 }
@@ -323,7 +322,7 @@ impl GroupCoordinator {
             };
             match r {
                 StoreRecord::Offset { group, topic, partition, value } => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, wall));
                     match value {
                         Some(v) => {
                             g.offsets.insert((topic, partition), v);
@@ -335,7 +334,7 @@ impl GroupCoordinator {
                 }
                 StoreRecord::Group { group, value } => match value {
                     Some(s) => {
-                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, wall));
                         g.protocol_type = s.protocol_type;
                         g.protocol_name = s.protocol_name;
                         g.generation = s.generation;
@@ -343,7 +342,7 @@ impl GroupCoordinator {
                         g.members.clear();
                         g.static_members.clear();
                         for mut m in s.members {
-                            m.last_heartbeat = Instant::now();
+                            m.last_heartbeat = self.cfg.clock.instant();
                             if let Some(i) = &m.instance_id {
                                 g.static_members.insert(i.clone(), m.id.clone());
                             }
@@ -364,7 +363,7 @@ impl GroupCoordinator {
                 },
                 StoreRecord::ConsumerGroup { group, value } => match value {
                     Some(v) => {
-                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                        let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, wall));
                         consumer_group::records::apply_group(g.consumer.get_or_insert_with(Box::default), v);
                     }
                     None => {
@@ -380,7 +379,7 @@ impl GroupCoordinator {
                     if value.is_none() && groups.get(&group).is_none_or(|g| g.consumer.is_none()) {
                         continue;
                     }
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group));
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, wall));
                     consumer_group::records::apply_member(g.consumer.get_or_insert_with(Box::default), &member, value);
                 }
             }
@@ -476,11 +475,11 @@ impl GroupCoordinator {
         let protocol_type = req.protocol_type.to_string();
         let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
         let delay = self.cfg.group_initial_rebalance_delay_ms;
-        let now = Instant::now();
+        let now = self.cfg.clock.instant();
         let (rx, changed) = {
             let mut groups = self.groups.borrow_mut();
             if member_id.is_empty() {
-                groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+                groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone(), self.cfg.clock.now_ms()));
             }
             let Some(g) = groups.get_mut(&gid) else {
                 return join_error(unknown_member(), member_id);
@@ -581,9 +580,9 @@ impl GroupCoordinator {
                 m.join_waiter = Some(tx);
             }
             if g.state != GroupState::PreparingRebalance {
-                g.prepare_rebalance(delay);
+                g.prepare_rebalance(delay, now);
             }
-            (rx, g.maybe_complete_join(now))
+            (rx, g.maybe_complete_join(now, self.cfg.clock.now_ms()))
         };
         if changed {
             self.persist_snapshot(&gid);
@@ -625,7 +624,7 @@ impl GroupCoordinator {
             let (tx, rx) = oneshot::channel();
             if let Some(m) = g.members.get_mut(&member_id) {
                 m.sync_waiter = Some(tx);
-                m.last_heartbeat = Instant::now();
+                m.last_heartbeat = self.cfg.clock.instant();
             }
             let mut done = false;
             if g.leader.as_deref() == Some(member_id.as_str()) {
@@ -655,7 +654,7 @@ impl GroupCoordinator {
         let state = g.state;
         let generation = g.generation;
         let Some(m) = g.members.get_mut(&member_id) else { return Err(unknown_member()) };
-        m.last_heartbeat = Instant::now();
+        m.last_heartbeat = self.cfg.clock.instant();
         if req.generation_id != generation {
             return Err(illegal_generation());
         }
@@ -703,10 +702,11 @@ impl GroupCoordinator {
             }
             let mut changed = false;
             if removed {
+                let now = self.cfg.clock.instant();
                 if matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance) {
-                    g.prepare_rebalance(0);
+                    g.prepare_rebalance(0, now);
                 }
-                changed = g.maybe_complete_join(Instant::now());
+                changed = g.maybe_complete_join(now, self.cfg.clock.now_ms());
             }
             (changed, GroupResponse::Leave(results))
         };
@@ -729,7 +729,7 @@ impl GroupCoordinator {
             if let Some(c) = groups.get(&gid).and_then(|g| g.consumer.as_deref()) {
                 consumer_group::service::validate_offset_commit(c, &member_id, generation, Some(version))?;
             } else if generation < 0 && member_id.is_empty() {
-                let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+                let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone(), self.cfg.clock.now_ms()));
                 if !g.members.is_empty() {
                     return Err(illegal_generation());
                 }
@@ -740,7 +740,7 @@ impl GroupCoordinator {
                 let state = g.state;
                 let gen = g.generation;
                 let Some(m) = g.members.get_mut(&member_id) else { return Err(unknown_member()) };
-                m.last_heartbeat = Instant::now();
+                m.last_heartbeat = self.cfg.clock.instant();
                 if generation != gen {
                     return Err(illegal_generation());
                 }
@@ -836,7 +836,7 @@ impl GroupCoordinator {
         gid: &str,
         topics: impl Iterator<Item = (String, Vec<(i32, i64, i32, Option<String>)>)>,
     ) -> (ErrorsByTopic, Vec<store::RawRecord>, Vec<((String, i32), CommittedOffset)>) {
-        let now = now_ms();
+        let now = self.cfg.clock.now_ms();
         let (mut out, mut records, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
         for (topic, partitions) in topics {
             let mut codes = Vec::with_capacity(partitions.len());
@@ -921,7 +921,7 @@ impl GroupCoordinator {
             }
         };
         let mut groups = self.groups.borrow_mut();
-        let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone()));
+        let g = groups.entry(gid.clone()).or_insert_with(|| Group::new(gid.clone(), self.cfg.clock.now_ms()));
         let pending = g.pending_txn_offsets.entry(pid).or_default();
         for (i, (k, mut v)) in accepted.into_iter().enumerate() {
             v.record_offset = base + i as i64;
@@ -1041,10 +1041,10 @@ impl GroupCoordinator {
     /// Periodic work: expire members past their session timeout, finish rebalances
     /// whose timeout passed, and drop offsets of empty groups past retention.
     pub fn tick(&self) {
-        let now = Instant::now();
-        self.consumer_tick(now);
+        let now = self.cfg.clock.instant();
+        let wall = self.cfg.clock.now_ms();
+        self.consumer_tick(now, wall);
         let retention_ms = self.cfg.offsets_retention_minutes as i64 * 60_000;
-        let wall = now_ms();
         let mut snapshots = Vec::new();
         let mut tombstones: Vec<(String, GroupRecords)> = Vec::new();
         {
@@ -1059,11 +1059,11 @@ impl GroupCoordinator {
                         g.remove_member(id);
                     }
                     if matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance) {
-                        g.prepare_rebalance(0);
+                        g.prepare_rebalance(0, now);
                     }
                     changed = true;
                 }
-                if g.maybe_complete_join(now) || changed {
+                if g.maybe_complete_join(now, wall) || changed {
                     snapshots.push(g.id.clone());
                 }
                 let consumer_members = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
@@ -1133,6 +1133,80 @@ mod replay_tests {
         let key = StoreKey::Offset { group: group.into(), topic: topic.into(), partition };
         let v = CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0, record_offset: -1 };
         (serde_json::to_vec(&key).unwrap(), serde_json::to_vec(&v).ok())
+    }
+
+    #[test]
+    fn a_member_past_its_session_timeout_is_removed_and_the_group_rebalances() {
+        use futures::FutureExt;
+        use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+        use kafka_protocol::messages::GroupId;
+        use kafka_protocol::protocol::StrBytes;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let clock = crate::clock::Clock::manual(1_700_000_000_000);
+            let cfg = Arc::new(Config { clock: clock.clone(), ..Config::default() });
+            let g = "session-group";
+            let p = partition_for(g, cfg.offsets_topic_num_partitions);
+            let log = PartitionLog::open(&dir, OFFSETS_TOPIC, p, LogConfig::from(&cfg, &Default::default()), Ring::start().unwrap(), false).unwrap();
+            let gc = Rc::new(GroupCoordinator::new(cfg.clone()));
+            gc.add_partition(p, log).unwrap();
+            let join = |member: &str| {
+                let req = JoinGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                    .with_member_id(StrBytes::from_string(member.to_string()))
+                    .with_session_timeout_ms(10_000)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_protocol_type(StrBytes::from_static_str("consumer"))
+                    .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))]);
+                let gc = gc.clone();
+                glommio::spawn_local(async move { gc.join(req, 3, "client".into(), "host".into()).await })
+            };
+            let heartbeat = |member: &str, generation: i32| {
+                gc.heartbeat(
+                    HeartbeatRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                        .with_member_id(StrBytes::from_string(member.to_string()))
+                        .with_generation_id(generation),
+                )
+            };
+            let state = |gc: &GroupCoordinator| {
+                let groups = gc.groups.borrow();
+                let grp = &groups[g];
+                (grp.state, grp.generation, grp.members.keys().cloned().collect::<Vec<String>>())
+            };
+            // Two members join; the first rebalance waits out the initial delay by the clock.
+            let (a, b) = (join(""), join(""));
+            glommio::executor().yield_now().await;
+            gc.tick();
+            assert_eq!(state(&gc).0, GroupState::PreparingRebalance, "still in the initial delay");
+            clock.advance(Duration::from_millis(cfg.group_initial_rebalance_delay_ms));
+            gc.tick();
+            glommio::executor().yield_now().await;
+            let (a, b) = (a.now_or_never().expect("a joined"), b.now_or_never().expect("b joined"));
+            assert!(a.error.is_none() && b.error.is_none(), "both joined");
+            assert_eq!((a.generation, b.generation), (1, 1));
+            // Only a heartbeats, every 4 s; b's 10 s session runs out between 8 and 12 s.
+            for _ in 0..2 {
+                clock.advance(Duration::from_millis(4_000));
+                assert!(heartbeat(&a.member_id, 1).is_ok());
+                gc.tick();
+                assert_eq!(state(&gc).2.len(), 2, "b is within its session");
+            }
+            clock.advance(Duration::from_millis(4_000));
+            assert!(heartbeat(&a.member_id, 1).is_ok());
+            gc.tick();
+            assert_eq!(state(&gc), (GroupState::PreparingRebalance, 1, vec![a.member_id.clone()]), "b expired; the group rebalances");
+            assert!(matches!(heartbeat(&a.member_id, 1), Err(Error::RebalanceInProgress)));
+            // a rejoins: the rebalance completes with a alone.
+            let again = join(&a.member_id);
+            glommio::executor().yield_now().await;
+            let again = again.now_or_never().expect("a rejoined");
+            assert!(again.error.is_none(), "a rejoined");
+            assert_eq!((again.generation, again.leader.as_str()), (2, a.member_id.as_str()));
+            assert_eq!(state(&gc).2, vec![a.member_id.clone()]);
+        });
     }
 
     #[test]

@@ -215,8 +215,8 @@ impl Group {
         self.pending_txn_offsets.values().any(|m| m.contains_key(&key))
     }
 
-    /// A new, Empty group with no members and no offsets.
-    pub fn new(id: String) -> Group {
+    /// A new, Empty group with no members and no offsets, empty since `now_ms`.
+    pub fn new(id: String, now_ms: i64) -> Group {
         Group {
             id,
             state: GroupState::Empty,
@@ -231,7 +231,7 @@ impl Group {
             pending_txn_offsets: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
-            empty_since_ms: Some(super::now_ms()),
+            empty_since_ms: Some(now_ms),
             consumer: None,
         }
     }
@@ -272,9 +272,8 @@ impl Group {
         common.into_iter().find(|p| votes.get(p.as_str()) == Some(&best))
     }
 
-    /// Enters PreparingRebalance: running syncs are told REBALANCE_IN_PROGRESS.
-    pub fn prepare_rebalance(&mut self, initial_delay_ms: u64) {
-        let now = Instant::now();
+    /// Enters PreparingRebalance at `now`: running syncs are told REBALANCE_IN_PROGRESS.
+    pub fn prepare_rebalance(&mut self, initial_delay_ms: u64, now: Instant) {
         if self.state == GroupState::Empty {
             self.initial_delay_until = Some(now + Duration::from_millis(initial_delay_ms));
         }
@@ -291,7 +290,8 @@ impl Group {
     /// Completes the join phase when every member has rejoined (after the initial
     /// delay) or the rebalance timeout passed (members that did not rejoin are
     /// removed). Returns true when the group changed (and must be persisted).
-    pub fn maybe_complete_join(&mut self, now: Instant) -> bool {
+    /// `now_ms` is the wall time of `now`, kept if the group becomes empty.
+    pub fn maybe_complete_join(&mut self, now: Instant, now_ms: i64) -> bool {
         if self.state != GroupState::PreparingRebalance {
             return false;
         }
@@ -316,7 +316,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
-            self.empty_since_ms = Some(super::now_ms());
+            self.empty_since_ms = Some(now_ms);
             return true;
         }
         self.protocol_name = self.select_protocol();
