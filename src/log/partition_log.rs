@@ -151,6 +151,37 @@ pub struct PartitionLog {
     roll_syncing: Cell<bool>,
     /// Woken when that sync is done.
     roll_synced: Notify,
+    /// The topic was deleted ([`PartitionLog::mark_deleted`]): its directory goes away.
+    deleted: Cell<bool>,
+    /// The base offset of the closed segment the cleaner is swapping for its
+    /// cleaned copy, from before its files change until the in-memory segment
+    /// is replaced ([`SwapGuard`]). Retention stops before that segment and
+    /// DeleteRecords waits; no other path removes a closed segment.
+    swapping: Cell<Option<i64>>,
+    /// Woken when the swap guard is released.
+    swap_done: Notify,
+}
+
+/// Held by the cleaner while it swaps one segment (see `PartitionLog::swapping`);
+/// released on drop, whatever way the swap ends (error, or its task dropped).
+struct SwapGuard<'a> {
+    log: &'a PartitionLog,
+}
+
+impl<'a> SwapGuard<'a> {
+    /// Marks segment `base` as being swapped. At most one swap runs per log (one cleaner task).
+    fn hold(log: &'a PartitionLog, base: i64) -> SwapGuard<'a> {
+        debug_assert!(log.swapping.get().is_none(), "one segment swap at a time");
+        log.swapping.set(Some(base));
+        SwapGuard { log }
+    }
+}
+
+impl Drop for SwapGuard<'_> {
+    fn drop(&mut self) {
+        self.log.swapping.set(None);
+        self.log.swap_done.notify_all();
+    }
 }
 
 /// Directory of a partition: `<log.dirs>/<topic>-<partition>` (Kafka's layout).
@@ -243,6 +274,9 @@ impl PartitionLog {
             closed: Cell::new(false),
             roll_syncing: Cell::new(false),
             roll_synced: Notify::default(),
+            deleted: Cell::new(false),
+            swapping: Cell::new(None),
+            swap_done: Notify::default(),
         }))
     }
 
@@ -259,8 +293,14 @@ impl PartitionLog {
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1 = the high
     /// watermark `hw`), persists it, and deletes the segments wholly below it.
-    /// Returns the new low watermark.
-    pub fn delete_records_before(&self, offset: i64, hw: i64) -> Result<i64> {
+    /// Returns the new low watermark. Waits first while the cleaner is swapping
+    /// a segment in (a few fsyncs through the ring), so it never deletes that
+    /// segment in the middle of its swap. `hw` is read before the wait; it only
+    /// grows, so the target stays valid.
+    pub async fn delete_records_before(&self, offset: i64, hw: i64) -> Result<i64> {
+        while self.swapping.get().is_some() {
+            self.swap_done.wait().await;
+        }
         let mut st = self.state.borrow_mut();
         let hw = hw.min(st.log_end);
         let target = if offset == -1 { hw } else { offset };
@@ -279,7 +319,8 @@ impl PartitionLog {
     /// Retention (cleanup.policy contains `delete`): deletes closed segments whose
     /// newest record is older than `retention.ms`, then the oldest closed segments
     /// while the rest still holds `retention.bytes`. The active segment is never
-    /// deleted. Returns the number of segments deleted.
+    /// deleted, nor the segment the cleaner is swapping in: retention stops
+    /// before it until a later round. Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let cfg = self.cfg.borrow().clone();
         if !cfg.delete || self.closed.get() {
@@ -290,6 +331,9 @@ impl PartitionLog {
         let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
         while st.segments.len() > 1 {
             let first = &st.segments[0];
+            if self.swapping.get() == Some(first.base_offset) {
+                break;
+            }
             let expired = cfg.retention_ms.is_some_and(|ms| first.max_timestamp < now_ms.saturating_sub(ms));
             let oversize = cfg.retention_bytes.is_some_and(|max| total - first.size as i64 >= max);
             if !(expired || oversize) {
@@ -320,7 +364,14 @@ impl PartitionLog {
     /// segment and before the first dirty segment holding a record younger
     /// than `min.compaction.lag.ms`. Each cleaned segment replaces its original
     /// only if the original is still in the log (retention or delete-records
-    /// may have removed it meanwhile). Returns None when there was nothing to do.
+    /// may have removed it while it was being cleaned). Returns None when there
+    /// was nothing to do.
+    ///
+    /// The swap (`cleaner::swap_in`: renames, directory fsyncs and index writes
+    /// through the ring) runs under the log's swap guard, so retention and
+    /// DeleteRecords leave that segment alone until the in-memory segment is
+    /// replaced by the cleaned one, whose indexes the clean built (no rescan).
+    /// A topic deleted meanwhile makes the swap fail with an error.
     pub async fn clean(&self, budget_bytes: usize, max_inflated: usize, now_ms: i64) -> io::Result<Option<CleanStats>> {
         use super::cleaner;
         let cfg = self.cfg.borrow().clone();
@@ -367,33 +418,58 @@ impl PartitionLog {
             if self.closed.get() {
                 break;
             }
-            let r = cleaner::clean_segment(&self.ring, &self.dir, *base, file, *size, &map, map_end, horizon, max_inflated).await?;
+            let r = cleaner::clean_segment(&self.ring, &self.dir, *base, file, *size, &map, map_end, horizon, max_inflated, cfg.index_interval_bytes).await?;
             stats.bytes_read += r.bytes_read;
             stats.bytes_written += r.bytes_written;
             stats.records_removed += r.records_removed;
             stats.tombstones_removed += r.tombstones_removed;
-            let mut st = self.state.borrow_mut();
-            let last = st.segments.len() - 1;
-            let at = st.segments[..last].iter().position(|s| s.base_offset == *base && Arc::ptr_eq(&s.file, file));
-            let (Some(at), true) = (at, r.records_removed + r.tombstones_removed > 0) else {
+            self.check_not_deleted()?;
+            let still_there = self.closed_segment_at(*base, file).is_some();
+            if !still_there || r.records_removed + r.tombstones_removed == 0 {
                 let _ = std::fs::remove_file(&r.cleaned_path);
                 continue;
-            };
-            cleaner::swap_in(&self.dir, *base)?;
-            let seg = Segment::open(&self.dir, *base, false, cfg.index_interval_bytes)?;
+            }
+            // From here until the in-memory segment is replaced, no other task
+            // removes this segment (taken with no await since the check above).
+            let guard = SwapGuard::hold(self, *base);
+            let seg = r.segment;
+            cleaner::swap_in(&self.ring, &self.dir, *base, Some(&seg)).await?;
+            self.check_not_deleted()?;
+            let at = self.closed_segment_at(*base, file).ok_or_else(|| io::Error::other(format!("segment {base} left the log during its swap")))?;
+            let mut st = self.state.borrow_mut();
             if seg.size == 0 && at > 0 {
                 // Nothing left: drop the segment; readers skip the offset gap.
                 seg.delete_files()?;
                 st.segments.remove(at);
             } else {
-                seg.write_indexes()?;
                 st.segments[at] = seg;
             }
+            drop(st);
+            drop(guard);
             stats.segments_cleaned += 1;
         }
+        self.check_not_deleted()?;
         write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, map_end)?;
         stats.elapsed = started.elapsed();
         Ok(Some(stats))
+    }
+
+    /// An error once the topic is deleted: its directory is being removed (and
+    /// may be created again for a new topic), so the cleaner touches no file by
+    /// path after that. Checked after each await that precedes such a call.
+    fn check_not_deleted(&self) -> io::Result<()> {
+        match self.deleted.get() {
+            true => Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: the partition was deleted during a clean", self.dir.display()))),
+            false => Ok(()),
+        }
+    }
+
+    /// Where the closed segment `base` whose file is `file` is in the segment
+    /// list; None when it is no longer there (or is the active one).
+    fn closed_segment_at(&self, base: i64, file: &Arc<std::fs::File>) -> Option<usize> {
+        let st = self.state.borrow();
+        let last = st.segments.len() - 1;
+        st.segments[..last].iter().position(|s| s.base_offset == base && Arc::ptr_eq(&s.file, file))
     }
 
     /// Deletes closed segments that end at or below the log start offset.
@@ -849,6 +925,7 @@ impl PartitionLog {
     /// The topic was deleted: refuse further appends (the directory goes away).
     pub fn mark_deleted(&self) {
         self.closed.set(true);
+        self.deleted.set(true);
         self.appended.notify_all();
     }
 
