@@ -1120,3 +1120,79 @@ fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Op
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::records::{Compression, Record, TimestampType};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::log::layout::file_stem;
+    use crate::protocol::compression::encode_batch;
+
+    /// One batch of `n` keyless records from `base` (timestamps 1, long expired).
+    fn batch(base: i64, n: i64) -> Bytes {
+        let rs: Vec<Record> = (base..base + n)
+            .map(|offset| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: -1,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        encode_batch(&rs, Compression::None).unwrap()
+    }
+
+    /// Retention stops before the segment under the cleaner's swap guard, and
+    /// DeleteRecords waits for the guard before it removes that segment.
+    #[test]
+    fn retention_and_delete_records_leave_a_segment_being_swapped_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log_dir = tmp.path().to_path_buf();
+        let dir = partition_dir(&log_dir, "t", 0);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Segments 0, 10, 20 (closed) and 30 (active), ten records each.
+        for base in [0, 10, 20, 30] {
+            std::fs::write(dir.join(format!("{}.log", file_stem(base))), batch(base, 10)).unwrap();
+        }
+        let seg_file = move |base: i64| dir.join(format!("{}.log", file_stem(base)));
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let topic = BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string()), ("retention.ms".to_string(), "0".to_string())]);
+                let cfg = LogConfig::from(&Config::default(), &topic);
+                let log = PartitionLog::open(&log_dir, "t", 0, cfg, Ring::start().unwrap(), false).unwrap();
+                let guard = SwapGuard::hold(&log, 10);
+                // Every closed segment is expired; retention stops before segment 10.
+                assert_eq!(log.apply_retention(now_ms()).unwrap(), 1);
+                assert_eq!(log.log_start_offset(), 10);
+                assert!(!seg_file(0).exists() && seg_file(10).exists());
+                // DeleteRecords up to 25 waits for the guard.
+                let mut del = Box::pin(log.delete_records_before(25, 40));
+                assert!(futures::poll!(&mut del).is_pending());
+                assert!(futures::poll!(&mut del).is_pending());
+                assert!(seg_file(10).exists());
+                assert_eq!(log.log_start_offset(), 10);
+                drop(guard);
+                assert_eq!(del.await.unwrap(), 25);
+                assert!(!seg_file(10).exists() && seg_file(20).exists());
+                // With the guard gone, retention goes on where it stopped.
+                assert_eq!(log.apply_retention(now_ms()).unwrap(), 1);
+                assert!(!seg_file(20).exists() && seg_file(30).exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
