@@ -78,3 +78,78 @@ pub fn pread_cached(fd: RawFd, buf: &mut [u8], pos: u64) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+/// An open directory, for metadata calls relative to it (`openat`, `renameat`,
+/// `unlinkat`) and for fsyncing it through the ring (its fd).
+///
+/// Names resolve in the directory that was opened, not by path: when that
+/// directory is removed meanwhile (a deleted topic), every call fails with
+/// `NotFound` instead of touching a new directory created at the same path.
+/// These are metadata calls (no data to wait for), so they stay plain syscalls.
+#[derive(Debug)]
+pub struct Dir {
+    file: std::fs::File,
+}
+
+impl Dir {
+    /// Opens the directory at `path` (read-only, close-on-exec).
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
+        Ok(Dir { file })
+    }
+
+    /// The directory's descriptor (for `Ring::fsync`).
+    pub fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+
+    /// `renameat(2)` of `from` to `to`, both names in this directory.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        // SAFETY: two valid C strings and a directory fd we own for the call.
+        let r = unsafe { libc::renameat(self.fd(), from.as_ptr(), self.fd(), to.as_ptr()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// `unlinkat(2)` of `name`; a name that is not there is no error.
+    pub fn remove_if_present(&self, name: &str) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: a valid C string and a directory fd we own for the call.
+        let r = unsafe { libc::unlinkat(self.fd(), name.as_ptr(), 0) };
+        match r {
+            0 => Ok(()),
+            _ => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Creates (or truncates) `name` for writing (`openat(2)`, mode 0644).
+    pub fn create(&self, name: &str) -> io::Result<std::fs::File> {
+        use std::os::fd::FromRawFd;
+        let name = c_name(name)?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        // SAFETY: a valid C string and a directory fd we own for the call.
+        let fd = unsafe { libc::openat(self.fd(), name.as_ptr(), flags, 0o644 as libc::c_uint) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+}
+
+/// A file name as a C string; a name with a `/` or a NUL is refused (names only).
+fn c_name(name: &str) -> io::Result<std::ffi::CString> {
+    if name.contains('/') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a plain file name: {name}")));
+    }
+    std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}

@@ -21,9 +21,13 @@
 //! decompressing and re-encoding a segment must not hold the core against produce
 //! and fetch: it yields every few batches, and every read, write and fsync goes
 //! through the shard's io_uring ring ([`Ring`]), so a slow disk parks the cleaner,
-//! never the shard. Only the metadata calls (open, rename, unlink) and the
-//! directory fsyncs of [`swap_in`] (see why there) are plain syscalls. The functions must be polled inside a
-//! glommio executor.
+//! never the shard: the segment data, the directory fsyncs of [`swap_in`] and
+//! the index files it writes. [`clean_segment`] builds the cleaned segment's
+//! offset and time indexes while it writes it, so the swapped-in segment is not
+//! rescanned. Only the metadata calls (open, rename, unlink, create) are plain
+//! syscalls, and [`recover_dir`], which runs while a partition opens (not a
+//! serving path), is blocking throughout. The async functions must be polled
+//! inside a glommio executor.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -37,7 +41,9 @@ use bytes::Bytes;
 use kafka_protocol::records::Record;
 
 use super::layout::file_stem;
+use super::segment::{encode_offset_index, encode_time_index, Segment};
 use crate::io::ring::Ring;
+use crate::io::sys::Dir;
 use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecError};
 use crate::protocol::record_batch::{crc_of, BatchHeader, ATTR_TIMESTAMP_TYPE, BATCH_HEADER_LEN, CRC_OFFSET, MAGIC_V2, MIN_BATCH_LENGTH};
 
@@ -125,7 +131,7 @@ impl OffsetMap {
 }
 
 /// What [`clean_segment`] did to one segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CleanResult {
     /// Bytes of the source segment read.
     pub bytes_read: u64,
@@ -139,6 +145,11 @@ pub struct CleanResult {
     pub tombstones_removed: u64,
     /// `<base>.log.cleaned`, fsynced, ready for [`swap_in`].
     pub cleaned_path: PathBuf,
+    /// The cleaned file as a segment, with the offset and time indexes built
+    /// while it was written (as `Segment::note_batch` builds them on append), so
+    /// it replaces the original after [`swap_in`] without a scan: its open file
+    /// is the one `swap_in` renames to `<base>.log`.
+    pub segment: Segment,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -335,6 +346,11 @@ pub async fn build_offset_map(
 /// re-encoded with its own codec, offsets, timestamps, timestamp type, leader
 /// epoch and producer fields; one keeping none is left out. The cleaned file is
 /// fsynced before returning. On error the partial file is removed.
+///
+/// Each batch written is noted in [`CleanResult::segment`]'s indexes with the
+/// rules of `Segment::note_batch` (an entry every `index_interval_bytes`,
+/// offsets relative to `base_offset`): the same indexes `Segment::open` would
+/// rebuild by scanning the cleaned file.
 #[allow(clippy::too_many_arguments)]
 pub async fn clean_segment(
     ring: &Ring,
@@ -346,14 +362,13 @@ pub async fn clean_segment(
     map_end: i64,
     tombstone_horizon_ms: i64,
     max_inflated: usize,
+    index_interval_bytes: u64,
 ) -> io::Result<CleanResult> {
     let cleaned_path = dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(base_offset)));
-    let res = write_cleaned(ring, &cleaned_path, file, size, map, map_end, tombstone_horizon_ms, max_inflated).await;
+    let cleaning = Cleaning { map, map_end, tombstone_horizon_ms, max_inflated, index_interval_bytes };
+    let res = write_cleaned(ring, dir, base_offset, &cleaned_path, file, size, &cleaning).await;
     match res {
-        Ok(mut r) => {
-            r.cleaned_path = cleaned_path;
-            Ok(r)
-        }
+        Ok(r) => Ok(r),
         Err(e) => {
             let _ = std::fs::remove_file(&cleaned_path);
             Err(in_segment(dir, base_offset, e))
@@ -361,20 +376,23 @@ pub async fn clean_segment(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_cleaned(
-    ring: &Ring,
-    cleaned_path: &Path,
-    file: &File,
-    size: u64,
-    map: &OffsetMap,
+/// What decides the fate of records in one [`clean_segment`] call.
+struct Cleaning<'a> {
+    map: &'a OffsetMap,
     map_end: i64,
     tombstone_horizon_ms: i64,
     max_inflated: usize,
-) -> io::Result<CleanResult> {
-    let out = OpenOptions::new().write(true).create(true).truncate(true).open(cleaned_path)?;
+    index_interval_bytes: u64,
+}
+
+async fn write_cleaned(ring: &Ring, dir: &Path, base_offset: i64, cleaned_path: &Path, file: &File, size: u64, c: &Cleaning<'_>) -> io::Result<CleanResult> {
+    let Cleaning { map, map_end, tombstone_horizon_ms, max_inflated, index_interval_bytes } = *c;
+    // Read and write: the file becomes the segment's `.log` once swapped in.
+    let out = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(cleaned_path)?;
+    let mut seg = Segment::being_written(dir, base_offset, out);
+    let out = seg.file.clone();
     let mut w = RingWriter { ring, file: &out, pos: 0, pending: Vec::new(), pending_len: 0 };
-    let mut res = CleanResult { bytes_read: 0, bytes_written: 0, records_kept: 0, records_removed: 0, tombstones_removed: 0, cleaned_path: PathBuf::new() };
+    let (mut bytes_read, mut records_kept, mut records_removed, mut tombstones_removed) = (0u64, 0u64, 0u64, 0u64);
     let mut reader = BatchReader::new(ring, file, size);
     let mut batches = 0usize;
     while let Some((pos, h, batch)) = reader.next_batch().await? {
@@ -382,13 +400,13 @@ async fn write_cleaned(
         if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
             glommio::yield_if_needed().await;
         }
-        res.bytes_read += batch.len() as u64;
+        bytes_read += batch.len() as u64;
         // Control and transactional batches stay as they are; a batch wholly past
         // the map's end holds nothing the map knows about.
         if h.is_control() || h.is_transactional() || h.base_offset >= map_end {
-            res.bytes_written += batch.len() as u64;
+            records_kept += h.records_count.max(0) as u64;
+            seg.note_batch(&h, w.end() as u32, batch.len() as u64, index_interval_bytes);
             w.write(batch).await?;
-            res.records_kept += h.records_count.max(0) as u64;
             continue;
         }
         let set = decode_batch(&batch, max_inflated).map_err(|e| codec_err(pos, e))?;
@@ -397,27 +415,38 @@ async fn write_cleaned(
         for r in set.records {
             match fate(&r, map, map_end, h.max_timestamp, tombstone_horizon_ms) {
                 Fate::Keep => kept.push(r),
-                Fate::Superseded => res.records_removed += 1,
+                Fate::Superseded => records_removed += 1,
                 Fate::Tombstone => {
-                    res.records_removed += 1;
-                    res.tombstones_removed += 1;
+                    records_removed += 1;
+                    tombstones_removed += 1;
                 }
             }
         }
-        res.records_kept += kept.len() as u64;
-        let written = if kept.len() == total {
-            batch
+        records_kept += kept.len() as u64;
+        let (written, wh) = if kept.len() == total {
+            (batch, h)
         } else if kept.is_empty() {
             continue;
         } else {
-            reencode(&h, &kept).map_err(|e| codec_err(pos, e))?
+            let b = reencode(&h, &kept).map_err(|e| codec_err(pos, e))?;
+            let wh = BatchHeader::parse(&b).map_err(|e| invalid(format!("re-encoded batch at position {pos}: {e}")))?;
+            (b, wh)
         };
-        res.bytes_written += written.len() as u64;
+        seg.note_batch(&wh, w.end() as u32, written.len() as u64, index_interval_bytes);
         w.write(written).await?;
     }
     w.flush().await?;
     ring.fdatasync(out.as_raw_fd()).await?;
-    Ok(res)
+    seg.size = w.pos;
+    Ok(CleanResult {
+        bytes_read,
+        bytes_written: w.pos,
+        records_kept,
+        records_removed,
+        tombstones_removed,
+        cleaned_path: cleaned_path.to_path_buf(),
+        segment: seg,
+    })
 }
 
 /// Appends batches to the cleaned file through the ring, gathering up to
@@ -431,6 +460,11 @@ struct RingWriter<'a> {
 }
 
 impl RingWriter<'_> {
+    /// Where the next batch written lands in the file.
+    fn end(&self) -> u64 {
+        self.pos + self.pending_len as u64
+    }
+
     async fn write(&mut self, batch: Bytes) -> io::Result<()> {
         self.pending_len += batch.len();
         self.pending.push(batch);
@@ -501,6 +535,8 @@ fn remove_indexes(dir: &Path, stem: &str) -> io::Result<()> {
     remove_if_present(&dir.join(format!("{stem}.timeindex")))
 }
 
+/// Blocking directory fsync: for [`recover_dir`] only (a partition that is
+/// opening, not a serving path); [`swap_in`] fsyncs through the ring.
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -515,6 +551,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 /// Deletes a stem's index files and renames `<stem>.log.swap` to `<stem>.log`.
 /// The directory is fsynced between the two so the new log can never be seen
 /// with the old segment's indexes (whose positions would be wrong for it).
+/// Blocking: [`recover_dir`]'s version of [`swap_in`]'s last steps.
 fn finish_swap(dir: &Path, stem: &str) -> io::Result<()> {
     remove_indexes(dir, stem)?;
     fsync_dir(dir)?;
@@ -522,32 +559,69 @@ fn finish_swap(dir: &Path, stem: &str) -> io::Result<()> {
     fsync_dir(dir)
 }
 
-/// Replaces segment `base_offset` with its cleaned copy (Kafka's swap order).
+/// Replaces segment `base_offset` with its cleaned copy (Kafka's swap order),
+/// then writes the cleaned segment's index files when `indexed` is given (the
+/// [`CleanResult::segment`] of the clean).
 ///
 /// Crash safety: the cleaned file was fsynced by [`clean_segment`]. Renaming it
 /// to `.log.swap` is the commit point: before it, a crash leaves the old `.log`
 /// and a `.log.cleaned` that [`recover_dir`] deletes; after it, the `.log.swap`
-/// is complete and [`recover_dir`] finishes the swap. The indexes are deleted
-/// (and that made durable) before the final rename, so they are rebuilt from the
-/// new log when the segment is reopened; the final rename atomically replaces
-/// the old `.log`, so a reader of the directory sees one or the other, never none.
+/// is complete and [`recover_dir`] finishes the swap. The old indexes are
+/// deleted (and that made durable) before the final rename, so the new log is
+/// never seen with them; the final rename atomically replaces the old `.log`,
+/// so a reader of the directory sees one or the other, never none. The new
+/// index files are written only after the final rename and its directory fsync,
+/// and not synced (as a roll's): after a crash they are missing, short or
+/// whole, never the old segment's, and `Segment::open` loads them only when
+/// they are consistent with the log (else it rebuilds them by a scan).
 ///
-/// The renames and directory fsyncs here are plain blocking syscalls, on purpose:
-/// the caller runs the swap and the replacement of the in-memory segment as one
-/// step that no other task can interleave with (retention or DeleteRecords
-/// removing the same segment in between would leave a resurrected file). Making
-/// them asynchronous needs a per-partition lock over segment-list changes.
+/// Nothing here makes the shard wait on the device: the three directory fsyncs
+/// and the index writes go through the ring; opening the directory, the renames,
+/// the unlinks and the index files' creation are metadata calls, plain syscalls
+/// made relative to the directory opened first ([`Dir`]), so a directory removed
+/// meanwhile (a deleted topic) makes the swap fail with `NotFound` rather than
+/// touch a new directory at the same path.
+///
+/// The caller must keep every other change to the partition's segment list off
+/// this segment until it has replaced its in-memory segment: `PartitionLog`
+/// holds its swap guard, which retention stops before and DeleteRecords waits
+/// for (a segment deleted in the middle of the swap would come back as the
+/// renamed file).
 ///
 /// A cleaned file of size 0 (nothing kept) is swapped in like any other; whether
-/// to delete the then empty segment is the caller's decision. The caller must
-/// reopen the segment afterwards (`Segment::open`): open handles still read the
-/// old, now unlinked, file.
-pub fn swap_in(dir: &Path, base_offset: i64) -> io::Result<()> {
+/// to delete the then empty segment is the caller's decision. Open handles of
+/// the old segment still read the old, now unlinked, file; `indexed`'s file is
+/// the new `.log`.
+pub async fn swap_in(ring: &Ring, dir: &Path, base_offset: i64, indexed: Option<&Segment>) -> io::Result<()> {
     let stem = file_stem(base_offset);
     let ctx = |e: io::Error| io::Error::new(e.kind(), format!("swapping in {}/{stem}{CLEANED_SUFFIX}: {e}", dir.display()));
-    std::fs::rename(dir.join(format!("{stem}{CLEANED_SUFFIX}")), dir.join(format!("{stem}{SWAP_SUFFIX}"))).map_err(ctx)?;
-    fsync_dir(dir).map_err(ctx)?;
-    finish_swap(dir, &stem).map_err(ctx)
+    let d = Dir::open(dir).map_err(ctx)?;
+    let steps = async {
+        d.rename(&format!("{stem}{CLEANED_SUFFIX}"), &format!("{stem}{SWAP_SUFFIX}"))?;
+        ring.fsync(d.fd()).await?;
+        d.remove_if_present(&format!("{stem}.index"))?;
+        d.remove_if_present(&format!("{stem}.timeindex"))?;
+        ring.fsync(d.fd()).await?;
+        d.rename(&format!("{stem}{SWAP_SUFFIX}"), &format!("{stem}.log"))?;
+        ring.fsync(d.fd()).await?;
+        if let Some(seg) = indexed {
+            write_file(ring, &d, &format!("{stem}.index"), encode_offset_index(&seg.index)).await?;
+            write_file(ring, &d, &format!("{stem}.timeindex"), encode_time_index(&seg.time_index)).await?;
+        }
+        Ok(())
+    };
+    steps.await.map_err(ctx)
+}
+
+/// Creates (or truncates) `name` in `dir` and writes `content` through the ring (no sync).
+async fn write_file(ring: &Ring, dir: &Dir, name: &str, content: Vec<u8>) -> io::Result<()> {
+    let file = dir.create(name)?;
+    if content.is_empty() {
+        return Ok(());
+    }
+    let keep = Rc::new(content);
+    let iov = vec![libc::iovec { iov_base: keep.as_ptr() as *mut libc::c_void, iov_len: keep.len() }];
+    ring.writev_all(file.as_raw_fd(), iov, keep.clone(), 0).await
 }
 
 /// Repairs what an interrupted clean left in a partition directory; call it when
@@ -595,6 +669,8 @@ mod tests {
 
     const MAX_INFLATED: usize = 8 << 20;
     const BIG_BUDGET: usize = 64 << 20;
+    /// `index.interval.bytes` of the cleaned segments (small: several entries per segment).
+    const INDEX_INTERVAL: u64 = 256;
 
     /// Runs `f` on a glommio executor (small io_memory: tests run side by side
     /// under an 8 MiB RLIMIT_MEMLOCK).
@@ -664,7 +740,7 @@ mod tests {
     async fn clean_all(dir: &Path, segs: &[(i64, Arc<File>, u64)], map: &OffsetMap, end: i64, horizon: i64) -> Vec<CleanResult> {
         let mut out = Vec::new();
         for (base, file, size) in segs {
-            out.push(clean_segment(&ring(), dir, *base, file, *size, map, end, horizon, MAX_INFLATED).await.unwrap());
+            out.push(clean_segment(&ring(), dir, *base, file, *size, map, end, horizon, MAX_INFLATED, INDEX_INTERVAL).await.unwrap());
         }
         out
     }
@@ -713,7 +789,7 @@ mod tests {
             assert_eq!((map.len(), end), (100, 2000));
             let r = clean_all(&d, &segs, &map, end, 0).await;
             for (base, _, _) in &segs {
-                swap_in(&d, *base).unwrap();
+                swap_in(&ring(), &d, *base, None).await.unwrap();
             }
             r
         });
@@ -752,9 +828,9 @@ mod tests {
         let (early, late) = run(move || async move {
             let (map, end) = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
             let (_, f, size) = &segs[0];
-            let early = clean_segment(&ring(), &d, 0, f, *size, &map, end, 2_000, MAX_INFLATED).await.unwrap();
+            let early = clean_segment(&ring(), &d, 0, f, *size, &map, end, 2_000, MAX_INFLATED, INDEX_INTERVAL).await.unwrap();
             let kept_early: Vec<i64> = read_records(&early.cleaned_path).iter().map(|r| r.offset).collect();
-            let late = clean_segment(&ring(), &d, 0, f, *size, &map, end, 10_000, MAX_INFLATED).await.unwrap();
+            let late = clean_segment(&ring(), &d, 0, f, *size, &map, end, 10_000, MAX_INFLATED, INDEX_INTERVAL).await.unwrap();
             ((early, kept_early), late)
         });
         // a@0 superseded, a's tombstone (ts 1000) gone, b's (ts 5000) too young; the keyless record stays.
@@ -777,8 +853,8 @@ mod tests {
         let (r0, r1, end) = run(move || async move {
             // Only the first segment is mapped: the second is past the map's end.
             let (map, end) = build_offset_map(&ring(), &d, std::slice::from_ref(&seg0), 0, BIG_BUDGET, MAX_INFLATED).await.unwrap();
-            let r0 = clean_segment(&ring(), &d, 0, &seg0.1, seg0.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
-            let r1 = clean_segment(&ring(), &d, 3, &seg1.1, seg1.2, &map, end, i64::MAX, MAX_INFLATED).await.unwrap();
+            let r0 = clean_segment(&ring(), &d, 0, &seg0.1, seg0.2, &map, end, i64::MAX, MAX_INFLATED, INDEX_INTERVAL).await.unwrap();
+            let r1 = clean_segment(&ring(), &d, 3, &seg1.1, seg1.2, &map, end, i64::MAX, MAX_INFLATED, INDEX_INTERVAL).await.unwrap();
             (r0, r1, end)
         });
         assert_eq!(end, 3);
@@ -893,11 +969,13 @@ mod tests {
 
         // swap_in of an empty cleaned file replaces the log and drops its indexes.
         std::fs::write(p(100, CLEANED_SUFFIX), b"").unwrap();
-        swap_in(dir, 100).unwrap();
+        let d = dir.to_path_buf();
+        run(move || async move { swap_in(&ring(), &d, 100, None).await.unwrap() });
         assert_eq!(std::fs::metadata(p(100, ".log")).unwrap().len(), 0);
         assert!(!p(100, ".index").exists() && !p(100, SWAP_SUFFIX).exists() && !p(100, CLEANED_SUFFIX).exists());
         // Nothing to swap is an error naming the file.
-        let e = swap_in(dir, 200).unwrap_err();
+        let d = dir.to_path_buf();
+        let e = run(move || async move { swap_in(&ring(), &d, 200, None).await.unwrap_err() });
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains(&format!("{}{CLEANED_SUFFIX}", file_stem(200))), "{e}");
     }
@@ -914,7 +992,7 @@ mod tests {
             let e1 = build_offset_map(&ring(), &d, &segs, 0, BIG_BUDGET, 1 << 20).await.unwrap_err();
             let mut map = OffsetMap::new(BIG_BUDGET);
             map.insert(Bytes::from_static(b"k0"), 999);
-            let e2 = clean_segment(&ring(), &d, 0, &segs[0].1, segs[0].2, &map, 1000, 0, 1 << 20).await.unwrap_err();
+            let e2 = clean_segment(&ring(), &d, 0, &segs[0].1, segs[0].2, &map, 1000, 0, 1 << 20, INDEX_INTERVAL).await.unwrap_err();
             (e1, e2)
         });
         for e in [e1, e2] {
@@ -951,5 +1029,92 @@ mod tests {
             let (map, end) = build_offset_map(&ring(), &d, &segs, 0, 4 * cost, MAX_INFLATED).await.unwrap();
             assert_eq!((map.len(), end), (0, 0));
         });
+    }
+
+    #[test]
+    fn a_swapped_in_segment_has_indexes_that_find_every_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        // 60 batches of 5 from offset 100: all "hot" (dropped but the last), all
+        // unique keys (copied whole), or alternating (re-encoded, new base offsets).
+        let batches: Vec<Bytes> = (0..60i64)
+            .map(|j| {
+                let rs: Vec<Record> = (0..5i64)
+                    .map(|i| {
+                        let off = 100 + j * 5 + i;
+                        let key = if j % 3 == 0 || (j % 3 == 2 && i % 2 == 1) { "hot".to_string() } else { format!("u{off}") };
+                        rec(off, 1_000 + off, Some(&key), Some("v"))
+                    })
+                    .collect();
+                batch(&rs)
+            })
+            .collect();
+        let segs = vec![write_segment(&dir, 100, &batches)];
+        let d = dir.clone();
+        let seg = run(move || async move {
+            let (map, end) = build_offset_map(&ring(), &d, &segs, 100, BIG_BUDGET, MAX_INFLATED).await.unwrap();
+            let (base, f, size) = &segs[0];
+            let r = clean_segment(&ring(), &d, *base, f, *size, &map, end, 0, MAX_INFLATED, INDEX_INTERVAL).await.unwrap();
+            assert!(r.records_removed > 0 && r.segment.size == r.bytes_written);
+            swap_in(&ring(), &d, 100, Some(&r.segment)).await.unwrap();
+            r.segment
+        });
+        assert!(!dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(100))).exists() && !dir.join(format!("{}{SWAP_SUFFIX}", file_stem(100))).exists());
+        assert!(seg.index.len() > 3, "several index entries: {:?}", seg.index);
+        // The batches of the new .log, as (position, base offset, last offset).
+        let data = std::fs::read(dir.join(format!("{}.log", file_stem(100)))).unwrap();
+        assert_eq!(data.len() as u64, seg.size);
+        let mut on_disk = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let h = BatchHeader::parse(&data[pos..]).unwrap();
+            on_disk.push((pos as u64, h.base_offset, h.last_offset()));
+            pos += h.total_len();
+        }
+        // Every offset finds the first batch ending at or after it, through the built
+        // indexes and the segment's file (the renamed cleaned file).
+        for off in 100..seg.next_offset {
+            let want = on_disk.iter().find(|b| b.2 >= off).map(|b| (b.0, b.1));
+            let got = seg.find_batch(off).unwrap().map(|(p, h)| (p, h.base_offset));
+            assert_eq!(got, want, "offset {off}");
+        }
+        let kept: Vec<i64> = read_records(&dir.join(format!("{}.log", file_stem(100)))).iter().map(|r| r.offset).collect();
+        assert!(kept.iter().all(|&o| seg.find_batch(o).unwrap().is_some_and(|(_, h)| h.base_offset <= o && o <= h.last_offset())));
+        assert_eq!(seg.find_batch(seg.next_offset).unwrap(), None);
+        // The same state a scan rebuilds, and the index files written match it.
+        let scanned = Segment::open(&dir, 100, true, INDEX_INTERVAL, std::time::Instant::now()).unwrap();
+        assert_eq!((&seg.index, &seg.time_index), (&scanned.index, &scanned.time_index));
+        assert_eq!(
+            (seg.size, seg.next_offset, seg.max_timestamp, seg.bytes_since_index),
+            (scanned.size, scanned.next_offset, scanned.max_timestamp, scanned.bytes_since_index)
+        );
+        assert_eq!(std::fs::read(dir.join(format!("{}.index", file_stem(100)))).unwrap(), encode_offset_index(&seg.index));
+        assert_eq!(std::fs::read(dir.join(format!("{}.timeindex", file_stem(100)))).unwrap(), encode_time_index(&seg.time_index));
+        let loaded = Segment::open(&dir, 100, false, INDEX_INTERVAL, std::time::Instant::now()).unwrap();
+        assert_eq!((&loaded.index, loaded.next_offset, loaded.max_timestamp), (&seg.index, seg.next_offset, seg.max_timestamp));
+    }
+
+    #[test]
+    fn a_swap_into_a_removed_directory_fails_and_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}{CLEANED_SUFFIX}", file_stem(0))), b"").unwrap();
+        let d = dir.clone();
+        let e = run(move || async move {
+            let r = ring();
+            let handle = Dir::open(&d).unwrap();
+            // The topic is deleted and a new one made at the same path.
+            std::fs::remove_dir_all(&d).unwrap();
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join(format!("{}{CLEANED_SUFFIX}", file_stem(0))), b"other").unwrap();
+            // Through the handle taken before, nothing of the new directory is touched.
+            assert_eq!(handle.rename(&format!("{}{CLEANED_SUFFIX}", file_stem(0)), "x").unwrap_err().kind(), io::ErrorKind::NotFound);
+            assert_eq!(handle.create("y").unwrap_err().kind(), io::ErrorKind::NotFound);
+            std::fs::remove_dir_all(&d).unwrap();
+            swap_in(&r, &d, 0, None).await.unwrap_err()
+        });
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!dir.exists());
     }
 }

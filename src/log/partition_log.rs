@@ -150,6 +150,37 @@ pub struct PartitionLog {
     roll_syncing: Cell<bool>,
     /// Woken when that sync is done.
     roll_synced: Notify,
+    /// The topic was deleted ([`PartitionLog::mark_deleted`]): its directory goes away.
+    deleted: Cell<bool>,
+    /// The base offset of the closed segment the cleaner is swapping for its
+    /// cleaned copy, from before its files change until the in-memory segment
+    /// is replaced ([`SwapGuard`]). Retention stops before that segment and
+    /// DeleteRecords waits; no other path removes a closed segment.
+    swapping: Cell<Option<i64>>,
+    /// Woken when the swap guard is released.
+    swap_done: Notify,
+}
+
+/// Held by the cleaner while it swaps one segment (see `PartitionLog::swapping`);
+/// released on drop, whatever way the swap ends (error, or its task dropped).
+struct SwapGuard<'a> {
+    log: &'a PartitionLog,
+}
+
+impl<'a> SwapGuard<'a> {
+    /// Marks segment `base` as being swapped. At most one swap runs per log (one cleaner task).
+    fn hold(log: &'a PartitionLog, base: i64) -> SwapGuard<'a> {
+        debug_assert!(log.swapping.get().is_none(), "one segment swap at a time");
+        log.swapping.set(Some(base));
+        SwapGuard { log }
+    }
+}
+
+impl Drop for SwapGuard<'_> {
+    fn drop(&mut self) {
+        self.log.swapping.set(None);
+        self.log.swap_done.notify_all();
+    }
 }
 
 /// Directory of a partition: `<log.dirs>/<topic>-<partition>` (Kafka's layout).
@@ -242,6 +273,9 @@ impl PartitionLog {
             closed: Cell::new(false),
             roll_syncing: Cell::new(false),
             roll_synced: Notify::default(),
+            deleted: Cell::new(false),
+            swapping: Cell::new(None),
+            swap_done: Notify::default(),
         }))
     }
 
@@ -263,8 +297,14 @@ impl PartitionLog {
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1 = the high
     /// watermark `hw`), persists it, and deletes the segments wholly below it.
-    /// Returns the new low watermark.
-    pub fn delete_records_before(&self, offset: i64, hw: i64) -> Result<i64> {
+    /// Returns the new low watermark. Waits first while the cleaner is swapping
+    /// a segment in (a few fsyncs through the ring), so it never deletes that
+    /// segment in the middle of its swap. `hw` is read before the wait; it only
+    /// grows, so the target stays valid.
+    pub async fn delete_records_before(&self, offset: i64, hw: i64) -> Result<i64> {
+        while self.swapping.get().is_some() {
+            self.swap_done.wait().await;
+        }
         let mut st = self.state.borrow_mut();
         let hw = hw.min(st.log_end);
         let target = if offset == -1 { hw } else { offset };
@@ -283,7 +323,8 @@ impl PartitionLog {
     /// Retention (cleanup.policy contains `delete`): deletes closed segments whose
     /// newest record is older than `retention.ms`, then the oldest closed segments
     /// while the rest still holds `retention.bytes`. The active segment is never
-    /// deleted. Returns the number of segments deleted.
+    /// deleted, nor the segment the cleaner is swapping in: retention stops
+    /// before it until a later round. Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let cfg = self.cfg.borrow().clone();
         if !cfg.delete || self.closed.get() {
@@ -294,6 +335,9 @@ impl PartitionLog {
         let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
         while st.segments.len() > 1 {
             let first = &st.segments[0];
+            if self.swapping.get() == Some(first.base_offset) {
+                break;
+            }
             let expired = cfg.retention_ms.is_some_and(|ms| first.max_timestamp < now_ms.saturating_sub(ms));
             let oversize = cfg.retention_bytes.is_some_and(|max| total - first.size as i64 >= max);
             if !(expired || oversize) {
@@ -324,7 +368,14 @@ impl PartitionLog {
     /// segment and before the first dirty segment holding a record younger
     /// than `min.compaction.lag.ms`. Each cleaned segment replaces its original
     /// only if the original is still in the log (retention or delete-records
-    /// may have removed it meanwhile). Returns None when there was nothing to do.
+    /// may have removed it while it was being cleaned). Returns None when there
+    /// was nothing to do.
+    ///
+    /// The swap (`cleaner::swap_in`: renames, directory fsyncs and index writes
+    /// through the ring) runs under the log's swap guard, so retention and
+    /// DeleteRecords leave that segment alone until the in-memory segment is
+    /// replaced by the cleaned one, whose indexes the clean built (no rescan).
+    /// A topic deleted meanwhile makes the swap fail with an error.
     pub async fn clean(&self, budget_bytes: usize, max_inflated: usize, now_ms: i64) -> io::Result<Option<CleanStats>> {
         use super::cleaner;
         let cfg = self.cfg.borrow().clone();
@@ -371,33 +422,58 @@ impl PartitionLog {
             if self.closed.get() {
                 break;
             }
-            let r = cleaner::clean_segment(&self.ring, &self.dir, *base, file, *size, &map, map_end, horizon, max_inflated).await?;
+            let r = cleaner::clean_segment(&self.ring, &self.dir, *base, file, *size, &map, map_end, horizon, max_inflated, cfg.index_interval_bytes).await?;
             stats.bytes_read += r.bytes_read;
             stats.bytes_written += r.bytes_written;
             stats.records_removed += r.records_removed;
             stats.tombstones_removed += r.tombstones_removed;
-            let mut st = self.state.borrow_mut();
-            let last = st.segments.len() - 1;
-            let at = st.segments[..last].iter().position(|s| s.base_offset == *base && Arc::ptr_eq(&s.file, file));
-            let (Some(at), true) = (at, r.records_removed + r.tombstones_removed > 0) else {
+            self.check_not_deleted()?;
+            let still_there = self.closed_segment_at(*base, file).is_some();
+            if !still_there || r.records_removed + r.tombstones_removed == 0 {
                 let _ = std::fs::remove_file(&r.cleaned_path);
                 continue;
-            };
-            cleaner::swap_in(&self.dir, *base)?;
-            let seg = Segment::open(&self.dir, *base, false, cfg.index_interval_bytes, cfg.clock.instant())?;
+            }
+            // From here until the in-memory segment is replaced, no other task
+            // removes this segment (taken with no await since the check above).
+            let guard = SwapGuard::hold(self, *base);
+            let seg = r.segment;
+            cleaner::swap_in(&self.ring, &self.dir, *base, Some(&seg)).await?;
+            self.check_not_deleted()?;
+            let at = self.closed_segment_at(*base, file).ok_or_else(|| io::Error::other(format!("segment {base} left the log during its swap")))?;
+            let mut st = self.state.borrow_mut();
             if seg.size == 0 && at > 0 {
                 // Nothing left: drop the segment; readers skip the offset gap.
                 seg.delete_files()?;
                 st.segments.remove(at);
             } else {
-                seg.write_indexes()?;
                 st.segments[at] = seg;
             }
+            drop(st);
+            drop(guard);
             stats.segments_cleaned += 1;
         }
+        self.check_not_deleted()?;
         write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, map_end)?;
         stats.elapsed = started.elapsed();
         Ok(Some(stats))
+    }
+
+    /// An error once the topic is deleted: its directory is being removed (and
+    /// may be created again for a new topic), so the cleaner touches no file by
+    /// path after that. Checked after each await that precedes such a call.
+    fn check_not_deleted(&self) -> io::Result<()> {
+        match self.deleted.get() {
+            true => Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: the partition was deleted during a clean", self.dir.display()))),
+            false => Ok(()),
+        }
+    }
+
+    /// Where the closed segment `base` whose file is `file` is in the segment
+    /// list; None when it is no longer there (or is the active one).
+    fn closed_segment_at(&self, base: i64, file: &Arc<std::fs::File>) -> Option<usize> {
+        let st = self.state.borrow();
+        let last = st.segments.len() - 1;
+        st.segments[..last].iter().position(|s| s.base_offset == base && Arc::ptr_eq(&s.file, file))
     }
 
     /// Deletes closed segments that end at or below the log start offset.
@@ -853,6 +929,7 @@ impl PartitionLog {
     /// The topic was deleted: refuse further appends (the directory goes away).
     pub fn mark_deleted(&self) {
         self.closed.set(true);
+        self.deleted.set(true);
         self.appended.notify_all();
     }
 
@@ -1050,6 +1127,7 @@ const LOG_START_FILE: &str = "log-start-offset";
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use kafka_protocol::records::{Compression, Record, TimestampType};
@@ -1110,5 +1188,72 @@ mod tests {
             assert_eq!(log.log_start_offset(), 1);
             log.close().await.unwrap();
         });
+    }
+
+    use crate::config::Config;
+    use crate::log::layout::file_stem;
+
+    /// One batch of `n` keyless records from `base` (timestamps 1, long expired).
+    fn batch(base: i64, n: i64) -> Bytes {
+        let rs: Vec<Record> = (base..base + n)
+            .map(|offset| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: -1,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        encode_batch(&rs, Compression::None).unwrap()
+    }
+
+    /// Retention stops before the segment under the cleaner's swap guard, and
+    /// DeleteRecords waits for the guard before it removes that segment.
+    #[test]
+    fn retention_and_delete_records_leave_a_segment_being_swapped_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log_dir = tmp.path().to_path_buf();
+        let dir = partition_dir(&log_dir, "t", 0);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Segments 0, 10, 20 (closed) and 30 (active), ten records each.
+        for base in [0, 10, 20, 30] {
+            std::fs::write(dir.join(format!("{}.log", file_stem(base))), batch(base, 10)).unwrap();
+        }
+        let seg_file = move |base: i64| dir.join(format!("{}.log", file_stem(base)));
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let topic = BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string()), ("retention.ms".to_string(), "0".to_string())]);
+                let cfg = LogConfig::from(&Config::default(), &topic);
+                let log = PartitionLog::open(&log_dir, "t", 0, cfg, Ring::start().unwrap(), false).unwrap();
+                let guard = SwapGuard::hold(&log, 10);
+                // Every closed segment is expired; retention stops before segment 10.
+                assert_eq!(log.apply_retention(crate::protocol::now_ms()).unwrap(), 1);
+                assert_eq!(log.log_start_offset(), 10);
+                assert!(!seg_file(0).exists() && seg_file(10).exists());
+                // DeleteRecords up to 25 waits for the guard.
+                let mut del = Box::pin(log.delete_records_before(25, 40));
+                assert!(futures::poll!(&mut del).is_pending());
+                assert!(futures::poll!(&mut del).is_pending());
+                assert!(seg_file(10).exists());
+                assert_eq!(log.log_start_offset(), 10);
+                drop(guard);
+                assert_eq!(del.await.unwrap(), 25);
+                assert!(!seg_file(10).exists() && seg_file(20).exists());
+                // With the guard gone, retention goes on where it stopped.
+                assert_eq!(log.apply_retention(crate::protocol::now_ms()).unwrap(), 1);
+                assert!(!seg_file(20).exists() && seg_file(30).exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -10,7 +10,8 @@
 //!   added with each offset-index entry when the timestamp grew.
 //!
 //! Indexes are kept in memory while a segment is active and written whole when
-//! it is rolled or the broker stops cleanly; after a crash the active segment's
+//! it is rolled or the broker stops cleanly (a compacted segment's are built
+//! while the cleaner writes it and written after its swap); after a crash the active segment's
 //! indexes are rebuilt by scanning it (see `recovery`), which is also how a
 //! missing or corrupt index of an older segment is replaced.
 //! The `.log` file is preallocated ahead of the writes with `FALLOC_FL_KEEP_SIZE`
@@ -47,6 +48,7 @@ pub const PREALLOC_MAX_BYTES: u64 = 16 * 1024 * 1024;
 pub const SCAN_WINDOW_BYTES: usize = 8192;
 
 /// A segment of a partition's log. Lives on the partition's owner shard only.
+#[derive(Debug)]
 pub struct Segment {
     /// Offset of the first batch in this segment (its file name).
     pub base_offset: i64,
@@ -92,6 +94,28 @@ impl Segment {
             preallocated: 0,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// An empty segment over `file`, a log file that is being written whole
+    /// before it takes the segment's place (the cleaner's `.log.cleaned`): the
+    /// writer notes each batch ([`Segment::note_batch`]) and sets `size`, so the
+    /// segment has its indexes when it is swapped in, without a scan. `dir` is
+    /// the partition's directory, where the file will be `<base>.log`.
+    pub fn being_written(dir: &Path, base_offset: i64, file: File) -> Segment {
+        Segment {
+            base_offset,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            // Only the active segment rolls by age (segment.ms); a cleaned one is never active.
+            created: Instant::now(),
+            preallocated: 0,
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// Reserves disk so a write ending at `end` lands in preallocated space, at most

@@ -351,7 +351,11 @@ impl Shard {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
             ShardRequest::DeleteRecords { partitions } => {
-                ShardResponse::DeleteRecords(partitions.iter().map(|(tp, off)| self.partition(tp).and_then(|p| p.delete_records_before(*off))).collect())
+                let futs = partitions.iter().map(|(tp, off)| {
+                    let p = self.partition(tp);
+                    async move { p?.delete_records_before(*off).await }
+                });
+                ShardResponse::DeleteRecords(futures::future::join_all(futs).await)
             }
             ShardRequest::DescribeProducers { partitions } => {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())

@@ -59,9 +59,10 @@ impl Partition {
         self.log.read(offset, max_bytes, read_committed, self.high_watermark()).await
     }
 
-    /// DeleteRecords up to `offset` (-1: the high watermark).
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
-        self.log.delete_records_before(offset, self.high_watermark())
+    /// DeleteRecords up to `offset` (-1: the high watermark); waits while the
+    /// cleaner is swapping a segment of this log in.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        self.log.delete_records_before(offset, self.high_watermark()).await
     }
 
     /// The topic was deleted: refuse appends and wake long-polls so they answer.
