@@ -51,7 +51,7 @@ thread_local! {
 fn scratch_segment() -> Segment {
     let dir = std::env::temp_dir().join(format!("shardlog-fuzz-recovery-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let seg = Segment::create(&dir, 0);
+    let seg = Segment::create(&dir, 0, std::time::Instant::now());
     let _ = std::fs::remove_dir_all(&dir);
     seg.expect("scratch segment")
 }

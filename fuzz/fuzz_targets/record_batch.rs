@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use shardlog::config::Config;
-use shardlog::handlers::produce_policy;
+use shardlog::log::produce_policy;
 use shardlog::log::LogConfig;
 use shardlog::protocol::compression::decode_batch;
 use shardlog::protocol::control::decode_marker;
