@@ -35,6 +35,15 @@
 //! logging    the stderr sink that drops instead of failing; rate-limited error logs
 //! ```
 //!
+//! What may block a shard thread: nothing that waits for the device. Every fsync, every log
+//! append, cleaner and metadata-log write, and every serving read that misses the page cache
+//! (`Ring::read_exact_at_cached_first`) goes through the shard's io_uring ring, so the core keeps
+//! serving while the device works; `statvfs` runs on the blocking pool. Plain syscalls remain for
+//! metadata calls (open, rename, unlink) and small page-cache writes (index files and the
+//! producer-state snapshot at a roll, transaction-index entries, offset checkpoints), and for
+//! opening a log (recovery, a coordinator's replay): on one broker a partition holding data
+//! opens only at start-up, before serving.
+//!
 //! Calls only point down. Where a lower layer must reach a higher one, it owns a
 //! small interface that the higher one implements, held weakly:
 //! - `shard::links::PartitionEvents` (implemented by `coordinator::Coordinators`): a
