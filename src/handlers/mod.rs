@@ -48,7 +48,7 @@ use crate::xshard::XShard;
 
 /// What every handler on a shard can reach.
 pub struct Ctx {
-    /// This shard's cross-shard handle: the local shard (`x.local`) and the channels
+    /// This core's cross-core handle: the local shard (`x.shard`), its coordinators (`x.coordinators`) and the channels
     /// to the others, through which every request for a partition or coordinator
     /// owned elsewhere goes.
     pub x: Rc<XShard>,
