@@ -3,8 +3,8 @@
 //! [`Clock`] gives wall time in Kafka's timestamp unit ([`Clock::now_ms`], ms since
 //! the Unix epoch) and a monotonic [`Instant`] ([`Clock::instant`]). The broker's
 //! clock ([`Clock::system`], the default) reads the system clocks; a manual one
-//! ([`Clock::manual`]) stands still until a test sets or advances it, and every
-//! clone of it moves together. A clone is a pointer copy; reading takes no lock and
+//! ([`Clock::manual`], a [`ManualClock`] handle) stands still until a test sets or
+//! advances it through that handle, and every clock taken from it moves together. A clone is a pointer copy; reading takes no lock and
 //! allocates nothing.
 //!
 //! It travels in [`crate::config::Config::clock`] (and from there in
@@ -60,10 +60,11 @@ impl Clock {
         Clock { manual: None }
     }
 
-    /// A manual clock at wall time `start_ms`: it moves only by [`Clock::advance`]
-    /// and [`Clock::set_ms`].
-    pub fn manual(start_ms: i64) -> Clock {
-        Clock { manual: Some(Arc::new(Manual { start: Instant::now(), start_ms, offset_ms: AtomicI64::new(0) })) }
+    /// A manual clock at wall time `start_ms`, and the handle that moves it
+    /// ([`ManualClock::advance`], [`ManualClock::set_ms`]); give [`ManualClock::clock`] to
+    /// what should read it.
+    pub fn manual(start_ms: i64) -> ManualClock {
+        ManualClock(Arc::new(Manual { start: Instant::now(), start_ms, offset_ms: AtomicI64::new(0) }))
     }
 
     /// Whether this is a manual clock.
@@ -89,17 +90,32 @@ impl Clock {
             Some(m) => m.start + Duration::from_millis(m.offset_ms.load(Ordering::Relaxed).max(0) as u64),
         }
     }
+}
 
-    /// Moves a manual clock forward by `d`. Panics on the system clock (a test bug).
-    pub fn advance(&self, d: Duration) {
-        let m = self.manual.as_ref().expect("advance() needs a manual clock");
-        m.offset_ms.fetch_add(d.as_millis() as i64, Ordering::Relaxed);
+/// The handle of a manual clock: the only way to move it, so a system clock
+/// cannot be asked to.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Manual>);
+
+impl ManualClock {
+    /// A clock that reads this manual time (for `Config::clock`).
+    pub fn clock(&self) -> Clock {
+        Clock { manual: Some(self.0.clone()) }
     }
 
-    /// Sets a manual clock's wall time to `ms`. Panics on the system clock (a test bug).
+    /// Its wall time in ms.
+    pub fn now_ms(&self) -> i64 {
+        self.clock().now_ms()
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.0.offset_ms.fetch_add(d.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Sets the clock's wall time to `ms`.
     pub fn set_ms(&self, ms: i64) {
-        let m = self.manual.as_ref().expect("set_ms() needs a manual clock");
-        m.offset_ms.store(ms.saturating_sub(m.start_ms), Ordering::Relaxed);
+        self.0.offset_ms.store(ms.saturating_sub(self.0.start_ms), Ordering::Relaxed);
     }
 }
 
@@ -118,18 +134,18 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told_and_clones_share_it() {
-        let c = Clock::manual(1_000);
-        let other = c.clone();
+        let m = Clock::manual(1_000);
+        let (c, other) = (m.clock(), m.clock());
         let i0 = c.instant();
         assert_eq!(c.now_ms(), 1_000);
-        c.advance(Duration::from_millis(250));
+        m.advance(Duration::from_millis(250));
         assert_eq!(other.now_ms(), 1_250);
         assert_eq!(other.instant().duration_since(i0), Duration::from_millis(250));
-        other.set_ms(5_000);
+        m.set_ms(5_000);
         assert_eq!(c.now_ms(), 5_000);
         assert_eq!(c.instant().duration_since(i0), Duration::from_millis(4_000));
         // Set back before its start: the instant stays at the start.
-        c.set_ms(0);
+        m.set_ms(0);
         assert_eq!(c.now_ms(), 0);
         assert_eq!(c.instant(), i0);
     }

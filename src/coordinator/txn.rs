@@ -865,7 +865,7 @@ mod tests {
     #[test]
     fn the_tick_aborts_an_ongoing_transaction_once_the_clock_passes_its_timeout() {
         let clock = crate::clock::Clock::manual(1_700_000_000_000);
-        let cfg = Config { clock: clock.clone(), transactional_id_expiration_ms: 3_600_000, ..Config::default() };
+        let cfg = Config { clock: clock.clock(), transactional_id_expiration_ms: 3_600_000, ..Config::default() };
         let tc = TxnCoordinator::new(Arc::new(cfg));
         let now = clock.now_ms();
         let open = TxnMetadata::new("open".into(), 100, 60_000, now).plan_add_partitions(100, 0, &[("t".into(), 0)], now).unwrap().unwrap();

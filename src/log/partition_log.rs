@@ -1134,6 +1134,8 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::log::layout::file_stem;
     use crate::protocol::compression::encode_batch;
 
     fn run<F, Fut>(f: F)
@@ -1144,24 +1146,31 @@ mod tests {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
     }
 
-    /// One record stamped with the clock's time (CreateTime).
+    /// One batch of `n` keyless records from offset `base`, all with CreateTime `ts`.
+    fn batch(base: i64, n: i64, ts: i64) -> Bytes {
+        let rs: Vec<Record> = (base..base + n)
+            .map(|offset| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: -1,
+                timestamp: ts,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        encode_batch(&rs, Compression::None).unwrap()
+    }
+
+    /// One record stamped with the clock's time, ready to append.
     fn batch_at(ts: i64) -> Vec<ValidatedBatch> {
-        let r = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: ts,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        };
-        validate_batches(&encode_batch(&[r], Compression::None).unwrap(), usize::MAX).unwrap()
+        validate_batches(&batch(0, 1, ts), usize::MAX).unwrap()
     }
 
     #[test]
@@ -1170,7 +1179,7 @@ mod tests {
         let dir = tmp.path().to_path_buf();
         run(move || async move {
             let clock = Clock::manual(1_700_000_000_000);
-            let cfg = crate::config::Config { clock: clock.clone(), ..Default::default() };
+            let cfg = Config { clock: clock.clock(), ..Default::default() };
             let mut lc = LogConfig::from(&cfg, &Default::default());
             (lc.roll_ms, lc.retention_ms, lc.delete) = (1_000, Some(60_000), true);
             let log = PartitionLog::open(&dir, "t", 0, lc, Ring::start().unwrap(), false).unwrap();
@@ -1190,31 +1199,6 @@ mod tests {
         });
     }
 
-    use crate::config::Config;
-    use crate::log::layout::file_stem;
-
-    /// One batch of `n` keyless records from `base` (timestamps 1, long expired).
-    fn batch(base: i64, n: i64) -> Bytes {
-        let rs: Vec<Record> = (base..base + n)
-            .map(|offset| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                sequence: -1,
-                timestamp: 1,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        encode_batch(&rs, Compression::None).unwrap()
-    }
-
     /// Retention stops before the segment under the cleaner's swap guard, and
     /// DeleteRecords waits for the guard before it removes that segment.
     #[test]
@@ -1225,7 +1209,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // Segments 0, 10, 20 (closed) and 30 (active), ten records each.
         for base in [0, 10, 20, 30] {
-            std::fs::write(dir.join(format!("{}.log", file_stem(base))), batch(base, 10)).unwrap();
+            std::fs::write(dir.join(format!("{}.log", file_stem(base))), batch(base, 10, 1)).unwrap();
         }
         let seg_file = move |base: i64| dir.join(format!("{}.log", file_stem(base)));
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)

@@ -81,7 +81,12 @@ impl Segment {
     /// Creates an empty segment; `created` (from the log's clock) starts its age.
     pub fn create(dir: &Path, base_offset: i64, created: Instant) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(Self::path(dir, base_offset, "log"))?;
-        Ok(Segment {
+        Ok(Segment::empty(dir, base_offset, file, created))
+    }
+
+    /// An empty segment over `file`.
+    fn empty(dir: &Path, base_offset: i64, file: File, created: Instant) -> Segment {
+        Segment {
             base_offset,
             file: Arc::new(file),
             size: 0,
@@ -93,7 +98,7 @@ impl Segment {
             created,
             preallocated: 0,
             dir: dir.to_path_buf(),
-        })
+        }
     }
 
     /// An empty segment over `file`, a log file that is being written whole
@@ -102,20 +107,8 @@ impl Segment {
     /// segment has its indexes when it is swapped in, without a scan. `dir` is
     /// the partition's directory, where the file will be `<base>.log`.
     pub fn being_written(dir: &Path, base_offset: i64, file: File) -> Segment {
-        Segment {
-            base_offset,
-            file: Arc::new(file),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            bytes_since_index: 0,
-            // Only the active segment rolls by age (segment.ms); a cleaned one is never active.
-            created: Instant::now(),
-            preallocated: 0,
-            dir: dir.to_path_buf(),
-        }
+        // Only the active segment rolls by age (segment.ms); a cleaned one is never active.
+        Segment::empty(dir, base_offset, file, Instant::now())
     }
 
     /// Reserves disk so a write ending at `end` lands in preallocated space, at most

@@ -40,6 +40,27 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
+impl TopicMeta {
+    /// Appends the records that create this topic as it stands: its name and id,
+    /// each partition, each config override.
+    pub fn push_records(&self, out: &mut Vec<MetadataRecord>) {
+        out.push(MetadataRecord::Topic { name: self.name.clone(), topic_id: self.topic_id });
+        for (i, p) in self.partitions.iter().enumerate() {
+            out.push(MetadataRecord::Partition {
+                topic_id: self.topic_id,
+                partition: i as i32,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+            });
+        }
+        for (k, v) in &self.configs {
+            out.push(MetadataRecord::Config { topic: self.name.clone(), key: k.clone(), value: Some(v.clone()) });
+        }
+    }
+}
+
 /// The whole image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataImage {
@@ -158,20 +179,7 @@ impl MetadataImage {
             out.push(MetadataRecord::ProducerIds { next_producer_id: self.next_producer_id });
         }
         for t in self.topics.values() {
-            out.push(MetadataRecord::Topic { name: t.name.clone(), topic_id: t.topic_id });
-            for (i, p) in t.partitions.iter().enumerate() {
-                out.push(MetadataRecord::Partition {
-                    topic_id: t.topic_id,
-                    partition: i as i32,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                });
-            }
-            for (k, v) in &t.configs {
-                out.push(MetadataRecord::Config { topic: t.name.clone(), key: k.clone(), value: Some(v.clone()) });
-            }
+            t.push_records(&mut out);
         }
         out
     }

@@ -23,10 +23,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::image::MetadataImage;
+use super::image::{MetadataImage, PartitionMeta, TopicMeta};
 use super::records::MetadataRecord;
 use crate::io::durable::replace_file;
 use crate::io::ring::Ring;
@@ -89,8 +89,8 @@ fn decode_frames(data: &[u8]) -> (Vec<MetadataRecord>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while data.len() - pos >= FRAME_HEADER {
-        let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        let mut header = &data[pos..pos + FRAME_HEADER];
+        let (len, crc) = (header.get_u32() as usize, header.get_u32());
         if data.len() - pos - FRAME_HEADER < len {
             break;
         }
@@ -173,22 +173,11 @@ fn read_legacy(log_dir: &Path) -> io::Result<Option<(String, Vec<MetadataRecord>
     if old.next_producer_id > 0 {
         recs.push(MetadataRecord::ProducerIds { next_producer_id: old.next_producer_id });
     }
-    for t in old.topics.values() {
-        recs.push(MetadataRecord::Topic { name: t.name.clone(), topic_id: t.topic_id });
-        for (i, p) in t.partitions.iter().enumerate() {
-            recs.push(MetadataRecord::Partition {
-                topic_id: t.topic_id,
-                partition: i as i32,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-            });
-            placement.push((t.topic_id, i as i32, p.owner_shard));
-        }
-        for (k, v) in &t.configs {
-            recs.push(MetadataRecord::Config { topic: t.name.clone(), key: k.clone(), value: Some(v.clone()) });
-        }
+    for t in old.topics.into_values() {
+        placement.extend(t.partitions.iter().enumerate().map(|(i, p)| (t.topic_id, i as i32, p.owner_shard)));
+        let partitions =
+            t.partitions.into_iter().map(|p| PartitionMeta { leader: p.leader, leader_epoch: p.leader_epoch, replicas: p.replicas, isr: p.isr }).collect();
+        TopicMeta { name: t.name, topic_id: t.topic_id, partitions, configs: t.configs }.push_records(&mut recs);
     }
     Ok(Some((old.cluster_id, recs, placement)))
 }

@@ -148,15 +148,15 @@ impl ShardPlacement {
     }
 
     /// The table as stored in [`PLACEMENT_FILE`].
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> io::Result<Vec<u8>> {
         let f = PlacementFile { shards: self.nr_shards, partitions: self.shards.iter().map(|(&(t, p), &s)| (t, p, s)).collect() };
-        serde_json::to_vec(&f).expect("placement serializes")
+        serde_json::to_vec(&f).map_err(io::Error::other)
     }
 
     /// Writes the table at start-up (blocking; nothing is served yet).
     pub fn save_at_start(&self, log_dir: &Path) -> io::Result<()> {
         let tmp = log_dir.join(format!("{PLACEMENT_FILE}.tmp"));
-        std::fs::write(&tmp, self.encode())?;
+        std::fs::write(&tmp, self.encode()?)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, log_dir.join(PLACEMENT_FILE))?;
         std::fs::File::open(log_dir)?.sync_all()

@@ -57,7 +57,11 @@ impl Shard {
         if placement != *self.placement() {
             // The placement is local and re-derivable: a failed save is reported, not fatal.
             let path = self.cfg.log_dir.join(crate::metadata::placement::PLACEMENT_FILE);
-            if let Err(e) = crate::io::durable::replace_file(&self.ring, &path, placement.encode().into()).await {
+            let saved = match placement.encode() {
+                Ok(bytes) => crate::io::durable::replace_file(&self.ring, &path, bytes.into()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = saved {
                 crate::error_limited!("saving the shard placement failed: {e}");
             }
         }

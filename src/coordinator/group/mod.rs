@@ -1146,7 +1146,7 @@ mod replay_tests {
         let dir = tmp.path().to_path_buf();
         run(move || async move {
             let clock = crate::clock::Clock::manual(1_700_000_000_000);
-            let cfg = Arc::new(Config { clock: clock.clone(), ..Config::default() });
+            let cfg = Arc::new(Config { clock: clock.clock(), ..Config::default() });
             let g = "session-group";
             let p = partition_for(g, cfg.offsets_topic_num_partitions);
             let log = PartitionLog::open(&dir, OFFSETS_TOPIC, p, LogConfig::from(&cfg, &Default::default()), Ring::start().unwrap(), false).unwrap();
