@@ -20,6 +20,32 @@ pub enum Error {
     /// (UNKNOWN_TOPIC_OR_PARTITION; the client refreshes its metadata and retries).
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// This node is not the cluster's active controller, or lost that role while
+    /// the change was in flight (NOT_CONTROLLER: retriable, the client retries).
+    #[error("this node is not the active controller")]
+    NotController,
+    /// An error another broker answered (a forwarded controller operation): its
+    /// Kafka code and message, passed through unchanged.
+    #[error("{message}")]
+    Remote {
+        /// The Kafka error code the other broker chose.
+        code: i16,
+        /// Its message.
+        message: String,
+    },
+    /// A change was proposed but not seen committed in time (REQUEST_TIMED_OUT:
+    /// it may still commit; the client retries and may find it done).
+    #[error("{0}")]
+    RequestTimedOut(String),
+    /// A broker's call carried an epoch from before its last registration (STALE_BROKER_EPOCH).
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// A node formatted for another cluster (INCONSISTENT_CLUSTER_ID).
+    #[error("{0}")]
+    InconsistentClusterId(String),
+    /// The partition has no leader right now (its broker is fenced; LEADER_NOT_AVAILABLE).
+    #[error("the partition has no leader right now")]
+    LeaderNotAvailable,
     /// The partition is led by another broker (the client refreshes its metadata).
     #[error("this broker does not lead the partition")]
     NotLeaderOrFollower,
@@ -323,6 +349,12 @@ impl Error {
         use ResponseError as R;
         match self {
             Error::UnknownTopicOrPartition => R::UnknownTopicOrPartition,
+            Error::NotController => R::NotController,
+            Error::Remote { code, .. } => ResponseError::try_from_code(*code).unwrap_or(R::UnknownServerError),
+            Error::LeaderNotAvailable => R::LeaderNotAvailable,
+            Error::RequestTimedOut(_) => R::RequestTimedOut,
+            Error::StaleBrokerEpoch(_) => R::StaleBrokerEpoch,
+            Error::InconsistentClusterId(_) => R::InconsistentClusterId,
             Error::NotLeaderOrFollower => R::NotLeaderOrFollower,
             Error::OffsetOutOfRange { .. } => R::OffsetOutOfRange,
             Error::MessageTooLarge { .. } => R::MessageTooLarge,

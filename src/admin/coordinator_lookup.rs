@@ -14,19 +14,25 @@ use crate::xshard::XShard;
 /// creates `__consumer_offsets` and `__transaction_state`: compacted (only the
 /// latest value per key matters on replay) with 100 MiB segments
 /// (`offsets.topic.segment.bytes`, `transaction.state.log.segment.bytes`).
-async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32) -> bool {
+/// Its replication factor is `offsets.topic.replication.factor` /
+/// `transaction.state.log.replication.factor`, never lowered: a cluster that
+/// cannot place it says why in the log, and the coordinator stays unavailable.
+async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replication_factor: i16) -> bool {
     if x.shard.image().topics.contains_key(topic) {
         return true;
     }
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor: 1, configs };
-    let _ = super::topics::create_internal(x, new).await;
+    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor, configs };
+    match super::topics::create_internal(x, new).await {
+        Ok(()) | Err(Error::TopicAlreadyExists) => {}
+        Err(e) => crate::warn_limited!("creating internal topic {topic} (replication factor {replication_factor}) failed: {e}"),
+    }
     x.shard.image().topics.contains_key(topic)
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn ensure_offsets_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions).await
+    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions, x.shard.cfg.offsets_topic_replication_factor).await
 }
 
 /// The `__consumer_offsets` partition of `group`, by the topic's actual partition count.
@@ -67,7 +73,13 @@ pub async fn call_group_on(x: &XShard, shard: usize, req: GroupRequest) -> Resul
 
 /// Creates `__transaction_state` if it does not exist yet.
 pub async fn ensure_txn_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, TXN_STATE_TOPIC, x.shard.cfg.transaction_state_log_num_partitions).await
+    ensure_internal_topic(
+        x,
+        TXN_STATE_TOPIC,
+        x.shard.cfg.transaction_state_log_num_partitions,
+        x.shard.cfg.transaction_state_log_replication_factor,
+    )
+    .await
 }
 
 /// The `__transaction_state` partition of `transactional_id`, by the topic's actual partition count.

@@ -202,6 +202,51 @@ pub struct Config {
     /// transaction timeouts, retention, timestamps). The system clock; unit tests
     /// put a manual one here to move time themselves.
     pub clock: crate::clock::Clock,
+    /// TEMP(cluster-config branch replaces): `process.roles`.
+    pub process_roles: ProcessRoles,
+    /// TEMP: `controller.quorum.voters`.
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// TEMP: the CONTROLLER listener.
+    pub controller_listener: Option<SocketAddr>,
+    /// TEMP: `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// TEMP: `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
+    /// TEMP: `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// TEMP: `controller.quorum.election.timeout.ms`.
+    pub controller_quorum_election_timeout_ms: u64,
+    /// TEMP: `offsets.topic.replication.factor`.
+    pub offsets_topic_replication_factor: i16,
+    /// TEMP: `transaction.state.log.replication.factor`.
+    pub transaction_state_log_replication_factor: i16,
+}
+
+/// TEMP `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// Serves clients.
+    pub broker: bool,
+    /// Votes in the metadata quorum.
+    pub controller: bool,
+}
+
+/// TEMP one voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// node.id
+    pub id: i32,
+    /// host
+    pub host: String,
+    /// port
+    pub port: u16,
+}
+
+impl Config {
+    /// TEMP
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -269,6 +314,15 @@ impl Default for Config {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
+            process_roles: ProcessRoles { broker: true, controller: true },
+            controller_quorum_voters: Vec::new(),
+            controller_listener: None,
+            broker_rack: None,
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
+            controller_quorum_election_timeout_ms: 1000,
+            offsets_topic_replication_factor: 1,
+            transaction_state_log_replication_factor: 1,
             clock: crate::clock::Clock::system(),
         }
     }
@@ -325,6 +379,29 @@ impl Config {
     /// Sets one key from its text form; the single place that knows every key.
     pub fn set(&mut self, key: &str, v: &str) -> Result<(), ConfigError> {
         match key {
+            "controller.quorum.voters" => {
+                self.controller_quorum_voters = v
+                    .split(',')
+                    .map(|e| {
+                        let (id, hp) = e.trim().split_once('@').ok_or_else(|| bad(key, "id@host:port"))?;
+                        let (h, p) = hp.rsplit_once(':').ok_or_else(|| bad(key, "id@host:port"))?;
+                        Ok(QuorumVoter { id: parse_num(key, id)?, host: h.to_string(), port: parse_num(key, p)? })
+                    })
+                    .collect::<Result<_, ConfigError>>()?
+            }
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
+            "controller.quorum.election.timeout.ms" => self.controller_quorum_election_timeout_ms = parse_num(key, v)?,
+            "broker.rack" => self.broker_rack = Some(v.to_string()),
+            "listeners" if v.contains("CONTROLLER://") => {
+                for l in v.split(',') {
+                    if let Some(a) = l.strip_prefix("CONTROLLER://") {
+                        self.controller_listener = Some(a.parse().map_err(|_| bad(key, "addr"))?);
+                    } else {
+                        self.set(key, l)?;
+                    }
+                }
+            }
             "listeners" => {
                 let (host, port) = parse_listener(key, v)?;
                 self.listener = format!("{host}:{port}")

@@ -10,13 +10,12 @@ use super::Ctx;
 /// "Authorized operations not requested" (Kafka's INT32 minimum sentinel).
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Serves DescribeCluster `version`: this broker as the only broker and the controller.
+/// Serves DescribeCluster `version`: the live brokers and the controller id clients are given.
 pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let shard = ctx.shard();
-    let (host, port) = &shard.advertised;
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(shard.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(shard.cfg.broker_id))
+        .with_controller_id(BrokerId(crate::admin::brokers::controller_id(shard)))
         .with_cluster_authorized_operations(OPERATIONS_OMITTED);
     // v1+: endpoint type 1 = brokers; 2 = controllers (a KRaft controller
     // quorum, which a single shardlog node does not run separately).
@@ -29,9 +28,15 @@ pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> Des
     if version >= 1 {
         resp.endpoint_type = 1;
     }
-    resp.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(shard.cfg.broker_id))
-        .with_host(StrBytes::from_string(host.clone()))
-        .with_port(*port as i32)];
+    resp.brokers = crate::admin::brokers::live_brokers(shard)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     resp
 }

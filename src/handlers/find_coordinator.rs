@@ -1,8 +1,9 @@
-//! FindCoordinator (key 10), versions 0-4 (v4 batches keys). Every group's
-//! (key type 0) and transactional id's (key type 1) coordinator is this
-//! broker; the shard behind it is chosen per request from the key's internal
-//! partition. `__consumer_offsets` or `__transaction_state` is created on
-//! first use. Any other key type is INVALID_REQUEST, as in Kafka.
+//! FindCoordinator (key 10), versions 0-4 (v4 batches keys). A group's (key
+//! type 0) or transactional id's (key type 1) coordinator is the broker leading
+//! the key's partition of `__consumer_offsets` / `__transaction_state` (on a
+//! single broker, always itself); the shard behind it is chosen per request on
+//! that broker. The internal topic is created on first use. Any other key type
+//! is INVALID_REQUEST, as in Kafka.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -10,49 +11,55 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::admin::coordinator_lookup as lookup;
+use crate::admin::brokers::{live_broker, BrokerEndpoint};
+use crate::coordinator::OFFSETS_TOPIC;
+use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;
 
-/// Serves FindCoordinator `version`: this broker for every group or transactional id,
-/// creating the internal topic behind the key type on first use.
+/// Serves FindCoordinator `version`: per key, the broker leading the key's
+/// partition of the internal topic, creating the topic on first use.
 pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let (host, port) = ctx.shard().advertised.clone();
-    let id = ctx.shard().cfg.broker_id;
-    let (error, why) = match req.key_type {
-        0 if lookup::ensure_offsets_topic(&ctx.x).await => (0, ""),
-        0 => (Error::CoordinatorNotAvailable.code(), "__consumer_offsets is not available"),
-        1 if lookup::ensure_txn_topic(&ctx.x).await => (0, ""),
-        1 => (Error::CoordinatorNotAvailable.code(), "__transaction_state is not available"),
-        _ => (Error::InvalidField(String::new()).code(), "unknown coordinator key type (0 group, 1 transaction)"),
-    };
-    let message = (error != 0).then(|| StrBytes::from_static_str(why));
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|k| {
-                let mut c = Coordinator::default().with_key(k.clone()).with_error_code(error).with_error_message(message.clone());
-                if error == 0 {
-                    c = c.with_node_id(BrokerId(id)).with_host(StrBytes::from_string(host.clone())).with_port(port as i32);
-                } else {
-                    c = c.with_node_id(BrokerId(-1)).with_port(-1);
-                }
-                c
-            })
-            .collect();
-    } else {
-        resp.error_code = error;
-        if version >= 1 {
-            resp.error_message = message;
+        let mut out = Vec::with_capacity(req.coordinator_keys.len());
+        for k in &req.coordinator_keys {
+            let c = Coordinator::default().with_key(k.clone());
+            out.push(match coordinator(ctx, req.key_type, k).await {
+                Ok(b) => c.with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(b.port as i32),
+                Err((code, why)) => c.with_error_code(code).with_error_message(Some(StrBytes::from_static_str(why))).with_node_id(BrokerId(-1)).with_port(-1),
+            });
         }
-        if error == 0 {
-            resp.node_id = BrokerId(id);
-            resp.host = StrBytes::from_string(host);
-            resp.port = port as i32;
-        } else {
-            resp.node_id = BrokerId(-1);
-            resp.port = -1;
+        resp.coordinators = out;
+    } else {
+        match coordinator(ctx, req.key_type, &req.key).await {
+            Ok(b) => {
+                resp.node_id = BrokerId(b.id);
+                resp.host = StrBytes::from_string(b.host);
+                resp.port = b.port as i32;
+            }
+            Err((code, why)) => {
+                resp.error_code = code;
+                if version >= 1 {
+                    resp.error_message = Some(StrBytes::from_static_str(why));
+                }
+                resp.node_id = BrokerId(-1);
+                resp.port = -1;
+            }
         }
     }
     resp
+}
+
+/// The broker coordinating `key` of `key_type` (0 group, 1 transactional id):
+/// the live leader of its internal partition.
+async fn coordinator(ctx: &Ctx, key_type: i8, key: &StrBytes) -> Result<BrokerEndpoint, (i16, &'static str)> {
+    let (topic, partition) = match key_type {
+        0 if lookup::ensure_offsets_topic(&ctx.x).await => (OFFSETS_TOPIC, lookup::offsets_partition(&ctx.x, key)),
+        0 => return Err((Error::CoordinatorNotAvailable.code(), "__consumer_offsets is not available")),
+        1 if lookup::ensure_txn_topic(&ctx.x).await => (TXN_STATE_TOPIC, lookup::txn_partition(&ctx.x, key)),
+        1 => return Err((Error::CoordinatorNotAvailable.code(), "__transaction_state is not available")),
+        _ => return Err((Error::InvalidField(String::new()).code(), "unknown coordinator key type (0 group, 1 transaction)")),
+    };
+    let leader = ctx.shard().image().partition(topic, partition).map_or(-1, |p| p.leader);
+    live_broker(ctx.shard(), leader).ok_or((Error::CoordinatorNotAvailable.code(), "the coordinator's partition has no live leader"))
 }

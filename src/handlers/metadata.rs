@@ -103,16 +103,22 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             });
         }
     }
-    let (host, port) = &ctx.shard().advertised;
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(cfg.broker_id))
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port as i32)])
-        .with_topics(topics);
+    let brokers = crate::admin::brokers::live_brokers(ctx.shard())
+        .into_iter()
+        .map(|b| {
+            let e = MetadataResponseBroker::default().with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(b.port as i32);
+            // rack exists from v1 on.
+            if version >= 1 {
+                e.with_rack(b.rack.map(StrBytes::from_string))
+            } else {
+                e
+            }
+        })
+        .collect();
+    let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     // Fields exist only from some versions on; the encoder rejects others.
     if version >= 1 {
-        resp.controller_id = BrokerId(cfg.broker_id);
+        resp.controller_id = BrokerId(crate::admin::brokers::controller_id(ctx.shard()));
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
@@ -132,6 +138,11 @@ fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> Meta
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
             match down.get(&(i as i32)) {
+                // No leader (its broker is fenced): clients wait and ask again.
+                None if p.leader < 0 => entry
+                    .with_error_code(Error::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
                 None => entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
                 Some(reason) => {
                     let e = entry.with_error_code(Error::KafkaStorage(reason.clone()).code()).with_leader_id(BrokerId(-1)).with_isr_nodes(Vec::new());

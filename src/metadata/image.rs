@@ -61,6 +61,26 @@ impl TopicMeta {
     }
 }
 
+/// A registered broker, as the controller last recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerMeta {
+    /// Epoch of its current registration.
+    pub epoch: i64,
+    /// The process start that registered.
+    pub incarnation_id: Uuid,
+    /// Advertised client listener host.
+    pub host: String,
+    /// Advertised client listener port.
+    pub port: u16,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+    /// Shards (cores) serving partitions.
+    pub shards: u32,
+    /// Fenced: its heartbeats stopped, or it has not caught up since registering.
+    /// A fenced broker leads nothing and is left out of Metadata.
+    pub fenced: bool,
+}
+
 /// The whole image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataImage {
@@ -77,12 +97,24 @@ pub struct MetadataImage {
     /// every block it gives a shard *before* the shard uses the block, so ids
     /// stay unique across restarts and kill -9 (a crash only skips ids).
     pub next_producer_id: i64,
+    /// Registered brokers by id (empty on a single broker that is not a cluster).
+    pub brokers: BTreeMap<i32, BrokerMeta>,
+    /// The epoch the next registration gets (one more than any given so far).
+    pub next_broker_epoch: i64,
 }
 
 impl MetadataImage {
     /// An empty image for `cluster_id`.
     pub fn empty(cluster_id: String) -> MetadataImage {
-        MetadataImage { cluster_id, version: 0, topics: BTreeMap::new(), names: BTreeMap::new(), next_producer_id: 0 }
+        MetadataImage {
+            cluster_id,
+            version: 0,
+            topics: BTreeMap::new(),
+            names: BTreeMap::new(),
+            next_producer_id: 0,
+            brokers: BTreeMap::new(),
+            next_broker_epoch: 1,
+        }
     }
 
     /// Unit tests' image: topics (name, id, partition count) led by broker 0, at `version`.
@@ -147,6 +179,32 @@ impl MetadataImage {
                 }
                 self.next_producer_id = *next_producer_id;
             }
+            MetadataRecord::RegisterBroker { broker_id, epoch, incarnation_id, host, port, rack, shards, fenced } => {
+                if *epoch < self.next_broker_epoch {
+                    return Err(format!("broker {broker_id} registered with epoch {epoch}, below {}", self.next_broker_epoch));
+                }
+                self.next_broker_epoch = epoch + 1;
+                let b = BrokerMeta {
+                    epoch: *epoch,
+                    incarnation_id: *incarnation_id,
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                    shards: *shards,
+                    fenced: *fenced,
+                };
+                self.brokers.insert(*broker_id, b);
+            }
+            MetadataRecord::FenceBroker { broker_id, epoch } | MetadataRecord::UnfenceBroker { broker_id, epoch } => {
+                let b = self.brokers.get_mut(broker_id).ok_or_else(|| format!("fencing unknown broker {broker_id}"))?;
+                if b.epoch != *epoch {
+                    return Err(format!("fencing broker {broker_id} epoch {epoch}, registered as {}", b.epoch));
+                }
+                b.fenced = matches!(rec, MetadataRecord::FenceBroker { .. });
+            }
+            MetadataRecord::UnregisterBroker { broker_id } => {
+                self.brokers.remove(broker_id).ok_or_else(|| format!("unregistering unknown broker {broker_id}"))?;
+            }
             MetadataRecord::PartitionChange { topic_id, partition, leader, isr } => {
                 let t = self.topic_mut(topic_id)?;
                 let name = t.name.clone();
@@ -178,10 +236,30 @@ impl MetadataImage {
         if self.next_producer_id > 0 {
             out.push(MetadataRecord::ProducerIds { next_producer_id: self.next_producer_id });
         }
+        // By epoch: a registration's epoch must exceed every earlier one.
+        let mut brokers: Vec<_> = self.brokers.iter().collect();
+        brokers.sort_by_key(|(_, b)| b.epoch);
+        for (&broker_id, b) in brokers {
+            out.push(MetadataRecord::RegisterBroker {
+                broker_id,
+                epoch: b.epoch,
+                incarnation_id: b.incarnation_id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                shards: b.shards,
+                fenced: b.fenced,
+            });
+        }
         for t in self.topics.values() {
             t.push_records(&mut out);
         }
         out
+    }
+
+    /// The broker with `id`, if registered and not fenced (it may lead and be named in Metadata).
+    pub fn live_broker(&self, id: i32) -> Option<&BrokerMeta> {
+        self.brokers.get(&id).filter(|b| !b.fenced)
     }
 
     /// Records that make `topic` have exactly the overrides `configs`.

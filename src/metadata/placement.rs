@@ -176,6 +176,48 @@ pub fn route(image: &MetadataImage, placement: &ShardPlacement, broker_id: i32, 
     }
 }
 
+/// Kafka's replica assignment: the brokers in a rack-alternating order (when
+/// racks are set: one broker of each rack in turn, as Kafka's
+/// `getRackAlternatedBrokerList`), partition `p`'s first replica (its preferred
+/// leader) at position `start + p`, the others the next brokers around the
+/// circle. So leaders and replicas spread evenly over the brokers, and the
+/// replicas of a partition sit on different racks where there are enough.
+/// `brokers` are (id, rack), in id order; `count` partitions from `first`.
+pub fn assign_replicas(brokers: &[(i32, Option<String>)], first: i32, count: i32, replication_factor: usize, start: usize) -> Vec<Vec<i32>> {
+    let order = rack_alternated(brokers);
+    let n = order.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    (first..first + count)
+        .map(|p| {
+            let base = start + p as usize;
+            (0..replication_factor.min(n)).map(|j| order[(base + j) % n]).collect()
+        })
+        .collect()
+}
+
+fn rack_alternated(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
+    if brokers.iter().all(|(_, r)| r.is_none()) {
+        return brokers.iter().map(|(id, _)| *id).collect();
+    }
+    let mut racks: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        racks.entry(rack.as_deref().unwrap_or("")).or_default().push(*id);
+    }
+    let mut out = Vec::with_capacity(brokers.len());
+    let mut i = 0;
+    while out.len() < brokers.len() {
+        for ids in racks.values() {
+            if let Some(&id) = ids.get(i) {
+                out.push(id);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +288,20 @@ mod tests {
         assert_eq!(t.partitions_per_shard().iter().sum::<usize>(), 2);
         let b = next.topics["b"].topic_id;
         assert!(t.shard_of(&b, 0).is_some() && t.shard_of(&img.topics["a"].topic_id, 0).is_none());
+    }
+
+    #[test]
+    fn replicas_spread_over_brokers_and_racks() {
+        let brokers: Vec<(i32, Option<String>)> = vec![(1, None), (2, None), (3, None)];
+        let a = assign_replicas(&brokers, 0, 12, 1, 0);
+        for b in 1..=3 {
+            assert_eq!(a.iter().filter(|r| r[0] == b).count(), 4, "each broker leads 4 of 12");
+        }
+        let a = assign_replicas(&brokers, 0, 3, 3, 1);
+        assert_eq!(a, vec![vec![2, 3, 1], vec![3, 1, 2], vec![1, 2, 3]]);
+        let racked: Vec<(i32, Option<String>)> = vec![(1, Some("a".into())), (2, Some("a".into())), (3, Some("b".into())), (4, Some("b".into()))];
+        for r in assign_replicas(&racked, 0, 8, 2, 0) {
+            assert_ne!(racked[(r[0] - 1) as usize].1, racked[(r[1] - 1) as usize].1, "{r:?} on one rack");
+        }
     }
 }

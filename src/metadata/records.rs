@@ -53,6 +53,46 @@ pub enum MetadataRecord {
         /// The first producer id not yet handed out; never moves back.
         next_producer_id: i64,
     },
+    /// A broker registered (or re-registered after a restart, with a new incarnation
+    /// and epoch): KRaft's `RegisterBrokerRecord`. A registered broker starts fenced.
+    RegisterBroker {
+        /// The broker's `node.id`.
+        broker_id: i32,
+        /// Broker epoch, unique and increasing per registration (KIP-903 uses it
+        /// to reject a replica from before a restart).
+        epoch: i64,
+        /// Random per process start: tells a restart from a retried registration.
+        incarnation_id: Uuid,
+        /// Advertised host of its client listener.
+        host: String,
+        /// Advertised port of its client listener.
+        port: u16,
+        /// `broker.rack`, if set.
+        rack: Option<String>,
+        /// Its shard count (cores serving partitions).
+        shards: u32,
+        /// Registered fenced (true) or carried over unfenced by a checkpoint.
+        fenced: bool,
+    },
+    /// A broker's session expired or it registered anew: it leads nothing until unfenced.
+    FenceBroker {
+        /// The broker's id.
+        broker_id: i32,
+        /// The registration this applies to.
+        epoch: i64,
+    },
+    /// A fenced broker caught up with the metadata log: it may lead again.
+    UnfenceBroker {
+        /// The broker's id.
+        broker_id: i32,
+        /// The registration this applies to.
+        epoch: i64,
+    },
+    /// A broker left the cluster for good (UnregisterBroker).
+    UnregisterBroker {
+        /// The broker's id.
+        broker_id: i32,
+    },
     /// A partition's leader or ISR changed (fields left None are unchanged); a new
     /// leader bumps the leader epoch. Written by the cluster's controller on failover.
     PartitionChange {
@@ -60,7 +100,8 @@ pub enum MetadataRecord {
         topic_id: Uuid,
         /// Partition index.
         partition: i32,
-        /// New leader broker id, if it changed.
+        /// New leader broker id, if it changed; -1 is no leader (Kafka's NO_LEADER:
+        /// clients get LEADER_NOT_AVAILABLE until one is elected).
         leader: Option<i32>,
         /// New ISR (broker ids), if it changed.
         isr: Option<Vec<i32>>,

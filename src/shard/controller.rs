@@ -8,11 +8,18 @@
 //!
 //! Operations run one at a time (the controller lock): each one's records are
 //! validated against the image the previous one committed.
+//!
+//! In a cluster the metadata log is the Raft quorum's (`cluster/`, reached
+//! through [`MetadataQuorum`]): only the active controller validates and
+//! proposes; a change is answered once the quorum committed it and this node
+//! applied it. Any other node forwards the whole operation to the active
+//! controller and answers with its reply once it has applied the change too,
+//! so a client that creates a topic through one broker finds it there next.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::request::{AlterOp, ConfigChange, NewTopic};
+use super::request::{AlterOp, ConfigChange, ControllerOp, ControllerReply, NewTopic, ShardResponse};
 use super::{Shard, CONTROLLER_SHARD};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,10 +39,13 @@ impl Drop for ControllerTurn<'_> {
 impl Shard {
     async fn controller_turn(&self) -> Result<ControllerTurn<'_>> {
         if self.id != CONTROLLER_SHARD {
-            return Err(Error::CoordinatorNotAvailable);
+            return Err(Error::NotController);
         }
         while self.controller_busy.get() {
             self.controller_idle.wait().await;
+        }
+        if self.quorum().is_some_and(|q| !q.is_active()) {
+            return Err(Error::NotController);
         }
         self.controller_busy.set(true);
         Ok(ControllerTurn(self))
@@ -48,10 +58,28 @@ impl Shard {
         if records.is_empty() {
             return results;
         }
+        if let Some(quorum) = self.quorum() {
+            // The quorum's applier installs and publishes the committed image.
+            return match quorum.propose(records).await {
+                Ok(()) => results,
+                Err(e) => {
+                    crate::warn_limited!("a metadata change was not committed: {e}");
+                    results.into_iter().map(|r| r.and(Err(Error::Remote { code: e.code(), message: e.to_string() }))).collect()
+                }
+            };
+        }
         if let Err(e) = self.append_records(&records, &next).await {
             crate::error_limited!("persisting metadata failed: {e}");
             return results.into_iter().map(|r| r.and(Err(Error::Io(std::io::Error::new(e.kind(), e.to_string()))))).collect();
         }
+        self.install_image(next).await;
+        results
+    }
+
+    /// Fits this broker's placement to `next`, saves it, and installs and
+    /// publishes both on every shard (the local log append already happened,
+    /// or, in a cluster, the quorum committed the records).
+    pub async fn install_image(self: &Rc<Self>, next: MetadataImage) {
         let mut placement = (*self.placement()).clone();
         placement.fit(&next, self.cfg.broker_id);
         if placement != *self.placement() {
@@ -66,7 +94,39 @@ impl Shard {
             }
         }
         self.publish(Arc::new(next), Arc::new(placement)).await;
-        results
+    }
+
+    /// Cluster: runs `req` on the active controller; the reply comes once this
+    /// node applied what it committed.
+    pub(super) async fn forward_to_controller(self: &Rc<Self>, op: ControllerOp) -> ShardResponse {
+        let Some(quorum) = self.quorum() else { return op.failed(&Error::NotController) };
+        match quorum.forward(op.clone()).await {
+            Ok(reply) => reply.into_response(),
+            Err(e) => op.failed(&e),
+        }
+    }
+
+    /// Active controller: runs an operation another node forwarded.
+    pub async fn run_forwarded(self: &Rc<Self>, op: ControllerOp) -> ControllerReply {
+        let resp = Box::pin(self.handle(op.clone().into_request())).await;
+        ControllerReply::from_response(resp).unwrap_or_else(|| ControllerReply::failed(&op, &Error::NotController))
+    }
+
+    /// Active controller: commits the change `build` makes from the current image
+    /// (broker registration and fencing, driven by `cluster/`). Answers the
+    /// image version committed, or why not.
+    pub async fn propose_change<F>(self: &Rc<Self>, build: F) -> Result<u64>
+    where
+        F: FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>>,
+    {
+        let _turn = self.controller_turn().await?;
+        let records = build(&self.image())?;
+        if records.is_empty() {
+            return Ok(self.image().version);
+        }
+        let quorum = self.quorum().ok_or(Error::NotController)?;
+        quorum.propose(records).await?;
+        Ok(self.image().version)
     }
 
     /// Appends to the metadata log (taken out of its cell while the write is in
@@ -119,12 +179,11 @@ impl Shard {
     pub(super) async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
         let mut results = Vec::with_capacity(topics.len());
-        let broker = self.cfg.broker_id;
         for t in topics {
             let r = (|| {
                 validate_topic_name(&t.name).map_err(Error::InvalidTopic)?;
@@ -141,21 +200,19 @@ impl Shard {
                 if t.num_partitions < 1 {
                     return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
                 }
-                if t.replication_factor != 1 {
-                    return Err(Error::InvalidReplicationFactor(format!("replication factor {} is larger than the 1 available broker", t.replication_factor)));
-                }
+                let replicas = self.assign(&next, 0, t.num_partitions, t.replication_factor)?;
                 let configs = crate::config::topic::validate_all(&t.configs)?;
                 if validate_only {
                     return Ok(());
                 }
                 let topic_id = uuid::Uuid::new_v4();
                 let mut recs = vec![MetadataRecord::Topic { name: t.name.clone(), topic_id }];
-                recs.extend((0..t.num_partitions).map(|p| MetadataRecord::Partition {
+                recs.extend(replicas.into_iter().zip(0..).map(|(replicas, p)| MetadataRecord::Partition {
                     topic_id,
                     partition: p,
-                    replicas: vec![broker],
-                    isr: vec![broker],
-                    leader: broker,
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    replicas,
                     leader_epoch: 0,
                 }));
                 recs.extend(configs.into_iter().map(|(key, value)| MetadataRecord::Config { topic: t.name.clone(), key, value: Some(value) }));
@@ -174,7 +231,7 @@ impl Shard {
     pub(super) async fn delete_topics(self: &Rc<Self>, topics: Vec<(Option<String>, uuid::Uuid)>) -> Vec<Result<(String, uuid::Uuid)>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
@@ -208,11 +265,10 @@ impl Shard {
     pub(super) async fn create_partitions(self: &Rc<Self>, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
-        let broker = self.cfg.broker_id;
         let results: Vec<Result<i32>> = topics
             .into_iter()
             .map(|(name, count)| {
@@ -234,8 +290,12 @@ impl Shard {
                     return Ok(cur);
                 }
                 let topic_id = t.topic_id;
-                let recs: Vec<MetadataRecord> = (cur..count)
-                    .map(|p| MetadataRecord::Partition { topic_id, partition: p, replicas: vec![broker], isr: vec![broker], leader: broker, leader_epoch: 0 })
+                let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                let replicas = self.assign(&next, cur, count - cur, rf)?;
+                let recs: Vec<MetadataRecord> = replicas
+                    .into_iter()
+                    .zip(cur..)
+                    .map(|(replicas, p)| MetadataRecord::Partition { topic_id, partition: p, isr: replicas.clone(), leader: replicas[0], replicas, leader_epoch: 0 })
                     .collect();
                 apply_all(&mut next, &recs)?;
                 records.extend(recs);
@@ -252,7 +312,7 @@ impl Shard {
     pub(super) async fn alter_topic_configs(self: &Rc<Self>, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return changes.iter().map(|_| Err(Error::Io(std::io::Error::other(e.to_string())))).collect(),
+            Err(e) => return changes.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
@@ -283,6 +343,39 @@ impl Shard {
         let out = self.commit(records, next, results).await;
         drop(turn);
         out
+    }
+}
+
+impl Shard {
+    /// Replicas for `count` new partitions from `first`: over the live brokers of
+    /// a cluster (Kafka's assignment, rack-aware), or this broker alone. A factor
+    /// above the live brokers is refused, and so is any factor above 1 until
+    /// partition data is replicated: a cluster holds each partition on one broker.
+    fn assign(&self, image: &MetadataImage, first: i32, count: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>> {
+        let brokers: Vec<(i32, Option<String>)> = if self.cfg.is_cluster() {
+            image.brokers.iter().filter(|(_, b)| !b.fenced).map(|(&id, b)| (id, b.rack.clone())).collect()
+        } else {
+            vec![(self.cfg.broker_id, None)]
+        };
+        if replication_factor < 1 {
+            return Err(Error::InvalidReplicationFactor(format!("replication factor must be at least 1, got {replication_factor}")));
+        }
+        if replication_factor as usize > brokers.len() {
+            let n = brokers.len();
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is larger than the {n} available broker{}",
+                if n == 1 { "" } else { "s" }
+            )));
+        }
+        if replication_factor > 1 {
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor}: this shardlog does not replicate partition data yet; \
+                 each partition lives on one broker of the cluster (use replication factor 1)"
+            )));
+        }
+        // Kafka starts each topic's assignment at a random broker, spreading leaders across topics.
+        let start = (uuid::Uuid::new_v4().as_u128() % brokers.len() as u128) as usize;
+        Ok(crate::metadata::placement::assign_replicas(&brokers, first, count, replication_factor as usize, start))
     }
 }
 

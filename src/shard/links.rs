@@ -6,7 +6,11 @@
 //! - [`Peers`]: the one job that starts on a shard and needs every other shard,
 //!   the controller publishing a new metadata image. `xshard/` implements it.
 //!
-//! Both are held weakly (the implementors own the shard), and their futures are
+//! - [`MetadataQuorum`]: in a cluster, the Raft quorum the controller commits
+//!   metadata changes through, and the way to the active controller when this
+//!   node is not it. `cluster/` implements it; a single broker has none.
+//!
+//! All are held weakly (the implementors own the shard), and their futures are
 //! boxed: a publish re-enters this shard through `xshard`, and the box is what
 //! keeps that recursion finite for the compiler.
 
@@ -15,10 +19,10 @@ use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 
-use super::request::{TopicPartition, TxnMarker};
+use super::request::{ControllerOp, ControllerReply, TopicPartition, TxnMarker};
 use crate::error::Result;
 use crate::log::PartitionLog;
-use crate::metadata::{MetadataImage, ShardPlacement};
+use crate::metadata::{MetadataImage, MetadataRecord, ShardPlacement};
 
 /// Events of the partitions a shard owns, for the layer above that keeps state in
 /// some of them (the group and transaction coordinators).
@@ -39,4 +43,18 @@ pub trait Peers {
     /// Installs `image` and `placement` on every shard (this one included) and
     /// resolves when all have applied them; answers how many shards failed to.
     fn apply_everywhere(&self, image: Arc<MetadataImage>, placement: Arc<ShardPlacement>) -> LocalBoxFuture<'_, usize>;
+}
+
+/// The cluster's metadata quorum as the controller shard sees it.
+pub trait MetadataQuorum {
+    /// True when this node is the active controller (the Raft leader, caught up
+    /// with its own term): only then may it validate and propose changes.
+    fn is_active(&self) -> bool;
+    /// Proposes one change (applied all or none) and resolves once it is
+    /// committed by the quorum and applied (published) on this node; an error
+    /// when leadership was lost or the commit did not come in time.
+    fn propose(&self, records: Vec<MetadataRecord>) -> LocalBoxFuture<'_, Result<()>>;
+    /// Sends `op` to the active controller and resolves with its answer once
+    /// this node has applied what it committed.
+    fn forward(&self, op: ControllerOp) -> LocalBoxFuture<'_, Result<ControllerReply>>;
 }

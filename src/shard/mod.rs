@@ -32,7 +32,7 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::log::MetadataLog;
 use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::sync::Notify;
-use links::{PartitionEvents, Peers};
+use links::{MetadataQuorum, PartitionEvents, Peers};
 use offline::{OfflinePartitions, SpareDescriptors};
 use partition::Partition;
 use request::{ShardRequest, ShardResponse, TopicPartition};
@@ -78,6 +78,8 @@ pub struct Shard {
     /// The way to every shard, for the controller's publish. Set once by
     /// `XShard::connect`; weak because the XShard owns this shard.
     peers: OnceCell<Weak<dyn Peers>>,
+    /// The cluster's metadata quorum (controller shard of a cluster node only).
+    quorum: OnceCell<Weak<dyn MetadataQuorum>>,
     /// Effective log config per topic, for the image version it was built from
     /// (produce validation reads it per request without re-parsing strings).
     topic_configs: RefCell<(u64, HashMap<String, Arc<LogConfig>>)>,
@@ -119,6 +121,7 @@ impl Shard {
             stop_signal: Notify::default(),
             events: OnceCell::new(),
             peers: OnceCell::new(),
+            quorum: OnceCell::new(),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         })
     }
@@ -142,6 +145,16 @@ impl Shard {
 
     fn events(&self) -> Option<Rc<dyn PartitionEvents>> {
         self.events.get().and_then(Weak::upgrade)
+    }
+
+    /// Connects the controller to the cluster's metadata quorum (cluster mode only).
+    pub fn set_quorum(&self, quorum: Weak<dyn MetadataQuorum>) {
+        let _ = self.quorum.set(quorum);
+    }
+
+    /// The metadata quorum, on a cluster node's controller shard.
+    pub(crate) fn quorum(&self) -> Option<Rc<dyn MetadataQuorum>> {
+        self.quorum.get().and_then(Weak::upgrade)
     }
 
     pub(crate) fn peers(&self) -> Option<Rc<dyn Peers>> {
@@ -320,6 +333,12 @@ impl Shard {
 
     /// Serves one request for partitions this shard owns.
     pub async fn handle(self: &Rc<Self>, req: ShardRequest) -> ShardResponse {
+        // In a cluster, metadata changes go to the active controller when this node is not it.
+        let req = match request::ControllerOp::from_request(req) {
+            Ok(op) if self.quorum().is_some_and(|q| !q.is_active()) => return self.forward_to_controller(op).await,
+            Ok(op) => op.into_request(),
+            Err(req) => req,
+        };
         match req {
             ShardRequest::Produce { partitions } => {
                 let futs = partitions.into_iter().map(|(tp, batches)| {

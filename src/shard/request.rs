@@ -32,7 +32,7 @@ pub struct FetchRead {
 }
 
 /// A topic to create (already validated for shape by the handler).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     /// Topic name (checked against Kafka's name rules by the controller).
     pub name: String,
@@ -45,7 +45,7 @@ pub struct NewTopic {
 }
 
 /// An IncrementalAlterConfigs operation (Kafka's codes 0-3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlterOp {
     /// 0: set the key to the value.
     Set,
@@ -58,7 +58,7 @@ pub enum AlterOp {
 }
 
 /// How a topic's config overrides change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     /// AlterConfigs: the given overrides replace all existing ones.
     Replace(std::collections::BTreeMap<String, String>),
@@ -199,4 +199,154 @@ pub enum ShardResponse {
     ProducerIds(Result<(i64, i64), Error>),
     /// Per marker: appended.
     WriteTxnMarkers(Vec<Result<(), Error>>),
+}
+
+/// A metadata change asked of the controller. In a cluster it travels to the
+/// active controller (JSON on the controller listener) when this node is not it,
+/// so every change reaches the one writer of metadata through one path.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ControllerOp {
+    /// [`ShardRequest::CreateTopics`].
+    CreateTopics {
+        /// The topics.
+        topics: Vec<NewTopic>,
+        /// Validate only.
+        validate_only: bool,
+        /// The broker creating one of its own topics.
+        internal: bool,
+    },
+    /// [`ShardRequest::DeleteTopics`].
+    DeleteTopics {
+        /// Each topic by name or id.
+        topics: Vec<(Option<String>, uuid::Uuid)>,
+    },
+    /// [`ShardRequest::CreatePartitions`].
+    CreatePartitions {
+        /// (topic, new total count).
+        topics: Vec<(String, i32)>,
+        /// Validate only.
+        validate_only: bool,
+    },
+    /// [`ShardRequest::AlterTopicConfigs`].
+    AlterTopicConfigs {
+        /// (topic, change).
+        changes: Vec<(String, ConfigChange)>,
+        /// Validate only.
+        validate_only: bool,
+    },
+    /// [`ShardRequest::AllocateProducerIds`].
+    AllocateProducerIds,
+}
+
+/// An error as it crosses brokers: Kafka's code and the message (rebuilt as [`Error::Remote`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WireError {
+    /// Kafka error code.
+    pub code: i16,
+    /// The message the handler would have sent.
+    pub message: String,
+}
+
+impl From<Error> for WireError {
+    fn from(e: Error) -> WireError {
+        WireError { code: e.code(), message: e.to_string() }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(w: WireError) -> Error {
+        Error::Remote { code: w.code, message: w.message }
+    }
+}
+
+/// The active controller's answer to a [`ControllerOp`], same variant.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum ControllerReply {
+    /// Per topic.
+    CreateTopics(Vec<Result<(), WireError>>),
+    /// Per topic: name and id.
+    DeleteTopics(Vec<Result<(String, uuid::Uuid), WireError>>),
+    /// Per topic: the count before.
+    CreatePartitions(Vec<Result<i32, WireError>>),
+    /// Per topic.
+    AlterTopicConfigs(Vec<Result<(), WireError>>),
+    /// (first id, count).
+    ProducerIds(Result<(i64, i64), WireError>),
+}
+
+fn wire<T>(v: Vec<Result<T, Error>>) -> Vec<Result<T, WireError>> {
+    v.into_iter().map(|r| r.map_err(WireError::from)).collect()
+}
+
+fn local<T>(v: Vec<Result<T, WireError>>) -> Vec<Result<T, Error>> {
+    v.into_iter().map(|r| r.map_err(Error::from)).collect()
+}
+
+impl ControllerOp {
+    /// The operation a controller request asks for; other requests come back unchanged.
+    pub fn from_request(req: ShardRequest) -> Result<ControllerOp, ShardRequest> {
+        Ok(match req {
+            ShardRequest::CreateTopics { topics, validate_only, internal } => ControllerOp::CreateTopics { topics, validate_only, internal },
+            ShardRequest::DeleteTopics { topics } => ControllerOp::DeleteTopics { topics },
+            ShardRequest::CreatePartitions { topics, validate_only } => ControllerOp::CreatePartitions { topics, validate_only },
+            ShardRequest::AlterTopicConfigs { changes, validate_only } => ControllerOp::AlterTopicConfigs { changes, validate_only },
+            ShardRequest::AllocateProducerIds => ControllerOp::AllocateProducerIds,
+            other => return Err(other),
+        })
+    }
+
+    /// The same operation as a shard request (on the active controller).
+    pub fn into_request(self) -> ShardRequest {
+        match self {
+            ControllerOp::CreateTopics { topics, validate_only, internal } => ShardRequest::CreateTopics { topics, validate_only, internal },
+            ControllerOp::DeleteTopics { topics } => ShardRequest::DeleteTopics { topics },
+            ControllerOp::CreatePartitions { topics, validate_only } => ShardRequest::CreatePartitions { topics, validate_only },
+            ControllerOp::AlterTopicConfigs { changes, validate_only } => ShardRequest::AlterTopicConfigs { changes, validate_only },
+            ControllerOp::AllocateProducerIds => ShardRequest::AllocateProducerIds,
+        }
+    }
+
+    /// Every item failing with `e` (the controller could not be reached).
+    pub fn failed(&self, e: &Error) -> ShardResponse {
+        ControllerReply::failed(self, e).into_response()
+    }
+}
+
+impl ControllerReply {
+    /// The reply to send back for a controller response; None for other responses.
+    pub fn from_response(resp: ShardResponse) -> Option<ControllerReply> {
+        Some(match resp {
+            ShardResponse::CreateTopics(v) => ControllerReply::CreateTopics(wire(v)),
+            ShardResponse::DeleteTopics(v) => ControllerReply::DeleteTopics(wire(v)),
+            ShardResponse::CreatePartitions(v) => ControllerReply::CreatePartitions(wire(v)),
+            ShardResponse::AlterTopicConfigs(v) => ControllerReply::AlterTopicConfigs(wire(v)),
+            ShardResponse::ProducerIds(r) => ControllerReply::ProducerIds(r.map_err(WireError::from)),
+            _ => return None,
+        })
+    }
+
+    /// Every item of `op` failing with `e`.
+    pub fn failed(op: &ControllerOp, e: &Error) -> ControllerReply {
+        fn err<T>(e: &Error) -> Result<T, WireError> {
+            Err(WireError { code: e.code(), message: e.to_string() })
+        }
+        match op {
+            ControllerOp::CreateTopics { topics, .. } => ControllerReply::CreateTopics(topics.iter().map(|_| err(e)).collect()),
+            ControllerOp::DeleteTopics { topics } => ControllerReply::DeleteTopics(topics.iter().map(|_| err(e)).collect()),
+            ControllerOp::CreatePartitions { topics, .. } => ControllerReply::CreatePartitions(topics.iter().map(|_| err(e)).collect()),
+            ControllerOp::AlterTopicConfigs { changes, .. } => ControllerReply::AlterTopicConfigs(changes.iter().map(|_| err(e)).collect()),
+            ControllerOp::AllocateProducerIds => ControllerReply::ProducerIds(err(e)),
+        }
+    }
+
+    /// The shard response this reply stands for.
+    pub fn into_response(self) -> ShardResponse {
+        match self {
+            ControllerReply::CreateTopics(v) => ShardResponse::CreateTopics(local(v)),
+            ControllerReply::DeleteTopics(v) => ShardResponse::DeleteTopics(local(v)),
+            ControllerReply::CreatePartitions(v) => ShardResponse::CreatePartitions(local(v)),
+            ControllerReply::AlterTopicConfigs(v) => ShardResponse::AlterTopicConfigs(local(v)),
+            ControllerReply::ProducerIds(r) => ShardResponse::ProducerIds(r.map_err(Error::from)),
+        }
+    }
 }

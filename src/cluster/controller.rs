@@ -1,0 +1,290 @@
+//! The active controller's side of the broker lifecycle (Kafka's
+//! `BrokerHeartbeatManager` and `ClusterControlManager`, reduced to what this
+//! cluster needs): registration, heartbeats, fencing and unfencing, and the
+//! leader changes they imply. It runs only on the quorum leader; the session
+//! times it keeps are soft state, restarted by a new leader as if every live
+//! broker had just sent a heartbeat (Kafka does the same).
+//!
+//! - A broker registers fenced, with a new epoch; its partitions lose their
+//!   leader while it is fenced (clients see LEADER_NOT_AVAILABLE).
+//! - It is unfenced by the first heartbeat showing it has applied the metadata
+//!   log up to its registration: only then does its image hold what it must
+//!   serve. Its partitions get their leader back (a new leader epoch).
+//! - No heartbeat for `broker.session.timeout.ms`: fenced again, and every
+//!   partition it led is given to another in-sync replica on a live broker, or
+//!   left without a leader.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::node::ClusterNode;
+use super::rpc::{ControllerRequest, ControllerResponse};
+use crate::error::Error;
+use crate::metadata::{MetadataImage, MetadataRecord};
+use crate::shard::request::WireError;
+
+/// How often the active controller looks for expired sessions.
+const SESSION_CHECK: Duration = Duration::from_millis(100);
+
+/// Soft state of the active controller.
+#[derive(Default)]
+pub struct BrokerSessions {
+    /// Last heartbeat (or registration) per broker.
+    last_seen: RefCell<HashMap<i32, Instant>>,
+    /// The metadata offset holding each broker's registration.
+    registered_at: RefCell<HashMap<i32, u64>>,
+    /// The offset applied when this node became the active controller: a broker
+    /// registered before that is caught up once it has applied this much.
+    active_since: Cell<Option<u64>>,
+}
+
+impl ClusterNode {
+    /// Answers a call on the controller listener.
+    pub(super) async fn handle_call(self: Rc<Self>, req: ControllerRequest) -> ControllerResponse {
+        if !crate::shard::links::MetadataQuorum::is_active(&*self) {
+            return ControllerResponse::NotController { leader: self.leader() };
+        }
+        self.become_active();
+        let res = match req {
+            ControllerRequest::BrokerRegistration { broker_id, incarnation_id, host, port, rack, shards } => {
+                self.register(broker_id, incarnation_id, host, port, rack, shards).await
+            }
+            ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset } => self.heartbeat(broker_id, epoch, metadata_offset).await,
+            ControllerRequest::UnregisterBroker { broker_id } => self.unregister(broker_id).await,
+            ControllerRequest::Forward(op) => {
+                let reply = self.shard.run_forwarded(op).await;
+                Ok(ControllerResponse::Forwarded { reply, metadata_offset: self.applied() })
+            }
+        };
+        match res {
+            Ok(r) => r,
+            Err(Error::NotController) => ControllerResponse::NotController { leader: self.leader() },
+            Err(e) => ControllerResponse::Error(WireError::from(e)),
+        }
+    }
+
+    /// First call after winning leadership: every registered broker's session starts now.
+    fn become_active(&self) {
+        if self.sessions.active_since.get().is_some() {
+            return;
+        }
+        self.sessions.active_since.set(Some(self.applied()));
+        let now = Instant::now();
+        let mut seen = self.sessions.last_seen.borrow_mut();
+        seen.clear();
+        for &id in self.shard.image().brokers.keys() {
+            seen.insert(id, now);
+        }
+        self.sessions.registered_at.borrow_mut().clear();
+    }
+
+    async fn register(
+        &self,
+        broker_id: i32,
+        incarnation_id: uuid::Uuid,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+        shards: u32,
+    ) -> Result<ControllerResponse, Error> {
+        if let Some(b) = self.shard.image().brokers.get(&broker_id) {
+            if b.incarnation_id == incarnation_id {
+                // A retried registration: same answer.
+                self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+                return Ok(ControllerResponse::Registered { epoch: b.epoch });
+            }
+        }
+        let epoch = Cell::new(0);
+        let offset = self
+            .shard
+            .propose_change(|img| {
+                epoch.set(img.next_broker_epoch);
+                let mut recs = vec![MetadataRecord::RegisterBroker {
+                    broker_id,
+                    epoch: img.next_broker_epoch,
+                    incarnation_id,
+                    host,
+                    port,
+                    rack,
+                    shards,
+                    fenced: true,
+                }];
+                // A restarted broker leads nothing until it has caught up.
+                recs.extend(reelect_without(img, broker_id));
+                Ok(recs)
+            })
+            .await?;
+        self.sessions.registered_at.borrow_mut().insert(broker_id, offset);
+        self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+        tracing::info!(broker_id, epoch = epoch.get(), "broker registered (fenced until it catches up)");
+        Ok(ControllerResponse::Registered { epoch: epoch.get() })
+    }
+
+    async fn heartbeat(&self, broker_id: i32, epoch: i64, metadata_offset: u64) -> Result<ControllerResponse, Error> {
+        let image = self.shard.image();
+        let b = match image.brokers.get(&broker_id) {
+            Some(b) if b.epoch == epoch => b.clone(),
+            Some(b) => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} heartbeat with epoch {epoch}, registered as {}", b.epoch))),
+            None => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} is not registered"))),
+        };
+        self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+        if !b.fenced {
+            return Ok(ControllerResponse::Heartbeat { fenced: false });
+        }
+        let needed = self.sessions.registered_at.borrow().get(&broker_id).copied().or(self.sessions.active_since.get()).unwrap_or(0);
+        if metadata_offset < needed {
+            return Ok(ControllerResponse::Heartbeat { fenced: true });
+        }
+        self.shard
+            .propose_change(|img| {
+                match img.brokers.get(&broker_id) {
+                    Some(b) if b.epoch == epoch && b.fenced => {}
+                    _ => return Ok(Vec::new()),
+                }
+                let mut recs = vec![MetadataRecord::UnfenceBroker { broker_id, epoch }];
+                recs.extend(elect_leaderless(img, Some(broker_id), None));
+                Ok(recs)
+            })
+            .await?;
+        tracing::info!(broker_id, epoch, "broker unfenced");
+        Ok(ControllerResponse::Heartbeat { fenced: false })
+    }
+
+    async fn unregister(&self, broker_id: i32) -> Result<ControllerResponse, Error> {
+        self.shard
+            .propose_change(|img| {
+                if !img.brokers.contains_key(&broker_id) {
+                    return Ok(Vec::new());
+                }
+                let mut recs = reelect_without(img, broker_id);
+                recs.push(MetadataRecord::UnregisterBroker { broker_id });
+                Ok(recs)
+            })
+            .await?;
+        self.sessions.last_seen.borrow_mut().remove(&broker_id);
+        Ok(ControllerResponse::Unregistered)
+    }
+
+    /// Fences brokers whose session expired, while this node is the active controller.
+    pub(super) async fn session_loop(self: Rc<Self>) {
+        let timeout = Duration::from_millis(self.shard.cfg.broker_session_timeout_ms);
+        while !self.is_stopping() {
+            glommio::timer::sleep(SESSION_CHECK).await;
+            if !crate::shard::links::MetadataQuorum::is_active(&*self) {
+                self.sessions.active_since.set(None);
+                continue;
+            }
+            self.become_active();
+            let now = Instant::now();
+            let image = self.shard.image();
+            let expired: Vec<(i32, i64)> = image
+                .brokers
+                .iter()
+                .filter(|(_, b)| !b.fenced)
+                .filter(|(id, _)| self.sessions.last_seen.borrow().get(id).is_none_or(|t| now.duration_since(*t) > timeout))
+                .map(|(&id, b)| (id, b.epoch))
+                .collect();
+            for (broker_id, epoch) in expired {
+                let res = self
+                    .shard
+                    .propose_change(|img| {
+                        match img.brokers.get(&broker_id) {
+                            Some(b) if b.epoch == epoch && !b.fenced => {}
+                            _ => return Ok(Vec::new()),
+                        }
+                        let mut recs = vec![MetadataRecord::FenceBroker { broker_id, epoch }];
+                        recs.extend(reelect_without(img, broker_id));
+                        Ok(recs)
+                    })
+                    .await;
+                match res {
+                    Ok(_) => tracing::warn!(broker_id, epoch, ?timeout, "broker fenced: no heartbeat within broker.session.timeout.ms"),
+                    Err(e) => crate::warn_limited!(broker_id, "fencing a broker failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Leader changes for every partition `broker` leads, as it stops leading:
+/// another in-sync replica on a live broker, or none (-1).
+pub fn reelect_without(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    elect_leaderless(image, None, Some(broker))
+}
+
+/// Leader changes: partitions led by `excluded` (when given) and partitions
+/// without a leader get the first in-sync replica on a live broker other than
+/// `excluded` (`newly_live` counts as live), or -1 when there is none.
+fn elect_leaderless(image: &MetadataImage, newly_live: Option<i32>, excluded: Option<i32>) -> Vec<MetadataRecord> {
+    let live = |id: i32| Some(id) != excluded && (Some(id) == newly_live || image.live_broker(id).is_some());
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let needs = p.leader == -1 || Some(p.leader) == excluded;
+            if !needs {
+                continue;
+            }
+            let leader = p.isr.iter().copied().find(|&r| live(r)).unwrap_or(-1);
+            if leader != p.leader {
+                out.push(MetadataRecord::PartitionChange { topic_id: t.topic_id, partition: i as i32, leader: Some(leader), isr: None });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(img: &mut MetadataImage, id: i32, fenced: bool) {
+        let epoch = img.next_broker_epoch;
+        let rec = MetadataRecord::RegisterBroker {
+            broker_id: id,
+            epoch,
+            incarnation_id: uuid::Uuid::new_v4(),
+            host: "h".into(),
+            port: 1,
+            rack: None,
+            shards: 1,
+            fenced,
+        };
+        img.apply(&rec).unwrap();
+    }
+
+    #[test]
+    fn fencing_moves_or_drops_leadership_and_unfencing_restores_it() {
+        let t = uuid::Uuid::new_v4();
+        let mut img = MetadataImage::empty("c".into());
+        img.apply(&MetadataRecord::Topic { name: "a".into(), topic_id: t }).unwrap();
+        img.apply(&MetadataRecord::Partition { topic_id: t, partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0 }).unwrap();
+        img.apply(&MetadataRecord::Partition { topic_id: t, partition: 1, replicas: vec![2, 1], isr: vec![2, 1], leader: 2, leader_epoch: 0 })
+            .unwrap();
+        broker(&mut img, 1, false);
+        broker(&mut img, 2, false);
+        // Broker 2 goes: partition 1 moves to 1; partition 0 is untouched.
+        let recs = reelect_without(&img, 2);
+        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: None }]);
+        // Broker 1 goes too (after 2 was fenced): both partitions lose their leader.
+        img.apply(&MetadataRecord::FenceBroker { broker_id: 2, epoch: 2 }).unwrap();
+        for r in &recs {
+            img.apply(r).unwrap();
+        }
+        let recs = reelect_without(&img, 1);
+        assert_eq!(recs.len(), 2);
+        for r in &recs {
+            img.apply(r).unwrap();
+        }
+        assert_eq!(img.partition("a", 0).unwrap().leader, -1);
+        assert_eq!(img.partition("a", 0).unwrap().leader_epoch, 1);
+        // Broker 2 comes back: both partitions get a leader in their ISR.
+        let recs = elect_leaderless(&img, Some(2), None);
+        for r in &recs {
+            img.apply(r).unwrap();
+        }
+        assert_eq!(img.partition("a", 0).unwrap().leader, -1, "its only replica is still fenced");
+        assert_eq!(img.partition("a", 1).unwrap().leader, 2);
+    }
+}
