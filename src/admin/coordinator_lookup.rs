@@ -10,23 +10,23 @@ use crate::error::Error;
 use crate::shard::request::NewTopic;
 use crate::xshard::XShard;
 
-/// Creates internal `topic` with `partitions` if it does not exist yet, as Kafka
-/// creates `__consumer_offsets` and `__transaction_state`: compacted (only the
-/// latest value per key matters on replay) with 100 MiB segments
+/// Creates internal `topic` with `partitions` and `replication_factor` if it does
+/// not exist yet, as Kafka creates `__consumer_offsets` and `__transaction_state`:
+/// compacted (only the latest value per key matters on replay) with 100 MiB segments
 /// (`offsets.topic.segment.bytes`, `transaction.state.log.segment.bytes`).
-async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32) -> bool {
+async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replication_factor: i16) -> bool {
     if x.shard.image().topics.contains_key(topic) {
         return true;
     }
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor: 1, configs };
+    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor, configs };
     let _ = super::topics::create_internal(x, new).await;
     x.shard.image().topics.contains_key(topic)
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn ensure_offsets_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions).await
+    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions, x.shard.cfg.offsets_topic_replication_factor).await
 }
 
 /// The `__consumer_offsets` partition of `group`, by the topic's actual partition count.
@@ -67,7 +67,7 @@ pub async fn call_group_on(x: &XShard, shard: usize, req: GroupRequest) -> Resul
 
 /// Creates `__transaction_state` if it does not exist yet.
 pub async fn ensure_txn_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, TXN_STATE_TOPIC, x.shard.cfg.transaction_state_log_num_partitions).await
+    ensure_internal_topic(x, TXN_STATE_TOPIC, x.shard.cfg.transaction_state_log_num_partitions, x.shard.cfg.transaction_state_log_replication_factor).await
 }
 
 /// The `__transaction_state` partition of `transactional_id`, by the topic's actual partition count.
