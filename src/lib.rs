@@ -2,7 +2,7 @@
 //!
 //! ## Layout, top layer first (`layers.txt`; `../shared/tools/layers.py src` checks it)
 //! ```text
-//! cli/       the `shardlog` command: start, topics, produce/consume, groups, tune
+//! cli/       the `shardlog` command: start, storage (format), topics, produce/consume, groups, tune
 //! runtime/   pinned glommio executors, one shard each; start-up (log dir lock, port claim,
 //!            RLIMIT_NOFILE, metadata replay and shard placement) and clean stop
 //! net/       SO_REUSEPORT listener per shard, framing (size checked first), in-order responses;

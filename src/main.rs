@@ -37,6 +37,10 @@ enum Cmd {
     ///
     /// Example: shardlog tune --profile tuning/profiles/dedicated.toml --output json
     Tune(shardlog::cli::tune::TuneArgs),
+    /// Make a cluster id and format a cluster node's data directory (kafka-storage.sh).
+    ///
+    /// Example: shardlog storage format --cluster-id "$(shardlog storage random-uuid)" --config node1.toml
+    Storage(shardlog::cli::storage::StorageArgs),
     /// Create, list, describe, alter and delete topics (kafka-topics.sh).
     Topic(shardlog::cli::topic::TopicArgs),
     /// Describe and alter topic and broker configs (kafka-configs.sh).
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Cmd::VerifiableProducer(args) => finish(verifiable::run_producer(args)),
         Cmd::VerifiableConsumer(args) => finish(verifiable::run_consumer(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),
+        Cmd::Storage(args) => shardlog::cli::storage::run(args),
         Cmd::Start { profile, config, sets } => {
             let cfg = match shardlog::config::Config::load(profile.as_deref(), config.as_deref(), &sets) {
                 Ok(c) => c,

@@ -3,6 +3,8 @@
 //!
 //! - [`tune`]: `shardlog tune`, host checks (read-only) and their fixes
 //!   (`--apply`), after Redpanda's `rpk redpanda tune`.
+//! - [`storage`]: `shardlog storage random-uuid` and `format` (Kafka's
+//!   `kafka-storage.sh`), a cluster node's data directory before its first start.
 //! - The Kafka client tools (after Kafka's `kafka-*.sh` and `rpk`), one module
 //!   each: [`topic`], [`config`], [`produce`], [`consume`], [`group`],
 //!   [`records`], [`cluster`], [`verifiable`]. They share [`client`]
@@ -17,6 +19,7 @@ pub mod group;
 pub mod output;
 pub mod produce;
 pub mod records;
+pub mod storage;
 pub mod topic;
 pub mod tune;
 pub mod verifiable;

@@ -52,6 +52,51 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `process.roles`: what this node runs (Kafka's KRaft roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// `broker`: serves clients and holds partitions.
+    pub broker: bool,
+    /// `controller`: a member of the metadata quorum (`controller.quorum.voters`).
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    /// Kafka's form: `broker`, `controller` or `broker,controller`.
+    pub fn as_kafka(&self) -> &'static str {
+        match (self.broker, self.controller) {
+            (true, true) => "broker,controller",
+            (true, false) => "broker",
+            (false, true) => "controller",
+            (false, false) => "",
+        }
+    }
+}
+
+/// One entry of `controller.quorum.voters` (`id@host:port`): a controller of the quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// The controller's `node.id`.
+    pub id: i32,
+    /// Host of its controller listener (a name or an address; IPv6 without brackets).
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+impl std::fmt::Display for QuorumVoter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}@[{}]:{}", self.id, self.host, self.port)
+        } else {
+            write!(f, "{}@{}:{}", self.id, self.host, self.port)
+        }
+    }
+}
+
+/// The listener name of client and inter-broker traffic (the only one besides controller listeners).
+pub const PLAINTEXT: &str = "PLAINTEXT";
+
 /// Which cores run shards: an explicit list or one per online core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardCores {
@@ -64,14 +109,69 @@ pub enum ShardCores {
 /// The whole broker configuration. Field names are Kafka's keys with units last.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `listeners`: where clients connect (PLAINTEXT only). Port 0 picks a free port.
+    /// `listeners`, its `PLAINTEXT://host:port` entry: where clients and other
+    /// brokers connect. Port 0 picks a free port. Unused on a controller-only node
+    /// (whose `listeners` has no PLAINTEXT entry, see [`Config::listener_names`]).
     pub listener: SocketAddr,
-    /// `advertised.listeners`: host:port returned in Metadata; None = the bound listener.
+    /// `listeners`, its controller entry (named in `controller.listener.names`,
+    /// e.g. `CONTROLLER://host:port`): where the quorum's controllers reach this
+    /// node's controller. None when `listeners` has none.
+    pub controller_listener: Option<SocketAddr>,
+    /// The names `listeners` lists, in its order and upper case: `PLAINTEXT`
+    /// and/or one controller listener name. Kept so [`Config::validate`] can
+    /// check them against `controller.listener.names` and `process.roles`
+    /// whatever order the keys were set in. Default `["PLAINTEXT"]`.
+    pub listener_names: Vec<String>,
+    /// `advertised.listeners`, its PLAINTEXT entry: host:port returned in
+    /// Metadata; None = the bound listener. Entries of other names (a controller
+    /// listener's) are skipped: controllers are found through `controller.quorum.voters`.
     pub advertised_listener: Option<(String, u16)>,
+    /// `controller.listener.names`: the listener names that are controller
+    /// listeners (upper case); the first is the one used. Default `["CONTROLLER"]`.
+    pub controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`: the listener brokers reach each other on.
+    /// Only `PLAINTEXT` is supported (the default).
+    pub inter_broker_listener_name: String,
+    /// `listener.security.protocol.map`: `NAME:PROTOCOL` pairs, upper case.
+    /// Accepted so Kafka's sample configs load; every listener in `listeners`
+    /// must map to PLAINTEXT (the only protocol shardlog speaks). Empty (the
+    /// default) = PLAINTEXT for PLAINTEXT and the controller listener names.
+    pub listener_security_protocol_map: Vec<(String, String)>,
     /// `log.dirs`: the one data directory (Kafka's on-disk layout under it).
     pub log_dir: PathBuf,
-    /// `broker.id` (alias `node.id`).
+    /// `node.id` (alias `broker.id`, both set this field): this node's id, in
+    /// `controller.quorum.voters` when it is a controller.
     pub broker_id: i32,
+    /// `process.roles`: `broker`, `controller` or `broker,controller` (the
+    /// default). A single role needs `controller.quorum.voters`.
+    pub process_roles: ProcessRoles,
+    /// `controller.quorum.voters`: the metadata quorum, `id@host:port,...`.
+    /// Empty (the default) = one node that is its own controller, no quorum
+    /// (no `shardlog storage format` needed); non-empty = a cluster
+    /// ([`Config::is_cluster`]).
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// `broker.rack`: the rack (or zone) of this broker, for rack-aware placement. None = unset.
+    pub broker_rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`: a voter without a leader for this
+    /// long (plus a random share of it) starts an election.
+    pub controller_quorum_election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms`: a follower that has not fetched from
+    /// the leader for this long becomes a candidate.
+    pub controller_quorum_fetch_timeout_ms: u64,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets`.
+    /// Kafka's default is 3; shardlog's is 1 because the embedded default is one
+    /// broker. A cluster refuses (creating the topic fails) a factor above the
+    /// brokers it can place replicas on; it never lowers it silently.
+    pub offsets_topic_replication_factor: i16,
+    /// `transaction.state.log.replication.factor`: replicas of `__transaction_state`.
+    /// Kafka's default is 3; shardlog's is 1 because the embedded default is one
+    /// broker. A cluster refuses (creating the topic fails) a factor above the
+    /// brokers it can place replicas on; it never lowers it silently.
+    pub transaction_state_log_replication_factor: i16,
     /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
     pub num_partitions: i32,
     /// `default.replication.factor`.
@@ -202,60 +302,29 @@ pub struct Config {
     /// transaction timeouts, retention, timestamps). The system clock; unit tests
     /// put a manual one here to move time themselves.
     pub clock: crate::clock::Clock,
-    /// TEMP(cluster-config branch replaces): `process.roles`.
-    pub process_roles: ProcessRoles,
-    /// TEMP: `controller.quorum.voters`.
-    pub controller_quorum_voters: Vec<QuorumVoter>,
-    /// TEMP: the CONTROLLER listener.
-    pub controller_listener: Option<SocketAddr>,
-    /// TEMP: `broker.rack`.
-    pub broker_rack: Option<String>,
-    /// TEMP: `broker.heartbeat.interval.ms`.
-    pub broker_heartbeat_interval_ms: u64,
-    /// TEMP: `broker.session.timeout.ms`.
-    pub broker_session_timeout_ms: u64,
-    /// TEMP: `controller.quorum.election.timeout.ms`.
-    pub controller_quorum_election_timeout_ms: u64,
-    /// TEMP: `offsets.topic.replication.factor`.
-    pub offsets_topic_replication_factor: i16,
-    /// TEMP: `transaction.state.log.replication.factor`.
-    pub transaction_state_log_replication_factor: i16,
-}
-
-/// TEMP `process.roles`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessRoles {
-    /// Serves clients.
-    pub broker: bool,
-    /// Votes in the metadata quorum.
-    pub controller: bool,
-}
-
-/// TEMP one voter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuorumVoter {
-    /// node.id
-    pub id: i32,
-    /// host
-    pub host: String,
-    /// port
-    pub port: u16,
-}
-
-impl Config {
-    /// TEMP
-    pub fn is_cluster(&self) -> bool {
-        !self.controller_quorum_voters.is_empty()
-    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listener: "127.0.0.1:9092".parse().expect("static address"),
+            controller_listener: None,
+            listener_names: vec![PLAINTEXT.into()],
             advertised_listener: None,
+            controller_listener_names: vec!["CONTROLLER".into()],
+            inter_broker_listener_name: PLAINTEXT.into(),
+            listener_security_protocol_map: Vec::new(),
             log_dir: PathBuf::from("./data"),
             broker_id: 0,
+            process_roles: ProcessRoles { broker: true, controller: true },
+            controller_quorum_voters: Vec::new(),
+            broker_rack: None,
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
+            controller_quorum_election_timeout_ms: 1000,
+            controller_quorum_fetch_timeout_ms: 2000,
+            offsets_topic_replication_factor: 1,
+            transaction_state_log_replication_factor: 1,
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics_enable: true,
@@ -314,15 +383,6 @@ impl Default for Config {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
-            process_roles: ProcessRoles { broker: true, controller: true },
-            controller_quorum_voters: Vec::new(),
-            controller_listener: None,
-            broker_rack: None,
-            broker_heartbeat_interval_ms: 2000,
-            broker_session_timeout_ms: 9000,
-            controller_quorum_election_timeout_ms: 1000,
-            offsets_topic_replication_factor: 1,
-            transaction_state_log_replication_factor: 1,
             clock: crate::clock::Clock::system(),
         }
     }
@@ -340,23 +400,114 @@ fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
     v.trim().parse::<T>().map_err(|_| bad(key, format!("`{v}` is not a valid number")))
 }
 
-/// `PLAINTEXT://host:port` (or bare `host:port`) -> (host, port).
-fn parse_listener(key: &str, v: &str) -> Result<(String, u16), ConfigError> {
-    let first = v.split(',').next().unwrap_or("").trim();
-    let rest = match first.split_once("://") {
-        Some((proto, rest)) => {
-            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(bad(key, format!("only PLAINTEXT listeners are supported, got `{proto}`")));
-            }
-            rest
-        }
-        None => first,
-    };
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad(key, format!("`{v}` is not PLAINTEXT://host:port")))?;
+/// `host:port` (IPv6 in brackets; an empty host = all addresses) -> (host, port).
+fn parse_host_port(key: &str, v: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = v.rsplit_once(':').ok_or_else(|| bad(key, format!("`{v}` is not host:port")))?;
     let port: u16 = parse_num(key, port)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_string(), port))
+}
+
+/// A comma list of `NAME://host:port` (a bare `host:port` is PLAINTEXT) ->
+/// (upper-case name, host, port). Security protocol names other than
+/// PLAINTEXT are refused here (shardlog speaks no TLS or SASL); which other
+/// names are allowed is checked by [`Config::validate`].
+fn parse_listeners(key: &str, v: &str) -> Result<Vec<(String, String, u16)>, ConfigError> {
+    let mut out: Vec<(String, String, u16)> = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, rest) = match entry.split_once("://") {
+            Some((name, rest)) => (name.trim().to_ascii_uppercase(), rest),
+            None => (PLAINTEXT.to_string(), entry),
+        };
+        if matches!(name.as_str(), "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
+            return Err(bad(key, format!("only PLAINTEXT listeners are supported, got `{name}`")));
+        }
+        if name.is_empty() {
+            return Err(bad(key, format!("`{entry}` has no listener name")));
+        }
+        if out.iter().any(|(n, _, _)| *n == name) {
+            return Err(bad(key, format!("listener name `{name}` is listed twice")));
+        }
+        let (host, port) = parse_host_port(key, rest)?;
+        out.push((name, host, port));
+    }
+    if out.is_empty() {
+        return Err(bad(key, "no listener given"));
+    }
+    Ok(out)
+}
+
+/// Resolves a listener's host and port to the address to bind.
+fn resolve(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(())
+        })
+        .map_err(|_| bad(key, format!("cannot resolve `{host}`")))
+}
+
+/// `process.roles`: `broker`, `controller` or both, comma-separated.
+fn parse_roles(key: &str, v: &str) -> Result<ProcessRoles, ConfigError> {
+    let mut roles = ProcessRoles { broker: false, controller: false };
+    for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        let slot = match r {
+            "broker" => &mut roles.broker,
+            "controller" => &mut roles.controller,
+            other => return Err(bad(key, format!("unknown role `{other}` (known: broker, controller)"))),
+        };
+        if *slot {
+            return Err(bad(key, format!("role `{r}` is listed twice")));
+        }
+        *slot = true;
+    }
+    if !roles.broker && !roles.controller {
+        return Err(bad(key, "expected broker, controller or broker,controller"));
+    }
+    Ok(roles)
+}
+
+/// `controller.quorum.voters`: `id@host:port,...` (empty = no quorum).
+fn parse_voters(key: &str, v: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry.split_once('@').ok_or_else(|| bad(key, format!("`{entry}` is not id@host:port")))?;
+        let id: i32 = parse_num(key, id)?;
+        if id < 0 {
+            return Err(bad(key, format!("voter id {id} is negative")));
+        }
+        let (host, port) = parse_host_port(key, addr)?;
+        if port == 0 {
+            return Err(bad(key, format!("voter {id} has port 0")));
+        }
+        out.push(QuorumVoter { id, host, port });
+    }
+    Ok(out)
+}
+
+/// A comma list of names, upper case, at least one.
+fn parse_names(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_ascii_uppercase).collect();
+    if names.is_empty() {
+        return Err(bad(key, "at least one name is required"));
+    }
+    Ok(names)
+}
+
+/// `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+fn parse_protocol_map(key: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, proto) = entry.split_once(':').ok_or_else(|| bad(key, format!("`{entry}` is not NAME:PROTOCOL")))?;
+        let proto = proto.trim().to_ascii_uppercase();
+        if !matches!(proto.as_str(), "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
+            return Err(bad(key, format!("unknown security protocol `{proto}`")));
+        }
+        out.push((name.trim().to_ascii_uppercase(), proto));
+    }
+    Ok(out)
 }
 
 impl Config {
@@ -379,40 +530,45 @@ impl Config {
     /// Sets one key from its text form; the single place that knows every key.
     pub fn set(&mut self, key: &str, v: &str) -> Result<(), ConfigError> {
         match key {
-            "controller.quorum.voters" => {
-                self.controller_quorum_voters = v
-                    .split(',')
-                    .map(|e| {
-                        let (id, hp) = e.trim().split_once('@').ok_or_else(|| bad(key, "id@host:port"))?;
-                        let (h, p) = hp.rsplit_once(':').ok_or_else(|| bad(key, "id@host:port"))?;
-                        Ok(QuorumVoter { id: parse_num(key, id)?, host: h.to_string(), port: parse_num(key, p)? })
-                    })
-                    .collect::<Result<_, ConfigError>>()?
-            }
-            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
-            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
-            "controller.quorum.election.timeout.ms" => self.controller_quorum_election_timeout_ms = parse_num(key, v)?,
-            "broker.rack" => self.broker_rack = Some(v.to_string()),
-            "listeners" if v.contains("CONTROLLER://") => {
-                for l in v.split(',') {
-                    if let Some(a) = l.strip_prefix("CONTROLLER://") {
-                        self.controller_listener = Some(a.parse().map_err(|_| bad(key, "addr"))?);
+            "listeners" => {
+                let entries = parse_listeners(key, v)?;
+                if entries.iter().filter(|(n, _, _)| n != PLAINTEXT).count() > 1 {
+                    return Err(bad(key, "at most one controller listener (besides PLAINTEXT) is supported"));
+                }
+                let mut controller = None;
+                for (name, host, port) in &entries {
+                    let addr = resolve(key, host, *port)?;
+                    if name == PLAINTEXT {
+                        self.listener = addr;
                     } else {
-                        self.set(key, l)?;
+                        controller = Some(addr);
                     }
                 }
+                self.controller_listener = controller;
+                self.listener_names = entries.into_iter().map(|(n, _, _)| n).collect();
             }
-            "listeners" => {
-                let (host, port) = parse_listener(key, v)?;
-                self.listener = format!("{host}:{port}")
-                    .parse()
-                    .or_else(|_| {
-                        use std::net::ToSocketAddrs;
-                        (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(())
-                    })
-                    .map_err(|_| bad(key, format!("cannot resolve `{host}`")))?;
+            "advertised.listeners" => {
+                let entries = parse_listeners(key, v)?;
+                self.advertised_listener = entries.into_iter().find(|(n, _, _)| n == PLAINTEXT).map(|(_, h, p)| (h, p));
             }
-            "advertised.listeners" => self.advertised_listener = Some(parse_listener(key, v)?),
+            "controller.listener.names" => self.controller_listener_names = parse_names(key, v)?,
+            "inter.broker.listener.name" => {
+                let name = v.trim().to_ascii_uppercase();
+                if name.is_empty() {
+                    return Err(bad(key, "empty name"));
+                }
+                self.inter_broker_listener_name = name;
+            }
+            "listener.security.protocol.map" => self.listener_security_protocol_map = parse_protocol_map(key, v)?,
+            "process.roles" => self.process_roles = parse_roles(key, v)?,
+            "controller.quorum.voters" => self.controller_quorum_voters = parse_voters(key, v)?,
+            "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
+            "controller.quorum.election.timeout.ms" => self.controller_quorum_election_timeout_ms = parse_num(key, v)?,
+            "controller.quorum.fetch.timeout.ms" => self.controller_quorum_fetch_timeout_ms = parse_num(key, v)?,
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor = parse_num(key, v)?,
+            "transaction.state.log.replication.factor" => self.transaction_state_log_replication_factor = parse_num(key, v)?,
             "log.dirs" | "log.dir" => {
                 if v.contains(',') {
                     return Err(bad(key, "one data directory is supported"));
@@ -422,7 +578,7 @@ impl Config {
                 }
                 self.log_dir = PathBuf::from(v);
             }
-            "broker.id" | "node.id" => self.broker_id = parse_num(key, v)?,
+            "node.id" | "broker.id" => self.broker_id = parse_num(key, v)?,
             "num.partitions" => self.num_partitions = parse_num(key, v)?,
             "default.replication.factor" => self.default_replication_factor = parse_num(key, v)?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, v)?,
@@ -543,11 +699,19 @@ impl Config {
             ShardCores::List(c) => c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         };
         let advertised = self.advertised_listener.as_ref().map(|(h, p)| format!("PLAINTEXT://{h}:{p}")).unwrap_or_default();
+        let pairs = |v: &[(String, String)]| v.iter().map(|(a, b)| format!("{a}:{b}")).collect::<Vec<_>>().join(",");
         vec![
             ("advertised.listeners", advertised),
             ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            ("broker.heartbeat.interval.ms", self.broker_heartbeat_interval_ms.to_string()),
             ("broker.id", self.broker_id.to_string()),
+            ("broker.rack", self.broker_rack.clone().unwrap_or_default()),
+            ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
             ("compression.type", self.compression_type.clone()),
+            ("controller.listener.names", self.controller_listener_names.join(",")),
+            ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),
+            ("controller.quorum.fetch.timeout.ms", self.controller_quorum_fetch_timeout_ms.to_string()),
+            ("controller.quorum.voters", self.controller_quorum_voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")),
             ("default.replication.factor", self.default_replication_factor.to_string()),
             ("delete.topic.enable", self.delete_topic_enable.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
@@ -558,7 +722,9 @@ impl Config {
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
-            ("listeners", format!("PLAINTEXT://{}", self.listener)),
+            ("inter.broker.listener.name", self.inter_broker_listener_name.clone()),
+            ("listener.security.protocol.map", pairs(&self.listener_security_protocol_map)),
+            ("listeners", self.listeners_text()),
             ("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms.to_string()),
             ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
             ("log.cleaner.delete.retention.ms", self.log_cleaner_delete_retention_ms.to_string()),
@@ -589,10 +755,13 @@ impl Config {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("metadata.log.max.record.bytes.between.snapshots", self.metadata_log_max_record_bytes_between_snapshots.to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("node.id", self.broker_id.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("offsets.topic.replication.factor", self.offsets_topic_replication_factor.to_string()),
+            ("process.roles", self.process_roles.as_kafka().to_string()),
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
@@ -606,10 +775,150 @@ impl Config {
             ("transaction.abort.timed.out.transaction.cleanup.interval.ms", self.transaction_abort_timed_out_transaction_cleanup_interval_ms.to_string()),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
+            ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor.to_string()),
             ("transactional.id.expiration.ms", self.transactional_id_expiration_ms.to_string()),
             ("xshard.channel.capacity", self.xshard_channel_capacity.to_string()),
             ("xshard.inflight.max", self.xshard_inflight_max.to_string()),
         ]
+    }
+
+    /// `listeners` as Kafka writes it: the PLAINTEXT entry (when listed) and the controller entry.
+    fn listeners_text(&self) -> String {
+        let mut out = Vec::new();
+        if self.listener_names.iter().any(|n| n == PLAINTEXT) {
+            out.push(format!("{PLAINTEXT}://{}", self.listener));
+        }
+        if let Some(addr) = self.controller_listener {
+            out.push(format!("{}://{addr}", self.controller_listener_name()));
+        }
+        out.join(",")
+    }
+
+    /// Whether this node is part of a cluster: `controller.quorum.voters` is set.
+    /// Without voters it is the single node of today, its own controller.
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
+    /// The name of the controller listener: the one `listeners` lists, else the
+    /// first of `controller.listener.names` (what brokers use to reach controllers).
+    pub fn controller_listener_name(&self) -> &str {
+        self.listener_names.iter().find(|n| *n != PLAINTEXT).or_else(|| self.controller_listener_names.first()).map(String::as_str).unwrap_or("CONTROLLER")
+    }
+
+    /// The voter entry of this node (`node.id` in `controller.quorum.voters`), if any.
+    pub fn own_voter(&self) -> Option<&QuorumVoter> {
+        self.controller_quorum_voters.iter().find(|v| v.id == self.broker_id)
+    }
+
+    /// The cluster keys' rules (`process.roles`, `listeners`, `controller.*`, `broker.*`).
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let roles = self.process_roles;
+        if self.controller_listener_names.iter().any(|n| n == PLAINTEXT) {
+            return Err(bad(
+                "controller.listener.names",
+                "PLAINTEXT is the client and inter-broker listener; name the controller listener otherwise (e.g. CONTROLLER)",
+            ));
+        }
+        if self.inter_broker_listener_name != PLAINTEXT {
+            return Err(bad("inter.broker.listener.name", format!("only PLAINTEXT is supported, got `{}`", self.inter_broker_listener_name)));
+        }
+        for name in &self.listener_names {
+            if name != PLAINTEXT && !self.controller_listener_names.contains(name) {
+                return Err(bad(
+                    "listeners",
+                    format!("listener name `{name}` is neither PLAINTEXT nor one of controller.listener.names ({})", self.controller_listener_names.join(",")),
+                ));
+            }
+            if !self.listener_security_protocol_map.is_empty() {
+                match self.listener_security_protocol_map.iter().find(|(n, _)| n == name) {
+                    None => return Err(bad("listener.security.protocol.map", format!("no entry for listener `{name}` of listeners"))),
+                    Some((_, proto)) if proto != PLAINTEXT => {
+                        return Err(bad("listener.security.protocol.map", format!("listener `{name}` maps to {proto}; only PLAINTEXT is supported")))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let mut ids: Vec<i32> = self.controller_quorum_voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad("controller.quorum.voters", format!("voter id {} is listed twice", w[0])));
+        }
+        if !self.is_cluster() {
+            if !(roles.broker && roles.controller) {
+                return Err(bad(
+                    "process.roles",
+                    format!("process.roles={} needs controller.quorum.voters (without voters a node is broker,controller)", roles.as_kafka()),
+                ));
+            }
+        } else {
+            if self.broker_id < 0 {
+                return Err(bad("node.id", "must not be negative in a cluster (controller.quorum.voters is set)"));
+            }
+            match (roles.controller, self.own_voter()) {
+                (true, None) => {
+                    return Err(bad(
+                        "node.id",
+                        format!(
+                            "process.roles={} includes controller, so node.id {} must be one of controller.quorum.voters ({})",
+                            roles.as_kafka(),
+                            self.broker_id,
+                            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+                        ),
+                    ))
+                }
+                (true, Some(me)) => match self.controller_listener {
+                    None => {
+                        return Err(bad(
+                            "listeners",
+                            format!("process.roles={} includes controller, so listeners needs a {}:// listener on port {} (node.id {}'s entry in controller.quorum.voters)", roles.as_kafka(), self.controller_listener_name(), me.port, me.id),
+                        ))
+                    }
+                    Some(addr) if addr.port() != me.port => {
+                        return Err(bad(
+                            "listeners",
+                            format!("the controller listener's port {} differs from port {} of node.id {}'s entry in controller.quorum.voters", addr.port(), me.port, me.id),
+                        ))
+                    }
+                    Some(_) => {}
+                },
+                (false, Some(_)) => {
+                    return Err(bad("node.id", format!("process.roles=broker, but node.id {} is one of controller.quorum.voters (a voter runs the controller role)", self.broker_id)))
+                }
+                (false, None) => {}
+            }
+        }
+        let has_plaintext = self.listener_names.iter().any(|n| n == PLAINTEXT);
+        if roles.broker && !has_plaintext {
+            return Err(bad("listeners", format!("process.roles={} needs a PLAINTEXT listener (inter.broker.listener.name)", roles.as_kafka())));
+        }
+        if !roles.broker && has_plaintext {
+            return Err(bad("listeners", "process.roles=controller takes only the controller listener (controller.listener.names), not PLAINTEXT"));
+        }
+        if roles.broker && !roles.controller && self.controller_listener.is_some() {
+            return Err(bad("listeners", "process.roles=broker must not list a controller listener (controller.listener.names): it runs no controller"));
+        }
+        if self.broker_heartbeat_interval_ms == 0 || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
+            return Err(bad("broker.heartbeat.interval.ms", "must be positive and less than broker.session.timeout.ms"));
+        }
+        if self.controller_quorum_election_timeout_ms == 0 || self.controller_quorum_fetch_timeout_ms == 0 {
+            return Err(bad("controller.quorum.election.timeout.ms / controller.quorum.fetch.timeout.ms", "must be positive"));
+        }
+        // One broker places one replica: a larger factor could never be met.
+        for (key, rf) in [
+            ("default.replication.factor", self.default_replication_factor),
+            ("offsets.topic.replication.factor", self.offsets_topic_replication_factor),
+            ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor),
+        ] {
+            if rf < 1 {
+                return Err(bad(key, "must be at least 1"));
+            }
+            if rf != 1 && !self.is_cluster() {
+                return Err(bad(key, "a single broker supports only 1 (controller.quorum.voters is empty)"));
+            }
+        }
+        Ok(())
     }
 
     /// The current value of one key as text (see [`Config::describe`]).
@@ -622,9 +931,7 @@ impl Config {
         if self.num_partitions < 1 {
             return Err(bad("num.partitions", "must be at least 1"));
         }
-        if self.default_replication_factor != 1 {
-            return Err(bad("default.replication.factor", "a single broker supports only 1"));
-        }
+        self.validate_cluster()?;
         if self.message_max_bytes < 61 {
             return Err(bad("message.max.bytes", "must hold at least one record batch header (61 bytes)"));
         }
@@ -816,5 +1123,149 @@ mod tests {
         let c = Config::load(None, None, &["listeners=PLAINTEXT://127.0.0.1:0".into()]).unwrap();
         assert_eq!(c.listener.port(), 0);
         assert!(Config::load(None, None, &["listeners=SSL://x:1".into()]).is_err());
+    }
+
+    fn load(sets: &[&str]) -> Result<Config, ConfigError> {
+        Config::load(None, None, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    /// The keys of node 1 of a three-controller quorum, combined mode.
+    const NODE1: [&str; 4] = [
+        "node.id=1",
+        "process.roles=broker,controller",
+        "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095,3@[::1]:9097",
+        "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+    ];
+
+    fn node1_with(extra: &[&str]) -> Result<Config, ConfigError> {
+        load(&NODE1.iter().chain(extra).copied().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn kraft_defaults_are_one_node() {
+        let c = Config::default();
+        assert_eq!(c.process_roles, ProcessRoles { broker: true, controller: true });
+        assert!(c.controller_quorum_voters.is_empty() && !c.is_cluster());
+        assert_eq!(c.controller_listener, None);
+        assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
+        assert_eq!(c.controller_listener_name(), "CONTROLLER");
+        assert_eq!(c.inter_broker_listener_name, "PLAINTEXT");
+        assert_eq!((c.broker_heartbeat_interval_ms, c.broker_session_timeout_ms), (2000, 9000));
+        assert_eq!((c.controller_quorum_election_timeout_ms, c.controller_quorum_fetch_timeout_ms), (1000, 2000));
+        assert_eq!((c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (1, 1));
+        assert_eq!(c.broker_rack, None);
+        assert_eq!(c.get("listeners").as_deref(), Some("PLAINTEXT://127.0.0.1:9092"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn node_id_and_broker_id_set_one_field() {
+        assert_eq!(load(&["node.id=7"]).unwrap().broker_id, 7);
+        assert_eq!(load(&["broker.id=8"]).unwrap().broker_id, 8);
+        let c = load(&["broker.id=8", "node.id=9"]).unwrap();
+        assert_eq!((c.get("node.id"), c.get("broker.id")), (Some("9".into()), Some("9".into())));
+    }
+
+    #[test]
+    fn quorum_keys_parse_and_describe() {
+        let c = node1_with(&["broker.rack=eu-1a"]).unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(
+            c.controller_quorum_voters,
+            vec![
+                QuorumVoter { id: 1, host: "127.0.0.1".into(), port: 9093 },
+                QuorumVoter { id: 2, host: "127.0.0.1".into(), port: 9095 },
+                QuorumVoter { id: 3, host: "::1".into(), port: 9097 },
+            ]
+        );
+        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.controller_listener.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9093"));
+        assert_eq!(c.own_voter().map(|v| v.port), Some(9093));
+        assert_eq!(c.broker_rack.as_deref(), Some("eu-1a"));
+        assert_eq!(c.get("controller.quorum.voters").as_deref(), Some("1@127.0.0.1:9093,2@127.0.0.1:9095,3@[::1]:9097"));
+        assert_eq!(c.get("listeners").as_deref(), Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"));
+        assert_eq!(c.get("process.roles").as_deref(), Some("broker,controller"));
+        // Every described value sets back to itself, the cluster keys included.
+        for (k, v) in c.describe() {
+            if v.is_empty() {
+                continue;
+            }
+            let mut d = Config::default();
+            d.set(k, &v).unwrap_or_else(|e| panic!("{k}={v} does not set back: {e}"));
+            assert_eq!(d.get(k).as_deref(), Some(v.as_str()), "{k}");
+        }
+        assert!(load(&["process.roles=brokers"]).unwrap_err().to_string().contains("process.roles"));
+        assert!(load(&["process.roles=broker,broker"]).is_err());
+        assert!(load(&["controller.quorum.voters=1@x"]).unwrap_err().to_string().contains("controller.quorum.voters"));
+        assert!(load(&["controller.quorum.voters=1:127.0.0.1:9093"]).is_err());
+        assert!(load(&["controller.quorum.voters=-1@127.0.0.1:9093"]).is_err());
+    }
+
+    #[test]
+    fn listener_names() {
+        // Any order of keys: the names are checked once all are set.
+        let c =
+            load(&["listeners=plaintext://127.0.0.1:0,CTRL://127.0.0.1:9093", "controller.listener.names=CTRL", "controller.quorum.voters=0@127.0.0.1:9093"])
+                .unwrap();
+        assert_eq!(c.controller_listener_name(), "CTRL");
+        assert_eq!(c.listener_names, vec!["PLAINTEXT".to_string(), "CTRL".to_string()]);
+        let e = load(&["listeners=PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:9093"]).unwrap_err().to_string();
+        assert!(e.contains("listeners") && e.contains("INTERNAL") && e.contains("controller.listener.names"), "{e}");
+        assert!(load(&["listeners=PLAINTEXT://a:1,PLAINTEXT://a:2"]).is_err());
+        assert!(load(&["listeners=PLAINTEXT://127.0.0.1:1,A://127.0.0.1:2,B://127.0.0.1:3"]).is_err());
+        assert!(load(&["listeners=SASL_SSL://127.0.0.1:1"]).is_err());
+        assert!(load(&["controller.listener.names=PLAINTEXT"]).unwrap_err().to_string().contains("controller.listener.names"));
+        assert!(load(&["inter.broker.listener.name=CONTROLLER"]).unwrap_err().to_string().contains("inter.broker.listener.name"));
+        // advertised.listeners: the PLAINTEXT entry; a controller's is skipped.
+        let c = node1_with(&["advertised.listeners=CONTROLLER://h1:9093,PLAINTEXT://h1:9092"]).unwrap();
+        assert_eq!(c.advertised_listener, Some(("h1".into(), 9092)));
+        // Kafka's sample map loads; a used listener must map to PLAINTEXT.
+        node1_with(&["listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"]).unwrap();
+        let e = node1_with(&["listener.security.protocol.map=CONTROLLER:SSL,PLAINTEXT:PLAINTEXT"]).unwrap_err().to_string();
+        assert!(e.contains("listener.security.protocol.map") && e.contains("CONTROLLER"), "{e}");
+        assert!(node1_with(&["listener.security.protocol.map=PLAINTEXT:PLAINTEXT"]).is_err());
+        assert!(load(&["listener.security.protocol.map=A:TLS"]).is_err());
+    }
+
+    #[test]
+    fn roles_and_voters_must_agree() {
+        let err = |sets: &[&str]| node1_with(sets).unwrap_err().to_string();
+        node1_with(&[]).unwrap();
+        // A controller must be a voter, listening on its voter port.
+        let e = err(&["node.id=4"]);
+        assert!(e.contains("node.id") && e.contains("controller.quorum.voters"), "{e}");
+        let e = err(&["listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9099"]);
+        assert!(e.contains("listeners") && e.contains("9099") && e.contains("9093"), "{e}");
+        let e = err(&["listeners=PLAINTEXT://127.0.0.1:9092"]);
+        assert!(e.contains("listeners") && e.contains("CONTROLLER://"), "{e}");
+        // A broker-only node is not a voter and has no controller listener.
+        let e = err(&["process.roles=broker"]);
+        assert!(e.contains("process.roles=broker") && e.contains("node.id"), "{e}");
+        let e = err(&["process.roles=broker", "node.id=5"]);
+        assert!(e.contains("listeners"), "{e}");
+        node1_with(&["process.roles=broker", "node.id=5", "listeners=PLAINTEXT://127.0.0.1:9092"]).unwrap();
+        // A controller-only node listens only as a controller.
+        node1_with(&["process.roles=controller", "listeners=CONTROLLER://127.0.0.1:9093"]).unwrap();
+        let e = err(&["process.roles=controller"]);
+        assert!(e.contains("PLAINTEXT"), "{e}");
+        // One role alone needs voters.
+        for roles in ["process.roles=broker", "process.roles=controller"] {
+            let e = load(&[roles]).unwrap_err().to_string();
+            assert!(e.contains("controller.quorum.voters"), "{e}");
+        }
+        let e = err(&["controller.quorum.voters=1@127.0.0.1:9093,1@127.0.0.1:9095"]);
+        assert!(e.contains("controller.quorum.voters") && e.contains("twice"), "{e}");
+        let e = err(&["broker.heartbeat.interval.ms=9000"]);
+        assert!(e.contains("broker.heartbeat.interval.ms") && e.contains("broker.session.timeout.ms"), "{e}");
+    }
+
+    #[test]
+    fn internal_replication_factors() {
+        assert!(load(&["offsets.topic.replication.factor=3"]).unwrap_err().to_string().contains("offsets.topic.replication.factor"));
+        assert!(load(&["transaction.state.log.replication.factor=3"]).is_err());
+        assert!(load(&["default.replication.factor=3"]).is_err());
+        let c = node1_with(&["offsets.topic.replication.factor=3", "transaction.state.log.replication.factor=3", "default.replication.factor=3"]).unwrap();
+        assert_eq!((c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (3, 3));
+        assert!(node1_with(&["offsets.topic.replication.factor=0"]).is_err());
     }
 }

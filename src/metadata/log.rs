@@ -13,7 +13,8 @@
 //! corruption and the broker refuses to start rather than serve a wrong image.
 //!
 //! The cluster id lives in `<log.dirs>/meta.properties` (`cluster.id=`, as Kafka
-//! keeps it). A data directory from before the metadata log (one JSON file,
+//! keeps it; see [`super::meta_properties`]): written here on a single node's
+//! first start, by `shardlog storage format` before a cluster node's. A data directory from before the metadata log (one JSON file,
 //! `shardlog-metadata.json`, with shard placement inside) is migrated at start.
 
 use std::collections::BTreeMap;
@@ -27,14 +28,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::image::{MetadataImage, PartitionMeta, TopicMeta};
+use super::meta_properties::{self, MetaProperties};
 use super::records::MetadataRecord;
 use crate::io::durable::replace_file;
 use crate::io::ring::Ring;
 
 /// The metadata log's directory under `log.dirs` (Kafka's name for it).
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
-/// Cluster id and node id of the data directory.
-pub const META_PROPERTIES: &str = "meta.properties";
+/// Cluster id and node id of the data directory (kept here for older callers).
+pub use super::meta_properties::META_PROPERTIES;
 /// The single-file image of earlier versions, migrated at start.
 pub const LEGACY_IMAGE_FILE: &str = "shardlog-metadata.json";
 /// Bytes of a frame before its records.
@@ -109,22 +111,14 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Reads `cluster.id` from `meta.properties`, if the file exists.
+/// `cluster.id` of `meta.properties`, if the file exists.
 fn read_cluster_id(log_dir: &Path) -> io::Result<Option<String>> {
-    match std::fs::read_to_string(log_dir.join(META_PROPERTIES)) {
-        Ok(s) => Ok(s.lines().find_map(|l| l.trim().strip_prefix("cluster.id=")).map(|v| v.trim().to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(meta_properties::read(log_dir)?.map(|m| m.cluster_id))
 }
 
 /// Writes `meta.properties` (start-up only; blocking is fine before serving).
 fn write_meta_properties(log_dir: &Path, cluster_id: &str, node_id: i32) -> io::Result<()> {
-    let tmp = log_dir.join(format!("{META_PROPERTIES}.tmp"));
-    std::fs::write(&tmp, format!("#shardlog\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"))?;
-    File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, log_dir.join(META_PROPERTIES))?;
-    File::open(log_dir)?.sync_all()
+    meta_properties::write(log_dir, &MetaProperties { cluster_id: cluster_id.to_string(), node_id })
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).

@@ -5,10 +5,12 @@
 //! the only writer: it appends records to [`log::MetadataLog`], applies them to a
 //! copy of the image and publishes the new [`image::MetadataImage`] and
 //! [`placement::ShardPlacement`] to every shard. Everything here is plain data
-//! and file I/O: it depends on nothing above `io/`.
+//! and file I/O: it depends on nothing above `io/`. `meta_properties` is the
+//! data directory's cluster and node id (`shardlog storage format`).
 
 pub mod image;
 pub mod log;
+pub mod meta_properties;
 pub mod placement;
 pub mod producer_ids;
 pub mod records;

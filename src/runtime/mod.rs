@@ -42,6 +42,10 @@ pub enum StartError {
         /// The holder's pid, when the lock file names one.
         pid: Option<u32>,
     },
+    /// A cluster node's data directory is not formatted for it (see
+    /// [`crate::metadata::meta_properties::check_formatted`]).
+    #[error("{0}")]
+    Storage(#[from] crate::metadata::meta_properties::FormatError),
     /// Another process serves the listener port (see [`exclusive`]).
     #[error("port {port} is already served by another process: {why}")]
     PortInUse {
@@ -119,6 +123,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     //    Both are held until this function returns (the process exits).
     std::fs::create_dir_all(&cfg.log_dir)?;
     let _log_dir_lock = exclusive::lock_log_dir(&cfg.log_dir)?;
+    //    A cluster node only starts on a directory `shardlog storage format` made
+    //    for it (a single node, without voters, writes its own meta.properties).
+    if cfg.is_cluster() {
+        crate::metadata::meta_properties::check_formatted(&cfg.log_dir, cfg.broker_id, None)?;
+    }
     exclusive::check_port_not_served(cfg.listener)?;
     // 1. Data dir and crash detection first: the clean-shutdown marker decides
     //    whether active segments get full CRC recovery. It is removed before any
