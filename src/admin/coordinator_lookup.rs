@@ -73,13 +73,7 @@ pub async fn call_group_on(x: &XShard, shard: usize, req: GroupRequest) -> Resul
 
 /// Creates `__transaction_state` if it does not exist yet.
 pub async fn ensure_txn_topic(x: &XShard) -> bool {
-    ensure_internal_topic(
-        x,
-        TXN_STATE_TOPIC,
-        x.shard.cfg.transaction_state_log_num_partitions,
-        x.shard.cfg.transaction_state_log_replication_factor,
-    )
-    .await
+    ensure_internal_topic(x, TXN_STATE_TOPIC, x.shard.cfg.transaction_state_log_num_partitions, x.shard.cfg.transaction_state_log_replication_factor).await
 }
 
 /// The `__transaction_state` partition of `transactional_id`, by the topic's actual partition count.

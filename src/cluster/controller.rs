@@ -53,6 +53,7 @@ impl ClusterNode {
             }
             ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset } => self.heartbeat(broker_id, epoch, metadata_offset).await,
             ControllerRequest::UnregisterBroker { broker_id } => self.unregister(broker_id).await,
+            ControllerRequest::DescribeQuorum => Ok(ControllerResponse::Quorum(self.local_description())),
             ControllerRequest::Forward(op) => {
                 let reply = self.shard.run_forwarded(op).await;
                 Ok(ControllerResponse::Forwarded { reply, metadata_offset: self.applied() })
@@ -101,16 +102,8 @@ impl ClusterNode {
             .shard
             .propose_change(|img| {
                 epoch.set(img.next_broker_epoch);
-                let mut recs = vec![MetadataRecord::RegisterBroker {
-                    broker_id,
-                    epoch: img.next_broker_epoch,
-                    incarnation_id,
-                    host,
-                    port,
-                    rack,
-                    shards,
-                    fenced: true,
-                }];
+                let mut recs =
+                    vec![MetadataRecord::RegisterBroker { broker_id, epoch: img.next_broker_epoch, incarnation_id, host, port, rack, shards, fenced: true }];
                 // A restarted broker leads nothing until it has caught up.
                 recs.extend(reelect_without(img, broker_id));
                 Ok(recs)
@@ -260,8 +253,7 @@ mod tests {
         let mut img = MetadataImage::empty("c".into());
         img.apply(&MetadataRecord::Topic { name: "a".into(), topic_id: t }).unwrap();
         img.apply(&MetadataRecord::Partition { topic_id: t, partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0 }).unwrap();
-        img.apply(&MetadataRecord::Partition { topic_id: t, partition: 1, replicas: vec![2, 1], isr: vec![2, 1], leader: 2, leader_epoch: 0 })
-            .unwrap();
+        img.apply(&MetadataRecord::Partition { topic_id: t, partition: 1, replicas: vec![2, 1], isr: vec![2, 1], leader: 2, leader_epoch: 0 }).unwrap();
         broker(&mut img, 1, false);
         broker(&mut img, 2, false);
         // Broker 2 goes: partition 1 moves to 1; partition 0 is untouched.

@@ -32,7 +32,7 @@ use super::rpc::{ControllerRequest, ControllerResponse};
 use super::transport::{Inbound, RaftPeers, RpcClient};
 use crate::error::{Error, Result};
 use crate::metadata::{MetadataImage, MetadataRecord};
-use crate::shard::links::MetadataQuorum;
+use crate::shard::links::{MetadataQuorum, QuorumDescription, QuorumReplica};
 use crate::shard::request::{ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::sync::Notify;
@@ -101,7 +101,7 @@ impl ClusterNode {
         let cfg = shard.cfg.clone();
         let voters: Vec<(i32, SocketAddr)> = cfg.controller_quorum_voters.iter().filter_map(|v| Some((v.id, resolve(&v.host, v.port)?))).collect();
         let stopping = Rc::new(Cell::new(false));
-        let others: Vec<(u64, SocketAddr)> = voters.iter().filter(|(id, _)| *id != cfg.broker_id).map(|&(id, a)| (id as u64, a)).collect();
+        let others: Vec<(u64, SocketAddr)> = voters.iter().filter(|(id, _)| *id != cfg.broker_id).map(|&(id, a)| (super::raft_id(id), a)).collect();
         let node = Rc::new(ClusterNode {
             node_id: cfg.broker_id,
             peers: RaftPeers::start(cluster_id.clone(), cfg.broker_id, others, stopping.clone()),
@@ -142,7 +142,7 @@ impl ClusterNode {
 
     /// The quorum leader's node id, if known.
     pub fn leader(&self) -> Option<i32> {
-        self.quorum.borrow().leader_id().map(|l| l as i32)
+        self.quorum.borrow().leader_id().map(super::node_id)
     }
 
     /// The quorum's state for DescribeQuorum.
@@ -189,7 +189,14 @@ impl ClusterNode {
             self.write_snapshot_if_asked().await;
             loop {
                 let ready = self.quorum.borrow_mut().ready();
-                let Some(out) = ready else { break };
+                let out = match ready {
+                    Ok(Some(out)) => out,
+                    Ok(None) => break,
+                    Err(e) => {
+                        crate::error_limited!("the metadata quorum failed a round: {e}");
+                        break;
+                    }
+                };
                 self.handle_ready(out).await;
             }
             let leader = self.quorum.borrow().is_leader();
@@ -209,10 +216,8 @@ impl ClusterNode {
     /// Persist, then send, then queue the committed entries (Raft's order).
     async fn handle_ready(&self, out: Output) {
         let Some(mut wal) = self.wal.borrow_mut().take() else { return };
-        let res = match wal.stage(&out.persist) {
-            Ok(()) => wal.sync(&self.shard.ring).await,
-            Err(e) => Err(e),
-        };
+        wal.stage(&out.persist);
+        let res = wal.sync(&self.shard.ring).await;
         *self.wal.borrow_mut() = Some(wal);
         if let Err(e) = res {
             // A vote or an entry that is not durable must never be acknowledged:
@@ -221,7 +226,10 @@ impl ClusterNode {
             std::process::exit(1);
         }
         for m in &out.messages {
-            self.peers.send(m.to, encode_message(m));
+            match encode_message(m) {
+                Ok(bytes) => self.peers.send(m.to, bytes),
+                Err(e) => crate::error_limited!("encoding a Raft message failed: {e}"),
+            }
         }
         let mut applies = self.applies.borrow_mut();
         if let Some(snap) = &out.persist.snapshot {
@@ -369,6 +377,19 @@ impl ClusterNode {
 }
 
 impl MetadataQuorum for ClusterNode {
+    fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>> {
+        Box::pin(async move {
+            if self.quorum.borrow().is_leader() {
+                return Ok(self.local_description());
+            }
+            match self.call_controller(&ControllerRequest::DescribeQuorum, Duration::from_secs(5)).await? {
+                ControllerResponse::Quorum(d) => Ok(d),
+                ControllerResponse::Error(e) => Err(e.into()),
+                _ => Err(Error::NotController),
+            }
+        })
+    }
+
     fn is_active(&self) -> bool {
         self.quorum.borrow().leader_ready()
     }
@@ -410,6 +431,29 @@ impl MetadataQuorum for ClusterNode {
                 _ => Err(Error::NotController),
             }
         })
+    }
+}
+
+impl ClusterNode {
+    /// The quorum as this node sees it; the leader knows every voter's progress.
+    pub(super) fn local_description(&self) -> QuorumDescription {
+        let st = self.status();
+        let now_ms = self.shard.cfg.clock.now_ms();
+        let tick_ms = TICK.as_millis() as i64;
+        QuorumDescription {
+            leader_id: st.leader.map_or(-1, super::node_id),
+            leader_epoch: st.term as i32,
+            high_watermark: st.high_watermark as i64,
+            voters: st
+                .voters
+                .iter()
+                .map(|v| QuorumReplica {
+                    replica_id: super::node_id(v.id),
+                    log_end_offset: v.log_end_offset.map_or(-1, |o| o as i64),
+                    last_fetch_timestamp: v.last_caught_up_ticks.map_or(-1, |t| now_ms - t as i64 * tick_ms),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -82,6 +82,8 @@ pub enum ControllerRequest {
     },
     /// A metadata change asked on another node (CreateTopics, DeleteTopics, ...).
     Forward(ControllerOp),
+    /// Kafka's DescribeQuorum, asked of the leader (only it knows the voters' progress).
+    DescribeQuorum,
 }
 
 /// The controller's answers.
@@ -111,6 +113,8 @@ pub enum ControllerResponse {
         /// The controller's applied metadata offset after the change.
         metadata_offset: u64,
     },
+    /// The quorum as the leader sees it.
+    Quorum(crate::shard::links::QuorumDescription),
     /// Refused, with Kafka's code (STALE_BROKER_EPOCH, INCONSISTENT_CLUSTER_ID, ...).
     Error(WireError),
 }
@@ -169,12 +173,6 @@ pub async fn read_frame<R: futures_lite::AsyncRead + Unpin>(r: &mut R) -> io::Re
 }
 
 fn decode(kind: u8, body: &[u8]) -> io::Result<Frame> {
-    let json = |b: &[u8]| -> io::Result<(u64, &[u8])> {
-        let id = b.get(..8).ok_or_else(|| invalid("controller frame without an id".into()))?;
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(id);
-        Ok((u64::from_be_bytes(raw), &b[8..]))
-    };
     Ok(match kind {
         KIND_HELLO => {
             let (cluster_id, node_id) = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
@@ -191,6 +189,14 @@ fn decode(kind: u8, body: &[u8]) -> io::Result<Frame> {
         }
         k => return Err(invalid(format!("unknown controller frame kind {k}"))),
     })
+}
+
+/// A request or response body: its id, then JSON.
+fn json(b: &[u8]) -> io::Result<(u64, &[u8])> {
+    let id = b.get(..8).ok_or_else(|| invalid("controller frame without an id".into()))?;
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(id);
+    Ok((u64::from_be_bytes(raw), &b[8..]))
 }
 
 fn invalid(msg: String) -> io::Error {

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, StreamExt};
+use futures_lite::StreamExt;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
@@ -60,7 +60,7 @@ pub async fn serve<N: Inbound + 'static>(listener: TcpListener, node: Rc<N>) {
 
 async fn serve_connection<N: Inbound + 'static>(stream: TcpStream, node: Rc<N>) {
     let peer = stream.peer_addr().ok();
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = futures::AsyncReadExt::split(stream);
     match read_frame(&mut reader).await {
         Ok(Some(Frame::Hello { cluster_id, .. })) if cluster_id == node.cluster_id() => {}
         Ok(Some(Frame::Hello { cluster_id, node_id })) => {
@@ -162,7 +162,7 @@ impl RaftPeers {
 
 /// Connects and says Hello.
 async fn connect(addr: SocketAddr, cluster_id: &str, node_id: i32) -> io::Result<TcpStream> {
-    let mut s = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await.map_err(io::Error::other)?;
+    let mut s = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await.map_err(|e| io::Error::other(e.to_string()))?;
     let _ = s.set_nodelay(true);
     write_frame(&mut s, &Frame::Hello { cluster_id: cluster_id.to_string(), node_id }).await?;
     Ok(s)

@@ -125,9 +125,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let _log_dir_lock = exclusive::lock_log_dir(&cfg.log_dir)?;
     //    A cluster node only starts on a directory `shardlog storage format` made
     //    for it (a single node, without voters, writes its own meta.properties).
-    if cfg.is_cluster() {
-        crate::metadata::meta_properties::check_formatted(&cfg.log_dir, cfg.broker_id, None)?;
-    }
+    let cluster_id =
+        if cfg.is_cluster() { Some(crate::metadata::meta_properties::check_formatted(&cfg.log_dir, cfg.broker_id, None)?.cluster_id) } else { None };
     exclusive::check_port_not_served(cfg.listener)?;
     // 1. Data dir and crash detection first: the clean-shutdown marker decides
     //    whether active segments get full CRC recovery. It is removed before any
@@ -140,7 +139,20 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     // Metadata: replay the log (migrating a legacy image), then fit this broker's
     // placement of partitions on shards to the image and the shard count.
-    let (metadata_log, image, legacy) = MetadataLog::open(&cfg.log_dir, cfg.broker_id, cfg.metadata_log_max_record_bytes_between_snapshots)?;
+    // A cluster node's metadata is the Raft quorum's log instead (cluster/).
+    let mut cluster_boot = None;
+    let (metadata_log, image, legacy) = match cluster_id {
+        Some(id) => {
+            let boot = crate::cluster::boot::open(&cfg, id)?;
+            let image = boot.image.clone();
+            cluster_boot = Some(boot);
+            (None, image, None)
+        }
+        None => {
+            let (log, image, legacy) = MetadataLog::open(&cfg.log_dir, cfg.broker_id, cfg.metadata_log_max_record_bytes_between_snapshots)?;
+            (Some(log), image, legacy)
+        }
+    };
     let migrated = legacy.is_some();
     let (placement, placement_changed) = ShardPlacement::at_start(&cfg.log_dir, &image, n, cfg.broker_id, legacy)?;
     if placement_changed {
@@ -152,7 +164,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     let image = Arc::new(image);
     let placement = Arc::new(placement);
-    let mut metadata_log = Some(metadata_log);
+    let mut metadata_log = metadata_log;
     crate::coordinator::warn_partition_count_mismatch(&cfg, &image);
     // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one
     //    port, and claim that port among shardlog brokers (exclusive.rs).
@@ -208,6 +220,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             (cfg.clone(), image.clone(), placement.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone(), quotas.clone());
         // The controller shard owns the metadata log.
         let metadata_log = if id == crate::shard::CONTROLLER_SHARD { metadata_log.take() } else { None };
+        // ... or, on a cluster node, the quorum's log.
+        let cluster_boot = if id == crate::shard::CONTROLLER_SHARD { cluster_boot.take() } else { None };
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -227,6 +241,13 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 let coordinators = Coordinators::new(shard.clone());
                 shard.open_at_start();
                 let x = XShard::connect(shard.clone(), coordinators.clone(), eps).await;
+                // The quorum member starts once the shards are connected: what it
+                // applies is published to all of them.
+                let _cluster_node = match cluster_boot.map(|boot| crate::cluster::start(shard.clone(), boot)) {
+                    Some(Err(e)) => return fail(format!("metadata quorum: {e}")),
+                    Some(Ok(node)) => Some(node),
+                    None => None,
+                };
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
                     Ok(l) => l,

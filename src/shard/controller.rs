@@ -106,6 +106,22 @@ impl Shard {
         }
     }
 
+    /// The metadata quorum's state: the cluster's, or this single broker as its
+    /// own one-voter quorum (its metadata log's offset as the high watermark).
+    pub(super) async fn describe_quorum(self: &Rc<Self>) -> Result<crate::shard::links::QuorumDescription> {
+        if let Some(q) = self.quorum() {
+            return q.describe().await;
+        }
+        let me = self.cfg.broker_id;
+        let end = self.image().version as i64;
+        Ok(crate::shard::links::QuorumDescription {
+            leader_id: me,
+            leader_epoch: 0,
+            high_watermark: end,
+            voters: vec![crate::shard::links::QuorumReplica { replica_id: me, log_end_offset: end, last_fetch_timestamp: self.cfg.clock.now_ms() }],
+        })
+    }
+
     /// Active controller: runs an operation another node forwarded.
     pub async fn run_forwarded(self: &Rc<Self>, op: ControllerOp) -> ControllerReply {
         let resp = Box::pin(self.handle(op.clone().into_request())).await;
@@ -295,7 +311,14 @@ impl Shard {
                 let recs: Vec<MetadataRecord> = replicas
                     .into_iter()
                     .zip(cur..)
-                    .map(|(replicas, p)| MetadataRecord::Partition { topic_id, partition: p, isr: replicas.clone(), leader: replicas[0], replicas, leader_epoch: 0 })
+                    .map(|(replicas, p)| MetadataRecord::Partition {
+                        topic_id,
+                        partition: p,
+                        isr: replicas.clone(),
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: 0,
+                    })
                     .collect();
                 apply_all(&mut next, &recs)?;
                 records.extend(recs);

@@ -57,4 +57,30 @@ pub trait MetadataQuorum {
     /// Sends `op` to the active controller and resolves with its answer once
     /// this node has applied what it committed.
     fn forward(&self, op: ControllerOp) -> LocalBoxFuture<'_, Result<ControllerReply>>;
+    /// The quorum as its leader sees it (asked of the leader when this node is not it).
+    fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>>;
+}
+
+/// The metadata quorum for DescribeQuorum (Kafka's names).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct QuorumDescription {
+    /// Node id of the leader (-1: none known).
+    pub leader_id: i32,
+    /// The leader's epoch (the Raft term).
+    pub leader_epoch: i32,
+    /// The metadata log's committed offset.
+    pub high_watermark: i64,
+    /// Every voter.
+    pub voters: Vec<QuorumReplica>,
+}
+
+/// One voter as the leader sees it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct QuorumReplica {
+    /// Its node id.
+    pub replica_id: i32,
+    /// The last offset known to be in its log (-1: unknown).
+    pub log_end_offset: i64,
+    /// When the leader last heard from it, ms since the epoch (-1: unknown).
+    pub last_fetch_timestamp: i64,
 }

@@ -381,6 +381,7 @@ impl Shard {
             }
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
             ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
+            ShardRequest::DescribeQuorum => ShardResponse::Quorum(self.describe_quorum().await),
             ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),
             ShardRequest::ApplyMetadata { image, placement } => {
                 self.handle_apply(image, placement);

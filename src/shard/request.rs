@@ -162,6 +162,8 @@ pub enum ShardRequest {
     },
     /// Controller only: reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
+    /// Controller only: the metadata quorum's state (DescribeQuorum).
+    DescribeQuorum,
     /// Append transaction markers to partitions this shard owns; one result per marker.
     WriteTxnMarkers {
         /// The markers, answered in this order.
@@ -195,6 +197,8 @@ pub enum ShardResponse {
     LogDirSizes(Vec<(TopicPartition, u64)>),
     /// Per partition: (producer id, its state) for every producer the log remembers.
     DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
+    /// The metadata quorum's state.
+    Quorum(Result<crate::shard::links::QuorumDescription, Error>),
     /// A block of producer ids: (first id, count).
     ProducerIds(Result<(i64, i64), Error>),
     /// Per marker: appended.
