@@ -17,16 +17,16 @@
 //! things that change between runs. Run with
 //! `cargo test --test cluster -- --nocapture --test-threads=1`.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_harness;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cluster_harness::*;
 use common::{by_partition, client_config, consume_all, producer_config, Rec};
-use rdkafka::admin::{AdminClient, AlterConfig, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -93,32 +93,37 @@ fn value(p: i32, i: usize) -> String {
 /// Produces `per` records to each partition `0..partitions` (acks=all)
 /// through `bootstrap`; asserts every one is acknowledged at offsets 0..per.
 fn produce(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, per: usize) {
+    produce_range(c, bootstrap, topic, partitions, 0..per)
+}
+
+/// Produces records `range` (their values and offsets) to each partition
+/// `0..partitions` through `bootstrap`; asserts each is acknowledged at its offset.
+fn produce_range(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<usize>) {
     let t0 = Instant::now();
     let p: FutureProducer = producer_config(bootstrap).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1").create().expect("producer");
-    let acks = block_on(async {
-        let mut futs = Vec::new();
-        for i in 0..per {
-            for part in 0..partitions {
-                let v = value(part, i);
-                let k = format!("k{i}");
-                futs.push(p.send(FutureRecord::to(topic).partition(part).key(&k).payload(&v), OP));
-            }
+    let mut futs = Vec::new();
+    for i in range.clone() {
+        for part in 0..partitions {
+            let (k, v) = (format!("k{i}"), value(part, i));
+            futs.push(p.send_result(FutureRecord::to(topic).partition(part).key(&k).payload(&v)).map_err(|(e, _)| e).expect("enqueue a record"));
         }
+    }
+    let acks = block_on(async {
         let mut out = Vec::new();
         for f in futs {
-            out.push(f.await);
+            out.push(f.await.expect("delivery report"));
         }
         out
     });
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for (n, a) in acks.into_iter().enumerate() {
         let d = a.unwrap_or_else(|(e, _)| panic!("record {n} of {topic} not acknowledged: {e}"));
-        let want = next.entry(d.partition).or_insert(0);
+        let want = next.entry(d.partition).or_insert(range.start as i64);
         assert_eq!(d.offset, *want, "partition {} of {topic}: acknowledged offsets out of order", d.partition);
         *want += 1;
     }
     assert_eq!(next.len(), partitions as usize, "{next:?}");
-    c.step(&format!("produced {per} records to each of {partitions} partitions of {topic} through {bootstrap} in {:.2}s", t0.elapsed().as_secs_f64()));
+    c.step(&format!("produced records {range:?} to each of {partitions} partitions of {topic} through {bootstrap} in {:.2}s", t0.elapsed().as_secs_f64()));
 }
 
 /// Consumes `topic` from the beginning through `bootstrap` and asserts that
@@ -218,7 +223,7 @@ fn find_quorum_leader(c: &mut Cluster) -> (i32, i32) {
 
 // ---------------------------------------------------------------------------
 
-/// 1. Three nodes form a cluster: every node's Metadata (raw, and through
+/// (1) Three nodes form a cluster: every node's Metadata (raw, and through
 /// librdkafka bootstrapped from that node alone) lists brokers 1, 2, 3 at
 /// their client ports, with the formatted cluster id.
 #[test]
@@ -241,7 +246,7 @@ fn cluster_forms_and_every_broker_lists_all_three() {
     c.step("every node lists brokers 1, 2, 3");
 }
 
-/// 2. A 12-partition topic (replication factor 1) created through node 1 is
+/// (2) A 12-partition topic (replication factor 1) created through node 1 is
 /// spread evenly: every broker leads 4 partitions, as every node reports.
 #[test]
 fn twelve_partitions_are_led_four_by_each_broker() {
@@ -255,7 +260,7 @@ fn twelve_partitions_are_led_four_by_each_broker() {
     }
 }
 
-/// 3. Records produced through broker 1's bootstrap are all consumed, in
+/// (3) Records produced through broker 1's bootstrap are all consumed, in
 /// order per partition, through broker 2's bootstrap (partitions led by
 /// every broker, so both clients reach all three).
 #[test]
@@ -269,7 +274,7 @@ fn produced_through_one_broker_consumed_through_another() {
     assert_all_records(&c, &c.bootstrap(2), "routed", 6, 300);
 }
 
-/// 4. FindCoordinator of a group, asked of every broker, names the leader of
+/// (4) FindCoordinator of a group, asked of every broker, names the leader of
 /// the group's `__consumer_offsets` partition (Kafka's hash rule); a member
 /// joined through broker 3 consumes everything and commits; the commits read
 /// back through broker 2, and again after a whole-cluster SIGTERM restart.
@@ -326,7 +331,7 @@ fn group_coordinator_is_the_offsets_partition_leader_and_commits_survive_restart
     c.step("committed offsets read back equal after the restart");
 }
 
-/// 5. kill -9 of the quorum leader (found with DescribeQuorum): the two others
+/// (5) kill -9 of the quorum leader (found with DescribeQuorum): the two others
 /// elect a new leader and CreateTopics succeeds again within 3 s of the kill;
 /// the killed node restarts, catches up, and sees the topics created without it.
 #[test]
@@ -338,7 +343,8 @@ fn controller_failover_after_kill9_of_the_quorum_leader() {
 
     c.kill9(old);
     let t0 = Instant::now();
-    let (mut created, mut new_leader): (Option<(Duration, String)>, Option<(Duration, i32, i32)>) = (None, None);
+    let mut created: Option<(Duration, String)> = None;
+    let mut new_leader: Option<(Duration, i32, i32)> = None;
     let mut attempt = 0;
     let mut last = String::new();
     while (created.is_none() || new_leader.is_none()) && t0.elapsed() < Duration::from_secs(30) {
@@ -370,7 +376,11 @@ fn controller_failover_after_kill9_of_the_quorum_leader() {
         }
         None => panic!("no new quorum leader through DescribeQuorum within 30 s: {last}"),
     }
-    eprintln!("TIMING controller_failover create_topics_s={:.3} new_leader_s={:.3}", t_create.as_secs_f64(), new_leader.map(|x| x.0.as_secs_f64()).unwrap_or(-1.0));
+    eprintln!(
+        "TIMING controller_failover create_topics_s={:.3} new_leader_s={:.3}",
+        t_create.as_secs_f64(),
+        new_leader.map(|x| x.0.as_secs_f64()).unwrap_or(-1.0)
+    );
     assert!(t_create <= Duration::from_secs(3), "CreateTopics succeeded only {:.3}s after the kill (limit 3 s)", t_create.as_secs_f64());
 
     // The killed node comes back as a follower and catches up.
@@ -386,11 +396,13 @@ fn controller_failover_after_kill9_of_the_quorum_leader() {
         }
         Ok(())
     });
+    let agreed = wait_until("all three nodes to agree on the quorum leader", OP, POLL, || c.quorum_leader());
+    c.step(&format!("after the rejoin every node names quorum leader {} (epoch {})", agreed.0, agreed.1));
     create(&c, old, "after-rejoin", 3, &[]);
     wait_leaders(&c, "after-rejoin", 3, &c.ids(), OP);
 }
 
-/// 6. kill -9 of a broker that is not the quorum leader: within the session
+/// (6) kill -9 of a broker that is not the quorum leader: within the session
 /// timeout (plus slack) every partition it led shows no leader
 /// (LEADER_NOT_AVAILABLE, leader -1) and it leaves every broker list, the
 /// other partitions keep their leaders; restarted, it leads them again and
@@ -440,22 +452,23 @@ fn killed_broker_is_fenced_and_recovers_its_partitions() {
     c.step(&format!("broker {victim} leads its partitions again {:.3}s after its restart", t1.elapsed().as_secs_f64()));
     assert_eq!(after, before, "leadership after the restart");
     assert_all_records(&c, &c.bootstrap(survivors[0]), "fenced", 12, 100);
+    // Its partitions take appends again, after the records it had.
+    produce_range(&c, &c.bootstrap(victim), "fenced", 12, 100..120);
+    assert_all_records(&c, &c.bootstrap(survivors[1]), "fenced", 12, 120);
 }
 
-/// 7. A whole-cluster SIGTERM restart keeps topics (partition count, leaders),
-/// a config set at creation and one set with AlterConfigs, the records, and
-/// committed offsets.
+/// (7) A whole-cluster SIGTERM restart keeps topics (partition count, leaders),
+/// a config set at creation and one set later with IncrementalAlterConfigs
+/// (through another node), the records, and committed offsets.
 #[test]
 fn whole_cluster_restart_keeps_topics_configs_data_and_offsets() {
     let mut c = Cluster::start(3, &[]);
     let (topic, group) = ("kept", "cluster-it-kept");
     create(&c, 2, topic, 6, &[("segment.bytes", "1048576")]);
     let leaders = wait_leaders(&c, topic, 6, &c.ids(), OP);
-    let admin: AdminClient<DefaultClientContext> = client_config(&c.bootstrap(3)).create().expect("admin");
-    let res = block_on(admin.alter_configs(&[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("retention.ms", "123456789")], &common::admin_opts()))
-        .expect("AlterConfigs answered");
-    assert!(res.iter().all(|r| r.is_ok()), "AlterConfigs: {res:?}");
-    c.step("AlterConfigs retention.ms=123456789 through node 3");
+    let r = set_topic_config(&c.bootstrap(3), topic, "retention.ms", "123456789").expect("IncrementalAlterConfigs");
+    assert_eq!(r.0, NONE, "IncrementalAlterConfigs retention.ms through node 3: {r:?}");
+    c.step("IncrementalAlterConfigs SET retention.ms=123456789 through node 3");
     let configs_ok = |c: &Cluster, when: &str| {
         for id in c.ids() {
             let admin: AdminClient<DefaultClientContext> = client_config(&c.bootstrap(id)).create().expect("admin");

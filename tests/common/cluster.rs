@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeQuorumRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+    CreateTopicsRequest, DescribeQuorumRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse, RequestHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request};
 
@@ -182,6 +184,18 @@ pub fn create_topic_raw(addr: &str, name: &str, partitions: i32, configs: &[(&st
     Ok((t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
 }
 
+/// IncrementalAlterConfigs v1 SET of one topic config (Kafka's legacy
+/// AlterConfigs, rdkafka's `alter_configs`, would replace every override): (error code, message).
+pub fn set_topic_config(addr: &str, topic: &str, key: &str, value: &str) -> Result<(i16, String), String> {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(sb(topic))
+        .with_configs(vec![AlterableConfig::default().with_name(sb(key)).with_config_operation(0).with_value(Some(sb(value)))])]);
+    let resp = raw_call(addr, 1, &req, RAW_TIMEOUT)?;
+    let r = resp.responses.first().ok_or("IncrementalAlterConfigs answered no resource")?;
+    Ok((r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+}
+
 /// FindCoordinator v3 of a group: (error code, coordinator node id).
 pub fn find_group_coordinator(addr: &str, group: &str) -> Result<(i16, i32), String> {
     let resp = raw_call(addr, 3, &FindCoordinatorRequest::default().with_key(sb(group)).with_key_type(0), RAW_TIMEOUT)?;
@@ -327,21 +341,9 @@ impl Cluster {
                 generation: 0,
             })
             .collect();
-        let mut c = Cluster {
-            nodes,
-            cluster_id,
-            voters,
-            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            started,
-            tmp,
-            _serial: serial,
-        };
-        c.step(&format!(
-            "cluster id {}, voters {}, client ports {:?}",
-            c.cluster_id,
-            c.voters,
-            c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()
-        ));
+        let mut c =
+            Cluster { nodes, cluster_id, voters, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), started, tmp, _serial: serial };
+        c.step(&format!("cluster id {}, voters {}, client ports {:?}", c.cluster_id, c.voters, c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()));
         for i in 0..n {
             c.format(i);
         }
@@ -398,7 +400,8 @@ impl Cluster {
     }
 
     fn format(&self, i: usize) {
-        let mut args: Vec<String> = vec!["storage".into(), "format".into(), "--cluster-id".into(), self.cluster_id.clone()];
+        // `--cluster-id=ID`: an id may start with `-` (see the report on random-uuid).
+        let mut args: Vec<String> = vec!["storage".into(), "format".into(), format!("--cluster-id={}", self.cluster_id)];
         for s in self.node_sets(i) {
             args.push("--set".into());
             args.push(s);
