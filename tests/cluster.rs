@@ -339,6 +339,7 @@ fn controller_failover_after_kill9_of_the_quorum_leader() {
     let mut c = Cluster::start(3, &[]);
     let (old, old_epoch) = find_quorum_leader(&mut c);
     create(&c, old, "before-failover", 3, &[]);
+    let before = wait_leaders(&c, "before-failover", 3, &c.ids(), OP);
     let survivors: Vec<i32> = c.ids().into_iter().filter(|&id| id != old).collect();
 
     c.kill9(old);
@@ -382,6 +383,25 @@ fn controller_failover_after_kill9_of_the_quorum_leader() {
         new_leader.map(|x| x.0.as_secs_f64()).unwrap_or(-1.0)
     );
     assert!(t_create <= Duration::from_secs(3), "CreateTopics succeeded only {:.3}s after the kill (limit 3 s)", t_create.as_secs_f64());
+
+    // The new controller fences the old one's broker: gone from every
+    // survivor's broker list, the partitions it led leaderless.
+    let t_fenced = wait_until(&format!("the new controller to fence broker {old}"), Duration::from_secs(20), POLL, || {
+        for &id in &survivors {
+            let md = metadata(&c.bootstrap(id), Some(&["before-failover"]))?;
+            if broker_ids(&md).contains(&old) {
+                return Err(format!("node {id} still lists broker {old}: {:?}", broker_ids(&md)));
+            }
+            for (p, (err, l)) in partition_leaders(&md, "before-failover")? {
+                let want = if before[&p] == old { (LEADER_NOT_AVAILABLE, -1) } else { (NONE, before[&p]) };
+                if (err, l) != want {
+                    return Err(format!("node {id}: before-failover-{p} (error, leader) ({err}, {l}), want {want:?}"));
+                }
+            }
+        }
+        Ok(t0.elapsed())
+    });
+    c.step(&format!("broker {old} fenced by the new controller {:.3}s after the kill", t_fenced.as_secs_f64()));
 
     // The killed node comes back as a follower and catches up.
     c.start_node(old);
