@@ -265,6 +265,7 @@ mod tests {
             img.apply(r).unwrap();
         }
         let recs = reelect_without(&img, 1);
+        img.apply(&MetadataRecord::FenceBroker { broker_id: 1, epoch: 1 }).unwrap();
         assert_eq!(recs.len(), 2);
         for r in &recs {
             img.apply(r).unwrap();

@@ -201,7 +201,7 @@ impl RpcClient {
                 }
             }
         };
-        match glommio::timer::timeout(timeout, async { fut.await.map_err(|e| glommio::GlommioError::IoError(e)) }).await {
+        match glommio::timer::timeout(timeout, async { fut.await.map_err(glommio::GlommioError::IoError) }).await {
             Ok((conn, resp)) => {
                 self.idle.borrow_mut().insert(addr, conn);
                 Ok(resp)
