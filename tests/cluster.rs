@@ -10,7 +10,9 @@
 //! 5. kill -9 of the quorum leader: a new leader, CreateTopics succeeds within 3 s;
 //! 6. kill -9 of a broker: its partitions go leaderless after the session timeout
 //!    and it leaves the broker list; restarted, it leads them again with its data;
-//! 7. a whole-cluster SIGTERM restart keeps topics, topic configs, data and offsets.
+//! 7. a whole-cluster SIGTERM restart keeps topics, topic configs, data and offsets;
+//! 8. after kill -9 of every node, two come back and fence the third; it returns
+//!    and every record and commit is there.
 //!
 //! Every step prints its time since the cluster started (`[cluster +S.SSSs]`);
 //! names and values are fixed, the ports and cluster id (printed) are the only
@@ -519,4 +521,49 @@ fn whole_cluster_restart_keeps_topics_configs_data_and_offsets() {
     assert_all_records(&c, &c.bootstrap(3), topic, 6, 100);
     assert_eq!(committed(&c.bootstrap(1), group, topic, 6), offsets, "committed offsets after the restart");
     c.step("topics, configs, records and committed offsets all kept");
+}
+
+/// (8) kill -9 of every node at once; two restart and form a quorum without
+/// the third, which their controller fences (gone from the broker list, its
+/// partitions leaderless) although the image they restarted from had it
+/// unfenced; then it restarts too and every record and commit is there.
+#[test]
+fn after_kill9_of_every_node_two_restart_and_fence_the_third() {
+    let mut c = Cluster::start(3, &[]);
+    let (topic, group) = ("crashed", "cluster-it-crashed");
+    create(&c, 1, topic, 6, &[]);
+    let leaders = wait_leaders(&c, topic, 6, &c.ids(), OP);
+    produce(&c, &c.bootstrap(2), topic, 6, 100);
+    let offsets: BTreeMap<i32, i64> = (0..6).map(|p| (p, 5 * (p as i64 + 1))).collect();
+    commit(&c.bootstrap(3), group, topic, &offsets);
+    assert_eq!(committed(&c.bootstrap(1), group, topic, 6), offsets, "committed offsets before the crash");
+
+    for id in c.ids() {
+        c.kill9(id);
+    }
+    let t0 = Instant::now();
+    // Node 3 stays down; start_nodes waits until nodes 1 and 2 list only [1, 2].
+    c.start_nodes(&[1, 2]);
+    c.step(&format!("nodes 1 and 2 restarted and list only each other {:.3}s after their restart began", t0.elapsed().as_secs_f64()));
+    let missing: BTreeSet<i32> = leaders.iter().filter(|(_, &l)| l == 3).map(|(&p, _)| p).collect();
+    assert!(!missing.is_empty(), "precondition: broker 3 leads a partition of {topic}: {leaders:?}");
+    wait_until("broker 3's partitions leaderless on nodes 1 and 2", Duration::from_secs(20), POLL, || {
+        for id in [1, 2] {
+            let md = metadata(&c.bootstrap(id), Some(&[topic]))?;
+            for (p, (err, l)) in partition_leaders(&md, topic)? {
+                let want = if missing.contains(&p) { (LEADER_NOT_AVAILABLE, -1) } else { (NONE, leaders[&p]) };
+                if (err, l) != want {
+                    return Err(format!("node {id}: {topic}-{p} (error, leader) ({err}, {l}), want {want:?}"));
+                }
+            }
+        }
+        Ok(())
+    });
+    c.step("broker 3's partitions are leaderless, the others led as before");
+
+    c.start_node(3);
+    c.wait_formed();
+    assert_eq!(wait_leaders(&c, topic, 6, &c.ids(), OP), leaders, "leaders after node 3 returned");
+    assert_all_records(&c, &c.bootstrap(3), topic, 6, 100);
+    assert_eq!(committed(&c.bootstrap(2), group, topic, 6), offsets, "committed offsets after the crash");
 }

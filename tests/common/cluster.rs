@@ -519,7 +519,14 @@ impl Cluster {
     /// Starts every node that is not running at once, waits for their
     /// listening lines, then until the cluster formed.
     pub fn start_all(&mut self) {
-        let down: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.nodes[i].is_running()).collect();
+        let down: Vec<i32> = self.nodes.iter_mut().filter_map(|n| (!n.is_running()).then_some(n.id)).collect();
+        self.start_nodes(&down);
+    }
+
+    /// Starts the given nodes at once, waits for their listening lines, then
+    /// until every running node lists exactly the running nodes.
+    pub fn start_nodes(&mut self, ids: &[i32]) {
+        let down: Vec<usize> = ids.iter().map(|&id| self.idx(id)).collect();
         for &i in &down {
             self.spawn(i);
         }
