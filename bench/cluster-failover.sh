@@ -137,12 +137,26 @@ kill9() {
     unset "PID[$1]"
 }
 
-# Waits (up to GIVE_UP_S) until `cond` succeeds, polling every 50 ms; fails the run otherwise.
+# Fails the run if a node this script did not kill has exited (its log's tail is printed).
+check_alive() {
+    local n
+    for n in "${!PID[@]}"; do
+        if ! kill -0 "${PID[$n]}" 2>/dev/null; then
+            log "node $n (pid ${PID[$n]}) exited unexpectedly; the tail of its log:"
+            tail -n 20 "$WORK/node$n.log" >&2
+            exit 1
+        fi
+    done
+}
+
+# Waits (up to GIVE_UP_S) until `cond` succeeds, polling every 50 ms; fails the run otherwise
+# (or as soon as a node exits unexpectedly).
 wait_for() {
     local what=$1
     shift
     local deadline=$(($(now_ms) + GIVE_UP_S * 1000))
     until "$@"; do
+        check_alive
         if (($(now_ms) > deadline)); then
             log "gave up after ${GIVE_UP_S}s waiting for $what"
             exit 1
@@ -201,6 +215,7 @@ for try in $(seq 1 "$TRIES"); do
     attempt=0
     until create_topic "${survivors[$((attempt % 2))]}" "failover-$try-$attempt" 3; do
         attempt=$((attempt + 1))
+        check_alive
         if (($(now_ms) - t > GIVE_UP_S * 1000)); then log "try $try: CreateTopics never succeeded"; exit 1; fi
         sleep 0.05
     done
