@@ -40,6 +40,9 @@ pub enum Error {
     /// A broker's call carried an epoch from before its last registration (STALE_BROKER_EPOCH).
     #[error("{0}")]
     StaleBrokerEpoch(String),
+    /// No broker with this id is registered, or this is not a cluster (BROKER_ID_NOT_REGISTERED).
+    #[error("{0}")]
+    BrokerIdNotRegistered(String),
     /// A node formatted for another cluster (INCONSISTENT_CLUSTER_ID).
     #[error("{0}")]
     InconsistentClusterId(String),
@@ -355,6 +358,7 @@ impl Error {
             Error::RequestTimedOut(_) => R::RequestTimedOut,
             Error::StaleBrokerEpoch(_) => R::StaleBrokerEpoch,
             Error::InconsistentClusterId(_) => R::InconsistentClusterId,
+            Error::BrokerIdNotRegistered(_) => R::BrokerIdNotRegistered,
             Error::NotLeaderOrFollower => R::NotLeaderOrFollower,
             Error::OffsetOutOfRange { .. } => R::OffsetOutOfRange,
             Error::MessageTooLarge { .. } => R::MessageTooLarge,
