@@ -77,6 +77,7 @@ pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod error;
