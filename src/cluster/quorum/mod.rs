@@ -33,6 +33,8 @@
 //! The voter set is fixed by configuration (no membership changes yet).
 
 pub mod logger;
+#[cfg(test)]
+mod sim;
 pub mod store;
 pub mod wal;
 
