@@ -423,6 +423,22 @@ impl Error {
         }
     }
 
+    /// An error another broker answered with `code` and `message`: the unit
+    /// errors the broker's own code matches on come back as themselves (a
+    /// forwarded CreateTopics' TOPIC_ALREADY_EXISTS is [`Error::TopicAlreadyExists`]),
+    /// every other one as [`Error::Remote`], which keeps the code.
+    pub fn from_remote(code: i16, message: String) -> Error {
+        match ResponseError::try_from_code(code) {
+            Some(ResponseError::TopicAlreadyExists) => Error::TopicAlreadyExists,
+            Some(ResponseError::UnknownTopicOrPartition) => Error::UnknownTopicOrPartition,
+            Some(ResponseError::NotController) => Error::NotController,
+            Some(ResponseError::NotLeaderOrFollower) => Error::NotLeaderOrFollower,
+            Some(ResponseError::CoordinatorNotAvailable) => Error::CoordinatorNotAvailable,
+            Some(ResponseError::NotCoordinator) => Error::NotCoordinator,
+            _ => Error::Remote { code, message },
+        }
+    }
+
     /// The records at fault, for Produce's `record_errors` (KIP-467); empty
     /// when the error is not about particular records.
     pub fn record_errors(&self) -> &[RecordError] {

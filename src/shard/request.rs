@@ -266,7 +266,7 @@ impl From<Error> for WireError {
 
 impl From<WireError> for Error {
     fn from(w: WireError) -> Error {
-        Error::Remote { code: w.code, message: w.message }
+        Error::from_remote(w.code, w.message)
     }
 }
 
