@@ -40,6 +40,9 @@ pub enum Error {
     /// A broker's call carried an epoch from before its last registration (STALE_BROKER_EPOCH).
     #[error("{0}")]
     StaleBrokerEpoch(String),
+    /// No broker with this id is registered, or this is not a cluster (BROKER_ID_NOT_REGISTERED).
+    #[error("{0}")]
+    BrokerIdNotRegistered(String),
     /// A node formatted for another cluster (INCONSISTENT_CLUSTER_ID).
     #[error("{0}")]
     InconsistentClusterId(String),
@@ -355,6 +358,7 @@ impl Error {
             Error::RequestTimedOut(_) => R::RequestTimedOut,
             Error::StaleBrokerEpoch(_) => R::StaleBrokerEpoch,
             Error::InconsistentClusterId(_) => R::InconsistentClusterId,
+            Error::BrokerIdNotRegistered(_) => R::BrokerIdNotRegistered,
             Error::NotLeaderOrFollower => R::NotLeaderOrFollower,
             Error::OffsetOutOfRange { .. } => R::OffsetOutOfRange,
             Error::MessageTooLarge { .. } => R::MessageTooLarge,
@@ -416,6 +420,22 @@ impl Error {
             Error::UnsupportedEndpointType(_) => R::UnsupportedEndpointType,
             Error::InvalidReplicaAssignment(_) => R::InvalidReplicaAssignment,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
+        }
+    }
+
+    /// An error another broker answered with `code` and `message`: the unit
+    /// errors the broker's own code matches on come back as themselves (a
+    /// forwarded CreateTopics' TOPIC_ALREADY_EXISTS is [`Error::TopicAlreadyExists`]),
+    /// every other one as [`Error::Remote`], which keeps the code.
+    pub fn from_remote(code: i16, message: String) -> Error {
+        match ResponseError::try_from_code(code) {
+            Some(ResponseError::TopicAlreadyExists) => Error::TopicAlreadyExists,
+            Some(ResponseError::UnknownTopicOrPartition) => Error::UnknownTopicOrPartition,
+            Some(ResponseError::NotController) => Error::NotController,
+            Some(ResponseError::NotLeaderOrFollower) => Error::NotLeaderOrFollower,
+            Some(ResponseError::CoordinatorNotAvailable) => Error::CoordinatorNotAvailable,
+            Some(ResponseError::NotCoordinator) => Error::NotCoordinator,
+            _ => Error::Remote { code, message },
         }
     }
 

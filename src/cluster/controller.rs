@@ -149,7 +149,7 @@ impl ClusterNode {
         self.shard
             .propose_change(|img| {
                 if !img.brokers.contains_key(&broker_id) {
-                    return Ok(Vec::new());
+                    return Err(Error::BrokerIdNotRegistered(format!("broker {broker_id} is not registered")));
                 }
                 let mut recs = reelect_without(img, broker_id);
                 recs.push(MetadataRecord::UnregisterBroker { broker_id });
@@ -157,7 +157,8 @@ impl ClusterNode {
             })
             .await?;
         self.sessions.last_seen.borrow_mut().remove(&broker_id);
-        Ok(ControllerResponse::Unregistered)
+        tracing::info!(broker_id, "broker unregistered");
+        Ok(ControllerResponse::Unregistered { metadata_offset: self.applied() })
     }
 
     /// Fences brokers whose session expired, while this node is the active controller.

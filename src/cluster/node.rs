@@ -377,6 +377,19 @@ impl ClusterNode {
 }
 
 impl MetadataQuorum for ClusterNode {
+    fn unregister_broker(&self, broker_id: i32) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            match self.call_controller(&ControllerRequest::UnregisterBroker { broker_id }, FORWARD_TIMEOUT).await? {
+                ControllerResponse::Unregistered { metadata_offset } => {
+                    self.wait_applied(metadata_offset, Duration::from_secs(5)).await;
+                    Ok(())
+                }
+                ControllerResponse::Error(e) => Err(e.into()),
+                _ => Err(Error::NotController),
+            }
+        })
+    }
+
     fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>> {
         Box::pin(async move {
             if self.quorum.borrow().is_leader() {

@@ -104,8 +104,11 @@ pub enum ControllerResponse {
         /// Still fenced: it leads nothing.
         fenced: bool,
     },
-    /// Unregistered.
-    Unregistered,
+    /// Unregistered, at this metadata offset.
+    Unregistered {
+        /// The controller's applied metadata offset after the change.
+        metadata_offset: u64,
+    },
     /// The forwarded change's answer, and the metadata offset that holds it.
     Forwarded {
         /// The answer.

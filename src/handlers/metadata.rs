@@ -74,11 +74,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
 
     let image = ctx.shard().image();
     let offline = &ctx.shard().offline;
+    let down_brokers: Vec<i32> = image.brokers.iter().filter(|(_, b)| b.fenced).map(|(&id, _)| id).collect();
     let topics: Vec<MetadataResponseTopic> = match &requested {
         Some(names) => names
             .iter()
             .map(|n| match image.topics.get(n) {
-                Some(t) => topic_entry(t, version, offline),
+                Some(t) => topic_entry(t, version, offline, &down_brokers),
                 None => {
                     let code = if validate_topic_name(n).is_err() {
                         Error::InvalidTopic(n.clone()).code()
@@ -89,7 +90,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 }
             })
             .collect(),
-        None => image.topics.values().map(|t| topic_entry(t, version, offline)).collect(),
+        None => image.topics.values().map(|t| topic_entry(t, version, offline, &down_brokers)).collect(),
     };
     // v10+ may ask by topic id (name null): consumer-protocol clients (KIP-848)
     // learn their assignment as topic ids and look the names up this way. An
@@ -98,7 +99,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     if version >= 10 {
         for id in req.topics.iter().flatten().filter(|t| t.name.is_none() && !t.topic_id.is_nil()).map(|t| t.topic_id) {
             topics.push(match image.topics.values().find(|t| t.topic_id == id) {
-                Some(t) => topic_entry(t, version, offline),
+                Some(t) => topic_entry(t, version, offline, &down_brokers),
                 None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(Error::UnknownTopicId.code()),
             });
         }
@@ -126,7 +127,9 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     resp
 }
 
-fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> MetadataResponseTopic {
+/// `down_brokers`: in a cluster, registered brokers that are fenced; their
+/// replicas are listed offline (v5+), as Kafka lists replicas of dead brokers.
+fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions, down_brokers: &[i32]) -> MetadataResponseTopic {
     let down = offline.of_topic(&t.name, t.topic_id);
     let partitions = t
         .partitions
@@ -139,11 +142,25 @@ fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions) -> Meta
                 .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
             match down.get(&(i as i32)) {
                 // No leader (its broker is fenced): clients wait and ask again.
-                None if p.leader < 0 => entry
-                    .with_error_code(Error::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
-                None => entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect()),
+                None if p.leader < 0 => {
+                    let e = entry
+                        .with_error_code(Error::LeaderNotAvailable.code())
+                        .with_leader_id(BrokerId(-1))
+                        .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect());
+                    if version >= 5 {
+                        e.with_offline_replicas(p.replicas.iter().filter(|b| down_brokers.contains(b)).map(|&b| BrokerId(b)).collect())
+                    } else {
+                        e
+                    }
+                }
+                None => {
+                    let e = entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect());
+                    if version >= 5 {
+                        e.with_offline_replicas(p.replicas.iter().filter(|b| down_brokers.contains(b)).map(|&b| BrokerId(b)).collect())
+                    } else {
+                        e
+                    }
+                }
                 Some(reason) => {
                     let e = entry.with_error_code(Error::KafkaStorage(reason.clone()).code()).with_leader_id(BrokerId(-1)).with_isr_nodes(Vec::new());
                     // offline_replicas exists from v5 on; the encoder rejects it before.

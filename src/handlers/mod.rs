@@ -38,6 +38,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod unregister_broker;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -64,7 +64,7 @@ impl Shard {
                 Ok(()) => results,
                 Err(e) => {
                     crate::warn_limited!("a metadata change was not committed: {e}");
-                    results.into_iter().map(|r| r.and(Err(Error::Remote { code: e.code(), message: e.to_string() }))).collect()
+                    results.into_iter().map(|r| r.and(Err(Error::from_remote(e.code(), e.to_string())))).collect()
                 }
             };
         }
@@ -195,7 +195,7 @@ impl Shard {
     pub(super) async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::from_remote(e.code(), e.to_string()))).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
@@ -247,7 +247,7 @@ impl Shard {
     pub(super) async fn delete_topics(self: &Rc<Self>, topics: Vec<(Option<String>, uuid::Uuid)>) -> Vec<Result<(String, uuid::Uuid)>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::from_remote(e.code(), e.to_string()))).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
@@ -281,7 +281,7 @@ impl Shard {
     pub(super) async fn create_partitions(self: &Rc<Self>, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return topics.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
+            Err(e) => return topics.iter().map(|_| Err(Error::from_remote(e.code(), e.to_string()))).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();
@@ -335,7 +335,7 @@ impl Shard {
     pub(super) async fn alter_topic_configs(self: &Rc<Self>, changes: Vec<(String, ConfigChange)>, validate_only: bool) -> Vec<Result<()>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
-            Err(e) => return changes.iter().map(|_| Err(Error::Remote { code: e.code(), message: e.to_string() })).collect(),
+            Err(e) => return changes.iter().map(|_| Err(Error::from_remote(e.code(), e.to_string()))).collect(),
         };
         let mut next = (*self.image()).clone();
         let mut records = Vec::new();

@@ -57,6 +57,9 @@ pub trait MetadataQuorum {
     /// Sends `op` to the active controller and resolves with its answer once
     /// this node has applied what it committed.
     fn forward(&self, op: ControllerOp) -> LocalBoxFuture<'_, Result<ControllerReply>>;
+    /// Removes broker `broker_id`'s registration (Kafka's UnregisterBroker),
+    /// through the active controller.
+    fn unregister_broker(&self, broker_id: i32) -> LocalBoxFuture<'_, Result<()>>;
     /// The quorum as its leader sees it (asked of the leader when this node is not it).
     fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>>;
 }

@@ -382,6 +382,10 @@ impl Shard {
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
             ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ShardRequest::DescribeQuorum => ShardResponse::Quorum(self.describe_quorum().await),
+            ShardRequest::UnregisterBroker { broker_id } => ShardResponse::Unregistered(match self.quorum() {
+                Some(q) => q.unregister_broker(broker_id).await,
+                None => Err(Error::BrokerIdNotRegistered("a single broker is not a cluster: no broker registrations".into())),
+            }),
             ShardRequest::WriteTxnMarkers { markers } => ShardResponse::WriteTxnMarkers(self.write_txn_markers(markers).await),
             ShardRequest::ApplyMetadata { image, placement } => {
                 self.handle_apply(image, placement);

@@ -164,6 +164,11 @@ pub enum ShardRequest {
     AllocateProducerIds,
     /// Controller only: the metadata quorum's state (DescribeQuorum).
     DescribeQuorum,
+    /// Controller only: remove a broker's registration (UnregisterBroker).
+    UnregisterBroker {
+        /// The broker's id.
+        broker_id: i32,
+    },
     /// Append transaction markers to partitions this shard owns; one result per marker.
     WriteTxnMarkers {
         /// The markers, answered in this order.
@@ -197,6 +202,8 @@ pub enum ShardResponse {
     LogDirSizes(Vec<(TopicPartition, u64)>),
     /// Per partition: (producer id, its state) for every producer the log remembers.
     DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
+    /// The registration is gone.
+    Unregistered(Result<(), Error>),
     /// The metadata quorum's state.
     Quorum(Result<crate::shard::links::QuorumDescription, Error>),
     /// A block of producer ids: (first id, count).
@@ -259,7 +266,7 @@ impl From<Error> for WireError {
 
 impl From<WireError> for Error {
     fn from(w: WireError) -> Error {
-        Error::Remote { code: w.code, message: w.message }
+        Error::from_remote(w.code, w.message)
     }
 }
 

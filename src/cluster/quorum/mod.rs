@@ -114,12 +114,16 @@ pub struct QuorumConfig {
     pub max_election_tick: usize,
     /// Ticks between the leader's heartbeats (less than `election_tick`).
     pub heartbeat_tick: usize,
+    /// None: raft-rs draws each randomized election timeout from the thread's
+    /// RNG. Some(seed): they are drawn from this seed instead, so a simulation
+    /// replays exactly.
+    pub timeout_seed: Option<u64>,
 }
 
 impl QuorumConfig {
     /// The default timing ([`DEFAULT_ELECTION_TICK`], [`DEFAULT_HEARTBEAT_TICK`]).
     pub fn new(id: u64, voters: Vec<u64>) -> QuorumConfig {
-        QuorumConfig { id, voters, election_tick: DEFAULT_ELECTION_TICK, max_election_tick: 0, heartbeat_tick: DEFAULT_HEARTBEAT_TICK }
+        QuorumConfig { id, voters, election_tick: DEFAULT_ELECTION_TICK, max_election_tick: 0, heartbeat_tick: DEFAULT_HEARTBEAT_TICK, timeout_seed: None }
     }
 }
 
@@ -212,6 +216,10 @@ pub struct Quorum {
     election_tick: u64,
     /// Leader: ticks each follower has been waiting for a snapshot.
     snapshot_wait: BTreeMap<u64, u64>,
+    /// State of the generator of election timeouts ([`QuorumConfig::timeout_seed`]).
+    timeout_rng: Option<u64>,
+    /// raft-rs's randomized election timeout range, `lo..hi` ticks.
+    election_range: (usize, usize),
 }
 
 impl Quorum {
@@ -266,8 +274,9 @@ impl Quorum {
             pre_vote: true,
             ..Default::default()
         };
+        let election_range = (cfg.min_election_tick(), cfg.max_election_tick());
         let node = RawNode::new(&cfg, log, &logger::raft_logger(config.id))?;
-        Ok(Quorum {
+        let mut q = Quorum {
             node,
             id: config.id,
             voters,
@@ -278,7 +287,11 @@ impl Quorum {
             bytes_since_snapshot: 0,
             election_tick: config.election_tick as u64,
             snapshot_wait: BTreeMap::new(),
-        })
+            timeout_rng: config.timeout_seed,
+            election_range,
+        };
+        q.redraw_timeout();
+        Ok(q)
     }
 
     /// One tick of the logical clock (every [`TICK_INTERVAL`]).
@@ -291,6 +304,7 @@ impl Quorum {
     pub fn tick(&mut self) {
         self.ticks += 1;
         self.node.tick();
+        self.redraw_timeout();
         if !self.is_leader() {
             self.snapshot_wait.clear();
             return;
@@ -341,13 +355,36 @@ impl Quorum {
             return Err(QuorumError::Refused(format!("{t:?} is not taken from peers")));
         }
         self.last_heard.insert(msg.from, self.ticks);
-        Ok(self.node.step(msg)?)
+        let res = self.node.step(msg);
+        self.redraw_timeout();
+        Ok(res?)
+    }
+
+    /// With [`QuorumConfig::timeout_seed`], replaces the election timeout raft-rs
+    /// drew from the thread's RNG whenever its election clock restarted (a new
+    /// term, a role change, word from the leader), with one from the seed.
+    fn redraw_timeout(&mut self) {
+        let Some(state) = self.timeout_rng.as_mut() else { return };
+        let raft = &mut self.node.raft;
+        if raft.election_elapsed != 0 {
+            return;
+        }
+        // SplitMix64.
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let (lo, hi) = self.election_range;
+        raft.set_randomized_election_timeout(lo + (z % (hi - lo) as u64) as usize);
     }
 
     /// Starts an election now (a test or an operator's leader move; elections
     /// otherwise start from ticks).
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
-        Ok(self.node.campaign()?)
+        let res = self.node.campaign();
+        self.redraw_timeout();
+        Ok(res?)
     }
 
     /// Appends `payload` to the log if this member leads; `proposal_id` comes back
