@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use cluster_harness::*;
 use common::{by_partition, client_config, consume_all, producer_config, Rec};
+use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+use kafka_protocol::records::Compression;
 use rdkafka::admin::{AdminClient, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -84,6 +86,10 @@ fn create(c: &Cluster, via: i32, topic: &str, partitions: i32, configs: &[(&str,
     let t0 = Instant::now();
     let r = create_topic_raw(&c.bootstrap(via), topic, partitions, configs, OP).unwrap_or_else(|e| panic!("CreateTopics {topic} via node {via}: {e}"));
     assert_eq!(r.0, NONE, "CreateTopics {topic} via node {via}: {r:?}");
+    // Answered once the receiving broker has applied it: its Metadata has the topic at once.
+    let md = metadata(&c.bootstrap(via), Some(&[topic])).expect("Metadata right after CreateTopics");
+    let parts = partition_leaders(&md, topic).unwrap_or_else(|e| panic!("node {via} right after creating {topic}: {e}"));
+    assert_eq!(parts.len(), partitions as usize, "node {via} right after creating {topic}: {parts:?}");
     c.step(&format!("created {topic} ({partitions} partitions) through node {via} in {:.3}s", t0.elapsed().as_secs_f64()));
 }
 
@@ -274,6 +280,36 @@ fn produced_through_one_broker_consumed_through_another() {
     assert_eq!(led_by, c.ids().into_iter().collect(), "precondition: every broker leads a partition of routed: {leaders:?}");
     produce(&c, &c.bootstrap(1), "routed", 6, 300);
     assert_all_records(&c, &c.bootstrap(2), "routed", 6, 300);
+
+    // Sent to a broker that does not lead the partition: NOT_LEADER_OR_FOLLOWER.
+    let (&p, &leader) = leaders.iter().find(|(_, &l)| l != 1).expect("a partition node 1 does not lead");
+    let mut conn = common::RawConn::connect(&c.bootstrap(1));
+    let batch = common::record_batch(&[common::plain_record(0, 1, None, Some(bytes::Bytes::from_static(b"x")))], Compression::None);
+    let r = common::produce_raw(&mut conn, 9, -1, "routed", p, batch);
+    assert_eq!(r.error_code, NOT_LEADER_OR_FOLLOWER, "Produce to routed-{p} (led by {leader}) through node 1: {r:?}");
+    let f = conn.roundtrip(12, &common::fetch_request("routed", p, 0, 0, 1));
+    let fe = f.responses[0].partitions[0].error_code;
+    assert_eq!(fe, NOT_LEADER_OR_FOLLOWER, "Fetch of routed-{p} (led by {leader}) through node 1");
+    c.step(&format!("Produce and Fetch of routed-{p} (led by {leader}) through node 1: NOT_LEADER_OR_FOLLOWER"));
+
+    // Producer ids come in blocks from the controller: unique cluster-wide.
+    let mut ids = BTreeSet::new();
+    for id in c.ids() {
+        for _ in 0..2 {
+            let mut conn = common::RawConn::connect(&c.bootstrap(id));
+            let r = conn.roundtrip(
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            );
+            assert_eq!(r.error_code, NONE, "InitProducerId through node {id}: {r:?}");
+            assert!(ids.insert(r.producer_id.0), "producer id {} handed out twice (node {id}): {ids:?}", r.producer_id.0);
+        }
+    }
+    c.step(&format!("InitProducerId twice through each node: distinct producer ids {ids:?}"));
 }
 
 /// (4) FindCoordinator of a group, asked of every broker, names the leader of
@@ -451,8 +487,14 @@ fn killed_broker_is_fenced_and_recovers_its_partitions() {
             if brokers.contains(&victim) {
                 return Err(format!("node {id} still lists broker {victim}: {brokers:?}"));
             }
+            let offline: BTreeMap<i32, Vec<i32>> =
+                md.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| (p.partition_index, p.offline_replicas.iter().map(|b| b.0).collect())).collect();
             let ps = partition_leaders(&md, "fenced")?;
             for (p, (err, l)) in &ps {
+                let want_offline = if victims.contains(p) { vec![victim] } else { vec![] };
+                if offline[p] != want_offline {
+                    return Err(format!("node {id}: partition {p} offline replicas {:?}, want {want_offline:?}", offline[p]));
+                }
                 if victims.contains(p) {
                     if *l != -1 || *err != LEADER_NOT_AVAILABLE {
                         return Err(format!("node {id}: partition {p} (error, leader) ({err}, {l}), want ({LEADER_NOT_AVAILABLE}, -1)"));

@@ -54,6 +54,7 @@ pub const ELECTION_TIMEOUT_MS: u64 = 1000;
 /// Kafka's error codes the tests look for.
 pub const NONE: i16 = 0;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 const LISTENING_PREFIX: &str = "shardlog listening on ";
 /// Lines of each node's output printed when a test fails.
