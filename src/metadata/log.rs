@@ -122,10 +122,36 @@ fn write_meta_properties(log_dir: &Path, cluster_id: &str, node_id: i32) -> io::
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
+/// Encoded as Kafka's `Uuid.toString()` does (the bytes big-endian, 6 bits per
+/// character from the top), and, as Kafka's `Uuid.randomUuid()`, never starting
+/// with `-`, which a command line would read as an option.
 pub fn new_cluster_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = uuid::Uuid::new_v4().as_u128();
-    (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
+    loop {
+        // 128 bits in 22 characters: the last one carries 2 bits, padded with 4 zero bits.
+        let bits = uuid::Uuid::new_v4().as_u128();
+        let id: String = (0..22)
+            .map(|i| {
+                let shift = 128 - 6 * (i + 1) as i32;
+                let v = if shift >= 0 { bits >> shift } else { bits << -shift };
+                ALPHABET[(v & 63) as usize] as char
+            })
+            .collect();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn cluster_ids_are_kafka_base64_and_never_start_with_a_dash() {
+    for _ in 0..2000 {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(!id.starts_with('-'), "{id}");
+        assert!(matches!(id.as_bytes()[21], b'A' | b'Q' | b'g' | b'w'), "{id}: the last character carries 2 bits");
+    }
 }
 
 #[derive(Deserialize)]
