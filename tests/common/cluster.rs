@@ -1,0 +1,648 @@
+//! Harness for cluster-mode tests: a KRaft-style cluster of real `shardlog`
+//! processes on 127.0.0.1, every node combined (`process.roles=broker,controller`),
+//! one shard each, spread over cores 0 and 1.
+//!
+//! - [`Cluster::start`] picks free ports, formats every node's data directory
+//!   (`shardlog storage format`), starts all nodes at once, waits for each one's
+//!   `shardlog listening on ADDR` line and then until every node's Metadata
+//!   lists every broker;
+//! - a node can be stopped (SIGTERM, must exit 0), killed (SIGKILL) and started
+//!   again on its directory and ports;
+//! - raw requests ([`raw_call`]) never panic, so tests can poll a node that is
+//!   down or not yet ready with [`wait_until`].
+//!
+//! Every step is printed with the seconds since the cluster started; when a test
+//! panics, the tail of every node's output is printed.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeQuorumRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse, RequestHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request};
+
+use crate::common::{broker_bin, parse_response_header, sb};
+
+/// How long a node may take to print its listening line.
+pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after all nodes listen every Metadata must list every broker.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGTERM'd node may take to exit.
+pub const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read timeout of one raw request.
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The test timings every node starts with (Kafka's defaults are 9 s / 2 s).
+pub const SESSION_TIMEOUT_MS: u64 = 3000;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MS: u64 = 1000;
+
+/// Kafka's error codes the tests look for.
+pub const NONE: i16 = 0;
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+const LISTENING_PREFIX: &str = "shardlog listening on ";
+/// Lines of each node's output printed when a test fails.
+const TAIL_LINES: usize = 300;
+
+/// One cluster per test binary at a time: the machine has 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Free TCP ports on 127.0.0.1 (all bound at once, so they differ).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    ls.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+/// Runs `shardlog ARGS` to completion.
+pub fn shardlog(args: &[String]) -> Output {
+    Command::new(broker_bin()).args(args).stdin(Stdio::null()).output().expect("run shardlog")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Polls `f` every `every` until it gives `Some` or `timeout` passes; then
+/// panics with `what` and the last value `last` described.
+pub fn wait_until<T>(what: &str, timeout: Duration, every: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    let mut last;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {:.1}s waiting for {what}; last: {last}", start.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Java's `String.hashCode` (UTF-16 code units), for Kafka's partition-for-key rules.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The `__consumer_offsets` partition of `group`: Kafka's `Utils.abs(hashCode) % partitions`.
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let h = java_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions
+}
+
+// ---------------------------------------------------------------------------
+// Raw requests that report failures instead of panicking
+// ---------------------------------------------------------------------------
+
+/// One request on a fresh connection to `addr`: the decoded response, or why not.
+pub fn raw_call<R: Request>(addr: &str, version: i16, req: &R, timeout: Duration) -> Result<R::Response, String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("bad address {addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_nodelay(true).ok();
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut header = RequestHeader::default();
+    header.request_api_key = R::KEY;
+    header.request_api_version = version;
+    header.correlation_id = 7;
+    header.client_id = Some(sb("shardlog-cluster-it"));
+    let mut body = BytesMut::new();
+    encode_request_header_into_buffer(&mut body, &header).map_err(|e| format!("encode header: {e}"))?;
+    req.encode(&mut body, version).map_err(|e| format!("encode request: {e}"))?;
+    let mut frame = BytesMut::with_capacity(4 + body.len());
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    s.write_all(&frame).map_err(|e| format!("write to {addr}: {e}"))?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).map_err(|e| format!("read from {addr} (api key {}): {e}", R::KEY))?;
+    let len = i32::from_be_bytes(len);
+    if !(4..=64 * 1024 * 1024).contains(&len) {
+        return Err(format!("implausible response size {len} from {addr}"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    s.read_exact(&mut buf).map_err(|e| format!("read from {addr}: {e}"))?;
+    let mut buf = Bytes::from(buf);
+    let corr = parse_response_header(&mut buf, R::Response::header_version(version));
+    if corr != 7 {
+        return Err(format!("correlation id {corr} from {addr}"));
+    }
+    let resp = R::Response::decode(&mut buf, version).map_err(|e| format!("decode response from {addr}: {e}"))?;
+    if buf.has_remaining() {
+        return Err(format!("{} bytes left after the response from {addr}", buf.remaining()));
+    }
+    Ok(resp)
+}
+
+/// Metadata v12 from `addr`: all topics (None) or the named ones, no auto-creation.
+pub fn metadata(addr: &str, topics: Option<&[&str]>) -> Result<MetadataResponse, String> {
+    let topics = topics.map(|ts| ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(sb(t))))).collect());
+    raw_call(addr, 12, &MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false), RAW_TIMEOUT)
+}
+
+/// Broker ids a Metadata response lists, sorted.
+pub fn broker_ids(md: &MetadataResponse) -> Vec<i32> {
+    let mut v: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    v.sort();
+    v
+}
+
+/// One topic's partitions from a Metadata response: partition -> (error code, leader id).
+pub fn partition_leaders(md: &MetadataResponse, topic: &str) -> Result<BTreeMap<i32, (i16, i32)>, String> {
+    let t = md.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic)).ok_or_else(|| format!("topic {topic} not in Metadata"))?;
+    if t.error_code != NONE {
+        return Err(format!("topic {topic}: error code {}", t.error_code));
+    }
+    Ok(t.partitions.iter().map(|p| (p.partition_index, (p.error_code, p.leader_id.0))).collect())
+}
+
+/// CreateTopics v7 of one topic (replication factor 1, the given configs): (error code, message).
+pub fn create_topic_raw(addr: &str, name: &str, partitions: i32, configs: &[(&str, &str)], timeout: Duration) -> Result<(i16, String), String> {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(sb(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(sb(k)).with_value(Some(sb(v)))).collect());
+    let req = CreateTopicsRequest::default().with_timeout_ms(timeout.as_millis() as i32).with_topics(vec![topic]);
+    let resp = raw_call(addr, 7, &req, timeout + Duration::from_secs(5))?;
+    let t = resp.topics.first().ok_or("CreateTopics answered no topic")?;
+    Ok((t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+}
+
+/// IncrementalAlterConfigs v1 SET of one topic config (Kafka's legacy
+/// AlterConfigs, rdkafka's `alter_configs`, would replace every override): (error code, message).
+pub fn set_topic_config(addr: &str, topic: &str, key: &str, value: &str) -> Result<(i16, String), String> {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(sb(topic))
+        .with_configs(vec![AlterableConfig::default().with_name(sb(key)).with_config_operation(0).with_value(Some(sb(value)))])]);
+    let resp = raw_call(addr, 1, &req, RAW_TIMEOUT)?;
+    let r = resp.responses.first().ok_or("IncrementalAlterConfigs answered no resource")?;
+    Ok((r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+}
+
+/// FindCoordinator v3 of a group: (error code, coordinator node id).
+pub fn find_group_coordinator(addr: &str, group: &str) -> Result<(i16, i32), String> {
+    let resp = raw_call(addr, 3, &FindCoordinatorRequest::default().with_key(sb(group)).with_key_type(0), RAW_TIMEOUT)?;
+    Ok((resp.error_code, resp.node_id.0))
+}
+
+/// DescribeQuorum (v1) of `__cluster_metadata` partition 0: (error code, leader id, leader epoch).
+pub fn describe_quorum(addr: &str) -> Result<(i16, i32, i32), String> {
+    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(sb("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let resp = raw_call(addr, 1, &req, RAW_TIMEOUT)?;
+    if resp.error_code != NONE {
+        return Ok((resp.error_code, -1, -1));
+    }
+    let p = resp.topics.first().and_then(|t| t.partitions.first()).ok_or("DescribeQuorum answered no partition")?;
+    Ok((p.error_code, p.leader_id.0, p.leader_epoch))
+}
+
+// ---------------------------------------------------------------------------
+// Nodes
+// ---------------------------------------------------------------------------
+
+/// One `shardlog` node of a [`Cluster`].
+pub struct Node {
+    pub id: i32,
+    /// PLAINTEXT (client) port.
+    pub port: u16,
+    /// CONTROLLER (quorum) port.
+    pub ctrl_port: u16,
+    pub dir: PathBuf,
+    core: usize,
+    child: Option<Child>,
+    readers: Vec<JoinHandle<()>>,
+    output: Arc<Mutex<String>>,
+    /// The last generation that printed its listening line.
+    listening: Arc<(Mutex<u32>, Condvar)>,
+    generation: u32,
+}
+
+impl Node {
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn note(&self, line: &str) {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[harness] {line}\n"));
+    }
+
+    fn join_readers(&mut self) {
+        for h in self.readers.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    self.child = None;
+                    return Some(st);
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => return None,
+            }
+        }
+    }
+
+    fn kill_child(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.join_readers();
+    }
+
+    fn tail(&self) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out.lines().collect();
+        let from = lines.len().saturating_sub(TAIL_LINES);
+        format!(
+            "----- node {} (ports {}/{}, dir {}): last {} of {} lines -----\n{}\n----- end of node {} -----",
+            self.id,
+            self.port,
+            self.ctrl_port,
+            self.dir.display(),
+            lines.len() - from,
+            lines.len(),
+            lines[from..].join("\n"),
+            self.id
+        )
+    }
+}
+
+/// A running cluster of combined nodes, ids 1..=n.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub cluster_id: String,
+    voters: String,
+    extra: Vec<(String, String)>,
+    started: Instant,
+    // Dropped after the nodes are killed (field order does not matter: Drop kills them first).
+    tmp: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Formats and starts `n` nodes with the test timings plus `extra`
+    /// (`--set` pairs for every node), and waits until the cluster formed.
+    pub fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let tmp = tempfile::Builder::new().prefix("shardlog-cluster-it-").tempdir().expect("temp dir");
+        let ports = free_ports(2 * n);
+        let out = shardlog(&["storage".into(), "random-uuid".into()]);
+        assert!(out.status.success(), "shardlog storage random-uuid failed: {}", text(&out.stderr));
+        let cluster_id = text(&out.stdout).trim().to_string();
+        let voters = (0..n).map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1])).collect::<Vec<_>>().join(",");
+        let nodes = (0..n)
+            .map(|i| Node {
+                id: i as i32 + 1,
+                port: ports[2 * i],
+                ctrl_port: ports[2 * i + 1],
+                dir: tmp.path().join(format!("node{}", i + 1)),
+                core: i % 2,
+                child: None,
+                readers: Vec::new(),
+                output: Arc::new(Mutex::new(String::new())),
+                listening: Arc::new((Mutex::new(0), Condvar::new())),
+                generation: 0,
+            })
+            .collect();
+        let mut c =
+            Cluster { nodes, cluster_id, voters, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), started, tmp, _serial: serial };
+        c.step(&format!("cluster id {}, voters {}, client ports {:?}", c.cluster_id, c.voters, c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()));
+        for i in 0..n {
+            c.format(i);
+        }
+        c.start_all();
+        c
+    }
+
+    /// Prints `msg` with the seconds since the cluster started.
+    pub fn step(&self, msg: &str) {
+        eprintln!("[cluster +{:7.3}s] {msg}", self.started.elapsed().as_secs_f64());
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn ids(&self) -> Vec<i32> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// Index of node `id` in `nodes`.
+    pub fn idx(&self, id: i32) -> usize {
+        self.nodes.iter().position(|n| n.id == id).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    pub fn node(&self, id: i32) -> &Node {
+        &self.nodes[self.idx(id)]
+    }
+
+    pub fn bootstrap(&self, id: i32) -> String {
+        self.node(id).bootstrap()
+    }
+
+    /// Every node's client address, comma-separated.
+    pub fn bootstrap_all(&self) -> String {
+        self.nodes.iter().map(|n| n.bootstrap()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Ids of the nodes whose process runs.
+    pub fn running(&mut self) -> Vec<i32> {
+        self.nodes.iter_mut().filter_map(|n| n.is_running().then_some(n.id)).collect()
+    }
+
+    /// The `--set` pairs that describe node `i` (format and start).
+    fn node_sets(&self, i: usize) -> Vec<String> {
+        let n = &self.nodes[i];
+        vec![
+            format!("log.dirs={}", n.dir.display()),
+            format!("node.id={}", n.id),
+            "process.roles=broker,controller".to_string(),
+            format!("controller.quorum.voters={}", self.voters),
+            format!("listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", n.port, n.ctrl_port),
+        ]
+    }
+
+    fn format(&self, i: usize) {
+        // `--cluster-id=ID`: an id may start with `-` (see the report on random-uuid).
+        let mut args: Vec<String> = vec!["storage".into(), "format".into(), format!("--cluster-id={}", self.cluster_id)];
+        for s in self.node_sets(i) {
+            args.push("--set".into());
+            args.push(s);
+        }
+        let out = shardlog(&args);
+        assert!(out.status.success(), "storage format of node {} failed: {}{}", self.nodes[i].id, text(&out.stdout), text(&out.stderr));
+    }
+
+    /// Spawns node `i` (no wait).
+    fn spawn(&mut self, i: usize) {
+        let mut sets = self.node_sets(i);
+        sets.push(format!("shard.cores={}", self.nodes[i].core));
+        sets.push(format!("broker.session.timeout.ms={SESSION_TIMEOUT_MS}"));
+        sets.push(format!("broker.heartbeat.interval.ms={HEARTBEAT_INTERVAL_MS}"));
+        sets.push(format!("controller.quorum.election.timeout.ms={ELECTION_TIMEOUT_MS}"));
+        for (k, v) in &self.extra {
+            sets.push(format!("{k}={v}"));
+        }
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {} is already running", node.id);
+        node.generation += 1;
+        let generation = node.generation;
+        let mut cmd = Command::new(broker_bin());
+        cmd.arg("start");
+        for s in &sets {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if std::env::var_os("SHARDLOG_LOG").is_none() {
+            cmd.env("SHARDLOG_LOG", "info");
+        }
+        node.note(&format!("generation {generation}: spawning {:?}", cmd.get_args().collect::<Vec<_>>()));
+        let mut child = cmd.spawn().expect("spawn shardlog start");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (out, listening) = (node.output.clone(), node.listening.clone());
+        node.readers.push(std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while let Ok(n) = r.read_until(b'\n', &mut line) {
+                if n == 0 {
+                    break;
+                }
+                let s = String::from_utf8_lossy(&line).into_owned();
+                out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stdout] {s}"));
+                if s.contains(LISTENING_PREFIX) {
+                    let (m, cv) = &*listening;
+                    *m.lock().unwrap_or_else(|e| e.into_inner()) = generation;
+                    cv.notify_all();
+                }
+                line.clear();
+            }
+        }));
+        let out = node.output.clone();
+        node.readers.push(std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while let Ok(n) = r.read_until(b'\n', &mut line) {
+                if n == 0 {
+                    break;
+                }
+                out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stderr] {}", String::from_utf8_lossy(&line)));
+                line.clear();
+            }
+        }));
+        node.child = Some(child);
+    }
+
+    /// Waits for node `i`'s listening line of its current generation.
+    fn wait_listening(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let node = &mut self.nodes[i];
+        let generation = node.generation;
+        loop {
+            {
+                let (m, cv) = &*node.listening;
+                let g = m.lock().unwrap_or_else(|e| e.into_inner());
+                if *g == generation {
+                    return Ok(());
+                }
+                let _ = cv.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner());
+            }
+            if let Some(c) = node.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    node.child = None;
+                    node.join_readers();
+                    return Err(format!("node {} exited before listening: {st}", node.id));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("node {}: no `{LISTENING_PREFIX}` line within {timeout:?}", node.id));
+            }
+        }
+    }
+
+    /// Spawns node `id` and waits for its listening line; a node that exits
+    /// before it (a port still held after a kill) is retried for 15 s.
+    pub fn start_node(&mut self, id: i32) {
+        let i = self.idx(id);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.spawn(i);
+            match self.wait_listening(i, NODE_START_TIMEOUT) {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline && self.nodes[i].child.is_none() => {
+                    self.nodes[i].note(&format!("start failed: {e}; retrying"));
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        self.step(&format!("node {id} listening (generation {})", self.nodes[i].generation));
+    }
+
+    /// Starts every node that is not running at once, waits for their
+    /// listening lines, then until the cluster formed.
+    pub fn start_all(&mut self) {
+        let down: Vec<i32> = self.nodes.iter_mut().filter_map(|n| (!n.is_running()).then_some(n.id)).collect();
+        self.start_nodes(&down);
+    }
+
+    /// Starts the given nodes at once, waits for their listening lines, then
+    /// until every running node lists exactly the running nodes.
+    pub fn start_nodes(&mut self, ids: &[i32]) {
+        let down: Vec<usize> = ids.iter().map(|&id| self.idx(id)).collect();
+        for &i in &down {
+            self.spawn(i);
+        }
+        for &i in &down {
+            if let Err(e) = self.wait_listening(i, NODE_START_TIMEOUT) {
+                panic!("{e}");
+            }
+            self.step(&format!("node {} listening (generation {})", self.nodes[i].id, self.nodes[i].generation));
+        }
+        self.wait_formed();
+    }
+
+    /// Waits until every running node's Metadata lists exactly the running
+    /// nodes as brokers (all of them after [`Cluster::start_all`]).
+    pub fn wait_formed(&mut self) {
+        let t0 = Instant::now();
+        let want = self.running();
+        let addrs: Vec<(i32, String)> = self.nodes.iter().filter(|n| want.contains(&n.id)).map(|n| (n.id, n.bootstrap())).collect();
+        wait_until("every node's Metadata to list every running broker", FORM_TIMEOUT, Duration::from_millis(100), || {
+            for (id, addr) in &addrs {
+                let md = metadata(addr, Some(&[]))?;
+                let got = broker_ids(&md);
+                if got != want {
+                    return Err(format!("node {id} lists brokers {got:?}, want {want:?}"));
+                }
+            }
+            Ok(())
+        });
+        self.step(&format!("cluster formed: brokers {want:?} in every node's Metadata ({:.2}s)", t0.elapsed().as_secs_f64()));
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill9(&mut self, id: i32) {
+        let i = self.idx(id);
+        let node = &mut self.nodes[i];
+        let mut c = node.child.take().unwrap_or_else(|| panic!("kill9: node {id} is not running"));
+        node.note(&format!("generation {}: SIGKILL", node.generation));
+        let _ = c.kill();
+        let _ = c.wait();
+        node.join_readers();
+        self.step(&format!("node {id} killed (SIGKILL)"));
+    }
+
+    /// SIGTERMs the given nodes at once and asserts each exits 0 within
+    /// [`NODE_STOP_TIMEOUT`]; prints how long each took.
+    pub fn stop_nodes(&mut self, ids: &[i32]) {
+        let t0 = Instant::now();
+        for &id in ids {
+            let i = self.idx(id);
+            let node = &self.nodes[i];
+            let pid = node.child.as_ref().unwrap_or_else(|| panic!("stop: node {id} is not running")).id();
+            node.note(&format!("generation {}: SIGTERM", node.generation));
+            // SAFETY: plain kill(2) of a child we spawned and have not reaped.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            assert_eq!(rc, 0, "kill(SIGTERM) node {id}: {}", std::io::Error::last_os_error());
+        }
+        for &id in ids {
+            let i = self.idx(id);
+            let left = NODE_STOP_TIMEOUT.saturating_sub(t0.elapsed());
+            match self.nodes[i].wait_child(left) {
+                Some(st) => {
+                    self.nodes[i].join_readers();
+                    self.nodes[i].note(&format!("exited with {st}"));
+                    self.step(&format!("node {id} exited after SIGTERM in {:.2}s: {st}", t0.elapsed().as_secs_f64()));
+                    assert!(st.success(), "node {id} did not exit cleanly after SIGTERM: {st}");
+                }
+                None => panic!("node {id} did not exit within {NODE_STOP_TIMEOUT:?} of SIGTERM"),
+            }
+        }
+    }
+
+    /// SIGTERM to every running node, then start them all again.
+    pub fn restart_all(&mut self) {
+        let ids = self.running();
+        self.stop_nodes(&ids);
+        self.start_all();
+    }
+
+    /// The quorum leader as running nodes see it through DescribeQuorum:
+    /// the leader id all answering nodes agree on (not -1).
+    pub fn quorum_leader(&mut self) -> Result<(i32, i32), String> {
+        let ids = self.running();
+        let mut seen = BTreeSet::new();
+        let mut errs = Vec::new();
+        for id in ids {
+            match describe_quorum(&self.bootstrap(id)) {
+                Ok((NONE, leader, epoch)) if leader >= 0 => {
+                    seen.insert((leader, epoch));
+                }
+                Ok(other) => errs.push(format!("node {id}: (error, leader, epoch) {other:?}")),
+                Err(e) => errs.push(format!("node {id}: {e}")),
+            }
+        }
+        match (seen.len(), errs.is_empty()) {
+            (1, true) => Ok(*seen.iter().next().expect("one")),
+            _ => Err(format!("leaders seen {seen:?}; {}", errs.join("; "))),
+        }
+    }
+
+    /// Prints every node's output tail.
+    pub fn dump(&self) {
+        for n in &self.nodes {
+            eprintln!("{}", n.tail());
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill_child();
+        }
+        if std::thread::panicking() {
+            self.step("test failed; node output follows");
+            self.dump();
+        }
+    }
+}
