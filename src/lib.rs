@@ -52,6 +52,9 @@
 //!   metadata image to every shard.
 //! - `coordinator::Outbound` (implemented by `xshard::XShard`): transaction markers to the
 //!   partitions' owners, producer-id blocks from the controller.
+//! - `xshard::RemoteBrokers` (implemented by `cluster::inter_broker::InterBrokerClient`, one
+//!   per core in a cluster): transaction markers for partitions other brokers lead, sent
+//!   with Kafka's inter-broker WriteTxnMarkers.
 //!
 //! So a core is two objects: its partition owner (`Shard`) and its coordinators
 //! (`Coordinators`, above it); `xshard` carries requests for either between cores.

@@ -4,7 +4,9 @@
 //! applies the committed records to its image and publishes it to its shards
 //! ([`node`]); brokers register and heartbeat ([`broker`]) and the controller
 //! fences those that stop ([`controller`]); all of it travels on the controller
-//! listener ([`transport`], [`rpc`]). Start-up rebuilds the image from the
+//! listener ([`transport`], [`rpc`]). Calls between brokers that Kafka makes
+//! with its own protocol (WriteTxnMarkers) go to the other brokers' client
+//! listeners ([`inter_broker`]). Start-up rebuilds the image from the
 //! quorum's log ([`boot`]). Partition data is not replicated yet: each
 //! partition lives on one broker, and clients are sent to it.
 //!
@@ -24,6 +26,7 @@
 pub mod boot;
 pub mod broker;
 pub mod controller;
+pub mod inter_broker;
 pub mod node;
 pub mod quorum;
 pub mod rpc;

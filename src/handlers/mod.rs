@@ -39,6 +39,7 @@ pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod unregister_broker;
+pub mod write_txn_markers;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -63,6 +63,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // Inter-broker (a transaction coordinator on another broker); kafka-protocol
+    // decodes v1 only, the one Kafka 4.0 keeps (KIP-896 removed v0).
+    (ApiKey::WriteTxnMarkers, 1, 1),
     // The consumer group protocol (KIP-848); v1 adds SubscribedTopicRegex and
     // has the client generate its member id (KIP-1082).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),

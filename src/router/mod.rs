@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest,
+    WriteTxnMarkersRequest,
 };
 
 use crate::handlers::{self, Ctx};
@@ -193,6 +194,11 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::DescribeCluster => {
             let req = body!(DescribeClusterRequest);
             let resp = handlers::describe_cluster::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req = body!(WriteTxnMarkersRequest);
+            let resp = handlers::write_txn_markers::handle(ctx, req).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::UnregisterBroker => {

@@ -248,6 +248,16 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Some(Ok(node)) => Some(node),
                     None => None,
                 };
+                // Every core's coordinators may write markers to partitions other
+                // brokers lead: each core has its own client to them, held here.
+                let _inter_broker = if cfg.is_cluster() {
+                    let client = crate::cluster::inter_broker::InterBrokerClient::new(shard.clone());
+                    let weak: std::rc::Weak<dyn crate::xshard::RemoteBrokers> = std::rc::Rc::downgrade(&client) as _;
+                    x.set_remote_brokers(weak);
+                    Some(client)
+                } else {
+                    None
+                };
                 let ctx = Ctx::new(x);
                 let listener = match crate::net::listener::bind(bound) {
                     Ok(l) => l,

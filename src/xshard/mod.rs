@@ -6,7 +6,9 @@
 //! ([`Shard::handle`]) or to its coordinators ([`Coordinators`]); a call to the
 //! local core skips the channel. Replies travel on a one-shot channel carried
 //! inside the request envelope. `xshard` also implements the interfaces through
-//! which the layers below reach other cores ([`Peers`], [`Outbound`]).
+//! which the layers below reach other cores ([`Peers`], [`Outbound`]), and owns
+//! the one through which it reaches other brokers ([`RemoteBrokers`], implemented
+//! by `cluster/` above it).
 //!
 //! The receiver starts each request as its own task (a long-poll must not block the
 //! channel), so the bound on work in flight sits with the sender: a shard has at most
@@ -19,7 +21,8 @@
 
 pub mod fan_out;
 
-use std::rc::Rc;
+use std::cell::OnceCell;
+use std::rc::{Rc, Weak};
 
 use futures::channel::oneshot;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
@@ -32,7 +35,7 @@ use futures::future::LocalBoxFuture;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::{Coordinators, GroupRequest, GroupResponse, Outbound};
 use crate::error::{Error, Result};
-use crate::metadata::{MetadataImage, ShardPlacement};
+use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::shard::links::Peers;
 use crate::shard::request::{ShardRequest, ShardResponse, TxnMarker};
 use crate::shard::{Shard, CONTROLLER_SHARD};
@@ -86,6 +89,16 @@ pub fn mesh(n: usize, capacity: usize) -> Vec<Endpoints> {
     eps
 }
 
+/// The way to the other brokers of a cluster, for what this core must have done
+/// on partitions they lead: transaction markers (Kafka's inter-broker
+/// WriteTxnMarkers). Implemented in `cluster/` (a per-core client), held weakly
+/// by each core's [`XShard`]; a single broker has none.
+pub trait RemoteBrokers {
+    /// Writes `markers` (every one for a partition broker `broker` leads) on that
+    /// broker, in one request; one result per marker, in order.
+    fn write_txn_markers(&self, broker: i32, markers: Vec<TxnMarker>) -> LocalBoxFuture<'_, Vec<Result<()>>>;
+}
+
 /// A core's handle for calling any core.
 pub struct XShard {
     /// This core's partition owner.
@@ -95,6 +108,8 @@ pub struct XShard {
     senders: Vec<Option<ConnectedSender<Envelope>>>,
     /// Per destination shard: permits for requests from clients, and for nested requests.
     inflight: Vec<(Rc<Semaphore>, Rc<Semaphore>)>,
+    /// The way to other brokers (cluster mode), set once at start-up.
+    remote: OnceCell<Weak<dyn RemoteBrokers>>,
 }
 
 /// Whether `req` is one a shard sends while serving another request. Such requests must
@@ -150,13 +165,24 @@ impl XShard {
         }
         let max = shard.cfg.xshard_inflight_max as u64;
         let inflight = (0..senders.len()).map(|_| (Rc::new(Semaphore::new(max)), Rc::new(Semaphore::new(max)))).collect();
-        let x = Rc::new(XShard { shard: shard.clone(), coordinators: coordinators.clone(), senders, inflight });
+        let x = Rc::new(XShard { shard: shard.clone(), coordinators: coordinators.clone(), senders, inflight, remote: OnceCell::new() });
         // The controller publishes images, and the coordinators send markers and
         // ask for producer ids, through this XShard.
         let peers: std::rc::Weak<XShard> = Rc::downgrade(&x);
         shard.set_peers(peers.clone());
         coordinators.set_outbound(peers);
         x
+    }
+
+    /// Sets the way to the other brokers of the cluster (once, at start-up; later
+    /// calls are ignored). Weak: the runtime owns the implementor.
+    pub fn set_remote_brokers(&self, remote: Weak<dyn RemoteBrokers>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The way to other brokers, when this is a cluster node that set one and it is still alive.
+    fn remote_brokers(&self) -> Option<Rc<dyn RemoteBrokers>> {
+        self.remote.get().and_then(Weak::upgrade)
     }
 
     /// Number of shards in the broker.
@@ -224,19 +250,68 @@ impl Peers for XShard {
 }
 
 impl Outbound for XShard {
+    /// Markers for partitions on this broker go to their owner shards
+    /// ([`fan_out::fan_out`]); those led by another broker go to it through
+    /// [`RemoteBrokers`], one request per broker, all concurrently. Without a way
+    /// to other brokers (none set, or a leader id below 0) such markers fail with
+    /// NOT_LEADER_OR_FOLLOWER, as `fan_out` answers. Results come back in order.
     fn write_txn_markers(&self, markers: Vec<TxnMarker>) -> LocalBoxFuture<'_, Vec<Result<()>>> {
         Box::pin(async move {
-            let items = markers.into_iter().map(|m| (self.shard.route(&m.tp.topic, m.tp.partition), m)).collect();
-            fan_out::fan_out(
+            let n = markers.len();
+            let remote = self.remote_brokers();
+            let mut local_idx = Vec::new();
+            let mut local = Vec::new();
+            // Per broker, in first-seen order: the markers' indexes and the markers.
+            let mut per_broker: Vec<(i32, Vec<usize>, Vec<TxnMarker>)> = Vec::new();
+            for (i, m) in markers.into_iter().enumerate() {
+                let route = self.shard.route(&m.tp.topic, m.tp.partition);
+                match route {
+                    Route::Remote(b) if b >= 0 && remote.is_some() => match per_broker.iter_mut().find(|(id, _, _)| *id == b) {
+                        Some((_, idx, ms)) => {
+                            idx.push(i);
+                            ms.push(m);
+                        }
+                        None => per_broker.push((b, vec![i], vec![m])),
+                    },
+                    _ => {
+                        local_idx.push(i);
+                        local.push((route, m));
+                    }
+                }
+            }
+            let local_call = fan_out::fan_out(
                 self,
-                items,
+                local,
                 |markers| ShardRequest::WriteTxnMarkers { markers },
                 |r| match r {
                     ShardResponse::WriteTxnMarkers(v) => Some(v),
                     _ => None,
                 },
-            )
-            .await
+            );
+            let remote_calls = futures::future::join_all(per_broker.into_iter().map(|(b, idx, ms)| {
+                let remote = remote.clone();
+                async move {
+                    let expected = ms.len();
+                    let rs = match remote {
+                        Some(r) => r.write_txn_markers(b, ms).await,
+                        None => Vec::new(),
+                    };
+                    // A wrong count would misplace results: all fail instead.
+                    let rs = if rs.len() == expected { rs } else { (0..expected).map(|_| Err(Error::NotLeaderOrFollower)).collect() };
+                    (idx, rs)
+                }
+            }));
+            let (local_rs, remote_rs) = futures::join!(local_call, remote_calls);
+            let mut out: Vec<Option<Result<()>>> = (0..n).map(|_| None).collect();
+            for (i, r) in local_idx.into_iter().zip(local_rs) {
+                out[i] = Some(r);
+            }
+            for (idx, rs) in remote_rs {
+                for (i, r) in idx.into_iter().zip(rs) {
+                    out[i] = Some(r);
+                }
+            }
+            out.into_iter().map(|r| r.unwrap_or(Err(Error::ShardUnavailable))).collect()
         })
     }
 
