@@ -10,7 +10,12 @@
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
 //! admin/     what several APIs share: creating topics through the controller (internal ones on
-//!            first use), finding the core that coordinates a group or transactional id
+//!            first use), finding the core that coordinates a group or transactional id, the
+//!            brokers clients are told about
+//! cluster/   (beside admin/) KRaft mode: the Raft metadata quorum (raft-rs, its WAL, a
+//!            deterministic simulation), the quorum member on shard 0 that applies committed
+//!            metadata everywhere, broker registration/heartbeats/fencing, the controller
+//!            listener, forwarding to the active controller, inter-broker WriteTxnMarkers
 //! xshard/    the only code touching cross-core channels; fan-out/reassembly per owner shard;
 //!            bounded in flight per shard pair
 //! coordinator/ consumer groups (classic, and KIP-848's consumer protocol) and transactions, each
@@ -18,7 +23,7 @@
 //!            that core's shard (they read and append through its logs)
 //! shard/     partition owner: partitions (log + high watermark, shard/partition.rs), fetch waiters
 //!            (Rc/RefCell, no locks); shard 0 is also the metadata controller
-//!            (shard/controller.rs: records -> metadata log -> publish)
+//!            (shard/controller.rs: records -> metadata log, or the cluster's quorum -> publish)
 //! log/       segments, sparse indexes, recovery, compaction (Kafka's on-disk layout); the topic
 //!            rules a produced batch must pass (log/produce_policy.rs, Kafka's LogValidator)
 //! metadata/  metadata records, the metadata log and its checkpoints, the image they add up to,
@@ -52,6 +57,9 @@
 //!   metadata image to every shard.
 //! - `coordinator::Outbound` (implemented by `xshard::XShard`): transaction markers to the
 //!   partitions' owners, producer-id blocks from the controller.
+//! - `shard::links::MetadataQuorum` (implemented by `cluster::node::ClusterNode`, on a
+//!   cluster node's shard 0): the controller proposes through the Raft quorum, or forwards
+//!   the operation to the active controller when it is not it.
 //! - `xshard::RemoteBrokers` (implemented by `cluster::inter_broker::InterBrokerClient`, one
 //!   per core in a cluster): transaction markers for partitions other brokers lead, sent
 //!   with Kafka's inter-broker WriteTxnMarkers.
@@ -60,12 +68,9 @@
 //! (`Coordinators`, above it); `xshard` carries requests for either between cores.
 //!
 //! ## Where what comes next lives
-//! - **The cluster** (`cluster/`, beside `admin/`): the Raft metadata quorum replaces
-//!   `metadata::log::MetadataLog` as the log the controller appends to (the records,
-//!   image and publish path stay); broker registration and heartbeats; replica
-//!   fetchers and ISR tracking, which advance `shard::partition::Partition`'s high
-//!   watermark instead of the log end; `Route::Remote` then points clients at the
-//!   leader (the handlers already answer NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR).
+//! - **Replication** (`cluster/`): replica fetchers and ISR tracking, which advance
+//!   `shard::partition::Partition`'s high watermark instead of the log end, with
+//!   AlterPartition through the same controller path as the other metadata changes.
 //! - **Metrics** (`metrics/`, at the ground floor): per-shard counters that the data
 //!   path bumps without locks, gathered across shards for an HTTP exposition endpoint
 //!   served from `runtime/`.
