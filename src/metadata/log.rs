@@ -132,7 +132,7 @@ pub fn new_cluster_id() -> String {
         let bits = uuid::Uuid::new_v4().as_u128();
         let id: String = (0..22)
             .map(|i| {
-                let shift = 128 - 6 * (i + 1) as i32;
+                let shift: i32 = 128 - 6 * (i + 1);
                 let v = if shift >= 0 { bits >> shift } else { bits << -shift };
                 ALPHABET[(v & 63) as usize] as char
             })
