@@ -4,7 +4,9 @@
 //! applies the committed records to its image and publishes it to its shards
 //! ([`node`]); brokers register and heartbeat ([`broker`]) and the controller
 //! fences those that stop ([`controller`]); all of it travels on the controller
-//! listener ([`transport`], [`rpc`]). Calls between brokers that Kafka makes
+//! listener ([`transport`], [`rpc`]). A broker-only node (`process.roles=broker`)
+//! runs no Raft member: it fetches the committed log from the active controller
+//! ([`observer`]); a controller-only node serves no clients. Calls between brokers that Kafka makes
 //! with its own protocol (WriteTxnMarkers) go to the other brokers' client
 //! listeners ([`inter_broker`]). Start-up rebuilds the image from the
 //! quorum's log ([`boot`]). Partition data is not replicated yet: each
