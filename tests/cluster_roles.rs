@@ -115,21 +115,17 @@ fn controller_only_leader_kill9_elects_a_new_leader_and_create_topics_works() {
 
     c.kill9(old);
     let t0 = Instant::now();
-    let mut created: Option<(Duration, String)> = None;
+    let brokers = c.broker_ids();
     let mut attempt = 0;
-    let mut last = String::new();
-    while created.is_none() && t0.elapsed() < Duration::from_secs(30) {
+    let name = wait_until("CreateTopics through a broker to succeed after the kill", Duration::from_secs(30), Duration::from_millis(50), || {
         attempt += 1;
-        let via = c.broker_ids()[attempt % 3];
-        let name = format!("after-{attempt}");
+        let (via, name) = (brokers[attempt % brokers.len()], format!("after-{attempt}"));
         match create_topic_raw(&c.bootstrap(via), &name, 3, &[], Duration::from_secs(2)) {
-            Ok((NONE, _)) => created = Some((t0.elapsed(), name)),
-            Ok(r) => last = format!("CreateTopics {name} via node {via}: {r:?}"),
-            Err(e) => last = format!("CreateTopics {name} via node {via}: {e}"),
+            Ok((NONE, _)) => Ok(name),
+            answer => Err(format!("CreateTopics {name} via node {via}: {answer:?}")),
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (t_create, name) = created.unwrap_or_else(|| panic!("CreateTopics did not succeed within 30 s of killing the quorum leader; last: {last}"));
+    });
+    let t_create = t0.elapsed();
     c.step(&format!("CreateTopics {name} succeeded {:.3}s after the kill ({attempt} attempts)", t_create.as_secs_f64()));
     let (new, new_epoch) = wait_until("a new quorum leader", OP, POLL, || match c.quorum_leader() {
         Ok((l, _)) if l == old => Err(format!("the quorum still names {old}")),
