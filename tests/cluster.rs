@@ -27,132 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cluster_harness::*;
-use common::{by_partition, client_config, consume_all, producer_config, Rec};
+use common::client_config;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use kafka_protocol::records::Compression;
 use rdkafka::admin::{AdminClient, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-
-const OP: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(100);
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
-}
-
-/// Waits until every node in `from` answers Metadata for `topic` with
-/// `partitions` partitions, each without error and with a leader, all nodes
-/// agreeing: partition -> leader.
-fn wait_leaders(c: &Cluster, topic: &str, partitions: i32, from: &[i32], timeout: Duration) -> BTreeMap<i32, i32> {
-    let t0 = Instant::now();
-    let addrs: Vec<(i32, String)> = from.iter().map(|&id| (id, c.bootstrap(id))).collect();
-    let leaders = wait_until(&format!("leaders of {topic} on nodes {from:?}"), timeout, POLL, || {
-        let mut agreed: Option<BTreeMap<i32, i32>> = None;
-        for (id, addr) in &addrs {
-            let md = metadata(addr, Some(&[topic]))?;
-            let ps = partition_leaders(&md, topic).map_err(|e| format!("node {id}: {e}"))?;
-            if ps.len() != partitions as usize {
-                return Err(format!("node {id}: {} partitions", ps.len()));
-            }
-            if let Some((p, e)) = ps.iter().find(|(_, (err, leader))| *err != NONE || *leader < 0) {
-                return Err(format!("node {id}: partition {p} (error, leader) {e:?}"));
-            }
-            let m: BTreeMap<i32, i32> = ps.into_iter().map(|(p, (_, l))| (p, l)).collect();
-            match &agreed {
-                Some(a) if *a != m => return Err(format!("nodes disagree: {a:?} vs node {id} {m:?}")),
-                _ => agreed = Some(m),
-            }
-        }
-        Ok(agreed.unwrap_or_default())
-    });
-    c.step(&format!("{topic}: leaders {leaders:?} ({:.2}s)", t0.elapsed().as_secs_f64()));
-    leaders
-}
-
-/// How many partitions each broker leads.
-fn leader_counts(leaders: &BTreeMap<i32, i32>) -> BTreeMap<i32, usize> {
-    let mut m = BTreeMap::new();
-    for l in leaders.values() {
-        *m.entry(*l).or_insert(0) += 1;
-    }
-    m
-}
-
-/// Creates `topic` through node `via` (raw CreateTopics v7), asserting success.
-fn create(c: &Cluster, via: i32, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let t0 = Instant::now();
-    let r = create_topic_raw(&c.bootstrap(via), topic, partitions, configs, OP).unwrap_or_else(|e| panic!("CreateTopics {topic} via node {via}: {e}"));
-    assert_eq!(r.0, NONE, "CreateTopics {topic} via node {via}: {r:?}");
-    // Answered once the receiving broker has applied it: its Metadata has the topic at once.
-    let md = metadata(&c.bootstrap(via), Some(&[topic])).expect("Metadata right after CreateTopics");
-    let parts = partition_leaders(&md, topic).unwrap_or_else(|e| panic!("node {via} right after creating {topic}: {e}"));
-    assert_eq!(parts.len(), partitions as usize, "node {via} right after creating {topic}: {parts:?}");
-    c.step(&format!("created {topic} ({partitions} partitions) through node {via} in {:.3}s", t0.elapsed().as_secs_f64()));
-}
-
-/// The value of record `i` of partition `p`.
-fn value(p: i32, i: usize) -> String {
-    format!("v-p{p}-{i:05}")
-}
-
-/// Produces `per` records to each partition `0..partitions` (acks=all)
-/// through `bootstrap`; asserts every one is acknowledged at offsets 0..per.
-fn produce(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, per: usize) {
-    produce_range(c, bootstrap, topic, partitions, 0..per)
-}
-
-/// Produces records `range` (their values and offsets) to each partition
-/// `0..partitions` through `bootstrap`; asserts each is acknowledged at its offset.
-fn produce_range(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<usize>) {
-    let t0 = Instant::now();
-    let p: FutureProducer = producer_config(bootstrap).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1").create().expect("producer");
-    let mut futs = Vec::new();
-    for i in range.clone() {
-        for part in 0..partitions {
-            let (k, v) = (format!("k{i}"), value(part, i));
-            futs.push(p.send_result(FutureRecord::to(topic).partition(part).key(&k).payload(&v)).map_err(|(e, _)| e).expect("enqueue a record"));
-        }
-    }
-    let acks = block_on(async {
-        let mut out = Vec::new();
-        for f in futs {
-            out.push(f.await.expect("delivery report"));
-        }
-        out
-    });
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for (n, a) in acks.into_iter().enumerate() {
-        let d = a.unwrap_or_else(|(e, _)| panic!("record {n} of {topic} not acknowledged: {e}"));
-        let want = next.entry(d.partition).or_insert(range.start as i64);
-        assert_eq!(d.offset, *want, "partition {} of {topic}: acknowledged offsets out of order", d.partition);
-        *want += 1;
-    }
-    assert_eq!(next.len(), partitions as usize, "{next:?}");
-    c.step(&format!("produced records {range:?} to each of {partitions} partitions of {topic} through {bootstrap} in {:.2}s", t0.elapsed().as_secs_f64()));
-}
-
-/// Consumes `topic` from the beginning through `bootstrap` and asserts that
-/// every partition holds exactly the records `produce` wrote, in order.
-fn assert_all_records(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, per: usize) {
-    let t0 = Instant::now();
-    let total = partitions as usize * per;
-    let recs: Vec<Rec> = consume_all(bootstrap, topic, partitions, total, Duration::from_secs(60));
-    let parts = by_partition(&recs);
-    for p in 0..partitions {
-        let got = parts.get(&p).map(|v| v.as_slice()).unwrap_or(&[]);
-        let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
-        let want_offsets: Vec<i64> = (0..per as i64).collect();
-        assert_eq!(offsets, want_offsets, "partition {p} of {topic} through {bootstrap}: offsets");
-        for (i, r) in got.iter().enumerate() {
-            assert_eq!(r.value.as_deref(), Some(value(p, i).as_bytes()), "partition {p} offset {i} of {topic}");
-        }
-    }
-    assert_eq!(recs.len(), total, "more records than produced");
-    c.step(&format!("consumed all {total} records of {topic} through {bootstrap}, in order, in {:.2}s", t0.elapsed().as_secs_f64()));
-}
 
 fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
     client_config(bootstrap)

@@ -3,6 +3,13 @@
 //! rebuilt from its snapshot and the committed entries after it, so the shards
 //! open the partitions this node holds before anything is served — as a single
 //! broker does from its own metadata log, which a cluster node does not use.
+//!
+//! A broker-only node (`process.roles=broker`) has no Raft log: it starts from
+//! an empty image at offset 0 and fetches the whole committed log (or the
+//! controller's snapshot) from the active controller ([`super::observer`]).
+//! Nothing of the metadata is kept on its disk; its partitions' logs open when
+//! the image that holds them arrives (`Shard::handle_apply`), with the same
+//! recovery as at start-up.
 
 use std::io;
 use std::path::Path;
@@ -18,24 +25,29 @@ use crate::metadata::MetadataImage;
 pub struct ClusterBoot {
     /// The cluster id from `meta.properties`.
     pub cluster_id: String,
-    /// The WAL, open for appends.
-    pub wal: Wal,
-    /// The log the WAL holds.
-    pub log: MemoryLog,
+    /// A controller's Raft log; None on a broker-only node.
+    pub raft: Option<RaftLog>,
     /// The image at `applied`.
     pub image: MetadataImage,
     /// The Raft index the image holds (the commit index found on disk).
     pub applied: u64,
 }
 
-/// Opens the metadata quorum's log and rebuilds the image.
+/// A controller's Raft log, opened.
+pub struct RaftLog {
+    /// The WAL, open for appends.
+    pub wal: Wal,
+    /// The log the WAL holds.
+    pub log: MemoryLog,
+}
+
+/// Opens the metadata quorum's log and rebuilds the image (a controller), or
+/// starts from an empty image (a broker-only node).
 pub fn open(cfg: &Config, cluster_id: String) -> io::Result<ClusterBoot> {
-    if !(cfg.process_roles.broker && cfg.process_roles.controller) {
-        return Err(io::Error::other(format!(
-            "process.roles={}: this shardlog runs cluster nodes with both roles (process.roles=broker,controller); \
-             controller-only and broker-only nodes are not built yet",
-            cfg.process_roles.as_kafka()
-        )));
+    if !cfg.process_roles.controller {
+        let image = MetadataImage::empty(cluster_id.clone());
+        tracing::info!("broker-only node: the metadata comes from the controller quorum");
+        return Ok(ClusterBoot { cluster_id, raft: None, image, applied: 0 });
     }
     let dir = cfg.log_dir.join(METADATA_DIR);
     refuse_single_broker_log(&dir)?;
@@ -43,7 +55,7 @@ pub fn open(cfg: &Config, cluster_id: String) -> io::Result<ClusterBoot> {
     let (wal, log) = Wal::open(&dir)?;
     let (image, applied) = image_at_start(&log, &cluster_id).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", dir.display())))?;
     tracing::info!(applied, topics = image.topics.len(), brokers = image.brokers.len(), "metadata rebuilt from the quorum's log");
-    Ok(ClusterBoot { cluster_id, wal, log, image, applied })
+    Ok(ClusterBoot { cluster_id, raft: Some(RaftLog { wal, log }), image, applied })
 }
 
 /// A single broker's metadata log (`<offset>.log` frames of JSON) in the same

@@ -53,7 +53,8 @@ impl ClusterNode {
             }
             ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset } => self.heartbeat(broker_id, epoch, metadata_offset).await,
             ControllerRequest::UnregisterBroker { broker_id } => self.unregister(broker_id).await,
-            ControllerRequest::DescribeQuorum => Ok(ControllerResponse::Quorum(self.local_description())),
+            ControllerRequest::DescribeQuorum => self.local_description().map(ControllerResponse::Quorum).ok_or(Error::NotController),
+            ControllerRequest::FetchMetadata { from } => Ok(self.answer_fetch(from).await),
             ControllerRequest::Forward(op) => {
                 let reply = self.shard.run_forwarded(op).await;
                 Ok(ControllerResponse::Forwarded { reply, metadata_offset: self.applied() })

@@ -4,7 +4,9 @@
 //! applies the committed records to its image and publishes it to its shards
 //! ([`node`]); brokers register and heartbeat ([`broker`]) and the controller
 //! fences those that stop ([`controller`]); all of it travels on the controller
-//! listener ([`transport`], [`rpc`]). Calls between brokers that Kafka makes
+//! listener ([`transport`], [`rpc`]). A broker-only node (`process.roles=broker`)
+//! runs no Raft member: it fetches the committed log from the active controller
+//! ([`observer`]); a controller-only node serves no clients. Calls between brokers that Kafka makes
 //! with its own protocol (WriteTxnMarkers) go to the other brokers' client
 //! listeners ([`inter_broker`]). Start-up rebuilds the image from the
 //! quorum's log ([`boot`]). Partition data is not replicated yet: each
@@ -28,6 +30,7 @@ pub mod broker;
 pub mod controller;
 pub mod inter_broker;
 pub mod node;
+pub mod observer;
 pub mod quorum;
 pub mod rpc;
 pub mod transport;
@@ -49,10 +52,13 @@ pub fn node_id(raft_id: u64) -> i32 {
     raft_id as i32 - 1
 }
 
-/// Starts this node's quorum member on the controller shard (after the shards
-/// are connected): binds the controller listener and starts the node's tasks.
+/// Starts this node's part of the cluster on the controller shard (after the
+/// shards are connected). A controller binds the controller listener and starts
+/// its quorum member; a broker-only node (no Raft log in `boot`) starts
+/// fetching the controller's committed log ([`observer`]).
 pub fn start(shard: Rc<Shard>, boot: boot::ClusterBoot) -> io::Result<Rc<ClusterNode>> {
     let cfg = shard.cfg.clone();
+    let Some(raft) = boot.raft else { return Ok(ClusterNode::start(shard, boot.cluster_id, boot.applied, None)) };
     let addr = cfg.controller_listener.ok_or_else(|| io::Error::other("a controller needs a CONTROLLER listener in `listeners`"))?;
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| io::Error::other(format!("binding the controller listener {addr}: {e}")))?;
     let voters = cfg.controller_quorum_voters.iter().map(|v| raft_id(v.id)).collect();
@@ -60,6 +66,6 @@ pub fn start(shard: Rc<Shard>, boot: boot::ClusterBoot) -> io::Result<Rc<Cluster
     let tick_ms = TICK.as_millis() as u64;
     qc.election_tick = (cfg.controller_quorum_election_timeout_ms / tick_ms).max(4) as usize;
     qc.heartbeat_tick = (qc.election_tick / 5).max(1);
-    let quorum = Quorum::new(&qc, boot.log, boot.applied).map_err(io::Error::other)?;
-    Ok(ClusterNode::start(shard, boot.cluster_id, NodeStart { wal: boot.wal, quorum, applied: boot.applied }, listener))
+    let quorum = Quorum::new(&qc, raft.log, boot.applied).map_err(io::Error::other)?;
+    Ok(ClusterNode::start(shard, boot.cluster_id, boot.applied, Some(NodeStart { wal: raft.wal, quorum, listener })))
 }

@@ -47,7 +47,7 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A committed entry or snapshot waiting for the applier.
-enum Apply {
+pub(super) enum Apply {
     Entry { index: u64, proposal_id: Option<u64>, payload: Vec<u8> },
     Snapshot { index: u64, data: Vec<u8> },
 }
@@ -58,77 +58,107 @@ struct SnapshotData {
     records: Vec<MetadataRecord>,
 }
 
-/// This node's member of the metadata quorum (see the module doc).
+/// This node's part in the cluster's metadata (see the module doc): a quorum
+/// member on a controller, an observer of the controller's log on a
+/// broker-only node (`process.roles=broker`, [`super::observer`]).
 pub struct ClusterNode {
     pub(super) shard: Rc<Shard>,
     pub(super) node_id: i32,
     cluster_id: String,
     /// Voters' node ids and controller addresses.
     voters: Vec<(i32, SocketAddr)>,
-    quorum: RefCell<Quorum>,
-    wal: RefCell<Option<Wal>>,
-    inbox: RefCell<VecDeque<Vec<u8>>>,
-    wake: Notify,
-    peers: RaftPeers,
+    /// The Raft member: Some on a controller (a voter), None on a broker-only node.
+    member: Option<Member>,
     pub(super) rpc: RpcClient,
+    /// The controller that last answered a call (a broker-only node knows no leader).
+    last_controller: Cell<Option<SocketAddr>>,
     waiters: RefCell<HashMap<u64, oneshot::Sender<Result<()>>>>,
     applies: RefCell<VecDeque<Apply>>,
     apply_wake: Notify,
     applied: Cell<u64>,
     pub(super) applied_changed: Notify,
-    pending_snapshot: RefCell<Option<(u64, Vec<u8>)>>,
-    bytes_since_snapshot: Cell<u64>,
     stopping: Rc<Cell<bool>>,
     pub(super) sessions: BrokerSessions,
 }
 
-/// What start-up hands the node: the opened WAL, the quorum over its log, and
-/// the offset the start-up image was built to.
+/// The Raft parts of a controller: the quorum member, its WAL, its peers.
+struct Member {
+    quorum: RefCell<Quorum>,
+    wal: RefCell<Option<Wal>>,
+    inbox: RefCell<VecDeque<Vec<u8>>>,
+    wake: Notify,
+    peers: RaftPeers,
+    pending_snapshot: RefCell<Option<(u64, Vec<u8>)>>,
+    bytes_since_snapshot: Cell<u64>,
+}
+
+/// What start-up hands a controller's node: the opened WAL, the quorum over
+/// its log, and the bound controller listener.
 pub struct NodeStart {
     /// The WAL, open for appends.
     pub wal: Wal,
     /// The quorum member over the WAL's log.
     pub quorum: Quorum,
-    /// Raft index the start-up image holds (committed entries replayed).
-    pub applied: u64,
+    /// The controller listener, bound.
+    pub listener: glommio::net::TcpListener,
 }
 
 impl ClusterNode {
-    /// Starts the node's tasks on the controller shard: the Raft loop, the
-    /// applier, the controller listener, the active controller's session checks
-    /// and, for a broker, its registration and heartbeats.
-    pub fn start(shard: Rc<Shard>, cluster_id: String, start: NodeStart, listener: glommio::net::TcpListener) -> Rc<ClusterNode> {
+    /// Starts the node's tasks on the controller shard. A controller (`voter`
+    /// given): the Raft loop, the applier, the controller listener and the
+    /// active controller's session checks. A broker-only node: the fetcher of
+    /// the controller's committed log ([`super::observer`]). A broker, either
+    /// way: its registration and heartbeats. `applied` is the metadata offset
+    /// the shard's start-up image holds.
+    pub fn start(shard: Rc<Shard>, cluster_id: String, applied: u64, voter: Option<NodeStart>) -> Rc<ClusterNode> {
         let cfg = shard.cfg.clone();
         let voters: Vec<(i32, SocketAddr)> = cfg.controller_quorum_voters.iter().filter_map(|v| Some((v.id, resolve(&v.host, v.port)?))).collect();
         let stopping = Rc::new(Cell::new(false));
         let others: Vec<(u64, SocketAddr)> = voters.iter().filter(|(id, _)| *id != cfg.broker_id).map(|&(id, a)| (super::raft_id(id), a)).collect();
+        let (member, listener) = match voter {
+            Some(v) => {
+                let member = Member {
+                    quorum: RefCell::new(v.quorum),
+                    wal: RefCell::new(Some(v.wal)),
+                    inbox: RefCell::new(VecDeque::new()),
+                    wake: Notify::default(),
+                    peers: RaftPeers::start(cluster_id.clone(), cfg.broker_id, others, stopping.clone()),
+                    pending_snapshot: RefCell::new(None),
+                    bytes_since_snapshot: Cell::new(0),
+                };
+                (Some(member), Some(v.listener))
+            }
+            None => (None, None),
+        };
         let node = Rc::new(ClusterNode {
             node_id: cfg.broker_id,
-            peers: RaftPeers::start(cluster_id.clone(), cfg.broker_id, others, stopping.clone()),
+            member,
             rpc: RpcClient::new(cluster_id.clone(), cfg.broker_id),
+            last_controller: Cell::new(None),
             cluster_id,
             voters,
-            quorum: RefCell::new(start.quorum),
-            wal: RefCell::new(Some(start.wal)),
-            inbox: RefCell::new(VecDeque::new()),
-            wake: Notify::default(),
             waiters: RefCell::new(HashMap::new()),
             applies: RefCell::new(VecDeque::new()),
             apply_wake: Notify::default(),
-            applied: Cell::new(start.applied),
+            applied: Cell::new(applied),
             applied_changed: Notify::default(),
-            pending_snapshot: RefCell::new(None),
-            bytes_since_snapshot: Cell::new(0),
             stopping,
             sessions: BrokerSessions::default(),
             shard,
         });
         let weak: std::rc::Weak<dyn MetadataQuorum> = Rc::downgrade(&(node.clone() as Rc<dyn MetadataQuorum>));
         node.shard.set_quorum(weak);
-        glommio::spawn_local(node.clone().raft_loop()).detach();
-        glommio::spawn_local(node.clone().apply_loop()).detach();
-        glommio::spawn_local(super::transport::serve(listener, node.clone())).detach();
-        glommio::spawn_local(node.clone().session_loop()).detach();
+        match listener {
+            Some(listener) => {
+                glommio::spawn_local(node.clone().raft_loop()).detach();
+                glommio::spawn_local(node.clone().apply_loop()).detach();
+                glommio::spawn_local(super::transport::serve(listener, node.clone())).detach();
+                glommio::spawn_local(node.clone().session_loop()).detach();
+            }
+            None => {
+                glommio::spawn_local(node.clone().fetch_loop()).detach();
+            }
+        }
         if cfg.process_roles.broker {
             glommio::spawn_local(node.clone().broker_loop()).detach();
         }
@@ -141,13 +171,19 @@ impl ClusterNode {
     }
 
     /// The quorum leader's node id, if known.
+    /// None on a broker-only node (it runs no quorum member).
     pub fn leader(&self) -> Option<i32> {
-        self.quorum.borrow().leader_id().map(super::node_id)
+        self.member.as_ref().and_then(|m| m.quorum.borrow().leader_id()).map(super::node_id)
     }
 
-    /// The quorum's state for DescribeQuorum.
-    pub fn status(&self) -> super::quorum::QuorumStatus {
-        self.quorum.borrow().status()
+    /// The quorum's state for DescribeQuorum; None on a broker-only node.
+    pub fn status(&self) -> Option<super::quorum::QuorumStatus> {
+        self.member.as_ref().map(|m| m.quorum.borrow().status())
+    }
+
+    /// Runs `f` on the quorum member's log (a controller's); None on a broker-only node.
+    pub(super) fn with_log<R>(&self, f: impl FnOnce(&super::quorum::store::MemoryLog) -> R) -> Option<R> {
+        self.member.as_ref().map(|m| f(m.quorum.borrow().log()))
     }
 
     /// The controller address of voter `id`.
@@ -155,11 +191,12 @@ impl ClusterNode {
         self.voters.iter().find(|(v, _)| *v == id).map(|(_, a)| *a)
     }
 
-    /// Every voter's controller address, the known leader first.
+    /// Every voter's controller address, the known leader first (or, where
+    /// no leader is known, the controller that last answered).
     pub(super) fn controller_candidates(&self) -> Vec<SocketAddr> {
-        let leader = self.leader();
-        let mut out: Vec<SocketAddr> = leader.and_then(|l| self.voter_addr(l)).into_iter().collect();
-        out.extend(self.voters.iter().filter(|(id, _)| Some(*id) != leader).map(|(_, a)| *a));
+        let first = self.leader().and_then(|l| self.voter_addr(l)).or(self.last_controller.get());
+        let mut out: Vec<SocketAddr> = first.into_iter().collect();
+        out.extend(self.voters.iter().map(|(_, a)| *a).filter(|a| Some(*a) != first));
         out
     }
 
@@ -168,27 +205,28 @@ impl ClusterNode {
     }
 
     async fn raft_loop(self: Rc<Self>) {
+        let Some(m) = self.member.as_ref() else { return };
         let mut next_tick = std::time::Instant::now() + TICK;
         let mut was_leader = false;
         while !self.is_stopping() {
-            let woken = self.wake.wait();
+            let woken = m.wake.wait();
             let now = std::time::Instant::now();
             if now >= next_tick {
-                self.quorum.borrow_mut().tick();
+                m.quorum.borrow_mut().tick();
                 next_tick = now + TICK;
             }
-            let inbox: Vec<Vec<u8>> = self.inbox.borrow_mut().drain(..).collect();
+            let inbox: Vec<Vec<u8>> = m.inbox.borrow_mut().drain(..).collect();
             for bytes in inbox {
                 match decode_message(&bytes) {
-                    Ok(m) => {
-                        let _ = self.quorum.borrow_mut().step(m);
+                    Ok(msg) => {
+                        let _ = m.quorum.borrow_mut().step(msg);
                     }
                     Err(e) => crate::warn_limited!("dropped an undecodable Raft message: {e}"),
                 }
             }
-            self.write_snapshot_if_asked().await;
+            self.write_snapshot_if_asked(m).await;
             loop {
-                let ready = self.quorum.borrow_mut().ready();
+                let ready = m.quorum.borrow_mut().ready();
                 let out = match ready {
                     Ok(Some(out)) => out,
                     Ok(None) => break,
@@ -197,9 +235,9 @@ impl ClusterNode {
                         break;
                     }
                 };
-                self.handle_ready(out).await;
+                self.handle_ready(m, out).await;
             }
-            let leader = self.quorum.borrow().is_leader();
+            let leader = m.quorum.borrow().is_leader();
             if was_leader && !leader {
                 // Proposals in flight may or may not commit under the next leader:
                 // their callers get NOT_CONTROLLER and retry.
@@ -214,20 +252,20 @@ impl ClusterNode {
     }
 
     /// Persist, then send, then queue the committed entries (Raft's order).
-    async fn handle_ready(&self, out: Output) {
-        let Some(mut wal) = self.wal.borrow_mut().take() else { return };
+    async fn handle_ready(&self, m: &Member, out: Output) {
+        let Some(mut wal) = m.wal.borrow_mut().take() else { return };
         wal.stage(&out.persist);
         let res = wal.sync(&self.shard.ring).await;
-        *self.wal.borrow_mut() = Some(wal);
+        *m.wal.borrow_mut() = Some(wal);
         if let Err(e) = res {
             // A vote or an entry that is not durable must never be acknowledged:
             // stop the process rather than go on with a log the disk does not hold.
             tracing::error!("writing the metadata log failed, stopping: {e}");
             std::process::exit(1);
         }
-        for m in &out.messages {
-            match encode_message(m) {
-                Ok(bytes) => self.peers.send(m.to, bytes),
+        for msg in &out.messages {
+            match encode_message(msg) {
+                Ok(bytes) => m.peers.send(msg.to, bytes),
                 Err(e) => crate::error_limited!("encoding a Raft message failed: {e}"),
             }
         }
@@ -243,18 +281,18 @@ impl ClusterNode {
         self.apply_wake.notify_all();
     }
 
-    async fn write_snapshot_if_asked(&self) {
-        let Some((index, data)) = self.pending_snapshot.borrow_mut().take() else { return };
-        let snapshot = match self.quorum.borrow_mut().compact(index, data) {
+    async fn write_snapshot_if_asked(&self, m: &Member) {
+        let Some((index, data)) = m.pending_snapshot.borrow_mut().take() else { return };
+        let snapshot = match m.quorum.borrow_mut().compact(index, data) {
             Ok(s) => s,
             Err(e) => {
                 crate::warn_limited!("compacting the metadata log at {index} failed: {e}");
                 return;
             }
         };
-        let Some(mut wal) = self.wal.borrow_mut().take() else { return };
+        let Some(mut wal) = m.wal.borrow_mut().take() else { return };
         let res = wal.checkpoint(&self.shard.ring, &snapshot).await;
-        *self.wal.borrow_mut() = Some(wal);
+        *m.wal.borrow_mut() = Some(wal);
         match res {
             Ok(()) => tracing::info!(index, "wrote a metadata snapshot"),
             // The entries are still in the log: the next snapshot tries again.
@@ -274,7 +312,9 @@ impl ClusterNode {
         }
     }
 
-    async fn apply_one(&self, a: Apply) {
+    /// Applies one committed entry or snapshot (in log order): a controller's
+    /// applier and a broker-only node's fetcher both come here.
+    pub(super) async fn apply_one(&self, a: Apply) {
         let index = match a {
             Apply::Snapshot { index, data } => {
                 match image_from_snapshot(&self.shard.image().cluster_id, index, &data) {
@@ -284,7 +324,9 @@ impl ClusterNode {
                         std::process::exit(1);
                     }
                 }
-                self.bytes_since_snapshot.set(0);
+                if let Some(m) = &self.member {
+                    m.bytes_since_snapshot.set(0);
+                }
                 index
             }
             Apply::Entry { index, proposal_id, payload } => {
@@ -305,7 +347,9 @@ impl ClusterNode {
                         }
                     }
                 };
-                self.bytes_since_snapshot.set(self.bytes_since_snapshot.get() + payload.len() as u64);
+                if let Some(m) = &self.member {
+                    m.bytes_since_snapshot.set(m.bytes_since_snapshot.get() + payload.len() as u64);
+                }
                 if let Some(w) = proposal_id.and_then(|id| self.waiters.borrow_mut().remove(&id)) {
                     let _ = w.send(result);
                 }
@@ -314,12 +358,13 @@ impl ClusterNode {
         };
         self.applied.set(index);
         self.applied_changed.notify_all();
-        if self.bytes_since_snapshot.get() >= self.shard.cfg.metadata_log_max_record_bytes_between_snapshots {
-            self.bytes_since_snapshot.set(0);
+        let Some(m) = &self.member else { return };
+        if m.bytes_since_snapshot.get() >= self.shard.cfg.metadata_log_max_record_bytes_between_snapshots {
+            m.bytes_since_snapshot.set(0);
             match snapshot_data(&self.shard.image()) {
                 Ok(data) => {
-                    *self.pending_snapshot.borrow_mut() = Some((index, data));
-                    self.wake.notify_all();
+                    *m.pending_snapshot.borrow_mut() = Some((index, data));
+                    m.wake.notify_all();
                 }
                 Err(e) => crate::warn_limited!("encoding a metadata snapshot failed: {e}"),
             }
@@ -342,6 +387,11 @@ impl ClusterNode {
     /// Calls the active controller: the known leader first, then every voter,
     /// following NOT_CONTROLLER hints, until `within` runs out.
     pub(super) async fn call_controller(&self, req: &ControllerRequest, within: Duration) -> Result<ControllerResponse> {
+        self.call_controller_on(&self.rpc, req, within).await
+    }
+
+    /// [`ClusterNode::call_controller`] on connections of `rpc`.
+    pub(super) async fn call_controller_on(&self, rpc: &RpcClient, req: &ControllerRequest, within: Duration) -> Result<ControllerResponse> {
         let deadline = std::time::Instant::now() + within;
         let mut backoff = Duration::from_millis(50);
         let mut hint: Option<SocketAddr> = None;
@@ -353,14 +403,17 @@ impl ClusterNode {
                 if left.is_zero() {
                     break;
                 }
-                match self.rpc.call(addr, req, left.min(Duration::from_secs(5))).await {
+                match rpc.call(addr, req, left.min(Duration::from_secs(5))).await {
                     Ok(ControllerResponse::NotController { leader }) => {
                         hint = leader.and_then(|l| self.voter_addr(l)).filter(|&a| a != addr);
                         if hint.is_some() {
                             break;
                         }
                     }
-                    Ok(resp) => return Ok(resp),
+                    Ok(resp) => {
+                        self.last_controller.set(Some(addr));
+                        return Ok(resp);
+                    }
                     Err(_) => {}
                 }
             }
@@ -392,8 +445,8 @@ impl MetadataQuorum for ClusterNode {
 
     fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>> {
         Box::pin(async move {
-            if self.quorum.borrow().is_leader() {
-                return Ok(self.local_description());
+            if let Some(d) = self.member.as_ref().filter(|m| m.quorum.borrow().is_leader()).and_then(|_| self.local_description()) {
+                return Ok(d);
             }
             match self.call_controller(&ControllerRequest::DescribeQuorum, Duration::from_secs(5)).await? {
                 ControllerResponse::Quorum(d) => Ok(d),
@@ -404,7 +457,7 @@ impl MetadataQuorum for ClusterNode {
     }
 
     fn is_active(&self) -> bool {
-        self.quorum.borrow().leader_ready()
+        self.member.as_ref().is_some_and(|m| m.quorum.borrow().leader_ready())
     }
 
     fn propose(&self, records: Vec<MetadataRecord>) -> LocalBoxFuture<'_, Result<()>> {
@@ -412,12 +465,14 @@ impl MetadataQuorum for ClusterNode {
             let payload = serde_json::to_vec(&records).map_err(|e| Error::Io(std::io::Error::other(e)))?;
             let id = uuid::Uuid::new_v4().as_u64_pair().0;
             let (tx, rx) = oneshot::channel();
+            // A broker-only node proposes nothing: its changes are forwarded.
+            let Some(m) = &self.member else { return Err(Error::NotController) };
             self.waiters.borrow_mut().insert(id, tx);
-            if self.quorum.borrow_mut().propose(id, payload).is_err() {
+            if m.quorum.borrow_mut().propose(id, payload).is_err() {
                 self.waiters.borrow_mut().remove(&id);
                 return Err(Error::NotController);
             }
-            self.wake.notify_all();
+            m.wake.notify_all();
             match glommio::timer::timeout(COMMIT_TIMEOUT, async { Ok(rx.await) }).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(_)) => Err(Error::NotController),
@@ -448,12 +503,13 @@ impl MetadataQuorum for ClusterNode {
 }
 
 impl ClusterNode {
-    /// The quorum as this node sees it; the leader knows every voter's progress.
-    pub(super) fn local_description(&self) -> QuorumDescription {
-        let st = self.status();
+    /// The quorum as this node sees it; the leader knows every voter's
+    /// progress. None on a broker-only node.
+    pub(super) fn local_description(&self) -> Option<QuorumDescription> {
+        let st = self.status()?;
         let now_ms = self.shard.cfg.clock.now_ms();
         let tick_ms = TICK.as_millis() as i64;
-        QuorumDescription {
+        Some(QuorumDescription {
             leader_id: st.leader.map_or(-1, super::node_id),
             leader_epoch: st.term as i32,
             high_watermark: st.high_watermark as i64,
@@ -466,7 +522,7 @@ impl ClusterNode {
                     last_fetch_timestamp: v.last_caught_up_ticks.map_or(-1, |t| now_ms - t as i64 * tick_ms),
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -476,12 +532,14 @@ impl Inbound for ClusterNode {
     }
 
     fn raft_message(&self, bytes: Vec<u8>) {
-        let mut inbox = self.inbox.borrow_mut();
+        // Only a controller listens; a broker-only node has no inbox.
+        let Some(m) = &self.member else { return };
+        let mut inbox = m.inbox.borrow_mut();
         if inbox.len() < INBOX_MAX {
             inbox.push_back(bytes);
         }
         drop(inbox);
-        self.wake.notify_all();
+        m.wake.notify_all();
     }
 
     fn call(self: Rc<Self>, req: ControllerRequest) -> LocalBoxFuture<'static, ControllerResponse> {

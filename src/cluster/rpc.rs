@@ -84,6 +84,13 @@ pub enum ControllerRequest {
     Forward(ControllerOp),
     /// Kafka's DescribeQuorum, asked of the leader (only it knows the voters' progress).
     DescribeQuorum,
+    /// A broker-only node fetches the committed metadata log (Kafka's brokers
+    /// fetch `__cluster_metadata` from the controller quorum): the entries
+    /// after index `from`, long-polled (see [`super::observer`]).
+    FetchMetadata {
+        /// The last index the broker holds (0: nothing yet).
+        from: u64,
+    },
 }
 
 /// The controller's answers.
@@ -118,6 +125,20 @@ pub enum ControllerResponse {
     },
     /// The quorum as the leader sees it.
     Quorum(crate::shard::links::QuorumDescription),
+    /// Committed metadata entries after the asked index, in order (none when
+    /// the long poll ran out first): (Raft index, payload) pairs.
+    MetadataEntries {
+        /// The entries, each the records one proposal committed.
+        entries: Vec<(u64, Vec<u8>)>,
+    },
+    /// The controller's latest snapshot: the asked index is older than the
+    /// first entry its log still holds.
+    MetadataSnapshot {
+        /// The Raft index the snapshot holds the image at.
+        index: u64,
+        /// The snapshot's data (the image's records).
+        data: Vec<u8>,
+    },
     /// Refused, with Kafka's code (STALE_BROKER_EPOCH, INCONSISTENT_CLUSTER_ID, ...).
     Error(WireError),
 }

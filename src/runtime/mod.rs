@@ -127,7 +127,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     //    for it (a single node, without voters, writes its own meta.properties).
     let cluster_id =
         if cfg.is_cluster() { Some(crate::metadata::meta_properties::check_formatted(&cfg.log_dir, cfg.broker_id, None)?.cluster_id) } else { None };
-    exclusive::check_port_not_served(cfg.listener)?;
+    // A controller-only node (`process.roles=controller`) serves no clients:
+    // no client listener, no port claim; its shards run and wait for the stop.
+    let serves_clients = cfg.process_roles.broker;
+    if serves_clients {
+        exclusive::check_port_not_served(cfg.listener)?;
+    }
     // 1. Data dir and crash detection first: the clean-shutdown marker decides
     //    whether active segments get full CRC recovery. It is removed before any
     //    shard starts, so a crash during start-up still means "recover" next time.
@@ -168,12 +173,20 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     crate::coordinator::warn_partition_count_mismatch(&cfg, &image);
     // 2. Resolve port 0 once, so every shard's SO_REUSEPORT listener joins one
     //    port, and claim that port among shardlog brokers (exclusive.rs).
-    let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
-    probe.set_reuse_port(true)?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&cfg.listener.into()).map_err(|e| exclusive::bind_error(cfg.listener, e))?;
-    let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
-    let _port_claim = exclusive::claim_port(bound.port())?;
+    //    (Not on a controller-only node: `client` stays None.)
+    let (probe, bound, _port_claim) = if serves_clients {
+        let probe = socket2::Socket::new(socket2::Domain::for_address(cfg.listener), socket2::Type::STREAM, None)?;
+        probe.set_reuse_port(true)?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&cfg.listener.into()).map_err(|e| exclusive::bind_error(cfg.listener, e))?;
+        let bound: SocketAddr = probe.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listener is not an IP socket"))?;
+        let claim = exclusive::claim_port(bound.port())?;
+        (Some(probe), Some(bound), Some(claim))
+    } else {
+        (None, None, None)
+    };
+    // What the shards' Metadata would advertise (a controller-only node advertises nothing).
+    let shown = bound.unwrap_or(cfg.listener);
     // Descriptors before the shards open their logs: raise the limit, estimate
     // the need from the data dir, and keep some free for connections.
     let nofile = nofile::raise_nofile();
@@ -203,8 +216,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         );
     }
     let advertised = cfg.advertised_listener.clone().unwrap_or_else(|| {
-        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
-        (host, bound.port())
+        let host = if shown.ip().is_unspecified() { "127.0.0.1".to_string() } else { shown.ip().to_string() };
+        (host, shown.port())
     });
     // 3. Signals before shards, so a SIGTERM during start-up is not lost.
     let stop_fds = stop_eventfds(n)?;
@@ -259,9 +272,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     None
                 };
                 let ctx = Ctx::new(x);
-                let listener = match crate::net::listener::bind(bound) {
-                    Ok(l) => l,
-                    Err(e) => return fail(exclusive::bind_error(bound, e).to_string()),
+                let listener = match bound.map(|b| (b, crate::net::listener::bind(b))) {
+                    None => None,
+                    Some((_, Ok(l))) => Some(l),
+                    Some((b, Err(e))) => return fail(exclusive::bind_error(b, e).to_string()),
                 };
                 spawn_stop_watcher(coordinators.clone(), stop_fd);
                 spawn_flusher(shard.clone());
@@ -270,7 +284,21 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 spawn_retention(shard.clone());
                 spawn_cleaner(shard.clone());
                 let _ = ready_tx.send(Ok(id));
-                crate::net::listener::serve(ctx, listener, quotas).await;
+                match listener {
+                    Some(listener) => crate::net::listener::serve(ctx, listener, quotas).await,
+                    None => {
+                        // A controller-only node: shard 0 hosts the quorum member; every
+                        // shard waits for SIGTERM/SIGINT.
+                        let _serving = ctx;
+                        while !shard.stopping.get() {
+                            let stop = shard.stop_signal.wait();
+                            if shard.stopping.get() {
+                                break;
+                            }
+                            stop.await;
+                        }
+                    }
+                }
                 // Every shard stops taking requests before any closes its logs,
                 // since connections on one shard append to partitions of others.
                 drained.fetch_add(1, Ordering::SeqCst);
@@ -294,8 +322,17 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     drop(probe);
     // Tests and scripts wait for this exact line (a closed stdout is ignored).
-    crate::logging::stdout_line(&format!("shardlog listening on {bound}"));
-    tracing::info!(%bound, shards = n, ?cores, "broker started");
+    match (bound, cfg.controller_listener) {
+        (Some(bound), _) => {
+            crate::logging::stdout_line(&format!("shardlog listening on {bound}"));
+            tracing::info!(%bound, shards = n, ?cores, "broker started");
+        }
+        (None, controller) => {
+            let controller = controller.map_or_else(String::new, |c| c.to_string());
+            crate::logging::stdout_line(&format!("shardlog controller listening on {controller}"));
+            tracing::info!(%controller, shards = n, ?cores, "controller started (process.roles=controller: no client listener)");
+        }
+    }
     let mut failed = false;
     for h in handles {
         failed |= h.join().is_err();

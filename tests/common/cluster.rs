@@ -1,6 +1,7 @@
 //! Harness for cluster-mode tests: a KRaft-style cluster of real `shardlog`
-//! processes on 127.0.0.1, every node combined (`process.roles=broker,controller`),
-//! one shard each, spread over cores 0 and 1.
+//! processes on 127.0.0.1, every node combined (`process.roles=broker,controller`,
+//! [`Cluster::start`]) or controller-only voters beside broker-only nodes
+//! ([`Cluster::start_roles`]), one shard each, spread over cores 0 and 1.
 //!
 //! - [`Cluster::start`] picks free ports, formats every node's data directory
 //!   (`shardlog storage format`), starts all nodes at once, waits for each one's
@@ -35,7 +36,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request};
 
-use crate::common::{broker_bin, parse_response_header, sb};
+use crate::common::{broker_bin, by_partition, consume_all, parse_response_header, producer_config, sb, Rec};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// How long a node may take to print its listening line.
 pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,12 +53,48 @@ pub const SESSION_TIMEOUT_MS: u64 = 3000;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 pub const ELECTION_TIMEOUT_MS: u64 = 1000;
 
+/// How long one cluster operation (a topic's leaders, a restart) may take.
+pub const OP: Duration = Duration::from_secs(30);
+/// How often [`wait_until`] loops poll.
+pub const POLL: Duration = Duration::from_millis(100);
+
 /// Kafka's error codes the tests look for.
 pub const NONE: i16 = 0;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 const LISTENING_PREFIX: &str = "shardlog listening on ";
+/// A controller-only node's line (it has no client listener).
+const CONTROLLER_LISTENING_PREFIX: &str = "shardlog controller listening on ";
+
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `broker,controller`: a voter that serves clients.
+    Combined,
+    /// `controller`: a voter without a client listener.
+    Controller,
+    /// `broker`: serves clients, not a voter.
+    Broker,
+}
+
+impl Role {
+    fn roles(self) -> &'static str {
+        match self {
+            Role::Combined => "broker,controller",
+            Role::Controller => "controller",
+            Role::Broker => "broker",
+        }
+    }
+
+    pub fn is_broker(self) -> bool {
+        self != Role::Controller
+    }
+
+    pub fn is_voter(self) -> bool {
+        self != Role::Broker
+    }
+}
 /// Lines of each node's output printed when a test fails.
 const TAIL_LINES: usize = 300;
 
@@ -217,12 +255,131 @@ pub fn describe_quorum(addr: &str) -> Result<(i16, i32, i32), String> {
 }
 
 // ---------------------------------------------------------------------------
+// Topics and records through the brokers
+// ---------------------------------------------------------------------------
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+/// Waits until every node in `from` answers Metadata for `topic` with
+/// `partitions` partitions, each without error and with a leader, all nodes
+/// agreeing: partition -> leader.
+pub fn wait_leaders(c: &Cluster, topic: &str, partitions: i32, from: &[i32], timeout: Duration) -> BTreeMap<i32, i32> {
+    let t0 = Instant::now();
+    let addrs: Vec<(i32, String)> = from.iter().map(|&id| (id, c.bootstrap(id))).collect();
+    let leaders = wait_until(&format!("leaders of {topic} on nodes {from:?}"), timeout, POLL, || {
+        let mut agreed: Option<BTreeMap<i32, i32>> = None;
+        for (id, addr) in &addrs {
+            let md = metadata(addr, Some(&[topic]))?;
+            let ps = partition_leaders(&md, topic).map_err(|e| format!("node {id}: {e}"))?;
+            if ps.len() != partitions as usize {
+                return Err(format!("node {id}: {} partitions", ps.len()));
+            }
+            if let Some((p, e)) = ps.iter().find(|(_, (err, leader))| *err != NONE || *leader < 0) {
+                return Err(format!("node {id}: partition {p} (error, leader) {e:?}"));
+            }
+            let m: BTreeMap<i32, i32> = ps.into_iter().map(|(p, (_, l))| (p, l)).collect();
+            match &agreed {
+                Some(a) if *a != m => return Err(format!("nodes disagree: {a:?} vs node {id} {m:?}")),
+                _ => agreed = Some(m),
+            }
+        }
+        Ok(agreed.unwrap_or_default())
+    });
+    c.step(&format!("{topic}: leaders {leaders:?} ({:.2}s)", t0.elapsed().as_secs_f64()));
+    leaders
+}
+
+/// How many partitions each broker leads.
+pub fn leader_counts(leaders: &BTreeMap<i32, i32>) -> BTreeMap<i32, usize> {
+    let mut m = BTreeMap::new();
+    for l in leaders.values() {
+        *m.entry(*l).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Creates `topic` through node `via` (raw CreateTopics v7), asserting success.
+pub fn create(c: &Cluster, via: i32, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let t0 = Instant::now();
+    let r = create_topic_raw(&c.bootstrap(via), topic, partitions, configs, OP).unwrap_or_else(|e| panic!("CreateTopics {topic} via node {via}: {e}"));
+    assert_eq!(r.0, NONE, "CreateTopics {topic} via node {via}: {r:?}");
+    // Answered once the receiving broker has applied it: its Metadata has the topic at once.
+    let md = metadata(&c.bootstrap(via), Some(&[topic])).expect("Metadata right after CreateTopics");
+    let parts = partition_leaders(&md, topic).unwrap_or_else(|e| panic!("node {via} right after creating {topic}: {e}"));
+    assert_eq!(parts.len(), partitions as usize, "node {via} right after creating {topic}: {parts:?}");
+    c.step(&format!("created {topic} ({partitions} partitions) through node {via} in {:.3}s", t0.elapsed().as_secs_f64()));
+}
+
+/// The value of record `i` of partition `p`.
+pub fn value(p: i32, i: usize) -> String {
+    format!("v-p{p}-{i:05}")
+}
+
+/// Produces `per` records to each partition `0..partitions` (acks=all)
+/// through `bootstrap`; asserts every one is acknowledged at offsets 0..per.
+pub fn produce(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, per: usize) {
+    produce_range(c, bootstrap, topic, partitions, 0..per)
+}
+
+/// Produces records `range` (their values and offsets) to each partition
+/// `0..partitions` through `bootstrap`; asserts each is acknowledged at its offset.
+pub fn produce_range(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<usize>) {
+    let t0 = Instant::now();
+    let p: FutureProducer = producer_config(bootstrap).set("linger.ms", "5").set("max.in.flight.requests.per.connection", "1").create().expect("producer");
+    let mut futs = Vec::new();
+    for i in range.clone() {
+        for part in 0..partitions {
+            let (k, v) = (format!("k{i}"), value(part, i));
+            futs.push(p.send_result(FutureRecord::to(topic).partition(part).key(&k).payload(&v)).map_err(|(e, _)| e).expect("enqueue a record"));
+        }
+    }
+    let acks = block_on(async {
+        let mut out = Vec::new();
+        for f in futs {
+            out.push(f.await.expect("delivery report"));
+        }
+        out
+    });
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for (n, a) in acks.into_iter().enumerate() {
+        let d = a.unwrap_or_else(|(e, _)| panic!("record {n} of {topic} not acknowledged: {e}"));
+        let want = next.entry(d.partition).or_insert(range.start as i64);
+        assert_eq!(d.offset, *want, "partition {} of {topic}: acknowledged offsets out of order", d.partition);
+        *want += 1;
+    }
+    assert_eq!(next.len(), partitions as usize, "{next:?}");
+    c.step(&format!("produced records {range:?} to each of {partitions} partitions of {topic} through {bootstrap} in {:.2}s", t0.elapsed().as_secs_f64()));
+}
+
+/// Consumes `topic` from the beginning through `bootstrap` and asserts that
+/// every partition holds exactly the records `produce` wrote, in order.
+pub fn assert_all_records(c: &Cluster, bootstrap: &str, topic: &str, partitions: i32, per: usize) {
+    let t0 = Instant::now();
+    let total = partitions as usize * per;
+    let recs: Vec<Rec> = consume_all(bootstrap, topic, partitions, total, Duration::from_secs(60));
+    let parts = by_partition(&recs);
+    for p in 0..partitions {
+        let got = parts.get(&p).map(|v| v.as_slice()).unwrap_or(&[]);
+        let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+        let want_offsets: Vec<i64> = (0..per as i64).collect();
+        assert_eq!(offsets, want_offsets, "partition {p} of {topic} through {bootstrap}: offsets");
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.value.as_deref(), Some(value(p, i).as_bytes()), "partition {p} offset {i} of {topic}");
+        }
+    }
+    assert_eq!(recs.len(), total, "more records than produced");
+    c.step(&format!("consumed all {total} records of {topic} through {bootstrap}, in order, in {:.2}s", t0.elapsed().as_secs_f64()));
+}
+
 // Nodes
 // ---------------------------------------------------------------------------
 
 /// One `shardlog` node of a [`Cluster`].
 pub struct Node {
     pub id: i32,
+    pub role: Role,
     /// PLAINTEXT (client) port.
     pub port: u16,
     /// CONTROLLER (quorum) port.
@@ -320,6 +477,20 @@ impl Cluster {
     /// Formats and starts `n` nodes with the test timings plus `extra`
     /// (`--set` pairs for every node), and waits until the cluster formed.
     pub fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(&vec![Role::Combined; n], extra)
+    }
+
+    /// `controllers` controller-only voters (ids 1..) and `brokers` broker-only
+    /// nodes (the next ids), started as [`Cluster::start`] does.
+    pub fn start_roles(controllers: usize, brokers: usize, extra: &[(&str, &str)]) -> Cluster {
+        let mut roles = vec![Role::Controller; controllers];
+        roles.extend(vec![Role::Broker; brokers]);
+        Cluster::start_with(&roles, extra)
+    }
+
+    /// Node `i + 1` runs `roles[i]`.
+    pub fn start_with(roles: &[Role], extra: &[(&str, &str)]) -> Cluster {
+        let n = roles.len();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let tmp = tempfile::Builder::new().prefix("shardlog-cluster-it-").tempdir().expect("temp dir");
@@ -327,10 +498,11 @@ impl Cluster {
         let out = shardlog(&["storage".into(), "random-uuid".into()]);
         assert!(out.status.success(), "shardlog storage random-uuid failed: {}", text(&out.stderr));
         let cluster_id = text(&out.stdout).trim().to_string();
-        let voters = (0..n).map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1])).collect::<Vec<_>>().join(",");
+        let voters = (0..n).filter(|&i| roles[i].is_voter()).map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1])).collect::<Vec<_>>().join(",");
         let nodes = (0..n)
             .map(|i| Node {
                 id: i as i32 + 1,
+                role: roles[i],
                 port: ports[2 * i],
                 ctrl_port: ports[2 * i + 1],
                 dir: tmp.path().join(format!("node{}", i + 1)),
@@ -344,7 +516,13 @@ impl Cluster {
             .collect();
         let mut c =
             Cluster { nodes, cluster_id, voters, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), started, tmp, _serial: serial };
-        c.step(&format!("cluster id {}, voters {}, client ports {:?}", c.cluster_id, c.voters, c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()));
+        c.step(&format!(
+            "cluster id {}, voters {}, roles {:?}, client ports {:?}",
+            c.cluster_id,
+            c.voters,
+            c.nodes.iter().map(|n| (n.id, n.role)).collect::<Vec<_>>(),
+            c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()
+        ));
         for i in 0..n {
             c.format(i);
         }
@@ -378,9 +556,9 @@ impl Cluster {
         self.node(id).bootstrap()
     }
 
-    /// Every node's client address, comma-separated.
+    /// Every broker's client address, comma-separated.
     pub fn bootstrap_all(&self) -> String {
-        self.nodes.iter().map(|n| n.bootstrap()).collect::<Vec<_>>().join(",")
+        self.nodes.iter().filter(|n| n.role.is_broker()).map(|n| n.bootstrap()).collect::<Vec<_>>().join(",")
     }
 
     /// Ids of the nodes whose process runs.
@@ -388,15 +566,35 @@ impl Cluster {
         self.nodes.iter_mut().filter_map(|n| n.is_running().then_some(n.id)).collect()
     }
 
+    /// Ids of the brokers (combined or broker-only nodes).
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.nodes.iter().filter(|n| n.role.is_broker()).map(|n| n.id).collect()
+    }
+
+    /// Ids of the voters (combined or controller-only nodes).
+    pub fn voter_ids(&self) -> Vec<i32> {
+        self.nodes.iter().filter(|n| n.role.is_voter()).map(|n| n.id).collect()
+    }
+
+    /// Ids of the brokers whose process runs.
+    pub fn running_brokers(&mut self) -> Vec<i32> {
+        self.nodes.iter_mut().filter_map(|n| (n.role.is_broker() && n.is_running()).then_some(n.id)).collect()
+    }
+
     /// The `--set` pairs that describe node `i` (format and start).
     fn node_sets(&self, i: usize) -> Vec<String> {
         let n = &self.nodes[i];
+        let listeners = match n.role {
+            Role::Combined => format!("listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", n.port, n.ctrl_port),
+            Role::Controller => format!("listeners=CONTROLLER://127.0.0.1:{}", n.ctrl_port),
+            Role::Broker => format!("listeners=PLAINTEXT://127.0.0.1:{}", n.port),
+        };
         vec![
             format!("log.dirs={}", n.dir.display()),
             format!("node.id={}", n.id),
-            "process.roles=broker,controller".to_string(),
+            format!("process.roles={}", n.role.roles()),
             format!("controller.quorum.voters={}", self.voters),
-            format!("listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", n.port, n.ctrl_port),
+            listeners,
         ]
     }
 
@@ -448,7 +646,7 @@ impl Cluster {
                 }
                 let s = String::from_utf8_lossy(&line).into_owned();
                 out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stdout] {s}"));
-                if s.contains(LISTENING_PREFIX) {
+                if s.contains(LISTENING_PREFIX) || s.contains(CONTROLLER_LISTENING_PREFIX) {
                     let (m, cv) = &*listening;
                     *m.lock().unwrap_or_else(|e| e.into_inner()) = generation;
                     cv.notify_all();
@@ -540,11 +738,11 @@ impl Cluster {
         self.wait_formed();
     }
 
-    /// Waits until every running node's Metadata lists exactly the running
-    /// nodes as brokers (all of them after [`Cluster::start_all`]).
+    /// Waits until every running broker's Metadata lists exactly the running
+    /// brokers (all of them after [`Cluster::start_all`]).
     pub fn wait_formed(&mut self) {
         let t0 = Instant::now();
-        let want = self.running();
+        let want = self.running_brokers();
         let addrs: Vec<(i32, String)> = self.nodes.iter().filter(|n| want.contains(&n.id)).map(|n| (n.id, n.bootstrap())).collect();
         wait_until("every node's Metadata to list every running broker", FORM_TIMEOUT, Duration::from_millis(100), || {
             for (id, addr) in &addrs {
@@ -606,10 +804,10 @@ impl Cluster {
         self.start_all();
     }
 
-    /// The quorum leader as running nodes see it through DescribeQuorum:
+    /// The quorum leader as running brokers see it through DescribeQuorum:
     /// the leader id all answering nodes agree on (not -1).
     pub fn quorum_leader(&mut self) -> Result<(i32, i32), String> {
-        let ids = self.running();
+        let ids = self.running_brokers();
         let mut seen = BTreeSet::new();
         let mut errs = Vec::new();
         for id in ids {
