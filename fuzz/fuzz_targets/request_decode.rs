@@ -75,6 +75,9 @@ fn decode(key: ApiKey, frame: &mut Bytes, v: i16) -> Option<Result<(), String>> 
         ApiKey::ListTransactions => body!(ListTransactionsRequest),
         ApiKey::ConsumerGroupHeartbeat => body!(ConsumerGroupHeartbeatRequest),
         ApiKey::ConsumerGroupDescribe => body!(ConsumerGroupDescribeRequest),
+        ApiKey::DescribeQuorum => body!(DescribeQuorumRequest),
+        ApiKey::UnregisterBroker => body!(UnregisterBrokerRequest),
+        ApiKey::WriteTxnMarkers => body!(WriteTxnMarkersRequest),
         _ => return None,
     })
 }
