@@ -5,7 +5,7 @@
 //! topic on whichever shard it looks.
 
 use crate::error::{Error, Result};
-use crate::shard::request::{NewTopic, ShardRequest, ShardResponse};
+use crate::shard::request::{ControllerOp, NewTopic, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 use crate::xshard::XShard;
 
@@ -25,7 +25,7 @@ pub async fn create_internal(x: &XShard, topic: NewTopic) -> Result<()> {
 async fn create_as(x: &XShard, topics: Vec<NewTopic>, validate_only: bool, internal: bool) -> Vec<Result<()>> {
     let n = topics.len();
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let resp = x.call(CONTROLLER_SHARD, ShardRequest::CreateTopics { topics, validate_only, internal }).await;
+    let resp = x.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::CreateTopics { topics, validate_only, internal })).await;
     let results = match resp {
         Ok(ShardResponse::CreateTopics(r)) if r.len() == n => r,
         _ => return (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::shard::request::{AlterOp, ConfigChange, ShardRequest, ShardResponse};
+use crate::shard::request::{AlterOp, ConfigChange, ControllerOp, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
 /// (resource type, resource name, error or ok) per resource, in request order.
@@ -98,10 +98,11 @@ async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, vali
     }
     if !topic_changes.is_empty() {
         let n = topic_changes.len();
-        let results = match ctx.x.call(CONTROLLER_SHARD, ShardRequest::AlterTopicConfigs { changes: topic_changes, validate_only }).await {
-            Ok(ShardResponse::AlterTopicConfigs(r)) if r.len() == n => r,
-            _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
-        };
+        let results =
+            match ctx.x.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::AlterTopicConfigs { changes: topic_changes, validate_only })).await {
+                Ok(ShardResponse::AlterTopicConfigs(r)) if r.len() == n => r,
+                _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
+            };
         for (slot, r) in topic_slots.into_iter().zip(results) {
             out[slot].2 = Some(r);
         }

@@ -9,7 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::error::Error;
-use crate::shard::request::{ShardRequest, ShardResponse};
+use crate::shard::request::{ControllerOp, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
 /// Serves CreatePartitions: new partition counts go to the controller (shard 0);
@@ -32,7 +32,7 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
     let answers = if n == 0 {
         Vec::new()
     } else {
-        match ctx.x.call(CONTROLLER_SHARD, ShardRequest::CreatePartitions { topics: asks, validate_only: req.validate_only }).await {
+        match ctx.x.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::CreatePartitions { topics: asks, validate_only: req.validate_only })).await {
             Ok(ShardResponse::CreatePartitions(r)) if r.len() == n => r,
             _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
         }

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
 use crate::error::Error;
-use crate::shard::request::{ShardRequest, ShardResponse};
+use crate::shard::request::{ControllerOp, ShardRequest, ShardResponse};
 use crate::shard::CONTROLLER_SHARD;
 
 /// Serves DeleteTopics `version` (topics by name, or by id from v6) through the controller.
@@ -19,7 +19,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
         req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect()
     };
     let n = wanted.len();
-    let results = match ctx.x.call(CONTROLLER_SHARD, ShardRequest::DeleteTopics { topics: wanted.clone() }).await {
+    let results = match ctx.x.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::DeleteTopics { topics: wanted.clone() })).await {
         Ok(ShardResponse::DeleteTopics(r)) if r.len() == n => r,
         _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
     };

@@ -659,7 +659,6 @@ pub fn recover_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::future::Future;
 
     use kafka_protocol::records::{Compression, TimestampType};
 
@@ -672,16 +671,7 @@ mod tests {
     /// `index.interval.bytes` of the cleaned segments (small: several entries per segment).
     const INDEX_INTERVAL: u64 = 256;
 
-    /// Runs `f` on a glommio executor (small io_memory: tests run side by side
-    /// under an 8 MiB RLIMIT_MEMLOCK).
-    fn run<F, Fut, T>(f: F) -> T
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
-    }
+    use crate::io::run_on_executor as run;
 
     /// A ring on the test's executor (the cleaner reads and writes through it).
     fn ring() -> Ring {

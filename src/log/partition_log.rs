@@ -1138,13 +1138,7 @@ mod tests {
     use crate::log::layout::file_stem;
     use crate::protocol::compression::encode_batch;
 
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
-    }
+    use crate::io::run_on_executor as run;
 
     /// One batch of `n` keyless records from offset `base`, all with CreateTime `ts`.
     fn batch(base: i64, n: i64, ts: i64) -> Bytes {

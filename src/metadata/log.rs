@@ -143,17 +143,6 @@ pub fn new_cluster_id() -> String {
     }
 }
 
-#[cfg(test)]
-#[test]
-fn cluster_ids_are_kafka_base64_and_never_start_with_a_dash() {
-    for _ in 0..2000 {
-        let id = new_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(!id.starts_with('-'), "{id}");
-        assert!(matches!(id.as_bytes()[21], b'A' | b'Q' | b'g' | b'w'), "{id}: the last character carries 2 bits");
-    }
-}
-
 #[derive(Deserialize)]
 struct LegacyPartition {
     owner_shard: usize,
@@ -394,12 +383,16 @@ fn count_records(path: &Path) -> io::Result<u64> {
 mod tests {
     use super::*;
 
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap();
+    use crate::io::run_on_executor as run;
+
+    #[test]
+    fn cluster_ids_are_kafka_base64_and_never_start_with_a_dash() {
+        for _ in 0..2000 {
+            let id = new_cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(matches!(id.as_bytes()[21], b'A' | b'Q' | b'g' | b'w'), "{id}: the last character carries 2 bits");
+        }
     }
 
     fn topic(name: &str, parts: i32) -> Vec<MetadataRecord> {

@@ -122,9 +122,25 @@ impl Shard {
         })
     }
 
+    /// Runs a metadata change here, as the controller (on a cluster, the
+    /// active one: a node that is not refuses it with NOT_CONTROLLER).
+    pub(super) async fn run_controller_op(self: &Rc<Self>, op: ControllerOp) -> ShardResponse {
+        match op {
+            ControllerOp::CreateTopics { topics, validate_only, internal } => {
+                ShardResponse::CreateTopics(self.create_topics(topics, validate_only, internal).await)
+            }
+            ControllerOp::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics).await),
+            ControllerOp::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only).await),
+            ControllerOp::AlterTopicConfigs { changes, validate_only } => {
+                ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
+            }
+            ControllerOp::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
+        }
+    }
+
     /// Active controller: runs an operation another node forwarded.
     pub async fn run_forwarded(self: &Rc<Self>, op: ControllerOp) -> ControllerReply {
-        let resp = Box::pin(self.handle(op.clone().into_request())).await;
+        let resp = self.run_controller_op(op.clone()).await;
         ControllerReply::from_response(resp).unwrap_or_else(|| ControllerReply::failed(&op, &Error::NotController))
     }
 
@@ -216,21 +232,14 @@ impl Shard {
                 if t.num_partitions < 1 {
                     return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
                 }
-                let replicas = self.assign(&next, 0, t.num_partitions, t.replication_factor)?;
+                let topic_id = uuid::Uuid::new_v4();
+                let partitions = self.new_partitions(&next, topic_id, 0, t.num_partitions, t.replication_factor)?;
                 let configs = crate::config::topic::validate_all(&t.configs)?;
                 if validate_only {
                     return Ok(());
                 }
-                let topic_id = uuid::Uuid::new_v4();
                 let mut recs = vec![MetadataRecord::Topic { name: t.name.clone(), topic_id }];
-                recs.extend(replicas.into_iter().zip(0..).map(|(replicas, p)| MetadataRecord::Partition {
-                    topic_id,
-                    partition: p,
-                    isr: replicas.clone(),
-                    leader: replicas[0],
-                    replicas,
-                    leader_epoch: 0,
-                }));
+                recs.extend(partitions);
                 recs.extend(configs.into_iter().map(|(key, value)| MetadataRecord::Config { topic: t.name.clone(), key, value: Some(value) }));
                 apply_all(&mut next, &recs)?;
                 records.extend(recs);
@@ -305,21 +314,8 @@ impl Shard {
                 if validate_only {
                     return Ok(cur);
                 }
-                let topic_id = t.topic_id;
                 let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
-                let replicas = self.assign(&next, cur, count - cur, rf)?;
-                let recs: Vec<MetadataRecord> = replicas
-                    .into_iter()
-                    .zip(cur..)
-                    .map(|(replicas, p)| MetadataRecord::Partition {
-                        topic_id,
-                        partition: p,
-                        isr: replicas.clone(),
-                        leader: replicas[0],
-                        replicas,
-                        leader_epoch: 0,
-                    })
-                    .collect();
+                let recs = self.new_partitions(&next, t.topic_id, cur, count - cur, rf)?;
                 apply_all(&mut next, &recs)?;
                 records.extend(recs);
                 Ok(cur)
@@ -370,6 +366,24 @@ impl Shard {
 }
 
 impl Shard {
+    /// The records of `count` new partitions of `topic_id` from `first`, each led
+    /// by its first replica, all replicas in sync, at leader epoch 0.
+    fn new_partitions(&self, image: &MetadataImage, topic_id: uuid::Uuid, first: i32, count: i32, replication_factor: i16) -> Result<Vec<MetadataRecord>> {
+        let assigned = self.assign(image, first, count, replication_factor)?;
+        Ok(assigned
+            .into_iter()
+            .zip(first..)
+            .map(|(replicas, partition)| MetadataRecord::Partition {
+                topic_id,
+                partition,
+                isr: replicas.clone(),
+                leader: replicas.first().copied().unwrap_or(-1),
+                replicas,
+                leader_epoch: 0,
+            })
+            .collect())
+    }
+
     /// Replicas for `count` new partitions from `first`: over the live brokers of
     /// a cluster (Kafka's assignment, rack-aware), or this broker alone. A factor
     /// above the live brokers is refused, and so is any factor above 1 until

@@ -333,12 +333,6 @@ impl Shard {
 
     /// Serves one request for partitions this shard owns.
     pub async fn handle(self: &Rc<Self>, req: ShardRequest) -> ShardResponse {
-        // In a cluster, metadata changes go to the active controller when this node is not it.
-        let req = match request::ControllerOp::from_request(req) {
-            Ok(op) if self.quorum().is_some_and(|q| !q.is_active()) => return self.forward_to_controller(op).await,
-            Ok(op) => op.into_request(),
-            Err(req) => req,
-        };
         match req {
             ShardRequest::Produce { partitions } => {
                 let futs = partitions.into_iter().map(|(tp, batches)| {
@@ -361,14 +355,9 @@ impl Shard {
             ShardRequest::ListOffsets { partitions, read_committed } => {
                 ShardResponse::ListOffsets(futures::future::join_all(partitions.iter().map(|(tp, ts)| self.list_offset(tp, *ts, read_committed))).await)
             }
-            ShardRequest::CreateTopics { topics, validate_only, internal } => {
-                ShardResponse::CreateTopics(self.create_topics(topics, validate_only, internal).await)
-            }
-            ShardRequest::DeleteTopics { topics } => ShardResponse::DeleteTopics(self.delete_topics(topics).await),
-            ShardRequest::CreatePartitions { topics, validate_only } => ShardResponse::CreatePartitions(self.create_partitions(topics, validate_only).await),
-            ShardRequest::AlterTopicConfigs { changes, validate_only } => {
-                ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
-            }
+            // In a cluster, metadata changes go to the active controller when this node is not it.
+            ShardRequest::Controller(op) if self.quorum().is_some_and(|q| !q.is_active()) => self.forward_to_controller(op).await,
+            ShardRequest::Controller(op) => self.run_controller_op(op).await,
             ShardRequest::DeleteRecords { partitions } => {
                 let futs = partitions.iter().map(|(tp, off)| {
                     let p = self.partition(tp);
@@ -380,7 +369,6 @@ impl Shard {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
             }
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
-            ShardRequest::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ShardRequest::DescribeQuorum => ShardResponse::Quorum(self.describe_quorum().await),
             ShardRequest::UnregisterBroker { broker_id } => ShardResponse::Unregistered(match self.quorum() {
                 Some(q) => q.unregister_broker(broker_id).await,

@@ -113,34 +113,9 @@ pub enum ShardRequest {
         /// "Latest" is the last stable offset instead of the high watermark.
         read_committed: bool,
     },
-    /// Controller only: create topics and push the new image to every shard.
-    CreateTopics {
-        /// The topics, answered in this order.
-        topics: Vec<NewTopic>,
-        /// Validate only (CreateTopics' `validate_only`): nothing is committed.
-        validate_only: bool,
-        /// The broker creating one of its own topics (clients never may).
-        internal: bool,
-    },
-    /// Controller only: delete topics; answers (name, id) per topic.
-    DeleteTopics {
-        /// Each topic by name (v0-v5) or, when the name is None, by topic id (v6+).
-        topics: Vec<(Option<String>, uuid::Uuid)>,
-    },
-    /// Controller only: grow topics to a new partition count each.
-    CreatePartitions {
-        /// Each topic with its new total partition count.
-        topics: Vec<(String, i32)>,
-        /// Validate only: nothing is committed.
-        validate_only: bool,
-    },
-    /// Controller only: change topic config overrides (validated whole, then persisted).
-    AlterTopicConfigs {
-        /// Each topic with its change.
-        changes: Vec<(String, ConfigChange)>,
-        /// Validate only: nothing is committed.
-        validate_only: bool,
-    },
+    /// Controller only: a metadata change (in a cluster, forwarded to the active
+    /// controller when this node is not it).
+    Controller(ControllerOp),
     /// Move each partition's log start offset up.
     DeleteRecords {
         /// Each partition with the new log start offset (-1 = the high watermark).
@@ -160,8 +135,6 @@ pub enum ShardRequest {
         /// This broker's placement of partitions on shards, fitted to the image.
         placement: Arc<ShardPlacement>,
     },
-    /// Controller only: reserve a block of producer ids (persisted before the answer).
-    AllocateProducerIds,
     /// Controller only: the metadata quorum's state (DescribeQuorum).
     DescribeQuorum,
     /// Controller only: remove a broker's registration (UnregisterBroker).
@@ -217,35 +190,35 @@ pub enum ShardResponse {
 /// so every change reaches the one writer of metadata through one path.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ControllerOp {
-    /// [`ShardRequest::CreateTopics`].
+    /// Create topics and push the new image to every shard.
     CreateTopics {
-        /// The topics.
+        /// The topics, answered in this order.
         topics: Vec<NewTopic>,
-        /// Validate only.
+        /// Validate only (CreateTopics' `validate_only`): nothing is committed.
         validate_only: bool,
-        /// The broker creating one of its own topics.
+        /// The broker creating one of its own topics (clients never may).
         internal: bool,
     },
-    /// [`ShardRequest::DeleteTopics`].
+    /// Delete topics; answers (name, id) per topic.
     DeleteTopics {
-        /// Each topic by name or id.
+        /// Each topic by name (v0-v5) or, when the name is None, by topic id (v6+).
         topics: Vec<(Option<String>, uuid::Uuid)>,
     },
-    /// [`ShardRequest::CreatePartitions`].
+    /// Grow topics to a new partition count each.
     CreatePartitions {
-        /// (topic, new total count).
+        /// Each topic with its new total partition count.
         topics: Vec<(String, i32)>,
-        /// Validate only.
+        /// Validate only: nothing is committed.
         validate_only: bool,
     },
-    /// [`ShardRequest::AlterTopicConfigs`].
+    /// Change topic config overrides (validated whole, then persisted).
     AlterTopicConfigs {
-        /// (topic, change).
+        /// Each topic with its change.
         changes: Vec<(String, ConfigChange)>,
-        /// Validate only.
+        /// Validate only: nothing is committed.
         validate_only: bool,
     },
-    /// [`ShardRequest::AllocateProducerIds`].
+    /// Reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
 }
 
@@ -294,29 +267,6 @@ fn local<T>(v: Vec<Result<T, WireError>>) -> Vec<Result<T, Error>> {
 }
 
 impl ControllerOp {
-    /// The operation a controller request asks for; other requests come back unchanged.
-    pub fn from_request(req: ShardRequest) -> Result<ControllerOp, ShardRequest> {
-        Ok(match req {
-            ShardRequest::CreateTopics { topics, validate_only, internal } => ControllerOp::CreateTopics { topics, validate_only, internal },
-            ShardRequest::DeleteTopics { topics } => ControllerOp::DeleteTopics { topics },
-            ShardRequest::CreatePartitions { topics, validate_only } => ControllerOp::CreatePartitions { topics, validate_only },
-            ShardRequest::AlterTopicConfigs { changes, validate_only } => ControllerOp::AlterTopicConfigs { changes, validate_only },
-            ShardRequest::AllocateProducerIds => ControllerOp::AllocateProducerIds,
-            other => return Err(other),
-        })
-    }
-
-    /// The same operation as a shard request (on the active controller).
-    pub fn into_request(self) -> ShardRequest {
-        match self {
-            ControllerOp::CreateTopics { topics, validate_only, internal } => ShardRequest::CreateTopics { topics, validate_only, internal },
-            ControllerOp::DeleteTopics { topics } => ShardRequest::DeleteTopics { topics },
-            ControllerOp::CreatePartitions { topics, validate_only } => ShardRequest::CreatePartitions { topics, validate_only },
-            ControllerOp::AlterTopicConfigs { changes, validate_only } => ShardRequest::AlterTopicConfigs { changes, validate_only },
-            ControllerOp::AllocateProducerIds => ShardRequest::AllocateProducerIds,
-        }
-    }
-
     /// Every item failing with `e` (the controller could not be reached).
     pub fn failed(&self, e: &Error) -> ShardResponse {
         ControllerReply::failed(self, e).into_response()

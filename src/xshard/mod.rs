@@ -37,7 +37,7 @@ use crate::coordinator::{Coordinators, GroupRequest, GroupResponse, Outbound};
 use crate::error::{Error, Result};
 use crate::metadata::{MetadataImage, Route, ShardPlacement};
 use crate::shard::links::Peers;
-use crate::shard::request::{ShardRequest, ShardResponse, TxnMarker};
+use crate::shard::request::{ControllerOp, ShardRequest, ShardResponse, TxnMarker};
 use crate::shard::{Shard, CONTROLLER_SHARD};
 
 /// What one core asks another: its partition owner, or its coordinators.
@@ -115,7 +115,10 @@ pub struct XShard {
 /// Whether `req` is one a shard sends while serving another request. Such requests must
 /// not call other shards themselves (see the module doc).
 fn is_nested(req: &Request) -> bool {
-    matches!(req, Request::Shard(ShardRequest::WriteTxnMarkers { .. } | ShardRequest::AllocateProducerIds | ShardRequest::ApplyMetadata { .. }))
+    matches!(
+        req,
+        Request::Shard(ShardRequest::WriteTxnMarkers { .. } | ShardRequest::Controller(ControllerOp::AllocateProducerIds) | ShardRequest::ApplyMetadata { .. })
+    )
 }
 
 /// Serves a request on this core.
@@ -317,7 +320,7 @@ impl Outbound for XShard {
 
     fn allocate_producer_ids(&self) -> LocalBoxFuture<'_, Result<(i64, i64)>> {
         Box::pin(async move {
-            match self.call(CONTROLLER_SHARD, ShardRequest::AllocateProducerIds).await? {
+            match self.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::AllocateProducerIds)).await? {
                 ShardResponse::ProducerIds(r) => r,
                 _ => Err(Error::CoordinatorNotAvailable),
             }

@@ -388,13 +388,7 @@ impl Wal {
 mod tests {
     use super::*;
 
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap();
-    }
+    use crate::io::run_on_executor as run;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry { index, term, data: vec![index as u8; 40].into(), ..Default::default() }

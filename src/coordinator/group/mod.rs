@@ -1116,13 +1116,7 @@ mod replay_tests {
     use crate::io::ring::Ring;
     use crate::log::LogConfig;
 
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(64 * 1024).spawn(f).unwrap().join().unwrap()
-    }
+    use crate::io::run_on_executor as run;
 
     fn open(dir: &std::path::Path, topic: &str, partition: i32) -> Rc<PartitionLog> {
         let cfg = Config::default();
