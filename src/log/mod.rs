@@ -14,12 +14,14 @@
 //!     00000000000000001234.snapshot   producer state as of offset 1234 (the two newest kept)
 //!     log-start-offset                the log start offset when it is above the first segment
 //!     cleaner-offset-checkpoint       compacted topics: the first offset not yet cleaned
+//!     leader-epoch-checkpoint         leader epochs and the offset each started at (see `leader_epoch`)
 //! ```
 //!
 //! This layer knows batches, offsets and files, never Kafka requests.
 
 pub mod cleaner;
 pub mod layout;
+pub mod leader_epoch;
 pub mod partition_log;
 pub mod produce_policy;
 pub mod producer_state;
