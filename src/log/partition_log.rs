@@ -25,13 +25,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState, SnapshotFile};
 use super::segment::{Segment, SegmentScan};
 use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::ring::Ring;
-use crate::protocol::record_batch::{rewrite_header, validate_batches, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
+use crate::protocol::record_batch::{rewrite_header, set_partition_leader_epoch, validate_batches, BatchHeader, ValidatedBatch, BATCH_HEADER_LEN};
 use crate::sync::Notify;
 
 /// What a produce gets back for one partition.
@@ -112,6 +113,14 @@ struct State {
     producers: ProducerState,
     /// Aborted transactions whose markers are written, in marker order (all `.txnindex` entries).
     aborted: Vec<AbortedTxn>,
+    /// The leader epochs that wrote to this log and where each started
+    /// (`leader-epoch-checkpoint`), for OffsetForLeaderEpoch and truncation.
+    epochs: LeaderEpochCache,
+    /// The partition leader epoch stamped on every batch appended through
+    /// `enqueue` (clients, coordinators, markers): 0 on a single broker, where
+    /// this broker is the only leader the partition ever has; the current
+    /// epoch once [`PartitionLog::become_leader`] was called.
+    stamp_epoch: i32,
 }
 
 impl State {
@@ -159,6 +168,10 @@ pub struct PartitionLog {
     swapping: Cell<Option<i64>>,
     /// Woken when the swap guard is released.
     swap_done: Notify,
+    /// How many times [`PartitionLog::truncate_to`] cut the log: a compaction
+    /// round that began before a truncation does not move the cleaner
+    /// checkpoint past data written after it.
+    truncations: Cell<u64>,
 }
 
 /// Held by the cleaner while it swaps one segment (see `PartitionLog::swapping`);
@@ -250,6 +263,14 @@ impl PartitionLog {
         let log_start_offset = read_offset_file(&dir, LOG_START_FILE).unwrap_or(segments[0].base_offset).max(segments[0].base_offset);
         let end = segments.last().map(|s| s.next_offset).unwrap_or(0);
         let (producers, aborted) = load_producer_state(&dir, &segments)?;
+        let mut epochs = LeaderEpochCache::load(&dir)?;
+        // Entries past a torn tail, or below a log start moved before a crash,
+        // name offsets the log no longer has.
+        let cut_end = epochs.truncate_from_end(end);
+        let cut_start = epochs.truncate_from_start(log_start_offset);
+        if cut_end || cut_start {
+            epochs.save(&dir)?;
+        }
         Ok(Rc::new(PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -266,6 +287,8 @@ impl PartitionLog {
                 first_unflushed: None,
                 producers,
                 aborted,
+                epochs,
+                stamp_epoch: 0,
             }),
             ring,
             appended: Notify::default(),
@@ -276,6 +299,7 @@ impl PartitionLog {
             deleted: Cell::new(false),
             swapping: Cell::new(None),
             swap_done: Notify::default(),
+            truncations: Cell::new(0),
         }))
     }
 
@@ -316,6 +340,9 @@ impl PartitionLog {
             write_offset_file(&self.dir, LOG_START_FILE, target)?;
             self.drop_segments_below_start(&mut st)?;
             st.aborted.retain(|t| t.last_offset >= target);
+            if st.epochs.truncate_from_start(target) {
+                st.epochs.save(&self.dir)?;
+            }
         }
         Ok(st.log_start_offset)
     }
@@ -354,6 +381,9 @@ impl PartitionLog {
             let start = st.log_start_offset;
             st.aborted.retain(|t| t.last_offset >= start);
             write_offset_file(&self.dir, LOG_START_FILE, st.log_start_offset)?;
+            if st.epochs.truncate_from_start(start) {
+                st.epochs.save(&self.dir)?;
+            }
             tracing::info!(topic = %self.topic, partition = self.partition, segments = n, log_start_offset = st.log_start_offset, "retention deleted segments");
         }
         Ok(n)
@@ -412,6 +442,7 @@ impl PartitionLog {
             return Ok(None);
         }
         let started = Instant::now();
+        let truncations = self.truncations.get();
         let (map, map_end) = cleaner::build_offset_map(&self.ring, &self.dir, &dirty, first_dirty, budget_bytes, max_inflated).await?;
         if map_end <= first_dirty {
             return Ok(None);
@@ -428,7 +459,8 @@ impl PartitionLog {
             stats.records_removed += r.records_removed;
             stats.tombstones_removed += r.tombstones_removed;
             self.check_not_deleted()?;
-            let still_there = self.closed_segment_at(*base, file).is_some();
+            // A truncation may have cut this segment's file since it was read.
+            let still_there = self.truncations.get() == truncations && self.closed_segment_at(*base, file).is_some();
             if !still_there || r.records_removed + r.tombstones_removed == 0 {
                 let _ = std::fs::remove_file(&r.cleaned_path);
                 continue;
@@ -453,7 +485,11 @@ impl PartitionLog {
             stats.segments_cleaned += 1;
         }
         self.check_not_deleted()?;
-        write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, map_end)?;
+        // A truncation during the round may have removed offsets below `map_end`
+        // that are written again since; it already lowered the checkpoint.
+        if self.truncations.get() == truncations {
+            write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, map_end)?;
+        }
         stats.elapsed = started.elapsed();
         Ok(Some(stats))
     }
@@ -563,23 +599,29 @@ impl PartitionLog {
 
     /// Assigns offsets, updates the producer state and queues the batches for
     /// the writer; resolves when they are written. `marker` = (commit,
-    /// coordinator epoch) when the single batch is a transaction marker.
+    /// coordinator epoch) when the single batch is a transaction marker. Every
+    /// batch is stamped with the log's leader epoch (`State::stamp_epoch`),
+    /// which is recorded in the epoch cache where it first writes.
     async fn enqueue(self: &Rc<Self>, batches: Vec<ValidatedBatch>, marker: Option<(bool, i32)>) -> Result<AppendInfo> {
         let cfg = self.cfg.borrow().clone();
         let append_time = cfg.log_append_time.then(|| cfg.clock.now_ms());
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
         let info;
-        let start_writer;
         {
             let mut st = self.state.borrow_mut();
             let base = st.next_offset;
+            let epoch = st.stamp_epoch;
+            // A no-op after the first batch of an epoch (Kafka assigns per batch the same way).
+            st.epochs.assign_and_save(&self.dir, epoch, base)?;
             let n = batches.len();
             for (i, b) in batches.into_iter().enumerate() {
                 let base_offset = st.next_offset;
-                let header = rewrite_header(&b, base_offset, append_time);
+                let mut header = rewrite_header(&b, base_offset, append_time);
+                set_partition_leader_epoch(&mut header, epoch);
                 let mut fields = b.header;
                 fields.base_offset = base_offset;
+                fields.partition_leader_epoch = epoch;
                 if let Some(t) = append_time {
                     fields.max_timestamp = t;
                 }
@@ -593,27 +635,291 @@ impl PartitionLog {
                         None
                     }
                 };
-                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), completes, done: None });
-                if i + 1 == n {
-                    if let Some(p) = st.queue.back_mut() {
-                        p.done = tx.take();
-                    }
-                }
+                let done = if i + 1 == n { tx.take() } else { None };
+                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), completes, done });
             }
             info = AppendInfo { base_offset: base, log_append_time_ms: append_time.unwrap_or(-1), log_start_offset: st.log_start_offset };
-            start_writer = !st.writer_active;
-            st.writer_active = true;
+            self.wake_writer(st);
         }
+        written(rx).await?;
+        Ok(info)
+    }
+
+    /// After batches were queued: marks the writer active and, when it was
+    /// idle, spawns it. Takes the state's borrow and ends it before the spawn,
+    /// since glommio may poll a new task at once.
+    fn wake_writer(self: &Rc<Self>, mut st: std::cell::RefMut<'_, State>) {
+        let start_writer = !st.writer_active;
+        st.writer_active = true;
+        drop(st);
         if start_writer {
-            // Spawned only after the borrow ends: glommio may poll a new task at once.
             let me = self.clone();
             glommio::spawn_local(async move { me.write_loop().await }).detach();
         }
-        match rx.await {
-            Ok(Ok(())) => Ok(info),
-            Ok(Err(kind)) => Err(Error::Io(io::Error::new(kind, "segment write failed"))),
-            Err(_) => Err(Error::ShuttingDown),
+    }
+
+    /// Makes this replica the partition's leader in `epoch` (a leader change
+    /// in a cluster): from now on every batch appended through
+    /// [`PartitionLog::append`], [`PartitionLog::append_with`] and
+    /// [`PartitionLog::append_marker`] carries `epoch` in its
+    /// partitionLeaderEpoch, and the epoch cache records that `epoch` starts at
+    /// the log end (the next offset to assign), as Kafka does when a replica
+    /// becomes leader, so OffsetForLeaderEpoch from followers answers right
+    /// away. The checkpoint is saved (blocking, see
+    /// [`LeaderEpochCache::save`]) when it changed. An epoch below the latest
+    /// one in the cache is refused (`InvalidInput`): epochs only rise, and
+    /// assigning an older one would erase newer history.
+    pub fn become_leader(&self, epoch: i32) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        if epoch < 0 || st.epochs.latest_epoch().is_some_and(|latest| epoch < latest) {
+            let latest = st.epochs.latest_epoch();
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("leader epoch {epoch} is below the log's latest epoch {latest:?}")));
         }
+        let start = st.next_offset;
+        st.epochs.assign_and_save(&self.dir, epoch, start)?;
+        st.stamp_epoch = epoch;
+        Ok(())
+    }
+
+    /// The newest leader epoch in this log's epoch cache (None: no batch was
+    /// ever stamped through it and no leadership was taken). A follower sends
+    /// it in OffsetForLeaderEpoch to find where to truncate.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.borrow().epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch on this log: the largest epoch <= `epoch` and where
+    /// it ended (the current log end for the latest epoch); (-1, -1) when
+    /// unknown. See [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let st = self.state.borrow();
+        st.epochs.end_offset_for(epoch, st.log_end)
+    }
+
+    /// The follower's append: batches fetched from the leader, their offsets
+    /// and partition leader epochs already set, are written byte for byte (no
+    /// header rewrite, no copy of the records), through the same queue and
+    /// group-committed writer as client appends. Resolves with the new log end
+    /// offset once they are written (after the `on_written` callback ran).
+    ///
+    /// As Kafka's follower append, the first batch may not start below the
+    /// next offset of this log and each batch must start after the previous
+    /// one ends, else `OffsetOutOfRange` (nothing is appended). Gaps are
+    /// accepted: a compacted leader's log has them. The producer state is not
+    /// checked (the leader did) but is updated, and transaction markers end
+    /// their transactions (aborts are indexed) as on the leader. A batch whose
+    /// leader epoch is newer than the cache's latest is recorded in the cache
+    /// at its base offset, and the checkpoint saved, before anything is queued.
+    pub async fn append_replicated(self: &Rc<Self>, batches: Vec<ValidatedBatch>) -> Result<i64> {
+        if self.closed.get() {
+            return Err(Error::ShuttingDown);
+        }
+        if batches.is_empty() {
+            return Ok(self.log_end_offset());
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.state.borrow_mut();
+            let mut expected = st.next_offset;
+            let mut epochs: Option<LeaderEpochCache> = None;
+            for b in &batches {
+                let h = &b.header;
+                if b.bytes.len() != h.total_len() || b.bytes.len() < BATCH_HEADER_LEN {
+                    return Err(Error::CorruptMessage("replicated batch length does not match its header"));
+                }
+                // The offset after the batch; a batch with no records (delta -1) ends where it starts.
+                let next = h.base_offset.checked_add(i64::from(h.last_offset_delta)).and_then(|o| o.checked_add(1)).filter(|_| h.last_offset_delta >= -1);
+                match next {
+                    Some(next) if h.base_offset >= expected => expected = next,
+                    _ => return Err(Error::OffsetOutOfRange { offset: h.base_offset, log_start: st.log_start_offset, log_end: expected }),
+                }
+                let latest = epochs.as_ref().unwrap_or(&st.epochs).latest_epoch();
+                if h.partition_leader_epoch >= 0 && latest.is_none_or(|l| h.partition_leader_epoch > l) {
+                    epochs.get_or_insert_with(|| st.epochs.clone()).assign(h.partition_leader_epoch, h.base_offset);
+                }
+            }
+            if let Some(epochs) = epochs {
+                epochs.save(&self.dir)?;
+                st.epochs = epochs;
+            }
+            let mut tx = Some(tx);
+            let n = batches.len();
+            for (i, b) in batches.into_iter().enumerate() {
+                let fields = b.header;
+                // The header as the leader wrote it (61 bytes copied; the records are not).
+                let mut header = [0u8; BATCH_HEADER_LEN];
+                header.copy_from_slice(&b.bytes[..BATCH_HEADER_LEN]);
+                let completes = if fields.producer_id < 0 {
+                    None
+                } else if fields.is_control() {
+                    crate::protocol::control::decode_marker(&b.bytes).and_then(|(commit, coordinator_epoch)| {
+                        st.producers.apply_marker(
+                            fields.producer_id,
+                            fields.producer_epoch,
+                            coordinator_epoch,
+                            commit,
+                            fields.base_offset,
+                            fields.max_timestamp,
+                        )
+                    })
+                } else {
+                    st.producers.update(&fields);
+                    None
+                };
+                st.next_offset = fields.last_offset() + 1;
+                let done = if i + 1 == n { tx.take() } else { None };
+                st.queue.push_back(Pending { header, fields, body: b.bytes.slice(BATCH_HEADER_LEN..), completes, done });
+            }
+            self.wake_writer(st);
+        }
+        written(rx).await?;
+        Ok(self.log_end_offset())
+    }
+
+    /// The follower's truncation (KIP-101/279), also an unclean leader's: cuts
+    /// the log so that it ends before `offset` and returns the new log end.
+    ///
+    /// First waits until nothing is queued or being written, no rolled
+    /// segment is still syncing (its producer snapshot would reappear) and the
+    /// cleaner swaps no segment; appends that keep arriving keep it waiting,
+    /// so the caller stops its appends (the fetcher) first. The rest runs
+    /// without an await until the final fdatasync.
+    ///
+    /// The new log end is the base offset of the batch holding `offset` (or
+    /// `offset` itself when it is a batch boundary, or falls in an offset gap
+    /// of a compacted log); nothing is done when `offset` is at or past the log
+    /// end. The log never goes below its start: when that end would be at or
+    /// below the log start offset, the log is emptied and starts again at its
+    /// log start offset (kept, so retention's and DeleteRecords' work stands).
+    /// Segments above the cut are deleted; the segment holding it is cut at
+    /// that batch's position, its indexes trimmed in memory and its index
+    /// files removed, and becomes the active segment. The producer state and
+    /// aborted-transaction list are rebuilt from the newest producer snapshot
+    /// not past the new end (later ones are deleted) and the batches after
+    /// it; the epoch cache drops the epochs that started at or past the new
+    /// end (saved); a cleaner checkpoint past it is lowered to it. The cut
+    /// segment is fdatasync'd through the ring and the directory fsync'd, so a
+    /// crash cannot bring the removed data back.
+    ///
+    /// Fetches already planned hold the segment files (`Arc<File>`) and
+    /// ranges that may now lie past the end of a cut or deleted file: they
+    /// read short and fail their own send, nothing here panics. The high
+    /// watermark is the partition's business: the `on_written` callback is
+    /// not called (the log end went down); reads cap it at the log end.
+    pub async fn truncate_to(self: &Rc<Self>, offset: i64) -> Result<i64> {
+        if self.closed.get() {
+            return Err(Error::ShuttingDown);
+        }
+        loop {
+            let writing = {
+                let st = self.state.borrow();
+                st.writer_active || !st.queue.is_empty()
+            };
+            if writing {
+                self.appended.wait().await;
+            } else if self.roll_syncing.get() {
+                self.roll_synced.wait().await;
+            } else if self.swapping.get().is_some() {
+                self.swap_done.wait().await;
+            } else {
+                break;
+            }
+            if self.closed.get() {
+                return Err(Error::ShuttingDown);
+            }
+        }
+        let cfg = self.cfg.borrow().clone();
+        let (old_end, new_end, file) = {
+            let mut st = self.state.borrow_mut();
+            let old_end = st.log_end;
+            if offset >= old_end {
+                return Ok(old_end);
+            }
+            let log_start = st.log_start_offset;
+            // Where to cut: (segment index, position in it, new log end); None = empty the log.
+            let mut cut = None;
+            if offset > log_start {
+                let j = st.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+                cut = match st.segments[j].find_batch(offset)? {
+                    Some((pos, h)) => Some((j, pos, h.base_offset.min(offset))),
+                    // `offset` lies after this segment's batches (a gap before the next segment).
+                    None => Some((j, st.segments[j].size, offset)),
+                };
+                cut = cut.filter(|&(_, _, end)| end > log_start);
+            }
+            // From here the in-memory log is cut whatever fails on disk; the
+            // first failure is returned once the state is consistent again.
+            let mut failed: Option<io::Error> = None;
+            let mut note = |r: io::Result<()>| {
+                if let Err(e) = r {
+                    crate::error_limited!(topic = %self.topic, partition = self.partition, "truncating the log: {e}");
+                    failed.get_or_insert(e);
+                }
+            };
+            let (j, pos, new_end) = match cut {
+                Some(c) => c,
+                None => {
+                    let k = match st.segments.iter().position(|s| s.base_offset == log_start) {
+                        Some(k) => k,
+                        None => {
+                            // Created before anything is removed: a log always has a segment.
+                            let seg = Segment::create(&self.dir, log_start, cfg.clock.instant())?;
+                            st.segments.push(seg);
+                            st.segments.len() - 1
+                        }
+                    };
+                    for seg in st.segments.drain(..k) {
+                        note(seg.delete_files());
+                    }
+                    (0, 0, log_start)
+                }
+            };
+            for seg in st.segments.drain(j + 1..) {
+                note(seg.delete_files());
+            }
+            let active = st.active_mut();
+            note(active.truncate_to(pos, cfg.index_interval_bytes));
+            active.next_offset = new_end;
+            // The active segment keeps its indexes in memory only (see `open`).
+            active.remove_index_files();
+            let file = active.file.clone();
+            st.next_offset = new_end;
+            st.log_end = new_end;
+            // The fdatasync below covers what was written before the cut.
+            st.unflushed_records = 0;
+            st.first_unflushed = None;
+            match load_producer_state(&self.dir, &st.segments) {
+                Ok((producers, aborted)) => {
+                    st.producers = producers;
+                    st.aborted = aborted;
+                }
+                Err(e) => {
+                    // No state beats one naming batches that are gone: a retry of
+                    // one must be appended again, not answered with lost offsets.
+                    st.producers = ProducerState::default();
+                    st.aborted.retain(|t| t.last_offset < new_end);
+                    note(Err(e));
+                }
+            }
+            if st.epochs.truncate_from_end(new_end) {
+                note(st.epochs.save(&self.dir));
+            }
+            if read_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE).is_some_and(|c| c > new_end) {
+                note(write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, new_end));
+            }
+            self.truncations.set(self.truncations.get() + 1);
+            if let Some(e) = failed {
+                drop(st);
+                self.appended.notify_all();
+                return Err(e.into());
+            }
+            (old_end, new_end, file)
+        };
+        self.appended.notify_all();
+        tracing::info!(topic = %self.topic, partition = self.partition, old_log_end = old_end, new_log_end = new_end, "truncated the log");
+        self.ring.fdatasync(file.as_raw_fd()).await?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(new_end)
     }
 
     /// The last stable offset: below the first open transaction, at most the high watermark `hw`.
@@ -639,6 +945,9 @@ impl PartitionLog {
                 let mut st = self.state.borrow_mut();
                 if st.queue.is_empty() {
                     st.writer_active = false;
+                    drop(st);
+                    // A truncation waits for the writer to go idle (a failed write notifies nobody else).
+                    self.appended.notify_all();
                     return;
                 }
                 st.queue.drain(..).collect()
@@ -711,6 +1020,13 @@ impl PartitionLog {
                 let mut st = self.state.borrow_mut();
                 let mut rest: Vec<Pending> = st.queue.drain(..).collect();
                 st.next_offset = st.log_end;
+                // Epochs first recorded by the failed batches did not write here after all.
+                let log_end = st.log_end;
+                if st.epochs.truncate_from_end(log_end) {
+                    if let Err(e2) = st.epochs.save(&self.dir) {
+                        crate::error_limited!(topic = %self.topic, partition = self.partition, "saving the leader epoch checkpoint failed: {e2}");
+                    }
+                }
                 // The producer state included the failed batches: rebuild it from disk.
                 match load_producer_state(&self.dir, &st.segments) {
                     Ok((producers, aborted)) => {
@@ -1025,6 +1341,15 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64, created: Instant) -> io::R
     Ok(RollSync { old: old_file, txn_index, snapshot })
 }
 
+/// Waits for the writer's answer about the last batch of an append.
+async fn written(rx: oneshot::Receiver<std::result::Result<(), io::ErrorKind>>) -> Result<()> {
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(kind)) => Err(Error::Io(io::Error::new(kind, "segment write failed"))),
+        Err(_) => Err(Error::ShuttingDown),
+    }
+}
+
 /// The last stable offset: the first open transaction's first offset, at most the high watermark.
 fn lso(st: &State, hw: i64) -> i64 {
     let hw = hw.min(st.log_end);
@@ -1135,7 +1460,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::config::Config;
-    use crate::log::layout::file_stem;
+    use crate::log::layout::{self, file_stem};
     use crate::protocol::compression::encode_batch;
 
     use crate::io::run_on_executor as run;
@@ -1233,5 +1558,281 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// One batch of `n` records from offset `base` by producer `pid` (sequence
+    /// `seq` on), transactional or not.
+    fn producer_batch(base: i64, n: i64, pid: i64, seq: i32, txn: bool) -> Bytes {
+        let rs: Vec<Record> = (base..base + n)
+            .map(|offset| Record {
+                transactional: txn,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: seq,
+                timestamp: 1_000,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        encode_batch(&rs, Compression::None).unwrap()
+    }
+
+    /// `b` with its partitionLeaderEpoch set to `epoch` (outside the CRC), as a leader stores it.
+    fn with_epoch(b: &Bytes, epoch: i32) -> Bytes {
+        let mut v = b.to_vec();
+        v[12..16].copy_from_slice(&epoch.to_be_bytes());
+        Bytes::from(v)
+    }
+
+    fn validated(b: &Bytes) -> Vec<ValidatedBatch> {
+        validate_batches(b, usize::MAX).unwrap()
+    }
+
+    fn concat(parts: &[&Bytes]) -> Bytes {
+        Bytes::from(parts.iter().flat_map(|b| b.iter().copied()).collect::<Vec<u8>>())
+    }
+
+    /// Every stored batch header, oldest first, read from the segment files.
+    fn headers(log: &PartitionLog) -> Vec<BatchHeader> {
+        let st = log.state.borrow();
+        let mut out = Vec::new();
+        for seg in &st.segments {
+            let mut pos = 0;
+            while pos < seg.size {
+                let h = seg.header_at(pos).unwrap();
+                pos += h.total_len() as u64;
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    /// The bytes of every segment file, in order.
+    fn log_bytes(log: &PartitionLog) -> Vec<u8> {
+        let st = log.state.borrow();
+        st.segments.iter().flat_map(|seg| std::fs::read(layout::segment_file(&log.dir, seg.base_offset, "log")).unwrap()).collect()
+    }
+
+    fn open_log(dir: &Path, segment_bytes: u64, recover: bool) -> Rc<PartitionLog> {
+        let mut lc = LogConfig::from(&Config::default(), &Default::default());
+        lc.segment_bytes = segment_bytes;
+        PartitionLog::open(dir, "t", 0, lc, Ring::start().unwrap(), recover).unwrap()
+    }
+
+    #[test]
+    fn batches_are_stamped_with_the_leader_epoch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            assert_eq!(log.latest_epoch(), None);
+            // A client's partitionLeaderEpoch is not kept: a single broker stamps 0.
+            log.append(validated(&with_epoch(&batch(0, 2, 1), 9))).await.unwrap();
+            log.become_leader(3).unwrap();
+            log.append(validated(&with_epoch(&batch(0, 2, 1), 9))).await.unwrap();
+            log.append_marker(5, 0, true, 0).await.unwrap();
+            let epochs: Vec<i32> = headers(&log).iter().map(|h| h.partition_leader_epoch).collect();
+            assert_eq!(epochs, vec![0, 3, 3]);
+            // The stamp is outside the CRC: the stored batches still validate.
+            validate_batches(&Bytes::from(log_bytes(&log)), usize::MAX).unwrap();
+            assert_eq!(log.latest_epoch(), Some(3));
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (3, 2)]);
+            assert_eq!(log.end_offset_for_epoch(0), (0, 2));
+            assert_eq!(log.end_offset_for_epoch(3), (3, 5));
+            assert_eq!(log.end_offset_for_epoch(4), (-1, -1));
+            assert_eq!(log.become_leader(2).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+            // Leading again in the same epoch changes nothing.
+            log.become_leader(3).unwrap();
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (3, 2)]);
+            log.close().await.unwrap();
+            let log = open_log(&dir, 1 << 20, false);
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (3, 2)]);
+            assert_eq!(log.end_offset_for_epoch(3), (3, 5));
+        });
+    }
+
+    #[test]
+    fn replicated_batches_are_written_unchanged_and_must_not_go_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            let ends = Rc::new(Cell::new(-1));
+            let seen = ends.clone();
+            log.set_on_written(Box::new(move |end| seen.set(end)));
+            let (a, b) = (with_epoch(&batch(0, 3, 1), 1), with_epoch(&batch(3, 2, 1), 2));
+            assert_eq!(log.append_replicated(validated(&concat(&[&a, &b]))).await.unwrap(), 5);
+            assert_eq!(ends.get(), 5);
+            assert_eq!(log_bytes(&log), concat(&[&a, &b]).to_vec());
+            assert_eq!(log.state.borrow().epochs.entries(), &[(1, 0), (2, 3)]);
+            // Overlapping the log, or going back inside one fetch: refused, nothing written.
+            let again = log.append_replicated(validated(&with_epoch(&batch(4, 1, 1), 2))).await;
+            assert!(matches!(again, Err(Error::OffsetOutOfRange { offset: 4, log_end: 5, .. })), "{again:?}");
+            let (c, d) = (with_epoch(&batch(5, 2, 1), 2), with_epoch(&batch(6, 1, 1), 2));
+            assert!(matches!(log.append_replicated(validated(&concat(&[&c, &d]))).await, Err(Error::OffsetOutOfRange { offset: 6, .. })));
+            assert_eq!(log.log_end_offset(), 5);
+            // An offset gap (a compacted leader's log) is kept as it is.
+            let e = with_epoch(&batch(8, 2, 1), 4);
+            assert_eq!(log.append_replicated(validated(&e)).await.unwrap(), 10);
+            assert_eq!(log_bytes(&log), concat(&[&a, &b, &e]).to_vec());
+            assert_eq!(log.state.borrow().epochs.entries(), &[(1, 0), (2, 3), (4, 8)]);
+            assert_eq!(log.end_offset_for_epoch(3), (2, 8));
+            log.close().await.unwrap();
+            let log = open_log(&dir, 1 << 20, false);
+            assert_eq!(log.log_end_offset(), 10);
+            assert_eq!(log_bytes(&log), concat(&[&a, &b, &e]).to_vec());
+            assert_eq!(log.state.borrow().epochs.entries(), &[(1, 0), (2, 3), (4, 8)]);
+        });
+    }
+
+    /// A replicated transaction and its abort marker: the producer state and
+    /// the aborted index follow, and a truncation below the marker reopens it.
+    #[test]
+    fn replicated_markers_end_transactions_and_truncation_reopens_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            let data = with_epoch(&producer_batch(0, 2, 9, 0, true), 1);
+            let mut marker = crate::protocol::control::encode_marker(9, 0, false, 5, 2_000).to_vec();
+            marker[..8].copy_from_slice(&2i64.to_be_bytes());
+            let marker = with_epoch(&Bytes::from(marker), 1);
+            assert_eq!(log.append_replicated(validated(&concat(&[&data, &marker]))).await.unwrap(), 3);
+            let aborted = log.read(0, 1 << 20, true, 3).await.unwrap().aborted.unwrap();
+            assert_eq!(aborted, vec![AbortedTxn { producer_id: 9, first_offset: 0, last_offset: 2, last_stable_offset: 3 }]);
+            assert_eq!(log.last_stable_offset(3), 3);
+            assert!(txn_index::path(&log.dir, 0).exists());
+            assert_eq!(log.truncate_to(2).await.unwrap(), 2);
+            assert!(log.read(0, 1 << 20, true, 2).await.unwrap().aborted.unwrap().is_empty());
+            assert_eq!(log.last_stable_offset(2), 0, "the transaction is open again");
+            assert!(!txn_index::path(&log.dir, 0).exists());
+            log.close().await.unwrap();
+            let log = open_log(&dir, 1 << 20, true);
+            assert_eq!((log.log_end_offset(), log.last_stable_offset(2)), (2, 0));
+        });
+    }
+
+    #[test]
+    fn truncation_inside_the_active_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            for _ in 0..3 {
+                log.append(validated(&batch(0, 2, 1))).await.unwrap();
+            }
+            log.become_leader(2).unwrap();
+            for _ in 0..2 {
+                log.append(validated(&batch(0, 2, 1))).await.unwrap();
+            }
+            let one = batch(0, 2, 1).len() as u64;
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (2, 6)]);
+            // Nothing past the end to cut.
+            assert_eq!(log.truncate_to(10).await.unwrap(), 10);
+            // Offset 7 is inside batch [6, 7]: the whole batch goes.
+            assert_eq!(log.truncate_to(7).await.unwrap(), 6);
+            assert_eq!((log.log_end_offset(), log.size_bytes()), (6, 3 * one));
+            assert_eq!(std::fs::metadata(layout::segment_file(&dir.join("t-0"), 0, "log")).unwrap().len(), 3 * one);
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0)]);
+            // A batch boundary is kept as the end.
+            assert_eq!(log.truncate_to(4).await.unwrap(), 4);
+            assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+            // Appending continues at the new end, in the current epoch.
+            assert_eq!(log.append(validated(&batch(0, 2, 1))).await.unwrap().base_offset, 4);
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (2, 4)]);
+            let bases: Vec<i64> = headers(&log).iter().map(|h| h.base_offset).collect();
+            assert_eq!(bases, vec![0, 2, 4]);
+            // A crash now: recovery finds the same log.
+            drop(log);
+            let log = open_log(&dir, 1 << 20, true);
+            assert_eq!(log.log_end_offset(), 6);
+            assert_eq!(headers(&log).iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![0, 2, 4]);
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (2, 4)]);
+            let slice = log.read(4, 1 << 20, false, 6).await.unwrap();
+            assert_eq!(slice.data.map(|(_, pos, len)| (pos, len as u64)), Some((2 * one, one)));
+        });
+    }
+
+    #[test]
+    fn truncation_across_segments_and_below_the_log_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let one = batch(0, 2, 1).len() as u64;
+            let pdir = dir.join("t-0");
+            let log = open_log(&dir, 2 * one, false);
+            for _ in 0..6 {
+                log.append(validated(&batch(0, 2, 1))).await.unwrap();
+            }
+            let bases = |log: &PartitionLog| log.state.borrow().segments.iter().map(|s| s.base_offset).collect::<Vec<_>>();
+            assert_eq!(bases(&log), vec![0, 4, 8]);
+            // Offset 5 is in the first batch of segment 4: that segment is emptied, 8 removed.
+            assert_eq!(log.truncate_to(5).await.unwrap(), 4);
+            assert_eq!(bases(&log), vec![0, 4]);
+            assert!(!layout::segment_file(&pdir, 8, "log").exists());
+            assert!(!layout::snapshot_file(&pdir, 8).exists(), "a producer snapshot past the end is deleted");
+            assert_eq!(log.append(validated(&batch(0, 2, 1))).await.unwrap().base_offset, 4);
+            // Offset 3 is in closed segment 0: it becomes the active segment again.
+            assert_eq!(log.truncate_to(3).await.unwrap(), 2);
+            assert_eq!(bases(&log), vec![0]);
+            assert!(!layout::segment_file(&pdir, 0, "index").exists(), "the active segment's indexes live in memory");
+            assert_eq!(log.append(validated(&batch(0, 2, 1))).await.unwrap().base_offset, 2);
+            assert_eq!(log.append(validated(&batch(0, 2, 1))).await.unwrap().base_offset, 4);
+            assert_eq!(bases(&log), vec![0, 4], "rolls again at segment.bytes");
+            log.close().await.unwrap();
+            let log = open_log(&dir, 2 * one, false);
+            assert_eq!(log.log_end_offset(), 6);
+            assert_eq!(headers(&log).iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![0, 2, 4]);
+            let slice = log.read(2, 1 << 20, false, 6).await.unwrap();
+            assert_eq!(slice.data.map(|(_, pos, len)| (pos, len as u64)), Some((one, one)));
+            // Below the log start: the log is emptied and starts again at its log start.
+            assert_eq!(log.delete_records_before(3, 6).await.unwrap(), 3);
+            assert_eq!(log.truncate_to(1).await.unwrap(), 3);
+            assert_eq!((log.log_start_offset(), log.log_end_offset(), log.size_bytes()), (3, 3, 0));
+            assert_eq!(bases(&log), vec![3]);
+            assert_eq!(log.append(validated(&batch(0, 2, 1))).await.unwrap().base_offset, 3);
+            drop(log);
+            let log = open_log(&dir, 2 * one, true);
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 5));
+            assert_eq!(bases(&log), vec![3]);
+        });
+    }
+
+    /// An idempotent producer's retry of a batch the truncation removed is a new
+    /// append, not a duplicate answered with offsets that are gone.
+    #[test]
+    fn a_retry_of_a_truncated_batch_is_appended_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let one = producer_batch(0, 2, 7, 0, false).len() as u64;
+            let log = open_log(&dir, 2 * one, false);
+            for seq in [0, 2, 4] {
+                log.append(validated(&producer_batch(0, 2, 7, seq, false))).await.unwrap();
+            }
+            // Segments 0 (seq 0 and 2) and 4 (seq 4); a producer snapshot at 4.
+            assert_eq!(log.truncate_to(3).await.unwrap(), 2);
+            let retry = Box::pin(log.append(validated(&producer_batch(0, 2, 7, 2, false))));
+            let info = match futures::future::select(retry, Box::pin(glommio::timer::sleep(Duration::from_secs(5)))).await {
+                futures::future::Either::Left((r, _)) => r.unwrap(),
+                futures::future::Either::Right(_) => panic!("the retry waited for an original that is gone"),
+            };
+            assert_eq!((info.base_offset, log.log_end_offset()), (2, 4));
+            // The batch still in the log is a duplicate as before.
+            assert_eq!(log.append(validated(&producer_batch(0, 2, 7, 0, false))).await.unwrap().base_offset, 0);
+            assert_eq!(log.log_end_offset(), 4);
+            let gap = log.append(validated(&producer_batch(0, 2, 7, 6, false))).await;
+            assert!(matches!(gap, Err(Error::OutOfOrderSequence(_))), "{gap:?}");
+            drop(log);
+            let log = open_log(&dir, 2 * one, true);
+            assert_eq!(log.append(validated(&producer_batch(0, 2, 7, 4, false))).await.unwrap().base_offset, 4);
+            assert_eq!(log.append(validated(&producer_batch(0, 2, 7, 2, false))).await.unwrap().base_offset, 2, "a duplicate after reopening");
+        });
     }
 }

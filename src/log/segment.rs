@@ -222,6 +222,42 @@ impl Segment {
         Ok(())
     }
 
+    /// Cuts the segment at `pos`, the position of a batch (or its written
+    /// size): the file is shortened, the index entries of the batches from
+    /// `pos` on are dropped, and the end state (next offset, max timestamp,
+    /// bytes since the last index entry) is recomputed from the headers after
+    /// the last kept index entry, as a clean open does, so no whole-segment
+    /// scan is needed. The unused reservation goes with the cut. Used when a
+    /// follower truncates its log; a batch that does not parse there makes it
+    /// rebuild the indexes by a full scan. Readers holding the file past `pos`
+    /// read short (their error), never stale bytes beyond the new size.
+    pub fn truncate_to(&mut self, pos: u64, index_interval: u64) -> io::Result<()> {
+        let pos = pos.min(self.size);
+        // The in-memory segment is cut even if the file could not be: nothing
+        // past `pos` is served again, and the error says the disk disagrees.
+        let cut = self.file.set_len(pos);
+        self.size = pos;
+        self.preallocated = pos;
+        self.index.retain(|&(_, p)| (p as u64) < pos);
+        let last = self.index.last().copied();
+        match last {
+            Some((rel, _)) => self.time_index.retain(|&(_, r)| r <= rel),
+            None => self.time_index.clear(),
+        }
+        let from = last.map_or(0, |(_, p)| p as u64);
+        match walk_batches(&*self.file, from, pos) {
+            Some(tail) => {
+                self.max_timestamp = self.time_index.last().map_or(-1, |&(t, _)| t).max(tail.max_timestamp);
+                self.next_offset = tail.next_offset.unwrap_or(self.base_offset);
+                self.bytes_since_index = tail.bytes;
+            }
+            // (the rebuild scans the file: only once it is cut)
+            None if cut.is_ok() => self.rebuild(false, index_interval)?,
+            None => {}
+        }
+        cut
+    }
+
     /// Writes both index files whole (at roll and at clean shutdown).
     pub fn write_indexes(&self) -> io::Result<()> {
         std::fs::write(Self::path(&self.dir, self.base_offset, "index"), encode_offset_index(&self.index))?;
