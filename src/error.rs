@@ -308,6 +308,21 @@ pub enum Error {
     /// client's metadata is ahead of this broker's.
     #[error("the leader epoch {0} is newer than the partition's")]
     UnknownLeaderEpoch(i32),
+    /// Produce with acks=all whose records were written but whose ISR shrank below
+    /// `min.insync.replicas` before they were replicated (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    #[error("written, but the ISR shrank below min.insync.replicas ({isr} in sync, {min} needed)")]
+    NotEnoughReplicasAfterAppend {
+        /// The number of replicas in the ISR now.
+        isr: i32,
+        /// The topic's `min.insync.replicas`.
+        min: i32,
+    },
+    /// An ISR change based on an ISR the controller no longer has (INVALID_UPDATE_VERSION).
+    #[error("stale ISR change: {0}")]
+    InvalidUpdateVersion(String),
+    /// An ISR change adding a fenced or unregistered broker (INELIGIBLE_REPLICA, KIP-903).
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
     /// DescribeCluster for an endpoint type this broker does not have
     /// (UNSUPPORTED_ENDPOINT_TYPE, KIP-919).
     #[error("unsupported endpoint type {0}")]
@@ -416,6 +431,9 @@ impl Error {
             Error::OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
             Error::OperationNotAttempted => R::OperationNotAttempted,
             Error::FencedLeaderEpoch(_) => R::FencedLeaderEpoch,
+            Error::NotEnoughReplicasAfterAppend { .. } => R::NotEnoughReplicasAfterAppend,
+            Error::InvalidUpdateVersion(_) => R::InvalidUpdateVersion,
+            Error::IneligibleReplica(_) => R::IneligibleReplica,
             Error::UnknownLeaderEpoch(_) => R::UnknownLeaderEpoch,
             Error::UnsupportedEndpointType(_) => R::UnsupportedEndpointType,
             Error::InvalidReplicaAssignment(_) => R::InvalidReplicaAssignment,

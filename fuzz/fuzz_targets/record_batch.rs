@@ -69,7 +69,7 @@ fn run(records: &Bytes, cfg: &LogConfig) {
     for b in &batches {
         check_batch(b);
     }
-    if let Ok(out) = produce_policy::apply(cfg, 1, batches, MAX_INFLATED) {
+    if let Ok(out) = produce_policy::apply(cfg, batches, MAX_INFLATED) {
         for b in &out {
             check_batch(b);
         }

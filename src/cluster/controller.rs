@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::node::ClusterNode;
 use super::rpc::{ControllerRequest, ControllerResponse};
 use crate::error::Error;
-use crate::metadata::{MetadataImage, MetadataRecord};
+use crate::metadata::{partition_change, MetadataImage, MetadataRecord};
 use crate::shard::request::WireError;
 
 /// How often the active controller looks for expired sessions.
@@ -99,6 +99,7 @@ impl ClusterNode {
             }
         }
         let epoch = Cell::new(0);
+        let unclean = self.shard.cfg.unclean_leader_election_enable;
         let offset = self
             .shard
             .propose_change(|img| {
@@ -106,7 +107,7 @@ impl ClusterNode {
                 let mut recs =
                     vec![MetadataRecord::RegisterBroker { broker_id, epoch: img.next_broker_epoch, incarnation_id, host, port, rack, shards, fenced: true }];
                 // A restarted broker leads nothing until it has caught up.
-                recs.extend(reelect_without(img, broker_id));
+                recs.extend(reelect_without(img, broker_id, unclean));
                 Ok(recs)
             })
             .await?;
@@ -131,6 +132,7 @@ impl ClusterNode {
         if metadata_offset < needed {
             return Ok(ControllerResponse::Heartbeat { fenced: true });
         }
+        let unclean = self.shard.cfg.unclean_leader_election_enable;
         self.shard
             .propose_change(|img| {
                 match img.brokers.get(&broker_id) {
@@ -138,7 +140,7 @@ impl ClusterNode {
                     _ => return Ok(Vec::new()),
                 }
                 let mut recs = vec![MetadataRecord::UnfenceBroker { broker_id, epoch }];
-                recs.extend(elect_leaderless(img, Some(broker_id), None));
+                recs.extend(partition_change::elect_leaderless(img, Some(broker_id), unclean));
                 Ok(recs)
             })
             .await?;
@@ -147,12 +149,13 @@ impl ClusterNode {
     }
 
     async fn unregister(&self, broker_id: i32) -> Result<ControllerResponse, Error> {
+        let unclean = self.shard.cfg.unclean_leader_election_enable;
         self.shard
             .propose_change(|img| {
                 if !img.brokers.contains_key(&broker_id) {
                     return Err(Error::BrokerIdNotRegistered(format!("broker {broker_id} is not registered")));
                 }
-                let mut recs = reelect_without(img, broker_id);
+                let mut recs = reelect_without(img, broker_id, unclean);
                 recs.push(MetadataRecord::UnregisterBroker { broker_id });
                 Ok(recs)
             })
@@ -181,6 +184,7 @@ impl ClusterNode {
                 .filter(|(id, _)| self.sessions.last_seen.borrow().get(id).is_none_or(|t| now.duration_since(*t) > timeout))
                 .map(|(&id, b)| (id, b.epoch))
                 .collect();
+            let unclean = self.shard.cfg.unclean_leader_election_enable;
             for (broker_id, epoch) in expired {
                 let res = self
                     .shard
@@ -190,7 +194,7 @@ impl ClusterNode {
                             _ => return Ok(Vec::new()),
                         }
                         let mut recs = vec![MetadataRecord::FenceBroker { broker_id, epoch }];
-                        recs.extend(reelect_without(img, broker_id));
+                        recs.extend(reelect_without(img, broker_id, unclean));
                         Ok(recs)
                     })
                     .await;
@@ -203,31 +207,10 @@ impl ClusterNode {
     }
 }
 
-/// Leader changes for every partition `broker` leads, as it stops leading:
-/// another in-sync replica on a live broker, or none (-1).
-pub fn reelect_without(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
-    elect_leaderless(image, None, Some(broker))
-}
-
-/// Leader changes: partitions led by `excluded` (when given) and partitions
-/// without a leader get the first in-sync replica on a live broker other than
-/// `excluded` (`newly_live` counts as live), or -1 when there is none.
-fn elect_leaderless(image: &MetadataImage, newly_live: Option<i32>, excluded: Option<i32>) -> Vec<MetadataRecord> {
-    let live = |id: i32| Some(id) != excluded && (Some(id) == newly_live || image.live_broker(id).is_some());
-    let mut out = Vec::new();
-    for t in image.topics.values() {
-        for (i, p) in t.partitions.iter().enumerate() {
-            let needs = p.leader == -1 || Some(p.leader) == excluded;
-            if !needs {
-                continue;
-            }
-            let leader = p.isr.iter().copied().find(|&r| live(r)).unwrap_or(-1);
-            if leader != p.leader {
-                out.push(MetadataRecord::PartitionChange { topic_id: t.topic_id, partition: i as i32, leader: Some(leader), isr: None });
-            }
-        }
-    }
-    out
+/// The changes for `broker` leaving service (fenced, re-registered, unregistered):
+/// out of the ISRs, its leaderships handed to in-sync replicas on live brokers.
+pub fn reelect_without(image: &MetadataImage, broker: i32, unclean_default: bool) -> Vec<MetadataRecord> {
+    partition_change::without_broker(image, broker, unclean_default)
 }
 
 #[cfg(test)]
@@ -259,14 +242,14 @@ mod tests {
         broker(&mut img, 1, false);
         broker(&mut img, 2, false);
         // Broker 2 goes: partition 1 moves to 1; partition 0 is untouched.
-        let recs = reelect_without(&img, 2);
-        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: None }]);
+        let recs = reelect_without(&img, 2, false);
+        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: Some(vec![1]) }]);
         // Broker 1 goes too (after 2 was fenced): both partitions lose their leader.
         img.apply(&MetadataRecord::FenceBroker { broker_id: 2, epoch: 2 }).unwrap();
         for r in &recs {
             img.apply(r).unwrap();
         }
-        let recs = reelect_without(&img, 1);
+        let recs = reelect_without(&img, 1, false);
         img.apply(&MetadataRecord::FenceBroker { broker_id: 1, epoch: 1 }).unwrap();
         assert_eq!(recs.len(), 2);
         for r in &recs {
@@ -274,12 +257,15 @@ mod tests {
         }
         assert_eq!(img.partition("a", 0).unwrap().leader, -1);
         assert_eq!(img.partition("a", 0).unwrap().leader_epoch, 1);
-        // Broker 2 comes back: both partitions get a leader in their ISR.
-        let recs = elect_leaderless(&img, Some(2), None);
+        assert_eq!(img.partition("a", 1).unwrap().isr, vec![1], "the last in-sync replica stays in the ISR");
+        // Broker 2 comes back: it left the ISR, so it may lack records: no leader yet.
+        assert!(partition_change::elect_leaderless(&img, Some(2), false).is_empty());
+        // Broker 1 comes back: it leads both again.
+        let recs = partition_change::elect_leaderless(&img, Some(1), false);
         for r in &recs {
             img.apply(r).unwrap();
         }
-        assert_eq!(img.partition("a", 0).unwrap().leader, -1, "its only replica is still fenced");
-        assert_eq!(img.partition("a", 1).unwrap().leader, 2);
+        assert_eq!(img.partition("a", 0).unwrap().leader, 1);
+        assert_eq!(img.partition("a", 1).unwrap().leader, 1);
     }
 }

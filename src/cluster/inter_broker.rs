@@ -1,6 +1,7 @@
 //! Calls this broker makes to other brokers' client listeners with the Kafka
-//! protocol itself, as Kafka's brokers do: today WriteTxnMarkers, the
-//! transaction coordinator's COMMIT/ABORT markers for partitions led elsewhere.
+//! protocol itself, as Kafka's brokers do: WriteTxnMarkers, the transaction
+//! coordinator's COMMIT/ABORT markers for partitions led elsewhere (here), and
+//! followers' Fetch (`super::replica_fetcher`, on connections of its own).
 //!
 //! One [`InterBrokerClient`] per core (the coordinators live on every core),
 //! implementing `xshard::RemoteBrokers` for that core's `XShard`, which holds it
@@ -69,17 +70,8 @@ impl InterBrokerClient {
         Rc::new(InterBrokerClient { shard, idle: RefCell::new(HashMap::new()), next_correlation_id: Cell::new(1) })
     }
 
-    /// The advertised client address of live broker `broker`. A host name is
-    /// resolved by the system resolver (advertised hosts are usually addresses).
     fn address(&self, broker: i32) -> io::Result<SocketAddr> {
-        let image = self.shard.image();
-        let b = image.brokers.get(&broker).filter(|b| !b.fenced).ok_or_else(|| io::Error::other(format!("broker {broker} is not registered or is fenced")))?;
-        if let Ok(ip) = b.host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, b.port));
-        }
-        std::net::ToSocketAddrs::to_socket_addrs(&(b.host.as_str(), b.port))?
-            .next()
-            .ok_or_else(|| io::Error::other(format!("broker {broker}'s host {} resolves to nothing", b.host)))
+        broker_address(&self.shard.image(), broker)
     }
 
     /// Sends one request frame (`body` encoded at `version`) to `broker` and
@@ -96,7 +88,7 @@ impl InterBrokerClient {
                 _ => connect(addr).await?,
             };
             conn.write_all(&frame).await?;
-            let mut resp = read_response(&mut conn).await?;
+            let mut resp = read_response(&mut conn, MAX_RESPONSE).await?;
             let header =
                 ResponseHeader::decode(&mut resp, key.response_header_version(version)).map_err(|e| io::Error::other(format!("response header: {e}")))?;
             if header.correlation_id != cid {
@@ -208,8 +200,20 @@ fn map_results(broker: i32, markers: &[TxnMarker], keys: &[usize], resp: &WriteT
         .collect()
 }
 
+/// The advertised client address of live broker `broker` in `image`. A host name
+/// is resolved by the system resolver (advertised hosts are usually addresses).
+pub fn broker_address(image: &crate::metadata::MetadataImage, broker: i32) -> io::Result<SocketAddr> {
+    let b = image.brokers.get(&broker).filter(|b| !b.fenced).ok_or_else(|| io::Error::other(format!("broker {broker} is not registered or is fenced")))?;
+    if let Ok(ip) = b.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, b.port));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(b.host.as_str(), b.port))?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("broker {broker}'s host {} resolves to nothing", b.host)))
+}
+
 /// The size-prefixed request frame: header (the version `key` needs), then body.
-fn encode_request(key: ApiKey, version: i16, correlation_id: i32, broker_id: i32, body: &WriteTxnMarkersRequest) -> io::Result<Bytes> {
+pub fn encode_request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, broker_id: i32, body: &T) -> io::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     let header = RequestHeader::default()
@@ -224,14 +228,14 @@ fn encode_request(key: ApiKey, version: i16, correlation_id: i32, broker_id: i32
     Ok(buf.freeze())
 }
 
-/// Reads one size-prefixed response frame, refusing one over [`MAX_RESPONSE`].
-async fn read_response(conn: &mut TcpStream) -> io::Result<Bytes> {
+/// Reads one size-prefixed response frame, refusing one over `max` bytes.
+pub async fn read_response(conn: &mut TcpStream, max: usize) -> io::Result<Bytes> {
     let mut size = [0u8; 4];
     conn.read_exact(&mut size).await?;
     let size = i32::from_be_bytes(size);
     let len = usize::try_from(size).map_err(|_| io::Error::other(format!("negative response size {size}")))?;
-    if len > MAX_RESPONSE {
-        return Err(io::Error::other(format!("response of {len} bytes over the {MAX_RESPONSE} limit")));
+    if len > max {
+        return Err(io::Error::other(format!("response of {len} bytes over the {max} limit")));
     }
     let mut body = vec![0u8; len];
     conn.read_exact(&mut body).await?;
@@ -239,7 +243,7 @@ async fn read_response(conn: &mut TcpStream) -> io::Result<Bytes> {
 }
 
 /// Opens a connection to a broker's client listener.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await.map_err(|e| io::Error::other(format!("connecting to {addr}: {e}")))?;
     let _ = s.set_nodelay(true);
     Ok(s)

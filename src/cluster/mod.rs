@@ -9,8 +9,10 @@
 //! ([`observer`]); a controller-only node serves no clients. Calls between brokers that Kafka makes
 //! with its own protocol (WriteTxnMarkers) go to the other brokers' client
 //! listeners ([`inter_broker`]). Start-up rebuilds the image from the
-//! quorum's log ([`boot`]). Partition data is not replicated yet: each
-//! partition lives on one broker, and clients are sent to it.
+//! quorum's log ([`boot`]). Partition data is replicated Kafka's way:
+//! followers fetch from leaders ([`replica_fetcher`]), leaders propose ISR
+//! changes to the controller ([`isr`]), and the controller elects leaders from
+//! the ISR (`metadata::partition_change`).
 //!
 //! Why raft-rs (tikv's `raft` 0.7) for the quorum: it is sans-IO — a state
 //! machine with `tick`, `step`, `propose` and a ready/advance protocol, with no
@@ -29,9 +31,11 @@ pub mod boot;
 pub mod broker;
 pub mod controller;
 pub mod inter_broker;
+pub mod isr;
 pub mod node;
 pub mod observer;
 pub mod quorum;
+pub mod replica_fetcher;
 pub mod rpc;
 pub mod transport;
 

@@ -156,6 +156,27 @@ pub struct Config {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with the
+    /// leader's log end within this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`: bytes a follower asks per partition per fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: bytes a follower asks per fetch.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`: bytes a follower's fetch waits for.
+    pub replica_fetch_min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed follower fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `num.replica.fetchers`: fetch sessions each follower shard keeps per leader
+    /// broker (its partitions of that leader are spread over them).
+    pub num_replica_fetchers: usize,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often high watermarks are written to disk.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// `unclean.leader.election.enable`: elect an out-of-sync replica when no
+    /// in-sync one is left (records only the old leader had are lost).
+    pub unclean_leader_election_enable: bool,
     /// `controller.quorum.election.timeout.ms`: a voter without a leader for this
     /// long (plus a random share of it) starts an election.
     pub controller_quorum_election_timeout_ms: u64,
@@ -321,6 +342,15 @@ impl Default for Config {
             broker_rack: None,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_backoff_ms: 1000,
+            num_replica_fetchers: 1,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
+            unclean_leader_election_enable: false,
             controller_quorum_election_timeout_ms: 1000,
             controller_quorum_fetch_timeout_ms: 2000,
             offsets_topic_replication_factor: 1,
@@ -565,6 +595,15 @@ impl Config {
             "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num(key, v)?,
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_num(key, v)?,
+            "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes = parse_num(key, v)?,
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_num(key, v)?,
+            "replica.fetch.min.bytes" => self.replica_fetch_min_bytes = parse_num(key, v)?,
+            "replica.fetch.backoff.ms" => self.replica_fetch_backoff_ms = parse_num(key, v)?,
+            "num.replica.fetchers" => self.num_replica_fetchers = parse_num(key, v)?,
+            "replica.high.watermark.checkpoint.interval.ms" => self.replica_high_watermark_checkpoint_interval_ms = parse_num(key, v)?,
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(key, v)?,
             "controller.quorum.election.timeout.ms" => self.controller_quorum_election_timeout_ms = parse_num(key, v)?,
             "controller.quorum.fetch.timeout.ms" => self.controller_quorum_fetch_timeout_ms = parse_num(key, v)?,
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor = parse_num(key, v)?,
@@ -707,6 +746,15 @@ impl Config {
             ("broker.id", self.broker_id.to_string()),
             ("broker.rack", self.broker_rack.clone().unwrap_or_default()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("num.replica.fetchers", self.num_replica_fetchers.to_string()),
+            ("replica.fetch.backoff.ms", self.replica_fetch_backoff_ms.to_string()),
+            ("replica.fetch.max.bytes", self.replica_fetch_max_bytes.to_string()),
+            ("replica.fetch.min.bytes", self.replica_fetch_min_bytes.to_string()),
+            ("replica.fetch.response.max.bytes", self.replica_fetch_response_max_bytes.to_string()),
+            ("replica.fetch.wait.max.ms", self.replica_fetch_wait_max_ms.to_string()),
+            ("replica.high.watermark.checkpoint.interval.ms", self.replica_high_watermark_checkpoint_interval_ms.to_string()),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
+            ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
             ("compression.type", self.compression_type.clone()),
             ("controller.listener.names", self.controller_listener_names.join(",")),
             ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),
@@ -901,6 +949,22 @@ impl Config {
         }
         if self.broker_heartbeat_interval_ms == 0 || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
             return Err(bad("broker.heartbeat.interval.ms", "must be positive and less than broker.session.timeout.ms"));
+        }
+        if self.replica_lag_time_max_ms == 0
+            || self.replica_fetch_max_bytes < 1
+            || self.replica_fetch_response_max_bytes < 1
+            || self.replica_fetch_wait_max_ms < 0
+        {
+            return Err(bad(
+                "replica.lag.time.max.ms / replica.fetch.max.bytes / replica.fetch.response.max.bytes / replica.fetch.wait.max.ms",
+                "must be positive",
+            ));
+        }
+        if !(1..=64).contains(&self.num_replica_fetchers) {
+            return Err(bad("num.replica.fetchers", "must be between 1 and 64"));
+        }
+        if self.replica_fetch_wait_max_ms as u64 >= self.replica_lag_time_max_ms {
+            return Err(bad("replica.fetch.wait.max.ms", "must be less than replica.lag.time.max.ms, or followers fall out of the ISR while waiting"));
         }
         if self.controller_quorum_election_timeout_ms == 0 || self.controller_quorum_fetch_timeout_ms == 0 {
             return Err(bad("controller.quorum.election.timeout.ms / controller.quorum.fetch.timeout.ms", "must be positive"));

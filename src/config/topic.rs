@@ -157,6 +157,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "roll the active segment at this size",
     },
     TopicConfigDef { name: "segment.ms", broker_key: "log.roll.ms", kind: Kind::Long { min: 1 }, doc: "roll the active segment at this age" },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_key: "unclean.leader.election.enable",
+        kind: Kind::Enum(&["true", "false"]),
+        doc: "elect an out-of-sync replica when no in-sync one is alive (may lose records)",
+    },
 ];
 
 /// The definition of a topic config, if this broker implements it.

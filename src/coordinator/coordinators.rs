@@ -116,6 +116,14 @@ impl PartitionEvents for Coordinators {
         }
     }
 
+    fn partition_closed(&self, tp: &TopicPartition) {
+        match tp.topic.as_str() {
+            OFFSETS_TOPIC => self.group.remove_partition(tp.partition),
+            TXN_STATE_TOPIC => self.txn.remove_partition(tp.partition),
+            _ => {}
+        }
+    }
+
     fn marker_written(&self, m: &TxnMarker) {
         if m.tp.topic == OFFSETS_TOPIC {
             self.group.complete_txn(m.tp.partition, m.producer_id, m.commit);

@@ -138,8 +138,12 @@ pub enum Replayed {
 /// One raw record of a coordinator partition: key bytes and value (None = tombstone).
 pub type RawRecord = (Vec<u8>, Option<Vec<u8>>);
 
-/// Encodes records as one batch and appends it; returns once it is in the log,
-/// with the offset of the first record (the rest follow in order).
+/// How long a coordinator write waits for the in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default).
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Encodes records as one batch and appends it; returns once it is in the log and
+/// on the in-sync replicas, with the offset of the first record (the rest follow in order).
 pub async fn append(log: &Rc<PartitionLog>, records: Vec<(StoreKey, Option<Vec<u8>>)>) -> Result<i64> {
     let raw = records.into_iter().map(|(k, v)| (serde_json::to_vec(&k).unwrap_or_default(), v)).collect();
     append_raw(log, raw, None).await
@@ -180,7 +184,10 @@ pub async fn append_raw(log: &Rc<PartitionLog>, records: Vec<RawRecord>, txn: Op
         .map_err(|_| Error::CorruptMessage("encoding a coordinator record batch failed"))?;
     let bytes = buf.freeze();
     let batches = validate_batches(&bytes, usize::MAX)?;
+    let count = recs.len() as i64;
     let info = if txn.is_some() { log.append_with(batches, Origin::Coordinator).await? } else { log.append(batches).await? };
+    // Kafka's coordinators write with acks=-1: answered once the in-sync replicas have it.
+    log.wait_high_watermark(info.base_offset + count, WRITE_TIMEOUT).await?;
     Ok(info.base_offset)
 }
 

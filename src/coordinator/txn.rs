@@ -455,6 +455,8 @@ impl TxnCoordinator {
     /// Takes over a `__transaction_state` partition: replays it into id state.
     /// Ids left in Prepare* are finished by the next [`TxnCoordinator::tick`].
     pub fn add_partition(&self, partition: i32, log: Rc<PartitionLog>) -> Result<()> {
+        // A leader again after a failover: what was loaded before is stale.
+        self.remove_partition(partition);
         let state = txn_store::replay(&log)?;
         let prepared = state.values().filter(|m| m.state.is_prepare()).count();
         if prepared > 0 {
@@ -463,6 +465,16 @@ impl TxnCoordinator {
         self.txns.borrow_mut().extend(state);
         self.logs.borrow_mut().insert(partition, log);
         Ok(())
+    }
+
+    /// Drops the transactions of `partition` of `__transaction_state` and its log
+    /// (this broker no longer leads it: their requests get NOT_COORDINATOR).
+    pub fn remove_partition(&self, partition: i32) {
+        if self.logs.borrow_mut().remove(&partition).is_some() {
+            let n = self.partition_count.get();
+            self.txns.borrow_mut().retain(|id, _| partition_for(id, n) != partition);
+            tracing::info!(partition, "transaction coordinator: partition unloaded");
+        }
     }
 
     fn partition_of(&self, id: &str) -> i32 {

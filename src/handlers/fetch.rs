@@ -65,6 +65,8 @@ fn budget(results: &Reads, max_bytes: usize) -> Vec<u32> {
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32) -> Result<ResponseFrame, String> {
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.shard().cfg.fetch_max_bytes);
     let read_committed = req.isolation_level == 1;
+    // A follower's fetch (replica id >= 0): read past the high watermark, check divergence.
+    let replica_id = if req.replica_id.0 >= 0 { req.replica_id.0 } else { -1 };
     let mut reads: Vec<(Route, FetchRead)> = Vec::new();
     for t in &req.topics {
         let topic = t.topic.0.to_string();
@@ -76,7 +78,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
                     tp: TopicPartition { topic: topic.clone(), partition: p.partition },
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
-                    read_committed,
+                    read_committed: read_committed && replica_id < 0,
+                    replica_id,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
                 },
             ));
         }
@@ -86,7 +91,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
     let mut results = read_all(ctx, &reads).await;
     loop {
         let total: usize = budget(&results, max_bytes).iter().map(|&l| l as usize).sum();
-        let any_error = results.iter().any(|r| r.is_err());
+        let any_error = results.iter().any(|r| r.as_ref().map_or(true, |s| s.diverging_epoch.is_some()));
         let now = Instant::now();
         if total >= req.min_bytes.max(1) as usize || any_error || now >= deadline || reads.is_empty() || ctx.shard().stopping.get() {
             break;
@@ -97,7 +102,13 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
             .zip(&results)
             .map(|((owner, r), res)| {
                 // Wait for the end we saw; a partition already past its fetch offset wakes at once.
-                let seen = res.as_ref().map(|s| if read_committed { s.last_stable_offset } else { s.high_watermark }).unwrap_or(r.offset);
+                // A follower waits for the log end to pass its fetch offset.
+                let seen = match res {
+                    _ if replica_id >= 0 => r.offset,
+                    Ok(s) if read_committed => s.last_stable_offset,
+                    Ok(s) => s.high_watermark,
+                    Err(_) => r.offset,
+                };
                 (*owner, (r.tp.clone(), seen.max(r.offset)))
             })
             .collect();
@@ -111,7 +122,9 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         }
         let calls: Vec<_> = by_shard
             .into_iter()
-            .map(|(s, partitions)| Box::pin(ctx.x.call(s, ShardRequest::WaitForAppend { partitions, max_wait_ms: wait_ms, read_committed })))
+            .map(|(s, partitions)| {
+                Box::pin(ctx.x.call(s, ShardRequest::WaitForAppend { partitions, max_wait_ms: wait_ms, read_committed, replica: replica_id >= 0 }))
+            })
             .collect();
         if calls.is_empty() {
             break;
@@ -131,6 +144,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
                 p.high_watermark = slice.high_watermark;
                 p.last_stable_offset = slice.last_stable_offset;
                 p.log_start_offset = slice.log_start_offset;
+                p.diverging_epoch = slice.diverging_epoch;
                 p.aborted_transactions =
                     slice.aborted.map(|v| v.iter().map(|t| AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset }).collect());
                 if let Some((file, pos, _)) = slice.data {

@@ -1,8 +1,9 @@
 //! Produce (key 0), versions 3-9 (RecordBatch v2 only). Batches are validated
 //! here, on the connection's shard (spreading the CRC work), then sent as one
 //! message per owner shard; offsets are assigned and bytes written there.
-//! acks=0 gets no response (Kafka's behaviour); acks=1 and acks=-1 answer once
-//! the batches are in the segment file (one broker: the ISR is just us).
+//! acks=0 gets no response (Kafka's behaviour); acks=1 answers once the
+//! batches are in the leader's segment file, acks=-1 once the ISR has them too
+//! (the high watermark passed them; see `shard::partition`).
 
 use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -19,6 +20,7 @@ use crate::xshard::fan_out::fan_out;
 /// Returns None for acks=0 (no response is sent).
 pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let timeout_ms = req.timeout_ms.max(0);
     // Flatten (topic, partition) in request order; validation errors are per partition.
     let mut slots: Vec<(String, i32, Result<(), Error>)> = Vec::new();
     let mut items = Vec::new();
@@ -42,7 +44,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
                 match (&p.records, &topic_cfg) {
                     (Some(r), Some(tc)) => validate_batches(r, max)
                         .map_err(Error::from)
-                        .and_then(|b| crate::log::produce_policy::apply(tc, acks, b, ctx.shard().cfg.socket_request_max_bytes)),
+                        .and_then(|b| crate::log::produce_policy::apply(tc, b, ctx.shard().cfg.socket_request_max_bytes)),
                     (Some(_), None) => Err(Error::UnknownTopicOrPartition),
                     (None, _) => Err(Error::CorruptMessage("produce without records")),
                 }
@@ -61,7 +63,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Prod
     let run = fan_out(
         &ctx.x,
         work,
-        |parts| ShardRequest::Produce { partitions: parts },
+        |parts| ShardRequest::Produce { partitions: parts, acks, timeout_ms: timeout_ms as u64 },
         |r| match r {
             ShardResponse::Produce(v) => Some(v),
             _ => None,

@@ -83,6 +83,10 @@ pub struct ReadSlice {
     pub last_stable_offset: i64,
     /// read_committed reads only: aborted transactions overlapping the returned range.
     pub aborted: Option<Vec<AbortedTxn>>,
+    /// A follower's fetch only: its log diverged from the leader's — the leader's
+    /// (epoch, end offset) for the follower's last fetched epoch (KIP-595's
+    /// DivergingEpoch); no data is sent and the follower truncates.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 struct Pending {
@@ -153,6 +157,12 @@ pub struct PartitionLog {
     pub appended: Notify,
     /// Told the new log end after each write (see [`PartitionLog::set_on_written`]).
     on_written: RefCell<Option<OnWritten>>,
+    /// The high watermark as the partition above last published it (the
+    /// coordinators' writes wait on it, [`PartitionLog::wait_high_watermark`]);
+    /// None without a partition above (a bare log commits what it writes).
+    published_hw: Cell<Option<i64>>,
+    /// Woken when `published_hw` moves or the log closes.
+    hw_published: Notify,
     closed: Cell<bool>,
     /// A rolled segment's fdatasync is in flight (at most one: unclean-start
     /// recovery checks only the active segment and the one before it).
@@ -292,6 +302,8 @@ impl PartitionLog {
             }),
             ring,
             appended: Notify::default(),
+            published_hw: Cell::new(None),
+            hw_published: Notify::default(),
             on_written: RefCell::new(None),
             closed: Cell::new(false),
             roll_syncing: Cell::new(false),
@@ -1196,7 +1208,8 @@ impl PartitionLog {
         let stable = lso(&st, hw);
         let limit = if read_committed { stable } else { hw };
         let aborted = read_committed.then(|| txn_index::overlapping(&st.aborted, offset, stable));
-        let out = ReadSlice { data: None, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted };
+        let out =
+            ReadSlice { data: None, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted, diverging_epoch: None };
         // Past the log end is out of range; between the high watermark and the log
         // end (written, not yet committed by the replicas) there is nothing to read yet.
         if offset < st.log_start_offset || offset > st.log_end {
@@ -1247,11 +1260,13 @@ impl PartitionLog {
         self.closed.set(true);
         self.deleted.set(true);
         self.appended.notify_all();
+        self.hw_published.notify_all();
     }
 
     /// Clean shutdown: stop appends, write the active segment's indexes, fdatasync.
     pub async fn close(&self) -> io::Result<()> {
         self.closed.set(true);
+        self.hw_published.notify_all();
         // Let the writer finish what it has queued.
         while self.state.borrow().writer_active {
             self.appended.wait().await;
@@ -1269,6 +1284,48 @@ impl PartitionLog {
         self.ring.fdatasync(snapshot.file.as_raw_fd()).await?;
         snapshot.install()?;
         write_offset_file(&self.dir, LOG_START_FILE, log_start)
+    }
+
+    /// The partition above tells the log its high watermark whenever it moves.
+    pub fn publish_high_watermark(&self, hw: i64) {
+        self.published_hw.set(Some(hw));
+        self.hw_published.notify_all();
+    }
+
+    /// Waits until the published high watermark reaches `end` — the records below
+    /// it are on every in-sync replica — at most `timeout` (REQUEST_TIMED_OUT).
+    /// The coordinators wait so before answering a write (Kafka's acks=-1 for
+    /// its internal topics); on one broker the high watermark follows each
+    /// write, so this returns at once.
+    pub async fn wait_high_watermark(&self, end: i64, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let moved = self.hw_published.wait();
+            if self.published_hw.get().unwrap_or_else(|| self.log_end_offset()) >= end {
+                return Ok(());
+            }
+            if self.closed.get() || self.deleted.get() {
+                return Err(Error::NotLeaderOrFollower);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || glommio::timer::timeout(left, async { moved.await; Ok(()) }).await.is_err() {
+                return Err(Error::RequestTimedOut(format!("the write was not replicated to the in-sync replicas within {} ms", timeout.as_millis())));
+            }
+        }
+    }
+
+    /// The high watermark last written by [`PartitionLog::checkpoint_high_watermark`], if any.
+    pub fn checkpointed_high_watermark(&self) -> Option<i64> {
+        read_offset_file(&self.dir, HIGH_WATERMARK_FILE)
+    }
+
+    /// Writes the high watermark (Kafka's `replication-offset-checkpoint`, one
+    /// small file per partition here): a replica that restarts starts from it
+    /// rather than from its log end, which may hold records never committed.
+    /// Blocking, a few bytes, every `replica.high.watermark.checkpoint.interval.ms`
+    /// at most and only when it moved.
+    pub fn checkpoint_high_watermark(&self, hw: i64) -> io::Result<()> {
+        write_offset_file(&self.dir, HIGH_WATERMARK_FILE, hw)
     }
 
     /// Sizes for metrics and DescribeLogDirs-style reporting.
@@ -1449,6 +1506,8 @@ fn first_record_at_or_after(batch: Bytes, ts: i64, min_offset: i64) -> Result<Op
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
+/// The partition's checkpointed high watermark (cluster replicas).
+const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! Topic rules a produced batch must pass before it is sent to its owner
 //! shard, applied on the connection's shard (spreading the work):
-//! `min.insync.replicas` for acks=all, `message.timestamp.before/after.max.ms`
+//! `message.timestamp.before/after.max.ms`
 //! (CreateTime topics), keys on compacted topics, and `compression.type`
 //! (re-compress batches whose codec differs).
 //!
@@ -17,14 +17,8 @@ use crate::protocol::compression::{codec_of, decode_batch, encode_batch, CodecEr
 use crate::protocol::record_batch::{validate_batches, ValidatedBatch, ATTR_CONTROL};
 use crate::protocol::record_validator::{validate_records, RecordRules};
 
-/// In-sync replicas of every partition on a single broker.
-const ISR_SIZE: i32 = 1;
-
 /// Applies the topic's rules to validated batches; may replace them (re-compression).
-pub fn apply(cfg: &LogConfig, acks: i16, batches: Vec<ValidatedBatch>, max_inflated: usize) -> Result<Vec<ValidatedBatch>> {
-    if acks == -1 && cfg.min_insync_replicas > ISR_SIZE {
-        return Err(Error::NotEnoughReplicas { isr: ISR_SIZE, min: cfg.min_insync_replicas });
-    }
+pub fn apply(cfg: &LogConfig, batches: Vec<ValidatedBatch>, max_inflated: usize) -> Result<Vec<ValidatedBatch>> {
     if !cfg.log_append_time {
         let now = cfg.clock.now_ms();
         for b in &batches {

@@ -11,6 +11,7 @@
 pub mod image;
 pub mod log;
 pub mod meta_properties;
+pub mod partition_change;
 pub mod placement;
 pub mod producer_ids;
 pub mod records;

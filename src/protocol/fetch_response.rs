@@ -30,8 +30,8 @@
 //!     aborted_transactions  nullable array of { producer_id i64, first_offset i64, [tags] v12 }
 //!     preferred_read_replica i32     v11+
 //!     records               nullable bytes (never null here)
-//!     [tags]                         v12 (diverging_epoch, current_leader,
-//!                                    snapshot_id are never written)
+//!     [tags]                         v12 (diverging_epoch for followers;
+//!                                    current_leader, snapshot_id never written)
 //!   [tags]                  v12
 //! [tags]                    v12
 //! ```
@@ -84,6 +84,9 @@ pub struct FetchPartitionOut {
     /// encodes an empty (not null) records field and no
     /// [`FetchPiece::Records`] piece.
     pub records_len: u32,
+    /// A follower's log diverged: the leader's (epoch, end offset) for the
+    /// follower's last fetched epoch, sent as tagged field 0 (v12+).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl Default for FetchPartitionOut {
@@ -100,6 +103,7 @@ impl Default for FetchPartitionOut {
             aborted_transactions: Some(Vec::new()),
             preferred_read_replica: -1,
             records_len: 0,
+            diverging_epoch: None,
         }
     }
 }
@@ -341,7 +345,18 @@ fn encode_frame<S: Sink>(s: &mut S, version: i16, correlation_id: i32, resp: &Fe
             if p.records_len > 0 {
                 s.records(ti, pi, p.records_len);
             }
-            put_tags(s, flexible);
+            match p.diverging_epoch {
+                Some((epoch, end_offset)) if flexible => {
+                    // One tagged field: tag 0, size 13 = epoch i32 + end offset i64 + its empty tags.
+                    put_uvarint(s, 1);
+                    put_uvarint(s, 0);
+                    put_uvarint(s, 13);
+                    put_i32(s, epoch);
+                    put_i64(s, end_offset);
+                    put_tags(s, flexible);
+                }
+                _ => put_tags(s, flexible),
+            }
         }
         put_tags(s, flexible);
     }
@@ -429,6 +444,7 @@ mod tests {
             aborted_transactions: aborted,
             preferred_read_replica: 2,
             records_len: records.len() as u32,
+            diverging_epoch: None,
         }
     }
 
@@ -453,7 +469,11 @@ mod tests {
                         part(1, 6, None, &d01),
                     ],
                 },
-                FetchTopicOut { name: "metrics.v2".to_string(), partitions: vec![part(3, 0, Some(vec![]), &d10), part(7, 0, None, &d11)] },
+                FetchTopicOut {
+                    name: "metrics.v2".to_string(),
+                    // A follower's diverged partition (tagged field 0 from v12).
+                    partitions: vec![FetchPartitionOut { diverging_epoch: Some((4, 1234)), ..part(3, 0, Some(vec![]), &d10) }, part(7, 0, None, &d11)],
+                },
             ],
         };
         (resp, vec![vec![d00, d01], vec![d10, d11]])
@@ -490,6 +510,12 @@ mod tests {
                                         }))
                                         .with_preferred_read_replica(BrokerId(if v >= 11 { p.preferred_read_replica } else { -1 }))
                                         .with_records(Some(data[ti][pi].clone()))
+                                        .with_diverging_epoch(match p.diverging_epoch {
+                                            Some((e, o)) if v >= 12 => {
+                                                kafka_protocol::messages::fetch_response::EpochEndOffset::default().with_epoch(e).with_end_offset(o)
+                                            }
+                                            _ => Default::default(),
+                                        })
                                 })
                                 .collect(),
                         )
@@ -577,7 +603,11 @@ mod tests {
                     assert_eq!(p.preferred_read_replica.0, if v >= 11 { 2 } else { -1 });
                     // Empty, never null, and identical bytes.
                     assert_eq!(p.records.as_ref(), Some(&data[ti][pi]));
-                    assert_eq!(p.diverging_epoch, Default::default());
+                    let (e, o) = match o.diverging_epoch {
+                        Some(d) if v >= 12 => d,
+                        _ => (-1, -1),
+                    };
+                    assert_eq!((p.diverging_epoch.epoch, p.diverging_epoch.end_offset), (e, o));
                     assert_eq!(p.current_leader, Default::default());
                     assert_eq!(p.snapshot_id, Default::default());
                 }
@@ -743,6 +773,7 @@ mod tests {
                     aborted_transactions: aborted,
                     preferred_read_replica: -1,
                     records_len: rec.len() as u32,
+                    diverging_epoch: None,
                 });
                 pdata.push(rec);
             }

@@ -287,6 +287,39 @@ pub struct ValidatedBatch {
     pub bytes: Bytes,
 }
 
+/// Splits a leader's Fetch answer, on a follower, into whole batches: a
+/// trailing partial batch (the leader cuts the last one at the fetch's byte
+/// limit) is left for the next fetch; every whole batch must be v2 with a
+/// matching CRC. Record counts are not checked against offset deltas: a
+/// compacted batch keeps its last offset delta over fewer records.
+pub fn replicated_batches(records: &Bytes) -> Result<Vec<ValidatedBatch>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while records.len() - pos >= BATCH_HEADER_LEN {
+        let rest = &records[pos..];
+        let batch_length = read_i32(rest, BATCH_LENGTH_OFFSET);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err(BatchError::CorruptMessage("batch length smaller than header"));
+        }
+        let total = batch_length as usize + LOG_OVERHEAD;
+        if total > rest.len() {
+            break;
+        }
+        let magic = rest[MAGIC_OFFSET] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        let batch = &rest[..total];
+        let header = BatchHeader::parse(batch)?;
+        if crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]) != header.crc {
+            return Err(BatchError::CorruptMessage("crc"));
+        }
+        out.push(ValidatedBatch { header, bytes: records.slice(pos..pos + total) });
+        pos += total;
+    }
+    Ok(out)
+}
+
 /// Splits a Produce payload (one or more v2 batches back to back) into
 /// validated, zero-copy batch slices, so malformed or oversized data is
 /// rejected before anything is appended to the log.

@@ -271,6 +271,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 } else {
                     None
                 };
+                // Followers fetch from leaders and leaders watch their ISRs, on every core.
+                if cfg.is_cluster() && cfg.process_roles.broker {
+                    crate::cluster::replica_fetcher::start(shard.clone());
+                    crate::cluster::isr::start(x.clone());
+                    spawn_high_watermark_checkpoints(shard.clone());
+                }
                 let ctx = Ctx::new(x);
                 let listener = match bound.map(|b| (b, crate::net::listener::bind(b))) {
                     None => None,
@@ -368,6 +374,19 @@ fn spawn_flusher(shard: std::rc::Rc<Shard>) {
         while !shard.stopping.get() {
             glommio::timer::sleep(Duration::from_millis(ms.clamp(1, 1000))).await;
             shard.flush_due().await;
+        }
+    })
+    .detach();
+}
+
+/// Writes this shard's moved high watermarks every
+/// `replica.high.watermark.checkpoint.interval.ms` (cluster brokers).
+fn spawn_high_watermark_checkpoints(shard: std::rc::Rc<Shard>) {
+    let ms = shard.cfg.replica_high_watermark_checkpoint_interval_ms.max(1);
+    glommio::spawn_local(async move {
+        while !shard.stopping.get() {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            shard.checkpoint_high_watermarks();
         }
     })
     .detach();

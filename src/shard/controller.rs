@@ -135,6 +135,11 @@ impl Shard {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
             ControllerOp::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
+            ControllerOp::AlterPartition { topic_id, partition, leader, leader_epoch, current_isr, new_isr } => ShardResponse::AlterPartition(
+                self.propose_change(|img| crate::metadata::partition_change::alter_isr(img, topic_id, partition, leader, leader_epoch, &current_isr, new_isr))
+                    .await
+                    .map(|_| ()),
+            ),
         }
     }
 
@@ -386,8 +391,7 @@ impl Shard {
 
     /// Replicas for `count` new partitions from `first`: over the live brokers of
     /// a cluster (Kafka's assignment, rack-aware), or this broker alone. A factor
-    /// above the live brokers is refused, and so is any factor above 1 until
-    /// partition data is replicated: a cluster holds each partition on one broker.
+    /// above the live brokers is refused.
     fn assign(&self, image: &MetadataImage, first: i32, count: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>> {
         let brokers: Vec<(i32, Option<String>)> = if self.cfg.is_cluster() {
             image.brokers.iter().filter(|(_, b)| !b.fenced).map(|(&id, b)| (id, b.rack.clone())).collect()
@@ -402,12 +406,6 @@ impl Shard {
             return Err(Error::InvalidReplicationFactor(format!(
                 "replication factor {replication_factor} is larger than the {n} available broker{}",
                 if n == 1 { "" } else { "s" }
-            )));
-        }
-        if replication_factor > 1 {
-            return Err(Error::InvalidReplicationFactor(format!(
-                "replication factor {replication_factor}: this shardlog does not replicate partition data yet; \
-                 each partition lives on one broker of the cluster (use replication factor 1)"
             )));
         }
         // Kafka starts each topic's assignment at a random broker, spreading leaders across topics.

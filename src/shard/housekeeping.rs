@@ -56,10 +56,24 @@ impl Shard {
         }
     }
 
+    /// Writes the high watermark of every partition whose one moved since the
+    /// last checkpoint (cluster replicas; see `PartitionLog::checkpoint_high_watermark`).
+    pub fn checkpoint_high_watermarks(&self) {
+        let parts: Vec<Rc<super::partition::Partition>> = self.partitions.borrow().values().cloned().collect();
+        for p in parts {
+            if let Err(e) = p.checkpoint_high_watermark() {
+                crate::error_limited!(topic = %p.log.topic, partition = p.log.partition, "writing the high watermark checkpoint failed: {e}");
+            }
+        }
+    }
+
     /// Clean stop: every owned log finishes its writes, writes its indexes and syncs.
     /// One failing partition (say, its directory vanished) does not stop the others
     /// from closing; the first error is returned.
     pub async fn close_logs(&self) -> Result<()> {
+        if self.cfg.is_cluster() {
+            self.checkpoint_high_watermarks();
+        }
         let logs: Vec<Rc<PartitionLog>> = self.partitions.borrow().values().map(|p| p.log.clone()).collect();
         let mut first = Ok(());
         for l in logs {

@@ -31,9 +31,14 @@ pub trait PartitionEvents {
     /// coordinators read their internal topics' partition counts, which place
     /// every group and transactional id).
     fn image_installed(&self, image: &MetadataImage);
-    /// A partition's log opened on this shard. An error (its state could not be
-    /// replayed) keeps the partition offline.
+    /// This broker leads a partition on this shard: its log opened as leader, or
+    /// it became leader (a failover). The coordinators (re)load the state they
+    /// keep in it; an error at open (its state could not be replayed) keeps the
+    /// partition offline.
     fn partition_opened(&self, tp: &TopicPartition, log: &Rc<PartitionLog>) -> Result<()>;
+    /// This broker stopped leading a partition on this shard: the coordinators
+    /// drop the state they loaded from it (the new leader loads it).
+    fn partition_closed(&self, tp: &TopicPartition);
     /// A transaction marker was appended to a partition here.
     fn marker_written(&self, marker: &TxnMarker);
 }

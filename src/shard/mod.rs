@@ -40,6 +40,22 @@ use request::{ShardRequest, ShardResponse, TopicPartition};
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
 
+/// One partition of a produce: this broker must lead it; acks=all needs
+/// `min.insync.replicas` in the ISR before the append and waits for the ISR
+/// to have the records after it.
+async fn produce(p: Rc<Partition>, batches: Vec<crate::protocol::record_batch::ValidatedBatch>, acks: i16, timeout_ms: u64) -> Result<crate::log::AppendInfo> {
+    let epoch = p.check_leader(-1)?;
+    if acks == -1 {
+        p.check_enough_replicas()?;
+    }
+    let records: i64 = batches.iter().map(|b| i64::from(b.header.last_offset_delta) + 1).sum();
+    let info = p.log.append(batches).await?;
+    if acks == -1 {
+        p.wait_committed(info.base_offset + records, epoch, std::time::Duration::from_millis(timeout_ms)).await?;
+    }
+    Ok(info)
+}
+
 /// Per-core broker state.
 pub struct Shard {
     /// This shard's index (0..nr_shards).
@@ -259,9 +275,9 @@ impl Shard {
         for (t, tp) in todo {
             let lc = configs.entry(t.name.as_str()).or_insert_with(|| LogConfig::from(&self.cfg, &t.configs)).clone();
             self.log_topic_ids.borrow_mut().insert(tp.clone(), t.topic_id);
-            match self.open_partition(&tp, lc) {
-                Ok(log) => {
-                    self.partitions.borrow_mut().insert(tp.clone(), Partition::new(log));
+            match self.open_partition(&tp, lc, t.partitions.get(tp.partition as usize)) {
+                Ok(p) => {
+                    self.partitions.borrow_mut().insert(tp.clone(), p);
                     if self.offline.clear(&tp) {
                         tracing::info!(topic = %tp.topic, partition = tp.partition, "partition log opened: back online");
                     }
@@ -295,13 +311,20 @@ impl Shard {
         }
     }
 
-    /// Opens one partition's log and tells the coordinators (which take over the internal ones).
-    fn open_partition(&self, tp: &TopicPartition, lc: LogConfig) -> Result<Rc<PartitionLog>> {
+    /// Opens one partition's log as a replica of `meta`; when this broker leads
+    /// it, the coordinators load what they keep in it (an error keeps it offline).
+    fn open_partition(&self, tp: &TopicPartition, lc: LogConfig, meta: Option<&crate::metadata::PartitionMeta>) -> Result<Rc<Partition>> {
         let log = PartitionLog::open(&self.cfg.log_dir, &tp.topic, tp.partition, lc, self.ring.clone(), self.recover)?;
-        if let Some(events) = self.events() {
-            events.partition_opened(tp, &log)?;
+        // One broker commits what it writes: its high watermark is its log end. A
+        // cluster replica starts from its checkpoint (its tail may never have committed).
+        let hw = if self.cfg.is_cluster() { log.checkpointed_high_watermark().unwrap_or(0) } else { i64::MAX };
+        let p = Partition::new(log, self.cfg.broker_id, hw);
+        if meta.and_then(|m| p.apply_image(m)) == Some(true) {
+            if let Some(events) = self.events() {
+                events.partition_opened(tp, &p.log)?;
+            }
         }
-        Ok(log)
+        Ok(p)
     }
 
     /// Drops logs of partitions that left the image (deleted topics) and removes
@@ -334,22 +357,29 @@ impl Shard {
     /// Serves one request for partitions this shard owns.
     pub async fn handle(self: &Rc<Self>, req: ShardRequest) -> ShardResponse {
         match req {
-            ShardRequest::Produce { partitions } => {
+            ShardRequest::Produce { partitions, acks, timeout_ms } => {
                 let futs = partitions.into_iter().map(|(tp, batches)| {
-                    let log = self.log(&tp);
-                    async move { log?.append(batches).await }
+                    let p = self.partition(&tp);
+                    async move { produce(p?, batches, acks, timeout_ms).await }
                 });
                 ShardResponse::Produce(futures::future::join_all(futs).await)
             }
             ShardRequest::Fetch { reads } => {
                 let futs = reads.iter().map(|r| {
                     let p = self.partition(&r.tp);
-                    async move { p?.read(r.offset, r.max_bytes, r.read_committed).await }
+                    async move {
+                        let p = p?;
+                        if r.replica_id >= 0 {
+                            return p.read_for_follower(r.replica_id, r.offset, r.max_bytes, r.current_leader_epoch, r.last_fetched_epoch).await;
+                        }
+                        p.check_leader(r.current_leader_epoch)?;
+                        p.read(r.offset, r.max_bytes, r.read_committed).await
+                    }
                 });
                 ShardResponse::Fetch(futures::future::join_all(futs).await)
             }
-            ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed } => {
-                self.wait_for_append(partitions, max_wait_ms, read_committed).await;
+            ShardRequest::WaitForAppend { partitions, max_wait_ms, read_committed, replica } => {
+                self.wait_for_append(partitions, max_wait_ms, read_committed, replica).await;
                 ShardResponse::Waited
             }
             ShardRequest::ListOffsets { partitions, read_committed } => {
@@ -358,6 +388,16 @@ impl Shard {
             // In a cluster, metadata changes go to the active controller when this node is not it.
             ShardRequest::Controller(op) if self.quorum().is_some_and(|q| !q.is_active()) => self.forward_to_controller(op).await,
             ShardRequest::Controller(op) => self.run_controller_op(op).await,
+            ShardRequest::OffsetForLeaderEpoch { partitions } => ShardResponse::EpochEndOffsets(
+                partitions
+                    .iter()
+                    .map(|(tp, current, asked)| {
+                        let p = self.partition(tp)?;
+                        p.check_leader(*current)?;
+                        Ok(p.log.end_offset_for_epoch(*asked))
+                    })
+                    .collect(),
+            ),
             ShardRequest::DeleteRecords { partitions } => {
                 let futs = partitions.iter().map(|(tp, off)| {
                     let p = self.partition(tp);
@@ -393,6 +433,29 @@ impl Shard {
         self.drop_removed(&current);
         self.open_owned(&current, true);
         self.apply_config_changes();
+        self.apply_roles(&current);
+    }
+
+    /// Tells every open partition its leader, epoch and ISR from `image`.
+    fn apply_roles(&self, image: &MetadataImage) {
+        let parts: Vec<(TopicPartition, Rc<Partition>)> = self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.clone())).collect();
+        for (tp, p) in parts {
+            let Some(meta) = image.partition(&tp.topic, tp.partition) else { continue };
+            match (p.apply_image(meta), self.events()) {
+                (Some(true), Some(events)) => {
+                    if let Err(e) = events.partition_opened(&tp, &p.log) {
+                        crate::error_limited!(topic = %tp.topic, partition = tp.partition, "loading coordinator state as the new leader failed: {e}");
+                    }
+                }
+                (Some(false), Some(events)) => events.partition_closed(&tp),
+                _ => {}
+            }
+        }
+    }
+
+    /// Every partition replica this shard holds (for the replica fetchers and the ISR checks).
+    pub fn partitions(&self) -> Vec<(TopicPartition, Rc<Partition>)> {
+        self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.clone())).collect()
     }
 
     /// Pushes topic configs into the open logs (live, no restart). Every log is
@@ -409,6 +472,7 @@ impl Shard {
 
     async fn list_offset(&self, tp: &TopicPartition, ts: i64, read_committed: bool) -> Result<(i64, i64)> {
         let p = self.partition(tp)?;
+        p.check_leader(-1)?;
         match ts {
             -1 if read_committed => Ok((-1, p.last_stable_offset())),
             -1 => Ok((-1, p.high_watermark())),

@@ -29,6 +29,12 @@ pub struct FetchRead {
     pub max_bytes: usize,
     /// Isolation level 1: stop at the last stable offset, report aborted transactions.
     pub read_committed: bool,
+    /// The fetching follower's broker id, or -1 for a consumer.
+    pub replica_id: i32,
+    /// The client's leader epoch (KIP-320), -1 when it sends none.
+    pub current_leader_epoch: i32,
+    /// A follower's epoch of its last fetched batch, -1 when none (KIP-595 divergence check).
+    pub last_fetched_epoch: i32,
 }
 
 /// A topic to create (already validated for shape by the handler).
@@ -90,6 +96,10 @@ pub enum ShardRequest {
     Produce {
         /// One entry per partition, its batches in the order the client sent them.
         partitions: Vec<(TopicPartition, Vec<ValidatedBatch>)>,
+        /// The request's acks: -1 waits until the ISR has the records.
+        acks: i16,
+        /// The request's timeout (ms), for acks=-1.
+        timeout_ms: u64,
     },
     /// Locate the bytes to send for each partition.
     Fetch {
@@ -105,6 +115,8 @@ pub enum ShardRequest {
         max_wait_ms: u64,
         /// Wait on the last stable offset instead of the high watermark.
         read_committed: bool,
+        /// A follower's fetch: wait on the log end instead.
+        replica: bool,
     },
     /// Offsets by timestamp (-1 latest, -2 earliest, else first offset with ts >= it).
     ListOffsets {
@@ -116,6 +128,11 @@ pub enum ShardRequest {
     /// Controller only: a metadata change (in a cluster, forwarded to the active
     /// controller when this node is not it).
     Controller(ControllerOp),
+    /// The end offset of a leader epoch per partition (OffsetForLeaderEpoch, KIP-320).
+    OffsetForLeaderEpoch {
+        /// Each partition with the client's current leader epoch (-1: unchecked) and the epoch asked.
+        partitions: Vec<(TopicPartition, i32, i32)>,
+    },
     /// Move each partition's log start offset up.
     DeleteRecords {
         /// Each partition with the new log start offset (-1 = the high watermark).
@@ -171,6 +188,9 @@ pub enum ShardResponse {
     AlterTopicConfigs(Vec<Result<(), Error>>),
     /// The new low watermark per partition.
     DeleteRecords(Vec<Result<i64, Error>>),
+    /// (epoch, end offset) per partition: the largest epoch at or below the one
+    /// asked and where it ends; (-1, -1) for an epoch past the latest.
+    EpochEndOffsets(Vec<Result<(i32, i64), Error>>),
     /// Bytes on disk per owned partition.
     LogDirSizes(Vec<(TopicPartition, u64)>),
     /// Per partition: (producer id, its state) for every producer the log remembers.
@@ -183,6 +203,8 @@ pub enum ShardResponse {
     ProducerIds(Result<(i64, i64), Error>),
     /// Per marker: appended.
     WriteTxnMarkers(Vec<Result<(), Error>>),
+    /// The ISR change is committed.
+    AlterPartition(Result<(), Error>),
 }
 
 /// A metadata change asked of the controller. In a cluster it travels to the
@@ -220,6 +242,22 @@ pub enum ControllerOp {
     },
     /// Reserve a block of producer ids (persisted before the answer).
     AllocateProducerIds,
+    /// A partition leader's ISR change (Kafka's AlterPartition, key 56, which
+    /// shardlog's brokers send over the controller listener like any forwarded op).
+    AlterPartition {
+        /// The partition's topic id.
+        topic_id: uuid::Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The leader asking (must be the partition's leader).
+        leader: i32,
+        /// Its leader epoch (must be the current one).
+        leader_epoch: i32,
+        /// The ISR the leader's change is based on (must be the current one).
+        current_isr: Vec<i32>,
+        /// The ISR wanted.
+        new_isr: Vec<i32>,
+    },
 }
 
 /// An error as it crosses brokers: Kafka's code and the message (rebuilt as [`Error::Remote`]).
@@ -256,6 +294,8 @@ pub enum ControllerReply {
     AlterTopicConfigs(Vec<Result<(), WireError>>),
     /// (first id, count).
     ProducerIds(Result<(i64, i64), WireError>),
+    /// The ISR change is committed.
+    AlterPartition(Result<(), WireError>),
 }
 
 fn wire<T>(v: Vec<Result<T, Error>>) -> Vec<Result<T, WireError>> {
@@ -282,6 +322,7 @@ impl ControllerReply {
             ShardResponse::CreatePartitions(v) => ControllerReply::CreatePartitions(wire(v)),
             ShardResponse::AlterTopicConfigs(v) => ControllerReply::AlterTopicConfigs(wire(v)),
             ShardResponse::ProducerIds(r) => ControllerReply::ProducerIds(r.map_err(WireError::from)),
+            ShardResponse::AlterPartition(r) => ControllerReply::AlterPartition(r.map_err(WireError::from)),
             _ => return None,
         })
     }
@@ -297,6 +338,7 @@ impl ControllerReply {
             ControllerOp::CreatePartitions { topics, .. } => ControllerReply::CreatePartitions(topics.iter().map(|_| err(e)).collect()),
             ControllerOp::AlterTopicConfigs { changes, .. } => ControllerReply::AlterTopicConfigs(changes.iter().map(|_| err(e)).collect()),
             ControllerOp::AllocateProducerIds => ControllerReply::ProducerIds(err(e)),
+            ControllerOp::AlterPartition { .. } => ControllerReply::AlterPartition(err(e)),
         }
     }
 
@@ -308,6 +350,7 @@ impl ControllerReply {
             ControllerReply::CreatePartitions(v) => ShardResponse::CreatePartitions(local(v)),
             ControllerReply::AlterTopicConfigs(v) => ShardResponse::AlterTopicConfigs(local(v)),
             ControllerReply::ProducerIds(r) => ShardResponse::ProducerIds(r.map_err(Error::from)),
+            ControllerReply::AlterPartition(r) => ShardResponse::AlterPartition(r.map_err(Error::from)),
         }
     }
 }

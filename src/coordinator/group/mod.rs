@@ -296,6 +296,8 @@ impl GroupCoordinator {
 
     /// Takes over a `__consumer_offsets` partition: replays it into group state.
     pub fn add_partition(&self, partition: i32, log: Rc<PartitionLog>) -> crate::error::Result<()> {
+        // A leader again after a failover: what was loaded before is stale.
+        self.remove_partition(partition);
         let records = store::replay(&log)?;
         let wall = self.cfg.clock.now_ms();
         let mut groups = self.groups.borrow_mut();
@@ -388,6 +390,16 @@ impl GroupCoordinator {
         self.logs.borrow_mut().insert(partition, log);
         self.consumer_on_loaded(partition);
         Ok(())
+    }
+
+    /// Drops the groups of `partition` of `__consumer_offsets` and its log (this
+    /// broker no longer leads it: their requests get NOT_COORDINATOR).
+    pub fn remove_partition(&self, partition: i32) {
+        if self.logs.borrow_mut().remove(&partition).is_some() {
+            let n = self.partition_count.get();
+            self.groups.borrow_mut().retain(|id, _| partition_for(id, n) != partition);
+            tracing::info!(partition, "group coordinator: partition unloaded");
+        }
     }
 
     pub(in crate::coordinator) fn partition_of(&self, group: &str) -> i32 {
