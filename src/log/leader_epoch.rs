@@ -59,8 +59,10 @@ impl LeaderEpochCache {
     /// Writes the checkpoint atomically: a temp file, fdatasync'd, renamed over
     /// the old one, then the directory fsync'd so the rename survives a crash.
     /// Plain blocking I/O on the shard's thread, on purpose: it happens only
-    /// when this replica becomes leader, a follower first sees a new epoch, or
-    /// the log is truncated — rare events, each a few small syscalls.
+    /// when this replica becomes leader, a leader's first append in a new
+    /// epoch (on a single broker: a partition's first append ever), a follower
+    /// first sees a new epoch, or the log start or end moves past an entry —
+    /// rare events, each a few small syscalls.
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         let path = dir.join(CHECKPOINT_FILE);
         let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));

@@ -12,6 +12,12 @@
 //! flush policy (`flush.messages`, `flush.ms`) decides when to `fdatasync`.
 //! Measured on the project machine (ARCHITECTURE.md): O_DIRECT writes are faster
 //! to the device but leave fresh data cold for tailing consumers.
+//!
+//! Replication (KIP-101/279): a leader stamps its leader epoch on every batch
+//! it appends and records where each epoch started (`leader_epoch`); a
+//! follower writes the leader's batches unchanged through the same writer
+//! ([`PartitionLog::append_replicated`]) and cuts its log back where it
+//! diverged from the leader's ([`PartitionLog::truncate_to`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -123,7 +129,8 @@ struct State {
     /// The partition leader epoch stamped on every batch appended through
     /// `enqueue` (clients, coordinators, markers): 0 on a single broker, where
     /// this broker is the only leader the partition ever has; the current
-    /// epoch once [`PartitionLog::become_leader`] was called.
+    /// epoch once [`PartitionLog::become_leader`] was called (at open: the
+    /// cache's latest epoch, 0 when it is empty).
     stamp_epoch: i32,
 }
 
@@ -281,6 +288,9 @@ impl PartitionLog {
         if cut_end || cut_start {
             epochs.save(&dir)?;
         }
+        // 0 on a single broker; a cluster replica stamps its newest epoch until
+        // `become_leader` says otherwise, never an older one.
+        let stamp_epoch = epochs.latest_epoch().unwrap_or(0);
         Ok(Rc::new(PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -298,7 +308,7 @@ impl PartitionLog {
                 producers,
                 aborted,
                 epochs,
-                stamp_epoch: 0,
+                stamp_epoch,
             }),
             ring,
             appended: Notify::default(),
@@ -624,8 +634,14 @@ impl PartitionLog {
             let mut st = self.state.borrow_mut();
             let base = st.next_offset;
             let epoch = st.stamp_epoch;
-            // A no-op after the first batch of an epoch (Kafka assigns per batch the same way).
-            st.epochs.assign_and_save(&self.dir, epoch, base)?;
+            // A no-op after the first batch of an epoch (Kafka assigns per batch the
+            // same way); the first one saves the checkpoint (blocking: once per
+            // epoch, see `LeaderEpochCache::save`). A stamp below the latest epoch
+            // (a follower's latest, appended to before `become_leader`) is not
+            // assigned: that would erase the newer epochs' history.
+            if st.epochs.latest_epoch().is_none_or(|latest| epoch >= latest) {
+                st.epochs.assign_and_save(&self.dir, epoch, base)?;
+            }
             let n = batches.len();
             for (i, b) in batches.into_iter().enumerate() {
                 let base_offset = st.next_offset;
@@ -795,7 +811,9 @@ impl PartitionLog {
     /// segment is still syncing (its producer snapshot would reappear) and the
     /// cleaner swaps no segment; appends that keep arriving keep it waiting,
     /// so the caller stops its appends (the fetcher) first. The rest runs
-    /// without an await until the final fdatasync.
+    /// without an await until the final fdatasync, with blocking file calls
+    /// (a few header reads, removals, small rewrites) as recovery does: a
+    /// truncation is rare (a leader change), and no append may interleave.
     ///
     /// The new log end is the base offset of the batch holding `offset` (or
     /// `offset` itself when it is a batch boundary, or falls in an offset gap
@@ -981,7 +999,8 @@ impl PartitionLog {
                 let active = st.active();
                 let age_ms = cfg.clock.instant().saturating_duration_since(active.created).as_millis() as u64;
                 let first_len = (BATCH_HEADER_LEN + group[start].body.len()) as u64;
-                active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms)
+                let far = !fits_relative(active.base_offset, &group[start].fields);
+                far || active.size > 0 && (active.size + first_len > cfg.segment_bytes || age_ms >= cfg.roll_ms)
             };
             if must_roll {
                 self.wait_roll_synced().await;
@@ -1002,7 +1021,7 @@ impl PartitionLog {
                 let active = st.active_mut();
                 while end < group.len() {
                     let len = (BATCH_HEADER_LEN + group[end].body.len()) as u64;
-                    if end > start && active.size + bytes + len > cfg.segment_bytes {
+                    if end > start && (active.size + bytes + len > cfg.segment_bytes || !fits_relative(active.base_offset, &group[end].fields)) {
                         break;
                     }
                     bytes += len;
@@ -1398,6 +1417,13 @@ fn roll(st: &mut State, dir: &Path, base_offset: i64, created: Instant) -> io::R
     Ok(RollSync { old: old_file, txn_index, snapshot })
 }
 
+/// Whether batch `h` can go into the segment starting at `base`: its offsets
+/// must fit the indexes' relative offsets (Kafka rolls when they would not).
+/// Only a follower's log, copying a compacted leader's offset gaps, gets near it.
+fn fits_relative(base: i64, h: &BatchHeader) -> bool {
+    h.last_offset().saturating_sub(base) <= i64::from(i32::MAX)
+}
+
 /// Waits for the writer's answer about the last batch of an append.
 async fn written(rx: oneshot::Receiver<std::result::Result<(), io::ErrorKind>>) -> Result<()> {
     match rx.await {
@@ -1713,6 +1739,10 @@ mod tests {
             let log = open_log(&dir, 1 << 20, false);
             assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (3, 2)]);
             assert_eq!(log.end_offset_for_epoch(3), (3, 5));
+            // Reopened, the log stamps its newest epoch until told another.
+            log.append(validated(&batch(0, 1, 1))).await.unwrap();
+            assert_eq!(headers(&log).last().map(|h| h.partition_leader_epoch), Some(3));
+            assert_eq!(log.state.borrow().epochs.entries(), &[(0, 0), (3, 2)]);
         });
     }
 
@@ -1892,6 +1922,26 @@ mod tests {
             let log = open_log(&dir, 2 * one, true);
             assert_eq!(log.append(validated(&producer_batch(0, 2, 7, 4, false))).await.unwrap().base_offset, 4);
             assert_eq!(log.append(validated(&producer_batch(0, 2, 7, 2, false))).await.unwrap().base_offset, 2, "a duplicate after reopening");
+        });
+    }
+
+    /// A gap wider than the indexes' relative offsets (a follower of a
+    /// compacted leader) starts a new segment.
+    #[test]
+    fn a_replicated_batch_too_far_ahead_rolls_the_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            let far = 3_000_000_000;
+            let (a, b, c) = (batch(0, 2, 1), batch(far, 2, 1), batch(far + 2, 1, 1));
+            assert_eq!(log.append_replicated(validated(&concat(&[&a, &b, &c]))).await.unwrap(), far + 3);
+            let bases: Vec<i64> = log.state.borrow().segments.iter().map(|s| s.base_offset).collect();
+            assert_eq!(bases, vec![0, far]);
+            let slice = log.read(far + 2, 1 << 20, false, far + 3).await.unwrap();
+            assert_eq!(slice.data.map(|(_, pos, _)| pos), Some(b.len() as u64));
+            log.close().await.unwrap();
+            assert_eq!(open_log(&dir, 1 << 20, false).log_end_offset(), far + 3);
         });
     }
 }
