@@ -63,6 +63,9 @@ pub struct Read {
     pub value: String,
 }
 
+/// Partition -> (log start offset, high watermark).
+pub type Bounds = BTreeMap<i32, (i64, i64)>;
+
 /// Whether a final produce error means the broker did not append the record.
 pub fn refusal_is_definite(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
@@ -164,7 +167,7 @@ impl Report {
 /// `bounds` is partition -> (log start offset, high watermark) as read before
 /// consuming: every offset in between must have been read exactly once (no
 /// transactions or compaction in these topics: data offsets are contiguous).
-pub fn check(acked: &[Acked], refused: &[Refused], read: &[Read], bounds: &BTreeMap<i32, (i64, i64)>) -> Report {
+pub fn check(acked: &[Acked], refused: &[Refused], read: &[Read], bounds: &Bounds) -> Report {
     let mut r = Report { acked: acked.len(), refused: refused.len(), refused_definite: refused.iter().filter(|x| x.definite).count(), ..Report::default() };
     // (partition, offset) -> the values read there (normally one).
     let mut at: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
@@ -493,7 +496,7 @@ pub fn error_histogram(reports: &[Delivery]) -> BTreeMap<String, usize> {
 /// watermark each had when the read began: the records and partition ->
 /// (log start offset, high watermark). Panics when it cannot reach the
 /// watermarks within `timeout`.
-pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> (Vec<Read>, BTreeMap<i32, (i64, i64)>) {
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> (Vec<Read>, Bounds) {
     let t0 = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -607,12 +610,12 @@ mod tests {
     fn no(p: i32, v: &str, definite: bool) -> Refused {
         Refused { partition: p, value: v.into(), error: "test".into(), definite }
     }
-    fn bounds(v: &[(i32, i64, i64)]) -> BTreeMap<i32, (i64, i64)> {
+    fn bounds(v: &[(i32, i64, i64)]) -> Bounds {
         v.iter().map(|&(p, lo, hi)| (p, (lo, hi))).collect()
     }
 
     /// Two partitions, three records each, all acknowledged and read back.
-    fn clean_inputs() -> (Vec<Acked>, Vec<Read>, BTreeMap<i32, (i64, i64)>) {
+    fn clean_inputs() -> (Vec<Acked>, Vec<Read>, Bounds) {
         let acked = vec![a(0, 0, "s-0-0"), a(0, 1, "s-0-1"), a(0, 2, "s-0-2"), a(1, 0, "s-1-0"), a(1, 1, "s-1-1"), a(1, 2, "s-1-2")];
         let read = acked.iter().map(|x| r(x.partition, x.offset, &x.value)).collect();
         (acked, read, bounds(&[(0, 0, 3), (1, 0, 3)]))
