@@ -384,6 +384,33 @@ impl Drop for Proxy {
     }
 }
 
+/// The process faults and partition waits on what runs today (single-replica
+/// partitions): a SIGSTOPped broker is fenced after the session timeout and
+/// its partition goes leaderless; SIGCONT, and it leads it again.
+#[test]
+fn paused_broker_is_fenced_and_leads_again_after_resume() {
+    let mut c = Cluster::start(3, &[]);
+    create(&c, 1, "paused", 3, &[]);
+    wait_full_isr(&c, "paused", 3, OP);
+    let victim = leader_of(&c, "paused", 0).expect("leader of partition 0");
+    let t0 = Instant::now();
+    c.pause(victim);
+    assert!(!live_brokers(&c).contains(&victim));
+    let limit = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(10);
+    let st = wait_until("partition 0 leaderless while its only replica is paused", limit, POLL, || match partition_state(&c, "paused", 0) {
+        Ok(st) if st.leader < 0 => Ok(st),
+        other => Err(format!("{other:?}")),
+    });
+    c.step(&format!("paused broker {victim} fenced after {:.3}s: {st:?}", t0.elapsed().as_secs_f64()));
+    c.resume(victim);
+    let (leader, took) = wait_leader(&c, "paused", 0, None, OP);
+    assert_eq!(leader, victim);
+    c.step(&format!("resumed broker {victim} leads partition 0 again after {:.3}s", took.as_secs_f64()));
+    // Stopping a paused node resumes it first.
+    c.pause(victim);
+    c.stop_nodes(&[victim]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
