@@ -212,10 +212,23 @@ pub fn partition_leaders(md: &MetadataResponse, topic: &str) -> Result<BTreeMap<
 
 /// CreateTopics v7 of one topic (replication factor 1, the given configs): (error code, message).
 pub fn create_topic_raw(addr: &str, name: &str, partitions: i32, configs: &[(&str, &str)], timeout: Duration) -> Result<(i16, String), String> {
+    create_topic_rf(addr, name, partitions, 1, configs, timeout)
+}
+
+/// CreateTopics v7 of one topic with `replication_factor` replicas per partition
+/// and the given configs: (error code, message).
+pub fn create_topic_rf(
+    addr: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(i16, String), String> {
     let topic = CreatableTopic::default()
         .with_name(TopicName(sb(name)))
         .with_num_partitions(partitions)
-        .with_replication_factor(1)
+        .with_replication_factor(replication_factor)
         .with_configs(configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(sb(k)).with_value(Some(sb(v)))).collect());
     let req = CreateTopicsRequest::default().with_timeout_ms(timeout.as_millis() as i32).with_topics(vec![topic]);
     let resp = raw_call(addr, 7, &req, timeout + Duration::from_secs(5))?;
@@ -392,6 +405,8 @@ pub struct Node {
     /// The last generation that printed its listening line.
     listening: Arc<(Mutex<u32>, Condvar)>,
     generation: u32,
+    /// SIGSTOPped by [`Cluster::pause`] and not yet resumed.
+    paused: bool,
 }
 
 impl Node {
@@ -440,6 +455,7 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.paused = false;
         self.join_readers();
     }
 
@@ -512,6 +528,7 @@ impl Cluster {
                 output: Arc::new(Mutex::new(String::new())),
                 listening: Arc::new((Mutex::new(0), Condvar::new())),
                 generation: 0,
+                paused: false,
             })
             .collect();
         let mut c =
@@ -763,10 +780,56 @@ impl Cluster {
         let node = &mut self.nodes[i];
         let mut c = node.child.take().unwrap_or_else(|| panic!("kill9: node {id} is not running"));
         node.note(&format!("generation {}: SIGKILL", node.generation));
+        // SIGKILL ends a stopped (SIGSTOPped) process too.
         let _ = c.kill();
         let _ = c.wait();
+        node.paused = false;
         node.join_readers();
         self.step(&format!("node {id} killed (SIGKILL)"));
+    }
+
+    /// The process id of node `id`'s running process.
+    pub fn pid(&self, id: i32) -> Option<u32> {
+        self.node(id).child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `sig` to node `id`'s process (which must be running).
+    fn signal(&self, id: i32, sig: libc::c_int, name: &str) {
+        let pid = self.pid(id).unwrap_or_else(|| panic!("{name}: node {id} is not running"));
+        self.node(id).note(&format!("generation {}: {name}", self.node(id).generation));
+        // SAFETY: plain kill(2) of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({name}) node {id}: {}", std::io::Error::last_os_error());
+    }
+
+    /// SIGSTOPs node `id`: the process keeps its sockets and memory but runs
+    /// nothing (no heartbeats, no answers) until [`Cluster::resume`].
+    pub fn pause(&mut self, id: i32) {
+        assert!(!self.node(id).paused, "pause: node {id} is already paused");
+        self.signal(id, libc::SIGSTOP, "SIGSTOP");
+        let i = self.idx(id);
+        self.nodes[i].paused = true;
+        self.step(&format!("node {id} paused (SIGSTOP)"));
+    }
+
+    /// SIGCONTs node `id` after [`Cluster::pause`].
+    pub fn resume(&mut self, id: i32) {
+        assert!(self.node(id).paused, "resume: node {id} is not paused");
+        self.signal(id, libc::SIGCONT, "SIGCONT");
+        let i = self.idx(id);
+        self.nodes[i].paused = false;
+        self.step(&format!("node {id} resumed (SIGCONT)"));
+    }
+
+    /// Whether node `id` is SIGSTOPped by [`Cluster::pause`].
+    pub fn is_paused(&self, id: i32) -> bool {
+        self.node(id).paused
+    }
+
+    /// Node `id`'s data directory (`log.dirs`): partition `P` of topic `T`
+    /// lives in `<dir>/T-P/`.
+    pub fn data_dir(&self, id: i32) -> PathBuf {
+        self.node(id).dir.clone()
     }
 
     /// SIGTERMs the given nodes at once and asserts each exits 0 within
@@ -774,6 +837,10 @@ impl Cluster {
     pub fn stop_nodes(&mut self, ids: &[i32]) {
         let t0 = Instant::now();
         for &id in ids {
+            if self.node(id).paused {
+                // A stopped process would not act on SIGTERM.
+                self.resume(id);
+            }
             let i = self.idx(id);
             let node = &self.nodes[i];
             let pid = node.child.as_ref().unwrap_or_else(|| panic!("stop: node {id} is not running")).id();

@@ -13,16 +13,12 @@
 //! 4. kill -9 of the quorum leader (a controller-only node): a new leader, and
 //!    CreateTopics works again.
 //!
-//! Run with `cargo test --test cluster_roles -- --nocapture --test-threads=1`.
-
-#[path = "common/cluster.rs"]
-mod cluster_harness;
-mod common;
+//! Run with `cargo test --test cluster roles:: -- --nocapture --test-threads=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cluster_harness::*;
+use crate::cluster_harness::*;
 
 /// Controllers 1..=3, brokers 4..=6.
 fn six() -> Cluster {

@@ -17,16 +17,13 @@
 //! Every step prints its time since the cluster started (`[cluster +S.SSSs]`);
 //! names and values are fixed, the ports and cluster id (printed) are the only
 //! things that change between runs. Run with
-//! `cargo test --test cluster -- --nocapture --test-threads=1`.
-
-#[path = "common/cluster.rs"]
-mod cluster_harness;
-mod common;
+//! `cargo test --test cluster quorum:: -- --nocapture --test-threads=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cluster_harness::*;
+use crate::cluster_harness::*;
+use crate::common;
 use common::client_config;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use kafka_protocol::records::Compression;
