@@ -863,6 +863,12 @@ impl PartitionLog {
             let mut st = self.state.borrow_mut();
             let old_end = st.log_end;
             if offset >= old_end {
+                // Nothing to cut, but an epoch may start at the log end with no batch of it
+                // (this replica led briefly and appended nothing): drop it, as Kafka does, or
+                // the follower would keep presenting an epoch the leader never had.
+                if st.epochs.truncate_from_end(old_end) {
+                    st.epochs.save(&self.dir)?;
+                }
                 return Ok(old_end);
             }
             let log_start = st.log_start_offset;
@@ -1327,7 +1333,14 @@ impl PartitionLog {
                 return Err(Error::NotLeaderOrFollower);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || glommio::timer::timeout(left, async { moved.await; Ok(()) }).await.is_err() {
+            if left.is_zero()
+                || glommio::timer::timeout(left, async {
+                    moved.await;
+                    Ok(())
+                })
+                .await
+                .is_err()
+            {
                 return Err(Error::RequestTimedOut(format!("the write was not replicated to the in-sync replicas within {} ms", timeout.as_millis())));
             }
         }
@@ -1708,6 +1721,23 @@ mod tests {
         let mut lc = LogConfig::from(&Config::default(), &Default::default());
         lc.segment_bytes = segment_bytes;
         PartitionLog::open(dir, "t", 0, lc, Ring::start().unwrap(), recover).unwrap()
+    }
+
+    #[test]
+    fn an_epoch_started_at_the_log_end_without_batches_is_dropped_by_a_truncation_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let log = open_log(&dir, 1 << 20, false);
+            log.append(validated(&batch(0, 2, 1))).await.unwrap();
+            // Led briefly at epoch 4, appended nothing, then follows a leader that never had epoch 4.
+            log.become_leader(4).unwrap();
+            assert_eq!(log.latest_epoch(), Some(4));
+            assert_eq!(log.truncate_to(2).await.unwrap(), 2);
+            assert_eq!(log.latest_epoch(), Some(0), "epoch 4 has no batch and must not be presented to the leader");
+            log.close().await.unwrap();
+            assert_eq!(open_log(&dir, 1 << 20, false).latest_epoch(), Some(0));
+        });
     }
 
     #[test]

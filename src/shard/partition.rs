@@ -343,7 +343,10 @@ impl Partition {
         let mut new: Vec<i32> =
             l.isr.iter().copied().filter(|&r| r == self.me || l.followers.iter().any(|f| f.id == r && now - f.last_caught_up_ms <= lag_ms as i64)).collect();
         for f in &l.followers {
-            if !new.contains(&f.id) && !l.isr.contains(&f.id) && f.log_end >= hw && f.log_end >= l.epoch_start_offset {
+            // Only a follower that is fetching now: a dead one's last fetch may have reached the
+            // (frozen) high watermark, and proposing it would block every other expansion.
+            let fetching = now - f.last_fetch_ms <= lag_ms as i64 && now - f.last_caught_up_ms <= lag_ms as i64;
+            if !new.contains(&f.id) && !l.isr.contains(&f.id) && fetching && f.log_end >= hw && f.log_end >= l.epoch_start_offset {
                 new.push(f.id);
             }
         }

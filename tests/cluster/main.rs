@@ -11,8 +11,7 @@
 //!   logic on hand-made inputs); [`faults`]: fault helpers (partition state
 //!   and ISR waits, seeds, a cuttable TCP proxy).
 //!
-//! Run one part with e.g. `cargo test --test cluster replication:: -- --ignored --nocapture --test-threads=1`
-//! (the replication scenarios are `#[ignore]`d until replication lands);
+//! Run one part with e.g. `cargo test --test cluster replication:: -- --nocapture`;
 //! only the checker's and the proxy's unit tests: `cargo test --test cluster tests::`.
 
 #[path = "../common/cluster.rs"]

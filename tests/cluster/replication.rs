@@ -11,11 +11,7 @@
 //! and every random choice) and its steps with their times. Timings: broker
 //! session 3 s (the harness default), `replica.lag.time.max.ms=5000`.
 //!
-//! Run with `cargo test --test cluster replication:: -- --ignored --nocapture --test-threads=1`.
-//! Until partition replication exists, CreateTopics with replication factor 3
-//! is refused (INVALID_REPLICATION_FACTOR) and every scenario fails there, so
-//! they are `#[ignore]`d (CI runs `cargo test --workspace`); drop the
-//! attributes when replication lands.
+//! Run with `cargo test --test cluster replication:: -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -281,7 +277,6 @@ fn secs(d: Duration) -> String {
 /// 1. No fault: ~10 s of load, every partition's ISR stays 3 in every
 ///    broker's Metadata throughout; checker clean; replicas identical.
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn baseline_no_fault() {
     let mut s = Scenario::start("baseline_no_fault", Layout::Combined);
     s.start_load(LoadOpts::default());
@@ -312,7 +307,6 @@ fn baseline_no_fault() {
 ///    time from the kill to partition 0's first acknowledgement after it is at
 ///    most the session timeout + 2 s + 3 s of slack ([`failover_bound`]).
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn leader_killed_five_times() {
     let mut s = Scenario::start("leader_killed_five_times", Layout::Combined);
     s.start_load(LoadOpts::default());
@@ -354,7 +348,6 @@ fn leader_killed_five_times() {
 ///    within the lag time + slack, acknowledgements go on, nothing fails; the
 ///    follower restarts and rejoins the ISR; checker clean; replicas identical.
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn follower_killed_rejoins() {
     let mut s = Scenario::start("follower_killed_rejoins", Layout::Combined);
     s.start_load(LoadOpts::default());
@@ -387,7 +380,6 @@ fn follower_killed_rejoins() {
 ///    (NOT_ENOUGH_REPLICAS or timed out), none acknowledged; nothing refused
 ///    is later readable; one follower back: deliveries resume; checker clean.
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn two_followers_down_not_enough_replicas() {
     let mut s = Scenario::start("two_followers_down_not_enough_replicas", Layout::Split);
     let message_timeout = Duration::from_secs(8);
@@ -430,7 +422,6 @@ fn two_followers_down_not_enough_replicas() {
 ///    the old leader must not have advanced its high watermark after losing
 ///    leadership: after healing, checker clean and replicas identical.
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn paused_leader_is_fenced() {
     let mut s = Scenario::start("paused_leader_is_fenced", Layout::Combined);
     s.start_load(LoadOpts::default());
@@ -465,7 +456,6 @@ fn paused_leader_is_fenced() {
 ///    returns, then both return (in a seeded order): replicas identical,
 ///    nothing acknowledged lost.
 #[test]
-#[ignore = "needs partition replication (RF 3 is refused until it lands): --ignored runs it"]
 fn rapid_double_failover() {
     let mut s = Scenario::start("rapid_double_failover", Layout::Split);
     s.start_load(LoadOpts::default());
