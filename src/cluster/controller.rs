@@ -203,6 +203,16 @@ impl ClusterNode {
                     Err(e) => crate::warn_limited!(broker_id, "fencing a broker failed: {e}"),
                 }
             }
+            // Leaderless partitions that can have a leader now: an in-sync replica's
+            // broker is live, or `unclean.leader.election.enable` was just turned on.
+            if image.topics.values().any(|t| t.partitions.iter().any(|p| p.leader == -1)) {
+                let elected = partition_change::elect_leaderless(&image, None, unclean);
+                if !elected.is_empty() {
+                    if let Err(e) = self.shard.propose_change(|img| Ok(partition_change::elect_leaderless(img, None, unclean))).await {
+                        crate::warn_limited!("electing leaders for leaderless partitions failed: {e}");
+                    }
+                }
+            }
         }
     }
 }
