@@ -68,9 +68,19 @@ async fn create_partitions_only_grows() {
     assert_eq!(shrink, vec![Err((topic.clone(), RDKafkaErrorCode::InvalidPartitions))]);
     let missing = admin.create_partitions(&[NewPartitions::new("no-such-topic", 3)], &admin_opts()).await.expect("CreatePartitions");
     assert_eq!(missing, vec![Err(("no-such-topic".to_string(), RDKafkaErrorCode::UnknownTopicOrPartition))]);
+    // A manual assignment: one replica list per new partition, on brokers that exist (broker 0 here).
+    let unknown = NewPartitions::new(&topic, 6).assign(&[&[7]]);
+    let res = admin.create_partitions(&[unknown], &admin_opts()).await.expect("CreatePartitions");
+    assert_eq!(res, vec![Err((topic.clone(), RDKafkaErrorCode::InvalidReplicaAssignment))]);
+    let two_replicas = NewPartitions::new(&topic, 6).assign(&[&[0, 0]]);
+    let res = admin.create_partitions(&[two_replicas], &admin_opts()).await.expect("CreatePartitions");
+    assert_eq!(res, vec![Err((topic.clone(), RDKafkaErrorCode::InvalidReplicaAssignment))]);
+    let res = admin.create_partitions(&[NewPartitions::new(&topic, 6).assign(&[&[0]])], &admin_opts()).await.expect("CreatePartitions");
+    assert_eq!(res, vec![Ok(topic.clone())]);
+    assert_eq!(partition_count(&b.bootstrap(), &topic), Some(6));
     b.stop();
     b.restart();
-    assert_eq!(partition_count(&b.bootstrap(), &topic), Some(5));
+    assert_eq!(partition_count(&b.bootstrap(), &topic), Some(6));
     assert_eq!(produce_one(&b.bootstrap(), &topic, 4).await, 1);
     b.stop();
 }

@@ -1,5 +1,6 @@
 //! CreatePartitions (key 37), versions 0-3: grows topics (only increases),
-//! placing new partitions on the least-loaded shards; per-topic results.
+//! with Kafka's replica assignment or one given per new partition (checked by
+//! the controller); per-topic results.
 //! New partitions whose logs could not be opened make the topic's answer
 //! KAFKA_STORAGE_ERROR (they exist, offline, as in CreateTopics).
 
@@ -15,18 +16,13 @@ use crate::shard::CONTROLLER_SHARD;
 /// Serves CreatePartitions: new partition counts go to the controller (shard 0);
 /// per-topic error codes come back.
 pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let broker = ctx.shard().cfg.broker_id;
     let mut results: Vec<Option<Result<i32, Error>>> = Vec::new();
     let mut asks = Vec::new();
     for t in &req.topics {
-        // One broker: a manual assignment may only name this broker.
-        let bad_assignment = t.assignments.as_ref().is_some_and(|a| a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != broker)));
-        if bad_assignment {
-            results.push(Some(Err(Error::InvalidReplicaAssignment(format!("replica assignment names a broker other than {broker}")))));
-        } else {
-            results.push(None);
-            asks.push((t.name.0.to_string(), t.count));
-        }
+        // Manual assignments are checked by the controller (brokers, replication factor).
+        let assignments = t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+        results.push(None);
+        asks.push((t.name.0.to_string(), t.count, assignments));
     }
     let n = asks.len();
     let answers = if n == 0 {

@@ -292,7 +292,7 @@ impl Shard {
 
     /// Controller: adds partitions (only increases). Answers each topic's partition
     /// count before (the index of its first new partition).
-    pub(super) async fn create_partitions(self: &Rc<Self>, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<Result<i32>> {
+    pub(super) async fn create_partitions(self: &Rc<Self>, topics: Vec<super::request::PartitionsIncrease>, validate_only: bool) -> Vec<Result<i32>> {
         let turn = match self.controller_turn().await {
             Ok(t) => t,
             Err(e) => return topics.iter().map(|_| Err(Error::from_remote(e.code(), e.to_string()))).collect(),
@@ -301,7 +301,7 @@ impl Shard {
         let mut records = Vec::new();
         let results: Vec<Result<i32>> = topics
             .into_iter()
-            .map(|(name, count)| {
+            .map(|(name, count, assignments)| {
                 let t = next.topics.get(&name).ok_or(Error::UnknownTopicOrPartition)?;
                 if is_internal_topic(&name) {
                     // Groups and transactional ids are placed by hash modulo this count.
@@ -316,11 +316,17 @@ impl Shard {
                 if count == cur {
                     return Err(Error::InvalidPartitions(format!("topic {name} already has {cur} partitions")));
                 }
+                let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                if let Some(a) = &assignments {
+                    self.check_assignments(&next, a, count - cur, rf)?;
+                }
                 if validate_only {
                     return Ok(cur);
                 }
-                let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
-                let recs = self.new_partitions(&next, t.topic_id, cur, count - cur, rf)?;
+                let recs = match assignments {
+                    Some(a) => partition_records(t.topic_id, cur, a),
+                    None => self.new_partitions(&next, t.topic_id, cur, count - cur, rf)?,
+                };
                 apply_all(&mut next, &recs)?;
                 records.extend(recs);
                 Ok(cur)
@@ -370,23 +376,49 @@ impl Shard {
     }
 }
 
+/// The records of new partitions of `topic_id` from `first` with these
+/// replicas, each led by its first replica, all in sync, at leader epoch 0.
+fn partition_records(topic_id: uuid::Uuid, first: i32, assigned: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
+    assigned
+        .into_iter()
+        .zip(first..)
+        .map(|(replicas, partition)| MetadataRecord::Partition {
+            topic_id,
+            partition,
+            isr: replicas.clone(),
+            leader: replicas.first().copied().unwrap_or(-1),
+            replicas,
+            leader_epoch: 0,
+        })
+        .collect()
+}
+
 impl Shard {
-    /// The records of `count` new partitions of `topic_id` from `first`, each led
-    /// by its first replica, all replicas in sync, at leader epoch 0.
+    /// The records of `count` new partitions of `topic_id` from `first`, placed by Kafka's assignment.
     fn new_partitions(&self, image: &MetadataImage, topic_id: uuid::Uuid, first: i32, count: i32, replication_factor: i16) -> Result<Vec<MetadataRecord>> {
-        let assigned = self.assign(image, first, count, replication_factor)?;
-        Ok(assigned
-            .into_iter()
-            .zip(first..)
-            .map(|(replicas, partition)| MetadataRecord::Partition {
-                topic_id,
-                partition,
-                isr: replicas.clone(),
-                leader: replicas.first().copied().unwrap_or(-1),
-                replicas,
-                leader_epoch: 0,
-            })
-            .collect())
+        Ok(partition_records(topic_id, first, self.assign(image, first, count, replication_factor)?))
+    }
+
+    /// A manual assignment of `count` new partitions (Kafka's checks): one entry
+    /// per new partition, each with `replication_factor` distinct brokers that
+    /// are registered and live (this broker alone on a single broker).
+    fn check_assignments(&self, image: &MetadataImage, assignments: &[Vec<i32>], count: i32, replication_factor: i16) -> Result<()> {
+        if assignments.len() != count as usize {
+            return Err(Error::InvalidReplicaAssignment(format!("{} assignments for {count} new partitions", assignments.len())));
+        }
+        for a in assignments {
+            if a.len() != replication_factor as usize {
+                return Err(Error::InvalidReplicaAssignment(format!("inconsistent replication factor: {a:?}, the topic has {replication_factor}")));
+            }
+            if a.iter().enumerate().any(|(i, b)| a[..i].contains(b)) {
+                return Err(Error::InvalidReplicaAssignment(format!("duplicate broker in {a:?}")));
+            }
+            let known = |b: i32| if self.cfg.is_cluster() { image.live_broker(b).is_some() } else { b == self.cfg.broker_id };
+            if let Some(b) = a.iter().find(|&&b| !known(b)) {
+                return Err(Error::InvalidReplicaAssignment(format!("unknown or unavailable broker {b}")));
+            }
+        }
+        Ok(())
     }
 
     /// Replicas for `count` new partitions from `first`: over the live brokers of

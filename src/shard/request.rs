@@ -37,6 +37,10 @@ pub struct FetchRead {
     pub last_fetched_epoch: i32,
 }
 
+/// CreatePartitions of one topic: its name, new total partition count and,
+/// optionally, the replicas of each new partition (broker ids, preferred leader first).
+pub type PartitionsIncrease = (String, i32, Option<Vec<Vec<i32>>>);
+
 /// A topic to create (already validated for shape by the handler).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
@@ -228,8 +232,9 @@ pub enum ControllerOp {
     },
     /// Grow topics to a new partition count each.
     CreatePartitions {
-        /// Each topic with its new total partition count.
-        topics: Vec<(String, i32)>,
+        /// Each topic with its new total partition count and, optionally, the
+        /// replicas of each new partition (broker ids, preferred leader first).
+        topics: Vec<PartitionsIncrease>,
         /// Validate only: nothing is committed.
         validate_only: bool,
     },
