@@ -28,6 +28,7 @@ impl ClusterNode {
                 port,
                 rack: cfg.broker_rack.clone(),
                 shards: self.shard.nr_shards as u32,
+                clean_shutdown: self.shard.started_clean(),
             };
             let epoch = match self.call_controller(&reg, interval * 2).await {
                 Ok(ControllerResponse::Registered { epoch }) => epoch,

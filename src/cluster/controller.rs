@@ -48,8 +48,8 @@ impl ClusterNode {
         }
         self.become_active();
         let res = match req {
-            ControllerRequest::BrokerRegistration { broker_id, incarnation_id, host, port, rack, shards } => {
-                self.register(broker_id, incarnation_id, host, port, rack, shards).await
+            ControllerRequest::BrokerRegistration { broker_id, incarnation_id, host, port, rack, shards, clean_shutdown } => {
+                self.register(broker_id, incarnation_id, (host, port), rack, shards, clean_shutdown).await
             }
             ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset } => self.heartbeat(broker_id, epoch, metadata_offset).await,
             ControllerRequest::UnregisterBroker { broker_id } => self.unregister(broker_id).await,
@@ -86,10 +86,10 @@ impl ClusterNode {
         &self,
         broker_id: i32,
         incarnation_id: uuid::Uuid,
-        host: String,
-        port: u16,
+        (host, port): (String, u16),
         rack: Option<String>,
         shards: u32,
+        clean_shutdown: bool,
     ) -> Result<ControllerResponse, Error> {
         if let Some(b) = self.shard.image().brokers.get(&broker_id) {
             if b.incarnation_id == incarnation_id {
@@ -99,15 +99,21 @@ impl ClusterNode {
             }
         }
         let epoch = Cell::new(0);
-        let unclean = self.shard.cfg.unclean_leader_election_enable;
+        let unclean = partition_change::Defaults::of(&self.shard.cfg);
         let offset = self
             .shard
             .propose_change(|img| {
                 epoch.set(img.next_broker_epoch);
+                let mut next = img.clone();
                 let mut recs =
                     vec![MetadataRecord::RegisterBroker { broker_id, epoch: img.next_broker_epoch, incarnation_id, host, port, rack, shards, fenced: true }];
+                if !clean_shutdown {
+                    // It may have lost its unflushed tail: not an eligible leader any more (KIP-966).
+                    recs.extend(partition_change::after_unclean_restart(img, broker_id));
+                }
+                apply_to(&mut next, &recs)?;
                 // A restarted broker leads nothing until it has caught up.
-                recs.extend(reelect_without(img, broker_id, unclean));
+                recs.extend(reelect_without(&next, broker_id, &unclean));
                 Ok(recs)
             })
             .await?;
@@ -132,7 +138,7 @@ impl ClusterNode {
         if metadata_offset < needed {
             return Ok(ControllerResponse::Heartbeat { fenced: true });
         }
-        let unclean = self.shard.cfg.unclean_leader_election_enable;
+        let unclean = partition_change::Defaults::of(&self.shard.cfg);
         self.shard
             .propose_change(|img| {
                 match img.brokers.get(&broker_id) {
@@ -140,7 +146,7 @@ impl ClusterNode {
                     _ => return Ok(Vec::new()),
                 }
                 let mut recs = vec![MetadataRecord::UnfenceBroker { broker_id, epoch }];
-                recs.extend(partition_change::elect_leaderless(img, Some(broker_id), unclean));
+                recs.extend(partition_change::elect_leaderless(img, Some(broker_id), &unclean));
                 Ok(recs)
             })
             .await?;
@@ -149,13 +155,13 @@ impl ClusterNode {
     }
 
     async fn unregister(&self, broker_id: i32) -> Result<ControllerResponse, Error> {
-        let unclean = self.shard.cfg.unclean_leader_election_enable;
+        let unclean = partition_change::Defaults::of(&self.shard.cfg);
         self.shard
             .propose_change(|img| {
                 if !img.brokers.contains_key(&broker_id) {
                     return Err(Error::BrokerIdNotRegistered(format!("broker {broker_id} is not registered")));
                 }
-                let mut recs = reelect_without(img, broker_id, unclean);
+                let mut recs = reelect_without(img, broker_id, &unclean);
                 recs.push(MetadataRecord::UnregisterBroker { broker_id });
                 Ok(recs)
             })
@@ -184,7 +190,7 @@ impl ClusterNode {
                 .filter(|(id, _)| self.sessions.last_seen.borrow().get(id).is_none_or(|t| now.duration_since(*t) > timeout))
                 .map(|(&id, b)| (id, b.epoch))
                 .collect();
-            let unclean = self.shard.cfg.unclean_leader_election_enable;
+            let unclean = partition_change::Defaults::of(&self.shard.cfg);
             for (broker_id, epoch) in expired {
                 let res = self
                     .shard
@@ -194,7 +200,7 @@ impl ClusterNode {
                             _ => return Ok(Vec::new()),
                         }
                         let mut recs = vec![MetadataRecord::FenceBroker { broker_id, epoch }];
-                        recs.extend(reelect_without(img, broker_id, unclean));
+                        recs.extend(reelect_without(img, broker_id, &unclean));
                         Ok(recs)
                     })
                     .await;
@@ -206,9 +212,9 @@ impl ClusterNode {
             // Leaderless partitions that can have a leader now: an in-sync replica's
             // broker is live, or `unclean.leader.election.enable` was just turned on.
             if image.topics.values().any(|t| t.partitions.iter().any(|p| p.leader == -1)) {
-                let elected = partition_change::elect_leaderless(&image, None, unclean);
+                let elected = partition_change::elect_leaderless(&image, None, &unclean);
                 if !elected.is_empty() {
-                    if let Err(e) = self.shard.propose_change(|img| Ok(partition_change::elect_leaderless(img, None, unclean))).await {
+                    if let Err(e) = self.shard.propose_change(|img| Ok(partition_change::elect_leaderless(img, None, &unclean))).await {
                         crate::warn_limited!("electing leaders for leaderless partitions failed: {e}");
                     }
                 }
@@ -219,13 +225,24 @@ impl ClusterNode {
 
 /// The changes for `broker` leaving service (fenced, re-registered, unregistered):
 /// out of the ISRs, its leaderships handed to in-sync replicas on live brokers.
-pub fn reelect_without(image: &MetadataImage, broker: i32, unclean_default: bool) -> Vec<MetadataRecord> {
-    partition_change::without_broker(image, broker, unclean_default)
+pub fn reelect_without(image: &MetadataImage, broker: i32, defaults: &partition_change::Defaults) -> Vec<MetadataRecord> {
+    partition_change::without_broker(image, broker, defaults)
+}
+
+/// Applies records built in one proposal to a copy of the image, so the next
+/// rules of the same proposal see them.
+fn apply_to(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<(), Error> {
+    for r in records {
+        image.apply(r).map_err(|e| Error::Io(std::io::Error::other(format!("metadata record refused: {e}"))))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const D: partition_change::Defaults = partition_change::Defaults { unclean: false, min_insync_replicas: 1 };
 
     fn broker(img: &mut MetadataImage, id: i32, fenced: bool) {
         let epoch = img.next_broker_epoch;
@@ -252,14 +269,14 @@ mod tests {
         broker(&mut img, 1, false);
         broker(&mut img, 2, false);
         // Broker 2 goes: partition 1 moves to 1; partition 0 is untouched.
-        let recs = reelect_without(&img, 2, false);
-        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: Some(vec![1]) }]);
+        let recs = reelect_without(&img, 2, &D);
+        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: Some(vec![1]), elr: None }]);
         // Broker 1 goes too (after 2 was fenced): both partitions lose their leader.
         img.apply(&MetadataRecord::FenceBroker { broker_id: 2, epoch: 2 }).unwrap();
         for r in &recs {
             img.apply(r).unwrap();
         }
-        let recs = reelect_without(&img, 1, false);
+        let recs = reelect_without(&img, 1, &D);
         img.apply(&MetadataRecord::FenceBroker { broker_id: 1, epoch: 1 }).unwrap();
         assert_eq!(recs.len(), 2);
         for r in &recs {
@@ -269,9 +286,9 @@ mod tests {
         assert_eq!(img.partition("a", 0).unwrap().leader_epoch, 1);
         assert_eq!(img.partition("a", 1).unwrap().isr, vec![1], "the last in-sync replica stays in the ISR");
         // Broker 2 comes back: it left the ISR, so it may lack records: no leader yet.
-        assert!(partition_change::elect_leaderless(&img, Some(2), false).is_empty());
+        assert!(partition_change::elect_leaderless(&img, Some(2), &D).is_empty());
         // Broker 1 comes back: it leads both again.
-        let recs = partition_change::elect_leaderless(&img, Some(1), false);
+        let recs = partition_change::elect_leaderless(&img, Some(1), &D);
         for r in &recs {
             img.apply(r).unwrap();
         }

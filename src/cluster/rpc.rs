@@ -64,6 +64,11 @@ pub enum ControllerRequest {
         rack: Option<String>,
         /// Shards serving partitions.
         shards: u32,
+        /// It stopped cleanly last time (its clean-shutdown marker was there):
+        /// Kafka's PreviousBrokerEpoch, KIP-966. An unclean stop may have lost
+        /// its unflushed tail, so it leaves the eligible leader replicas.
+        #[serde(default)]
+        clean_shutdown: bool,
     },
     /// Kafka's BrokerHeartbeat: the broker is alive and has applied the metadata
     /// log up to `metadata_offset`.

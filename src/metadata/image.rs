@@ -25,6 +25,10 @@ pub struct PartitionMeta {
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it
+    /// was below `min.insync.replicas` (the high watermark was frozen, so they
+    /// hold everything committed). Electable when no ISR member is alive.
+    pub elr: Vec<i32>,
 }
 
 /// A topic: id, partitions and its config overrides.
@@ -54,6 +58,9 @@ impl TopicMeta {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
             });
+            if !p.elr.is_empty() {
+                out.push(MetadataRecord::PartitionChange { topic_id: self.topic_id, partition: i as i32, leader: None, isr: None, elr: Some(p.elr.clone()) });
+            }
         }
         for (k, v) in &self.configs {
             out.push(MetadataRecord::Config { topic: self.name.clone(), key: k.clone(), value: Some(v.clone()) });
@@ -160,7 +167,13 @@ impl MetadataImage {
                 if *partition as usize != t.partitions.len() {
                     return Err(format!("partition {partition} of {} out of order (it has {})", t.name, t.partitions.len()));
                 }
-                t.partitions.push(PartitionMeta { leader: *leader, leader_epoch: *leader_epoch, replicas: replicas.clone(), isr: isr.clone() });
+                t.partitions.push(PartitionMeta {
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    elr: Vec::new(),
+                });
             }
             MetadataRecord::Config { topic, key, value } => {
                 let t = Arc::make_mut(self.topics.get_mut(topic).ok_or_else(|| format!("config for unknown topic {topic}"))?);
@@ -205,7 +218,7 @@ impl MetadataImage {
             MetadataRecord::UnregisterBroker { broker_id } => {
                 self.brokers.remove(broker_id).ok_or_else(|| format!("unregistering unknown broker {broker_id}"))?;
             }
-            MetadataRecord::PartitionChange { topic_id, partition, leader, isr } => {
+            MetadataRecord::PartitionChange { topic_id, partition, leader, isr, elr } => {
                 let t = self.topic_mut(topic_id)?;
                 let name = t.name.clone();
                 let p = t.partitions.get_mut(*partition as usize).ok_or_else(|| format!("change of unknown partition {name}-{partition}"))?;
@@ -217,6 +230,9 @@ impl MetadataImage {
                 }
                 if let Some(isr) = isr {
                     p.isr = isr.clone();
+                }
+                if let Some(elr) = elr {
+                    p.elr = elr.clone();
                 }
             }
         }
@@ -291,10 +307,10 @@ mod tests {
         }
         img.apply(&MetadataRecord::Config { topic: "a".into(), key: "cleanup.policy".into(), value: Some("compact".into()) }).unwrap();
         img.apply(&MetadataRecord::ProducerIds { next_producer_id: 1000 }).unwrap();
-        img.apply(&MetadataRecord::PartitionChange { topic_id: a, partition: 1, leader: Some(2), isr: Some(vec![2]) }).unwrap();
+        img.apply(&MetadataRecord::PartitionChange { topic_id: a, partition: 1, leader: Some(2), isr: Some(vec![2]), elr: Some(vec![0]) }).unwrap();
         img.apply(&MetadataRecord::RemoveTopic { topic_id: b }).unwrap();
         assert_eq!(img.topics.len(), 1);
-        assert_eq!(img.topics["a"].partitions[1], PartitionMeta { leader: 2, leader_epoch: 1, replicas: vec![0], isr: vec![2] });
+        assert_eq!(img.topics["a"].partitions[1], PartitionMeta { leader: 2, leader_epoch: 1, replicas: vec![0], isr: vec![2], elr: vec![0] });
         assert_eq!(img.topics["a"].configs["cleanup.policy"], "compact");
         assert_eq!(img.topic_name(&b), None);
 

@@ -184,8 +184,11 @@ fn read_legacy(log_dir: &Path) -> io::Result<Option<(String, Vec<MetadataRecord>
     }
     for t in old.topics.into_values() {
         placement.extend(t.partitions.iter().enumerate().map(|(i, p)| (t.topic_id, i as i32, p.owner_shard)));
-        let partitions =
-            t.partitions.into_iter().map(|p| PartitionMeta { leader: p.leader, leader_epoch: p.leader_epoch, replicas: p.replicas, isr: p.isr }).collect();
+        let partitions = t
+            .partitions
+            .into_iter()
+            .map(|p| PartitionMeta { leader: p.leader, leader_epoch: p.leader_epoch, replicas: p.replicas, isr: p.isr, elr: Vec::new() })
+            .collect();
         TopicMeta { name: t.name, topic_id: t.topic_id, partitions, configs: t.configs }.push_records(&mut recs);
     }
     Ok(Some((old.cluster_id, recs, placement)))

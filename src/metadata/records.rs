@@ -105,5 +105,8 @@ pub enum MetadataRecord {
         leader: Option<i32>,
         /// New ISR (broker ids), if it changed.
         isr: Option<Vec<i32>>,
+        /// New eligible leader replicas (KIP-966), if they changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elr: Option<Vec<i32>>,
     },
 }

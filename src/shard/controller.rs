@@ -136,9 +136,20 @@ impl Shard {
             }
             ControllerOp::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
             ControllerOp::AlterPartition { topic_id, partition, leader, leader_epoch, current_isr, new_isr } => ShardResponse::AlterPartition(
-                self.propose_change(|img| crate::metadata::partition_change::alter_isr(img, topic_id, partition, leader, leader_epoch, &current_isr, new_isr))
-                    .await
-                    .map(|_| ()),
+                self.propose_change(|img| {
+                    crate::metadata::partition_change::alter_isr(
+                        img,
+                        topic_id,
+                        partition,
+                        leader,
+                        leader_epoch,
+                        &current_isr,
+                        new_isr,
+                        &crate::metadata::partition_change::Defaults::of(&self.cfg),
+                    )
+                })
+                .await
+                .map(|_| ()),
             ),
         }
     }

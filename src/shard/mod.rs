@@ -149,6 +149,12 @@ impl Shard {
         self.open_owned(&image, false);
     }
 
+    /// Whether the broker started after a clean shutdown (its marker was there):
+    /// logs were not checked for a torn tail.
+    pub fn started_clean(&self) -> bool {
+        !self.recover
+    }
+
     /// Called once, before [`Shard::open_at_start`], by the coordinators of this core.
     pub fn set_partition_events(&self, events: Weak<dyn PartitionEvents>) {
         let _ = self.events.set(events);

@@ -528,3 +528,58 @@ fn rapid_double_failover() {
     s.step(&format!("after both returned: {rows:?}"));
     s.finish();
 }
+
+/// 7. Last replica standing (KIP-966): under load, both followers of
+///    partition 0 stop cleanly one after the other (SIGTERM) — the second one
+///    leaves an ISR below `min.insync.replicas`, so it stays an eligible leader
+///    replica (ELR) — then the leader is killed (kill -9) and loses its
+///    unflushed tail (the harness cuts its active segment to half, as a power
+///    loss would). Restarted, the old leader reveals its unclean shutdown: it
+///    must not lead (the partition stays leaderless); the eligible follower
+///    returns and leads with every acknowledged record; the old leader truncates
+///    to it. Checker clean, replicas identical.
+#[test]
+fn last_replica_standing() {
+    let mut s = Scenario::start("last_replica_standing", Layout::Split);
+    s.start_load(LoadOpts { message_timeout: Duration::from_secs(8), ..LoadOpts::default() });
+    s.run_for(Duration::from_secs(2));
+    let topic = s.topic.clone();
+    let (leader, followers) = s.leader_and_followers(0);
+    let (first, eligible) = (followers[0], followers[1]);
+    s.c.stop_nodes(&[first]);
+    wait_isr(&s.c, &topic, 0, 2, isr_shrink_bound() + OP);
+    s.step(&format!("follower {first} stopped cleanly; ISR of {topic}-0 is 2"));
+    s.run_for(Duration::from_secs(2));
+    s.c.stop_nodes(&[eligible]);
+    let (isr, _) = wait_isr(&s.c, &topic, 0, 1, isr_shrink_bound() + OP);
+    assert_eq!(isr, vec![leader], "ISR of {topic}-0");
+    s.step(&format!("follower {eligible} stopped cleanly; ISR {isr:?}: below min.insync.replicas, {eligible} is an eligible leader replica"));
+    s.c.kill9(leader);
+    let dir = s.c.data_dir(leader).join(format!("{topic}-0"));
+    let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let active = logs.last().expect("an active segment").clone();
+    let len = std::fs::metadata(&active).expect("segment").len();
+    std::fs::OpenOptions::new().write(true).open(&active).and_then(|f| f.set_len(len / 2)).expect("cut the active segment");
+    s.step(&format!("leader {leader} killed; its active segment {} cut from {len} to {} bytes (its unflushed tail lost)", active.display(), len / 2));
+    s.c.start_node(leader);
+    let t_back = Instant::now();
+    while t_back.elapsed() < Duration::from_millis(SESSION_TIMEOUT_MS * 2) {
+        if let Ok(st) = partition_state_via(&s.c, leader, &topic, 0) {
+            assert_ne!(st.leader, leader, "{topic}-0 is led by broker {leader}, which restarted without a clean shutdown and lost records: {st:?}");
+        }
+        std::thread::sleep(POLL);
+    }
+    s.step(&format!("old leader {leader} back for {}: {topic}-0 stayed without it as leader", secs(t_back.elapsed())));
+    s.c.start_node(eligible);
+    let (new, elected) = wait_leader(&s.c, &topic, 0, Some(leader), OP);
+    assert_eq!(new, eligible, "{topic}-0 must be led by the eligible replica {eligible}");
+    s.step(&format!("eligible replica {eligible} back: leads {topic}-0 after {}", secs(elected)));
+    s.run_for(Duration::from_secs(2));
+    s.finish();
+}
