@@ -81,11 +81,18 @@ impl Scenario {
     /// Starts the cluster, creates the topic (RF 3, min ISR 2) and waits until
     /// every partition has a leader and a full ISR.
     pub fn start(name: &'static str, layout: Layout) -> Scenario {
+        Scenario::start_with(name, layout, &[], &[])
+    }
+
+    /// [`Scenario::start`] with more `--set` pairs for every node
+    /// (`broker_extra`) and more configs on the topic (`topic_configs`,
+    /// besides `min.insync.replicas`).
+    pub fn start_with(name: &'static str, layout: Layout, broker_extra: &[(&str, &str)], topic_configs: &[(&str, &str)]) -> Scenario {
         let seed = Seed::from_env_or_random();
         eprintln!("[{name}] seed {} (replay with SHARDLOG_SEED={})", seed.seed, seed.seed);
         let t0 = Instant::now();
         let lag = LAG_MS.to_string();
-        let mut extra: Vec<(&str, &str)> = Vec::new();
+        let mut extra: Vec<(&str, &str)> = broker_extra.to_vec();
         if broker_accepts("replica.lag.time.max.ms", &lag) {
             extra.push(("replica.lag.time.max.ms", &lag));
         } else {
@@ -100,10 +107,12 @@ impl Scenario {
             Scenario { name, c, seed, topic: name.replace('_', "-"), prefix, load: None, probe_acked: Vec::new(), probe_refused: Vec::new(), t0, last: t0 };
         s.step(&format!("cluster up ({layout:?}, brokers {:?})", s.c.broker_ids()));
         let via = s.c.broker_ids()[0];
-        let r = create_topic_rf(&s.c.bootstrap(via), &s.topic, PARTITIONS, RF, &[("min.insync.replicas", MIN_ISR)], OP)
+        let mut configs = vec![("min.insync.replicas", MIN_ISR)];
+        configs.extend_from_slice(topic_configs);
+        let r = create_topic_rf(&s.c.bootstrap(via), &s.topic, PARTITIONS, RF, &configs, OP)
             .unwrap_or_else(|e| panic!("CreateTopics {} via node {via}: {e}", s.topic));
         assert_eq!(r.0, NONE, "CreateTopics {} ({PARTITIONS} partitions, replication factor {RF}) via node {via}: (error code, message) {r:?}", s.topic);
-        s.step(&format!("created {} ({PARTITIONS} partitions, RF {RF}, min.insync.replicas {MIN_ISR})", s.topic));
+        s.step(&format!("created {} ({PARTITIONS} partitions, RF {RF}, configs {configs:?})", s.topic));
         let states = wait_full_isr(&s.c, &s.topic, PARTITIONS, OP);
         for (p, st) in &states {
             assert_eq!(st.replicas.len(), RF as usize, "{}-{p}: {st:?}", s.topic);
@@ -240,10 +249,15 @@ impl Scenario {
 /// Connects to `addr` and writes one acks=all Produce (v9) of `value` to
 /// `topic`-`p`, without reading the answer (the node may be paused).
 pub fn probe_send(addr: &str, topic: &str, p: i32, value: &str) -> (RawConn, i32) {
+    probe_send_acks(addr, topic, p, value, -1)
+}
+
+/// [`probe_send`] with the given `acks` (-1: all, 1: the leader only).
+pub fn probe_send_acks(addr: &str, topic: &str, p: i32, value: &str, acks: i16) -> (RawConn, i32) {
     let mut conn = RawConn::connect(addr);
     conn.set_read_timeout(Duration::from_secs(20));
     let batch = record_batch(&[plain_record(0, now_ms(), None, Some(Bytes::from(value.to_string())))], Compression::None);
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(TopicName(sb(topic)))
         .with_partition_data(vec![PartitionProduceData::default().with_index(p).with_records(Some(batch))])]);
     let corr = conn.send(9, &req);
