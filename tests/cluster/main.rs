@@ -5,7 +5,8 @@
 //!   coordinators, controller failover, fencing, restarts;
 //! - [`roles`]: controller-only voters beside broker-only nodes;
 //! - [`replication`]: partition replication under faults (kill -9, SIGSTOP,
-//!   two followers down, double failover) with an idempotent acks=all load,
+//!   two followers down, double failover, a follower's disk full) with an
+//!   idempotent acks=all load,
 //!   checked for lost acknowledged writes and byte-identical replicas;
 //! - [`coordinators`]: group and transaction coordinators killed with
 //!   `__consumer_offsets` and `__transaction_state` replicated;
