@@ -205,7 +205,12 @@ pub fn check(acked: &[Acked], refused: &[Refused], read: &[Read], bounds: &Bound
             None => r.lost.push(a.clone()),
             Some(places) => {
                 for &po in places {
-                    if po != (a.partition, a.offset) {
+                    // An acknowledgement without an offset (librdkafka's
+                    // implicit ack: a timed-out batch that a later one of the
+                    // idempotent producer proved written, reported at offset
+                    // -1001) only says which partition.
+                    let elsewhere = if a.offset < 0 { po.0 != a.partition } else { po != (a.partition, a.offset) };
+                    if elsewhere {
                         r.moved.push((a.clone(), po));
                     }
                 }
@@ -709,6 +714,23 @@ mod tests {
         let rep = check(&acked, &[], &read, &b);
         assert_eq!(rep.mismatched, vec![(a(0, 2, "s-0-9"), "s-0-2".to_string())]);
         assert_eq!(rep.lost, vec![a(0, 2, "s-0-9")]);
+    }
+
+    #[test]
+    fn acknowledgement_without_an_offset_is_checked_by_partition_only() {
+        let (mut acked, read, b) = clean_inputs();
+        acked[2].offset = -1001;
+        let rep = check(&acked, &[], &read, &b);
+        assert!(rep.is_clean(), "{}", rep.summary());
+        // Read on another partition, or not at all: still found.
+        let mut elsewhere = read.clone();
+        elsewhere[2] = r(1, 3, "s-0-2");
+        let rep = check(&acked, &[], &elsewhere, &bounds(&[(0, 0, 2), (1, 0, 4)]));
+        assert_eq!(rep.moved, vec![(a(0, -1001, "s-0-2"), (1, 3))]);
+        let mut gone = read;
+        gone.remove(2);
+        let rep = check(&acked, &[], &gone, &bounds(&[(0, 0, 2), (1, 0, 3)]));
+        assert_eq!(rep.lost, vec![a(0, -1001, "s-0-2")]);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //!   coordinators, controller failover, fencing, restarts;
 //! - [`roles`]: controller-only voters beside broker-only nodes;
 //! - [`replication`]: partition replication under faults (kill -9, SIGSTOP,
-//!   two followers down, double failover) with an idempotent acks=all load,
+//!   two followers down, double failover, a follower's disk full) with an
+//!   idempotent acks=all load,
 //!   checked for lost acknowledged writes and byte-identical replicas;
+//! - [`coordinators`]: group and transaction coordinators killed with
+//!   `__consumer_offsets` and `__transaction_state` replicated;
 //! - [`checker`]: the load driver and the checker (with unit tests of its
 //!   logic on hand-made inputs); [`faults`]: fault helpers (partition state
 //!   and ISR waits, seeds, a cuttable TCP proxy).
@@ -18,8 +21,11 @@
 mod cluster_harness;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../txn_common/mod.rs"]
+mod txn_common;
 
 mod checker;
+mod coordinators;
 mod faults;
 mod quorum;
 mod replication;

@@ -21,6 +21,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, HeaderVersion};
 use kafka_protocol::records::Compression;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::checker::*;
 use crate::cluster_harness::*;
@@ -81,11 +82,19 @@ impl Scenario {
     /// Starts the cluster, creates the topic (RF 3, min ISR 2) and waits until
     /// every partition has a leader and a full ISR.
     pub fn start(name: &'static str, layout: Layout) -> Scenario {
+        Scenario::start_with(name, layout, &[], &[])
+    }
+
+    /// [`Scenario::start`] with more `--set` pairs for every node
+    /// (`broker_extra`) and more configs on the topic (`topic_configs`,
+    /// besides `min.insync.replicas`).
+    pub fn start_with(name: &'static str, layout: Layout, broker_extra: &[(&str, &str)], topic_configs: &[(&str, &str)]) -> Scenario {
         let seed = Seed::from_env_or_random();
         eprintln!("[{name}] seed {} (replay with SHARDLOG_SEED={})", seed.seed, seed.seed);
         let t0 = Instant::now();
         let lag = LAG_MS.to_string();
-        let extra = [("replica.lag.time.max.ms", lag.as_str())];
+        let mut extra: Vec<(&str, &str)> = broker_extra.to_vec();
+        extra.push(("replica.lag.time.max.ms", &lag));
         let c = match layout {
             Layout::Combined => Cluster::start(3, &extra),
             Layout::Split => Cluster::start_roles(3, 3, &extra),
@@ -95,10 +104,12 @@ impl Scenario {
             Scenario { name, c, seed, topic: name.replace('_', "-"), prefix, load: None, probe_acked: Vec::new(), probe_refused: Vec::new(), t0, last: t0 };
         s.step(&format!("cluster up ({layout:?}, brokers {:?})", s.c.broker_ids()));
         let via = s.c.broker_ids()[0];
-        let r = create_topic_rf(&s.c.bootstrap(via), &s.topic, PARTITIONS, RF, &[("min.insync.replicas", MIN_ISR)], OP)
+        let mut configs = vec![("min.insync.replicas", MIN_ISR)];
+        configs.extend_from_slice(topic_configs);
+        let r = create_topic_rf(&s.c.bootstrap(via), &s.topic, PARTITIONS, RF, &configs, OP)
             .unwrap_or_else(|e| panic!("CreateTopics {} via node {via}: {e}", s.topic));
         assert_eq!(r.0, NONE, "CreateTopics {} ({PARTITIONS} partitions, replication factor {RF}) via node {via}: (error code, message) {r:?}", s.topic);
-        s.step(&format!("created {} ({PARTITIONS} partitions, RF {RF}, min.insync.replicas {MIN_ISR})", s.topic));
+        s.step(&format!("created {} ({PARTITIONS} partitions, RF {RF}, configs {configs:?})", s.topic));
         let states = wait_full_isr(&s.c, &s.topic, PARTITIONS, OP);
         for (p, st) in &states {
             assert_eq!(st.replicas.len(), RF as usize, "{}-{p}: {st:?}", s.topic);
@@ -235,10 +246,15 @@ impl Scenario {
 /// Connects to `addr` and writes one acks=all Produce (v9) of `value` to
 /// `topic`-`p`, without reading the answer (the node may be paused).
 pub fn probe_send(addr: &str, topic: &str, p: i32, value: &str) -> (RawConn, i32) {
+    probe_send_acks(addr, topic, p, value, -1)
+}
+
+/// [`probe_send`] with the given `acks` (-1: all, 1: the leader only).
+pub fn probe_send_acks(addr: &str, topic: &str, p: i32, value: &str, acks: i16) -> (RawConn, i32) {
     let mut conn = RawConn::connect(addr);
     conn.set_read_timeout(Duration::from_secs(20));
     let batch = record_batch(&[plain_record(0, now_ms(), None, Some(Bytes::from(value.to_string())))], Compression::None);
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(TopicName(sb(topic)))
         .with_partition_data(vec![PartitionProduceData::default().with_index(p).with_records(Some(batch))])]);
     let corr = conn.send(9, &req);
@@ -582,4 +598,150 @@ fn last_replica_standing() {
     s.step(&format!("eligible replica {eligible} back: leads {topic}-0 after {}", secs(elected)));
     s.run_for(Duration::from_secs(2));
     s.finish();
+}
+
+/// A small ext4 filesystem in a file, loop-mounted on a node's data
+/// directory (root only); [`Drop`] unmounts it (lazily: a node killed by a
+/// failed test may still hold it) and removes the image.
+pub struct SmallDisk {
+    pub mount: std::path::PathBuf,
+    image: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl SmallDisk {
+    /// Moves `dir`'s contents onto a fresh `mib` MiB ext4 filesystem mounted
+    /// at `dir` (the node must be stopped).
+    pub fn mount_over(dir: &std::path::Path, mib: u64) -> SmallDisk {
+        let image = dir.with_extension("img");
+        let orig = dir.with_extension("orig");
+        let run = |cmd: &str, args: &[&str]| {
+            let out = std::process::Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+            assert!(out.status.success(), "{cmd} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        };
+        let (img, o, d) = (image.display().to_string(), orig.display().to_string(), dir.display().to_string());
+        run("dd", &["if=/dev/zero", &format!("of={img}"), "bs=1M", &format!("count={mib}"), "status=none"]);
+        run("mkfs.ext4", &["-q", "-m", "0", &img]);
+        std::fs::rename(dir, &orig).expect("move the data directory aside");
+        std::fs::create_dir(dir).expect("mount point");
+        let mut disk = SmallDisk { mount: dir.to_path_buf(), image, mounted: false };
+        run("mount", &["-o", "loop", &img, &d]);
+        disk.mounted = true;
+        run("cp", &["-a", &format!("{o}/."), &d]);
+        std::fs::remove_dir_all(&orig).expect("remove the moved directory");
+        disk
+    }
+
+    /// (total, available) bytes of the filesystem.
+    pub fn space(&self) -> (u64, u64) {
+        let out = std::process::Command::new("df").args(["-B1", "--output=size,avail"]).arg(&self.mount).output().expect("df");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let nums: Vec<u64> = text.lines().nth(1).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// 10. A follower's disk fills up (split layout; its data directory is a
+///     24 MiB loop-mounted ext4): under the acks=all load plus 256 KiB records
+///     to partition 0, the follower can no longer append what it fetches: it
+///     leaves the ISR of partition 0 within the lag time, the leader goes on
+///     acknowledging acks=all (ISR 2 = min.insync.replicas), and no broker
+///     process exits; nothing acknowledged is lost (checker, read from the
+///     brokers with room).
+#[test]
+fn follower_disk_full() {
+    const DISK_MIB: u64 = 24;
+    const BIG: usize = 256 * 1024;
+    let is_root = std::process::Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    if !is_root {
+        eprintln!("[follower_disk_full] NOTE: NOT RUN: it loop-mounts a small filesystem, which needs root");
+        return;
+    }
+    let mut s = Scenario::start("follower_disk_full", Layout::Split);
+    let topic = s.topic.clone();
+    let (leader, followers) = s.leader_and_followers(0);
+    let victim = s.seed.pick(&followers);
+    s.c.stop_nodes(&[victim]);
+    let disk = SmallDisk::mount_over(&s.c.data_dir(victim), DISK_MIB);
+    let (total, avail) = disk.space();
+    s.step(&format!("follower {victim} of {topic}-0 (leader {leader}) stopped; its data directory is now a loop-mounted ext4 of {total} bytes ({avail} free)"));
+    s.c.start_node(victim);
+    wait_full_isr(&s.c, &topic, PARTITIONS, OP + Duration::from_millis(LAG_MS));
+    s.step(&format!("follower {victim} restarted on the small disk; every ISR full"));
+    s.start_load(LoadOpts::default());
+    s.run_for(Duration::from_secs(2));
+
+    // 256 KiB records to partition 0 until the follower's disk is full.
+    let filler: FutureProducer =
+        load_producer_config(&s.c.bootstrap_all(), &LoadOpts::default()).set("client.id", "shardlog-disk-filler").create().expect("filler");
+    // Unique values (the checker counts a value read twice as a duplicate).
+    let padding = "x".repeat(BIG);
+    let t_fill = Instant::now();
+    let mut sent = 0usize;
+    let shrunk = loop {
+        assert!(
+            t_fill.elapsed() < Duration::from_secs(120),
+            "{topic}-0's ISR still has {victim} after {sent} records of {BIG} bytes; its disk: {:?}",
+            disk.space()
+        );
+        if (sent * BIG) as u64 <= 2 * total {
+            let payload = format!("{}-fill-{sent}-{padding}", s.prefix);
+            let fut = filler.send_result(FutureRecord::<(), str>::to(&topic).partition(0).payload(&payload));
+            if fut.is_ok() {
+                sent += 1;
+            }
+        }
+        match partition_state_via(&s.c, leader, &topic, 0) {
+            Ok(st) if !st.isr.contains(&victim) => break st,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let t_shrunk = Instant::now();
+    s.step(&format!(
+        "after {sent} records of {BIG} bytes to {topic}-0: ISR {:?} ({} after the filling began); {victim}'s disk: {:?}",
+        shrunk.isr,
+        secs(t_fill.elapsed()),
+        disk.space()
+    ));
+    let out = s.c.node(victim).output();
+    let enospc: Vec<&str> = out.lines().filter(|l| l.contains("No space left") || l.contains("os error 28")).collect();
+    s.step(&format!("{victim} logged {} lines about the full disk; the first: {:?}", enospc.len(), &enospc[..enospc.len().min(4)]));
+    assert_eq!(shrunk.leader, leader, "{topic}-0 changed leader: {shrunk:?}");
+    assert_eq!(shrunk.isr.len(), 2, "{topic}-0: {shrunk:?}");
+    let acked = s.load().wait_ack_after(0, t_shrunk, Duration::from_secs(10)).expect("acks=all acknowledgements on partition 0 with the ISR at 2");
+    s.step(&format!("acks=all acknowledged on {topic}-0 {} after the shrink", secs(acked - t_shrunk)));
+    s.run_for(Duration::from_secs(3));
+    let _ = filler.flush(Duration::from_secs(30));
+    let running = s.c.running();
+    assert_eq!(running, s.c.ids(), "a node exited (disk full on {victim}); running: {running:?}");
+    let (ok, failed) = s.load().reports_after(0, t_shrunk);
+    s.step(&format!("{topic}-0 after the shrink: {} acknowledged, {} failed {:?}; every node still runs", ok.len(), failed.len(), error_histogram(&failed)));
+    assert!(failed.is_empty(), "deliveries to {topic}-0 failed with the ISR at 2: {:?}", &failed[..failed.len().min(5)]);
+
+    let reports = s.load.take().map(|l| l.stop()).unwrap_or_default();
+    s.step(&format!("load stopped; failures by error: {:?}", error_histogram(&reports)));
+    let running = s.c.running();
+    assert_eq!(running, s.c.ids(), "a node exited (disk full on {victim}); running: {running:?}");
+    let others: Vec<i32> = s.c.broker_ids().into_iter().filter(|&id| id != victim).collect();
+    let bootstrap = others.iter().map(|&id| s.c.bootstrap(id)).collect::<Vec<_>>().join(",");
+    let (acked, refused) = split_reports(&reports);
+    let (read, bounds) = read_all(&bootstrap, &topic, PARTITIONS, Duration::from_secs(120));
+    let report = check(&acked, &refused, &read, &bounds);
+    s.step(&format!("checker: {}", report.summary()));
+    assert!(report.is_clean(), "[{}] seed {}: checker found: {}", s.name, s.seed.seed, report.summary());
+    // The nodes go before the disk is unmounted.
+    for id in s.c.running() {
+        s.c.kill9(id);
+    }
+    drop(disk);
+    s.step("done: the full follower left the ISR, acks=all went on, no node exited");
 }
