@@ -21,7 +21,12 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, HeaderVersion};
 use kafka_protocol::records::Compression;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::checker::*;
 use crate::cluster_harness::*;
@@ -744,4 +749,241 @@ fn follower_disk_full() {
     }
     drop(disk);
     s.step("done: the full follower left the ISR, acks=all went on, no node exited");
+}
+
+/// A librdkafka consumer assigned to one partition from its beginning (no
+/// group membership, nothing committed), polled by the test: what it read
+/// and the errors it was given, in order.
+pub struct Tail {
+    pub consumer: BaseConsumer,
+    /// (offset, value) in the order read; an offset read twice appears twice.
+    pub read: Vec<(i64, String)>,
+    /// (error code, text) of every consumer error.
+    pub errors: Vec<(Option<RDKafkaErrorCode>, String)>,
+}
+
+impl Tail {
+    /// `auto_offset_reset`: `earliest`, `latest` or `error`.
+    pub fn start(bootstrap: &str, topic: &str, p: i32, auto_offset_reset: &str) -> Tail {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", format!("shardlog-tail-{auto_offset_reset}"))
+            .set("broker.address.family", "v4")
+            .set("group.id", format!("shardlog-tail-{}-{auto_offset_reset}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", auto_offset_reset)
+            .set("fetch.wait.max.ms", "100")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .expect("tail consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+        consumer.assign(&tpl).expect("assign");
+        Tail { consumer, read: Vec::new(), errors: Vec::new() }
+    }
+
+    /// Polls until `done(self)` or `timeout` (panics then, with `what`).
+    pub fn poll_until(&mut self, what: &str, timeout: Duration, done: impl Fn(&Tail) -> bool) {
+        let t0 = Instant::now();
+        while !done(self) {
+            assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; read {:?}; errors {:?}", self.read, self.errors);
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => self.read.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())),
+                Some(Err(e)) => self.errors.push((e.rdkafka_error_code(), e.to_string())),
+            }
+        }
+    }
+
+    /// Whether `offset` was read with `value`.
+    pub fn has(&self, offset: i64, value: &str) -> bool {
+        self.read.iter().any(|(o, v)| *o == offset && v == value)
+    }
+}
+
+/// One raw Produce of `value` to `topic`-`p` on `addr` with `acks`: (error code, base offset).
+fn produce_one(addr: &str, topic: &str, p: i32, value: &str, acks: i16) -> (i16, i64) {
+    let (mut conn, corr) = probe_send_acks(addr, topic, p, value, acks);
+    probe_recv(&mut conn, corr).unwrap_or_else(|e| panic!("Produce (acks={acks}) of {value} to {topic}-{p} on {addr}: {e}"))
+}
+
+/// 8. Unclean leader election is opt-in (split layout: the quorum outlives the
+///    brokers). Partition 0 (`unclean.leader.election.enable=false`) gets
+///    acks=all records (on every replica); both followers are killed, the ISR
+///    shrinks to the leader: acks=all is refused NOT_ENOUGH_REPLICAS, acks=1
+///    records are appended but not committed (KIP-966 part 1: the high
+///    watermark stays while the ISR is below `min.insync.replicas`) until the
+///    topic's `min.insync.replicas` is lowered to 1, so consumers read them;
+///    the leader is killed; one follower (out of sync: it lacks the acks=1
+///    records) restarts: the partition stays leaderless for 6 s.
+///    Setting `unclean.leader.election.enable=true` on the topic makes the
+///    controller elect it (Kafka: the controller acts on the config change);
+///    the acks=all records are readable there, the acks=1 ones are lost;
+///    new records take the lost offsets. Two librdkafka consumers that had
+///    read past the new log end detect the truncation (KIP-320,
+///    OffsetForLeaderEpoch): with `auto.offset.reset=earliest` it seeks back to
+///    the new log end and reads every new record (no silent skip); with
+///    `auto.offset.reset=error` it gets an error (`_AUTO_OFFSET_RESET`, "log
+///    truncation detected").
+#[test]
+fn unclean_election_opt_in() {
+    const KEPT: usize = 10;
+    const LOST: usize = 5;
+    const NEW: usize = 8;
+    let leaderless_for = Duration::from_secs(6);
+    let election_bound = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(2) + SLACK;
+    let mut s = Scenario::start_with("unclean_election_opt_in", Layout::Split, &[], &[("unclean.leader.election.enable", "false")]);
+    let topic = s.topic.clone();
+    let (leader, followers) = s.leader_and_followers(0);
+    let mut kept: BTreeMap<i64, String> = BTreeMap::new();
+    for i in 0..KEPT {
+        let v = format!("{}-all-{i}", s.prefix);
+        let (code, offset) = produce_one(&s.c.bootstrap(leader), &topic, 0, &v, -1);
+        assert_eq!(code, NONE, "acks=all Produce of {v} with a full ISR");
+        kept.insert(offset, v);
+    }
+    assert_eq!(kept.keys().copied().collect::<Vec<_>>(), (0..KEPT as i64).collect::<Vec<_>>(), "acks=all offsets");
+    s.step(&format!("{KEPT} acks=all records at offsets 0..{KEPT} of {topic}-0 (leader {leader}, followers {followers:?})"));
+    let mut earliest = Tail::start(&s.c.bootstrap_all(), &topic, 0, "earliest");
+    let mut strict = Tail::start(&s.c.bootstrap_all(), &topic, 0, "error");
+
+    s.c.kill9(followers[0]);
+    s.c.kill9(followers[1]);
+    let (isr, shrink) = wait_isr(&s.c, &topic, 0, 1, isr_shrink_bound() + OP);
+    assert_eq!(isr, vec![leader], "ISR of {topic}-0 with both followers down");
+    s.step(&format!("killed followers {followers:?}; ISR {isr:?} after {}", secs(shrink)));
+    let refused = produce_one(&s.c.bootstrap(leader), &topic, 0, &format!("{}-refused", s.prefix), -1);
+    assert_eq!(refused.0, 19, "acks=all with ISR {isr:?} < min.insync.replicas {MIN_ISR}: want NOT_ENOUGH_REPLICAS (19), got {refused:?}");
+    let mut lost: BTreeMap<i64, String> = BTreeMap::new();
+    for i in 0..2 * LOST {
+        if i == LOST {
+            // KIP-966 part 1: the high watermark stays while the ISR is
+            // below min.insync.replicas, so the acks=1 records are not
+            // committed (not readable) yet. Lowering min.insync.replicas to 1
+            // commits them (on the next append): a consumer reads past what
+            // the followers hold.
+            let wm = earliest.consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)).expect("watermarks");
+            assert_eq!(
+                wm,
+                (0, KEPT as i64),
+                "(log start, high watermark) of {topic}-0 after {LOST} acks=1 records with ISR {isr:?} < min.insync.replicas {MIN_ISR}"
+            );
+            let r = set_topic_config(&s.c.bootstrap(leader), &topic, "min.insync.replicas", "1").expect("IncrementalAlterConfigs");
+            assert_eq!(r.0, NONE, "min.insync.replicas=1 on {topic}: {r:?}");
+            s.step(&format!("{LOST} acks=1 records appended, high watermark stays {KEPT} (ISR 1 < min ISR {MIN_ISR}); set min.insync.replicas=1"));
+        }
+        let v = format!("{}-one-{i}", s.prefix);
+        let (code, offset) = produce_one(&s.c.bootstrap(leader), &topic, 0, &v, 1);
+        assert_eq!(code, NONE, "acks=1 Produce of {v} with ISR {isr:?}");
+        lost.insert(offset, v);
+    }
+    let end = (KEPT + 2 * LOST) as i64;
+    assert_eq!(lost.keys().copied().collect::<Vec<_>>(), (KEPT as i64..end).collect::<Vec<_>>(), "acks=1 offsets");
+    let wm = wait_until(&format!("the high watermark of {topic}-0 at {end}"), OP, POLL, || {
+        match earliest.consumer.fetch_watermarks(&topic, 0, Duration::from_secs(5)).map_err(|e| e.to_string())? {
+            (lo, hw) if hw == end => Ok((lo, hw)),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    s.step(&format!("{} acks=1 records at offsets {KEPT}..{end} on the leader alone, committed: watermarks {wm:?}", 2 * LOST));
+    for (name, t) in [("earliest", &mut earliest), ("error", &mut strict)] {
+        t.poll_until(&format!("the {name} consumer to read offsets 0..{end}"), OP, |t| t.read.iter().any(|(o, _)| *o == end - 1));
+        let want: Vec<(i64, String)> = kept.iter().chain(lost.iter()).map(|(o, v)| (*o, v.clone())).collect();
+        assert_eq!(t.read, want, "the {name} consumer before the failover");
+    }
+    s.step(&format!("both consumers read offsets 0..{end} (position {end})"));
+
+    s.c.kill9(leader);
+    let back = s.seed.pick(&followers);
+    s.c.start_node(back);
+    wait_until(&format!("broker {back} unfenced (in its own Metadata)"), OP, POLL, || {
+        let md = metadata(&s.c.bootstrap(back), Some(&[]))?;
+        let ids = broker_ids(&md);
+        if ids != vec![back] {
+            return Err(format!("brokers {ids:?}"));
+        }
+        Ok(())
+    });
+    s.step(&format!("killed leader {leader}; restarted out-of-sync follower {back}, unfenced"));
+    let until = Instant::now() + leaderless_for;
+    let mut polls = 0;
+    while Instant::now() < until {
+        let st = partition_state_via(&s.c, back, &topic, 0).unwrap_or_else(|e| panic!("Metadata of {topic}-0 from {back}: {e}"));
+        assert!(st.leader < 0, "{topic}-0 elected a leader with unclean.leader.election.enable=false: {st:?}");
+        assert!(st.error == LEADER_NOT_AVAILABLE || st.error == NONE, "{topic}-0 leaderless: error code {}", st.error);
+        polls += 1;
+        std::thread::sleep(POLL);
+    }
+    let st = partition_state_via(&s.c, back, &topic, 0).expect("Metadata");
+    s.step(&format!("{topic}-0 stayed leaderless for {} ({polls} polls): {st:?}", secs(leaderless_for)));
+
+    let r = set_topic_config(&s.c.bootstrap(back), &topic, "unclean.leader.election.enable", "true").expect("IncrementalAlterConfigs");
+    assert_eq!(r.0, NONE, "IncrementalAlterConfigs unclean.leader.election.enable=true on {topic}: {r:?}");
+    let t_set = Instant::now();
+    s.step("set unclean.leader.election.enable=true on the topic");
+    let (new, elected) = {
+        let what = format!(
+            "an unclean leader for {topic}-0 (only {back} is live; ISR {isr:?}) within {} of setting unclean.leader.election.enable=true",
+            secs(election_bound)
+        );
+        let l = wait_until(&what, election_bound, Duration::from_millis(50), || {
+            let st = partition_state_via(&s.c, back, &topic, 0)?;
+            if st.leader < 0 {
+                return Err(format!("{st:?}"));
+            }
+            Ok(st)
+        });
+        (l, t_set.elapsed())
+    };
+    assert_eq!(new.leader, back, "{topic}-0 after the unclean election: {new:?}");
+    assert_eq!(new.isr, vec![back], "{topic}-0 ISR after the unclean election: {new:?}");
+    s.step(&format!("unclean election: {back} leads {topic}-0 {} after the config change: {new:?}", secs(elected)));
+
+    let (read, bounds) = read_all(&s.c.bootstrap(back), &topic, 1, OP);
+    assert_eq!(bounds.get(&0), Some(&(0, KEPT as i64)), "{topic}-0 (log start, high watermark) on the new leader");
+    let got: BTreeMap<i64, String> = read.iter().map(|r| (r.offset, r.value.clone())).collect();
+    assert_eq!(got, kept, "{topic}-0 on the new leader: every acks=all record, nothing else");
+    s.step(&format!("{back} holds exactly the {KEPT} acks=all records; the {} acks=1 records are gone", 2 * LOST));
+
+    let mut new_records: BTreeMap<i64, String> = BTreeMap::new();
+    for i in 0..NEW {
+        let v = format!("{}-new-{i}", s.prefix);
+        let (code, offset) = wait_until(&format!("acks=1 Produce of {v} to {back}"), OP, POLL, || match produce_one(&s.c.bootstrap(back), &topic, 0, &v, 1) {
+            (NONE, o) => Ok((NONE, o)),
+            other => Err(format!("{other:?}")),
+        });
+        assert_eq!(code, NONE);
+        new_records.insert(offset, v);
+    }
+    let new_end = KEPT as i64 + NEW as i64;
+    assert_eq!(new_records.keys().copied().collect::<Vec<_>>(), (KEPT as i64..new_end).collect::<Vec<_>>(), "offsets of the new records");
+    s.step(&format!("{NEW} new records at offsets {KEPT}..{new_end} (over the lost ones)"));
+
+    let n_before = earliest.read.len();
+    earliest.poll_until("the earliest consumer to read every new record", OP, |t| new_records.iter().all(|(o, v)| t.has(*o, v)));
+    let after = &earliest.read[n_before..];
+    s.step(&format!("earliest consumer after the failover read {after:?}; errors {:?}", earliest.errors));
+    assert!(
+        after.iter().all(|(o, v)| kept.get(o) == Some(v) || new_records.get(o) == Some(v)),
+        "the earliest consumer read a record that is not in the new leader's log: {after:?}"
+    );
+    let position = earliest.consumer.position().expect("position");
+    let pos = position.find_partition(&topic, 0).map(|e| e.offset());
+    assert_eq!(pos, Some(Offset::Offset(new_end)), "the earliest consumer's position after reading every new record");
+    strict.poll_until("the error consumer's truncation error", OP, |t| {
+        t.errors.iter().any(|(code, _)| *code == Some(RDKafkaErrorCode::AutoOffsetReset)) || t.read.len() > end as usize
+    });
+    s.step(&format!("error consumer: errors {:?}, read after the failover {:?}", strict.errors, &strict.read[end as usize..]));
+    assert!(
+        // The rdkafka crate gives the code only; librdkafka's reason
+        // ("Partition log truncation detected at ...") is in its log.
+        strict.errors.iter().any(|(code, _)| *code == Some(RDKafkaErrorCode::AutoOffsetReset)),
+        "auto.offset.reset=error: want an _AUTO_OFFSET_RESET error for the log truncation, got errors {:?} and records {:?}",
+        strict.errors,
+        &strict.read[end as usize..]
+    );
+    assert_eq!(strict.read.len(), end as usize, "the error consumer read records after the truncation: {:?}", &strict.read[end as usize..]);
+    s.step("done: leaderless until opted in, unclean leader holds the acknowledged-by-all records, truncation detected by both consumers");
 }
