@@ -15,13 +15,18 @@ use crate::xshard::XShard;
 /// latest value per key matters on replay) with 100 MiB segments
 /// (`offsets.topic.segment.bytes`, `transaction.state.log.segment.bytes`).
 /// Its replication factor is `offsets.topic.replication.factor` /
-/// `transaction.state.log.replication.factor`, never lowered: a cluster that
+/// `transaction.state.log.replication.factor`, never lowered (and
+/// `__transaction_state`'s `min.insync.replicas` is `transaction.state.log.min.isr`): a cluster that
 /// cannot place it says why in the log, and the coordinator stays unavailable.
-async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replication_factor: i16) -> bool {
+async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replication_factor: i16, min_isr: Option<i32>) -> bool {
     if x.shard.image().topics.contains_key(topic) {
         return true;
     }
-    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut configs: std::collections::BTreeMap<String, String> =
+        [("cleanup.policy", "compact"), ("segment.bytes", "104857600")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if let Some(m) = min_isr {
+        configs.insert("min.insync.replicas".into(), m.to_string());
+    }
     let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor, configs };
     match super::topics::create_internal(x, new).await {
         Ok(()) | Err(Error::TopicAlreadyExists) => {}
@@ -32,7 +37,7 @@ async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replica
 
 /// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn ensure_offsets_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions, x.shard.cfg.offsets_topic_replication_factor).await
+    ensure_internal_topic(x, OFFSETS_TOPIC, x.shard.cfg.offsets_topic_num_partitions, x.shard.cfg.offsets_topic_replication_factor, None).await
 }
 
 /// The `__consumer_offsets` partition of `group`, by the topic's actual partition count.
@@ -73,7 +78,15 @@ pub async fn call_group_on(x: &XShard, shard: usize, req: GroupRequest) -> Resul
 
 /// Creates `__transaction_state` if it does not exist yet.
 pub async fn ensure_txn_topic(x: &XShard) -> bool {
-    ensure_internal_topic(x, TXN_STATE_TOPIC, x.shard.cfg.transaction_state_log_num_partitions, x.shard.cfg.transaction_state_log_replication_factor).await
+    let cfg = &x.shard.cfg;
+    ensure_internal_topic(
+        x,
+        TXN_STATE_TOPIC,
+        cfg.transaction_state_log_num_partitions,
+        cfg.transaction_state_log_replication_factor,
+        Some(cfg.transaction_state_log_min_isr),
+    )
+    .await
 }
 
 /// The `__transaction_state` partition of `transactional_id`, by the topic's actual partition count.

@@ -156,6 +156,9 @@ pub struct Config {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state`
+    /// (the transaction coordinator's writes need that many in-sync replicas).
+    pub transaction_state_log_min_isr: i32,
     /// `replica.lag.time.max.ms`: a follower that has not caught up with the
     /// leader's log end within this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
@@ -342,6 +345,7 @@ impl Default for Config {
             broker_rack: None,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
+            transaction_state_log_min_isr: 2,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
@@ -596,6 +600,7 @@ impl Config {
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num(key, v)?,
+            "transaction.state.log.min.isr" => self.transaction_state_log_min_isr = parse_num(key, v)?,
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_num(key, v)?,
             "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes = parse_num(key, v)?,
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_num(key, v)?,
@@ -754,6 +759,7 @@ impl Config {
             ("replica.fetch.wait.max.ms", self.replica_fetch_wait_max_ms.to_string()),
             ("replica.high.watermark.checkpoint.interval.ms", self.replica_high_watermark_checkpoint_interval_ms.to_string()),
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
+            ("transaction.state.log.min.isr", self.transaction_state_log_min_isr.to_string()),
             ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
             ("compression.type", self.compression_type.clone()),
             ("controller.listener.names", self.controller_listener_names.join(",")),
@@ -959,6 +965,9 @@ impl Config {
                 "replica.lag.time.max.ms / replica.fetch.max.bytes / replica.fetch.response.max.bytes / replica.fetch.wait.max.ms",
                 "must be positive",
             ));
+        }
+        if self.transaction_state_log_min_isr < 1 {
+            return Err(bad("transaction.state.log.min.isr", "must be at least 1"));
         }
         if !(1..=64).contains(&self.num_replica_fetchers) {
             return Err(bad("num.replica.fetchers", "must be between 1 and 64"));
