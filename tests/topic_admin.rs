@@ -78,6 +78,14 @@ async fn create_partitions_only_grows() {
     let res = admin.create_partitions(&[NewPartitions::new(&topic, 6).assign(&[&[0]])], &admin_opts()).await.expect("CreatePartitions");
     assert_eq!(res, vec![Ok(topic.clone())]);
     assert_eq!(partition_count(&b.bootstrap(), &topic), Some(6));
+    // CreateTopics with a manual assignment: honoured when it names brokers that exist.
+    let manual = topic_name("manual");
+    let t = rdkafka::admin::NewTopic::new(&manual, 2, rdkafka::admin::TopicReplication::Variable(&[&[0], &[0]]));
+    assert_eq!(admin.create_topics(&[t], &admin_opts()).await.expect("CreateTopics"), vec![Ok(manual.clone())]);
+    assert_eq!(partition_count(&b.bootstrap(), &manual), Some(2));
+    let bad = topic_name("manual-bad");
+    let t = rdkafka::admin::NewTopic::new(&bad, 1, rdkafka::admin::TopicReplication::Variable(&[&[7]]));
+    assert_eq!(admin.create_topics(&[t], &admin_opts()).await.expect("CreateTopics"), vec![Err((bad, RDKafkaErrorCode::InvalidReplicaAssignment))]);
     b.stop();
     b.restart();
     assert_eq!(partition_count(&b.bootstrap(), &topic), Some(6));

@@ -27,7 +27,7 @@ async fn ensure_internal_topic(x: &XShard, topic: &str, partitions: i32, replica
     if let Some(m) = min_isr {
         configs.insert("min.insync.replicas".into(), m.to_string());
     }
-    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor, configs };
+    let new = NewTopic { name: topic.into(), num_partitions: partitions, replication_factor, configs, assignments: None };
     match super::topics::create_internal(x, new).await {
         Ok(()) | Err(Error::TopicAlreadyExists) => {}
         Err(e) => crate::warn_limited!("creating internal topic {topic} (replication factor {replication_factor}) failed: {e}"),

@@ -23,16 +23,25 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Create
     let mut news = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let configs: BTreeMap<String, String> = t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
+        // A manual assignment gives one partition per entry, in partition order (the
+        // controller checks the brokers); its replica lists set the replication factor.
+        let mut manual: Vec<(i32, Vec<i32>)> = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        manual.sort_by_key(|(p, _)| *p);
+        let assignments = (!manual.is_empty()).then(|| manual.into_iter().map(|(_, r)| r).collect::<Vec<Vec<i32>>>());
         news.push(NewTopic {
             name: t.name.0.to_string(),
-            // Manual assignments (num_partitions = -1) give one partition per entry.
             num_partitions: match (t.num_partitions, t.assignments.len()) {
                 (-1, 0) => cfg.num_partitions,
                 (-1, n) => n as i32,
                 (n, _) => n,
             },
-            replication_factor: if t.replication_factor == -1 { cfg.default_replication_factor } else { t.replication_factor },
+            replication_factor: match (&assignments, t.replication_factor) {
+                (Some(a), _) => a.first().map_or(0, |r| r.len() as i16),
+                (None, -1) => cfg.default_replication_factor,
+                (None, rf) => rf,
+            },
             configs,
+            assignments,
         });
     }
     let results = create(&ctx.x, news.clone(), req.validate_only).await;

@@ -55,6 +55,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     num_partitions: cfg.num_partitions,
                     replication_factor: cfg.default_replication_factor,
                     configs: Default::default(),
+                    assignments: None,
                 })
                 .collect();
             let names: Vec<String> = plain.iter().map(|t| t.name.clone()).collect();

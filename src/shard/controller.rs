@@ -249,7 +249,13 @@ impl Shard {
                     return Err(Error::InvalidPartitions(format!("number of partitions must be at least 1, got {}", t.num_partitions)));
                 }
                 let topic_id = uuid::Uuid::new_v4();
-                let partitions = self.new_partitions(&next, topic_id, 0, t.num_partitions, t.replication_factor)?;
+                let partitions = match &t.assignments {
+                    Some(a) => {
+                        self.check_assignments(&next, a, t.num_partitions, t.replication_factor)?;
+                        partition_records(topic_id, 0, a.clone())
+                    }
+                    None => self.new_partitions(&next, topic_id, 0, t.num_partitions, t.replication_factor)?,
+                };
                 let configs = crate::config::topic::validate_all(&t.configs)?;
                 if validate_only {
                     return Ok(());

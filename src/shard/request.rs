@@ -52,6 +52,10 @@ pub struct NewTopic {
     pub replication_factor: i16,
     /// Topic config overrides (`retention.ms`, `cleanup.policy`, ...), validated by the controller.
     pub configs: std::collections::BTreeMap<String, String>,
+    /// A manual replica assignment: the replicas of partitions 0, 1, ... (broker
+    /// ids, preferred leader first); None for Kafka's assignment.
+    #[serde(default)]
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// An IncrementalAlterConfigs operation (Kafka's codes 0-3).
