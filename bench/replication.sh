@@ -67,10 +67,12 @@ saturated() {
     out=$(taskset -c "$CLIENT_CPU" "$LG" --bootstrap-server "$BOOT" --topic "$2" --partitions "$3" --replication-factor "$4" \
         --acks "$5" --connections 2 --record-size 1024 --batch-bytes 65536 --duration "$DUR" --warmup 0 --json 2>/dev/null | tail -1)
     after=$(cpu_all)
+    [[ $out == *payload_bytes* ]] || { echo "$1: loadgen failed: $out" >&2; tail -5 "$WORK"/n1.log >&2; return 1; }
     python3 - "$1" "$out" "$before" "$after" <<'PY'
 import json, sys
 name, out, before, after = sys.argv[1:]
 j = json.loads(out)
+j.update(j.get("produce", {}))
 gb = j["payload_bytes"] / 1e9
 cpu = [(int(b) - int(a)) / 100 for a, b in zip(before.split(), after.split())]
 l = j["produce_latency_ms"]
@@ -87,6 +89,7 @@ fixed() {
     python3 - "$1" "$out" <<'PY'
 import json, sys
 j = json.loads(sys.argv[2])
+j.update(j.get("produce", {}))
 l = j["produce_latency_ms"]
 print(f"{sys.argv[1]:18} {j['mb_per_sec']:7.1f} MB/s  ack p50 {l['p50']:6.2f} ms p99 {l['p99']:6.2f} ms p999 {l['p999']:7.2f} ms")
 PY
