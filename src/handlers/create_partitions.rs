@@ -20,7 +20,8 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
     let mut asks = Vec::new();
     for t in &req.topics {
         // Manual assignments are checked by the controller (brokers, replication factor).
-        let assignments = t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+        // An empty list (what some clients send for "none") is Kafka's assignment too.
+        let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
         results.push(None);
         asks.push((t.name.0.to_string(), t.count, assignments));
     }
