@@ -18,7 +18,7 @@ impl ClusterNode {
     pub(super) async fn broker_loop(self: Rc<Self>) {
         let cfg = self.shard.cfg.clone();
         let interval = Duration::from_millis(cfg.broker_heartbeat_interval_ms.max(1));
-        let incarnation_id = uuid::Uuid::new_v4();
+        let incarnation_id = crate::shard::incarnation_id();
         let (host, port) = self.shard.advertised.clone();
         while !self.is_stopping() {
             let reg = ControllerRequest::BrokerRegistration {

@@ -40,6 +40,15 @@ use request::{ShardRequest, ShardResponse, TopicPartition};
 /// The shard that writes the metadata image.
 pub const CONTROLLER_SHARD: usize = 0;
 
+static INCARNATION: std::sync::OnceLock<uuid::Uuid> = std::sync::OnceLock::new();
+
+/// This process's incarnation (Kafka's incarnation id): random per start, sent
+/// with the broker's registration, so the image tells this start's
+/// registration from an earlier one's.
+pub fn incarnation_id() -> uuid::Uuid {
+    *INCARNATION.get_or_init(uuid::Uuid::new_v4)
+}
+
 /// One partition of a produce: this broker must lead it; acks=all needs
 /// `min.insync.replicas` in the ISR before the append and waits for the ISR
 /// to have the records after it.
@@ -147,6 +156,16 @@ impl Shard {
     pub fn open_at_start(&self) {
         let image = self.image();
         self.open_owned(&image, false);
+    }
+
+    /// Whether this broker may lead partitions under `image`: always on a single
+    /// broker; in a cluster only once this start's registration is unfenced (it
+    /// has caught up with the metadata log). Until then an image applied while
+    /// catching up may be stale — it may still name this broker leader of
+    /// partitions that moved while it was down — and leading on it would take
+    /// writes that the real leader never sees.
+    fn may_lead(&self, image: &MetadataImage) -> bool {
+        !self.cfg.is_cluster() || image.brokers.get(&self.cfg.broker_id).is_some_and(|b| !b.fenced && b.incarnation_id == incarnation_id())
     }
 
     /// Whether the broker started after a clean shutdown (its marker was there):
@@ -325,7 +344,8 @@ impl Shard {
         // cluster replica starts from its checkpoint (its tail may never have committed).
         let hw = if self.cfg.is_cluster() { log.checkpointed_high_watermark().unwrap_or(0) } else { i64::MAX };
         let p = Partition::new(log, self.cfg.broker_id, hw);
-        if meta.and_then(|m| p.apply_image(m)) == Some(true) {
+        let may_lead = self.may_lead(&self.image());
+        if meta.and_then(|m| p.apply_image(m, may_lead)) == Some(true) {
             if let Some(events) = self.events() {
                 events.partition_opened(tp, &p.log)?;
             }
@@ -445,9 +465,10 @@ impl Shard {
     /// Tells every open partition its leader, epoch and ISR from `image`.
     fn apply_roles(&self, image: &MetadataImage) {
         let parts: Vec<(TopicPartition, Rc<Partition>)> = self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.clone())).collect();
+        let may_lead = self.may_lead(image);
         for (tp, p) in parts {
             let Some(meta) = image.partition(&tp.topic, tp.partition) else { continue };
-            match (p.apply_image(meta), self.events()) {
+            match (p.apply_image(meta, may_lead), self.events()) {
                 (Some(true), Some(events)) => {
                     if let Err(e) = events.partition_opened(&tp, &p.log) {
                         crate::error_limited!(topic = %tp.topic, partition = tp.partition, "loading coordinator state as the new leader failed: {e}");

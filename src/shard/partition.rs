@@ -144,14 +144,17 @@ impl Partition {
     /// Takes this broker's part from the image: becomes leader (a new leader
     /// epoch: the log stamps it and starts it in its epoch cache), follower, or
     /// keeps leading with the committed ISR. Answers Some(true) when it became
-    /// leader, Some(false) when it stopped leading, None otherwise.
-    pub fn apply_image(&self, meta: &PartitionMeta) -> Option<bool> {
+    /// leader, Some(false) when it stopped leading, None otherwise. Without
+    /// `may_lead` (a cluster broker not yet caught up with the metadata log) a
+    /// partition the image says it leads is served by nobody here yet.
+    pub fn apply_image(&self, meta: &PartitionMeta, may_lead: bool) -> Option<bool> {
+        let leader = if meta.leader == self.me && !may_lead { -1 } else { meta.leader };
         let now = self.now_ms();
         let mut stopped_leading = false;
         let became_leader = {
             let mut role = self.role.borrow_mut();
             match &mut *role {
-                Role::Leader(l) if meta.leader == self.me && l.epoch == meta.leader_epoch => {
+                Role::Leader(l) if leader == self.me && l.epoch == meta.leader_epoch => {
                     l.replicas = meta.replicas.clone();
                     if l.isr != meta.isr {
                         l.isr = meta.isr.clone();
@@ -165,7 +168,7 @@ impl Partition {
                     }
                     false
                 }
-                _ if meta.leader == self.me => {
+                _ if leader == self.me => {
                     let followers = meta
                         .replicas
                         .iter()
@@ -192,7 +195,7 @@ impl Partition {
                 }
                 _ => {
                     stopped_leading = matches!(*role, Role::Leader(_));
-                    *role = Role::Follower { leader: meta.leader, epoch: meta.leader_epoch };
+                    *role = Role::Follower { leader, epoch: meta.leader_epoch };
                     false
                 }
             }
