@@ -48,7 +48,7 @@ pub struct NewTopic {
     pub name: String,
     /// Partition count (at least 1).
     pub num_partitions: i32,
-    /// Replicas per partition; one broker holds only 1.
+    /// Replicas per partition: 1 on a single broker, up to the live brokers in a cluster.
     pub replication_factor: i16,
     /// Topic config overrides (`retention.ms`, `cleanup.policy`, ...), validated by the controller.
     pub configs: std::collections::BTreeMap<String, String>,
