@@ -164,6 +164,11 @@ type TxnProducer = ThreadedProducer<DefaultProducerContext>;
 /// failover or None when the application crashed instead).
 type Kill = (usize, i32, Option<Result<(), String>>);
 
+/// The client listeners of the live brokers.
+fn bootstrap_survivors(c: &Cluster) -> String {
+    live_brokers(c).iter().map(|&id| c.bootstrap(id)).collect::<Vec<_>>().join(",")
+}
+
 /// A transactional producer after init_transactions (retried, bounded: the
 /// coordinator may be moving).
 fn txn_producer(bootstrap: &str, tid: &str) -> TxnProducer {
@@ -345,16 +350,35 @@ fn transactions_survive_coordinator_kill(s: &mut Scenario) {
             s.c.kill9(tc);
             down = Some(tc);
             let outcome = if k == 0 {
-                // The app tries to finish the transaction through the failover.
+                // The app tries to finish the transaction through the failover, on a thread of
+                // its own: librdkafka's send_offsets_to_transaction was once seen blocking far
+                // past its timeout here (CI, 2026-12-06). A call that has not returned in 60 s
+                // is abandoned (its producer leaked) and the app restarts as after a crash; the
+                // re-init fences it, so exactly-once must hold either way.
                 let cgm = consumer.group_metadata().expect("group metadata");
-                let r = producer
-                    .send_offsets_to_transaction(&offsets, &cgm, Duration::from_secs(20))
-                    .and_then(|()| producer.commit_transaction(Duration::from_secs(20)))
-                    .map_err(|e| e.to_string());
-                if r.is_ok() {
-                    txns += 1;
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (p, offs) = (producer, offsets.clone());
+                std::thread::spawn(move || {
+                    let r = p
+                        .send_offsets_to_transaction(&offs, &cgm, Duration::from_secs(20))
+                        .and_then(|()| p.commit_transaction(Duration::from_secs(20)))
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send((r, p));
+                });
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok((r, p)) => {
+                        if r.is_ok() {
+                            txns += 1;
+                        }
+                        producer = p;
+                        Some(r)
+                    }
+                    Err(_) => {
+                        eprintln!("[ctp] NOTE: send_offsets_to_transaction/commit_transaction did not return within 60 s; abandoned");
+                        producer = txn_producer(&bootstrap_survivors(&s.c), &tid);
+                        Some(Err("blocked past its timeout; abandoned".to_string()))
+                    }
                 }
-                Some(r)
             } else {
                 // The app crashes with the transaction open: the new coordinator must abort it.
                 aborted += chunk.len();
@@ -368,7 +392,7 @@ fn transactions_survive_coordinator_kill(s: &mut Scenario) {
             // The application restarts: same transactional.id, same group, through the survivors.
             drop_bounded(producer, "the old producer");
             abandon_consumer(consumer);
-            bootstrap = live_brokers(&s.c).iter().map(|&id| s.c.bootstrap(id)).collect::<Vec<_>>().join(",");
+            bootstrap = bootstrap_survivors(&s.c);
             producer = txn_producer(&bootstrap, &tid);
             let (new_tc, _) = coordinator(&s.c, "__transaction_state", &tid, 1, OP);
             s.step(&format!("re-initialised {tid} through {bootstrap}: coordinator {new_tc}, {:.3}s after the kill", t_kill.elapsed().as_secs_f64()));
