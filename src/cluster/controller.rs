@@ -111,7 +111,7 @@ impl ClusterNode {
                     // It may have lost its unflushed tail: not an eligible leader any more (KIP-966).
                     recs.extend(partition_change::after_unclean_restart(img, broker_id));
                 }
-                apply_to(&mut next, &recs)?;
+                crate::shard::controller::apply_all(&mut next, &recs)?;
                 // A restarted broker leads nothing until it has caught up.
                 recs.extend(reelect_without(&next, broker_id, &unclean));
                 Ok(recs)
@@ -212,11 +212,8 @@ impl ClusterNode {
             // Leaderless partitions that can have a leader now: an in-sync replica's
             // broker is live, or `unclean.leader.election.enable` was just turned on.
             if image.topics.values().any(|t| t.partitions.iter().any(|p| p.leader == -1)) {
-                let elected = partition_change::elect_leaderless(&image, None, &unclean);
-                if !elected.is_empty() {
-                    if let Err(e) = self.shard.propose_change(|img| Ok(partition_change::elect_leaderless(img, None, &unclean))).await {
-                        crate::warn_limited!("electing leaders for leaderless partitions failed: {e}");
-                    }
+                if let Err(e) = self.shard.propose_change(|img| Ok(partition_change::elect_leaderless(img, None, &unclean))).await {
+                    crate::warn_limited!("electing leaders for leaderless partitions failed: {e}");
                 }
             }
         }
@@ -227,15 +224,6 @@ impl ClusterNode {
 /// out of the ISRs, its leaderships handed to in-sync replicas on live brokers.
 pub fn reelect_without(image: &MetadataImage, broker: i32, defaults: &partition_change::Defaults) -> Vec<MetadataRecord> {
     partition_change::without_broker(image, broker, defaults)
-}
-
-/// Applies records built in one proposal to a copy of the image, so the next
-/// rules of the same proposal see them.
-fn apply_to(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<(), Error> {
-    for r in records {
-        image.apply(r).map_err(|e| Error::Io(std::io::Error::other(format!("metadata record refused: {e}"))))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

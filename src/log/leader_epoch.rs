@@ -130,11 +130,6 @@ impl LeaderEpochCache {
         self.entries.last().map(|&(e, _)| e)
     }
 
-    /// The oldest entry still kept: `(epoch, start_offset)`.
-    pub fn earliest(&self) -> Option<(i32, i64)> {
-        self.entries.first().copied()
-    }
-
     /// All entries, oldest first.
     pub fn entries(&self) -> &[(i32, i64)] {
         &self.entries
@@ -269,7 +264,7 @@ mod tests {
         assert!(!c.assign(-1, 12) && !c.assign(3, -1), "negative values are refused");
         assert_eq!(c.entries(), &[(0, 0), (2, 10)]);
         assert_eq!(c.latest_epoch(), Some(2));
-        assert_eq!(c.earliest(), Some((0, 0)));
+        assert_eq!(c.entries().first(), Some(&(0, 0)));
     }
 
     #[test]

@@ -382,11 +382,16 @@ fn spawn_flusher(shard: std::rc::Rc<Shard>) {
 /// Writes this shard's moved high watermarks every
 /// `replica.high.watermark.checkpoint.interval.ms` (cluster brokers).
 fn spawn_high_watermark_checkpoints(shard: std::rc::Rc<Shard>) {
-    let ms = shard.cfg.replica_high_watermark_checkpoint_interval_ms.max(1);
+    let ms = shard.cfg.replica_high_watermark_checkpoint_interval_ms;
+    spawn_every(shard, ms, Shard::checkpoint_high_watermarks);
+}
+
+/// Runs `job` on this shard every `ms` (at least 1) until the broker stops.
+fn spawn_every(shard: std::rc::Rc<Shard>, ms: u64, job: fn(&Shard)) {
     glommio::spawn_local(async move {
         while !shard.stopping.get() {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            shard.checkpoint_high_watermarks();
+            glommio::timer::sleep(Duration::from_millis(ms.max(1))).await;
+            job(&shard);
         }
     })
     .detach();
@@ -395,14 +400,8 @@ fn spawn_high_watermark_checkpoints(shard: std::rc::Rc<Shard>) {
 /// Applies retention (`retention.ms`, `retention.bytes`) to this shard's
 /// partitions every `log.retention.check.interval.ms`.
 fn spawn_retention(shard: std::rc::Rc<Shard>) {
-    let ms = shard.cfg.log_retention_check_interval_ms.max(1);
-    glommio::spawn_local(async move {
-        while !shard.stopping.get() {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            shard.apply_retention();
-        }
-    })
-    .detach();
+    let ms = shard.cfg.log_retention_check_interval_ms;
+    spawn_every(shard, ms, Shard::apply_retention);
 }
 
 /// Runs the log cleaner (compaction) on a low-priority task queue of this

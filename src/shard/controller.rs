@@ -424,7 +424,7 @@ impl Shard {
             return Err(Error::InvalidReplicaAssignment(format!("{} assignments for {count} new partitions", assignments.len())));
         }
         for a in assignments {
-            if a.len() != replication_factor as usize {
+            if a.is_empty() || a.len() != replication_factor as usize {
                 return Err(Error::InvalidReplicaAssignment(format!("inconsistent replication factor: {a:?}, the topic has {replication_factor}")));
             }
             if a.iter().enumerate().any(|(i, b)| a[..i].contains(b)) {
@@ -465,7 +465,7 @@ impl Shard {
 
 /// Applies records the controller built (so later items of the same request see
 /// them). A refusal means the controller's own validation missed a case.
-fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<()> {
+pub(crate) fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) -> Result<()> {
     for r in records {
         image.apply(r).map_err(|e| Error::Io(std::io::Error::other(format!("metadata record refused: {e}"))))?;
     }

@@ -464,9 +464,8 @@ impl Shard {
 
     /// Tells every open partition its leader, epoch and ISR from `image`.
     fn apply_roles(&self, image: &MetadataImage) {
-        let parts: Vec<(TopicPartition, Rc<Partition>)> = self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.clone())).collect();
         let may_lead = self.may_lead(image);
-        for (tp, p) in parts {
+        for (tp, p) in self.partitions() {
             let Some(meta) = image.partition(&tp.topic, tp.partition) else { continue };
             match (p.apply_image(meta, may_lead), self.events()) {
                 (Some(true), Some(events)) => {

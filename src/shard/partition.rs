@@ -236,14 +236,6 @@ impl Partition {
         }
     }
 
-    /// The in-sync replicas when this broker leads (the committed ISR).
-    pub fn isr(&self) -> Option<Vec<i32>> {
-        match &*self.role.borrow() {
-            Role::Leader(l) => Some(l.isr.clone()),
-            _ => None,
-        }
-    }
-
     /// This broker's leader epoch, checked against a client's (KIP-320): -1 skips
     /// the check; older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; not
     /// leading is NOT_LEADER_OR_FOLLOWER.
