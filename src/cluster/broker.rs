@@ -3,7 +3,8 @@
 //! `broker.heartbeat.interval.ms`, reporting the metadata offset applied here.
 //! A heartbeat refused with STALE_BROKER_EPOCH (the controller fenced and
 //! forgot this registration, or another process registered the same id) makes
-//! it register again; a registration refused with INCONSISTENT_CLUSTER_ID stops
+//! it register again; a stopping broker's heartbeats ask for its controlled
+//! shutdown ([`super::shutdown`]); a registration refused with INCONSISTENT_CLUSTER_ID stops
 //! the process: its data directory belongs to another cluster.
 
 use std::rc::Rc;
@@ -50,13 +51,18 @@ impl ClusterNode {
             tracing::info!(broker_id = self.node_id, epoch, "registered with the controller");
             let mut fenced = true;
             while !self.is_stopping() {
-                let hb = ControllerRequest::BrokerHeartbeat { broker_id: self.node_id, epoch, metadata_offset: self.applied() };
+                let want_shutdown = self.shutdown.wanted.get();
+                let hb = ControllerRequest::BrokerHeartbeat { broker_id: self.node_id, epoch, metadata_offset: self.applied(), want_shutdown };
                 match self.call_controller(&hb, interval * 2).await {
-                    Ok(ControllerResponse::Heartbeat { fenced: f }) => {
+                    Ok(ControllerResponse::Heartbeat { fenced: f, should_shutdown }) => {
                         if fenced && !f {
                             tracing::info!(broker_id = self.node_id, epoch, "unfenced: serving as a cluster member");
                         }
                         fenced = f;
+                        if want_shutdown && should_shutdown && !self.shutdown.granted.get() {
+                            self.shutdown.granted.set(true);
+                            self.shutdown.changed.notify_all();
+                        }
                     }
                     Ok(ControllerResponse::Error(e)) => {
                         crate::warn_limited!("heartbeat refused ({}), registering again", Error::from(e));
@@ -64,9 +70,11 @@ impl ClusterNode {
                     }
                     _ => {}
                 }
-                // A fenced broker asks again soon: it is unfenced once caught up.
-                let wait = if fenced { interval.min(Duration::from_millis(100)) } else { interval };
-                glommio::timer::sleep(wait).await;
+                // A fenced broker asks again soon: it is unfenced once caught up;
+                // a stopping one too: it waits for the controller's go.
+                let wait = if fenced || self.shutdown.wanted.get() { interval.min(Duration::from_millis(50)) } else { interval };
+                let woken = self.wake_heartbeat.wait();
+                futures_lite::future::or(woken, glommio::timer::sleep(wait)).await;
             }
         }
     }

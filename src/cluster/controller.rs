@@ -35,6 +35,8 @@ pub struct BrokerSessions {
     last_seen: RefCell<HashMap<i32, Instant>>,
     /// The metadata offset holding each broker's registration.
     registered_at: RefCell<HashMap<i32, u64>>,
+    /// The metadata offset holding each broker's controlled-shutdown change.
+    shutdown_at: RefCell<HashMap<i32, u64>>,
     /// The offset applied when this node became the active controller: a broker
     /// registered before that is caught up once it has applied this much.
     active_since: Cell<Option<u64>>,
@@ -51,7 +53,13 @@ impl ClusterNode {
             ControllerRequest::BrokerRegistration { broker_id, incarnation_id, host, port, rack, shards, clean_shutdown } => {
                 self.register(broker_id, incarnation_id, (host, port), rack, shards, clean_shutdown).await
             }
-            ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset } => self.heartbeat(broker_id, epoch, metadata_offset).await,
+            ControllerRequest::BrokerHeartbeat { broker_id, epoch, metadata_offset, want_shutdown } => {
+                if want_shutdown {
+                    self.begin_controlled_shutdown(broker_id, epoch, metadata_offset).await
+                } else {
+                    self.heartbeat(broker_id, epoch, metadata_offset).await
+                }
+            }
             ControllerRequest::UnregisterBroker { broker_id } => self.unregister(broker_id).await,
             ControllerRequest::DescribeQuorum => self.local_description().map(ControllerResponse::Quorum).ok_or(Error::NotController),
             ControllerRequest::FetchMetadata { from } => Ok(self.answer_fetch(from).await),
@@ -80,6 +88,7 @@ impl ClusterNode {
             seen.insert(id, now);
         }
         self.sessions.registered_at.borrow_mut().clear();
+        self.sessions.shutdown_at.borrow_mut().clear();
     }
 
     async fn register(
@@ -131,12 +140,12 @@ impl ClusterNode {
             None => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} is not registered"))),
         };
         self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
-        if !b.fenced {
-            return Ok(ControllerResponse::Heartbeat { fenced: false });
+        if !b.fenced || b.in_controlled_shutdown {
+            return Ok(ControllerResponse::Heartbeat { fenced: b.fenced, should_shutdown: false });
         }
         let needed = self.sessions.registered_at.borrow().get(&broker_id).copied().or(self.sessions.active_since.get()).unwrap_or(0);
         if metadata_offset < needed {
-            return Ok(ControllerResponse::Heartbeat { fenced: true });
+            return Ok(ControllerResponse::Heartbeat { fenced: true, should_shutdown: false });
         }
         let unclean = partition_change::Defaults::of(&self.shard.cfg);
         self.shard
@@ -151,7 +160,48 @@ impl ClusterNode {
             })
             .await?;
         tracing::info!(broker_id, epoch, "broker unfenced");
-        Ok(ControllerResponse::Heartbeat { fenced: false })
+        Ok(ControllerResponse::Heartbeat { fenced: false, should_shutdown: false })
+    }
+
+    /// A heartbeat asking to stop (Kafka's controlled shutdown): the first one
+    /// commits the broker's ControlledShutdown with its leaderships handed to
+    /// other in-sync replicas and its ISR memberships dropped (the last member
+    /// of an ISR stays: a partition with no other in-sync replica goes without
+    /// a leader, as in Kafka). It may stop once it has applied that change: it
+    /// then knows it leads nothing, and so do the new leaders.
+    async fn begin_controlled_shutdown(&self, broker_id: i32, epoch: i64, metadata_offset: u64) -> Result<ControllerResponse, Error> {
+        let image = self.shard.image();
+        let b = match image.brokers.get(&broker_id) {
+            Some(b) if b.epoch == epoch => b.clone(),
+            Some(b) => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} heartbeat with epoch {epoch}, registered as {}", b.epoch))),
+            None => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} is not registered"))),
+        };
+        self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+        if b.fenced {
+            // A fenced broker leads nothing already.
+            return Ok(ControllerResponse::Heartbeat { fenced: true, should_shutdown: true });
+        }
+        if !b.in_controlled_shutdown {
+            let unclean = partition_change::Defaults::of(&self.shard.cfg);
+            let offset = self
+                .shard
+                .propose_change(|img| {
+                    match img.brokers.get(&broker_id) {
+                        Some(b) if b.epoch == epoch && !b.fenced && !b.in_controlled_shutdown => {}
+                        _ => return Ok(Vec::new()),
+                    }
+                    let mut recs = vec![MetadataRecord::ControlledShutdown { broker_id, epoch }];
+                    recs.extend(reelect_without(img, broker_id, &unclean));
+                    Ok(recs)
+                })
+                .await?;
+            self.sessions.shutdown_at.borrow_mut().insert(broker_id, offset);
+            tracing::info!(broker_id, epoch, "broker in controlled shutdown: its leaderships moved to other in-sync replicas");
+        }
+        let needed = self.sessions.shutdown_at.borrow().get(&broker_id).copied().or(self.sessions.active_since.get()).unwrap_or(0);
+        let image = self.shard.image();
+        let leads_nothing = image.topics.values().all(|t| t.partitions.iter().all(|p| p.leader != broker_id));
+        Ok(ControllerResponse::Heartbeat { fenced: false, should_shutdown: leads_nothing && metadata_offset >= needed })
     }
 
     async fn unregister(&self, broker_id: i32) -> Result<ControllerResponse, Error> {

@@ -27,8 +27,14 @@ async fn check_loop(x: Rc<XShard>) {
     while !shard.stopping.get() {
         glommio::timer::sleep(CHECK_EVERY).await;
         for (tp, p) in shard.partitions() {
-            let Some((leader_epoch, current_isr, new_isr)) = p.isr_change_wanted(lag) else { continue };
-            let Some(topic_id) = shard.image().topics.get(&tp.topic).map(|t| t.topic_id) else { continue };
+            let Some((leader_epoch, current_isr, mut new_isr)) = p.isr_change_wanted(lag) else { continue };
+            let image = shard.image();
+            // A fenced or stopping broker's fetches do not bring it back (the controller would refuse it).
+            new_isr.retain(|r| current_isr.contains(r) || image.eligible_broker(*r));
+            if new_isr == current_isr {
+                continue;
+            }
+            let Some(topic_id) = image.topics.get(&tp.topic).map(|t| t.topic_id) else { continue };
             p.set_pending_isr(Some(new_isr.clone()));
             tracing::info!(topic = %tp.topic, partition = tp.partition, from = ?current_isr, to = ?new_isr, "proposing an ISR change");
             let op = ControllerOp::AlterPartition { topic_id, partition: tp.partition, leader: shard.cfg.broker_id, leader_epoch, current_isr, new_isr };

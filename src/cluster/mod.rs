@@ -37,6 +37,7 @@ pub mod observer;
 pub mod quorum;
 pub mod replica_fetcher;
 pub mod rpc;
+pub mod shutdown;
 pub mod transport;
 
 use std::io;

@@ -79,6 +79,10 @@ pub struct ClusterNode {
     pub(super) applied_changed: Notify,
     stopping: Rc<Cell<bool>>,
     pub(super) sessions: BrokerSessions,
+    /// This broker's controlled shutdown ([`super::shutdown`]).
+    pub(super) shutdown: super::shutdown::ShutdownState,
+    /// Wakes the heartbeat loop before its interval (a controlled shutdown starts).
+    pub(super) wake_heartbeat: Notify,
 }
 
 /// The Raft parts of a controller: the quorum member, its WAL, its peers.
@@ -144,6 +148,8 @@ impl ClusterNode {
             applied_changed: Notify::default(),
             stopping,
             sessions: BrokerSessions::default(),
+            shutdown: Default::default(),
+            wake_heartbeat: Notify::default(),
             shard,
         });
         let weak: std::rc::Weak<dyn MetadataQuorum> = Rc::downgrade(&(node.clone() as Rc<dyn MetadataQuorum>));
@@ -179,6 +185,15 @@ impl ClusterNode {
     /// The quorum's state for DescribeQuorum; None on a broker-only node.
     pub fn status(&self) -> Option<super::quorum::QuorumStatus> {
         self.member.as_ref().map(|m| m.quorum.borrow().status())
+    }
+
+    /// Asks the quorum to hand this member's leadership to another voter
+    /// ([`super::quorum::Quorum::transfer_leadership`]); the transferee's Raft id.
+    pub(super) fn transfer_quorum_leadership(&self) -> Option<u64> {
+        let m = self.member.as_ref()?;
+        let to = m.quorum.borrow_mut().transfer_leadership();
+        m.wake.notify_all();
+        to
     }
 
     /// Runs `f` on the quorum member's log (a controller's); None on a broker-only node.
@@ -441,6 +456,10 @@ impl MetadataQuorum for ClusterNode {
                 _ => Err(Error::NotController),
             }
         })
+    }
+
+    fn controlled_shutdown(&self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(ClusterNode::controlled_shutdown(self))
     }
 
     fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>> {

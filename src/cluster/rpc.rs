@@ -79,6 +79,10 @@ pub enum ControllerRequest {
         epoch: i64,
         /// The metadata log offset (Raft index) the broker has applied.
         metadata_offset: u64,
+        /// It is stopping (SIGTERM, `controlled.shutdown.enable`): move its
+        /// leaderships and take it out of the ISRs first (Kafka's WantShutDown).
+        #[serde(default)]
+        want_shutdown: bool,
     },
     /// Kafka's UnregisterBroker: the broker leaves the cluster for good.
     UnregisterBroker {
@@ -115,6 +119,10 @@ pub enum ControllerResponse {
     Heartbeat {
         /// Still fenced: it leads nothing.
         fenced: bool,
+        /// Its controlled shutdown is done here: it leads nothing and this
+        /// node applied that change (Kafka's ShouldShutDown). It may stop.
+        #[serde(default)]
+        should_shutdown: bool,
     },
     /// Unregistered, at this metadata offset.
     Unregistered {
@@ -247,9 +255,9 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         assert!(matches!(round_trip(Frame::Raft(vec![1, 2, 3])), Frame::Raft(b) if b == [1, 2, 3]));
-        let hb = ControllerRequest::BrokerHeartbeat { broker_id: 2, epoch: 7, metadata_offset: 40 };
+        let hb = ControllerRequest::BrokerHeartbeat { broker_id: 2, epoch: 7, metadata_offset: 40, want_shutdown: true };
         match round_trip(Frame::Request(9, hb)) {
-            Frame::Request(9, ControllerRequest::BrokerHeartbeat { broker_id: 2, epoch: 7, metadata_offset: 40 }) => {}
+            Frame::Request(9, ControllerRequest::BrokerHeartbeat { broker_id: 2, epoch: 7, metadata_offset: 40, want_shutdown: true }) => {}
             other => panic!("{other:?}"),
         }
         assert!(matches!(round_trip(Frame::Hello { cluster_id: "c".into(), node_id: 1 }), Frame::Hello { node_id: 1, .. }));

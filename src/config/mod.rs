@@ -156,6 +156,22 @@ pub struct Config {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `controlled.shutdown.enable`: on SIGTERM a cluster broker first has the
+    /// controller move its leaderships and take it out of the ISRs.
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.max.retries`: with `controlled.shutdown.retry.backoff.ms`,
+    /// bounds the wait for the controller (retries x backoff) before stopping anyway.
+    pub controlled_shutdown_max_retries: u32,
+    /// `controlled.shutdown.retry.backoff.ms`.
+    pub controlled_shutdown_retry_backoff_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership
+    /// back to preferred replicas when a broker's imbalance is over the limit.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often it checks.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: the share of a broker's
+    /// preferred-leader partitions led elsewhere that it tolerates.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state`
     /// (the transaction coordinator's writes need that many in-sync replicas).
     pub transaction_state_log_min_isr: i32,
@@ -345,6 +361,12 @@ impl Default for Config {
             broker_rack: None,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
+            controlled_shutdown_enable: true,
+            controlled_shutdown_max_retries: 3,
+            controlled_shutdown_retry_backoff_ms: 5000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             transaction_state_log_min_isr: 2,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_bytes: 1 << 20,
@@ -599,6 +621,12 @@ impl Config {
             "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
+            "controlled.shutdown.enable" => self.controlled_shutdown_enable = parse_bool(key, v)?,
+            "controlled.shutdown.max.retries" => self.controlled_shutdown_max_retries = parse_num(key, v)?,
+            "controlled.shutdown.retry.backoff.ms" => self.controlled_shutdown_retry_backoff_ms = parse_num(key, v)?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse_bool(key, v)?,
+            "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds = parse_num(key, v)?,
+            "leader.imbalance.per.broker.percentage" => self.leader_imbalance_per_broker_percentage = parse_num(key, v)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_num(key, v)?,
             "transaction.state.log.min.isr" => self.transaction_state_log_min_isr = parse_num(key, v)?,
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_num(key, v)?,
@@ -751,6 +779,12 @@ impl Config {
             ("broker.id", self.broker_id.to_string()),
             ("broker.rack", self.broker_rack.clone().unwrap_or_default()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("controlled.shutdown.enable", self.controlled_shutdown_enable.to_string()),
+            ("controlled.shutdown.max.retries", self.controlled_shutdown_max_retries.to_string()),
+            ("controlled.shutdown.retry.backoff.ms", self.controlled_shutdown_retry_backoff_ms.to_string()),
+            ("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string()),
+            ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
+            ("leader.imbalance.per.broker.percentage", self.leader_imbalance_per_broker_percentage.to_string()),
             ("num.replica.fetchers", self.num_replica_fetchers.to_string()),
             ("replica.fetch.backoff.ms", self.replica_fetch_backoff_ms.to_string()),
             ("replica.fetch.max.bytes", self.replica_fetch_max_bytes.to_string()),
@@ -955,6 +989,12 @@ impl Config {
         }
         if self.broker_heartbeat_interval_ms == 0 || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
             return Err(bad("broker.heartbeat.interval.ms", "must be positive and less than broker.session.timeout.ms"));
+        }
+        if self.leader_imbalance_check_interval_seconds == 0 {
+            return Err(bad("leader.imbalance.check.interval.seconds", "must be at least 1"));
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(bad("leader.imbalance.per.broker.percentage", "must be between 0 and 100"));
         }
         if self.replica_lag_time_max_ms == 0
             || self.replica_fetch_max_bytes < 1

@@ -86,6 +86,9 @@ pub struct BrokerMeta {
     /// Fenced: its heartbeats stopped, or it has not caught up since registering.
     /// A fenced broker leads nothing and is left out of Metadata.
     pub fenced: bool,
+    /// In controlled shutdown (it asked to stop): it still serves, but leads
+    /// nothing and joins no ISR until it registers again.
+    pub in_controlled_shutdown: bool,
 }
 
 /// The whole image.
@@ -205,6 +208,7 @@ impl MetadataImage {
                     rack: rack.clone(),
                     shards: *shards,
                     fenced: *fenced,
+                    in_controlled_shutdown: false,
                 };
                 self.brokers.insert(*broker_id, b);
             }
@@ -214,6 +218,13 @@ impl MetadataImage {
                     return Err(format!("fencing broker {broker_id} epoch {epoch}, registered as {}", b.epoch));
                 }
                 b.fenced = matches!(rec, MetadataRecord::FenceBroker { .. });
+            }
+            MetadataRecord::ControlledShutdown { broker_id, epoch } => {
+                let b = self.brokers.get_mut(broker_id).ok_or_else(|| format!("controlled shutdown of unknown broker {broker_id}"))?;
+                if b.epoch != *epoch {
+                    return Err(format!("controlled shutdown of broker {broker_id} epoch {epoch}, registered as {}", b.epoch));
+                }
+                b.in_controlled_shutdown = true;
             }
             MetadataRecord::UnregisterBroker { broker_id } => {
                 self.brokers.remove(broker_id).ok_or_else(|| format!("unregistering unknown broker {broker_id}"))?;
@@ -266,6 +277,9 @@ impl MetadataImage {
                 shards: b.shards,
                 fenced: b.fenced,
             });
+            if b.in_controlled_shutdown {
+                out.push(MetadataRecord::ControlledShutdown { broker_id, epoch: b.epoch });
+            }
         }
         for t in self.topics.values() {
             t.push_records(&mut out);
@@ -276,6 +290,12 @@ impl MetadataImage {
     /// The broker with `id`, if registered and not fenced (it may lead and be named in Metadata).
     pub fn live_broker(&self, id: i32) -> Option<&BrokerMeta> {
         self.brokers.get(&id).filter(|b| !b.fenced)
+    }
+
+    /// Whether broker `id` may be elected leader or join an ISR: registered,
+    /// unfenced and not in controlled shutdown (Kafka's "active" broker).
+    pub fn eligible_broker(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
     }
 
     /// Records that make `topic` have exactly the overrides `configs`.

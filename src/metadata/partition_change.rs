@@ -80,7 +80,7 @@ fn next_elr(t: &TopicMeta, p: &PartitionMeta, new_isr: &[i32], d: &Defaults) -> 
 /// restart, or unregistered): out of every ISR where it is not the last member,
 /// and a new leader for every partition it led.
 pub fn without_broker(image: &MetadataImage, broker: i32, d: &Defaults) -> Vec<MetadataRecord> {
-    let live = |id: i32| id != broker && image.live_broker(id).is_some();
+    let live = |id: i32| id != broker && image.eligible_broker(id);
     let mut out = Vec::new();
     for t in image.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
@@ -128,7 +128,7 @@ pub fn after_unclean_restart(image: &MetadataImage, broker: i32) -> Vec<Metadata
 /// Leaders for partitions that have none, now that `newly_live` (when given)
 /// counts as live too (a broker just unfenced).
 pub fn elect_leaderless(image: &MetadataImage, newly_live: Option<i32>, d: &Defaults) -> Vec<MetadataRecord> {
-    let live = |id: i32| Some(id) == newly_live || image.live_broker(id).is_some();
+    let live = |id: i32| Some(id) == newly_live || image.eligible_broker(id);
     let mut out = Vec::new();
     for t in image.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
@@ -216,8 +216,8 @@ pub fn alter_isr(
     if !new_isr.contains(&leader) || new_isr.iter().any(|r| !p.replicas.contains(r)) {
         return Err(Error::InvalidRequest(format!("ISR {new_isr:?} must hold the leader and only replicas of {:?}", p.replicas)));
     }
-    if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && image.live_broker(**r).is_none()) {
-        return Err(Error::IneligibleReplica(format!("broker {r} is fenced or not registered")));
+    if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !image.eligible_broker(**r)) {
+        return Err(Error::IneligibleReplica(format!("broker {r} is fenced, shutting down or not registered")));
     }
     if new_isr == p.isr {
         return Ok(Vec::new());
@@ -244,7 +244,7 @@ mod tests {
         for b in 1..=3 {
             img.brokers.insert(
                 b,
-                BrokerMeta { epoch: b as i64, incarnation_id: Uuid::nil(), host: "h".into(), port: 1, rack: None, shards: 1, fenced: fenced.contains(&b) },
+                BrokerMeta { epoch: b as i64, incarnation_id: Uuid::nil(), host: "h".into(), port: 1, rack: None, shards: 1, fenced: fenced.contains(&b), in_controlled_shutdown: false },
             );
         }
         img.apply(&MetadataRecord::Topic { name: "t".into(), topic_id: id }).unwrap();

@@ -88,6 +88,16 @@ pub enum MetadataRecord {
         /// The registration this applies to.
         epoch: i64,
     },
+    /// A broker asked to stop (controlled shutdown, a BrokerHeartbeat with
+    /// `want_shutdown`): Kafka's `BrokerRegistrationChangeRecord` with
+    /// `InControlledShutdown`. It leads nothing and joins no ISR from here on;
+    /// its next registration (the restart) clears it.
+    ControlledShutdown {
+        /// The broker's id.
+        broker_id: i32,
+        /// The registration this applies to.
+        epoch: i64,
+    },
     /// A broker left the cluster for good (UnregisterBroker).
     UnregisterBroker {
         /// The broker's id.

@@ -8,7 +8,7 @@ pub mod nofile;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -226,11 +226,15 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let endpoints = xshard::mesh(n, cfg.xshard_channel_capacity);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let drained = Arc::new(AtomicUsize::new(0));
+    // Set by the controller shard once this node may stop (after a cluster
+    // broker's controlled shutdown); the other shards serve until then.
+    let may_stop = Arc::new(AtomicBool::new(false));
     let quotas = crate::net::connection_quotas::ConnectionQuotas::new(&cfg);
     let mut handles = Vec::new();
     for (id, (core, eps)) in cores.iter().copied().zip(endpoints).enumerate() {
         let (cfg, image, placement, advertised, ready_tx, drained, offline, quotas) =
             (cfg.clone(), image.clone(), placement.clone(), advertised.clone(), ready_tx.clone(), drained.clone(), offline.clone(), quotas.clone());
+        let may_stop = may_stop.clone();
         // The controller shard owns the metadata log.
         let metadata_log = if id == crate::shard::CONTROLLER_SHARD { metadata_log.take() } else { None };
         // ... or, on a cluster node, the quorum's log.
@@ -283,7 +287,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Some((_, Ok(l))) => Some(l),
                     Some((b, Err(e))) => return fail(exclusive::bind_error(b, e).to_string()),
                 };
-                spawn_stop_watcher(coordinators.clone(), stop_fd);
+                spawn_stop_watcher(coordinators.clone(), stop_fd, may_stop);
                 spawn_flusher(shard.clone());
                 spawn_group_ticker(coordinators.clone());
                 spawn_txn_ticker(coordinators);
@@ -350,13 +354,27 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn spawn_stop_watcher(coordinators: std::rc::Rc<Coordinators>, fd: RawFd) {
+/// Stops this shard on SIGTERM/SIGINT. The controller shard first runs the
+/// cluster's controlled shutdown (`cluster::shutdown`) and then lets every
+/// shard stop (`may_stop`); the others keep serving until then, since the
+/// partitions they own are led here until the controller has moved them.
+fn spawn_stop_watcher(coordinators: std::rc::Rc<Coordinators>, fd: RawFd, may_stop: Arc<AtomicBool>) {
     use std::os::fd::FromRawFd;
     // SAFETY: the eventfd belongs to this shard alone from here on.
     let f = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
     glommio::spawn_local(async move {
         let _ = f.read_at(0, 8).await;
         let shard = &coordinators.shard;
+        if shard.id == crate::shard::CONTROLLER_SHARD {
+            if let Some(quorum) = shard.quorum() {
+                quorum.controlled_shutdown().await;
+            }
+            may_stop.store(true, Ordering::SeqCst);
+        } else {
+            while !may_stop.load(Ordering::SeqCst) {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
         tracing::info!(shard = shard.id, "stopping");
         shard.stopping.set(true);
         shard.stop_signal.notify_all();

@@ -443,7 +443,7 @@ impl Shard {
     /// above the live brokers is refused.
     fn assign(&self, image: &MetadataImage, first: i32, count: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>> {
         let brokers: Vec<(i32, Option<String>)> = if self.cfg.is_cluster() {
-            image.brokers.iter().filter(|(_, b)| !b.fenced).map(|(&id, b)| (id, b.rack.clone())).collect()
+            image.brokers.iter().filter(|(_, b)| !b.fenced && !b.in_controlled_shutdown).map(|(&id, b)| (id, b.rack.clone())).collect()
         } else {
             vec![(self.cfg.broker_id, None)]
         };

@@ -65,6 +65,9 @@ pub trait MetadataQuorum {
     /// Removes broker `broker_id`'s registration (Kafka's UnregisterBroker),
     /// through the active controller.
     fn unregister_broker(&self, broker_id: i32) -> LocalBoxFuture<'_, Result<()>>;
+    /// Stopping: a broker's controlled shutdown (its leaderships moved first),
+    /// and a quorum leader's handoff; resolves when this node may stop.
+    fn controlled_shutdown(&self) -> LocalBoxFuture<'_, ()>;
     /// The quorum as its leader sees it (asked of the leader when this node is not it).
     fn describe(&self) -> LocalBoxFuture<'_, Result<QuorumDescription>>;
 }

@@ -387,6 +387,21 @@ impl Quorum {
         Ok(res?)
     }
 
+    /// Hands leadership to the most caught-up other voter (a leader that is
+    /// about to stop: the quorum does not wait an election timeout for a new
+    /// leader). raft-rs lets the transferee catch up, then tells it to campaign
+    /// at once; proposals are refused meanwhile. Answers the transferee, or
+    /// None when this member does not lead or has no other voter.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let me = self.id;
+        let to = self.voters.iter().copied().filter(|&v| v != me).max_by_key(|&v| self.node.raft.prs().get(v).map_or(0, |p| p.matched))?;
+        self.node.transfer_leader(to);
+        Some(to)
+    }
+
     /// Appends `payload` to the log if this member leads; `proposal_id` comes back
     /// in [`Committed::proposal_id`] when it commits. A proposal may still be lost
     /// (a leader change before it commits): the proposer learns that when
