@@ -331,6 +331,20 @@ pub enum Error {
     /// (INVALID_REPLICA_ASSIGNMENT); the text says why.
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    /// ElectLeaders for a partition already led by the replica the election
+    /// would pick (ELECTION_NOT_NEEDED).
+    #[error("election not needed: {0}")]
+    ElectionNotNeeded(String),
+    /// A preferred election whose preferred replica is not live and in sync
+    /// (PREFERRED_LEADER_NOT_AVAILABLE).
+    #[error("preferred leader not available: {0}")]
+    PreferredLeaderNotAvailable(String),
+    /// An unclean election with no live replica to elect (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+    #[error("eligible leaders not available: {0}")]
+    EligibleLeadersNotAvailable(String),
+    /// Cancelling a reassignment of a partition that has none (NO_REASSIGNMENT_IN_PROGRESS).
+    #[error("no reassignment in progress: {0}")]
+    NoReassignmentInProgress(String),
     /// A partition whose log could not be opened (out of file descriptors, an
     /// I/O error): offline until it opens, as Kafka marks a failed log dir offline.
     #[error("storage error: {0}")]
@@ -437,6 +451,10 @@ impl Error {
             Error::UnknownLeaderEpoch(_) => R::UnknownLeaderEpoch,
             Error::UnsupportedEndpointType(_) => R::UnsupportedEndpointType,
             Error::InvalidReplicaAssignment(_) => R::InvalidReplicaAssignment,
+            Error::ElectionNotNeeded(_) => R::ElectionNotNeeded,
+            Error::PreferredLeaderNotAvailable(_) => R::PreferredLeaderNotAvailable,
+            Error::EligibleLeadersNotAvailable(_) => R::EligibleLeadersNotAvailable,
+            Error::NoReassignmentInProgress(_) => R::NoReassignmentInProgress,
             Error::KafkaStorage(_) | Error::Io(_) => R::KafkaStorageError,
         }
     }

@@ -224,6 +224,8 @@ impl ClusterNode {
     /// Fences brokers whose session expired, while this node is the active controller.
     pub(super) async fn session_loop(self: Rc<Self>) {
         let timeout = Duration::from_millis(self.shard.cfg.broker_session_timeout_ms);
+        let rebalance_every = Duration::from_secs(self.shard.cfg.leader_imbalance_check_interval_seconds.max(1));
+        let mut last_rebalance = Instant::now();
         while !self.is_stopping() {
             glommio::timer::sleep(SESSION_CHECK).await;
             if !crate::shard::links::MetadataQuorum::is_active(&*self) {
@@ -259,6 +261,10 @@ impl ClusterNode {
                     Err(e) => crate::warn_limited!(broker_id, "fencing a broker failed: {e}"),
                 }
             }
+            if self.shard.cfg.auto_leader_rebalance_enable && last_rebalance.elapsed() >= rebalance_every {
+                last_rebalance = Instant::now();
+                self.rebalance_leaders().await;
+            }
             // Leaderless partitions that can have a leader now: an in-sync replica's
             // broker is live, or `unclean.leader.election.enable` was just turned on.
             if image.topics.values().any(|t| t.partitions.iter().any(|p| p.leader == -1)) {
@@ -266,6 +272,29 @@ impl ClusterNode {
                     crate::warn_limited!("electing leaders for leaderless partitions failed: {e}");
                 }
             }
+        }
+    }
+}
+
+impl ClusterNode {
+    /// `auto.leader.rebalance.enable`: preferred elections for the brokers whose
+    /// leader imbalance is over `leader.imbalance.per.broker.percentage`.
+    async fn rebalance_leaders(&self) {
+        let pct = self.shard.cfg.leader_imbalance_per_broker_percentage;
+        let d = partition_change::Defaults::of(&self.shard.cfg);
+        let moved = std::cell::Cell::new(0);
+        let res = self
+            .shard
+            .propose_change(|img| {
+                let recs = partition_change::rebalance_leaders(img, pct, &d);
+                moved.set(recs.len());
+                Ok(recs)
+            })
+            .await;
+        match res {
+            Ok(_) if moved.get() > 0 => tracing::info!(partitions = moved.get(), "leaders moved back to preferred replicas (auto.leader.rebalance.enable)"),
+            Ok(_) => {}
+            Err(e) => crate::warn_limited!("rebalancing leaders failed: {e}"),
         }
     }
 }
@@ -308,7 +337,19 @@ mod tests {
         broker(&mut img, 2, false);
         // Broker 2 goes: partition 1 moves to 1; partition 0 is untouched.
         let recs = reelect_without(&img, 2, &D);
-        assert_eq!(recs, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(1), isr: Some(vec![1]), elr: None }]);
+        assert_eq!(
+            recs,
+            vec![MetadataRecord::PartitionChange {
+                topic_id: t,
+                partition: 1,
+                leader: Some(1),
+                isr: Some(vec![1]),
+                elr: None,
+                replicas: None,
+                adding: None,
+                removing: None
+            }]
+        );
         // Broker 1 goes too (after 2 was fenced): both partitions lose their leader.
         img.apply(&MetadataRecord::FenceBroker { broker_id: 2, epoch: 2 }).unwrap();
         for r in &recs {

@@ -38,6 +38,7 @@ use super::inter_broker::{broker_address, connect, encode_request, read_response
 use crate::protocol::record_batch::replicated_batches;
 use crate::shard::partition::Partition;
 use crate::shard::request::TopicPartition;
+use crate::shard::throttle::{follower_rate, ReplicationThrottle};
 use crate::shard::Shard;
 
 /// The Fetch version followers send (the newest this broker serves).
@@ -46,6 +47,8 @@ const FETCH_VERSION: i16 = 12;
 const MANAGE_EVERY: Duration = Duration::from_millis(100);
 /// The pause after a leadership error (the image is about to change).
 const LEADER_RETRY: Duration = Duration::from_millis(100);
+/// How long a session whose every partition is throttled waits for the bucket.
+const THROTTLE_WAIT: Duration = Duration::from_millis(50);
 
 /// Starts the replica fetchers of `shard`'s core (cluster brokers only).
 pub fn start(shard: Rc<Shard>) {
@@ -101,10 +104,20 @@ async fn session(shard: Rc<Shard>, leader: i32, index: usize, alive: Rc<Cell<boo
     let mut conn: Option<TcpStream> = None;
     let mut correlation_id = 0i32;
     tracing::debug!(leader, session = index, "replica fetch session started");
+    let throttle = ReplicationThrottle::default();
     while !shard.stopping.get() {
-        let parts = partitions_for(&shard, leader, index);
+        let mut parts = partitions_for(&shard, leader, index);
         if parts.is_empty() {
             break;
+        }
+        // Reassignment copies wait while the throttle's bucket is empty.
+        let rate = follower_rate(&shard.image(), cfg.broker_id, leader);
+        if rate.is_some_and(|r| !throttle.allow(r)) {
+            parts.retain(|(_, p, _)| !p.reassignment_copy());
+            if parts.is_empty() {
+                glommio::timer::sleep(THROTTLE_WAIT).await;
+                continue;
+            }
         }
         correlation_id = correlation_id.wrapping_add(1);
         let req = build_request(&shard, &parts);
@@ -121,12 +134,29 @@ async fn session(shard: Rc<Shard>, leader: i32, index: usize, alive: Rc<Cell<boo
                 continue;
             }
         };
+        if rate.is_some() {
+            throttle.charge(copied_bytes(&parts, &resp));
+        }
         if handle_response(&parts, leader, resp).await {
             glommio::timer::sleep(LEADER_RETRY.min(backoff)).await;
         }
     }
     alive.set(false);
     tracing::debug!(leader, session = index, "replica fetch session ended");
+}
+
+/// Bytes of records `resp` brings for partitions a reassignment is copying here.
+fn copied_bytes(parts: &[(TopicPartition, Rc<Partition>, i32)], resp: &FetchResponse) -> usize {
+    let mut n = 0;
+    for t in &resp.responses {
+        for d in &t.partitions {
+            let copying = parts.iter().any(|(tp, p, _)| p.reassignment_copy() && tp.partition == d.partition_index && tp.topic == t.topic.0.as_str());
+            if copying {
+                n += d.records.as_ref().map_or(0, |r| r.len());
+            }
+        }
+    }
+    n
 }
 
 /// The Fetch a follower sends for `parts`.

@@ -1,8 +1,10 @@
 //! AlterConfigs (key 33, versions 0-2) and IncrementalAlterConfigs (key 44,
 //! versions 0-1). Topic overrides are validated on the controller, persisted
 //! with the metadata image and pushed to every shard, whose open logs apply
-//! them at once. Broker configs are static (file, profile, --set): altering
-//! one is refused with INVALID_REQUEST, as Kafka refuses non-dynamic keys.
+//! them at once. Broker configs are static (file, profile, --set) except the
+//! replication throttle rates (`shard::throttle`), which are kept in the
+//! metadata log per broker id ("" = every broker); altering any other is
+//! refused with INVALID_REQUEST, as Kafka refuses non-dynamic keys.
 
 use std::collections::BTreeMap;
 
@@ -76,10 +78,11 @@ fn incremental_ops(r: &kafka_protocol::messages::incremental_alter_configs_reque
 
 /// Sends topic changes to the controller in one call and publishes the new image.
 async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, validate_only: bool) -> Outcome {
-    let broker_id = ctx.shard().cfg.broker_id.to_string();
     let mut out: Vec<(i8, StrBytes, Option<Result<()>>)> = Vec::new();
     let mut topic_changes = Vec::new();
     let mut topic_slots = Vec::new();
+    let mut broker_changes = Vec::new();
+    let mut broker_slots = Vec::new();
     for (t, name, change) in items {
         let r = match (t, change) {
             (_, Err(e)) => Some(Err(e)),
@@ -88,10 +91,14 @@ async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, vali
                 topic_changes.push((name.to_string(), change));
                 None
             }
-            (RESOURCE_BROKER, _) if name.is_empty() || name.as_str() == broker_id => {
-                Some(Err(Error::StaticBrokerConfig("broker configs are static in shardlog: set them in the config file or with --set and restart".into())))
-            }
-            (RESOURCE_BROKER, _) => Some(Err(Error::InvalidRequest(format!("broker {name} is not this broker ({broker_id})")))),
+            (RESOURCE_BROKER, Ok(change)) => match if name.is_empty() { Ok(-1) } else { name.parse::<i32>() } {
+                Ok(id) => {
+                    broker_slots.push(out.len());
+                    broker_changes.push((id, change));
+                    None
+                }
+                Err(_) => Some(Err(Error::InvalidRequest(format!("broker resource name `{name}` is not a broker id")))),
+            },
             (other, _) => Some(Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)")))),
         };
         out.push((t, name, r));
@@ -104,6 +111,17 @@ async fn apply(ctx: &Ctx, items: Vec<(i8, StrBytes, Result<ConfigChange>)>, vali
                 _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
             };
         for (slot, r) in topic_slots.into_iter().zip(results) {
+            out[slot].2 = Some(r);
+        }
+    }
+    if !broker_changes.is_empty() {
+        let n = broker_changes.len();
+        let results =
+            match ctx.x.call(CONTROLLER_SHARD, ShardRequest::Controller(ControllerOp::AlterBrokerConfigs { changes: broker_changes, validate_only })).await {
+                Ok(ShardResponse::AlterBrokerConfigs(r)) if r.len() == n => r,
+                _ => (0..n).map(|_| Err(Error::ShardUnavailable)).collect(),
+            };
+        for (slot, r) in broker_slots.into_iter().zip(results) {
             out[slot].2 = Some(r);
         }
     }

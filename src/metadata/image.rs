@@ -29,6 +29,17 @@ pub struct PartitionMeta {
     /// was below `min.insync.replicas` (the high watermark was frozen, so they
     /// hold everything committed). Electable when no ISR member is alive.
     pub elr: Vec<i32>,
+    /// Replicas an ongoing reassignment adds (also in `replicas`; empty: none).
+    pub adding: Vec<i32>,
+    /// Replicas an ongoing reassignment removes once every added one is in sync.
+    pub removing: Vec<i32>,
+}
+
+impl PartitionMeta {
+    /// Whether a reassignment of this partition is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
 }
 
 /// A topic: id, partitions and its config overrides.
@@ -58,8 +69,17 @@ impl TopicMeta {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
             });
-            if !p.elr.is_empty() {
-                out.push(MetadataRecord::PartitionChange { topic_id: self.topic_id, partition: i as i32, leader: None, isr: None, elr: Some(p.elr.clone()) });
+            if !p.elr.is_empty() || p.reassigning() {
+                out.push(MetadataRecord::PartitionChange {
+                    topic_id: self.topic_id,
+                    partition: i as i32,
+                    leader: None,
+                    isr: None,
+                    elr: (!p.elr.is_empty()).then(|| p.elr.clone()),
+                    replicas: None,
+                    adding: p.reassigning().then(|| p.adding.clone()),
+                    removing: p.reassigning().then(|| p.removing.clone()),
+                });
             }
         }
         for (k, v) in &self.configs {
@@ -111,6 +131,9 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerMeta>,
     /// The epoch the next registration gets (one more than any given so far).
     pub next_broker_epoch: i64,
+    /// Dynamic broker configs (the replication throttle rates) per broker id;
+    /// -1 holds the cluster-wide default (Kafka's resource name "").
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -124,6 +147,7 @@ impl MetadataImage {
             next_producer_id: 0,
             brokers: BTreeMap::new(),
             next_broker_epoch: 1,
+            broker_configs: BTreeMap::new(),
         }
     }
 
@@ -176,6 +200,8 @@ impl MetadataImage {
                     replicas: replicas.clone(),
                     isr: isr.clone(),
                     elr: Vec::new(),
+                    adding: Vec::new(),
+                    removing: Vec::new(),
                 });
             }
             MetadataRecord::Config { topic, key, value } => {
@@ -219,6 +245,16 @@ impl MetadataImage {
                 }
                 b.fenced = matches!(rec, MetadataRecord::FenceBroker { .. });
             }
+            MetadataRecord::BrokerConfig { broker_id, key, value } => {
+                let m = self.broker_configs.entry(*broker_id).or_default();
+                match value {
+                    Some(v) => m.insert(key.clone(), v.clone()),
+                    None => m.remove(key),
+                };
+                if m.is_empty() {
+                    self.broker_configs.remove(broker_id);
+                }
+            }
             MetadataRecord::ControlledShutdown { broker_id, epoch } => {
                 let b = self.brokers.get_mut(broker_id).ok_or_else(|| format!("controlled shutdown of unknown broker {broker_id}"))?;
                 if b.epoch != *epoch {
@@ -229,7 +265,7 @@ impl MetadataImage {
             MetadataRecord::UnregisterBroker { broker_id } => {
                 self.brokers.remove(broker_id).ok_or_else(|| format!("unregistering unknown broker {broker_id}"))?;
             }
-            MetadataRecord::PartitionChange { topic_id, partition, leader, isr, elr } => {
+            MetadataRecord::PartitionChange { topic_id, partition, leader, isr, elr, replicas, adding, removing } => {
                 let t = self.topic_mut(topic_id)?;
                 let name = t.name.clone();
                 let p = t.partitions.get_mut(*partition as usize).ok_or_else(|| format!("change of unknown partition {name}-{partition}"))?;
@@ -244,6 +280,15 @@ impl MetadataImage {
                 }
                 if let Some(elr) = elr {
                     p.elr = elr.clone();
+                }
+                if let Some(r) = replicas {
+                    p.replicas = r.clone();
+                }
+                if let Some(a) = adding {
+                    p.adding = a.clone();
+                }
+                if let Some(r) = removing {
+                    p.removing = r.clone();
                 }
             }
         }
@@ -281,6 +326,11 @@ impl MetadataImage {
                 out.push(MetadataRecord::ControlledShutdown { broker_id, epoch: b.epoch });
             }
         }
+        for (&broker_id, m) in &self.broker_configs {
+            for (k, v) in m {
+                out.push(MetadataRecord::BrokerConfig { broker_id, key: k.clone(), value: Some(v.clone()) });
+            }
+        }
         for t in self.topics.values() {
             t.push_records(&mut out);
         }
@@ -290,6 +340,11 @@ impl MetadataImage {
     /// The broker with `id`, if registered and not fenced (it may lead and be named in Metadata).
     pub fn live_broker(&self, id: i32) -> Option<&BrokerMeta> {
         self.brokers.get(&id).filter(|b| !b.fenced)
+    }
+
+    /// Dynamic broker config `key` of broker `id`: its own value, else the cluster-wide one.
+    pub fn broker_config(&self, id: i32, key: &str) -> Option<&str> {
+        [id, -1].iter().find_map(|b| self.broker_configs.get(b).and_then(|m| m.get(key))).map(String::as_str)
     }
 
     /// Whether broker `id` may be elected leader or join an ISR: registered,
@@ -327,10 +382,23 @@ mod tests {
         }
         img.apply(&MetadataRecord::Config { topic: "a".into(), key: "cleanup.policy".into(), value: Some("compact".into()) }).unwrap();
         img.apply(&MetadataRecord::ProducerIds { next_producer_id: 1000 }).unwrap();
-        img.apply(&MetadataRecord::PartitionChange { topic_id: a, partition: 1, leader: Some(2), isr: Some(vec![2]), elr: Some(vec![0]) }).unwrap();
+        img.apply(&MetadataRecord::PartitionChange {
+            topic_id: a,
+            partition: 1,
+            leader: Some(2),
+            isr: Some(vec![2]),
+            elr: Some(vec![0]),
+            replicas: None,
+            adding: None,
+            removing: None,
+        })
+        .unwrap();
         img.apply(&MetadataRecord::RemoveTopic { topic_id: b }).unwrap();
         assert_eq!(img.topics.len(), 1);
-        assert_eq!(img.topics["a"].partitions[1], PartitionMeta { leader: 2, leader_epoch: 1, replicas: vec![0], isr: vec![2], elr: vec![0] });
+        assert_eq!(
+            img.topics["a"].partitions[1],
+            PartitionMeta { leader: 2, leader_epoch: 1, replicas: vec![0], isr: vec![2], elr: vec![0], adding: vec![], removing: vec![] }
+        );
         assert_eq!(img.topics["a"].configs["cleanup.policy"], "compact");
         assert_eq!(img.topic_name(&b), None);
 

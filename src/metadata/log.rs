@@ -187,7 +187,15 @@ fn read_legacy(log_dir: &Path) -> io::Result<Option<(String, Vec<MetadataRecord>
         let partitions = t
             .partitions
             .into_iter()
-            .map(|p| PartitionMeta { leader: p.leader, leader_epoch: p.leader_epoch, replicas: p.replicas, isr: p.isr, elr: Vec::new() })
+            .map(|p| PartitionMeta {
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas,
+                isr: p.isr,
+                elr: Vec::new(),
+                adding: Vec::new(),
+                removing: Vec::new(),
+            })
             .collect();
         TopicMeta { name: t.name, topic_id: t.topic_id, partitions, configs: t.configs }.push_records(&mut recs);
     }

@@ -14,6 +14,7 @@ pub mod meta_properties;
 pub mod partition_change;
 pub mod placement;
 pub mod producer_ids;
+pub mod reassignment;
 pub mod records;
 
 pub use image::{MetadataImage, PartitionMeta, TopicMeta};

@@ -118,6 +118,9 @@ pub fn after_unclean_restart(image: &MetadataImage, broker: i32) -> Vec<Metadata
                     leader: None,
                     isr: (isr != p.isr).then_some(isr),
                     elr: (elr != p.elr).then_some(elr),
+                    replicas: None,
+                    adding: None,
+                    removing: None,
                 });
             }
         }
@@ -187,8 +190,116 @@ fn push_change(
             leader: leader_changed.then_some(leader),
             isr: isr_changed.then_some(isr),
             elr: elr_changed.then_some(elr),
+            replicas: None,
+            adding: None,
+            removing: None,
         });
     }
+}
+
+/// Kafka's ElectLeaders election types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionType {
+    /// Move leadership to the first replica (the preferred leader) when it is
+    /// live and in sync.
+    Preferred,
+    /// Elect a leader for a partition that has none, out-of-sync replicas
+    /// included (records only the old ISR held are lost).
+    Unclean,
+}
+
+/// One partition's ElectLeaders outcome: topic, partition, and the error when
+/// nothing was elected.
+pub type ElectionResult = (String, i32, Result<()>);
+
+/// ElectLeaders: the changes, and one result per partition asked for (every
+/// partition when `partitions` is None; then, as in Kafka, partitions that
+/// needed no election are left out of the results).
+pub fn elect_leaders(
+    image: &MetadataImage,
+    kind: ElectionType,
+    partitions: Option<&[(String, i32)]>,
+    d: &Defaults,
+) -> (Vec<MetadataRecord>, Vec<ElectionResult>) {
+    let all: Vec<(String, i32)>;
+    let asked = match partitions {
+        Some(p) => p,
+        None => {
+            all = image.topics.values().flat_map(|t| (0..t.partitions.len() as i32).map(|i| (t.name.clone(), i))).collect();
+            &all
+        }
+    };
+    let mut out = Vec::new();
+    let mut results = Vec::new();
+    for (topic, partition) in asked {
+        let res = match (image.topics.get(topic), usize::try_from(*partition).ok()) {
+            (Some(t), Some(i)) if i < t.partitions.len() => elect_one(image, t, i, kind, d).map(|rec| out.extend(rec)),
+            _ => Err(Error::UnknownTopicOrPartition),
+        };
+        if partitions.is_none() && matches!(res, Err(Error::ElectionNotNeeded(_))) {
+            continue;
+        }
+        results.push((topic.clone(), *partition, res));
+    }
+    (out, results)
+}
+
+fn elect_one(image: &MetadataImage, t: &TopicMeta, i: usize, kind: ElectionType, d: &Defaults) -> Result<Option<MetadataRecord>> {
+    let p = &t.partitions[i];
+    let mut out = Vec::new();
+    match kind {
+        ElectionType::Preferred => {
+            let Some(&preferred) = p.replicas.first() else { return Err(Error::PreferredLeaderNotAvailable("the partition has no replicas".into())) };
+            if p.leader == preferred {
+                return Err(Error::ElectionNotNeeded(format!("broker {preferred} already leads")));
+            }
+            if !image.eligible_broker(preferred) || !p.isr.contains(&preferred) {
+                return Err(Error::PreferredLeaderNotAvailable(format!("broker {preferred} is not a live in-sync replica (ISR {:?})", p.isr)));
+            }
+            push_change(&mut out, t.topic_id, i as i32, p, Some((preferred, None)), p.isr.clone(), p.elr.clone());
+        }
+        ElectionType::Unclean => {
+            if p.leader != -1 {
+                return Err(Error::ElectionNotNeeded(format!("broker {} leads", p.leader)));
+            }
+            let live = |id: i32| image.eligible_broker(id);
+            let unclean = Defaults { unclean: true, ..*d };
+            let Some(leader) = elect(t, p, &p.isr, &p.elr, &live, &unclean) else {
+                return Err(Error::EligibleLeadersNotAvailable(format!("no live replica among {:?}", p.replicas)));
+            };
+            push_change(&mut out, t.topic_id, i as i32, p, Some(leader), p.isr.clone(), p.elr.clone());
+        }
+    }
+    Ok(out.pop())
+}
+
+/// Automatic leader rebalancing (`auto.leader.rebalance.enable`): for every
+/// broker whose share of preferred-leader partitions led by someone else is
+/// over `percentage` (`leader.imbalance.per.broker.percentage`), the preferred
+/// elections that can happen now (its replica live and in sync).
+pub fn rebalance_leaders(image: &MetadataImage, percentage: u32, d: &Defaults) -> Vec<MetadataRecord> {
+    let mut preferred: std::collections::BTreeMap<i32, (usize, Vec<(String, i32)>)> = Default::default();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(&first) = p.replicas.first() else { continue };
+            let e = preferred.entry(first).or_default();
+            e.0 += 1;
+            if p.leader != first {
+                e.1.push((t.name.clone(), i as i32));
+            }
+        }
+    }
+    let mut asked = Vec::new();
+    for (broker, (total, misplaced)) in preferred {
+        // Kafka's ratio: partitions not led by their preferred leader / partitions it is preferred for.
+        if total > 0 && misplaced.len() * 100 > total * percentage as usize && image.eligible_broker(broker) {
+            asked.extend(misplaced);
+        }
+    }
+    if asked.is_empty() {
+        return Vec::new();
+    }
+    elect_leaders(image, ElectionType::Preferred, Some(&asked), d).0
 }
 
 /// An ISR change the leader asked for (AlterPartition), checked against the
@@ -223,7 +334,16 @@ pub fn alter_isr(
         return Ok(Vec::new());
     }
     let elr = next_elr(t, p, &new_isr, d);
-    Ok(vec![MetadataRecord::PartitionChange { topic_id, partition, leader: None, elr: (elr != p.elr).then_some(elr), isr: Some(new_isr) }])
+    Ok(vec![MetadataRecord::PartitionChange {
+        topic_id,
+        partition,
+        leader: None,
+        elr: (elr != p.elr).then_some(elr),
+        isr: Some(new_isr),
+        replicas: None,
+        adding: None,
+        removing: None,
+    }])
 }
 
 #[cfg(test)]
@@ -244,7 +364,16 @@ mod tests {
         for b in 1..=3 {
             img.brokers.insert(
                 b,
-                BrokerMeta { epoch: b as i64, incarnation_id: Uuid::nil(), host: "h".into(), port: 1, rack: None, shards: 1, fenced: fenced.contains(&b), in_controlled_shutdown: false },
+                BrokerMeta {
+                    epoch: b as i64,
+                    incarnation_id: Uuid::nil(),
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                    shards: 1,
+                    fenced: fenced.contains(&b),
+                    in_controlled_shutdown: false,
+                },
             );
         }
         img.apply(&MetadataRecord::Topic { name: "t".into(), topic_id: id }).unwrap();

@@ -95,7 +95,15 @@ impl ShardPlacement {
     pub fn fit(&mut self, image: &MetadataImage, broker_id: i32) {
         let n = self.nr_shards;
         self.shards.retain(|(t, p), s| {
-            *s < n && image.topic_name(t).and_then(|name| image.topics.get(name)).is_some_and(|topic| (*p as usize) < topic.partitions.len())
+            // A partition stays while it exists and this broker holds one of its
+            // replicas (a reassignment may have moved it away). A single broker
+            // (no registrations) holds every partition whatever its node.id.
+            *s < n
+                && image
+                    .topic_name(t)
+                    .and_then(|name| image.topics.get(name))
+                    .and_then(|topic| topic.partitions.get(*p as usize))
+                    .is_some_and(|part| image.brokers.is_empty() || part.replicas.contains(&broker_id))
         });
         let mut load = self.load();
         for t in image.topics.values() {

@@ -88,6 +88,17 @@ pub enum MetadataRecord {
         /// The registration this applies to.
         epoch: i64,
     },
+    /// A dynamic broker config set (`value` Some) or removed: Kafka's
+    /// `ConfigRecord` for a BROKER resource. Only the replication throttle
+    /// rates are dynamic in shardlog (`shard::throttle`).
+    BrokerConfig {
+        /// The broker's id; -1 for the cluster-wide default (resource name "").
+        broker_id: i32,
+        /// The key, e.g. `follower.replication.throttled.rate`.
+        key: String,
+        /// The value; None removes it.
+        value: Option<String>,
+    },
     /// A broker asked to stop (controlled shutdown, a BrokerHeartbeat with
     /// `want_shutdown`): Kafka's `BrokerRegistrationChangeRecord` with
     /// `InControlledShutdown`. It leads nothing and joins no ISR from here on;
@@ -118,5 +129,14 @@ pub enum MetadataRecord {
         /// New eligible leader replicas (KIP-966), if they changed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         elr: Option<Vec<i32>>,
+        /// New replica list, if it changed (a reassignment starts, completes or is cancelled).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<i32>>,
+        /// Replicas a reassignment is adding, if that changed (empty: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding: Option<Vec<i32>>,
+        /// Replicas a reassignment will remove once the added ones are in sync, if that changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing: Option<Vec<i32>>,
     },
 }

@@ -6,13 +6,13 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest, DescribeQuorumRequest,
-    DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest,
-    WriteTxnMarkersRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
+    DescribeQuorumRequest, DescribeTransactionsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListPartitionReassignmentsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest, WriteTxnMarkersRequest,
 };
 
 use crate::handlers::{self, Ctx};
@@ -199,6 +199,21 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         ApiKey::WriteTxnMarkers => {
             let req = body!(WriteTxnMarkersRequest);
             let resp = handlers::write_txn_markers::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ElectLeaders => {
+            let req = body!(ElectLeadersRequest);
+            let resp = handlers::elect_leaders::handle(ctx, req, v).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let req = body!(AlterPartitionReassignmentsRequest);
+            let resp = handlers::alter_partition_reassignments::handle(ctx, req).await;
+            respond!(ctx, key, v, cid, resp)
+        }
+        ApiKey::ListPartitionReassignments => {
+            let req = body!(ListPartitionReassignmentsRequest);
+            let resp = handlers::list_partition_reassignments::handle(ctx, req);
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::UnregisterBroker => {

@@ -27,7 +27,7 @@ use crate::metadata::{MetadataImage, MetadataRecord, ShardPlacement};
 use crate::protocol::topic::{is_internal_topic, unify_collision_chars, validate_topic_name};
 
 /// Held while a controller operation runs; the next one waits.
-struct ControllerTurn<'a>(&'a Shard);
+pub(super) struct ControllerTurn<'a>(&'a Shard);
 
 impl Drop for ControllerTurn<'_> {
     fn drop(&mut self) {
@@ -37,7 +37,7 @@ impl Drop for ControllerTurn<'_> {
 }
 
 impl Shard {
-    async fn controller_turn(&self) -> Result<ControllerTurn<'_>> {
+    pub(super) async fn controller_turn(&self) -> Result<ControllerTurn<'_>> {
         if self.id != CONTROLLER_SHARD {
             return Err(Error::NotController);
         }
@@ -54,7 +54,7 @@ impl Shard {
     /// Commits `records` (already applied to `next`): appends them to the metadata
     /// log, fits the placement, installs and publishes both. If the log append
     /// fails, nothing changes and every result that succeeded becomes that error.
-    async fn commit<T>(self: &Rc<Self>, records: Vec<MetadataRecord>, next: MetadataImage, results: Vec<Result<T>>) -> Vec<Result<T>> {
+    pub(super) async fn commit<T>(self: &Rc<Self>, records: Vec<MetadataRecord>, next: MetadataImage, results: Vec<Result<T>>) -> Vec<Result<T>> {
         if records.is_empty() {
             return results;
         }
@@ -135,22 +135,14 @@ impl Shard {
                 ShardResponse::AlterTopicConfigs(self.alter_topic_configs(changes, validate_only).await)
             }
             ControllerOp::AllocateProducerIds => ShardResponse::ProducerIds(self.allocate_producer_ids().await),
-            ControllerOp::AlterPartition { topic_id, partition, leader, leader_epoch, current_isr, new_isr } => ShardResponse::AlterPartition(
-                self.propose_change(|img| {
-                    crate::metadata::partition_change::alter_isr(
-                        img,
-                        topic_id,
-                        partition,
-                        leader,
-                        leader_epoch,
-                        &current_isr,
-                        new_isr,
-                        &crate::metadata::partition_change::Defaults::of(&self.cfg),
-                    )
-                })
-                .await
-                .map(|_| ()),
-            ),
+            ControllerOp::AlterPartition { topic_id, partition, leader, leader_epoch, current_isr, new_isr } => {
+                ShardResponse::AlterPartition(self.alter_partition(topic_id, partition, leader, leader_epoch, current_isr, new_isr).await)
+            }
+            ControllerOp::AlterBrokerConfigs { changes, validate_only } => {
+                ShardResponse::AlterBrokerConfigs(self.alter_broker_configs(changes, validate_only).await)
+            }
+            ControllerOp::ElectLeaders { kind, partitions } => ShardResponse::ElectLeaders(self.elect_leaders(kind, partitions).await),
+            ControllerOp::AlterReassignments { partitions } => ShardResponse::AlterReassignments(self.alter_reassignments(partitions).await),
         }
     }
 

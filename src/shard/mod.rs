@@ -14,11 +14,13 @@
 pub mod controller;
 pub mod fetch_wait;
 pub mod housekeeping;
+pub mod leadership;
 pub mod links;
 pub mod markers;
 pub mod offline;
 pub mod partition;
 pub mod request;
+pub mod throttle;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -361,7 +363,12 @@ impl Shard {
             .borrow()
             .iter()
             .filter(|(tp, id)| match image.topics.get(&tp.topic) {
-                Some(t) => t.topic_id != **id || tp.partition as usize >= t.partitions.len(),
+                // Gone: the topic was deleted (or recreated), or a reassignment
+                // took this broker's replica away (Kafka's StopReplica with delete).
+                Some(t) => {
+                    t.topic_id != **id
+                        || t.partitions.get(tp.partition as usize).is_none_or(|p| !image.brokers.is_empty() && !p.replicas.contains(&self.cfg.broker_id))
+                }
                 None => true,
             })
             .map(|(tp, _)| tp.clone())
@@ -376,7 +383,7 @@ impl Shard {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 crate::warn_limited!(dir = %dir.display(), "removing a deleted partition failed: {e}");
             }
-            tracing::info!(topic = %tp.topic, partition = tp.partition, "partition deleted");
+            tracing::info!(topic = %tp.topic, partition = tp.partition, "partition replica deleted");
         }
     }
 

@@ -104,6 +104,9 @@ pub struct Partition {
     /// Woken on every change of role or ISR (acks=all waits re-check).
     pub changed: Notify,
     role: RefCell<Role>,
+    /// This replica is one a reassignment is adding: its fetches copy the log
+    /// and count against the replication throttle (`shard::throttle`).
+    reassignment_copy: Cell<bool>,
 }
 
 impl Partition {
@@ -122,6 +125,7 @@ impl Partition {
             log_end_moved: Notify::default(),
             changed: Notify::default(),
             role: RefCell::new(Role::Unknown),
+            reassignment_copy: Cell::new(false),
         });
         let weak = Rc::downgrade(&p);
         p.log.set_on_written(Box::new(move |_end| {
@@ -141,6 +145,11 @@ impl Partition {
         self.log.config().min_insync_replicas.max(1) as usize
     }
 
+    /// Whether a reassignment is adding this replica (its catch-up is throttled).
+    pub fn reassignment_copy(&self) -> bool {
+        self.reassignment_copy.get()
+    }
+
     /// Takes this broker's part from the image: becomes leader (a new leader
     /// epoch: the log stamps it and starts it in its epoch cache), follower, or
     /// keeps leading with the committed ISR. Answers Some(true) when it became
@@ -148,6 +157,7 @@ impl Partition {
     /// `may_lead` (a cluster broker not yet caught up with the metadata log) a
     /// partition the image says it leads is served by nobody here yet.
     pub fn apply_image(&self, meta: &PartitionMeta, may_lead: bool) -> Option<bool> {
+        self.reassignment_copy.set(meta.adding.contains(&self.me));
         let leader = if meta.leader == self.me && !may_lead { -1 } else { meta.leader };
         let now = self.now_ms();
         let mut stopped_leading = false;

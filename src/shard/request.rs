@@ -213,6 +213,12 @@ pub enum ShardResponse {
     WriteTxnMarkers(Vec<Result<(), Error>>),
     /// The ISR change is committed.
     AlterPartition(Result<(), Error>),
+    /// Per broker resource.
+    AlterBrokerConfigs(Vec<Result<(), Error>>),
+    /// ElectLeaders: per partition (topic, index, outcome), or why none ran.
+    ElectLeaders(Result<Vec<(String, i32, Result<(), Error>)>, Error>),
+    /// AlterPartitionReassignments: per partition, in request order.
+    AlterReassignments(Vec<Result<(), Error>>),
 }
 
 /// A metadata change asked of the controller. In a cluster it travels to the
@@ -267,6 +273,26 @@ pub enum ControllerOp {
         /// The ISR wanted.
         new_isr: Vec<i32>,
     },
+    /// Change dynamic broker configs (the replication throttle rates).
+    AlterBrokerConfigs {
+        /// Each broker id (-1: every broker) with its change.
+        changes: Vec<(i32, ConfigChange)>,
+        /// Validate only: nothing is committed.
+        validate_only: bool,
+    },
+    /// ElectLeaders (key 43): preferred or unclean elections.
+    ElectLeaders {
+        /// Preferred or unclean.
+        kind: crate::metadata::partition_change::ElectionType,
+        /// The partitions (topic, index); None: every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// AlterPartitionReassignments (key 45): per partition, the target
+    /// replicas, or None to cancel its ongoing reassignment.
+    AlterReassignments {
+        /// (topic, partition, target replicas or None), answered in this order.
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
 }
 
 /// An error as it crosses brokers: Kafka's code and the message (rebuilt as [`Error::Remote`]).
@@ -305,6 +331,12 @@ pub enum ControllerReply {
     ProducerIds(Result<(i64, i64), WireError>),
     /// The ISR change is committed.
     AlterPartition(Result<(), WireError>),
+    /// Per broker resource.
+    AlterBrokerConfigs(Vec<Result<(), WireError>>),
+    /// Per partition, or why none ran.
+    ElectLeaders(Result<Vec<(String, i32, Result<(), WireError>)>, WireError>),
+    /// Per partition.
+    AlterReassignments(Vec<Result<(), WireError>>),
 }
 
 fn wire<T>(v: Vec<Result<T, Error>>) -> Vec<Result<T, WireError>> {
@@ -332,6 +364,11 @@ impl ControllerReply {
             ShardResponse::AlterTopicConfigs(v) => ControllerReply::AlterTopicConfigs(wire(v)),
             ShardResponse::ProducerIds(r) => ControllerReply::ProducerIds(r.map_err(WireError::from)),
             ShardResponse::AlterPartition(r) => ControllerReply::AlterPartition(r.map_err(WireError::from)),
+            ShardResponse::ElectLeaders(r) => {
+                ControllerReply::ElectLeaders(r.map(|v| v.into_iter().map(|(t, p, r)| (t, p, r.map_err(WireError::from))).collect()).map_err(WireError::from))
+            }
+            ShardResponse::AlterReassignments(v) => ControllerReply::AlterReassignments(wire(v)),
+            ShardResponse::AlterBrokerConfigs(v) => ControllerReply::AlterBrokerConfigs(wire(v)),
             _ => return None,
         })
     }
@@ -348,6 +385,9 @@ impl ControllerReply {
             ControllerOp::AlterTopicConfigs { changes, .. } => ControllerReply::AlterTopicConfigs(changes.iter().map(|_| err(e)).collect()),
             ControllerOp::AllocateProducerIds => ControllerReply::ProducerIds(err(e)),
             ControllerOp::AlterPartition { .. } => ControllerReply::AlterPartition(err(e)),
+            ControllerOp::ElectLeaders { .. } => ControllerReply::ElectLeaders(err(e)),
+            ControllerOp::AlterBrokerConfigs { changes, .. } => ControllerReply::AlterBrokerConfigs(changes.iter().map(|_| err(e)).collect()),
+            ControllerOp::AlterReassignments { partitions } => ControllerReply::AlterReassignments(partitions.iter().map(|_| err(e)).collect()),
         }
     }
 
@@ -360,6 +400,11 @@ impl ControllerReply {
             ControllerReply::AlterTopicConfigs(v) => ShardResponse::AlterTopicConfigs(local(v)),
             ControllerReply::ProducerIds(r) => ShardResponse::ProducerIds(r.map_err(Error::from)),
             ControllerReply::AlterPartition(r) => ShardResponse::AlterPartition(r.map_err(Error::from)),
+            ControllerReply::ElectLeaders(r) => {
+                ShardResponse::ElectLeaders(r.map(|v| v.into_iter().map(|(t, p, r)| (t, p, r.map_err(Error::from))).collect()).map_err(Error::from))
+            }
+            ControllerReply::AlterReassignments(v) => ShardResponse::AlterReassignments(local(v)),
+            ControllerReply::AlterBrokerConfigs(v) => ShardResponse::AlterBrokerConfigs(local(v)),
         }
     }
 }
