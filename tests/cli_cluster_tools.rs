@@ -5,9 +5,9 @@
 //! parses back as a valid assignment of the topic).
 
 mod cli_common;
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_harness;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,7 +154,8 @@ fn describe_filters_quorum_cluster_info_and_generate() {
     let j = run(&bs, &["partitions", "reassign", "--generate", "--topics-to-move-json-file", tf, "--broker-list", "1,2,3", "--output", "json"]).json();
     assert_eq!(j["current"], current);
     assert_eq!(j["proposed"]["partitions"].as_array().unwrap().len(), 3);
-    run(&bs, &["partitions", "reassign", "--generate", "--topics-to-move-json-file", tf, "--broker-list", "1,2"]).fails_with("larger than available brokers: 2");
+    run(&bs, &["partitions", "reassign", "--generate", "--topics-to-move-json-file", tf, "--broker-list", "1,2"])
+        .fails_with("larger than available brokers: 2");
     run(&bs, &["partitions", "reassign", "--generate", "--topics-to-move-json-file", tf, "--broker-list", "1,2,9"]).fails_with("9");
     std::fs::write(&topics, r#"{"version":1,"topics":[]}"#).unwrap();
     run(&bs, &["partitions", "reassign", "--generate", "--topics-to-move-json-file", tf, "--broker-list", "1,2,3"]).fails_with("empty");

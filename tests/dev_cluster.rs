@@ -156,7 +156,8 @@ fn assert_records(bootstrap: &str, topic: &str, partitions: i32, per: usize) {
     let recs = consume_all(bootstrap, topic, partitions, partitions as usize * per, Duration::from_secs(60));
     let parts = by_partition(&recs);
     for part in 0..partitions {
-        let got: Vec<String> = parts.get(&part).into_iter().flatten().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"")).into_owned()).collect();
+        let got: Vec<String> =
+            parts.get(&part).into_iter().flatten().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"")).into_owned()).collect();
         let want: Vec<String> = (0..per).map(|i| format!("v{part}-{i}")).collect();
         assert_eq!(got, want, "partition {part}");
     }

@@ -74,7 +74,8 @@ pub fn parse_reassignment_json(text: &str) -> Result<Vec<PartitionMove>, CliErro
     let mut out: Vec<PartitionMove> = Vec::new();
     for p in list {
         let topic = p.get("topic").and_then(Value::as_str).ok_or_else(|| bad("an entry without a \"topic\" string"))?;
-        let partition = p.get("partition").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| bad("an entry without a \"partition\" number"))?;
+        let partition =
+            p.get("partition").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| bad("an entry without a \"partition\" number"))?;
         let name = format!("{topic}-{partition}");
         let replicas: Vec<i32> = p
             .get("replicas")
@@ -179,7 +180,13 @@ fn rack_alternated(brokers: &[PlacementBroker]) -> Vec<i32> {
 /// rack-alternated and each replica goes to a rack without one while any is
 /// left. Kafka picks `start` and `shift` at random; they are parameters here
 /// so the placement is testable. Returns one replica list per partition.
-pub fn assign_replicas(brokers: &[PlacementBroker], partitions: usize, replication_factor: usize, start: usize, shift: usize) -> Result<Vec<Vec<i32>>, CliError> {
+pub fn assign_replicas(
+    brokers: &[PlacementBroker],
+    partitions: usize,
+    replication_factor: usize,
+    start: usize,
+    shift: usize,
+) -> Result<Vec<Vec<i32>>, CliError> {
     if partitions == 0 {
         return Err(input("number of partitions must be larger than 0".into()));
     }
@@ -256,12 +263,15 @@ fn rack_aware(brokers: &[PlacementBroker], partitions: usize, rf: usize, start: 
         .collect()
 }
 
+/// One moving partition for [`throttled_replicas`]: (index, current replicas, target replicas).
+pub type ReplicaMove = (i32, Vec<i32>, Vec<i32>);
+
 /// The throttled-replica config values of one topic, as Kafka's tool sets
 /// them: `leader.replication.throttled.replicas` lists every current replica
 /// of each moving partition ("p:b"), `follower.replication.throttled.replicas`
 /// each target replica that is not a current one. Sorted as Kafka's (string
 /// order of the "p:b" entries).
-pub fn throttled_replicas(moves: &[(i32, Vec<i32>, Vec<i32>)]) -> (String, String) {
+pub fn throttled_replicas(moves: &[ReplicaMove]) -> (String, String) {
     let mut leader = BTreeSet::new();
     let mut follower = BTreeSet::new();
     for (p, current, target) in moves {
@@ -317,10 +327,8 @@ mod tests {
 
     #[test]
     fn rack_aware_spreads_over_racks() {
-        let bs: Vec<PlacementBroker> = [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")]
-            .iter()
-            .map(|(id, r)| PlacementBroker { id: *id, rack: Some(r.to_string()) })
-            .collect();
+        let bs: Vec<PlacementBroker> =
+            [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")].iter().map(|(id, r)| PlacementBroker { id: *id, rack: Some(r.to_string()) }).collect();
         assert_eq!(rack_alternated(&bs), vec![0, 2, 4, 1, 3, 5]);
         for start in 0..6 {
             let got = assign_replicas(&bs, 12, 3, start, start).unwrap();
@@ -362,7 +370,8 @@ mod tests {
         let refused = |t: &str| parse_reassignment_json(t).unwrap_err().to_string();
         assert!(refused(r#"{"version":1,"partitions":[]}"#).contains("cannot be empty"));
         assert!(refused(r#"{"partitions":[{"topic":"t","partition":0,"replicas":[1,1]}]}"#).contains("duplicate replica"));
-        assert!(refused(r#"{"partitions":[{"topic":"t","partition":0,"replicas":[1]},{"topic":"t","partition":0,"replicas":[2]}]}"#).contains("duplicate reassignment"));
+        assert!(refused(r#"{"partitions":[{"topic":"t","partition":0,"replicas":[1]},{"topic":"t","partition":0,"replicas":[2]}]}"#)
+            .contains("duplicate reassignment"));
         assert!(refused(r#"{"partitions":[{"topic":"t","partition":0,"replicas":[1],"log_dirs":["/d"]}]}"#).contains("any"));
         assert!(refused(r#"{"partitions":[{"topic":"t","partition":0,"replicas":[1],"log_dirs":[]}]}"#).contains("log_dirs"));
         assert!(refused(r#"{"version":2,"partitions":[]}"#).contains("version"));

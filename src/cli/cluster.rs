@@ -138,7 +138,14 @@ pub fn run(args: ClusterArgs) -> Result<(), CliError> {
                 .collect();
             print_rows(
                 Format::Table,
-                &[("ID", "id"), ("HOST:PORT", "address"), ("RACK", "rack"), ("FENCED", "fenced"), ("CONTROLLER", "controller"), ("QUORUM LEADER", "quorum_leader")],
+                &[
+                    ("ID", "id"),
+                    ("HOST:PORT", "address"),
+                    ("RACK", "rack"),
+                    ("FENCED", "fenced"),
+                    ("CONTROLLER", "controller"),
+                    ("QUORUM LEADER", "quorum_leader"),
+                ],
                 &rows,
             );
         }

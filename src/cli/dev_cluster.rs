@@ -136,7 +136,9 @@ fn format_dirs(plans: &[NodePlan]) -> Result<String, String> {
     for c in &cfgs {
         if let Some(m) = meta_properties::read(&c.log_dir).map_err(|e| format!("{}: {e}", c.log_dir.display()))? {
             match &existing {
-                Some(id) if *id != m.cluster_id => return Err(format!("{} holds cluster {}, another node directory cluster {id}", c.log_dir.display(), m.cluster_id)),
+                Some(id) if *id != m.cluster_id => {
+                    return Err(format!("{} holds cluster {}, another node directory cluster {id}", c.log_dir.display(), m.cluster_id))
+                }
                 _ => existing = Some(m.cluster_id),
             }
         }
@@ -370,11 +372,10 @@ mod tests {
         assert!(p.iter().all(|n| n.sets.contains(&voters.to_string())));
         assert!(p[1].sets.contains(&"listeners=PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095".to_string()));
         assert!(p[2].sets.contains(&"log.dirs=/d/node-3".to_string()));
-        assert_eq!(p.iter().map(|n| n.sets.iter().find(|s| s.starts_with("shard.cores=")).unwrap().as_str()).collect::<Vec<_>>(), vec![
-            "shard.cores=0",
-            "shard.cores=1",
-            "shard.cores=0"
-        ]);
+        assert_eq!(
+            p.iter().map(|n| n.sets.iter().find(|s| s.starts_with("shard.cores=")).unwrap().as_str()).collect::<Vec<_>>(),
+            vec!["shard.cores=0", "shard.cores=1", "shard.cores=0"]
+        );
         assert!(p[0].sets.contains(&"default.replication.factor=3".to_string()));
         assert_eq!(p[0].sets.last().unwrap(), "log.segment.bytes=10485760");
         for n in &p {

@@ -80,7 +80,8 @@ pub fn parse_partitions_json(text: &str) -> Result<Vec<(String, i32)>, CliError>
     let mut out: Vec<(String, i32)> = Vec::new();
     for p in list {
         let topic = p.get("topic").and_then(Value::as_str).ok_or_else(|| bad("an entry without a \"topic\" string"))?;
-        let partition = p.get("partition").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| bad("an entry without a \"partition\" number"))?;
+        let partition =
+            p.get("partition").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| bad("an entry without a \"partition\" number"))?;
         if out.iter().any(|(t, q)| t == topic && *q == partition) {
             return Err(CliError::Input(format!("partitions JSON: duplicate partition {topic}-{partition}")));
         }
@@ -145,9 +146,12 @@ pub fn run(args: ElectionArgs) -> Result<(), CliError> {
                     ("failed", format!("Error completing leader election ({label}) for partition: {name}: {}{msg}", error_name(code)))
                 }
             };
-            results.push((json!({"topic": t.topic.0.to_string(), "partition": p.partition_id, "status": status,
+            results.push((
+                json!({"topic": t.topic.0.to_string(), "partition": p.partition_id, "status": status,
                                  "error": (p.error_code != 0).then(|| error_name(p.error_code)),
-                                 "message": p.error_message.as_ref().map(|m| m.to_string())}), line));
+                                 "message": p.error_message.as_ref().map(|m| m.to_string())}),
+                line,
+            ));
         }
     }
     results.sort_by(|a, b| (a.0["topic"].as_str(), a.0["partition"].as_i64()).cmp(&(b.0["topic"].as_str(), b.0["partition"].as_i64())));

@@ -78,7 +78,12 @@ pub struct Quorum {
 
 fn replicas(v: &[ReplicaState]) -> Vec<Replica> {
     v.iter()
-        .map(|r| Replica { id: r.replica_id.0, log_end_offset: r.log_end_offset, last_fetch_ms: r.last_fetch_timestamp, last_caught_up_ms: r.last_caught_up_timestamp })
+        .map(|r| Replica {
+            id: r.replica_id.0,
+            log_end_offset: r.log_end_offset,
+            last_fetch_ms: r.last_fetch_timestamp,
+            last_caught_up_ms: r.last_caught_up_timestamp,
+        })
         .collect()
 }
 
@@ -213,7 +218,13 @@ mod tests {
 
     #[test]
     fn lag_and_rows_follow_kafka_metadata_quorum() {
-        let q = Quorum { leader_id: 2, leader_epoch: 5, high_watermark: 100, voters: vec![r(1, 90, 1000), r(2, 100, 1500), r(3, 100, 1500)], observers: vec![r(4, 80, 900)] };
+        let q = Quorum {
+            leader_id: 2,
+            leader_epoch: 5,
+            high_watermark: 100,
+            voters: vec![r(1, 90, 1000), r(2, 100, 1500), r(3, 100, 1500)],
+            observers: vec![r(4, 80, 900)],
+        };
         assert_eq!(q.max_follower_lag(), (10, 500));
         let rows = q.replication_rows();
         let ids: Vec<i64> = rows.iter().map(|r| r["node_id"].as_i64().unwrap()).collect();

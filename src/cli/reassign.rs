@@ -129,7 +129,11 @@ fn current_of(view: &ClusterView, moves: &[PartitionMove]) -> Result<Vec<Partiti
         .iter()
         .map(|m| {
             let t = view.topic(&m.topic).ok_or_else(|| CliError::kafka(format!("topic '{}'", m.topic), 3))?;
-            let p = t.partitions.iter().find(|p| p.partition == m.partition).ok_or_else(|| CliError::kafka(format!("partition {}", tp(&m.topic, m.partition)), 3))?;
+            let p = t
+                .partitions
+                .iter()
+                .find(|p| p.partition == m.partition)
+                .ok_or_else(|| CliError::kafka(format!("partition {}", tp(&m.topic, m.partition)), 3))?;
             Ok(PartitionMove { topic: m.topic.clone(), partition: m.partition, replicas: p.replicas.clone() })
         })
         .collect()
@@ -289,7 +293,11 @@ fn execute(conn: &ConnectArgs, format: Format, r: &ReassignArgs) -> Result<(), C
     }
     if !failed.is_empty() {
         let lines: Vec<String> = failed.iter().map(|(p, e)| format!("{p}: {e}")).collect();
-        return Err(CliError::Client { context: "reassign partitions".into(), detail: format!("Error reassigning partition(s):\n{}", lines.join("\n")), advice: String::new() });
+        return Err(CliError::Client {
+            context: "reassign partitions".into(),
+            detail: format!("Error reassigning partition(s):\n{}", lines.join("\n")),
+            advice: String::new(),
+        });
     }
     Ok(())
 }
@@ -302,7 +310,7 @@ fn apply_throttle(c: &mut Conn, view: &ClusterView, current: &[PartitionMove], m
         let b = view.brokers.iter().find(|b| b.id == *id).ok_or_else(|| CliError::Input(format!("broker {id} is not live: cannot throttle it")))?;
         throttle::set_broker_rate(&b.addr, *id, rate)?;
     }
-    let mut per_topic: BTreeMap<&str, Vec<(i32, Vec<i32>, Vec<i32>)>> = BTreeMap::new();
+    let mut per_topic: BTreeMap<&str, Vec<assignment::ReplicaMove>> = BTreeMap::new();
     for (cur, m) in current.iter().zip(moves) {
         per_topic.entry(&m.topic).or_default().push((m.partition, cur.replicas.clone(), m.replicas.clone()));
     }
@@ -426,7 +434,11 @@ fn cancel(conn: &ConnectArgs, format: Format, r: &ReassignArgs) -> Result<(), Cl
     }
     if !failed.is_empty() {
         let lines: Vec<String> = failed.iter().map(|(p, e)| format!("{p}: {e}")).collect();
-        return Err(CliError::Client { context: "cancel partition reassignments".into(), detail: format!("Error cancelling partition reassignment(s):\n{}", lines.join("\n")), advice: String::new() });
+        return Err(CliError::Client {
+            context: "cancel partition reassignments".into(),
+            detail: format!("Error cancelling partition reassignment(s):\n{}", lines.join("\n")),
+            advice: String::new(),
+        });
     }
     Ok(())
 }

@@ -45,7 +45,8 @@ fn sb(s: &str) -> StrBytes {
 /// Applies `ops` (name, operation, value) to one resource; a refusal is an
 /// error naming the resource and the broker's message.
 fn alter(conn: &mut Conn, resource_type: i8, name: &str, ops: &[(&str, i8, Option<String>)], what: &str) -> Result<(), CliError> {
-    let configs = ops.iter().map(|(k, op, v)| AlterableConfig::default().with_name(sb(k)).with_config_operation(*op).with_value(v.as_deref().map(sb))).collect();
+    let configs =
+        ops.iter().map(|(k, op, v)| AlterableConfig::default().with_name(sb(k)).with_config_operation(*op).with_value(v.as_deref().map(sb))).collect();
     let req = IncrementalAlterConfigsRequest::default()
         .with_resources(vec![AlterConfigsResource::default().with_resource_type(resource_type).with_resource_name(sb(name)).with_configs(configs)]);
     let resp = conn.request(1, &req)?;
@@ -62,7 +63,13 @@ fn alter(conn: &mut Conn, resource_type: i8, name: &str, ops: &[(&str, i8, Optio
 pub fn set_broker_rate(addr: &str, id: i32, rate: u64) -> Result<(), CliError> {
     let mut c = Conn::open(addr)?;
     let v = Some(rate.to_string());
-    alter(&mut c, RESOURCE_BROKER, &id.to_string(), &[(LEADER_RATE, OP_SET, v.clone()), (FOLLOWER_RATE, OP_SET, v)], &format!("set the replication throttle on broker {id}"))
+    alter(
+        &mut c,
+        RESOURCE_BROKER,
+        &id.to_string(),
+        &[(LEADER_RATE, OP_SET, v.clone()), (FOLLOWER_RATE, OP_SET, v)],
+        &format!("set the replication throttle on broker {id}"),
+    )
 }
 
 /// Sets a topic's throttled replica lists (an empty follower list is left unset).

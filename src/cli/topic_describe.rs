@@ -318,14 +318,22 @@ pub fn kafka_describe_text(docs: &[Value], summaries: bool) -> String {
                 Some(m) => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","),
                 None => "(not available)".into(),
             };
-            out.push_str(&format!("Topic: {name}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {configs}\n", d["partition_count"], d["replication_factor"]));
+            out.push_str(&format!(
+                "Topic: {name}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {configs}\n",
+                d["partition_count"], d["replication_factor"]
+            ));
         }
         for p in d["partitions"].as_array().into_iter().flatten() {
             let leader = match p["leader"].as_i64() {
                 Some(l) if l >= 0 => l.to_string(),
                 _ => "none".into(),
             };
-            out.push_str(&format!("\tTopic: {name}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}", p["partition"], ids(&p["replicas"]), ids(&p["isr"])));
+            out.push_str(&format!(
+                "\tTopic: {name}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}",
+                p["partition"],
+                ids(&p["replicas"]),
+                ids(&p["isr"])
+            ));
             if !p["elr"].is_null() {
                 out.push_str(&format!("\tElr: {}", ids(&p["elr"])));
             }
