@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shardlog::cli::{cluster, config, consume, finish, group, produce, records, topic, verifiable};
+use shardlog::cli::{cluster, config, consume, election, finish, group, produce, quorum, reassign, records, topic, verifiable};
 use shardlog::logging;
 
 #[global_allocator]
@@ -53,8 +53,16 @@ enum Cmd {
     Group(shardlog::cli::group::GroupArgs),
     /// Delete records before an offset (kafka-delete-records.sh).
     Records(shardlog::cli::records::RecordsArgs),
-    /// Cluster id, controller and brokers.
+    /// Cluster id, controller, quorum leader and brokers (rack, fenced).
     Cluster(shardlog::cli::cluster::ClusterArgs),
+    /// Describe the KRaft metadata quorum (kafka-metadata-quorum.sh).
+    MetadataQuorum(shardlog::cli::quorum::QuorumArgs),
+    /// Elect preferred or unclean partition leaders (kafka-leader-election.sh).
+    LeaderElection(shardlog::cli::election::ElectionArgs),
+    /// Reassign partition replicas between brokers (kafka-reassign-partitions.sh).
+    Partitions(shardlog::cli::reassign::PartitionsArgs),
+    /// Development helpers: `dev cluster` runs a local N-node cluster until Ctrl-C.
+    Dev(shardlog::cli::dev_cluster::DevArgs),
     /// Every API each broker supports, with its version range (kafka-broker-api-versions.sh).
     ApiVersions(shardlog::cli::cluster::ApiVersionsArgs),
     /// Produce sequential values, one JSON event per acknowledgement (kafka-verifiable-producer.sh).
@@ -89,6 +97,10 @@ fn main() -> std::process::ExitCode {
         Cmd::Records(args) => finish(records::run(args)),
         Cmd::Cluster(args) => finish(cluster::run(args)),
         Cmd::ApiVersions(args) => finish(cluster::run_api_versions(args)),
+        Cmd::MetadataQuorum(args) => finish(quorum::run(args)),
+        Cmd::LeaderElection(args) => finish(election::run(args)),
+        Cmd::Partitions(args) => finish(reassign::run(args)),
+        Cmd::Dev(args) => shardlog::cli::dev_cluster::run(args),
         Cmd::VerifiableProducer(args) => finish(verifiable::run_producer(args)),
         Cmd::VerifiableConsumer(args) => finish(verifiable::run_consumer(args)),
         Cmd::Tune(args) => shardlog::cli::tune::run(args),

@@ -1,16 +1,18 @@
-//! `shardlog cluster info` (cluster id, controller, brokers with rack) from a
-//! raw Metadata request — librdkafka's metadata has no cluster id, controller
-//! or rack — and `shardlog api-versions`, kafka-broker-api-versions.sh: every
+//! `shardlog cluster info` (cluster id, controller, quorum leader, brokers
+//! with rack and fenced state) from raw DescribeCluster (Metadata on brokers
+//! without it) and DescribeQuorum requests — librdkafka's metadata has no
+//! cluster id, controller, rack or fencing — and `shardlog api-versions`, kafka-broker-api-versions.sh: every
 //! API this tool knows, per broker, with the broker's range and the version
 //! both sides would use.
 
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::MetadataResponse;
 use kafka_protocol::messages::ApiKey;
 use serde_json::{json, Value};
 
 use super::client::{client_versions, CliError, Conn, ConnectArgs};
-use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
+use super::output::{eprint_line, print_json, print_rows, print_str, Format, OutputArgs};
 
 /// Cluster overview.
 #[derive(clap::Args, Debug)]
@@ -30,7 +32,7 @@ pub struct ClusterArgs {
 /// Subcommands of `shardlog cluster`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Cluster id, controller, and brokers with host:port and rack.
+    /// Cluster id, controller, quorum leader, and brokers with host:port, rack and fenced state.
     ///
     /// Example: shardlog cluster info
     Info,
@@ -57,25 +59,76 @@ fn cluster_metadata(conn: &ConnectArgs) -> Result<MetadataResponse, CliError> {
     c.roundtrip(v, &MetadataRequest::default().with_topics(topics))
 }
 
-/// Runs `shardlog cluster info`: cluster id, controller and brokers from a Metadata request.
-pub fn run(args: ClusterArgs) -> Result<(), CliError> {
-    let ClusterArgs { conn, out, cmd: ClusterCmd::Info } = args;
-    let md = cluster_metadata(&conn)?;
-    let controller = md.controller_id.0;
-    let mut brokers: Vec<Value> = md
+/// One broker of `cluster info`.
+struct BrokerRow {
+    id: i32,
+    host: String,
+    port: i32,
+    rack: Option<String>,
+    /// None when the broker cannot say (DescribeCluster below v2).
+    fenced: Option<bool>,
+}
+
+/// Cluster id, controller id and brokers: from DescribeCluster where the
+/// broker has it (v2 with include_fenced_brokers lists fenced brokers too),
+/// else from Metadata (live brokers only).
+fn brokers_and_controller(c: &mut Conn) -> Result<(Option<String>, i32, Vec<BrokerRow>), CliError> {
+    if let Ok(v) = c.version_for::<DescribeClusterRequest>(2) {
+        let req = DescribeClusterRequest::default().with_endpoint_type(1).with_include_fenced_brokers(v >= 2);
+        let r = c.roundtrip(v, &req)?;
+        if r.error_code != 0 {
+            return Err(CliError::kafka("describe the cluster", r.error_code));
+        }
+        let brokers = r
+            .brokers
+            .iter()
+            .map(|b| BrokerRow {
+                id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+                fenced: (v >= 2).then_some(b.is_fenced),
+            })
+            .collect();
+        return Ok((Some(r.cluster_id.to_string()), r.controller_id.0, brokers));
+    }
+    let v = c.version_for::<MetadataRequest>(12)?;
+    let md = c.roundtrip(v, &MetadataRequest::default().with_topics(if v == 0 { None } else { Some(Vec::new()) }))?;
+    let brokers = md
         .brokers
         .iter()
+        .map(|b| BrokerRow { id: b.node_id.0, host: b.host.to_string(), port: b.port, rack: b.rack.as_ref().map(|r| r.to_string()), fenced: None })
+        .collect();
+    Ok((md.cluster_id.as_ref().map(|s| s.to_string()), md.controller_id.0, brokers))
+}
+
+/// Runs `shardlog cluster info`: cluster id, controller, quorum leader and
+/// brokers (rack, fenced). The quorum leader comes from DescribeQuorum; a
+/// broker without it gets a note instead.
+pub fn run(args: ClusterArgs) -> Result<(), CliError> {
+    let ClusterArgs { conn, out, cmd: ClusterCmd::Info } = args;
+    let mut c = conn.connect()?;
+    let (cluster_id, controller, mut rows) = brokers_and_controller(&mut c)?;
+    rows.sort_by_key(|b| b.id);
+    let (quorum_leader, quorum_note) = match super::quorum::describe(&mut c) {
+        Ok(q) => (Some(q.leader_id), None),
+        Err(e) => (None, Some(format!("quorum leader not shown: {}", e.to_string().trim_end()))),
+    };
+    let brokers: Vec<Value> = rows
+        .iter()
         .map(|b| {
-            json!({"id": b.node_id.0, "host": b.host.to_string(), "port": b.port,
-                   "rack": b.rack.as_ref().map(|r| r.to_string()), "controller": b.node_id.0 == controller})
+            json!({"id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "fenced": b.fenced,
+                   "controller": b.id == controller, "quorum_leader": Some(b.id) == quorum_leader})
         })
         .collect();
-    brokers.sort_by_key(|b| b["id"].as_i64());
-    let cluster_id = md.cluster_id.as_ref().map(|s| s.to_string());
+    if let Some(note) = &quorum_note {
+        eprint_line(&format!("note: {note}"));
+    }
     match out.output {
-        Format::Json => print_json(&json!({"cluster_id": cluster_id, "controller_id": controller, "brokers": brokers})),
+        Format::Json => print_json(&json!({"cluster_id": cluster_id, "controller_id": controller, "quorum_leader_id": quorum_leader, "brokers": brokers})),
         Format::Table => {
-            print_str(&format!("Cluster ID: {}\nController: {controller}\n\n", cluster_id.as_deref().unwrap_or("-")));
+            let leader = quorum_leader.map(|l| l.to_string()).unwrap_or_else(|| "- (not available)".into());
+            print_str(&format!("Cluster ID: {}\nController: {controller}\nQuorum leader: {leader}\n\n", cluster_id.as_deref().unwrap_or("-")));
             let rows: Vec<Value> = brokers
                 .into_iter()
                 .map(|mut b| {
@@ -83,7 +136,18 @@ pub fn run(args: ClusterArgs) -> Result<(), CliError> {
                     b
                 })
                 .collect();
-            print_rows(Format::Table, &[("ID", "id"), ("HOST:PORT", "address"), ("RACK", "rack"), ("CONTROLLER", "controller")], &rows);
+            print_rows(
+                Format::Table,
+                &[
+                    ("ID", "id"),
+                    ("HOST:PORT", "address"),
+                    ("RACK", "rack"),
+                    ("FENCED", "fenced"),
+                    ("CONTROLLER", "controller"),
+                    ("QUORUM LEADER", "quorum_leader"),
+                ],
+                &rows,
+            );
         }
     }
     Ok(())

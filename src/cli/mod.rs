@@ -10,17 +10,29 @@
 //!   [`records`], [`cluster`], [`verifiable`]. They share [`client`]
 //!   (bootstrap option, librdkafka config, raw requests, Kafka error names)
 //!   and [`output`] (table/JSON listings). They work against any Kafka broker.
+//! - Operator tools for a replicated cluster, after kafka-topics.sh
+//!   --describe's reports ([`topic_describe`]), kafka-leader-election.sh
+//!   ([`election`]), kafka-reassign-partitions.sh ([`reassign`], with
+//!   [`assignment`] and [`throttle`]) and kafka-metadata-quorum.sh ([`quorum`]).
+//! - [`dev_cluster`]: `shardlog dev cluster`, a local N-node cluster in one command.
 
+pub mod assignment;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod consume;
+pub mod dev_cluster;
+pub mod election;
 pub mod group;
 pub mod output;
 pub mod produce;
+pub mod quorum;
+pub mod reassign;
 pub mod records;
 pub mod storage;
+pub mod throttle;
 pub mod topic;
+pub mod topic_describe;
 pub mod tune;
 pub mod verifiable;
 

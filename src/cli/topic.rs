@@ -2,16 +2,15 @@
 //!
 //! Creation, partition increases and deletion are librdkafka admin calls
 //! (CreateTopics, CreatePartitions, DeleteTopics); listings come from
-//! Metadata; the configs a topic overrides come from DescribeConfigs.
+//! Metadata; `describe` is [`super::topic_describe`].
 
-use rdkafka::admin::{NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{NewPartitions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::metadata::Metadata;
 use serde_json::{json, Value};
 
 use super::client::{admin_opts, block_on, parse_key_value, CliError, ConnectArgs, OP_TIMEOUT};
-use super::output::eprint_line;
-use super::output::{print_json, print_rows, print_str, Format, OutputArgs};
+use super::output::{print_rows, print_str, OutputArgs};
 
 /// Topic administration.
 #[derive(clap::Args, Debug)]
@@ -55,12 +54,18 @@ pub enum TopicCmd {
         #[arg(long)]
         exclude_internal: bool,
     },
-    /// Partitions (leader, replicas, ISR) and overridden configs (kafka-topics.sh --describe).
+    /// Partitions (leader, replicas, ISR, ELR, offline replicas) and overridden configs (kafka-topics.sh --describe).
     ///
-    /// Example: shardlog topic describe orders
+    /// With a report option (--under-replicated-partitions, ...) only the
+    /// matching partitions are listed, as kafka-topics.sh does.
+    ///
+    /// Example: shardlog topic describe orders --under-replicated-partitions
     Describe {
-        /// Topic name; all topics when left out.
-        name: Option<String>,
+        /// Topic names; all topics when left out.
+        names: Vec<String>,
+        /// Which partitions to report.
+        #[command(flatten)]
+        filter: super::topic_describe::ReportFilter,
     },
     /// Increase the partition count (kafka-topics.sh --alter --partitions).
     ///
@@ -113,7 +118,7 @@ pub fn run(args: TopicArgs) -> Result<(), CliError> {
             print_rows(out.output, &[("NAME", "name"), ("PARTITIONS", "partitions"), ("REPLICAS", "replication_factor")], &rows);
             Ok(())
         }
-        TopicCmd::Describe { name } => describe(&conn, out.output, name.as_deref()),
+        TopicCmd::Describe { names, filter } => super::topic_describe::run(&conn, out.output, &names, &filter),
         TopicCmd::Alter { name, partitions } => {
             let np = NewPartitions::new(&name, partitions);
             let res = block_on(conn.admin()?.create_partitions([&np], &admin_opts())).map_err(|e| CliError::rdkafka(format!("alter topic '{name}'"), e))?;
@@ -146,81 +151,4 @@ pub fn metadata(conn: &ConnectArgs, topic: Option<&str>) -> Result<Metadata, Cli
         }
     }
     Ok(md)
-}
-
-/// The configs a topic sets itself (not defaults), or None (with a warning)
-/// when the broker cannot describe configs.
-fn overridden_configs(conn: &ConnectArgs, topic: &str) -> Option<Vec<(String, String)>> {
-    let spec = ResourceSpecifier::Topic(topic);
-    let res = conn.admin().and_then(|a| block_on(a.describe_configs([&spec], &admin_opts())).map_err(|e| CliError::rdkafka("describe configs", e)));
-    let first = res.and_then(|mut v| match v.pop() {
-        Some(Ok(r)) => Ok(r),
-        Some(Err(code)) => Err(CliError::rd_code(format!("describe configs of '{topic}'"), code)),
-        None => Err(CliError::Input("empty DescribeConfigs answer".into())),
-    });
-    match first {
-        Ok(r) => Some(
-            r.entries
-                .into_iter()
-                .filter(|e| !e.is_default && e.source == rdkafka::admin::ConfigSource::DynamicTopic)
-                .map(|e| (e.name, if e.is_sensitive { "<sensitive>".into() } else { e.value.unwrap_or_default() }))
-                .collect(),
-        ),
-        Err(e) => {
-            eprint_line(&format!("warning: configs of '{topic}' not shown: {e}"));
-            None
-        }
-    }
-}
-
-fn describe(conn: &ConnectArgs, format: Format, name: Option<&str>) -> Result<(), CliError> {
-    let md = metadata(conn, name)?;
-    let mut topics: Vec<_> = md.topics().iter().collect();
-    topics.sort_by_key(|t| t.name());
-    let mut docs = Vec::new();
-    for t in topics {
-        let mut parts: Vec<_> = t.partitions().iter().collect();
-        parts.sort_by_key(|p| p.id());
-        let rf = parts.iter().map(|p| p.replicas().len()).max().unwrap_or(0);
-        let configs = overridden_configs(conn, t.name());
-        let partitions: Vec<Value> =
-            parts.iter().map(|p| json!({"partition": p.id(), "leader": p.leader(), "replicas": p.replicas(), "isr": p.isr()})).collect();
-        docs.push(json!({
-            "name": t.name(),
-            "partition_count": parts.len(),
-            "replication_factor": rf,
-            "configs": configs.map(|c| Value::Object(c.into_iter().map(|(k, v)| (k, Value::String(v))).collect())),
-            "partitions": partitions,
-        }));
-    }
-    match format {
-        Format::Json => print_json(&Value::Array(docs)),
-        Format::Table => print_str(&kafka_describe_text(&docs)),
-    }
-    Ok(())
-}
-
-/// kafka-topics.sh --describe's layout: a summary line per topic, then one
-/// tab-separated line per partition.
-fn kafka_describe_text(docs: &[Value]) -> String {
-    let ids = |v: &Value| v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default();
-    let mut out = String::new();
-    for d in docs {
-        let configs = match d["configs"].as_object() {
-            Some(m) => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","),
-            None => "(not available)".into(),
-        };
-        let name = d["name"].as_str().unwrap_or("");
-        out.push_str(&format!("Topic: {name}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {configs}\n", d["partition_count"], d["replication_factor"]));
-        for p in d["partitions"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
-                p["partition"],
-                p["leader"],
-                ids(&p["replicas"]),
-                ids(&p["isr"])
-            ));
-        }
-    }
-    out
 }
