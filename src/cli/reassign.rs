@@ -316,7 +316,14 @@ fn apply_throttle(c: &mut Conn, view: &ClusterView, current: &[PartitionMove], m
     }
     for (topic, parts) in per_topic {
         let (leader, follower) = assignment::throttled_replicas(&parts);
-        throttle::set_topic_replicas(c, topic, &leader, &follower)?;
+        match throttle::set_topic_replicas(c, topic, &leader, &follower) {
+            // shardlog throttles a reassignment's added replicas without these
+            // topic configs (it refuses them as unknown); Kafka needs them.
+            Err(CliError::Kafka { name, .. }) if name == "INVALID_CONFIG" => {
+                println!("Topic '{topic}': the broker has no throttled-replica topic configs; it throttles the replicas being added by itself");
+            }
+            other => other?,
+        }
     }
     Ok(())
 }

@@ -37,8 +37,13 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Des
                     Some(t) => Ok(topic_entries(&broker, &t.configs, req.include_synonyms, req.include_documentation, version, &wanted)),
                     None => Err(Error::UnknownTopicOrPartition),
                 },
-                RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()), // no dynamic cluster defaults exist
-                RESOURCE_BROKER if name == cfg.broker_id.to_string() => Ok(broker_entries(&broker, req.include_synonyms, version, &wanted)),
+                // The cluster-wide dynamic defaults (only the replication throttle rates exist).
+                RESOURCE_BROKER if name.is_empty() => Ok(dynamic_entries(&image, -1, SOURCE_DYNAMIC_DEFAULT_BROKER, &wanted)),
+                RESOURCE_BROKER if name == cfg.broker_id.to_string() => {
+                    let mut entries = broker_entries(&broker, req.include_synonyms, version, &wanted);
+                    entries.extend(dynamic_entries(&image, cfg.broker_id, SOURCE_DYNAMIC_BROKER, &wanted));
+                    Ok(entries)
+                }
                 RESOURCE_BROKER => Err(Error::InvalidRequest(format!("broker {name} is not this broker ({})", cfg.broker_id))),
                 other => Err(Error::InvalidRequest(format!("resource type {other} is not supported (topics: 2, brokers: 4)"))),
             };
@@ -99,6 +104,29 @@ fn topic_entries(
                 }
             }
             e
+        })
+        .collect()
+}
+
+/// Kafka's DescribeConfigs sources of dynamic broker configs.
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
+
+/// The dynamic broker configs (`shard::throttle`) set for broker `id` (-1: cluster-wide).
+fn dynamic_entries(image: &crate::metadata::MetadataImage, id: i32, source: i8, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+    image
+        .broker_configs
+        .get(&id)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| wanted(k))
+        .map(|(k, v)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(s(k.clone()))
+                .with_value(Some(s(v.clone())))
+                .with_read_only(false)
+                .with_config_source(source)
+                .with_is_sensitive(false)
         })
         .collect()
 }
