@@ -36,6 +36,15 @@ pub enum ClusterCmd {
     ///
     /// Example: shardlog cluster info
     Info,
+    /// Remove a stopped broker's registration for good (kafka-cluster.sh unregister): scale-in,
+    /// after its partitions were moved away with `partitions reassign`.
+    ///
+    /// Example: shardlog cluster unregister --id 4
+    Unregister {
+        /// The broker's node.id.
+        #[arg(long)]
+        id: i32,
+    },
 }
 
 /// The API versions every broker supports (kafka-broker-api-versions.sh).
@@ -106,8 +115,11 @@ fn brokers_and_controller(c: &mut Conn) -> Result<(Option<String>, i32, Vec<Brok
 /// brokers (rack, fenced). The quorum leader comes from DescribeQuorum; a
 /// broker without it gets a note instead.
 pub fn run(args: ClusterArgs) -> Result<(), CliError> {
-    let ClusterArgs { conn, out, cmd: ClusterCmd::Info } = args;
+    let ClusterArgs { conn, out, cmd } = args;
     let mut c = conn.connect()?;
+    if let ClusterCmd::Unregister { id } = cmd {
+        return unregister(&mut c, id);
+    }
     let (cluster_id, controller, mut rows) = brokers_and_controller(&mut c)?;
     rows.sort_by_key(|b| b.id);
     let (quorum_leader, quorum_note) = match super::quorum::describe(&mut c) {
@@ -150,6 +162,18 @@ pub fn run(args: ClusterArgs) -> Result<(), CliError> {
             );
         }
     }
+    Ok(())
+}
+
+/// UnregisterBroker (key 64): the broker's registration goes; a broker still
+/// running would register again, so it is for brokers stopped for good.
+fn unregister(c: &mut Conn, id: i32) -> Result<(), CliError> {
+    use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest};
+    let resp = c.request(0, &UnregisterBrokerRequest::default().with_broker_id(BrokerId(id)))?;
+    if resp.error_code != 0 {
+        return Err(CliError::kafka(format!("unregister broker {id}"), resp.error_code));
+    }
+    print_str(&format!("Broker {id} is no longer registered.\n"));
     Ok(())
 }
 

@@ -494,4 +494,40 @@ mod tests {
         let p = apply(&mut img, recs);
         assert_eq!((p.isr, p.elr), (vec![1], vec![2]), "a shrink below the minimum keeps the removed replica eligible");
     }
+
+    #[test]
+    fn preferred_election_moves_leadership_to_the_first_live_in_sync_replica() {
+        let (img, _) = image(vec![1, 2, 3], 2, &[]);
+        let asked = [("t".to_string(), 0), ("t".to_string(), 7)];
+        let (recs, res) = elect_leaders(&img, ElectionType::Preferred, Some(&asked), &D);
+        assert!(res[0].2.is_ok() && matches!(res[1].2, Err(Error::UnknownTopicOrPartition)));
+        let mut img2 = img.clone();
+        let p = apply(&mut img2, recs);
+        assert_eq!((p.leader, p.leader_epoch), (1, 1));
+        // Already there: not needed (and left out of an all-partitions answer).
+        let (recs, res) = elect_leaders(&img2, ElectionType::Preferred, Some(&asked[..1]), &D);
+        assert!(recs.is_empty() && matches!(res[0].2, Err(Error::ElectionNotNeeded(_))));
+        assert!(elect_leaders(&img2, ElectionType::Preferred, None, &D).1.is_empty());
+        // A fenced or out-of-sync preferred replica is not available.
+        let (img3, _) = image(vec![2, 3], 2, &[1]);
+        assert!(matches!(elect_leaders(&img3, ElectionType::Preferred, Some(&asked[..1]), &D).1[0].2, Err(Error::PreferredLeaderNotAvailable(_))));
+    }
+
+    #[test]
+    fn unclean_election_only_for_leaderless_partitions_and_rebalance_by_imbalance() {
+        let asked = [("t".to_string(), 0)];
+        let (img, _) = image(vec![1], 1, &[]);
+        assert!(matches!(elect_leaders(&img, ElectionType::Unclean, Some(&asked), &D).1[0].2, Err(Error::ElectionNotNeeded(_))));
+        let (img, _) = image(vec![1], -1, &[1]);
+        let (recs, res) = elect_leaders(&img, ElectionType::Unclean, Some(&asked), &D);
+        assert!(res[0].2.is_ok());
+        let mut img2 = img.clone();
+        assert_eq!(apply(&mut img2, recs).leader, 2, "a live out-of-sync replica leads");
+        // Broker 1 prefers one partition and leads none of it: 100% > 10%.
+        let (img, _) = image(vec![1, 2, 3], 2, &[]);
+        let mut img2 = img.clone();
+        assert_eq!(apply(&mut img2, rebalance_leaders(&img, 10, &D)).leader, 1);
+        let (img, _) = image(vec![1, 2, 3], 1, &[]);
+        assert!(rebalance_leaders(&img, 10, &D).is_empty());
+    }
 }

@@ -123,9 +123,12 @@ fn check_target(target: &[i32], known: &impl Fn(i32) -> bool) -> Result<()> {
     Ok(())
 }
 
+/// One ongoing reassignment: (topic, partition, replicas, adding, removing).
+pub type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
 /// Ongoing reassignments for ListPartitionReassignments: (topic, partition,
 /// replicas, adding, removing), for `asked` partitions or all.
-pub fn list(image: &MetadataImage, asked: Option<&[(String, i32)]>) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+pub fn list(image: &MetadataImage, asked: Option<&[(String, i32)]>) -> Vec<Ongoing> {
     let row = |t: &TopicMeta, i: usize| {
         let p = &t.partitions[i];
         p.reassigning().then(|| (t.name.clone(), i as i32, p.replicas.clone(), p.adding.clone(), p.removing.clone()))
@@ -197,7 +200,8 @@ mod tests {
     #[test]
     fn a_move_adds_first_and_removes_once_the_new_replica_is_in_sync() {
         let (mut img, id) = image(vec![1, 2, 3], vec![1, 2, 3], 1);
-        let p = apply(&mut img, alter(&img, "t", 0, Some(&[4, 2, 3]), &KNOWN).unwrap());
+        let recs = alter(&img, "t", 0, Some(&[4, 2, 3]), &KNOWN).unwrap();
+        let p = apply(&mut img, recs);
         assert_eq!((p.replicas.clone(), p.adding.clone(), p.removing.clone(), p.leader), (vec![4, 2, 3, 1], vec![4], vec![1], 1));
         assert!(complete_if_ready(&img, id, 0).is_none(), "4 is not in sync yet");
         set_isr(&mut img, id, vec![1, 2, 3, 4]);
@@ -210,9 +214,11 @@ mod tests {
     #[test]
     fn cancel_keeps_the_original_replicas_and_drops_the_added_ones() {
         let (mut img, id) = image(vec![1, 2, 3], vec![1, 2, 3], 1);
-        apply(&mut img, alter(&img, "t", 0, Some(&[4, 2, 3]), &KNOWN).unwrap());
+        let recs = alter(&img, "t", 0, Some(&[4, 2, 3]), &KNOWN).unwrap();
+        apply(&mut img, recs);
         set_isr(&mut img, id, vec![1, 2, 3]);
-        let p = apply(&mut img, alter(&img, "t", 0, None, &KNOWN).unwrap());
+        let recs = alter(&img, "t", 0, None, &KNOWN).unwrap();
+        let p = apply(&mut img, recs);
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.reassigning()), (vec![2, 3, 1], vec![1, 2, 3], 1, false));
         assert!(matches!(alter(&img, "t", 0, None, &KNOWN), Err(Error::NoReassignmentInProgress(_))));
     }
@@ -220,7 +226,8 @@ mod tests {
     #[test]
     fn a_subset_or_reorder_completes_at_once_and_bad_targets_are_refused() {
         let (mut img, _) = image(vec![1, 2, 3], vec![1, 2, 3], 1);
-        let p = apply(&mut img, alter(&img, "t", 0, Some(&[3, 2]), &KNOWN).unwrap());
+        let recs = alter(&img, "t", 0, Some(&[3, 2]), &KNOWN).unwrap();
+        let p = apply(&mut img, recs);
         assert_eq!((p.replicas, p.isr, p.leader, p.adding, p.removing), (vec![3, 2], vec![2, 3], 2, vec![], vec![]));
         assert!(matches!(alter(&img, "t", 0, Some(&[]), &KNOWN), Err(Error::InvalidReplicaAssignment(_))));
         assert!(matches!(alter(&img, "t", 0, Some(&[2, 2]), &KNOWN), Err(Error::InvalidReplicaAssignment(_))));
@@ -231,8 +238,10 @@ mod tests {
     #[test]
     fn a_new_target_replaces_the_ongoing_one_from_the_original_replicas() {
         let (mut img, _) = image(vec![1, 2], vec![1, 2], 1);
-        apply(&mut img, alter(&img, "t", 0, Some(&[3, 2]), &KNOWN).unwrap());
-        let p = apply(&mut img, alter(&img, "t", 0, Some(&[4, 2]), &KNOWN).unwrap());
+        let recs = alter(&img, "t", 0, Some(&[3, 2]), &KNOWN).unwrap();
+        apply(&mut img, recs);
+        let recs = alter(&img, "t", 0, Some(&[4, 2]), &KNOWN).unwrap();
+        let p = apply(&mut img, recs);
         assert_eq!((p.replicas.clone(), p.adding.clone(), p.removing.clone()), (vec![4, 2, 1], vec![4], vec![1]));
         assert_eq!(list(&img, None), vec![("t".to_string(), 0, vec![4, 2, 1], vec![4], vec![1])]);
     }

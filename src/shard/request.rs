@@ -216,7 +216,7 @@ pub enum ShardResponse {
     /// Per broker resource.
     AlterBrokerConfigs(Vec<Result<(), Error>>),
     /// ElectLeaders: per partition (topic, index, outcome), or why none ran.
-    ElectLeaders(Result<Vec<(String, i32, Result<(), Error>)>, Error>),
+    ElectLeaders(Result<Vec<Elected<Error>>, Error>),
     /// AlterPartitionReassignments: per partition, in request order.
     AlterReassignments(Vec<Result<(), Error>>),
 }
@@ -316,6 +316,9 @@ impl From<WireError> for Error {
     }
 }
 
+/// One partition's ElectLeaders outcome: topic, partition, and why nothing was elected.
+pub type Elected<E> = (String, i32, Result<(), E>);
+
 /// The active controller's answer to a [`ControllerOp`], same variant.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ControllerReply {
@@ -334,7 +337,7 @@ pub enum ControllerReply {
     /// Per broker resource.
     AlterBrokerConfigs(Vec<Result<(), WireError>>),
     /// Per partition, or why none ran.
-    ElectLeaders(Result<Vec<(String, i32, Result<(), WireError>)>, WireError>),
+    ElectLeaders(Result<Vec<Elected<WireError>>, WireError>),
     /// Per partition.
     AlterReassignments(Vec<Result<(), WireError>>),
 }

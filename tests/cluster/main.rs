@@ -8,6 +8,9 @@
 //!   two followers down, double failover, a follower's disk full) with an
 //!   idempotent acks=all load,
 //!   checked for lost acknowledged writes and byte-identical replicas;
+//! - [`operations`]: operating a cluster under load: rolling restarts with
+//!   controlled shutdown, preferred elections (API, CLI, automatic),
+//!   scale-out and scale-in by reassignment (throttled, cancelled, verified);
 //! - [`coordinators`]: group and transaction coordinators killed with
 //!   `__consumer_offsets` and `__transaction_state` replicated;
 //! - [`checker`]: the load driver and the checker (with unit tests of its
@@ -27,6 +30,7 @@ mod txn_common;
 mod checker;
 mod coordinators;
 mod faults;
+mod operations;
 mod quorum;
 mod replication;
 mod roles;

@@ -864,6 +864,31 @@ impl Cluster {
         }
     }
 
+    /// Formats and starts one more broker-only node (the next id), as an
+    /// operator adds a broker to a running cluster; answers its id.
+    pub fn add_broker(&mut self) -> i32 {
+        let id = self.nodes.len() as i32 + 1;
+        let ports = free_ports(2);
+        self.nodes.push(Node {
+            id,
+            role: Role::Broker,
+            port: ports[0],
+            ctrl_port: ports[1],
+            dir: self.tmp.path().join(format!("node{id}")),
+            core: (id as usize - 1) % 2,
+            child: None,
+            readers: Vec::new(),
+            output: Arc::new(Mutex::new(String::new())),
+            listening: Arc::new((Mutex::new(0), Condvar::new())),
+            generation: 0,
+            paused: false,
+        });
+        self.format(self.nodes.len() - 1);
+        self.start_node(id);
+        self.step(&format!("broker {id} added on port {}", ports[0]));
+        id
+    }
+
     /// SIGTERM to every running node, then start them all again.
     pub fn restart_all(&mut self) {
         let ids = self.running();
