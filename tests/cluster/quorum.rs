@@ -223,12 +223,18 @@ fn group_coordinator_is_the_offsets_partition_leader_and_commits_survive_restart
 
     // The coordinator: the leader of partition abs(hash(group)) % N of __consumer_offsets.
     let check_coordinator = |c: &Cluster| {
-        let md = metadata(&c.bootstrap(1), Some(&["__consumer_offsets"])).expect("Metadata __consumer_offsets");
-        let parts = partition_leaders(&md, "__consumer_offsets").expect("__consumer_offsets exists after a group used it");
-        let p = offsets_partition(group, parts.len() as i32);
-        let (err, leader) = parts[&p];
-        assert_eq!(err, NONE, "__consumer_offsets-{p}: error {err}");
-        c.step(&format!("{group} -> __consumer_offsets-{p} of {} partitions, led by {leader}", parts.len()));
+        // After a restart of every node the partition has a leader again once the
+        // broker that was last in its ISR (the last one to stop) is unfenced.
+        let (p, parts, leader) = wait_until("the group's __consumer_offsets partition to have a leader", OP, POLL, || {
+            let md = metadata(&c.bootstrap(1), Some(&["__consumer_offsets"]))?;
+            let parts = partition_leaders(&md, "__consumer_offsets")?;
+            let p = offsets_partition(group, parts.len() as i32);
+            match parts.get(&p) {
+                Some(&(NONE, leader)) if leader >= 0 => Ok((p, parts.len(), leader)),
+                other => Err(format!("__consumer_offsets-{p}: {other:?}")),
+            }
+        });
+        c.step(&format!("{group} -> __consumer_offsets-{p} of {parts} partitions, led by {leader}"));
         for id in c.ids() {
             let r = wait_until(&format!("FindCoordinator({group}) from node {id}"), OP, POLL, || match find_group_coordinator(&c.bootstrap(id), group)? {
                 (NONE, node) => Ok(node),
