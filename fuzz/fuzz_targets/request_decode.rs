@@ -77,6 +77,9 @@ fn decode(key: ApiKey, frame: &mut Bytes, v: i16) -> Option<Result<(), String>> 
         ApiKey::ConsumerGroupDescribe => body!(ConsumerGroupDescribeRequest),
         ApiKey::DescribeQuorum => body!(DescribeQuorumRequest),
         ApiKey::UnregisterBroker => body!(UnregisterBrokerRequest),
+        ApiKey::ElectLeaders => body!(ElectLeadersRequest),
+        ApiKey::AlterPartitionReassignments => body!(AlterPartitionReassignmentsRequest),
+        ApiKey::ListPartitionReassignments => body!(ListPartitionReassignmentsRequest),
         ApiKey::WriteTxnMarkers => body!(WriteTxnMarkersRequest),
         _ => return None,
     })

@@ -13,6 +13,7 @@
 //!   A target that is a subset of the current replicas completes at once.
 //! - **Cancel** (target None): the added replicas go and the original ones
 //!   stay; an added replica that was leading hands over to an original one.
+//!   Refused while no original replica is in sync (reverting would lose records).
 //! - A new target for a partition already moving replaces the old target,
 //!   computed from the original replicas (the ones not being added).
 
@@ -33,7 +34,11 @@ pub fn alter(image: &MetadataImage, topic: &str, partition: i32, target: Option<
         if !p.reassigning() {
             return Err(Error::NoReassignmentInProgress(format!("{topic}-{partition} is not being reassigned")));
         }
-        return Ok(finish(image, t, i, original, &p.adding).into_iter().collect());
+        // With no original replica in sync, reverting would leave the partition
+        // without an in-sync replica (Kafka would then elect uncleanly): refuse.
+        return finish(image, t, i, original, &p.adding)
+            .map(|rec| vec![rec])
+            .ok_or_else(|| Error::InvalidReplicaAssignment(format!("{topic}-{partition}: no original replica is in sync; cancelling would lose records")));
     };
     check_target(target, known)?;
     let adding: Vec<i32> = target.iter().copied().filter(|r| !original.contains(r)).collect();
