@@ -226,6 +226,12 @@ mod tests {
         let p = apply(&mut img, recs);
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.reassigning()), (vec![2, 3, 1], vec![1, 2, 3], 1, false));
         assert!(matches!(alter(&img, "t", 0, None, &KNOWN), Err(Error::NoReassignmentInProgress(_))));
+        // Only an added replica in sync: reverting would lose records, so it is refused.
+        let (mut img, id) = image(vec![1], vec![1], 1);
+        let recs = alter(&img, "t", 0, Some(&[4, 1]), &KNOWN).unwrap();
+        apply(&mut img, recs);
+        set_isr(&mut img, id, vec![4]);
+        assert!(matches!(alter(&img, "t", 0, None, &KNOWN), Err(Error::InvalidReplicaAssignment(_))));
     }
 
     #[test]
