@@ -184,12 +184,12 @@ fn describe_filters_quorum_cluster_info_and_generate() {
     assert_eq!(topics_under_min, BTreeSet::from(["strict"]), "ISR 2 < min.insync.replicas 3 only for strict");
     let unavailable = described(&bs12, &["--unavailable-partitions"]);
     assert!(unavailable.keys().all(|(t, _)| t != "tools" && t != "strict"), "RF 3 partitions keep a leader: {unavailable:?}");
-    // The killed broker is fenced (Kafka lists it as fenced; shardlog lists live brokers only).
-    wait_until("broker 3 fenced or gone in cluster info", OP, POLL, || {
+    // The killed broker is listed as fenced (DescribeCluster v2 with include_fenced_brokers).
+    wait_until("broker 3 fenced in cluster info", OP, POLL, || {
         let info = run(&bs12, &["cluster", "info", "--output", "json"]).json();
         let b3 = info["brokers"].as_array().unwrap().iter().find(|b| b["id"] == 3).cloned();
         match b3 {
-            None => Ok(()),
+            None => Err("broker 3 not listed".to_string()),
             Some(b) if b["fenced"] == true => Ok(()),
             Some(b) => Err(format!("{b}")),
         }

@@ -1,5 +1,6 @@
 //! DescribeCluster (key 60), versions 0-2: the cluster id, the controller and
-//! the brokers (this one), as the admin clients' describeCluster expects.
+//! the live brokers, as the admin clients' describeCluster expects; v2 with
+//! `include_fenced_brokers` adds the fenced ones, marked (KIP-1073).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -38,5 +39,19 @@ pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> Des
                 .with_rack(b.rack.map(StrBytes::from_string))
         })
         .collect();
+    // v2 (KIP-1073): fenced brokers too, when asked, marked as such.
+    if version >= 2 && req.include_fenced_brokers {
+        for (&id, b) in shard.image().brokers.iter().filter(|(_, b)| b.fenced) {
+            resp.brokers.push(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(b.host.clone()))
+                    .with_port(b.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(true),
+            );
+        }
+        resp.brokers.sort_by_key(|b| b.broker_id.0);
+    }
     resp
 }
