@@ -132,14 +132,20 @@ impl ClusterNode {
         Ok(ControllerResponse::Registered { epoch: epoch.get() })
     }
 
-    async fn heartbeat(&self, broker_id: i32, epoch: i64, metadata_offset: u64) -> Result<ControllerResponse, Error> {
-        let image = self.shard.image();
-        let b = match image.brokers.get(&broker_id) {
+    /// The registration a heartbeat names (STALE_BROKER_EPOCH when it is not
+    /// the current one); its session starts over.
+    fn heard_from(&self, broker_id: i32, epoch: i64) -> Result<crate::metadata::image::BrokerMeta, Error> {
+        let b = match self.shard.image().brokers.get(&broker_id) {
             Some(b) if b.epoch == epoch => b.clone(),
             Some(b) => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} heartbeat with epoch {epoch}, registered as {}", b.epoch))),
             None => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} is not registered"))),
         };
         self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+        Ok(b)
+    }
+
+    async fn heartbeat(&self, broker_id: i32, epoch: i64, metadata_offset: u64) -> Result<ControllerResponse, Error> {
+        let b = self.heard_from(broker_id, epoch)?;
         if !b.fenced || b.in_controlled_shutdown {
             return Ok(ControllerResponse::Heartbeat { fenced: b.fenced, should_shutdown: false });
         }
@@ -170,13 +176,7 @@ impl ClusterNode {
     /// a leader, as in Kafka). It may stop once it has applied that change: it
     /// then knows it leads nothing, and so do the new leaders.
     async fn begin_controlled_shutdown(&self, broker_id: i32, epoch: i64, metadata_offset: u64) -> Result<ControllerResponse, Error> {
-        let image = self.shard.image();
-        let b = match image.brokers.get(&broker_id) {
-            Some(b) if b.epoch == epoch => b.clone(),
-            Some(b) => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} heartbeat with epoch {epoch}, registered as {}", b.epoch))),
-            None => return Err(Error::StaleBrokerEpoch(format!("broker {broker_id} is not registered"))),
-        };
-        self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
+        let b = self.heard_from(broker_id, epoch)?;
         if b.fenced {
             // A fenced broker leads nothing already.
             return Ok(ControllerResponse::Heartbeat { fenced: true, should_shutdown: true });

@@ -19,7 +19,7 @@
 
 use uuid::Uuid;
 
-use super::image::{MetadataImage, PartitionMeta, TopicMeta};
+use super::image::{MetadataImage, TopicMeta};
 use super::records::MetadataRecord;
 use crate::error::{Error, Result};
 
@@ -58,7 +58,7 @@ pub fn alter(image: &MetadataImage, topic: &str, partition: i32, target: Option<
     }
     // Replicas a replaced target no longer adds leave the ISR with it.
     let isr: Vec<i32> = p.isr.iter().copied().filter(|r| replicas.contains(r)).collect();
-    let mut rec = change(t.topic_id, i as i32, p);
+    let mut rec = change(t.topic_id, i as i32);
     if let MetadataRecord::PartitionChange { replicas: r, adding: a, removing: rm, isr: is, .. } = &mut rec {
         *r = Some(replicas);
         *a = Some(adding);
@@ -96,7 +96,7 @@ fn finish(image: &MetadataImage, t: &TopicMeta, i: usize, keep: Vec<i32>, leavin
     let leader =
         if keep.contains(&p.leader) && isr.contains(&p.leader) { p.leader } else { isr.iter().copied().find(|&r| image.eligible_broker(r)).unwrap_or(-1) };
     let elr: Vec<i32> = p.elr.iter().copied().filter(|r| keep.contains(r)).collect();
-    let mut rec = change(t.topic_id, i as i32, p);
+    let mut rec = change(t.topic_id, i as i32);
     if let MetadataRecord::PartitionChange { replicas, adding, removing, isr: is, leader: l, elr: e, .. } = &mut rec {
         *replicas = (keep != p.replicas).then_some(keep);
         *adding = Some(Vec::new());
@@ -108,7 +108,8 @@ fn finish(image: &MetadataImage, t: &TopicMeta, i: usize, keep: Vec<i32>, leavin
     Some(rec)
 }
 
-fn change(topic_id: Uuid, partition: i32, _p: &PartitionMeta) -> MetadataRecord {
+/// An empty change of `topic_id`-`partition`, to fill in.
+fn change(topic_id: Uuid, partition: i32) -> MetadataRecord {
     MetadataRecord::PartitionChange { topic_id, partition, leader: None, isr: None, elr: None, replicas: None, adding: None, removing: None }
 }
 
@@ -154,7 +155,7 @@ pub fn list(image: &MetadataImage, asked: Option<&[(String, i32)]>) -> Vec<Ongoi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::image::BrokerMeta;
+    use crate::metadata::image::{BrokerMeta, PartitionMeta};
 
     fn image(replicas: Vec<i32>, isr: Vec<i32>, leader: i32) -> (MetadataImage, Uuid) {
         let mut img = MetadataImage::empty("c".into());
