@@ -9,10 +9,10 @@
 //!            connection quotas and the request-bytes budget
 //! router/    one flat match on the API key; the version gate; the decision to close
 //! handlers/  one file per Kafka API
-//! admin/     what several APIs share: creating topics through the controller (internal ones on
+//! services/  what several APIs share: creating topics through the controller (internal ones on
 //!            first use), finding the core that coordinates a group or transactional id, the
 //!            brokers clients are told about
-//! cluster/   (beside admin/) KRaft mode: the Raft metadata quorum (raft-rs, its WAL, a
+//! cluster/   (beside services/) KRaft mode: the Raft metadata quorum (raft-rs, its WAL, a
 //!            deterministic simulation), the quorum member on shard 0 that applies committed
 //!            metadata everywhere, broker registration/heartbeats/fencing, the controller
 //!            listener, forwarding to the active controller, inter-broker WriteTxnMarkers
@@ -81,7 +81,6 @@
 // `unsafe` is allowed in io/ and runtime/ only, each block with a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 
-pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
@@ -98,6 +97,7 @@ pub mod metadata;
 pub mod net;
 pub mod protocol;
 pub mod router;
+pub mod services;
 #[allow(unsafe_code)]
 pub mod runtime;
 pub mod shard;

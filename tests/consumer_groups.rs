@@ -127,7 +127,9 @@ fn group_config(bootstrap: &str, group: &str, client_id: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // Kept in memory by `Member` and printed if its close hangs.
+        .set("debug", "cgrp");
     c
 }
 
@@ -240,15 +242,28 @@ struct MemberState {
     protocol: Mutex<String>,
     records: Mutex<Vec<(i32, i64)>>,
     errors: Mutex<Vec<String>>,
+    /// librdkafka's last log lines (debug=cgrp), printed when a close hangs.
+    client_log: Mutex<std::collections::VecDeque<String>>,
     stop: AtomicBool,
 }
+
+/// Lines of librdkafka's log kept per member.
+const CLIENT_LOG_LINES: usize = 300;
 
 /// Records every rebalance callback (after librdkafka applied it).
 struct TrackingContext {
     state: Arc<MemberState>,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let mut lines = lock(&self.state.client_log);
+        if lines.len() == CLIENT_LOG_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(format!("{:?} {:?} {fac} {log_message}", Instant::now(), level));
+    }
+}
 
 impl ConsumerContext for TrackingContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -349,7 +364,8 @@ impl Member {
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("member {}: close did not finish within {CLOSE_TIMEOUT:?}", self.name)
+                let log: Vec<String> = lock(&self.state.client_log).iter().cloned().collect();
+                panic!("member {}: close did not finish within {CLOSE_TIMEOUT:?}; librdkafka's last log lines:\n{}", self.name, log.join("\n"))
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let joined_ok = self.handle.take().map(|h| h.join().is_ok());

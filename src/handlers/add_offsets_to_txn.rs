@@ -6,7 +6,7 @@
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey};
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTx
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
 

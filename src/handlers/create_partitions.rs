@@ -44,7 +44,7 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         .map(|(t, r)| {
             let r = r.unwrap_or_else(|| answers.next().unwrap_or(Err(Error::ShardUnavailable)));
             let r = match r {
-                Ok(first_new) if published => crate::admin::topics::offline_partitions(&ctx.x, &image, &t.name.0, first_new),
+                Ok(first_new) if published => crate::services::topics::offline_partitions(&ctx.x, &image, &t.name.0, first_new),
                 other => other.map(drop),
             };
             let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());

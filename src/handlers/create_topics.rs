@@ -12,7 +12,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::admin::topics::create;
+use crate::services::topics::create;
 use crate::shard::request::NewTopic;
 
 /// Serves CreateTopics `version`: the controller creates the topics (or only

@@ -16,7 +16,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> Des
     let shard = ctx.shard();
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(shard.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(crate::admin::brokers::controller_id(shard)))
+        .with_controller_id(BrokerId(crate::services::brokers::controller_id(shard)))
         .with_cluster_authorized_operations(OPERATIONS_OMITTED);
     // v1+: endpoint type 1 = brokers; 2 = controllers (a KRaft controller
     // quorum, which a single shardlog node does not run separately).
@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeClusterRequest, version: i16) -> Des
     if version >= 1 {
         resp.endpoint_type = 1;
     }
-    resp.brokers = crate::admin::brokers::live_brokers(shard)
+    resp.brokers = crate::services::brokers::live_brokers(shard)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnDescription, TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;

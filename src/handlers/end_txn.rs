@@ -6,7 +6,7 @@
 use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
 

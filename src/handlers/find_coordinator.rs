@@ -10,8 +10,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::admin::brokers::{live_broker, BrokerEndpoint};
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::brokers::{live_broker, BrokerEndpoint};
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::error::Error;

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 

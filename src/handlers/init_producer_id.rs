@@ -8,7 +8,7 @@
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
 

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::HashMap;
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::error::Error;
 use crate::metadata::TopicMeta;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
@@ -60,7 +60,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 .collect();
             let names: Vec<String> = plain.iter().map(|t| t.name.clone()).collect();
             if !plain.is_empty() {
-                for (name, r) in names.into_iter().zip(crate::admin::topics::create(&ctx.x, plain, false).await) {
+                for (name, r) in names.into_iter().zip(crate::services::topics::create(&ctx.x, plain, false).await) {
                     // Already existing means another request created it meanwhile.
                     match r {
                         Ok(()) | Err(Error::TopicAlreadyExists) => {}
@@ -105,7 +105,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             });
         }
     }
-    let brokers = crate::admin::brokers::live_brokers(ctx.shard())
+    let brokers = crate::services::brokers::live_brokers(ctx.shard())
         .into_iter()
         .map(|b| {
             let e = MetadataResponseBroker::default().with_node_id(BrokerId(b.id)).with_host(StrBytes::from_string(b.host)).with_port(b.port as i32);
@@ -120,7 +120,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     // Fields exist only from some versions on; the encoder rejects others.
     if version >= 1 {
-        resp.controller_id = BrokerId(crate::admin::brokers::controller_id(ctx.shard()));
+        resp.controller_id = BrokerId(crate::services::brokers::controller_id(ctx.shard()));
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));

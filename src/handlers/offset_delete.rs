@@ -6,7 +6,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 

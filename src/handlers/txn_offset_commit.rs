@@ -9,7 +9,7 @@ use kafka_protocol::messages::{ApiKey, TopicName, TxnOffsetCommitRequest, TxnOff
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::admin::coordinator_lookup as lookup;
+use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
 
