@@ -26,6 +26,10 @@
 //!            (shard/controller.rs: records -> metadata log, or the cluster's quorum -> publish)
 //! log/       segments, sparse indexes, recovery, compaction (Kafka's on-disk layout); the topic
 //!            rules a produced batch must pass (log/produce_policy.rs, Kafka's LogValidator)
+//! admin/     the admin HTTP listener on shard 0 (runtime/ starts it): Prometheus /metrics,
+//!            the JSON admin API, the web console, consumer lag with its verdict
+//! metrics/   (ground floor) per-shard counters the data path bumps in plain cells, gathered
+//!            across shards when scraped
 //! metadata/  metadata records, the metadata log and its checkpoints, the image they add up to,
 //!            this broker's shard placement and routing (Local(shard) | Remote(broker) | Unknown)
 //! ---- ground floor, usable by all ----
@@ -71,9 +75,6 @@
 //! - **Replication** (`cluster/`): replica fetchers and ISR tracking, which advance
 //!   `shard::partition::Partition`'s high watermark instead of the log end, with
 //!   AlterPartition through the same controller path as the other metadata changes.
-//! - **Metrics** (`metrics/`, at the ground floor): per-shard counters that the data
-//!   path bumps without locks, gathered across shards for an HTTP exposition endpoint
-//!   served from `runtime/`.
 //! - **Security** (in `net/` and `router/`): TLS and SASL at the connection (`net/`),
 //!   authorization (ACLs, kept as metadata records) checked in `router/` before a
 //!   handler runs.
@@ -81,6 +82,7 @@
 // `unsafe` is allowed in io/ and runtime/ only, each block with a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 
+pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
@@ -94,12 +96,13 @@ pub mod io;
 pub mod log;
 pub mod logging;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod router;
-pub mod services;
 #[allow(unsafe_code)]
 pub mod runtime;
+pub mod services;
 pub mod shard;
 pub mod sync;
 pub mod xshard;

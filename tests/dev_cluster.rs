@@ -18,19 +18,20 @@ use cli_common::run;
 use common::{broker_bin, by_partition, consume_all, producer_config};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-/// A base port with the 2n ports from it free (bound all at once, then released).
+/// A base port with the 3n ports from it free (client, controller and admin
+/// listeners; bound all at once, then released).
 fn free_base_port(n: usize) -> u16 {
     for _ in 0..50 {
         let first = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        if first as usize + 2 * n >= 65535 {
+        if first as usize + 3 * n >= 65535 {
             continue;
         }
-        let all: Result<Vec<TcpListener>, _> = (0..2 * n as u16).map(|k| TcpListener::bind(("127.0.0.1", first + k))).collect();
+        let all: Result<Vec<TcpListener>, _> = (0..3 * n as u16).map(|k| TcpListener::bind(("127.0.0.1", first + k))).collect();
         if all.is_ok() {
             return first;
         }
     }
-    panic!("no run of {} free ports found", 2 * n);
+    panic!("no run of {} free ports found", 3 * n);
 }
 
 /// A running `shardlog dev cluster`, its stdout lines arriving on `lines`.

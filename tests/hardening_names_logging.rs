@@ -397,7 +397,7 @@ impl RawBroker {
     /// line on stdout and then closes stdout too (nothing more is read from it).
     fn start(dir: &Path, stderr: Stdio, level: &str) -> RawBroker {
         let mut child = Command::new(broker_bin())
-            .args(["start", "--set", "listeners=PLAINTEXT://127.0.0.1:0", "--set", "shard.cores=0,1"])
+            .args(["start", "--set", "listeners=PLAINTEXT://127.0.0.1:0", "--set", "admin.listener=http://127.0.0.1:0", "--set", "shard.cores=0,1"])
             .arg("--set")
             .arg(format!("log.dirs={}", dir.display()))
             .env("SHARDLOG_LOG", level)

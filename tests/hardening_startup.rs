@@ -117,7 +117,7 @@ fn assert_intact(conn: &mut RawConn, topic: &str, partitions: i32, acked: &[(i32
 fn second_broker(log_dir: &Path, port: u16) -> (Option<i32>, String) {
     let mut child = Command::new(broker_bin())
         .args(["start", "--set", &format!("listeners=PLAINTEXT://127.0.0.1:{port}")])
-        .args(["--set", &format!("log.dirs={}", log_dir.display()), "--set", "shard.cores=0,1"])
+        .args(["--set", &format!("log.dirs={}", log_dir.display()), "--set", "shard.cores=0,1", "--set", "admin.listener=http://127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

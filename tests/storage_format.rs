@@ -53,7 +53,7 @@ fn random_uuid() -> String {
 /// Runs `shardlog start` that must refuse to start: its exit status and stderr.
 fn start_refused(config: &Path, sets: &[&str]) -> (i32, String) {
     let mut cmd = Command::new(broker_bin());
-    cmd.args(["start", "--config"]).arg(config);
+    cmd.args(["start", "--config"]).arg(config).args(["--set", "admin.listener=http://127.0.0.1:0"]);
     for s in sets {
         cmd.args(["--set", s]);
     }

@@ -64,7 +64,8 @@ pub struct DevClusterArgs {
     /// Keep the temporary directory at exit (without --dir).
     #[arg(long)]
     pub keep: bool,
-    /// First client port; node i listens on BASE+2(i-1), its controller on the port after.
+    /// First client port; node i listens on BASE+2(i-1), its controller on the port after,
+    /// and its admin listener (metrics, console) on BASE+2N+(i-1), after all of those.
     #[arg(long, default_value_t = 19092)]
     pub base_port: u16,
     /// Shards (cores) per node.
@@ -82,6 +83,8 @@ pub struct NodePlan {
     pub id: u16,
     /// Client port.
     pub port: u16,
+    /// Admin listener port (metrics, admin API, console).
+    pub admin_port: u16,
     /// The `--set KEY=VALUE` pairs of `shardlog start` (and of the format step).
     pub sets: Vec<String>,
 }
@@ -90,7 +93,7 @@ pub struct NodePlan {
 /// factors of min(3, N), shard cores spread over the machine's `cpus`.
 pub fn plan(nodes: u16, base_port: u16, dir: &Path, shards: u16, cpus: usize, extra: &[String]) -> Result<Vec<NodePlan>, String> {
     let n = nodes as u32;
-    let last = base_port as u32 + 2 * n - 1;
+    let last = base_port as u32 + 3 * n - 1;
     if last > u16::MAX as u32 {
         return Err(format!("--base-port {base_port} leaves no room for {n} nodes (ports up to {last})"));
     }
@@ -98,6 +101,7 @@ pub fn plan(nodes: u16, base_port: u16, dir: &Path, shards: u16, cpus: usize, ex
         return Err(format!("--shards-per-node {shards} is more than this machine's {cpus} CPUs"));
     }
     let port = |i: u32| (base_port as u32 + 2 * (i - 1)) as u16;
+    let admin_port = |i: u32| (base_port as u32 + 2 * n + (i - 1)) as u16;
     let voters = (1..=n).map(|i| format!("{i}@127.0.0.1:{}", port(i) + 1)).collect::<Vec<_>>().join(",");
     let rf = n.min(3);
     Ok((1..=n)
@@ -111,6 +115,7 @@ pub fn plan(nodes: u16, base_port: u16, dir: &Path, shards: u16, cpus: usize, ex
                 format!("controller.quorum.voters={voters}"),
                 format!("listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", port(i), port(i) + 1),
                 format!("shard.cores={cores}"),
+                format!("admin.listener=http://127.0.0.1:{}", admin_port(i)),
                 format!("default.replication.factor={rf}"),
                 format!("offsets.topic.replication.factor={rf}"),
                 format!("transaction.state.log.replication.factor={rf}"),
@@ -120,7 +125,7 @@ pub fn plan(nodes: u16, base_port: u16, dir: &Path, shards: u16, cpus: usize, ex
                 sets.push("transaction.state.log.min.isr=1".to_string());
             }
             sets.extend(extra.iter().cloned());
-            NodePlan { id: i as u16, port: port(i), sets }
+            NodePlan { id: i as u16, port: port(i), admin_port: admin_port(i), sets }
         })
         .collect())
 }
@@ -334,6 +339,8 @@ fn run_cluster(a: DevClusterArgs) -> Result<ExitCode, String> {
                 print_line(&format!("bootstrap: {bootstrap}"));
                 print_line(&format!("Connect with: shardlog topic create demo --bootstrap-server {bootstrap}"));
                 print_line(&format!("  or: export SHARDLOG_BOOTSTRAP={bootstrap}"));
+                let consoles = plans.iter().map(|p| format!("http://127.0.0.1:{}", p.admin_port)).collect::<Vec<_>>().join(" ");
+                print_line(&format!("Console and /metrics (one per node): {consoles}"));
                 print_line("Press Ctrl-C to stop the cluster.");
             }
             Ok(()) => {}
@@ -372,6 +379,8 @@ mod tests {
         assert!(p.iter().all(|n| n.sets.contains(&voters.to_string())));
         assert!(p[1].sets.contains(&"listeners=PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095".to_string()));
         assert!(p[2].sets.contains(&"log.dirs=/d/node-3".to_string()));
+        assert_eq!(p.iter().map(|n| n.admin_port).collect::<Vec<_>>(), vec![19098, 19099, 19100]);
+        assert!(p[0].sets.contains(&"admin.listener=http://127.0.0.1:19098".to_string()));
         assert_eq!(
             p.iter().map(|n| n.sets.iter().find(|s| s.starts_with("shard.cores=")).unwrap().as_str()).collect::<Vec<_>>(),
             vec!["shard.cores=0", "shard.cores=1", "shard.cores=0"]

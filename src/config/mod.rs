@@ -156,6 +156,23 @@ pub struct Config {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `admin.listener`: where the admin HTTP listener (`/metrics`, the JSON admin
+    /// API, the console) binds, `http://HOST:PORT`; `0` disables it. 127.0.0.1 by
+    /// default: its actions change topics and groups and it has no authentication.
+    pub admin_listener: Option<SocketAddr>,
+    /// `admin.console.read.only`: the admin API refuses every change (403).
+    pub admin_console_read_only: bool,
+    /// `admin.max.connections`: admin connections open at once; more are closed at accept.
+    pub admin_max_connections: usize,
+    /// `admin.request.max.bytes`: the largest admin request body (bytes); a larger one is refused (413).
+    pub admin_request_max_bytes: usize,
+    /// `admin.request.timeout.ms`: an admin connection silent (or not reading) this long is closed.
+    pub admin_request_timeout_ms: u64,
+    /// `consumer.lag.sample.interval.ms`: how often the group coordinator's broker samples
+    /// each group's committed offsets and high watermarks for lag and its verdict.
+    pub consumer_lag_sample_interval_ms: u64,
+    /// `consumer.lag.window.samples`: samples the lag verdict looks at (Burrow's window).
+    pub consumer_lag_window_samples: usize,
     /// `controlled.shutdown.enable`: on SIGTERM a cluster broker first has the
     /// controller move its leaderships and take it out of the ISRs.
     pub controlled_shutdown_enable: bool,
@@ -361,6 +378,13 @@ impl Default for Config {
             broker_rack: None,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
+            admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            admin_console_read_only: false,
+            admin_max_connections: 64,
+            admin_request_max_bytes: 1024 * 1024,
+            admin_request_timeout_ms: 10_000,
+            consumer_lag_sample_interval_ms: 5000,
+            consumer_lag_window_samples: 10,
             controlled_shutdown_enable: true,
             controlled_shutdown_max_retries: 3,
             controlled_shutdown_retry_backoff_ms: 5000,
@@ -495,6 +519,27 @@ fn parse_listeners(key: &str, v: &str) -> Result<Vec<(String, String, u16)>, Con
 }
 
 /// Resolves a listener's host and port to the address to bind.
+/// The largest `consumer.lag.window.samples` (the lag history kept per partition is
+/// bounded by it, together with the console's chart span).
+pub const MAX_LAG_WINDOW_SAMPLES: usize = 100;
+
+/// `admin.listener`: `0` (or empty) disables; otherwise `http://HOST:PORT` (the
+/// scheme may be left out).
+fn parse_admin_listener(key: &str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let v = v.trim();
+    if v.is_empty() || v == "0" {
+        return Ok(None);
+    }
+    let rest = v.strip_prefix("http://").unwrap_or(v);
+    if rest.contains("://") {
+        return Err(bad(key, format!("only http:// is supported, got `{v}`")));
+    }
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or_else(|| bad(key, format!("expected http://HOST:PORT or 0, got `{v}`")))?;
+    let port: u16 = port.parse().map_err(|_| bad(key, format!("bad port in `{v}`")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(Some(resolve(key, host, port)?))
+}
+
 fn resolve(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     format!("{host}:{port}")
         .parse()
@@ -621,6 +666,13 @@ impl Config {
             "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_num(key, v)?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_num(key, v)?,
+            "admin.listener" => self.admin_listener = parse_admin_listener(key, v)?,
+            "admin.console.read.only" => self.admin_console_read_only = parse_bool(key, v)?,
+            "admin.max.connections" => self.admin_max_connections = parse_num(key, v)?,
+            "admin.request.max.bytes" => self.admin_request_max_bytes = parse_num(key, v)?,
+            "admin.request.timeout.ms" => self.admin_request_timeout_ms = parse_num(key, v)?,
+            "consumer.lag.sample.interval.ms" => self.consumer_lag_sample_interval_ms = parse_num(key, v)?,
+            "consumer.lag.window.samples" => self.consumer_lag_window_samples = parse_num(key, v)?,
             "controlled.shutdown.enable" => self.controlled_shutdown_enable = parse_bool(key, v)?,
             "controlled.shutdown.max.retries" => self.controlled_shutdown_max_retries = parse_num(key, v)?,
             "controlled.shutdown.retry.backoff.ms" => self.controlled_shutdown_retry_backoff_ms = parse_num(key, v)?,
@@ -779,6 +831,13 @@ impl Config {
             ("broker.id", self.broker_id.to_string()),
             ("broker.rack", self.broker_rack.clone().unwrap_or_default()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("admin.listener", self.admin_listener.map_or_else(|| "0".to_string(), |a| format!("http://{a}"))),
+            ("admin.console.read.only", self.admin_console_read_only.to_string()),
+            ("admin.max.connections", self.admin_max_connections.to_string()),
+            ("admin.request.max.bytes", self.admin_request_max_bytes.to_string()),
+            ("admin.request.timeout.ms", self.admin_request_timeout_ms.to_string()),
+            ("consumer.lag.sample.interval.ms", self.consumer_lag_sample_interval_ms.to_string()),
+            ("consumer.lag.window.samples", self.consumer_lag_window_samples.to_string()),
             ("controlled.shutdown.enable", self.controlled_shutdown_enable.to_string()),
             ("controlled.shutdown.max.retries", self.controlled_shutdown_max_retries.to_string()),
             ("controlled.shutdown.retry.backoff.ms", self.controlled_shutdown_retry_backoff_ms.to_string()),
@@ -1043,6 +1102,18 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.num_partitions < 1 {
             return Err(bad("num.partitions", "must be at least 1"));
+        }
+        if self.admin_max_connections < 1 {
+            return Err(bad("admin.max.connections", "must be at least 1 (disable the listener with admin.listener=0)"));
+        }
+        if self.admin_request_timeout_ms < 100 {
+            return Err(bad("admin.request.timeout.ms", "must be at least 100"));
+        }
+        if self.consumer_lag_sample_interval_ms < 10 {
+            return Err(bad("consumer.lag.sample.interval.ms", "must be at least 10"));
+        }
+        if !(2..=MAX_LAG_WINDOW_SAMPLES).contains(&self.consumer_lag_window_samples) {
+            return Err(bad("consumer.lag.window.samples", format!("must be between 2 and {MAX_LAG_WINDOW_SAMPLES}")));
         }
         self.validate_cluster()?;
         if self.message_max_bytes < 61 {

@@ -6,10 +6,10 @@
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey};
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::error::{Error, Result};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves AddOffsetsToTxn `version`: asks the transaction coordinator's shard to add
 /// the group's `__consumer_offsets` partition to the producer's open transaction.

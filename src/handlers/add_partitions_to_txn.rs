@@ -8,9 +8,9 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTx
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves AddPartitionsToTxn `version`: checks that every partition exists, then has
 /// the transaction coordinator add them to the producer's open transaction.

@@ -9,9 +9,9 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::consumer_group::service::NamedPartitions;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::services::coordinator_lookup as lookup;
 
 /// Kafka's AclOperation codes for what may be done to a group (READ 3, DELETE 6,
 /// DESCRIBE 8): without authorization every operation is allowed.

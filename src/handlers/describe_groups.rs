@@ -7,9 +7,9 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves DescribeGroups `version`: each group is described by the shard coordinating it.
 pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {

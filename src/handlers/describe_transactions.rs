@@ -8,10 +8,10 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnDescription, TxnRequest, TxnResponse};
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 async fn describe_one(ctx: &Ctx, id: String) -> TxnDescription {
     let p = lookup::txn_partition(&ctx.x, &id);

@@ -6,9 +6,9 @@
 use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves EndTxn `version`: the transaction coordinator commits or aborts the
 /// producer's transaction; answers after the markers are written.

@@ -62,7 +62,7 @@ fn budget(results: &Reads, max_bytes: usize) -> Vec<u32> {
 /// Serves Fetch `version` as a ready frame (header and size prefix included)
 /// whose record ranges are spliced from segment files. `Err` is an encoding
 /// failure, on which the router closes the connection.
-pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32) -> Result<ResponseFrame, String> {
+pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: i32, client: &super::Client) -> Result<ResponseFrame, String> {
     let max_bytes = (req.max_bytes.max(0) as usize).min(ctx.shard().cfg.fetch_max_bytes);
     let read_committed = req.isolation_level == 1;
     // A follower's fetch (replica id >= 0): read past the high watermark, check divergence.
@@ -135,6 +135,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
     }
 
     let lens = budget(&results, max_bytes);
+    count_traffic(&reads, &results, &lens, client, version);
     let mut out = FetchResponseOut::default();
     let mut files = Vec::new();
     for (((_, r), res), len) in reads.iter().zip(results).zip(lens) {
@@ -179,4 +180,24 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
         })
         .collect();
     Ok(ResponseFrame { pieces })
+}
+
+/// Bytes and records out per topic (`shardlog_topic_*_out_total`; a follower's
+/// fetch is replication traffic) and the partitions' error codes.
+fn count_traffic(reads: &[(Route, FetchRead)], results: &[crate::error::Result<ReadSlice>], lens: &[u32], client: &super::Client, version: i16) {
+    crate::metrics::with(|m| {
+        for (((_, r), res), len) in reads.iter().zip(results).zip(lens) {
+            match res {
+                Err(e) => m.error(kafka_protocol::messages::ApiKey::Fetch as i16, version, e.code()),
+                Ok(_) if r.replica_id >= 0 => m.topic(&r.tp.topic, |t| t.replication_bytes_out += *len as u64),
+                Ok(_) => {
+                    let advanced = client.fetch_position(&r.tp.topic, r.tp.partition, r.offset);
+                    m.topic(&r.tp.topic, |t| {
+                        t.bytes_out += *len as u64;
+                        t.records_out += advanced;
+                    })
+                }
+            }
+        }
+    });
 }

@@ -10,11 +10,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::brokers::{live_broker, BrokerEndpoint};
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn_store::TXN_STATE_TOPIC;
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::error::Error;
+use crate::services::brokers::{live_broker, BrokerEndpoint};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves FindCoordinator `version`: per key, the broker leading the key's
 /// partition of the internal topic, creating the topic on first use.

@@ -4,9 +4,9 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves Heartbeat on the shard coordinating the group: an error code only.
 pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {

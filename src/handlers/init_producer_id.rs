@@ -8,9 +8,9 @@
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::txn::{TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves InitProducerId: a new producer id (idempotent producers), or the transactional
 /// id's coordinator bumps its epoch.

@@ -6,9 +6,9 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves LeaveGroup `version` (one member before v3, a batch from v3) on the
 /// shard coordinating the group.

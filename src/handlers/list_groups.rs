@@ -7,8 +7,8 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves ListGroups `version`: asks every shard and merges their groups.
 pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {

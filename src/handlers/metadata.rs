@@ -16,10 +16,10 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::HashMap;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::error::Error;
 use crate::metadata::TopicMeta;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
+use crate::services::coordinator_lookup as lookup;
 use crate::shard::offline::OfflinePartitions;
 use crate::shard::request::NewTopic;
 

@@ -45,6 +45,7 @@ pub mod unregister_broker;
 pub mod write_txn_markers;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -76,5 +77,36 @@ impl Ctx {
     /// This core's group and transaction coordinators.
     pub fn coordinators(&self) -> &Rc<crate::coordinator::Coordinators> {
         &self.x.coordinators
+    }
+}
+
+/// The client connection a request came on, as handlers see it.
+pub struct Client {
+    /// The peer address as Kafka reports it (`/ip`, DescribeGroups' client host).
+    pub host: Rc<str>,
+    /// Each partition's last consumer fetch offset on this connection: how far a
+    /// consumer's position moved between two fetches is the records it was sent
+    /// (`shardlog_topic_records_out_total`; fetch responses go out zero-copy,
+    /// their records are never parsed).
+    fetch_positions: RefCell<HashMap<String, HashMap<i32, i64>>>,
+}
+
+impl Client {
+    /// A connection from `host`.
+    pub fn new(host: Rc<str>) -> Client {
+        Client { host, fetch_positions: RefCell::default() }
+    }
+
+    /// Records a consumer fetch at `offset`; returns how far this connection's
+    /// position on the partition advanced since its previous fetch (0 the first time,
+    /// or when it went back).
+    pub fn fetch_position(&self, topic: &str, partition: i32, offset: i64) -> u64 {
+        let mut all = self.fetch_positions.borrow_mut();
+        let per_topic = match all.get_mut(topic) {
+            Some(t) => t,
+            None => all.entry(topic.to_string()).or_default(),
+        };
+        let before = per_topic.insert(partition, offset);
+        before.map_or(0, |b| (offset - b).max(0) as u64)
     }
 }

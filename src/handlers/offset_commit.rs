@@ -9,9 +9,9 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves OffsetCommit `version` on the shard coordinating the group; answers once
 /// the offsets are written to `__consumer_offsets`.

@@ -6,9 +6,9 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves OffsetDelete on the shard coordinating the group.
 pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {

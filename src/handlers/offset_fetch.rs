@@ -12,9 +12,9 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse, OffsetsByTopic};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 async fn fetch_one(
     ctx: &Ctx,

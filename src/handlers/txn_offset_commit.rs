@@ -9,9 +9,9 @@ use kafka_protocol::messages::{ApiKey, TopicName, TxnOffsetCommitRequest, TxnOff
 use kafka_protocol::protocol::StrBytes;
 
 use super::Ctx;
-use crate::services::coordinator_lookup as lookup;
 use crate::coordinator::{GroupRequest, GroupResponse};
 use crate::error::Error;
+use crate::services::coordinator_lookup as lookup;
 
 /// Serves TxnOffsetCommit `version` on the shard coordinating the group: the
 /// offsets are written as transactional records of the producer.

@@ -1,7 +1,8 @@
-//! Ground-floor I/O: the per-shard io_uring ring (segment writes, splice) and
-//! zero-copy sends. With `runtime/`, the only places that use `unsafe`.
+//! Ground-floor I/O: the per-shard io_uring ring (segment writes, splice),
+//! zero-copy sends, and hyper's I/O traits over glommio sockets (the admin listener). With `runtime/`, the only places that use `unsafe`.
 
 pub mod durable;
+pub mod hyper_io;
 pub mod ring;
 pub mod sys;
 pub mod zero_copy;

@@ -82,12 +82,18 @@ impl Ring {
         Ok(Ring { inner })
     }
 
+    /// Operations submitted and not yet completed (the ring's queue depth).
+    pub fn in_flight(&self) -> usize {
+        self.inner.slots.borrow().len()
+    }
+
     /// Submits one entry; `keep` owns every buffer the entry points into.
     ///
     /// # Safety
     /// Every pointer in `entry` must point into memory owned by `keep` (or be
     /// otherwise valid until completion), and every fd must stay open until then.
     pub unsafe fn submit(&self, entry: squeue::Entry, keep: Box<dyn Any>) -> Op {
+        crate::metrics::with(|m| m.ring_submitted());
         let key = self.inner.slots.borrow_mut().insert(Slot::Waiting(None));
         let entry = entry.user_data(key as u64);
         let mut ring = self.inner.ring.borrow_mut();

@@ -396,7 +396,9 @@ impl PartitionLog {
             let next_base = st.segments[1].base_offset;
             st.log_start_offset = st.log_start_offset.max(next_base);
             let seg = st.segments.remove(0);
+            let bytes = seg.size;
             seg.delete_files()?;
+            crate::metrics::with(|m| m.retention_deleted(bytes));
             n += 1;
         }
         if n > 0 {

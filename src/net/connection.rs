@@ -40,6 +40,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let peer: Rc<str> = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
+    let peer = Rc::new(crate::handlers::Client::new(peer));
     let cfg = ctx.shard().cfg.clone();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
 
@@ -71,6 +72,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                         continue;
                     }
                     Framed::Invalid(size) => {
+                        crate::metrics::with(|m| m.connection_closed_by_broker());
                         crate::info_limited!(size, "request size out of bounds; closing connection");
                         shutdown(fd);
                         return;
@@ -141,6 +143,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                         Outcome::Respond(frame) => pieces.extend(frame.pieces),
                         Outcome::NoResponse => {}
                         Outcome::Close(why) => {
+                            crate::metrics::with(|m| m.connection_closed_by_broker());
                             end = After::Close(why);
                             break;
                         }

@@ -144,6 +144,7 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
                     Ok(slot) => slot,
                     Err(why) => {
                         // Dropping the stream closes it: the client sees the connection end.
+                        crate::metrics::with(|m| m.connection_refused());
                         match why {
                             Refused::PerIp { limit } => {
                                 crate::info_limited!(%peer, limit, "connection refused: max.connections.per.ip reached")
@@ -154,9 +155,11 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
                     }
                 };
                 open.set(open.get() + 1);
+                crate::metrics::with(|m| m.connection_opened());
                 let (ctx, open, closed, memory) = (ctx.clone(), open.clone(), closed.clone(), memory.clone());
                 glommio::spawn_local(async move {
                     super::connection::serve(ctx, stream, memory).await;
+                    crate::metrics::with(|m| m.connection_closed());
                     drop(slot);
                     open.set(open.get() - 1);
                     closed.notify_all();

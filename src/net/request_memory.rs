@@ -21,6 +21,14 @@ pub struct RequestMemory {
 /// Bytes reserved for one request frame; given back when dropped.
 pub struct Reservation {
     _permit: Option<StaticPermit>,
+    /// Counted in `shardlog_request_bytes_in_flight` until dropped.
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        crate::metrics::with(|m| m.request_bytes_in_flight(-(self.bytes as i64)));
+    }
 }
 
 impl RequestMemory {
@@ -35,10 +43,13 @@ impl RequestMemory {
 
     /// Waits until `bytes` (at most the whole share) are free, and reserves them.
     pub async fn reserve(&self, bytes: usize) -> Reservation {
-        let Some((sem, share)) = &self.budget else { return Reservation { _permit: None } };
-        let units = (bytes as u64).clamp(1, *share);
-        // The semaphore is never closed, so acquiring only ever waits.
-        Reservation { _permit: sem.acquire_static_permit(units).await.ok() }
+        let permit = match &self.budget {
+            None => None,
+            // The semaphore is never closed, so acquiring only ever waits.
+            Some((sem, share)) => sem.acquire_static_permit((bytes as u64).clamp(1, *share)).await.ok(),
+        };
+        crate::metrics::with(|m| m.request_bytes_in_flight(bytes as i64));
+        Reservation { _permit: permit, bytes: bytes as u64 }
     }
 
     /// Bytes free now (tests and diagnostics); None when unbounded.

@@ -9,6 +9,7 @@
 
 pub mod compression;
 pub mod control;
+pub mod error_codes;
 pub mod fetch_response;
 pub mod record_batch;
 pub mod record_validator;

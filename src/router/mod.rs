@@ -15,7 +15,10 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest, WriteTxnMarkersRequest,
 };
 
-use crate::handlers::{self, Ctx};
+use std::time::Instant;
+
+use crate::handlers::{self, Client, Ctx};
+use crate::protocol::error_codes::ErrorCodes;
 use crate::protocol::{decode_body, decode_header, encode_response, peek_header, supported_range, ResponseFrame};
 
 /// What the connection does with a request.
@@ -30,6 +33,7 @@ pub enum Outcome {
 
 macro_rules! respond {
     ($ctx:expr, $key:expr, $ver:expr, $cid:expr, $body:expr) => {{
+        count_errors($key, $ver, &$body);
         let mut buf = std::mem::take(&mut *$ctx.encode_buf.borrow_mut());
         let out = encode_response(&mut buf, $key, $ver, $cid, &$body);
         *$ctx.encode_buf.borrow_mut() = buf;
@@ -40,9 +44,32 @@ macro_rules! respond {
     }};
 }
 
-/// Routes one request frame (without its size prefix) to its handler.
-/// `client_host` is the peer address (reported by DescribeGroups).
-pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
+/// Counts the error codes of a response (`shardlog_request_errors_total`).
+fn count_errors(key: ApiKey, version: i16, body: &impl ErrorCodes) {
+    crate::metrics::with(|m| {
+        body.each_error_code(&mut |code| {
+            if code != 0 {
+                m.error(key as i16, version, code)
+            }
+        })
+    });
+}
+
+/// Routes one request frame (without its size prefix) to its handler, and
+/// counts it with its latency (`shardlog_requests_total`,
+/// `shardlog_request_duration_seconds`; a request closing the connection counts too).
+/// `client` is the connection it came on.
+pub async fn route(ctx: &Ctx, frame: Bytes, client: &Client) -> Outcome {
+    let started = Instant::now();
+    let api = peek_header(&frame).map(|h| (h.api_key, h.api_version));
+    let out = dispatch(ctx, frame, client).await;
+    if let Some((key, version)) = api {
+        crate::metrics::with(|m| m.request(key, version, started.elapsed()));
+    }
+    out
+}
+
+async fn dispatch(ctx: &Ctx, mut frame: Bytes, client: &Client) -> Outcome {
     let Some(h) = peek_header(&frame) else {
         return Outcome::Close("request shorter than its header".into());
     };
@@ -96,7 +123,7 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         }
         ApiKey::Fetch => {
             let req = body!(FetchRequest);
-            match handlers::fetch::handle(ctx, req, v, cid).await {
+            match handlers::fetch::handle(ctx, req, v, cid, client).await {
                 Ok(frame) => Outcome::Respond(frame),
                 Err(e) => Outcome::Close(format!("encoding Fetch v{v} response failed: {e}")),
             }
@@ -123,7 +150,7 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         }
         ApiKey::JoinGroup => {
             let req = body!(JoinGroupRequest);
-            let resp = handlers::join_group::handle(ctx, req, v, client_id, client_host.to_string()).await;
+            let resp = handlers::join_group::handle(ctx, req, v, client_id, client.host.to_string()).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::SyncGroup => {
@@ -278,7 +305,7 @@ pub async fn route(ctx: &Ctx, mut frame: Bytes, client_host: &str) -> Outcome {
         }
         ApiKey::ConsumerGroupHeartbeat => {
             let req = body!(ConsumerGroupHeartbeatRequest);
-            let resp = handlers::consumer_group_heartbeat::handle(ctx, req, v, client_id, client_host.to_string()).await;
+            let resp = handlers::consumer_group_heartbeat::handle(ctx, req, v, client_id, client.host.to_string()).await;
             respond!(ctx, key, v, cid, resp)
         }
         ApiKey::ConsumerGroupDescribe => {

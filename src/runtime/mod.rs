@@ -219,6 +219,21 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         let host = if shown.ip().is_unspecified() { "127.0.0.1".to_string() } else { shown.ip().to_string() };
         (host, shown.port())
     });
+    // The admin listener binds here too, so a port in use stops the start with a clear error.
+    let admin = match cfg.admin_listener {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                StartError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("admin.listener http://{addr}: {e} (choose another port, or admin.listener=0 to run without it)"),
+                ))
+            })?;
+            let bound = l.local_addr()?;
+            Some((std::os::fd::IntoRawFd::into_raw_fd(l), bound))
+        }
+        None => None,
+    };
+    let mut admin_fd = admin.map(|(fd, _)| fd);
     // 3. Signals before shards, so a SIGTERM during start-up is not lost.
     let stop_fds = stop_eventfds(n)?;
     let io_memory = fit_io_memory(&cfg, n);
@@ -239,6 +254,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         let metadata_log = if id == crate::shard::CONTROLLER_SHARD { metadata_log.take() } else { None };
         // ... or, on a cluster node, the quorum's log.
         let cluster_boot = if id == crate::shard::CONTROLLER_SHARD { cluster_boot.take() } else { None };
+        // The admin listener runs on the controller shard (shard 0).
+        let admin_fd = if id == crate::shard::CONTROLLER_SHARD { admin_fd.take() } else { None };
         let stop_fd = stop_fds[id];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("shard-{id}"))
@@ -287,6 +304,13 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     Some((_, Ok(l))) => Some(l),
                     Some((b, Err(e))) => return fail(exclusive::bind_error(b, e).to_string()),
                 };
+                if let Some(fd) = admin_fd {
+                    use std::os::fd::FromRawFd;
+                    // SAFETY: the listener's descriptor was released by its std owner
+                    // (into_raw_fd) and is handed to this shard alone.
+                    let admin_listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+                    crate::admin::start(ctx.clone(), admin_listener);
+                }
                 spawn_stop_watcher(coordinators.clone(), stop_fd, may_stop);
                 spawn_flusher(shard.clone());
                 spawn_group_ticker(coordinators.clone());
@@ -331,7 +355,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     drop(probe);
-    // Tests and scripts wait for this exact line (a closed stdout is ignored).
+    // Tests and scripts wait for these exact lines (a closed stdout is ignored);
+    // the admin line comes first, so it is there once the listening line is.
+    if let Some((_, admin)) = admin {
+        crate::logging::stdout_line(&format!("shardlog admin listening on http://{admin}"));
+        tracing::info!(%admin, "admin listener started: /metrics, /api/v1, console at /");
+    }
     match (bound, cfg.controller_listener) {
         (Some(bound), _) => {
             crate::logging::stdout_line(&format!("shardlog listening on {bound}"));

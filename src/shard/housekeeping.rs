@@ -31,6 +31,7 @@ impl Shard {
             }
             match l.clean(self.cfg.log_cleaner_dedupe_buffer_size, self.cfg.socket_request_max_bytes, self.cfg.clock.now_ms()).await {
                 Ok(Some(s)) => {
+                    crate::metrics::with(|m| m.cleaned(s.bytes_read, s.bytes_written));
                     let secs = s.elapsed.as_secs_f64().max(1e-6);
                     tracing::info!(
                         topic = %l.topic, partition = l.partition, segments = s.segments_cleaned, read_bytes = s.bytes_read, written_bytes = s.bytes_written,

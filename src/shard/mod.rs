@@ -60,7 +60,15 @@ async fn produce(p: Rc<Partition>, batches: Vec<crate::protocol::record_batch::V
         p.check_enough_replicas()?;
     }
     let records: i64 = batches.iter().map(|b| i64::from(b.header.last_offset_delta) + 1).sum();
+    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    crate::metrics::with(|m| batches.iter().for_each(|b| m.produced_batch(b.bytes.len())));
     let info = p.log.append(batches).await?;
+    crate::metrics::with(|m| {
+        m.topic(&p.log.topic, |t| {
+            t.bytes_in += bytes as u64;
+            t.records_in += records as u64
+        })
+    });
     if acks == -1 {
         p.wait_committed(info.base_offset + records, epoch, std::time::Duration::from_millis(timeout_ms)).await?;
     }
@@ -442,6 +450,7 @@ impl Shard {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
             }
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
+            ShardRequest::Metrics => ShardResponse::Metrics(Box::new(self.metrics_snapshot())),
             ShardRequest::DescribeQuorum => ShardResponse::Quorum(self.describe_quorum().await),
             ShardRequest::UnregisterBroker { broker_id } => ShardResponse::Unregistered(match self.quorum() {
                 Some(q) => q.unregister_broker(broker_id).await,
@@ -453,6 +462,16 @@ impl Shard {
                 ShardResponse::MetadataApplied
             }
         }
+    }
+
+    /// This shard's counters, its partitions' gauges, its ring's depth and its busy time.
+    fn metrics_snapshot(&self) -> crate::metrics::ShardSnapshot {
+        let mut s = crate::metrics::with(|m| m.snapshot());
+        s.shard = self.id;
+        s.partitions = self.partitions.borrow().values().map(|p| p.gauges()).collect();
+        s.ring_in_flight = self.ring.in_flight() as i64;
+        s.busy_seconds = glommio::executor().executor_stats().total_runtime().as_secs_f64();
+        s
     }
 
     /// Installs a published image and placement (unless older than the one held),

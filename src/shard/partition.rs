@@ -225,6 +225,26 @@ impl Partition {
         }
     }
 
+    /// This replica's gauges for `/metrics` (under-replicated and under-min-ISR
+    /// are a leader's view, as in Kafka).
+    pub fn gauges(&self) -> crate::metrics::PartitionGauges {
+        let (leader, under_replicated, under_min_isr) = match &*self.role.borrow() {
+            Role::Leader(l) => (true, l.isr.len() < l.replicas.len(), l.isr.len() < self.min_isr()),
+            _ => (false, false, false),
+        };
+        crate::metrics::PartitionGauges {
+            topic: self.log.topic.clone(),
+            partition: self.log.partition,
+            size_bytes: self.log.size_bytes(),
+            log_start_offset: self.log.log_start_offset(),
+            log_end_offset: self.log.log_end_offset(),
+            high_watermark: self.high_watermark(),
+            leader,
+            under_replicated,
+            under_min_isr,
+        }
+    }
+
     /// Everything below it is committed and readable by consumers.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.get()

@@ -148,6 +148,8 @@ pub enum ShardRequest {
     },
     /// Size on disk of every partition this shard owns.
     LogDirSizes,
+    /// This shard's counters and its partitions' gauges (a `/metrics` scrape).
+    Metrics,
     /// The producer state of each partition (DescribeProducers).
     DescribeProducers {
         /// The partitions, answered in this order.
@@ -201,6 +203,8 @@ pub enum ShardResponse {
     EpochEndOffsets(Vec<Result<(i32, i64), Error>>),
     /// Bytes on disk per owned partition.
     LogDirSizes(Vec<(TopicPartition, u64)>),
+    /// Counters and gauges (boxed: it is large).
+    Metrics(Box<crate::metrics::ShardSnapshot>),
     /// Per partition: (producer id, its state) for every producer the log remembers.
     DescribeProducers(Vec<Result<Vec<(i64, crate::log::producer_state::ProducerEntry)>, Error>>),
     /// The registration is gone.

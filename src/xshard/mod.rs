@@ -223,6 +223,7 @@ impl XShard {
             return Ok(serve(&self.shard, &self.coordinators, req).await);
         }
         let sender = self.senders.get(to).and_then(|s| s.as_ref()).ok_or(Error::ShardUnavailable)?;
+        crate::metrics::with(|m| m.xshard_call());
         let (clients, nested) = &self.inflight[to];
         let budget = if is_nested(&req) { nested } else { clients };
         // Held until the answer arrives (or the caller gives up and drops this future).

@@ -633,6 +633,7 @@ impl Cluster {
         sets.push(format!("broker.session.timeout.ms={SESSION_TIMEOUT_MS}"));
         sets.push(format!("broker.heartbeat.interval.ms={HEARTBEAT_INTERVAL_MS}"));
         sets.push(format!("controller.quorum.election.timeout.ms={ELECTION_TIMEOUT_MS}"));
+        sets.push("admin.listener=http://127.0.0.1:0".to_string());
         for (k, v) in &self.extra {
             sets.push(format!("{k}={v}"));
         }

@@ -41,6 +41,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTENING_PREFIX: &str = "shardlog listening on ";
+/// The admin listener's line, printed before the listening line.
+const ADMIN_LISTENING_PREFIX: &str = "shardlog admin listening on ";
 
 /// Path of the broker binary: set by Cargo at compile time for integration
 /// tests of the shardlog crate; `SHARDLOG_BIN` at run time otherwise.
@@ -119,6 +121,8 @@ pub struct Broker {
     nofile: Option<u64>,
     output: Arc<Mutex<String>>,
     generation: u32,
+    /// `http://127.0.0.1:PORT` of the admin listener (a new port each generation).
+    admin_url: Option<String>,
     _serial: SerialGuard,
 }
 
@@ -144,12 +148,19 @@ impl Broker {
             nofile,
             output: Arc::new(Mutex::new(String::new())),
             generation: 0,
+            admin_url: None,
             _serial: serial,
         };
         if let Err(e) = b.spawn(0) {
             panic!("broker did not start: {e} (broker output is printed below)");
         }
         b
+    }
+
+    /// The admin listener's `http://127.0.0.1:PORT` (the harness gives every
+    /// generation an ephemeral port; `admin.listener=0` in the extras disables it).
+    pub fn admin_url(&self) -> String {
+        self.admin_url.clone().expect("this broker runs no admin listener")
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
@@ -208,7 +219,9 @@ impl Broker {
             .arg("--set")
             .arg(format!("log.dirs={}", self.dir.path().display()))
             .arg("--set")
-            .arg("shard.cores=0,1");
+            .arg("shard.cores=0,1")
+            .arg("--set")
+            .arg("admin.listener=http://127.0.0.1:0");
         for (k, v) in &self.extra {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
@@ -267,6 +280,9 @@ impl Broker {
             }
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(url) = line.strip_prefix(ADMIN_LISTENING_PREFIX) {
+                        self.admin_url = Some(url.trim().to_string());
+                    }
                     if let Some(pos) = line.find(LISTENING_PREFIX) {
                         let addr = line[pos + LISTENING_PREFIX.len()..].trim();
                         let bound: u16 =

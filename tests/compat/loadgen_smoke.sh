@@ -64,6 +64,7 @@ trap 'exit 130' INT TERM
 # the many-partitions run within a small disk.
 "$BIN" start \
     --set listeners=PLAINTEXT://127.0.0.1:0 \
+    --set admin.listener=http://127.0.0.1:0 \
     --set "log.dirs=$TMP/data" \
     --set "shard.cores=$CORES" \
     --set log.segment.bytes=8388608 \

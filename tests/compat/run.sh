@@ -66,6 +66,7 @@ start_broker() {
     fi
     "$BIN" start \
         --set listeners=PLAINTEXT://127.0.0.1:0 \
+        --set admin.listener=http://127.0.0.1:0 \
         --set "log.dirs=$WORK/data" \
         --set "shard.cores=$CORES" \
         >"$WORK/broker.out" 2>"$WORK/broker.err" </dev/null &
@@ -1000,6 +1001,7 @@ streams_broker_start() {  # PORT DATA_DIR LOG_PREFIX
     touch "$3.out" "$3.err"
     "$BIN" start \
         --set "listeners=PLAINTEXT://127.0.0.1:$1" \
+        --set admin.listener=http://127.0.0.1:0 \
         --set "log.dirs=$2" \
         --set "shard.cores=$CORES" \
         >>"$3.out" 2>>"$3.err" </dev/null &

@@ -436,7 +436,14 @@ impl GroupCoordinator {
             GroupRequest::Sync { req } => self.sync(req).await,
             GroupRequest::Heartbeat { req } => GroupResponse::Heartbeat(self.heartbeat(req)),
             GroupRequest::Leave { req } => self.leave(req),
-            GroupRequest::OffsetCommit { req, version } => GroupResponse::OffsetCommit(self.commit(req, version, image).await),
+            GroupRequest::OffsetCommit { req, version } => {
+                let group = req.group_id.to_string();
+                let res = self.commit(req, version, image).await;
+                if res.is_ok() {
+                    crate::metrics::with(|m| m.offset_commit(&group));
+                }
+                GroupResponse::OffsetCommit(res)
+            }
             GroupRequest::OffsetFetch { group, topics, require_stable, member } => {
                 if let Some(e) = self.check_offset_fetch(&group, member) {
                     return GroupResponse::OffsetFetch(Err(e));

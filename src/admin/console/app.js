@@ -1,0 +1,1 @@
+// The console (see index.html).
