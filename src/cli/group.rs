@@ -76,6 +76,11 @@ pub enum GroupCmd {
         #[arg(required = true)]
         groups: Vec<String>,
     },
+    /// Lag per partition with its verdict (OK, WARNING, STALLED, STOPPED, REWIND), from the
+    /// admin listener of the broker coordinating the group (Burrow-style evaluation).
+    ///
+    /// Example: shardlog group lag billing --watch
+    Lag(super::lag::LagArgs),
     /// Delete a group's committed offsets of one topic (kafka-consumer-groups.sh --delete-offsets).
     ///
     /// Example: shardlog group delete-offsets billing --topic orders --partition 0
@@ -151,6 +156,7 @@ pub fn run(args: GroupArgs) -> Result<(), CliError> {
         }
         GroupCmd::Describe { group, members, state } => describe(&conn, out.output, &group, members, state),
         GroupCmd::ResetOffsets(r) => reset_offsets(&conn, out.output, r),
+        GroupCmd::Lag(a) => super::lag::run(out.output, a),
         GroupCmd::Delete { groups } => {
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
             let res = block_on(conn.admin()?.delete_groups(&names, &admin_opts())).map_err(|e| CliError::rdkafka("delete groups", e))?;

@@ -24,6 +24,7 @@ pub mod consume;
 pub mod dev_cluster;
 pub mod election;
 pub mod group;
+pub mod lag;
 pub mod output;
 pub mod produce;
 pub mod quorum;
