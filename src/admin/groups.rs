@@ -66,7 +66,7 @@ pub async fn sample_lag(admin: &Admin) {
     let described = describe_groups(admin, listed.keys().cloned()).await;
     let members: HashMap<String, usize> = described.groups.iter().filter(|g| g.error_code == 0).map(|g| (g.group_id.0.to_string(), g.members.len())).collect();
     let hw: HashMap<(String, i32), i64> =
-        super::gather(admin).await.into_iter().flat_map(|s| s.partitions).map(|p| ((p.topic, p.partition), p.high_watermark)).collect();
+        super::gather(admin, true).await.into_iter().flat_map(|s| s.partitions).map(|p| ((p.topic, p.partition), p.high_watermark)).collect();
     let mut seen = BTreeMap::new();
     for (id, g) in listed {
         let Ok(offsets) = committed(admin, &id).await else { continue };

@@ -79,12 +79,13 @@ where
     }
 }
 
-/// Every shard's snapshot (a shard that does not answer is left out).
-pub async fn gather(admin: &Admin) -> Vec<ShardSnapshot> {
+/// Every shard's snapshot, with its partitions' gauges when `partitions` (a shard
+/// that does not answer is left out).
+pub async fn gather(admin: &Admin, partitions: bool) -> Vec<ShardSnapshot> {
     admin
         .ctx
         .x
-        .broadcast(|| ShardRequest::Metrics)
+        .broadcast(|| ShardRequest::Metrics { partitions })
         .await
         .into_iter()
         .filter_map(|r| match r {
@@ -106,13 +107,13 @@ pub fn topic_totals(shards: &[ShardSnapshot]) -> BTreeMap<String, TopicTraffic> 
 }
 
 async fn sample_rates(admin: &Admin) {
-    let shards = gather(admin).await;
+    let shards = gather(admin, false).await;
     admin.rates.borrow_mut().record(Instant::now(), topic_totals(&shards));
 }
 
 /// The text of a `/metrics` scrape.
 pub async fn scrape(admin: &Admin) -> String {
-    let shards = gather(admin).await;
+    let shards = gather(admin, true).await;
     let shard = admin.ctx.shard();
     let image = shard.image();
     let controller_active = shard.quorum().is_none_or(|q| q.is_active());

@@ -139,7 +139,7 @@ struct TopicView {
 
 /// The gauges of the replicas hosted here, by (topic, partition).
 async fn hosted(admin: &Admin) -> HashMap<(String, i32), PartitionGauges> {
-    super::gather(admin).await.into_iter().flat_map(|s| s.partitions).map(|p| ((p.topic.clone(), p.partition), p)).collect()
+    super::gather(admin, true).await.into_iter().flat_map(|s| s.partitions).map(|p| ((p.topic.clone(), p.partition), p)).collect()
 }
 
 fn summary(admin: &Admin, t: &TopicMeta, hosted: &HashMap<(String, i32), PartitionGauges>) -> TopicSummary {

@@ -450,7 +450,7 @@ impl Shard {
                 ShardResponse::DescribeProducers(partitions.iter().map(|tp| self.log(tp).map(|l| l.producers())).collect())
             }
             ShardRequest::LogDirSizes => ShardResponse::LogDirSizes(self.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.size_bytes())).collect()),
-            ShardRequest::Metrics => ShardResponse::Metrics(Box::new(self.metrics_snapshot())),
+            ShardRequest::Metrics { partitions } => ShardResponse::Metrics(Box::new(self.metrics_snapshot(partitions))),
             ShardRequest::DescribeQuorum => ShardResponse::Quorum(self.describe_quorum().await),
             ShardRequest::UnregisterBroker { broker_id } => ShardResponse::Unregistered(match self.quorum() {
                 Some(q) => q.unregister_broker(broker_id).await,
@@ -465,10 +465,12 @@ impl Shard {
     }
 
     /// This shard's counters, its partitions' gauges, its ring's depth and its busy time.
-    fn metrics_snapshot(&self) -> crate::metrics::ShardSnapshot {
+    fn metrics_snapshot(&self, partitions: bool) -> crate::metrics::ShardSnapshot {
         let mut s = crate::metrics::with(|m| m.snapshot());
         s.shard = self.id;
-        s.partitions = self.partitions.borrow().values().map(|p| p.gauges()).collect();
+        if partitions {
+            s.partitions = self.partitions.borrow().values().map(|p| p.gauges()).collect();
+        }
         s.ring_in_flight = self.ring.in_flight() as i64;
         s.busy_seconds = glommio::executor().executor_stats().total_runtime().as_secs_f64();
         s

@@ -148,8 +148,11 @@ pub enum ShardRequest {
     },
     /// Size on disk of every partition this shard owns.
     LogDirSizes,
-    /// This shard's counters and its partitions' gauges (a `/metrics` scrape).
-    Metrics,
+    /// This shard's counters, and its partitions' gauges when `partitions` (a `/metrics` scrape).
+    Metrics {
+        /// Include every owned partition's gauges (the rate sampler does without).
+        partitions: bool,
+    },
     /// The producer state of each partition (DescribeProducers).
     DescribeProducers {
         /// The partitions, answered in this order.

@@ -30,6 +30,7 @@ mod txn_common;
 mod checker;
 mod coordinators;
 mod faults;
+mod observability;
 mod operations;
 mod quorum;
 mod replication;

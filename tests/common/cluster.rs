@@ -66,6 +66,8 @@ pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const LISTENING_PREFIX: &str = "shardlog listening on ";
 /// A controller-only node's line (it has no client listener).
 const CONTROLLER_LISTENING_PREFIX: &str = "shardlog controller listening on ";
+/// The admin listener's line (every node runs one on an ephemeral port).
+const ADMIN_LISTENING_PREFIX: &str = "shardlog admin listening on ";
 
 /// What a node runs (`process.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,11 +409,18 @@ pub struct Node {
     generation: u32,
     /// SIGSTOPped by [`Cluster::pause`] and not yet resumed.
     paused: bool,
+    /// The admin listener's URL, from the current generation's stdout.
+    admin: Arc<Mutex<Option<String>>>,
 }
 
 impl Node {
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The admin listener's `http://127.0.0.1:PORT` of the current generation.
+    pub fn admin_url(&self) -> String {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| panic!("node {} printed no admin listener line", self.id))
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -527,6 +536,7 @@ impl Cluster {
                 readers: Vec::new(),
                 output: Arc::new(Mutex::new(String::new())),
                 listening: Arc::new((Mutex::new(0), Condvar::new())),
+                admin: Arc::new(Mutex::new(None)),
                 generation: 0,
                 paused: false,
             })
@@ -654,7 +664,7 @@ impl Cluster {
         let mut child = cmd.spawn().expect("spawn shardlog start");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let (out, listening) = (node.output.clone(), node.listening.clone());
+        let (out, listening, admin) = (node.output.clone(), node.listening.clone(), node.admin.clone());
         node.readers.push(std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut line = Vec::new();
@@ -664,6 +674,9 @@ impl Cluster {
                 }
                 let s = String::from_utf8_lossy(&line).into_owned();
                 out.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("[stdout] {s}"));
+                if let Some(url) = s.strip_prefix(ADMIN_LISTENING_PREFIX) {
+                    *admin.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.trim().to_string());
+                }
                 if s.contains(LISTENING_PREFIX) || s.contains(CONTROLLER_LISTENING_PREFIX) {
                     let (m, cv) = &*listening;
                     *m.lock().unwrap_or_else(|e| e.into_inner()) = generation;
@@ -881,6 +894,7 @@ impl Cluster {
             readers: Vec::new(),
             output: Arc::new(Mutex::new(String::new())),
             listening: Arc::new((Mutex::new(0), Condvar::new())),
+            admin: Arc::new(Mutex::new(None)),
             generation: 0,
             paused: false,
         });
