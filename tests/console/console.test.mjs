@@ -24,8 +24,8 @@ function shardlog(...args) {
     { encoding: 'utf8', timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Topic names from `shardlog topic list` (one per line). */
-const topicList = () => shardlog('topic', 'list').split('\n').map((l) => l.trim()).filter(Boolean);
+/** Topic names from `shardlog topic list --output json`. */
+const topicList = () => JSON.parse(shardlog('topic', 'list', '--output', 'json')).map((t) => t.name);
 
 /** Produces "key:value" lines to partition 0 with librdkafka's kcat (headers
  *  on every record), or with `shardlog produce` when kcat is not installed. */

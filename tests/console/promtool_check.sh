@@ -81,7 +81,7 @@ up=""
 for _ in $(seq 1 300); do       # up to 30 s for both listeners
     kill -0 "$BROKER_PID" 2>/dev/null || break
     if grep -q "^shardlog listening on $BOOTSTRAP" "$WORK/broker.out" &&
-        curl -fsS -o /dev/null --max-time 2 "$ADMIN_URL/metrics"; then
+        curl -fs -o /dev/null --max-time 2 "$ADMIN_URL/metrics"; then
         up=1
         break
     fi

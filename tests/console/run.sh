@@ -88,7 +88,7 @@ start_broker() {
             setup_fail "broker exited before listening (log: $WORK/broker.err)"
         fi
         if grep -q "^shardlog listening on $BOOTSTRAP" "$WORK/broker.out" &&
-            curl -fsS -o /dev/null --max-time 2 "$ADMIN_URL/api/v1/cluster"; then
+            curl -fs -o /dev/null --max-time 2 "$ADMIN_URL/api/v1/cluster"; then
             return 0
         fi
         sleep 0.1

@@ -35,8 +35,10 @@ function append(node, children) {
 
 /** A table with a header row; rows is an array of <tr> nodes. */
 function table(testid, headers, rows, empty = 'none') {
+  // A header is right-aligned over a numeric (td.num) column.
+  const isNum = (i) => rows.length > 0 && rows[0].children[i] && rows[0].children[i].classList.contains('num');
   return el('table', { testid },
-    el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))),
+    el('thead', {}, el('tr', {}, headers.map((h, i) => el(isNum(i) ? 'th.num' : 'th', {}, h)))),
     el('tbody', {}, rows.length ? rows
       : el('tr', {}, el('td.muted', { colSpan: headers.length }, empty))));
 }
