@@ -171,6 +171,30 @@ const tests = {
     assert.equal(await page.getByTestId('reset-offsets-button').count(), 1);
   },
 
+  // Resetting an Empty group's offsets through the console (with its
+  // confirmation step) commits them: `shardlog group describe` shows them.
+  async 'reset-offsets'(page) {
+    const topic = `console-reset-${RUN}`;
+    const group = `console-reset-group-${RUN}`;
+    shardlog('topic', 'create', topic, '--partitions', '1', '--replication-factor', '1');
+    produce(topic, Array.from({ length: 6 }, (_, i) => [`k${i}`, `v${i}`]), []);
+    shardlog('group', 'reset-offsets', group, '--topic', topic, '--to-latest', '--execute');
+    await open(page, `#/groups/${group}`, 'groups');
+    await page.getByTestId('reset-offsets-button').click();
+    await page.getByTestId('reset-to').selectOption('offset');
+    await page.getByTestId('reset-offset').fill('1');
+    await page.getByTestId('reset-topic').selectOption(topic);
+    await page.getByTestId('reset-next').click();
+    assert.match(await text(page.getByTestId('reset-confirmation')), new RegExp(`${group} on ${topic} to offset 1\\?`));
+    await page.getByTestId('reset-confirm').click();
+    await page.getByTestId('notice').waitFor({ state: 'visible', timeout: LOAD_MS });
+    const committed = () => JSON.parse(shardlog('group', 'describe', group, '--output', 'json'))
+      .find((r) => r.topic === topic && r.partition === 0).current_offset;
+    await until('offset 1 committed', () => committed() === 1);
+    await until('the page to show offset 1', async () =>
+      (await text(page.locator(`tr[data-topic="${topic}"]`).getByTestId('lag-committed'))) === '1');
+  },
+
   // (e) Deleting a topic through the console (typing its name to confirm)
   // removes it for the Kafka API.
   async 'delete-topic'(page) {

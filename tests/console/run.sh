@@ -7,7 +7,8 @@
 # playwright-core (console.test.mjs): the overview, creating a topic through
 # the form (checked with `shardlog topic list`), records produced with kcat
 # (librdkafka) shown with keys and headers, a lagging group's lag and
-# verdict, deleting a topic (checked with `shardlog topic list`). Then it
+# verdict, resetting a group's offsets (checked with `shardlog group
+# describe`), deleting a topic (checked with `shardlog topic list`). Then it
 # restarts the broker on the same data with admin.console.read.only=true and
 # checks that the console offers no actions and that a POST answers 403.
 # Prints "PASS name" / "FAIL name: reason" per test and ends with
@@ -69,6 +70,7 @@ start_broker() {
     kafka_port=$(free_port)
     admin_port=$(free_port)
     while [ "$admin_port" = "$kafka_port" ]; do admin_port=$(free_port); done
+    touch "$WORK/broker.out" "$WORK/broker.err"
     BOOTSTRAP="127.0.0.1:$kafka_port"
     ADMIN_URL="http://127.0.0.1:$admin_port"
     "$BIN" start \
@@ -143,7 +145,8 @@ run_tests() {
 }
 
 start_broker
-run_tests overview create-topic records group-lag delete-topic
+# overview last: by then it shows topics, partitions and some throughput.
+run_tests create-topic records group-lag reset-offsets delete-topic overview
 stop_broker
 
 # Same data, read-only console.

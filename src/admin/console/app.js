@@ -420,9 +420,13 @@ async function viewRecords([topic, partition], query) {
   }
   const recs = page.records || [];
   const base = `#/topics/${enc(topic)}/${enc(partition)}`;
-  const go = (offset) => { location.hash = offset === null ? base : `${base}?offset=${offset}`; };
+  // A page is `limit` records from `offset`; a short one only where the
+  // older page stops at the log start (so it does not repeat this one's records).
+  const go = (offset, n = PAGE) => {
+    location.hash = offset === null ? base : `${base}?offset=${offset}${n !== PAGE ? `&limit=${n}` : ''}`;
+  };
   const first = recs.length ? recs[0].offset : page.next_offset;
-  const olderAt = Math.max(page.log_start_offset, first - limit);
+  const olderAt = Math.max(page.log_start_offset, first - PAGE);
   const fmt = state.recordFormat;
 
   const select = el('select', { testid: 'format-select', onchange: (ev) => { state.recordFormat = ev.target.value; render(); } },
@@ -454,7 +458,7 @@ async function viewRecords([topic, partition], query) {
     el('div.toolbar', {},
       el('label', {}, 'render as ', select),
       el('button.secondary', { type: 'button', testid: 'older-button', disabled: first <= page.log_start_offset,
-        onclick: () => go(olderAt) }, '← older'),
+        onclick: () => go(olderAt, Math.max(1, first - olderAt)) }, '← older'),
       el('button.secondary', { type: 'button', testid: 'newer-button', disabled: page.next_offset >= page.high_watermark,
         onclick: () => go(page.next_offset) }, 'newer →'),
       el('button.secondary', { type: 'button', testid: 'newest-button', onclick: () => go(null) }, 'newest'),
