@@ -4,7 +4,8 @@
 # What: starts the real broker with its admin listener (free ports, fresh
 # temp log dir), runs the bundled loadgen for a few seconds (produce and a
 # consumer group reading, rate-bounded), scrapes GET /metrics twice WHILE the
-# load runs, and runs `promtool check metrics` on each scrape. Fails on any
+# load runs (once the broker reports records coming in, and 2 s later), and
+# runs `promtool check metrics` on each scrape. Fails on any
 # promtool finding (a parse error or a lint problem: promtool exits non-zero
 # for both), on a wrong Content-Type, or when loadgen fails. Prints
 # "PASS name" / "FAIL name: reason" per check, the number of metric families
@@ -18,7 +19,7 @@
 #   SHARDLOG_BIN   broker binary (default target/debug/shardlog)
 #   LOADGEN_BIN    loadgen binary (default target/debug/loadgen)
 #   PROMTOOL       promtool (default promtool on PATH)
-#   LOAD_SECONDS   measured seconds of load (default 6; scrapes at ~2 s and ~4 s)
+#   LOAD_SECONDS   measured seconds of load (default 6)
 #   PROMTOOL_KEEP=1 keep the temp dir (scrapes, logs) even when all pass
 
 set -uo pipefail
@@ -101,21 +102,34 @@ timeout 120 "$LG" --bootstrap-server "$BOOTSTRAP" --mode both --topic promtool-l
     >"$WORK/loadgen.json" 2>"$WORK/loadgen.err" &
 LOADGEN_PID=$!
 
-# Scrape while loadgen runs (group setup takes a few seconds before the
-# measured ones, so 2 s and 4 s in are inside the load).
-families=0
-for at in 2 4; do
-    sleep 2
-    scrape="$WORK/scrape-${at}s.txt"
-    name="metrics-under-load-${at}s"
-    if ! kill -0 "$LOADGEN_PID" 2>/dev/null; then
-        fail "$name" "loadgen was no longer running at the scrape"
-        continue
+# Scrape while loadgen runs: once the broker reports records coming in
+# (GET /api/v1/cluster's throughput; loadgen first sets up its topic and
+# group), then 2 s later; each scrape must also end with loadgen still running.
+loaded=""
+for _ in $(seq 1 300); do       # up to 30 s
+    kill -0 "$LOADGEN_PID" 2>/dev/null || break
+    if curl -fs --max-time 2 "$ADMIN_URL/api/v1/cluster" |
+        python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["throughput"]["records_in_per_sec"] > 0 else 1)' 2>/dev/null; then
+        loaded=1
+        break
     fi
+    sleep 0.1
+done
+[ -n "$loaded" ] || fail load "the broker saw no records coming in while loadgen ran"
+families=0
+for n in 1 2; do
+    [ -n "$loaded" ] || break
+    [ "$n" = 1 ] || sleep 2
+    scrape="$WORK/scrape-$n.txt"
+    name="metrics-under-load-$n"
     ctype=$(curl -fsS --max-time 10 -o "$scrape" -w '%{content_type}' "$ADMIN_URL/metrics") || {
         fail "$name" "GET /metrics failed"
         continue
     }
+    if ! kill -0 "$LOADGEN_PID" 2>/dev/null; then
+        fail "$name" "loadgen had finished by the end of the scrape (raise LOAD_SECONDS)"
+        continue
+    fi
     if [[ "$ctype" != text/plain*version=0.0.4* ]]; then
         fail "$name" "Content-Type is '$ctype', not text/plain; version=0.0.4"
         continue
