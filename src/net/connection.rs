@@ -19,6 +19,7 @@ use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::frame::{next_frame, Framed};
 use super::request_memory::{RequestMemory, Reservation};
@@ -39,21 +40,37 @@ const MAX_COALESCED_RESPONSES: usize = 64;
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let peer: Rc<str> = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
+    let addr = stream.peer_addr().ok();
+    let peer: Rc<str> = addr.map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
     let peer = Rc::new(crate::handlers::Client::new(peer));
+    // Every line about this connection carries its peer and, from its first
+    // request that names one, its client id (one span per connection; requests
+    // run as their own tasks, outside it, so the produce/fetch path pays nothing).
+    let span = tracing::error_span!("conn", peer = tracing::field::Empty, client_id = tracing::field::Empty);
+    if let Some(a) = addr {
+        span.record("peer", tracing::field::display(a));
+    }
     let cfg = ctx.shard().cfg.clone();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
 
     let reader = {
         let ctx = ctx.clone();
         let stream = &mut stream;
+        let span = span.clone();
         async move {
+            let mut named = false;
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
             // Bytes reserved for the frame being read (its size known, its body not all here).
             let mut reserved: Option<Reservation> = None;
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
+                        if !named {
+                            if let Some(id) = crate::protocol::peek_client_id(&frame) {
+                                span.record("client_id", id);
+                                named = true;
+                            }
+                        }
                         let held = match reserved.take() {
                             Some(r) => r,
                             None => memory.reserve(frame.len()).await,
@@ -178,7 +195,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
             drop(rx);
         }
     };
-    futures::join!(reader, writer);
+    async { futures::join!(reader, writer) }.instrument(span).await;
 }
 
 /// What the writer does after sending a gathered run of responses.
