@@ -34,8 +34,9 @@
 //! over the config so an operator can turn on debug lines for one run without
 //! editing the node's config file (as `RUST_LOG` does for any Rust program).
 //! Every event on a shard's thread is inside that shard's `shard` span
-//! (`runtime/`), and a client connection's events inside its `conn` span
-//! (`peer`, `client_id`), so a line says where it comes from in either format.
+//! (`runtime/`), so a line says which shard logged it in either format; events
+//! name what they are about with the fields `topic`, `partition`, `group`,
+//! `broker`, and on a client connection `peer` and `client_id`.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};

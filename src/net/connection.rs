@@ -19,7 +19,6 @@ use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
-use tracing::Instrument;
 
 use super::frame::{next_frame, Framed};
 use super::request_memory::{RequestMemory, Reservation};
@@ -44,31 +43,29 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
     let peer: Rc<str> = addr.map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
     let peer = Rc::new(crate::handlers::Client::new(peer));
     // Every line about this connection carries its peer and, from its first
-    // request that names one, its client id (one span per connection; requests
-    // run as their own tasks, outside it, so the produce/fetch path pays nothing).
-    let span = tracing::error_span!("conn", peer = tracing::field::Empty, client_id = tracing::field::Empty);
-    if let Some(a) = addr {
-        span.record("peer", tracing::field::display(a));
-    }
+    // request that names one, its client id. As event fields, not a span: a
+    // span around this task would be entered and exited on every poll (the
+    // filter takes a lock shared by all shards each time), and the requests run
+    // as tasks of their own, outside it, anyway.
+    let remote = addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_id = std::cell::OnceCell::<String>::new();
+    let (remote, client_id) = (remote.as_str(), &client_id);
     let cfg = ctx.shard().cfg.clone();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
 
     let reader = {
         let ctx = ctx.clone();
         let stream = &mut stream;
-        let span = span.clone();
         async move {
-            let mut named = false;
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
             // Bytes reserved for the frame being read (its size known, its body not all here).
             let mut reserved: Option<Reservation> = None;
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
-                        if !named {
+                        if client_id.get().is_none() {
                             if let Some(id) = crate::protocol::peek_client_id(&frame) {
-                                span.record("client_id", id);
-                                named = true;
+                                let _ = client_id.set(id.to_string());
                             }
                         }
                         let held = match reserved.take() {
@@ -90,7 +87,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                     }
                     Framed::Invalid(size) => {
                         crate::metrics::with(|m| m.connection_closed_by_broker());
-                        crate::info_limited!(size, "request size out of bounds; closing connection");
+                        crate::info_limited!(peer = remote, client_id = client_id.get(), size, "request size out of bounds; closing connection");
                         shutdown(fd);
                         return;
                     }
@@ -177,13 +174,13 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                     }
                 }
                 if let Err(e) = send_pieces(&ring, fd, &mut pipe, pieces).await {
-                    tracing::debug!("connection write failed: {e}");
+                    tracing::debug!(peer = remote, client_id = client_id.get(), "connection write failed: {e}");
                     shutdown(fd);
                     break;
                 }
                 match end {
                     After::Close(why) => {
-                        crate::info_limited!("closing connection: {why}");
+                        crate::info_limited!(peer = remote, client_id = client_id.get(), "closing connection: {why}");
                         shutdown(fd);
                         break;
                     }
@@ -195,7 +192,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
             drop(rx);
         }
     };
-    async { futures::join!(reader, writer) }.instrument(span).await;
+    futures::join!(reader, writer);
 }
 
 /// What the writer does after sending a gathered run of responses.
