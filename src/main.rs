@@ -108,9 +108,15 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             };
-            logging::init(cfg.log_format, &cfg.log_level, logging::StderrSink::queued());
+            let format = cfg.log_format;
+            logging::init(format, &cfg.log_level, logging::StderrSink::queued());
             let code = match shardlog::runtime::run(cfg) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
+                // In JSON, every line after logging started is an object, this one too.
+                Err(e) if format == logging::LogFormat::Json => {
+                    tracing::error!("shardlog: {e}");
+                    std::process::ExitCode::FAILURE
+                }
                 Err(e) => {
                     logging::stderr_line(&format!("shardlog: {e}"));
                     std::process::ExitCode::FAILURE

@@ -169,7 +169,8 @@ async fn log_level_and_env_precedence() {
     }
 }
 
-/// A bad `log.format` or `log.level` stops start-up with one plain line naming the key.
+/// A bad `log.format` or `log.level` stops start-up with one plain line naming the key
+/// (logging has not started); a later start-up failure is logged in the chosen format.
 #[test]
 fn bad_log_keys_stop_start_up() {
     for (set, why) in
@@ -180,4 +181,19 @@ fn bad_log_keys_stop_start_up() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("shardlog: ") && err.contains(why) && err.lines().count() == 1, "{err}");
     }
+    // A start-up failure once logging runs: in JSON, an ERROR object like the lines before it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").expect("file");
+    let out = Command::new(broker_bin())
+        .args(["start", "--set", "log.format=json", "--set"])
+        .arg(format!("log.dirs={}", file.display()))
+        .env_remove("RUST_LOG")
+        .env_remove("SHARDLOG_LOG")
+        .output()
+        .expect("run shardlog");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+    let last = parse_lines(&lines).pop().expect("a line");
+    assert!(last["level"] == "ERROR" && last["message"].as_str().is_some_and(|m| m.starts_with("shardlog: ")), "{lines:?}");
 }
