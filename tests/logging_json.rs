@@ -35,7 +35,7 @@ impl Run {
     fn start(sets: &[&str], env: &[(&str, &str)]) -> Run {
         let dir = tempfile::Builder::new().prefix("shardlog-logs-").tempdir().expect("temp dir");
         let mut cmd = Command::new(broker_bin());
-        cmd.args(["start", "--set", "listeners=PLAINTEXT://127.0.0.1:0", "--set", "shard.cores=0,1", "--set"])
+        cmd.args(["start", "--set", "listeners=PLAINTEXT://127.0.0.1:0", "--set", "admin.listener=http://127.0.0.1:0", "--set", "shard.cores=0,1", "--set"])
             .arg(format!("log.dirs={}", dir.path().display()));
         for s in sets {
             cmd.arg("--set").arg(s);
@@ -186,7 +186,7 @@ fn bad_log_keys_stop_start_up() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"").expect("file");
     let out = Command::new(broker_bin())
-        .args(["start", "--set", "log.format=json", "--set"])
+        .args(["start", "--set", "log.format=json", "--set", "admin.listener=http://127.0.0.1:0", "--set"])
         .arg(format!("log.dirs={}", file.display()))
         .env_remove("RUST_LOG")
         .env_remove("SHARDLOG_LOG")
