@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -19,8 +19,24 @@ use serde_json::Value;
 
 use common::*;
 
-/// One broker at a time in this file (each pins shards on cores 0 and 1).
-static SERIAL: Mutex<()> = Mutex::new(());
+/// One broker at a time in this file (each pins shards on cores 0 and 1): a
+/// flag, not a MutexGuard, since it is held across awaits; released on panic too.
+static BUSY: AtomicBool = AtomicBool::new(false);
+
+struct Serial;
+
+fn serial() -> Serial {
+    while BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serial
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        BUSY.store(false, Ordering::Release);
+    }
+}
 
 /// A broker run to its end: what it wrote on stderr, line by line.
 struct Run {
@@ -118,7 +134,7 @@ fn unknown_api_from(bootstrap: &str, client_id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_lines_carry_shard_topic_partition_and_client_id() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = serial();
     let run = Run::start(&["log.format=json", "log.level=debug"], &[]);
     let topic = topic_name("json-logs");
     create_topic(&run.bootstrap, &topic, 2).await;
@@ -150,7 +166,7 @@ async fn json_lines_carry_shard_topic_partition_and_client_id() {
 /// `log.level` filters; `RUST_LOG` wins over it and `SHARDLOG_LOG` over both.
 #[tokio::test(flavor = "multi_thread")]
 async fn log_level_and_env_precedence() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = serial();
     let levels = |lines: &[Value]| lines.iter().map(|l| l["level"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>();
     for (sets, env, info_expected) in [
         (&["log.format=json", "log.level=warn"][..], &[][..], false),
