@@ -27,12 +27,99 @@
 //!
 //! Memory: at most [`LOG_QUEUE_LINES`] queued lines (a broker line is a few
 //! hundred bytes: about 1-2 MiB in the worst case).
+//!
+//! Format and level ([`init`]): a broker writes `log.format` (`text`, or `json`
+//! for log shippers: one object per line) filtered by the first of
+//! `SHARDLOG_LOG`, `RUST_LOG` and `log.level` that is set. The environment wins
+//! over the config so an operator can turn on debug lines for one run without
+//! editing the node's config file (as `RUST_LOG` does for any Rust program).
+//! Every event on a shard's thread is inside that shard's `shard` span
+//! (`runtime/`), so a line says which shard logged it in either format; events
+//! name what they are about with the fields `topic`, `partition`, `group`,
+//! `broker`, and on a client connection `peer` and `client_id`.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// `log.format`: how each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text, one line per event (the default; colours on a terminal only).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`, the
+    /// event's own fields at the top level, and the spans it happened in
+    /// (`span`: the innermost, `spans`: all of them, outermost first).
+    Json,
+}
+
+impl LogFormat {
+    /// The config value: `text` or `json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format `{s}` (known: text, json)")),
+        }
+    }
+}
+
+/// Environment variables that override the configured log level, first set one wins.
+pub const LOG_ENV_VARS: [&str; 2] = ["SHARDLOG_LOG", "RUST_LOG"];
+
+/// Checks a log level: a `tracing` filter directive list such as `info` or
+/// `info,shardlog::cluster=debug`. The error says what is wrong with it.
+pub fn parse_level(directives: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    if directives.trim().is_empty() {
+        return Err("empty (e.g. `info`, `warn` or `info,shardlog::cluster=debug`)".into());
+    }
+    tracing_subscriber::EnvFilter::builder().parse(directives).map_err(|e| format!("`{directives}` is not a log filter: {e}"))
+}
+
+/// Installs the process's `tracing` subscriber: `format` lines to `sink`,
+/// filtered by the first of [`LOG_ENV_VARS`] that is set, else by `level`
+/// (already checked by [`parse_level`]; a bad one falls back to `info`).
+/// An environment value that does not parse is reported and skipped.
+pub fn init(format: LogFormat, level: &str, sink: StderrSink) {
+    let mut refused = Vec::new();
+    let mut filter = None;
+    for var in LOG_ENV_VARS {
+        let Ok(v) = std::env::var(var) else { continue };
+        if v.trim().is_empty() {
+            continue;
+        }
+        match parse_level(&v) {
+            Ok(f) => {
+                filter = Some(f);
+                break;
+            }
+            Err(e) => refused.push(format!("{var} ignored: {e}")),
+        }
+    }
+    let filter = filter.unwrap_or_else(|| parse_level(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink).log_internal_errors(false);
+    match format {
+        // Colours only for a terminal: a log file or a pipe gets plain text.
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).init(),
+    }
+    for line in refused {
+        tracing::warn!("{line}");
+    }
+}
 
 /// Lines the queue holds before new ones are dropped (see the module doc for the memory it costs).
 pub const LOG_QUEUE_LINES: usize = 4096;

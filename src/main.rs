@@ -73,21 +73,16 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let broker = matches!(cli.cmd, Cmd::Start { .. });
-    // Logging first, so config and start-up errors are reported the same way.
-    // Client tools only log warnings: their output is the answer. The broker's
-    // lines go through a queue so a stalled or failing stderr never blocks or
-    // stops a shard (see shardlog::logging); client tools write in place.
-    let default_level = if broker { "info" } else { "warn" };
-    let sink = if broker { logging::StderrSink::queued() } else { logging::StderrSink::direct() };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| default_level.into()))
-        .with_writer(sink)
-        // Colours only for a terminal: a log file or a pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .log_internal_errors(false)
-        .init();
     set_panic_policy();
+    // The broker's log format and level are config keys, so its logging starts
+    // once the config is loaded; a config error is one plain line on stderr
+    // (below) in either format. Client tools log at once, as text, warnings
+    // only: their output is the answer. The broker's lines go through a queue
+    // so a stalled or failing stderr never blocks or stops a shard (see
+    // shardlog::logging); client tools write in place.
+    if !matches!(cli.cmd, Cmd::Start { .. }) {
+        logging::init(logging::LogFormat::Text, "warn", logging::StderrSink::direct());
+    }
     match cli.cmd {
         Cmd::Topic(args) => finish(topic::run(args)),
         Cmd::Config(args) => finish(config::run(args)),
@@ -113,8 +108,15 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             };
+            let format = cfg.log_format;
+            logging::init(format, &cfg.log_level, logging::StderrSink::queued());
             let code = match shardlog::runtime::run(cfg) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
+                // In JSON, every line after logging started is an object, this one too.
+                Err(e) if format == logging::LogFormat::Json => {
+                    tracing::error!("shardlog: {e}");
+                    std::process::ExitCode::FAILURE
+                }
                 Err(e) => {
                     logging::stderr_line(&format!("shardlog: {e}"));
                     std::process::ExitCode::FAILURE

@@ -48,7 +48,7 @@ impl ClusterNode {
                     continue;
                 }
             };
-            tracing::info!(broker_id = self.node_id, epoch, "registered with the controller");
+            tracing::info!(broker = self.node_id, epoch, "registered with the controller");
             let mut fenced = true;
             while !self.is_stopping() {
                 let want_shutdown = self.shutdown.wanted.get();
@@ -56,7 +56,7 @@ impl ClusterNode {
                 match self.call_controller(&hb, interval * 2).await {
                     Ok(ControllerResponse::Heartbeat { fenced: f, should_shutdown }) => {
                         if fenced && !f {
-                            tracing::info!(broker_id = self.node_id, epoch, "unfenced: serving as a cluster member");
+                            tracing::info!(broker = self.node_id, epoch, "unfenced: serving as a cluster member");
                         }
                         fenced = f;
                         if want_shutdown && should_shutdown && !self.shutdown.granted.get() {

@@ -128,7 +128,7 @@ impl ClusterNode {
             .await?;
         self.sessions.registered_at.borrow_mut().insert(broker_id, offset);
         self.sessions.last_seen.borrow_mut().insert(broker_id, Instant::now());
-        tracing::info!(broker_id, epoch = epoch.get(), "broker registered (fenced until it catches up)");
+        tracing::info!(broker = broker_id, epoch = epoch.get(), "broker registered (fenced until it catches up)");
         Ok(ControllerResponse::Registered { epoch: epoch.get() })
     }
 
@@ -165,7 +165,7 @@ impl ClusterNode {
                 Ok(recs)
             })
             .await?;
-        tracing::info!(broker_id, epoch, "broker unfenced");
+        tracing::info!(broker = broker_id, epoch, "broker unfenced");
         Ok(ControllerResponse::Heartbeat { fenced: false, should_shutdown: false })
     }
 
@@ -196,7 +196,7 @@ impl ClusterNode {
                 })
                 .await?;
             self.sessions.shutdown_at.borrow_mut().insert(broker_id, offset);
-            tracing::info!(broker_id, epoch, "broker in controlled shutdown: its leaderships moved to other in-sync replicas");
+            tracing::info!(broker = broker_id, epoch, "broker in controlled shutdown: its leaderships moved to other in-sync replicas");
         }
         let needed = self.sessions.shutdown_at.borrow().get(&broker_id).copied().or(self.sessions.active_since.get()).unwrap_or(0);
         let image = self.shard.image();
@@ -217,7 +217,7 @@ impl ClusterNode {
             })
             .await?;
         self.sessions.last_seen.borrow_mut().remove(&broker_id);
-        tracing::info!(broker_id, "broker unregistered");
+        tracing::info!(broker = broker_id, "broker unregistered");
         Ok(ControllerResponse::Unregistered { metadata_offset: self.applied() })
     }
 
@@ -257,8 +257,8 @@ impl ClusterNode {
                     })
                     .await;
                 match res {
-                    Ok(_) => tracing::warn!(broker_id, epoch, ?timeout, "broker fenced: no heartbeat within broker.session.timeout.ms"),
-                    Err(e) => crate::warn_limited!(broker_id, "fencing a broker failed: {e}"),
+                    Ok(_) => tracing::warn!(broker = broker_id, epoch, ?timeout, "broker fenced: no heartbeat within broker.session.timeout.ms"),
+                    Err(e) => crate::warn_limited!(broker = broker_id, "fencing a broker failed: {e}"),
                 }
             }
             if self.shard.cfg.auto_leader_rebalance_enable && last_rebalance.elapsed() >= rebalance_every {

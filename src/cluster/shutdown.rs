@@ -41,7 +41,7 @@ impl ClusterNode {
         if cfg.process_roles.broker && cfg.controlled_shutdown_enable {
             let within = Duration::from_millis(cfg.controlled_shutdown_retry_backoff_ms.saturating_mul(u64::from(cfg.controlled_shutdown_max_retries.max(1))));
             let started = Instant::now();
-            tracing::info!(broker_id = self.node_id, "controlled shutdown: asking the controller to move this broker's leaderships");
+            tracing::info!(broker = self.node_id, "controlled shutdown: asking the controller to move this broker's leaderships");
             self.shutdown.wanted.set(true);
             self.wake_heartbeat.notify_all();
             let deadline = started + within;
@@ -54,9 +54,9 @@ impl ClusterNode {
                 futures_lite::future::or(changed, glommio::timer::sleep(left)).await;
             }
             if self.shutdown.granted.get() {
-                tracing::info!(broker_id = self.node_id, took = ?started.elapsed(), "controlled shutdown: this broker leads nothing; stopping");
+                tracing::info!(broker = self.node_id, took = ?started.elapsed(), "controlled shutdown: this broker leads nothing; stopping");
             } else {
-                tracing::warn!(broker_id = self.node_id, ?within,
+                tracing::warn!(broker = self.node_id, ?within,
                     "controlled shutdown did not complete within controlled.shutdown.max.retries x controlled.shutdown.retry.backoff.ms; stopping anyway (its partitions move when its session expires)");
             }
         }

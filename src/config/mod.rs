@@ -355,6 +355,14 @@ pub struct Config {
     pub log_message_timestamp_after_max_ms: i64,
     /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas.
     pub min_insync_replicas: i32,
+    /// `log.format`: `text` (the default) or `json`, one object per line (see
+    /// [`crate::logging`]). Not a Kafka key: Kafka sets its format in log4j's
+    /// config; shardlog has no separate logging file, so it is a broker key.
+    pub log_format: crate::logging::LogFormat,
+    /// `log.level`: a `tracing` filter such as `info` (the default) or
+    /// `info,shardlog::cluster=debug`. `SHARDLOG_LOG` or `RUST_LOG`, when set, win
+    /// over it (an operator's one-off override; see [`crate::logging::init`]).
+    pub log_level: String,
     /// Not a Kafka key: the clock the broker's time-based logic reads (group and
     /// transaction timeouts, retention, timestamps). The system clock; unit tests
     /// put a manual one here to move time themselves.
@@ -463,6 +471,8 @@ impl Default for Config {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             min_insync_replicas: 1,
+            log_format: crate::logging::LogFormat::Text,
+            log_level: "info".into(),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -806,6 +816,11 @@ impl Config {
                 self.log_message_timestamp_after_max_ms = topic_kind(key, "message.timestamp.after.max.ms", v)?.parse().map_err(|_| bad(key, "not a number"))?
             }
             "min.insync.replicas" => self.min_insync_replicas = parse_num(key, v)?,
+            "log.format" => self.log_format = v.parse().map_err(|e: String| bad(key, e))?,
+            "log.level" => {
+                crate::logging::parse_level(v).map_err(|e| bad(key, e))?;
+                self.log_level = v.trim().to_string();
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -882,6 +897,8 @@ impl Config {
             ("log.cleaner.threads", self.log_cleaner_threads.to_string()),
             ("log.cleanup.policy", self.log_cleanup_policy.clone()),
             ("log.dirs", self.log_dir.display().to_string()),
+            ("log.format", self.log_format.as_str().to_string()),
+            ("log.level", self.log_level.clone()),
             ("log.flush.interval.messages", opt(self.log_flush_interval_messages)),
             ("log.flush.interval.ms", opt(self.log_flush_interval_ms)),
             ("log.index.interval.bytes", self.log_index_interval_bytes.to_string()),
@@ -1300,6 +1317,28 @@ mod tests {
             d.set(k, &v).unwrap_or_else(|e| panic!("{k}={v} does not set back: {e}"));
             assert_eq!(d.get(k).as_deref(), Some(v.as_str()), "{k}");
         }
+    }
+
+    #[test]
+    fn log_format_and_level() {
+        let c = Config::load(None, None, &[]).unwrap();
+        assert_eq!((c.log_format, c.log_level.as_str()), (crate::logging::LogFormat::Text, "info"));
+        let c = Config::load(None, None, &["log.format=json".into(), "log.level=info,shardlog::cluster=debug".into()]).unwrap();
+        assert_eq!(c.log_format, crate::logging::LogFormat::Json);
+        assert_eq!(c.log_level, "info,shardlog::cluster=debug");
+        assert_eq!(c.get("log.format").as_deref(), Some("json"));
+        let e = Config::load(None, None, &["log.format=xml".into()]).unwrap_err().to_string();
+        assert_eq!(e, "bad value for `log.format`: unknown log format `xml` (known: text, json)");
+        for bad_level in ["", "info,shardlog=loud", "[{"] {
+            let e = Config::load(None, None, &[format!("log.level={bad_level}")]).unwrap_err().to_string();
+            assert!(e.starts_with("bad value for `log.level`: "), "{bad_level}: {e}");
+        }
+        // From a config file: `log.format` is the table `log`, as `log.dirs` is.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[log]\nformat = \"json\"\nlevel = \"debug\"\ndirs = \"/x\"\n").unwrap();
+        let c = Config::load(None, Some(&p), &[]).unwrap();
+        assert_eq!((c.log_format, c.log_level.as_str(), c.log_dir.to_str()), (crate::logging::LogFormat::Json, "debug", Some("/x")));
     }
 
     #[test]

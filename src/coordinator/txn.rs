@@ -460,7 +460,7 @@ impl TxnCoordinator {
         let state = txn_store::replay(&log)?;
         let prepared = state.values().filter(|m| m.state.is_prepare()).count();
         if prepared > 0 {
-            tracing::info!(partition, prepared, "transactions to complete after replay");
+            tracing::info!(topic = txn_store::TXN_STATE_TOPIC, partition, prepared, "transactions to complete after replay");
         }
         self.txns.borrow_mut().extend(state);
         self.logs.borrow_mut().insert(partition, log);
@@ -473,7 +473,7 @@ impl TxnCoordinator {
         if self.logs.borrow_mut().remove(&partition).is_some() {
             let n = self.partition_count.get();
             self.txns.borrow_mut().retain(|id, _| partition_for(id, n) != partition);
-            tracing::info!(partition, "transaction coordinator: partition unloaded");
+            tracing::info!(topic = txn_store::TXN_STATE_TOPIC, partition, "transaction coordinator: partition unloaded");
         }
     }
 

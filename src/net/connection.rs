@@ -39,8 +39,17 @@ const MAX_COALESCED_RESPONSES: usize = 64;
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let peer: Rc<str> = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
+    let addr = stream.peer_addr().ok();
+    let peer: Rc<str> = addr.map(|a| format!("/{}", a.ip())).unwrap_or_default().into();
     let peer = Rc::new(crate::handlers::Client::new(peer));
+    // Every line about this connection carries its peer and, from its first
+    // request that names one, its client id. As event fields, not a span: a
+    // span around this task would be entered and exited on every poll (the
+    // filter takes a lock shared by all shards each time), and the requests run
+    // as tasks of their own, outside it, anyway.
+    let remote = addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_id = std::cell::OnceCell::<String>::new();
+    let (remote, client_id) = (remote.as_str(), &client_id);
     let cfg = ctx.shard().cfg.clone();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(cfg.queued_max_requests);
 
@@ -54,6 +63,11 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
+                        if client_id.get().is_none() {
+                            if let Some(id) = crate::protocol::peek_client_id(&frame) {
+                                let _ = client_id.set(id.to_string());
+                            }
+                        }
                         let held = match reserved.take() {
                             Some(r) => r,
                             None => memory.reserve(frame.len()).await,
@@ -73,7 +87,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                     }
                     Framed::Invalid(size) => {
                         crate::metrics::with(|m| m.connection_closed_by_broker());
-                        crate::info_limited!(size, "request size out of bounds; closing connection");
+                        crate::info_limited!(peer = remote, client_id = client_id.get(), size, "request size out of bounds; closing connection");
                         shutdown(fd);
                         return;
                     }
@@ -160,13 +174,13 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                     }
                 }
                 if let Err(e) = send_pieces(&ring, fd, &mut pipe, pieces).await {
-                    tracing::debug!("connection write failed: {e}");
+                    tracing::debug!(peer = remote, client_id = client_id.get(), "connection write failed: {e}");
                     shutdown(fd);
                     break;
                 }
                 match end {
                     After::Close(why) => {
-                        crate::info_limited!("closing connection: {why}");
+                        crate::info_limited!(peer = remote, client_id = client_id.get(), "closing connection: {why}");
                         shutdown(fd);
                         break;
                     }

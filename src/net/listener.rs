@@ -122,7 +122,7 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
         match accepted {
             Ok(stream) => {
                 if let Some(failures) = backoff.succeeded() {
-                    tracing::info!(shard = ctx.shard().id, failures, "accepting connections again");
+                    tracing::info!(failures, "accepting connections again");
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
                 // An accept that was already waiting when the broker filled up returns a
@@ -169,7 +169,7 @@ pub async fn serve(ctx: Rc<Ctx>, listener: TcpListener, quotas: std::sync::Arc<C
             Err(e) => {
                 let (wait, line) = backoff.failed(&e.to_string(), Instant::now());
                 if let Some(line) = line {
-                    tracing::warn!(shard = ctx.shard().id, "{line}");
+                    tracing::warn!("{line}");
                 }
                 // The stop signal cuts the wait short.
                 let stop = ctx.shard().stop_signal.wait();

@@ -112,6 +112,20 @@ pub fn peek_header(frame: &[u8]) -> Option<HeaderPrefix> {
     })
 }
 
+/// The client id of a request (header v1 and later: a nullable string right
+/// after the prefix, in every header version but ControlledShutdown v0's), read
+/// without decoding the header. None when null, absent, cut short or not UTF-8.
+pub fn peek_client_id(frame: &[u8]) -> Option<&str> {
+    let h = peek_header(frame)?;
+    // ControlledShutdown (key 7, pre-KRaft: no variant in kafka-protocol) v0.
+    if h.api_key == 7 && h.api_version == 0 {
+        return None;
+    }
+    let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
+    let len = usize::try_from(len).ok()?;
+    std::str::from_utf8(frame.get(10..10 + len)?).ok()
+}
+
 /// Decodes the full request header; `frame` is left at the start of the body.
 pub fn decode_header(frame: &mut Bytes, key: ApiKey, version: i16) -> CodecResult<RequestHeader> {
     RequestHeader::decode(frame, key.request_header_version(version)).map_err(|e| e.to_string())
@@ -175,5 +189,23 @@ mod advertised_tests {
             assert!(lo <= hi, "{key:?}: empty range {lo}-{hi}");
             assert!(v.min <= lo && hi <= v.max, "{key:?}: advertised {lo}-{hi}, kafka-protocol decodes {}-{}", v.min, v.max);
         }
+    }
+}
+
+#[cfg(test)]
+mod client_id_tests {
+    use super::*;
+
+    #[test]
+    fn client_id_is_peeked_from_the_header() {
+        // Metadata v1: key 3, version 1, correlation id 7, client id "rdkafka".
+        let mut f = vec![0, 3, 0, 1, 0, 0, 0, 7, 0, 7];
+        f.extend_from_slice(b"rdkafka");
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(peek_client_id(&f), Some("rdkafka"));
+        // Null, cut short, and ControlledShutdown v0 (no client id in its header).
+        assert_eq!(peek_client_id(&[0, 3, 0, 1, 0, 0, 0, 7, 0xff, 0xff]), None);
+        assert_eq!(peek_client_id(&f[..12]), None);
+        assert_eq!(peek_client_id(&[0, 7, 0, 0, 0, 0, 0, 7, 0, 1, b'x']), None);
     }
 }

@@ -263,6 +263,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             .spin_before_park(Duration::from_micros(cfg.shard_spin_before_park_us));
         let h = builder
             .spawn(move || async move {
+                // Every line logged on this thread, by any of its tasks, carries the
+                // shard: the span is entered here, in the executor's main task, and
+                // stays entered until it ends (glommio polls every task of the shard
+                // on this thread, in between). ERROR level: on whenever any line is.
+                let _shard_span = tracing::error_span!("shard", shard = id).entered();
                 let fail = |e: String| {
                     let _ = ready_tx.send(Err(e));
                 };
@@ -340,7 +345,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     glommio::timer::sleep(Duration::from_millis(5)).await;
                 }
                 if let Err(e) = shard.close_logs().await {
-                    tracing::error!(shard = id, "closing logs failed: {e}");
+                    tracing::error!("closing logs failed: {e}");
                 }
             })
             .map_err(|e| StartError::Shard(id, e.to_string()))?;
@@ -404,7 +409,7 @@ fn spawn_stop_watcher(coordinators: std::rc::Rc<Coordinators>, fd: RawFd, may_st
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
-        tracing::info!(shard = shard.id, "stopping");
+        tracing::info!("stopping");
         shard.stopping.set(true);
         shard.stop_signal.notify_all();
         // Parked JoinGroup/SyncGroup would hold their connections open forever.

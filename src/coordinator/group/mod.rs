@@ -69,7 +69,7 @@ pub fn warn_partition_count_mismatch(cfg: &Config, image: &MetadataImage) {
     for (topic, key, configured) in checks {
         let actual = internal_partition_count(image, topic, configured);
         if actual != configured {
-            tracing::warn!("{topic} has {actual} partition(s) but {key}={configured}: groups and transactional ids are placed by the topic's own count");
+            tracing::warn!(topic, "{topic} has {actual} partition(s) but {key}={configured}: groups and transactional ids are placed by the topic's own count");
         }
     }
 }
@@ -398,7 +398,7 @@ impl GroupCoordinator {
         if self.logs.borrow_mut().remove(&partition).is_some() {
             let n = self.partition_count.get();
             self.groups.borrow_mut().retain(|id, _| partition_for(id, n) != partition);
-            tracing::info!(partition, "group coordinator: partition unloaded");
+            tracing::info!(topic = OFFSETS_TOPIC, partition, "group coordinator: partition unloaded");
         }
     }
 
