@@ -114,7 +114,8 @@ async fn metrics_count_produce_fetch_errors_and_connections() {
     assert_eq!(got.len(), 50);
     wait_for("bytes out counted", Duration::from_secs(10), || {
         let t = scrape(&broker);
-        match (metric(&t, "shardlog_topic_bytes_out_total", &[("topic", "m-orders")]), metric(&t, "shardlog_topic_records_out_total", &[("topic", "m-orders")])) {
+        match (metric(&t, "shardlog_topic_bytes_out_total", &[("topic", "m-orders")]), metric(&t, "shardlog_topic_records_out_total", &[("topic", "m-orders")]))
+        {
             (Some(b), Some(r)) if b > 50.0 * 7.0 && r > 0.0 && r <= 50.0 => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -126,7 +127,11 @@ async fn metrics_count_produce_fetch_errors_and_connections() {
     let r = common::produce_raw(&mut conn, 9, 1, "m-orders", 7, batch);
     assert_eq!(r.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     let text = scrape(&broker);
-    assert_eq!(metric(&text, "shardlog_request_errors_total", &[("api", "Produce"), ("version", "9"), ("error", "UNKNOWN_TOPIC_OR_PARTITION")]), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "shardlog_request_errors_total", &[("api", "Produce"), ("version", "9"), ("error", "UNKNOWN_TOPIC_OR_PARTITION")]),
+        Some(1.0),
+        "{text}"
+    );
     assert!(metric(&text, "shardlog_connections_open", &[]).unwrap() >= 1.0);
     drop(conn);
 }

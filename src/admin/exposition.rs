@@ -220,8 +220,12 @@ pub fn encode(s: &Scrape<'_>) -> String {
         f.gauge("shardlog_offline_partitions", "Partitions without a leader (reported by the active controller).", vec![(vec![], n as f64)]);
     }
     let sum = |get: fn(&ShardSnapshot) -> u64| vec![(vec![], shards.iter().map(get).sum::<u64>() as f64)];
-    f.counter("shardlog_isr_shrinks_total", "ISR shrinks committed for partitions led here.", sum(|s| s.isr_shrinks));
-    f.counter("shardlog_isr_expands_total", "ISR expansions committed for partitions led here.", sum(|s| s.isr_expands));
+    f.counter(
+        "shardlog_isr_shrinks_total",
+        "ISR shrinks of partitions led here (the leader's request, or the controller dropping a fenced or stopping broker).",
+        sum(|s| s.isr_shrinks),
+    );
+    f.counter("shardlog_isr_expands_total", "ISR expansions of partitions led here.", sum(|s| s.isr_expands));
 
     // Controller and metadata quorum.
     f.gauge("shardlog_controller_active", "1 when this node is the active controller.", vec![(vec![], if s.controller_active { 1.0 } else { 0.0 })]);

@@ -114,7 +114,11 @@ pub fn check_browser_rules(method: &Method, headers: &HeaderMap, loopback: bool)
     if let Some(origin) = header(header::ORIGIN) {
         let same = origin.rsplit_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
         if !same {
-            return Err((StatusCode::FORBIDDEN, "CROSS_ORIGIN", format!("a change from origin `{origin}` is refused: only this console's own pages may make changes")));
+            return Err((
+                StatusCode::FORBIDDEN,
+                "CROSS_ORIGIN",
+                format!("a change from origin `{origin}` is refused: only this console's own pages may make changes"),
+            ));
         }
     }
     if *method == Method::POST && !header(header::CONTENT_TYPE).is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/json")) {

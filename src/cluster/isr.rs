@@ -37,7 +37,6 @@ async fn check_loop(x: Rc<XShard>) {
             let Some(topic_id) = image.topics.get(&tp.topic).map(|t| t.topic_id) else { continue };
             p.set_pending_isr(Some(new_isr.clone()));
             tracing::info!(topic = %tp.topic, partition = tp.partition, from = ?current_isr, to = ?new_isr, "proposing an ISR change");
-            let shrink = new_isr.len() < current_isr.len();
             let op = ControllerOp::AlterPartition { topic_id, partition: tp.partition, leader: shard.cfg.broker_id, leader_epoch, current_isr, new_isr };
             let x = x.clone();
             glommio::spawn_local(async move {
@@ -46,9 +45,6 @@ async fn check_loop(x: Rc<XShard>) {
                     Ok(_) => Err(crate::error::Error::ShardUnavailable),
                     Err(e) => Err(e),
                 };
-                if res.is_ok() {
-                    crate::metrics::with(|m| m.isr_changed(shrink));
-                }
                 if let Err(e) = res {
                     p.set_pending_isr(None);
                     crate::warn_limited!(topic = %tp.topic, partition = tp.partition, "ISR change refused: {e}");

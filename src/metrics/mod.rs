@@ -256,7 +256,7 @@ impl ShardMetrics {
         bump(&self.retention_bytes_deleted, bytes);
     }
 
-    /// An ISR change this broker proposed as leader was committed.
+    /// The committed ISR of a partition led here changed (a shrink when it got smaller).
     pub fn isr_changed(&self, shrink: bool) {
         bump(if shrink { &self.isr_shrinks } else { &self.isr_expands }, 1);
     }
@@ -371,9 +371,9 @@ pub struct ShardSnapshot {
     pub retention_segments_deleted: u64,
     /// Bytes deleted by retention.
     pub retention_bytes_deleted: u64,
-    /// ISR shrinks committed for partitions led here.
+    /// ISR shrinks of partitions led here (the leader's or the controller's).
     pub isr_shrinks: u64,
-    /// ISR expansions committed for partitions led here.
+    /// ISR expansions of partitions led here.
     pub isr_expands: u64,
     /// Offset commits per group coordinated here.
     pub offset_commits: Vec<(String, u64)>,

@@ -167,6 +167,9 @@ impl Partition {
                 Role::Leader(l) if leader == self.me && l.epoch == meta.leader_epoch => {
                     l.replicas = meta.replicas.clone();
                     if l.isr != meta.isr {
+                        // Counted however the ISR changed: the leader's AlterPartition,
+                        // or the controller dropping a fenced or stopping broker.
+                        crate::metrics::with(|m| m.isr_changed(meta.isr.len() < l.isr.len()));
                         l.isr = meta.isr.clone();
                         l.pending_isr = None;
                     }

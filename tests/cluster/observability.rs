@@ -34,16 +34,22 @@ fn sum_over(c: &mut Cluster, name: &str) -> Result<f64, String> {
 
 #[test]
 fn under_replicated_partitions_are_reported_by_their_leaders() {
-    let mut c = Cluster::start(3, &[("min.insync.replicas", "3")]);
-    create(&c, 1, "obs", 6, &[]);
+    let mut c = Cluster::start(3, &[]);
+    let r = create_topic_rf(&c.bootstrap(1), "obs", 6, 3, &[("min.insync.replicas", "3")], OP).expect("CreateTopics");
+    assert_eq!(r.0, 0, "CreateTopics obs: {r:?}");
     wait_leaders(&c, "obs", 6, &[1, 2, 3], OP);
-    let none = wait_until("no partition under-replicated", OP, Duration::from_millis(200), || match sum_over(&mut c, "shardlog_under_replicated_partitions")? {
-        v if v == 0.0 => Ok(v),
-        v => Err(format!("{v}")),
-    });
+    let none =
+        wait_until("no partition under-replicated", OP, Duration::from_millis(200), || match sum_over(&mut c, "shardlog_under_replicated_partitions")? {
+            v if v == 0.0 => Ok(v),
+            v => Err(format!("{v}")),
+        });
     assert_eq!(none, 0.0);
     let leader = wait_until("the quorum leader on every node's metrics", OP, Duration::from_millis(200), || {
-        let ids: Vec<f64> = c.running().iter().map(|id| scrape(&c.node(*id).admin_url()).ok().and_then(|t| gauge(&t, "shardlog_metadata_quorum_leader_id")).unwrap_or(-1.0)).collect();
+        let ids: Vec<f64> = c
+            .running()
+            .iter()
+            .map(|id| scrape(&c.node(*id).admin_url()).ok().and_then(|t| gauge(&t, "shardlog_metadata_quorum_leader_id")).unwrap_or(-1.0))
+            .collect();
         if ids.iter().all(|l| *l == ids[0] && *l > 0.0) {
             Ok(ids[0])
         } else {
@@ -70,9 +76,11 @@ fn under_replicated_partitions_are_reported_by_their_leaders() {
     c.step(&format!("restart node {victim}"));
     c.start_node(victim);
     wait_until("the rejoined replica back in every ISR", Duration::from_secs(90), Duration::from_millis(300), || {
-        match sum_over(&mut c, "shardlog_under_replicated_partitions")? {
-            v if v == 0.0 => Ok(()),
-            v => Err(format!("{v} under-replicated")),
+        let v = sum_over(&mut c, "shardlog_under_replicated_partitions")?;
+        if v == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{v} under-replicated"))
         }
     });
     assert!(sum_over(&mut c, "shardlog_isr_expands_total").unwrap() >= 1.0);
