@@ -358,3 +358,43 @@ async fn console_api_actions_and_hostile_clients() {
     let brokers: BTreeMap<i64, Value> = c["brokers"].as_array().unwrap().iter().map(|b| (b["id"].as_i64().unwrap(), b.clone())).collect();
     assert_eq!(brokers.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_groups_show_their_members_and_lag() {
+    let broker = Broker::start(&[("consumer.lag.sample.interval.ms", "250"), ("consumer.lag.window.samples", "4")]);
+    let bs = broker.bootstrap();
+    create_topic(&bs, "kip848-t", 2).await;
+    produce(&bs, "kip848-t", 0, 10).await;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &bs)
+        .set("group.id", "g-848")
+        .set("group.protocol", "consumer")
+        .set("client.id", "kip848-member")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4");
+    let c: BaseConsumer = cfg.create().expect("consumer-protocol consumer");
+    c.subscribe(&["kip848-t"]).unwrap();
+    consume_and_commit(&c, 10);
+    let admin = broker.admin_url();
+    wait_for("the group's member and assignment in the API", Duration::from_secs(30), || {
+        let _ = c.poll(Duration::from_millis(50));
+        let (s, g) = http("GET", &format!("{admin}/api/v1/groups/g-848"), None);
+        let members = g["members"].as_array().cloned().unwrap_or_default();
+        let assigned: Vec<i64> = members
+            .iter()
+            .flat_map(|m| m["assignment"].as_array().cloned().unwrap_or_default())
+            .flat_map(|a| a["partitions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p.as_i64())
+            .collect();
+        if s == 200 && members.len() == 1 && members[0]["client_id"] == "kip848-member" && assigned.len() == 2 && g["lag"]["members"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("HTTP {s}: {g}"))
+        }
+    });
+    let (_, lag) = http("GET", &format!("{admin}/api/v1/groups/g-848/lag"), None);
+    assert_eq!(lag["total_lag"], 0, "{lag}");
+    let (s, e) = http("POST", &format!("{admin}/api/v1/groups/g-848/reset-offsets"), Some(r#"{"to":"earliest"}"#));
+    assert_eq!((s, e["error"].as_str()), (409, Some("NON_EMPTY_GROUP")), "{e}");
+}

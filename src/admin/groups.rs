@@ -1,8 +1,10 @@
 //! Consumer groups in the admin API: the list, one group with its members and
 //! their assignment, its lag ([`super::lag`]), and resetting an inactive group's
-//! offsets. All through the Kafka handlers (ListGroups, DescribeGroups,
-//! OffsetFetch, FindCoordinator, ListOffsets, OffsetCommit), so a broker sees the
-//! groups it coordinates, as Kafka's ListGroups does.
+//! offsets. All through the Kafka handlers (ListGroups, DescribeGroups — or
+//! ConsumerGroupDescribe for KIP-848 consumer-protocol groups, which
+//! DescribeGroups shows as Dead —, OffsetFetch, FindCoordinator, ListOffsets,
+//! OffsetCommit), so a broker sees the groups it coordinates, as Kafka's
+//! ListGroups does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -12,8 +14,8 @@ use hyper::{Response, StatusCode};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerProtocolAssignment, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::{Deserialize, Serialize};
@@ -22,18 +24,42 @@ use super::api::{self, Admin};
 use super::lag::{GroupLag, ObservedGroup, Verdict};
 use crate::handlers;
 
-/// A group as ListGroups and DescribeGroups show it.
+/// A group as ListGroups shows it.
 struct Listed {
     state: String,
     protocol_type: String,
+    /// A KIP-848 consumer-protocol group (group type `consumer`).
+    modern: bool,
 }
 
 async fn list_groups(admin: &Admin) -> BTreeMap<String, Listed> {
-    let resp = handlers::list_groups::handle(&admin.ctx, ListGroupsRequest::default(), 4).await;
+    let resp = handlers::list_groups::handle(&admin.ctx, ListGroupsRequest::default(), 5).await;
     resp.groups
         .into_iter()
-        .map(|g| (g.group_id.0.to_string(), Listed { state: g.group_state.to_string(), protocol_type: g.protocol_type.to_string() }))
+        .map(|g| {
+            let listed = Listed { state: g.group_state.to_string(), protocol_type: g.protocol_type.to_string(), modern: g.group_type.as_str() == "consumer" };
+            (g.group_id.0.to_string(), listed)
+        })
         .collect()
+}
+
+/// ConsumerGroupDescribe of consumer-protocol groups.
+async fn describe_modern(admin: &Admin, groups: impl IntoIterator<Item = String>) -> ConsumerGroupDescribeResponse {
+    let ids: Vec<GroupId> = groups.into_iter().map(|g| GroupId(StrBytes::from_string(g))).collect();
+    handlers::consumer_group_describe::handle(&admin.ctx, ConsumerGroupDescribeRequest::default().with_group_ids(ids)).await
+}
+
+/// Members per group, from DescribeGroups (classic groups) and ConsumerGroupDescribe
+/// (consumer-protocol groups).
+async fn member_counts(admin: &Admin, listed: &BTreeMap<String, Listed>) -> HashMap<String, usize> {
+    let classic = listed.iter().filter(|(_, g)| !g.modern).map(|(id, _)| id.clone());
+    let modern = listed.iter().filter(|(_, g)| g.modern).map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    let mut out: HashMap<String, usize> =
+        describe_groups(admin, classic).await.groups.iter().filter(|g| g.error_code == 0).map(|g| (g.group_id.0.to_string(), g.members.len())).collect();
+    if !modern.is_empty() {
+        out.extend(describe_modern(admin, modern).await.groups.iter().filter(|g| g.error_code == 0).map(|g| (g.group_id.0.to_string(), g.members.len())));
+    }
+    out
 }
 
 async fn describe_groups(admin: &Admin, groups: impl IntoIterator<Item = String>) -> DescribeGroupsResponse {
@@ -63,8 +89,7 @@ async fn committed(admin: &Admin, group: &str) -> Result<BTreeMap<(String, i32),
 /// One lag sample of every group coordinated here (the lag sampler's job).
 pub async fn sample_lag(admin: &Admin) {
     let listed = list_groups(admin).await;
-    let described = describe_groups(admin, listed.keys().cloned()).await;
-    let members: HashMap<String, usize> = described.groups.iter().filter(|g| g.error_code == 0).map(|g| (g.group_id.0.to_string(), g.members.len())).collect();
+    let members = member_counts(admin, &listed).await;
     let hw: HashMap<(String, i32), i64> =
         super::gather(admin, true).await.into_iter().flat_map(|s| s.partitions).map(|p| ((p.topic, p.partition), p.high_watermark)).collect();
     let mut seen = BTreeMap::new();
@@ -102,8 +127,7 @@ struct GroupSummary {
 /// `GET /api/v1/groups`.
 pub async fn list(admin: &Admin) -> Response<Full<Bytes>> {
     let listed = list_groups(admin).await;
-    let described = describe_groups(admin, listed.keys().cloned()).await;
-    let members: HashMap<String, usize> = described.groups.iter().map(|g| (g.group_id.0.to_string(), g.members.len())).collect();
+    let members = member_counts(admin, &listed).await;
     let now = admin.ctx.shard().cfg.clock.now_ms();
     let lag = admin.lag.borrow();
     let out: Vec<GroupSummary> = listed
@@ -172,12 +196,44 @@ async fn not_here(admin: &Admin, group: &str) -> Response<Full<Bytes>> {
     api::json_error(StatusCode::NOT_FOUND, serde_json::json!({"error": "GROUP_ID_NOT_FOUND", "message": message, "coordinator": coordinator}))
 }
 
+/// A consumer-protocol group's view (ConsumerGroupDescribe), None when it is not one here.
+async fn describe_modern_view(admin: &Admin, group: &str) -> Option<GroupView> {
+    let g = describe_modern(admin, [group.to_string()]).await.groups.into_iter().next().filter(|g| g.error_code == 0)?;
+    let members = g
+        .members
+        .into_iter()
+        .map(|m| MemberView {
+            member_id: m.member_id.to_string(),
+            group_instance_id: m.instance_id.map(|s| s.to_string()),
+            client_id: m.client_id.to_string(),
+            client_host: m.client_host.to_string(),
+            assignment: m
+                .assignment
+                .topic_partitions
+                .into_iter()
+                .map(|tp| Assigned { topic: tp.topic_name.0.to_string(), partitions: tp.partitions })
+                .collect(),
+        })
+        .collect();
+    Some(GroupView {
+        group_id: group.to_string(),
+        state: g.group_state.to_string(),
+        protocol_type: "consumer".to_string(),
+        protocol: g.assignor_name.to_string(),
+        members,
+        lag: lag_of(admin, group).await,
+    })
+}
+
 /// `GET /api/v1/groups/{group}`.
 pub async fn describe(admin: &Admin, group: &str) -> Response<Full<Bytes>> {
     let described = describe_groups(admin, [group.to_string()]).await;
     let Some(g) = described.groups.into_iter().next() else { return not_here(admin, group).await };
     if g.error_code != 0 || g.group_state.as_str() == "Dead" {
-        return not_here(admin, group).await;
+        return match describe_modern_view(admin, group).await {
+            Some(view) => api::json(StatusCode::OK, &view),
+            None => not_here(admin, group).await,
+        };
     }
     let consumer = g.protocol_type.as_str() == "consumer";
     let members = g
@@ -293,6 +349,14 @@ pub async fn reset_offsets(admin: &Admin, group: &str, body: &[u8]) -> Response<
                 &format!("group `{group}` is {} with {} member(s): offsets can only be reset while it has no members", g.group_state.as_str(), g.members.len()),
             );
         }
+    }
+    let modern = describe_modern(admin, [group.to_string()]).await;
+    if let Some(g) = modern.groups.first().filter(|g| g.error_code == 0 && !g.members.is_empty()) {
+        return api::error(
+            StatusCode::CONFLICT,
+            "NON_EMPTY_GROUP",
+            &format!("group `{group}` has {} member(s): offsets can only be reset while it has no members", g.members.len()),
+        );
     }
     let current = match committed(admin, group).await {
         Ok(c) => c,
