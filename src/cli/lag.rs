@@ -107,14 +107,10 @@ fn once(format: Format, a: &LagArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Escapes a group id for a URL path segment.
+/// Escapes a group id for a URL path segment (all but RFC 3986's unreserved characters).
 fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Runs `shardlog group lag`.
