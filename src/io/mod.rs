@@ -1,6 +1,7 @@
-//! Ground-floor I/O: the per-shard io_uring ring (segment writes, splice),
+//! Ground-floor I/O: the per-shard io_uring ring (DMA segment writes, splice), aligned buffers,
 //! zero-copy sends, and hyper's I/O traits over glommio sockets (the admin listener). With `runtime/`, the only places that use `unsafe`.
 
+pub mod aligned;
 pub mod durable;
 pub mod hyper_io;
 pub mod ring;

@@ -1,6 +1,6 @@
-//! A private io_uring ring per shard, for the operations glommio does not offer:
-//! `writev` of record batches straight from request buffers into a segment file
-//! (glommio's `BufferedFile::write_at` wants an owned `Vec`, i.e. a copy), and
+//! A private io_uring ring per shard, for the operations glommio does not offer
+//! on files the shard opens itself: DMA writes of pooled aligned chunks into
+//! segments, `writev` (the cleaner's rewrites, socket sends), reads, fsyncs, and
 //! `splice` from a segment file through a pipe into a socket (zero-copy fetch).
 //!
 //! Bridge into glommio (measured to work on this kernel, see ARCHITECTURE.md):
@@ -115,6 +115,62 @@ impl Ring {
     /// `keep` owns the memory `iov` points into.
     pub async fn writev_all(&self, fd: RawFd, iov: Vec<libc::iovec>, keep: Rc<dyn Any>, pos: u64) -> io::Result<()> {
         self.writev_inner(fd, iov, keep, Some(pos)).await
+    }
+
+    /// Writes the first `len` bytes of `buf` at file offset `pos` (a DMA write
+    /// when `fd` is O_DIRECT: `len` and `pos` block-aligned), resubmitting after
+    /// short writes. The chunk rides with the operation until the kernel is done.
+    pub async fn write_all_at(&self, fd: RawFd, buf: Rc<super::aligned::AlignedBuf>, len: usize, pos: u64) -> io::Result<()> {
+        let len = len.min(buf.as_slice().len());
+        let mut done = 0usize;
+        while done < len {
+            let ptr = buf.as_slice()[done..].as_ptr();
+            let e = opcode::Write::new(types::Fd(fd), ptr, (len - done) as u32).offset(pos + done as u64).build();
+            // SAFETY: `ptr..ptr+len-done` lies in the chunk, which a clone of `buf`
+            // keeps alive until completion; nobody writes to it meanwhile (the
+            // `Rc` is shared, so no `&mut` exists). The caller keeps `fd` open.
+            let n = unsafe { self.submit(e, Box::new(buf.clone())) }.await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "write wrote nothing"));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Receives at most `max` bytes from socket `fd` into `buf`'s spare
+    /// capacity, which need not be initialised (no zeroing per read), and hands
+    /// the buffer back with the kernel's bytes appended. Waits for POLLIN on
+    /// EAGAIN. If the future is dropped, the buffer stays with the operation
+    /// until the kernel is done with it.
+    pub async fn recv_into(&self, fd: RawFd, buf: bytes::BytesMut, max: usize) -> (bytes::BytesMut, io::Result<usize>) {
+        let shared = Rc::new(RefCell::new(buf));
+        let res = loop {
+            let (ptr, want) = {
+                let mut b = shared.borrow_mut();
+                let spare = b.spare_capacity_mut();
+                (spare.as_mut_ptr().cast::<u8>(), spare.len().min(max).min(u32::MAX as usize))
+            };
+            let e = opcode::Recv::new(types::Fd(fd), ptr, want as u32).build();
+            // SAFETY: `ptr..ptr+want` is spare capacity of the BytesMut that `shared`
+            // owns; a clone of `shared` rides with the operation until completion and
+            // the buffer is not touched meanwhile. The caller keeps `fd` open.
+            match unsafe { self.submit(e, Box::new(shared.clone())) }.await {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.poll(fd, libc::POLLIN as u32).await {
+                        break Err(e);
+                    }
+                }
+                r => break r,
+            }
+        };
+        // Every operation has completed and released its clone.
+        let mut buf = Rc::try_unwrap(shared).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone());
+        if let Ok(n) = res {
+            // SAFETY: the kernel initialised `n` bytes of the spare capacity, n <= want.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+        (buf, res)
     }
 
     /// Sends all of `iov` on a socket (no offset); waits for POLLOUT on EAGAIN.

@@ -20,6 +20,7 @@
 //! This layer knows batches, offsets and files, never Kafka requests.
 
 pub mod cleaner;
+pub mod direct_write;
 pub mod layout;
 pub mod leader_epoch;
 pub mod partition_log;

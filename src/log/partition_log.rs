@@ -1,17 +1,16 @@
 //! A partition's log: its segments, offsets, group-committed appends and reads.
 //!
 //! Appends assign offsets synchronously (so offsets follow arrival order) and
-//! queue the batches; one writer task per partition takes everything queued and
-//! writes it with a single `writev` through the shard's io_uring ring, then
-//! advances the high watermark and wakes the appenders and waiting fetches.
-//! While one write is in flight new appends pile up and go out together in the
-//! next one (group commit), so the number of syscalls falls as load rises.
+//! queue the batches; one writer task per partition takes everything queued,
+//! copies it into aligned chunks and writes them with O_DIRECT through the
+//! shard's io_uring ring (`direct_write`), then advances the high watermark and
+//! wakes the appenders and waiting fetches. While one write is in flight new
+//! appends pile up and go out together in the next one (group commit), so the
+//! number of syscalls falls as load rises.
 //!
-//! Writes are buffered (page cache), not O_DIRECT: an acknowledged batch is in
-//! the page cache and is read back by `splice` without a disk read, and Kafka's
-//! flush policy (`flush.messages`, `flush.ms`) decides when to `fdatasync`.
-//! Measured on the project machine (ARCHITECTURE.md): O_DIRECT writes are faster
-//! to the device but leave fresh data cold for tailing consumers.
+//! An acknowledged batch is therefore on the device (not only in the page
+//! cache); Kafka's flush policy (`flush.messages`, `flush.ms`) still decides
+//! when to `fdatasync` (file metadata and the device's own cache).
 //!
 //! Replication (KIP-101/279): a leader stamps its leader epoch on every batch
 //! it appends and records where each epoch started (`leader_epoch`); a
@@ -253,9 +252,8 @@ impl PartitionLog {
             // (its fdatasync runs in the background after the roll), may hold
             // torn batches: both are checked by CRC.
             let check = recover && i + 2 >= n;
-            let len_before = if check { Segment::file_len_at(&dir, base)? } else { 0 };
             let seg = Segment::open(&dir, base, check, cfg.index_interval_bytes, cfg.clock.instant())?;
-            let torn = check && seg.size < len_before;
+            let torn = check && seg.torn;
             if check && i + 1 < n && !torn {
                 // Its index files were written at the roll but never synced.
                 seg.write_indexes()?;
@@ -1022,7 +1020,7 @@ impl PartitionLog {
                 }
             }
             // Decide the run of batches that go into the active segment.
-            let (fd, pos, end) = {
+            let (fd, pos, end, writer) = {
                 let mut st = self.state.borrow_mut();
                 let mut end = start;
                 let mut bytes = 0u64;
@@ -1036,21 +1034,23 @@ impl PartitionLog {
                     end += 1;
                 }
                 active.reserve(active.size + bytes, cfg.segment_bytes);
-                (active.file.clone(), active.size, end)
+                (active.file.clone(), active.size, end, active.take_writer())
             };
             let run: Vec<Pending> = group.drain(start..end).collect();
-            let mut iov = Vec::with_capacity(run.len() * 2);
-            for p in &run {
-                iov.push(libc::iovec { iov_base: p.header.as_ptr() as *mut libc::c_void, iov_len: BATCH_HEADER_LEN });
-                if !p.body.is_empty() {
-                    iov.push(libc::iovec { iov_base: p.body.as_ptr() as *mut libc::c_void, iov_len: p.body.len() });
+            // DMA write (the one copy of the batches); the writer returns to the
+            // segment only after a success, so a failure reopens it from the file.
+            let res = match writer {
+                Ok(mut w) => {
+                    let pieces = run.iter().flat_map(|p| [&p.header[..], &p.body[..]]);
+                    let res = w.append(&self.ring, pos, pieces).await;
+                    if res.is_ok() {
+                        self.state.borrow_mut().active_mut().put_writer(w);
+                    }
+                    res
                 }
-            }
-            // The iovecs point into `run`'s heap memory, which `keep` owns until completion.
-            let run = Rc::new(RefCell::new(run));
-            let keep: Rc<dyn std::any::Any> = run.clone();
-            let res = self.ring.writev_all(fd.as_raw_fd(), iov, keep, pos).await;
-            let mut run = std::mem::take(&mut *run.borrow_mut());
+                Err(e) => Err(e),
+            };
+            let mut run = run;
             if let Err(e) = res {
                 // Drop the partial write and everything assigned after it; offsets are reused.
                 let _ = fd.set_len(pos);
@@ -1713,10 +1713,17 @@ mod tests {
         out
     }
 
-    /// The bytes of every segment file, in order.
+    /// The data bytes of every segment file, in order (without the active one's DMA padding).
     fn log_bytes(log: &PartitionLog) -> Vec<u8> {
         let st = log.state.borrow();
-        st.segments.iter().flat_map(|seg| std::fs::read(layout::segment_file(&log.dir, seg.base_offset, "log")).unwrap()).collect()
+        st.segments
+            .iter()
+            .flat_map(|seg| {
+                let mut raw = std::fs::read(layout::segment_file(&log.dir, seg.base_offset, "log")).unwrap();
+                raw.truncate(seg.size as usize);
+                raw
+            })
+            .collect()
     }
 
     fn open_log(dir: &Path, segment_bytes: u64, recover: bool) -> Rc<PartitionLog> {

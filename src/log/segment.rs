@@ -21,6 +21,10 @@
 //! `segment.bytes` up front would pin 1 GiB of disk per partition even when a
 //! partition holds a few bytes (thousands of partitions would fill any disk).
 //! The unused reservation is released when a segment is rolled or closed.
+//!
+//! The active segment is written by DMA ([`super::direct_write`]): its file may
+//! end with up to a block of zero padding past the data, cut at roll and close,
+//! and by recovery after a crash.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -30,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::direct_write::DirectWriter;
+use crate::io::aligned::BLOCK;
 use crate::io::ring::Ring;
 use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 
@@ -70,6 +76,10 @@ pub struct Segment {
     pub created: Instant,
     /// File bytes reserved so far (a write past this first reserves more).
     preallocated: u64,
+    /// The DMA writer while this segment is active and being appended to.
+    writer: Option<DirectWriter>,
+    /// Recovery cut bytes past the last valid batch that were not DMA padding.
+    pub torn: bool,
     dir: PathBuf,
 }
 
@@ -97,6 +107,8 @@ impl Segment {
             bytes_since_index: 0,
             created,
             preallocated: 0,
+            writer: None,
+            torn: false,
             dir: dir.to_path_buf(),
         }
     }
@@ -129,13 +141,27 @@ impl Segment {
         }
     }
 
-    /// Gives back disk reserved past the written data (at roll and close).
+    /// Gives back disk reserved past the written data and cuts the DMA
+    /// padding (at roll and close): the file then ends at its last batch.
     pub fn release_reservation(&mut self) -> io::Result<()> {
-        if self.preallocated > self.size {
-            self.file.set_len(self.size)?;
-            self.preallocated = self.size;
-        }
+        self.writer = None;
+        self.file.set_len(self.size)?;
+        self.preallocated = self.size;
         Ok(())
+    }
+
+    /// The DMA writer that appends at `size`, opened on first use. The caller
+    /// hands it back with [`Segment::put_writer`] after a successful write.
+    pub fn take_writer(&mut self) -> io::Result<DirectWriter> {
+        match self.writer.take() {
+            Some(w) => Ok(w),
+            None => DirectWriter::open(&Self::path(&self.dir, self.base_offset, "log"), &self.file, self.size),
+        }
+    }
+
+    /// Keeps the writer for the next append.
+    pub fn put_writer(&mut self, w: DirectWriter) {
+        self.writer = Some(w);
     }
 
     /// Opens an existing segment. When `recover` is set (unclean shutdown, or the
@@ -156,6 +182,8 @@ impl Segment {
             bytes_since_index: 0,
             created,
             preallocated: file_len,
+            writer: None,
+            torn: false,
             dir: dir.to_path_buf(),
         };
         if !recover && seg.load_indexes().is_ok() {
@@ -177,7 +205,12 @@ impl Segment {
         let file = Arc::clone(&self.file);
         let pos = scan_batches(&*file, file_len, self.base_offset, check_crc, |h, pos, total| self.note_batch(h, pos as u32, total, index_interval));
         if pos != file_len {
-            tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "truncating torn tail");
+            self.torn = !is_padding(&self.file, pos, file_len);
+            if !self.torn {
+                tracing::debug!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "cutting the DMA padding");
+            } else {
+                tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "truncating torn tail");
+            }
             self.file.set_len(pos)?;
         }
         self.size = pos;
@@ -236,6 +269,7 @@ impl Segment {
         // The in-memory segment is cut even if the file could not be: nothing
         // past `pos` is served again, and the error says the disk disagrees.
         let cut = self.file.set_len(pos);
+        self.writer = None;
         self.size = pos;
         self.preallocated = pos;
         self.index.retain(|&(_, p)| (p as u64) < pos);
@@ -278,11 +312,6 @@ impl Segment {
         let _ = std::fs::remove_file(Self::path(dir, base_offset, "timeindex"));
         let _ = std::fs::remove_file(super::layout::txn_index_file(dir, base_offset));
         Ok(())
-    }
-
-    /// Size of the segment's `.log` file on disk.
-    pub fn file_len_at(dir: &Path, base_offset: i64) -> io::Result<u64> {
-        Ok(std::fs::metadata(Self::path(dir, base_offset, "log"))?.len())
     }
 
     /// Drops index files so a crash before the next clean write forces a rebuild.
@@ -530,6 +559,16 @@ pub fn scan_batches<R: ReadAt + ?Sized>(src: &R, len: u64, base_offset: i64, che
         pos += total;
     }
     pos
+}
+
+/// Whether the file bytes from `from` to `to` are only the DMA writer's zero
+/// padding after the last batch (less than a block, all zeros), not a torn batch.
+pub fn is_padding(file: &File, from: u64, to: u64) -> bool {
+    if to <= from || to - from >= BLOCK as u64 {
+        return to == from;
+    }
+    let mut buf = vec![0u8; (to - from) as usize];
+    file.read_exact_at(&mut buf, from).is_ok() && buf.iter().all(|&b| b == 0)
 }
 
 /// What the batches after a segment's last index entry say about its end.

@@ -1,0 +1,160 @@
+//! DMA appends to the active segment: batches are laid into pooled,
+//! block-aligned chunks and written with O_DIRECT through the shard's ring.
+//!
+//! Why: a buffered write copies every byte into the page cache and, once the
+//! page cache is full, reclaims a page per page written; on the project
+//! machine that costs 2-8x the CPU of a DMA write and swings with memory state
+//! (issue 20, BENCHMARKS.md). A DMA write moves the chunk to the device with
+//! no kernel copy, and acks=1 is answered when the data is on the device.
+//!
+//! The one user-space copy of record bytes on the produce path happens here:
+//! the rewritten batch header and the request's body are copied into the
+//! chunk. Full chunks are written with up to [`WRITES_IN_FLIGHT`] writes in
+//! flight; a group's last chunk usually ends inside a block.
+//!
+//! **The partial tail block is rewritten.** A write must cover whole blocks,
+//! so the last block of a write is padded with zeros; the writer keeps that
+//! block's data bytes ([`DirectWriter::tail`], < 4 KiB) and the next group's
+//! write starts at the block's start with those bytes again, overwriting the
+//! padding. Consequences on disk:
+//! - while a segment is active its file may be up to 4095 bytes longer than
+//!   its data, the excess being zeros. Readers never look past the segment's
+//!   size; a roll or a clean close truncates the file to the data (segments
+//!   written before the last one are exact, as before);
+//! - after a crash, recovery scans the active segment and stops at the first
+//!   invalid batch; zeros are not a batch (magic 0), so the padding is cut
+//!   like any torn tail;
+//! - a block being rewritten holds, if the write is torn, either its old or
+//!   its new contents per sector: the old data bytes are the same in both, so
+//!   an acknowledged batch is never damaged by the rewrite of its block.
+//!
+//! Where the file system refuses O_DIRECT (EINVAL: an old tmpfs, some FUSE
+//! file systems) the same aligned writes go through the page cache instead,
+//! with a warning at open.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::rc::Rc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::io::aligned::{align_down, align_up, AlignedBuf, BLOCK, CHUNK_BYTES};
+use crate::io::ring::Ring;
+
+/// Chunk writes one group keeps in flight at once (the device gains up to
+/// about this many on this machine: ARCHITECTURE.md, 4-8 for DmaFile).
+pub const WRITES_IN_FLIGHT: usize = 8;
+
+/// The writer of one active segment: its O_DIRECT descriptor and the data
+/// bytes of its partial last block.
+#[derive(Debug)]
+pub struct DirectWriter {
+    fd: File,
+    /// The segment's bytes from the last block boundary at or below its size
+    /// up to its size (`size % BLOCK` bytes).
+    tail: Vec<u8>,
+}
+
+impl DirectWriter {
+    /// Opens `path` (the segment whose data ends at `size`) for DMA appends and
+    /// reads its partial last block from `file`.
+    pub fn open(path: &Path, file: &File, size: u64) -> io::Result<DirectWriter> {
+        let fd = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                crate::warn_limited!(path = %path.display(), "the file system refuses O_DIRECT; segment writes go through the page cache");
+                OpenOptions::new().write(true).open(path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let start = align_down(size);
+        let mut tail = vec![0u8; (size - start) as usize];
+        file.read_exact_at(&mut tail, start)?;
+        tail.reserve_exact(BLOCK - tail.len());
+        Ok(DirectWriter { fd, tail })
+    }
+
+    /// Writes `pieces` (a run of batches: headers and bodies, in order) at
+    /// `pos`, the segment's size. On error nothing is remembered: the caller
+    /// cuts the file back to `pos` and the next append rewrites the same block.
+    pub async fn append<'a>(&mut self, ring: &Ring, pos: u64, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+        let start = align_down(pos);
+        debug_assert_eq!(pos - start, self.tail.len() as u64);
+        // Lay the tail block's bytes and the pieces into chunks (the one copy).
+        let mut chunks: Vec<(u64, Rc<AlignedBuf>, usize)> = Vec::new();
+        let mut cur = AlignedBuf::take();
+        let mut filled = self.tail.len();
+        cur.as_mut_slice()[..filled].copy_from_slice(&self.tail);
+        let mut at = start;
+        for mut piece in pieces {
+            while !piece.is_empty() {
+                let n = piece.len().min(CHUNK_BYTES - filled);
+                cur.as_mut_slice()[filled..filled + n].copy_from_slice(&piece[..n]);
+                filled += n;
+                piece = &piece[n..];
+                if filled == CHUNK_BYTES {
+                    chunks.push((at, Rc::new(std::mem::replace(&mut cur, AlignedBuf::take())), CHUNK_BYTES));
+                    at += CHUNK_BYTES as u64;
+                    filled = 0;
+                }
+            }
+        }
+        // The new partial tail block: the data bytes after the last block
+        // boundary (none when the run ended on one). `at` is block-aligned.
+        let tail_from = align_down(filled as u64) as usize;
+        let mut new_tail = Vec::with_capacity(BLOCK);
+        if filled > 0 {
+            new_tail.extend_from_slice(&cur.as_slice()[tail_from..filled]);
+            let padded = align_up(filled as u64) as usize;
+            cur.as_mut_slice()[filled..padded].fill(0);
+            chunks.push((at, Rc::new(cur), padded));
+        }
+        let fd = self.fd.as_raw_fd();
+        stream::iter(chunks).map(|(off, buf, len)| ring.write_all_at(fd, buf, len, off)).buffer_unordered(WRITES_IN_FLIGHT).try_collect::<()>().await?;
+        self.tail = new_tail;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_rewrite_the_partial_block_and_pad_with_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        crate::io::run_on_executor(move || async move {
+            let ring = Ring::start().unwrap();
+            let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+            let mut w = DirectWriter::open(&path, &file, 0).unwrap();
+            let mut expect = Vec::new();
+            let mut pos = 0u64;
+            // Sizes that end inside a block, on a block, across chunks, and on a chunk boundary.
+            let sizes = [100usize, 3996, 5000, CHUNK_BYTES * 2 + 17, CHUNK_BYTES - ((CHUNK_BYTES * 3 + 9113) % CHUNK_BYTES), 1];
+            for (i, &n) in sizes.iter().enumerate() {
+                let piece: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8 | 1).collect();
+                w.append(&ring, pos, [&piece[..2.min(n)], &piece[2.min(n)..]].into_iter()).await.unwrap();
+                expect.extend_from_slice(&piece);
+                pos += n as u64;
+                let len = file.metadata().unwrap().len();
+                assert_eq!(len, align_up(pos), "the file ends at the padded block");
+                let mut got = vec![0u8; len as usize];
+                file.read_exact_at(&mut got, 0).unwrap();
+                assert_eq!(&got[..pos as usize], &expect[..], "after append {i}");
+                assert!(got[pos as usize..].iter().all(|&b| b == 0), "padding is zeros");
+            }
+            // A reopened writer continues the same partial block.
+            drop(w);
+            let mut w = DirectWriter::open(&path, &file, pos).unwrap();
+            w.append(&ring, pos, std::iter::once(&b"abc"[..])).await.unwrap();
+            let mut got = vec![0u8; pos as usize + 3];
+            file.read_exact_at(&mut got, 0).unwrap();
+            assert_eq!(&got[..pos as usize], &expect[..]);
+            assert_eq!(&got[pos as usize..], b"abc");
+        });
+    }
+}
