@@ -5,9 +5,12 @@
 //! also stops while the shard's budget of request bytes in flight
 //! (`queued.max.request.bytes`, see [`super::request_memory`]) is spent.
 //!
-//! The reader uses glommio's socket; the writer sends through the shard's
-//! io_uring ring on the same fd — `writev` for encoded bytes, `splice` for
-//! segment file ranges — so fetched records never pass through user space.
+//! Both directions go through the shard's io_uring ring on glommio's socket fd:
+//! the reader receives into the spare capacity of its buffer (uninitialised
+//! memory, no zeroing per read); frames are split off it without a copy and
+//! the produce path copies their batches once, into the DMA chunks. The
+//! writer sends `writev` for encoded bytes and `splice` for segment file
+//! ranges, so fetched records never pass through user space.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,7 +18,6 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
@@ -30,13 +32,13 @@ use crate::router::{route, Outcome};
 
 /// Bytes asked of the socket per read when the buffer is short of space.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
-/// Largest window one read fills (bounds the zeroing done per read).
+/// Largest window one read fills.
 const READ_MAX_BYTES: usize = 1024 * 1024;
 /// Most finished responses the writer gathers into one send.
 const MAX_COALESCED_RESPONSES: usize = 64;
 
 /// Serves one connection until the peer closes, a request is invalid, or the broker stops.
-pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory>) {
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, memory: Rc<RequestMemory>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let addr = stream.peer_addr().ok();
@@ -55,7 +57,7 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
 
     let reader = {
         let ctx = ctx.clone();
-        let stream = &mut stream;
+        let ring = ctx.shard().ring.clone();
         async move {
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
             // Bytes reserved for the frame being read (its size known, its body not all here).
@@ -103,23 +105,19 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, memory: Rc<RequestMemory
                         buf.reserve(need.saturating_sub(buf.len()).max(READ_CHUNK_BYTES));
                     }
                 }
-                let start = buf.len();
-                let read_len = (buf.capacity() - start).min(READ_MAX_BYTES);
-                // glommio reads into initialized memory: zero only the window read into.
-                buf.resize(start + read_len, 0);
+                // The read lands in the buffer's spare capacity, uninitialised (no zeroing).
+                let read_len = (buf.capacity() - buf.len()).min(READ_MAX_BYTES);
                 let stop = ctx.shard().stop_signal.wait();
-                let read = stream.read(&mut buf[start..]);
+                let read = ring.recv_into(fd, std::mem::take(&mut buf), read_len);
                 futures::pin_mut!(read);
-                let n = futures::select! {
+                let (back, n) = futures::select! {
                     r = read.fuse() => r,
-                    _ = stop.fuse() => Ok(0),
+                    _ = stop.fuse() => return,
                 };
+                buf = back;
                 match n {
-                    Ok(0) | Err(_) => {
-                        buf.truncate(start);
-                        return;
-                    }
-                    Ok(n) => buf.truncate(start + n),
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
                 }
                 if ctx.shard().stopping.get() {
                     return;
