@@ -5,6 +5,9 @@
 # What: 1. iperf3 loopback ceiling, server on $BROKER_CPU / client on $CLIENT_CPU, both directions
 #          (client->server = the produce direction, -R = the consume direction);
 #       2. a short fio sequential write (1 MiB blocks, $FIO_SIZE, fsync at end) under $BENCH_DIR;
+#          then refsink (../shared/bench/refsink, gcc -O2 -msse4.2): receive + crc32c + write with
+#          O_DIRECT and through the page cache, sink on $BROKER_CPU, source on $CLIENT_CPU, the
+#          produce limit every produce figure is divided by (ratios in the last table);
 #       3. for each broker in $BROKERS (shardlog: `taskset -c $BROKER_CPU shardlog start --set
 #          shard.cores=$BROKER_CPU`; kafka: Apache Kafka 4.1.1, one KRaft broker+controller node
 #          via `BROKER_CPU=$BROKER_CPU bench/kafka-peer.sh start-single` (taskset inside; heap
@@ -57,7 +60,7 @@
 # Env (defaults): DURATION (10) s per throughput run, RECORDS (1000000) cap per produce run
 #       (also bounds tansu's in-memory data), NPARTS (4), LAT_DURATION (5), RDK_MSGS (1000000),
 #       SHARDLOG_PORT (19092), TANSU_PORT (19093), KAFKA_PORT (19094; controller on +1),
-#       IPERF_PORT (15201), IPERF_SECS (5), FIO_SIZE (1G), BROKERS ("shardlog kafka tansu"),
+#       IPERF_PORT (15201), REFSINK_PORT (15202), IPERF_SECS (5; also refsink), FIO_SIZE (1G), BROKERS ("shardlog kafka tansu"),
 #       KAFKA_HEAP ("-Xms1g -Xmx1g"), JPERF (1 if java), JPERF_MSGS ($RDK_MSGS), JPERF_HEAP
 #       ("-Xmx512M", as kafka-producer-perf-test.sh), BROKER_CPU (0), CLIENT_CPU (1),
 #       BENCH_DIR (/tmp: broker data + fio scratch, removed at exit), OUT
@@ -85,6 +88,7 @@ SHARDLOG_PORT="${SHARDLOG_PORT:-19092}"
 TANSU_PORT="${TANSU_PORT:-19093}"
 KAFKA_PORT="${KAFKA_PORT:-19094}"
 IPERF_PORT="${IPERF_PORT:-15201}"
+REFSINK_PORT="${REFSINK_PORT:-15202}"
 IPERF_SECS="${IPERF_SECS:-5}"
 FIO_SIZE="${FIO_SIZE:-1G}"
 BROKERS="${BROKERS:-shardlog kafka tansu}"
@@ -168,6 +172,22 @@ log "fio sequential write, 1 MiB blocks, $FIO_SIZE, fsync at end, in $BENCH_DIR"
 timeout 120 fio --name=seqwrite --filename="$DATA/fio.dat" --rw=write --bs=1M --size="$FIO_SIZE" \
   --ioengine=psync --end_fsync=1 --fallocate=none --output-format=json >"$OUT/fio-seqwrite.json" 2>&1
 rm -f "$DATA/fio.dat"
+
+# ------------------------------------------------------------------ 2b. receive-and-persist limit
+# refsink (../shared/bench/refsink): receive + crc32c + write, sink on the broker's core, source
+# on the client's; with O_DIRECT (`direct`, what shardlog's segment writes do) and through the
+# page cache. Produce figures are read as ratios to the DMA one (issue 20).
+if gcc -O2 -msse4.2 -o "$DATA/refsink" "$SHARED/refsink/refsink.c" 2>/dev/null; then
+  for mode in direct buffered; do
+    log "refsink $mode, sink cpu$BROKER_CPU, source cpu$CLIENT_CPU, ${IPERF_SECS}s"
+    m=(crc direct); [ "$mode" = buffered ] && m=(crc)
+    taskset -c "$BROKER_CPU" "$DATA/refsink" sink "$REFSINK_PORT" "$DATA/refsink.dat" "${m[@]}" >"$OUT/refsink-$mode.json" 2>&1 &
+    BG_PIDS+=("$!"); sleep 0.3
+    timeout $((IPERF_SECS + 20)) taskset -c "$CLIENT_CPU" "$DATA/refsink" source 127.0.0.1 "$REFSINK_PORT" "$IPERF_SECS"
+    wait "${BG_PIDS[-1]}" 2>/dev/null
+    rm -f "$DATA/refsink.dat"
+  done
+fi
 
 # ------------------------------------------------------------------ 3. brokers
 BROKER_PID=""
@@ -498,6 +518,10 @@ print("| figure | value |\n| --- | --- |")
 print(f"| TCP loopback iperf3, 1 stream, client cpu1 -> server cpu0 (produce direction) | {f(fwd and fwd/1e9, 2)} Gbit/s = {f(fwd and fwd/8e6, 0)} MB/s |")
 print(f"| TCP loopback iperf3 -R, server cpu0 -> client cpu1 (consume direction) | {f(rev and rev/1e9, 2)} Gbit/s = {f(rev and rev/8e6, 0)} MB/s |")
 print(f"| fio sequential write 1 MiB blocks, fsync at end | {f(fio_mb, 0)} MB/s |")
+refsink = {m: load(os.path.join(out, f"refsink-{m}.json")) for m in ("direct", "buffered")}
+for m, r in refsink.items():
+    print(f"| refsink receive + crc32c + {'O_DIRECT' if m == 'direct' else 'page-cache'} write, sink on the broker's core | "
+          f"{f(r and r['mb_per_sec'], 0)} MB/s at {f(r and r['cpu_s_per_gb'], 2)} CPU s/GB |")
 print()
 print("## Runs (broker pinned to cpu0, client pinned to cpu1; MB = 10^6 payload bytes)\n")
 print("| broker | scenario | client | MB/s | records/s | produce-ack ms p50 / p99 / p99.9 | e2e ms p50 / p99 / p99.9 | broker CPU s (% of a core) | broker CPU s / GB | client CPU s / GB | broker RSS / peak MiB | rc, errors |")
@@ -515,8 +539,10 @@ def g(b, sc):
 def ratio(a, c):
     return "–" if not a or not c else f"{a / c:.2f}"
 print("| ratio | value |\n| --- | --- |")
+ref_mb = refsink["direct"] and refsink["direct"]["mb_per_sec"]
 for sc in ["produce-p1-a1", "produce-p1-aall", f"produce-p{nparts}-a1", f"produce-p{nparts}-aall"]:
     print(f"| shardlog {sc} / loopback ceiling (fwd) | {ratio(g('shardlog', sc), fwd and fwd/8e6)} |")
+    print(f"| shardlog {sc} / refsink O_DIRECT | {ratio(g('shardlog', sc), ref_mb)} |")
 for sc in ["consume-p1", "consume-p1-wait0", f"consume-p{nparts}"]:
     print(f"| shardlog {sc} / loopback ceiling (rev) | {ratio(g('shardlog', sc), rev and rev/8e6)} |")
 for peer in [b for b in brokers if b != "shardlog"]:

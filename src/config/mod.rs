@@ -283,6 +283,10 @@ pub struct Config {
     /// not yet answered), split evenly between shards; a shard at its share stops reading requests
     /// until some finish. None (-1) = unbounded, as in Kafka. Bytes.
     pub queued_max_request_bytes: Option<usize>,
+    /// `log.tail.cache.bytes`: memory per shard for the tail cache, the bytes just written to
+    /// active segments, which serve tailing consumers and followers without a disk read (segment
+    /// writes are DMA, so the page cache does not hold them). 0 turns the cache off. Bytes.
+    pub log_tail_cache_bytes: usize,
     /// `fetch.max.bytes`: upper bound for one Fetch response (Kafka's broker default 55 MiB).
     pub fetch_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
@@ -438,6 +442,7 @@ impl Default for Config {
             // Kafka's default is -1 (unbounded); a bound by default keeps a pipelining client
             // from making the broker hold queued.max.requests x socket.request.max.bytes.
             queued_max_request_bytes: Some(512 * 1024 * 1024),
+            log_tail_cache_bytes: 256 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
@@ -767,6 +772,7 @@ impl Config {
                 let n: i64 = parse_num(key, v)?;
                 self.queued_max_request_bytes = if n < 0 { None } else { Some(n as usize) };
             }
+            "log.tail.cache.bytes" => self.log_tail_cache_bytes = parse_num(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, v)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, v)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
@@ -932,6 +938,7 @@ impl Config {
             ("max.connections.per.ip.overrides", self.max_connections_per_ip_overrides.iter().map(|(ip, n)| format!("{ip}:{n}")).collect::<Vec<_>>().join(",")),
             ("queued.max.request.bytes", self.queued_max_request_bytes.map(|n| n.to_string()).unwrap_or_else(|| "-1".into())),
             ("queued.max.requests", self.queued_max_requests.to_string()),
+            ("log.tail.cache.bytes", self.log_tail_cache_bytes.to_string()),
             ("shard.cores", cores),
             ("shard.io.memory.bytes", self.shard_io_memory_bytes.to_string()),
             ("shard.spin.before.park.us", self.shard_spin_before_park_us.to_string()),

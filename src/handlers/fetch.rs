@@ -151,7 +151,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
                 if let Some((file, pos, _)) = slice.data {
                     if len > 0 {
                         p.records_len = len;
-                        files.push((file, pos));
+                        files.push((file, pos, slice.cached));
                     }
                 }
             }
@@ -169,16 +169,19 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16, correlation_id: 
     let pieces = encode_fetch_response(version, correlation_id, &out, &mut buf).map_err(|e| e.to_string());
     *ctx.encode_buf.borrow_mut() = buf;
     let mut files = files.into_iter();
-    let pieces = pieces?
-        .into_iter()
-        .map(|p| match p {
-            FetchPiece::Encoded(b) => Piece::Bytes(b),
+    let mut out = Vec::new();
+    for p in pieces? {
+        match p {
+            FetchPiece::Encoded(b) => out.push(Piece::Bytes(b)),
             FetchPiece::Records { len, .. } => match files.next() {
-                Some((file, pos)) => Piece::File { file, pos, len },
-                None => Piece::Bytes(bytes::Bytes::new()),
+                // Recent data from the tail cache (sent from memory), older by splice.
+                Some((_, _, Some(cached))) => out.extend(cached.into_iter().map(Piece::Bytes)),
+                Some((file, pos, None)) => out.push(Piece::File { file, pos, len }),
+                None => out.push(Piece::Bytes(bytes::Bytes::new())),
             },
-        })
-        .collect();
+        }
+    }
+    let pieces = out;
     Ok(ResponseFrame { pieces })
 }
 

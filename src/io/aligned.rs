@@ -27,10 +27,23 @@ fn layout() -> Layout {
     Layout::from_size_align(CHUNK_BYTES, BLOCK).expect("chunk layout")
 }
 
-/// One [`CHUNK_BYTES`] buffer aligned to [`BLOCK`]. Not `Send`: it goes back
-/// to the pool of the thread that took it.
+/// One [`CHUNK_BYTES`] buffer aligned to [`BLOCK`]. It may end on another
+/// thread (the tail cache's chunks are sent from there): it then joins that
+/// thread's pool.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
+}
+
+// SAFETY: an AlignedBuf is the only owner of its allocation, like a Box<[u8]>;
+// shared access is read-only (`as_slice`).
+unsafe impl Send for AlignedBuf {}
+// SAFETY: as above; `&AlignedBuf` only reads.
+unsafe impl Sync for AlignedBuf {}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
 }
 
 impl AlignedBuf {

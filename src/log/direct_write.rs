@@ -39,6 +39,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::io::aligned::{align_down, align_up, AlignedBuf, BLOCK, CHUNK_BYTES};
@@ -80,11 +81,15 @@ impl DirectWriter {
     /// Writes `pieces` (a run of batches: headers and bodies, in order) at
     /// `pos`, the segment's size. On error nothing is remembered: the caller
     /// cuts the file back to `pos` and the next append rewrites the same block.
-    pub async fn append<'a>(&mut self, ring: &Ring, pos: u64, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+    /// With `keep`, returns the written data (from `pos` on, in order) for the
+    /// tail cache: large chunks as they are, small ones copied to their size.
+    pub async fn append<'a>(&mut self, ring: &Ring, pos: u64, pieces: impl Iterator<Item = &'a [u8]>, keep: bool) -> io::Result<Vec<Bytes>> {
         let start = align_down(pos);
         debug_assert_eq!(pos - start, self.tail.len() as u64);
-        // Lay the tail block's bytes and the pieces into chunks (the one copy).
+        // (file position, chunk, bytes of data in it); the first chunk's data
+        // starts with the tail block's bytes, already on disk.
         let mut chunks: Vec<(u64, Rc<AlignedBuf>, usize)> = Vec::new();
+        // Lay the tail block's bytes and the pieces into chunks (the one copy).
         let mut cur = AlignedBuf::take();
         let mut filled = self.tail.len();
         cur.as_mut_slice()[..filled].copy_from_slice(&self.tail);
@@ -110,12 +115,31 @@ impl DirectWriter {
             new_tail.extend_from_slice(&cur.as_slice()[tail_from..filled]);
             let padded = align_up(filled as u64) as usize;
             cur.as_mut_slice()[filled..padded].fill(0);
-            chunks.push((at, Rc::new(cur), padded));
+            chunks.push((at, Rc::new(cur), filled));
         }
         let fd = self.fd.as_raw_fd();
-        stream::iter(chunks).map(|(off, buf, len)| ring.write_all_at(fd, buf, len, off)).buffer_unordered(WRITES_IN_FLIGHT).try_collect::<()>().await?;
+        stream::iter(chunks.iter())
+            .map(|(off, buf, len)| ring.write_all_at(fd, buf.clone(), align_up(*len as u64) as usize, *off))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
         self.tail = new_tail;
-        Ok(())
+        if !keep {
+            return Ok(Vec::new());
+        }
+        // Every write completed, so each chunk has one owner again.
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut skip = (pos - start) as usize;
+        for (_, buf, len) in chunks {
+            let data = match Rc::try_unwrap(buf) {
+                Ok(buf) if len - skip >= CHUNK_BYTES / 2 => Bytes::from_owner(buf).slice(skip..len),
+                Ok(buf) => Bytes::copy_from_slice(&buf.as_slice()[skip..len]),
+                Err(_) => return Ok(Vec::new()),
+            };
+            out.push(data);
+            skip = 0;
+        }
+        Ok(out)
     }
 }
 
@@ -137,7 +161,8 @@ mod tests {
             let sizes = [100usize, 3996, 5000, CHUNK_BYTES * 2 + 17, CHUNK_BYTES - ((CHUNK_BYTES * 3 + 9113) % CHUNK_BYTES), 1];
             for (i, &n) in sizes.iter().enumerate() {
                 let piece: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8 | 1).collect();
-                w.append(&ring, pos, [&piece[..2.min(n)], &piece[2.min(n)..]].into_iter()).await.unwrap();
+                let cached = w.append(&ring, pos, [&piece[..2.min(n)], &piece[2.min(n)..]].into_iter(), true).await.unwrap();
+                assert_eq!(cached.concat(), piece, "what the tail cache gets is what was written");
                 expect.extend_from_slice(&piece);
                 pos += n as u64;
                 let len = file.metadata().unwrap().len();
@@ -150,7 +175,7 @@ mod tests {
             // A reopened writer continues the same partial block.
             drop(w);
             let mut w = DirectWriter::open(&path, &file, pos).unwrap();
-            w.append(&ring, pos, std::iter::once(&b"abc"[..])).await.unwrap();
+            w.append(&ring, pos, std::iter::once(&b"abc"[..]), false).await.unwrap();
             let mut got = vec![0u8; pos as usize + 3];
             file.read_exact_at(&mut got, 0).unwrap();
             assert_eq!(&got[..pos as usize], &expect[..]);

@@ -27,6 +27,7 @@ pub mod partition_log;
 pub mod produce_policy;
 pub mod producer_state;
 pub mod segment;
+pub mod tail_cache;
 pub mod txn_index;
 
 pub use partition_log::{AppendInfo, CleanStats, PartitionLog, ReadSlice};
@@ -80,6 +81,8 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// `log.tail.cache.bytes` (broker only): the shard's tail cache budget.
+    pub tail_cache_bytes: usize,
     /// The broker's clock (`Config::clock`): LogAppendTime, marker timestamps,
     /// segment age for `segment.ms`, `flush.ms`.
     pub clock: crate::clock::Clock,
@@ -124,6 +127,7 @@ impl LogConfig {
             timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             min_insync_replicas: num("min.insync.replicas") as i32,
+            tail_cache_bytes: cfg.log_tail_cache_bytes,
             clock: cfg.clock.clone(),
         }
     }

@@ -33,6 +33,7 @@ use futures::channel::oneshot;
 use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{Check, CompletedTxn, Origin, ProducerEntry, ProducerState, SnapshotFile};
 use super::segment::{Segment, SegmentScan};
+use super::tail_cache::{SharedTail, TailChunks};
 use super::txn_index::{self, AbortedTxn};
 use super::LogConfig;
 use crate::error::{Error, Result};
@@ -70,7 +71,8 @@ impl ReadPlan {
     fn slice(&self, out: ReadSlice, pos: u64, first: &BatchHeader, end: Option<u64>, max_bytes: usize) -> ReadSlice {
         let avail = end.unwrap_or(self.size).saturating_sub(pos);
         let len = (max_bytes as u64).min(avail).max(first.total_len() as u64).min(avail);
-        ReadSlice { data: Some((self.scan.file().clone(), pos, len as u32)), ..out }
+        let cached = self.scan.cached(pos, len);
+        ReadSlice { data: Some((self.scan.file().clone(), pos, len as u32)), cached, ..out }
     }
 }
 
@@ -79,6 +81,9 @@ impl ReadPlan {
 pub struct ReadSlice {
     /// The segment file and the range of whole batches (the last may be cut by max bytes).
     pub data: Option<(Arc<std::fs::File>, u64, u32)>,
+    /// The same range from the tail cache, when it holds all of it: slices of
+    /// the chunks just written (sent from memory instead of the file).
+    pub cached: Option<Vec<Bytes>>,
     /// The partition's high watermark (capped at the log end): the first offset
     /// not yet committed by the ISR, which plain reads stop at.
     pub high_watermark: i64,
@@ -188,6 +193,8 @@ pub struct PartitionLog {
     /// round that began before a truncation does not move the cleaner
     /// checkpoint past data written after it.
     truncations: Cell<u64>,
+    /// The active segment's most recently written bytes (`tail_cache`).
+    tail: SharedTail,
 }
 
 /// Held by the cleaner while it swaps one segment (see `PartitionLog::swapping`);
@@ -320,6 +327,7 @@ impl PartitionLog {
             swapping: Cell::new(None),
             swap_done: Notify::default(),
             truncations: Cell::new(0),
+            tail: SharedTail::default(),
         }))
     }
 
@@ -944,6 +952,8 @@ impl PartitionLog {
                 note(write_offset_file(&self.dir, CLEANER_CHECKPOINT_FILE, new_end));
             }
             self.truncations.set(self.truncations.get() + 1);
+            let active_base = st.active().base_offset;
+            TailChunks::reset(&self.tail, active_base);
             if let Some(e) = failed {
                 drop(st);
                 self.appended.notify_all();
@@ -1011,6 +1021,8 @@ impl PartitionLog {
             if must_roll {
                 self.wait_roll_synced().await;
                 let rolled = roll(&mut self.state.borrow_mut(), &self.dir, group[start].fields.base_offset, cfg.clock.instant());
+                // The cache describes the active segment only (a closed one may be compacted).
+                TailChunks::reset(&self.tail, group[start].fields.base_offset);
                 match rolled {
                     Ok(sync) => self.sync_rolled(sync),
                     Err(e) => {
@@ -1042,11 +1054,17 @@ impl PartitionLog {
             let res = match writer {
                 Ok(mut w) => {
                     let pieces = run.iter().flat_map(|p| [&p.header[..], &p.body[..]]);
-                    let res = w.append(&self.ring, pos, pieces).await;
-                    if res.is_ok() {
-                        self.state.borrow_mut().active_mut().put_writer(w);
+                    let keep = cfg.tail_cache_bytes > 0;
+                    match w.append(&self.ring, pos, pieces, keep).await {
+                        Ok(written) => {
+                            let mut st = self.state.borrow_mut();
+                            let active = st.active_mut();
+                            TailChunks::push(&self.tail, active.base_offset, pos, written, cfg.tail_cache_bytes);
+                            active.put_writer(w);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
-                    res
                 }
                 Err(e) => Err(e),
             };
@@ -1235,8 +1253,15 @@ impl PartitionLog {
         let stable = lso(&st, hw);
         let limit = if read_committed { stable } else { hw };
         let aborted = read_committed.then(|| txn_index::overlapping(&st.aborted, offset, stable));
-        let out =
-            ReadSlice { data: None, high_watermark: hw, log_start_offset: st.log_start_offset, last_stable_offset: stable, aborted, diverging_epoch: None };
+        let out = ReadSlice {
+            data: None,
+            cached: None,
+            high_watermark: hw,
+            log_start_offset: st.log_start_offset,
+            last_stable_offset: stable,
+            aborted,
+            diverging_epoch: None,
+        };
         // Past the log end is out of range; between the high watermark and the log
         // end (written, not yet committed by the replicas) there is nothing to read yet.
         if offset < st.log_start_offset || offset > st.log_end {
@@ -1246,9 +1271,11 @@ impl PartitionLog {
             return Ok((out, None));
         }
         let first = st.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        let active = st.active().base_offset;
         // The first segment that holds a batch at or after `offset`.
         let plan = st.segments[first..].iter().find(|seg| seg.size > 0 && (offset < seg.next_offset || seg.base_offset > offset)).map(|seg| ReadPlan {
-            scan: seg.scan(),
+            // The active segment's recent bytes are read from the tail cache.
+            scan: if seg.base_offset == active { seg.scan().with_tail(self.tail.clone()) } else { seg.scan() },
             from: seg.index_floor(offset),
             // The LSO (or high watermark) inside this segment: a batch boundary the read stops at.
             limit: (limit < seg.next_offset).then(|| (seg.index_floor(limit), limit)),

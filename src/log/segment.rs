@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::direct_write::DirectWriter;
+use super::tail_cache::SharedTail;
 use crate::io::aligned::BLOCK;
 use crate::io::ring::Ring;
 use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
@@ -355,7 +356,7 @@ impl Segment {
     /// A scan of this segment for serving: owned (the file shared), so no borrow
     /// of the log is held while it reads.
     pub fn scan(&self) -> SegmentScan {
-        SegmentScan { file: self.file.clone(), size: self.size }
+        SegmentScan { file: self.file.clone(), size: self.size, base_offset: self.base_offset, tail: None }
     }
 }
 
@@ -366,9 +367,32 @@ impl Segment {
 pub struct SegmentScan {
     file: Arc<File>,
     size: u64,
+    base_offset: i64,
+    /// The partition's tail cache, when this is the active segment: what it
+    /// holds is read from memory, not from the file.
+    tail: Option<SharedTail>,
 }
 
 impl SegmentScan {
+    /// The same scan, reading the active segment's recent bytes from `tail`.
+    pub fn with_tail(self, tail: SharedTail) -> SegmentScan {
+        SegmentScan { tail: Some(tail), ..self }
+    }
+
+    /// The range `[pos, pos + len)` from the tail cache, if it holds all of it.
+    pub fn cached(&self, pos: u64, len: u64) -> Option<Vec<bytes::Bytes>> {
+        self.tail.as_ref()?.borrow().slices(self.base_offset, pos, len)
+    }
+
+    /// Fills `buf` from `pos`: from the tail cache when it holds the range, else
+    /// through the ring (page-cache hits first).
+    async fn read_at(&self, ring: &Ring, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        if self.tail.as_ref().is_some_and(|t| t.borrow().read_into(self.base_offset, pos, buf)) {
+            return Ok(());
+        }
+        ring.read_exact_at_cached_first(self.file.as_raw_fd(), buf, pos).await
+    }
+
     /// The segment's file (for zero-copy sends of what the scan found).
     pub fn file(&self) -> &Arc<File> {
         &self.file
@@ -383,7 +407,7 @@ impl SegmentScan {
             match scan.step(self.size, offset, &window)? {
                 Step::Done(found) => return Ok(found),
                 Step::Read(pos, n) => {
-                    ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut window[..n], pos).await?;
+                    self.read_at(ring, &mut window[..n], pos).await?;
                     scan.filled(pos, n);
                 }
             }
@@ -412,7 +436,7 @@ impl SegmentScan {
         let mut pos = from;
         let mut hdr = [0u8; BATCH_HEADER_LEN];
         while pos + BATCH_HEADER_LEN as u64 <= self.size {
-            ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut hdr, pos).await?;
+            self.read_at(ring, &mut hdr, pos).await?;
             let h = BatchHeader::parse(&hdr).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if stop(&h) {
                 return Ok(Some((pos, h)));
@@ -425,7 +449,7 @@ impl SegmentScan {
     /// Reads `len` bytes at `pos` (a whole batch), without blocking the shard.
     pub async fn read(&self, ring: &Ring, pos: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        ring.read_exact_at_cached_first(self.file.as_raw_fd(), &mut buf, pos).await?;
+        self.read_at(ring, &mut buf, pos).await?;
         Ok(buf)
     }
 }

@@ -454,6 +454,7 @@ impl Partition {
                 }
                 return Ok(ReadSlice {
                     data: None,
+                    cached: None,
                     high_watermark: self.high_watermark(),
                     log_start_offset: self.log.log_start_offset(),
                     last_stable_offset: self.last_stable_offset(),
