@@ -117,27 +117,6 @@ impl Ring {
         self.writev_inner(fd, iov, keep, Some(pos)).await
     }
 
-    /// Writes the first `len` bytes of `buf` at file offset `pos` (a DMA write
-    /// when `fd` is O_DIRECT: `len` and `pos` block-aligned), resubmitting after
-    /// short writes. The chunk rides with the operation until the kernel is done.
-    pub async fn write_all_at(&self, fd: RawFd, buf: Rc<super::aligned::AlignedBuf>, len: usize, pos: u64) -> io::Result<()> {
-        let len = len.min(buf.as_slice().len());
-        let mut done = 0usize;
-        while done < len {
-            let ptr = buf.as_slice()[done..].as_ptr();
-            let e = opcode::Write::new(types::Fd(fd), ptr, (len - done) as u32).offset(pos + done as u64).build();
-            // SAFETY: `ptr..ptr+len-done` lies in the chunk, which a clone of `buf`
-            // keeps alive until completion; nobody writes to it meanwhile (the
-            // `Rc` is shared, so no `&mut` exists). The caller keeps `fd` open.
-            let n = unsafe { self.submit(e, Box::new(buf.clone())) }.await?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "write wrote nothing"));
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
     /// Receives at most `max` bytes from socket `fd` into `buf`'s spare
     /// capacity, which need not be initialised (no zeroing per read), and hands
     /// the buffer back with the kernel's bytes appended. Waits for POLLIN on

@@ -5,11 +5,11 @@ use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
 
-/// `fallocate(FALLOC_FL_KEEP_SIZE)`: reserves `len` bytes of disk from `offset`
-/// without changing the file's size.
-pub fn fallocate_keep_size(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+/// `fallocate(0)`: allocates `len` bytes of disk from `offset`, growing the file's
+/// size over them (they read as zeros).
+pub fn fallocate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: fallocate takes only integers; an invalid fd is an error, not UB.
-    let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, offset as i64, len as i64) };
+    let r = unsafe { libc::fallocate(fd, 0, offset as i64, len as i64) };
     if r == 0 {
         Ok(())
     } else {

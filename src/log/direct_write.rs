@@ -9,18 +9,19 @@
 //!
 //! The one user-space copy of record bytes on the produce path happens here:
 //! the rewritten batch header and the request's body are copied into the
-//! chunk. Full chunks are written with up to [`WRITES_IN_FLIGHT`] writes in
-//! flight; a group's last chunk usually ends inside a block.
+//! chunk. The chunks are written [`WRITE_BYTES`] at a time with up to
+//! [`WRITES_IN_FLIGHT`] writes in flight; a group's last chunk usually ends
+//! inside a block.
 //!
 //! **The partial tail block is rewritten.** A write must cover whole blocks,
 //! so the last block of a write is padded with zeros; the writer keeps that
 //! block's data bytes ([`DirectWriter::tail`], < 4 KiB) and the next group's
 //! write starts at the block's start with those bytes again, overwriting the
 //! padding. Consequences on disk:
-//! - while a segment is active its file may be up to 4095 bytes longer than
-//!   its data, the excess being zeros. Readers never look past the segment's
-//!   size; a roll or a clean close truncates the file to the data (segments
-//!   written before the last one are exact, as before);
+//! - while a segment is active its file is longer than its data, the excess
+//!   being zeros (this padding, and the space allocated ahead: see `segment`).
+//!   Readers never look past the segment's size; a roll or a clean close
+//!   truncates the file to the data (closed segments are exact, as before);
 //! - after a crash, recovery scans the active segment and stops at the first
 //!   invalid batch; zeros are not a batch (magic 0), so the padding is cut
 //!   like any torn tail;
@@ -45,9 +46,11 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::io::aligned::{align_down, align_up, AlignedBuf, BLOCK, CHUNK_BYTES};
 use crate::io::ring::Ring;
 
-/// Chunk writes one group keeps in flight at once (the device gains up to
-/// about this many on this machine: ARCHITECTURE.md, 4-8 for DmaFile).
-pub const WRITES_IN_FLIGHT: usize = 8;
+/// Bytes of one write: up to this many contiguous chunks go out in one `pwritev`.
+pub const WRITE_BYTES: usize = 1024 * 1024;
+/// Writes one group keeps in flight at once (the device gains up to about
+/// this many on this machine: ARCHITECTURE.md, 4-8 for DmaFile).
+pub const WRITES_IN_FLIGHT: usize = 4;
 
 /// The writer of one active segment: its O_DIRECT descriptor and the data
 /// bytes of its partial last block.
@@ -117,9 +120,19 @@ impl DirectWriter {
             cur.as_mut_slice()[filled..padded].fill(0);
             chunks.push((at, Rc::new(cur), filled));
         }
+        // Contiguous chunks go out together, one `pwritev` per WRITE_BYTES: the
+        // device (a virtio queue here) is kicked and interrupts once per write.
         let fd = self.fd.as_raw_fd();
-        stream::iter(chunks.iter())
-            .map(|(off, buf, len)| ring.write_all_at(fd, buf.clone(), align_up(*len as u64) as usize, *off))
+        let per_write = WRITE_BYTES / CHUNK_BYTES;
+        stream::iter(chunks.chunks(per_write))
+            .map(|run| {
+                let iov: Vec<libc::iovec> = run
+                    .iter()
+                    .map(|(_, buf, len)| libc::iovec { iov_base: buf.as_slice().as_ptr() as *mut libc::c_void, iov_len: align_up(*len as u64) as usize })
+                    .collect();
+                let keep: Rc<dyn std::any::Any> = Rc::new(run.iter().map(|(_, buf, _)| buf.clone()).collect::<Vec<_>>());
+                ring.writev_all(fd, iov, keep, run[0].0)
+            })
             .buffer_unordered(WRITES_IN_FLIGHT)
             .try_collect::<()>()
             .await?;

@@ -14,17 +14,20 @@
 //! while the cleaner writes it and written after its swap); after a crash the active segment's
 //! indexes are rebuilt by scanning it (see `recovery`), which is also how a
 //! missing or corrupt index of an older segment is replaced.
-//! The `.log` file is preallocated ahead of the writes with `FALLOC_FL_KEEP_SIZE`
-//! (so its size is always the end of the written data and a torn tail is easy to
-//! find), growing geometrically: the reservation ahead equals the data written so
-//! far, between [`PREALLOC_MIN_BYTES`] and [`PREALLOC_MAX_BYTES`]. Reserving a whole
+//! The active `.log` file is allocated ahead of the writes with `fallocate`,
+//! growing geometrically: the reservation ahead equals the data written so far,
+//! between [`PREALLOC_MIN_BYTES`] and [`PREALLOC_MAX_BYTES`]. Reserving a whole
 //! `segment.bytes` up front would pin 1 GiB of disk per partition even when a
 //! partition holds a few bytes (thousands of partitions would fill any disk).
-//! The unused reservation is released when a segment is rolled or closed.
 //!
-//! The active segment is written by DMA ([`super::direct_write`]): its file may
-//! end with up to a block of zero padding past the data, cut at roll and close,
-//! and by recovery after a crash.
+//! The active segment is written by DMA ([`super::direct_write`]), and the
+//! reservation grows the file's size (no `FALLOC_FL_KEEP_SIZE`): a DMA write
+//! inside the file's size is not an "extending" write, which ext4 serialises
+//! under the inode lock and io_uring must then hand to a worker thread. So
+//! while a segment is active its file ends with zeros past the data (the
+//! reservation, and the DMA padding of the last block). The zeros are cut when
+//! the segment is rolled or closed, and by recovery after a crash: zeros are
+//! not a batch (magic 0), and a tail of only zeros is not reported as torn.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -36,7 +39,6 @@ use std::time::Instant;
 
 use super::direct_write::DirectWriter;
 use super::tail_cache::SharedTail;
-use crate::io::aligned::BLOCK;
 use crate::io::ring::Ring;
 use crate::protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 
@@ -79,7 +81,8 @@ pub struct Segment {
     preallocated: u64,
     /// The DMA writer while this segment is active and being appended to.
     writer: Option<DirectWriter>,
-    /// Recovery cut bytes past the last valid batch that were not DMA padding.
+    /// Recovery cut bytes past the last valid batch that were not only zeros
+    /// (the reservation or the DMA padding).
     pub torn: bool,
     dir: PathBuf,
 }
@@ -133,7 +136,7 @@ impl Segment {
         }
         let ahead = end.clamp(PREALLOC_MIN_BYTES, PREALLOC_MAX_BYTES);
         let target = (end + ahead).min(limit.max(end));
-        match crate::io::sys::fallocate_keep_size(self.file.as_raw_fd(), self.preallocated, target - self.preallocated) {
+        match crate::io::sys::fallocate(self.file.as_raw_fd(), self.preallocated, target - self.preallocated) {
             Ok(()) => self.preallocated = target,
             Err(e) => {
                 tracing::debug!("fallocate failed: {e}");
@@ -208,11 +211,12 @@ impl Segment {
         if pos != file_len {
             self.torn = !is_padding(&self.file, pos, file_len);
             if !self.torn {
-                tracing::debug!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "cutting the DMA padding");
+                tracing::debug!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "cutting the zeros after the last batch");
             } else {
                 tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, valid = pos, file_len, "truncating torn tail");
             }
             self.file.set_len(pos)?;
+            self.preallocated = pos;
         }
         self.size = pos;
         Ok(())
@@ -585,14 +589,19 @@ pub fn scan_batches<R: ReadAt + ?Sized>(src: &R, len: u64, base_offset: i64, che
     pos
 }
 
-/// Whether the file bytes from `from` to `to` are only the DMA writer's zero
-/// padding after the last batch (less than a block, all zeros), not a torn batch.
+/// Whether the file bytes from `from` to `to` are all zeros: the reservation
+/// ahead of the writes and the DMA padding, not a torn batch.
 pub fn is_padding(file: &File, from: u64, to: u64) -> bool {
-    if to <= from || to - from >= BLOCK as u64 {
-        return to == from;
+    let mut buf = vec![0u8; (to.saturating_sub(from)).min(1 << 20) as usize];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(buf.len());
+        if file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
+            return false;
+        }
+        at += n as u64;
     }
-    let mut buf = vec![0u8; (to - from) as usize];
-    file.read_exact_at(&mut buf, from).is_ok() && buf.iter().all(|&b| b == 0)
+    true
 }
 
 /// What the batches after a segment's last index entry say about its end.

@@ -32,6 +32,10 @@ use crate::router::{route, Outcome};
 
 /// Bytes asked of the socket per read when the buffer is short of space.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Requests at least this large make the reader take the next request's size
+/// prefix alone (one more, short read) so that a large request is read
+/// straight into a buffer of its own size, never moved.
+const LARGE_FRAME_BYTES: usize = 64 * 1024;
 /// Largest window one read fills.
 const READ_MAX_BYTES: usize = 1024 * 1024;
 /// Most finished responses the writer gathers into one send.
@@ -60,11 +64,14 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, memory: Rc<RequestMemory>) {
         let ring = ctx.shard().ring.clone();
         async move {
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+            // The last request was large: the next read takes only the next size prefix.
+            let mut last_large = false;
             // Bytes reserved for the frame being read (its size known, its body not all here).
             let mut reserved: Option<Reservation> = None;
             loop {
                 match next_frame(&mut buf, cfg.socket_request_max_bytes) {
                     Framed::Frame(frame) => {
+                        last_large = frame.len() >= LARGE_FRAME_BYTES;
                         if client_id.get().is_none() {
                             if let Some(id) = crate::protocol::peek_client_id(&frame) {
                                 let _ = client_id.set(id.to_string());
@@ -98,15 +105,28 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, memory: Rc<RequestMemory>) {
                         if need > 4 && reserved.is_none() {
                             reserved = Some(memory.reserve(need - 4).await);
                         }
-                        // Room for the whole rest of this frame in one allocation (growing a
-                        // chunk at a time would double the buffer and leave copies behind, so
-                        // memory would exceed the bytes reserved above), but at least one chunk
-                        // so pipelined requests come in together. Reads fill it a window at a time.
-                        buf.reserve(need.saturating_sub(buf.len()).max(READ_CHUNK_BYTES));
+                        if need > READ_CHUNK_BYTES && need > buf.capacity() {
+                            // A large frame gets a buffer of its own, exactly its size: the
+                            // bytes already read move once (after a large frame, only its
+                            // 4-byte size was read), and no read lands past the frame.
+                            let mut own = BytesMut::with_capacity(need);
+                            own.extend_from_slice(&buf);
+                            buf = own;
+                        } else if last_large && buf.is_empty() {
+                            // After a large frame: read the next size prefix alone first.
+                            buf.reserve(4);
+                        } else {
+                            // Room for the whole rest of this frame in one allocation (growing a
+                            // chunk at a time would double the buffer and leave copies behind, so
+                            // memory would exceed the bytes reserved above), but at least one
+                            // chunk so pipelined requests come in together. Reads fill it a
+                            // window at a time.
+                            buf.reserve(need.saturating_sub(buf.len()).max(READ_CHUNK_BYTES));
+                        }
                     }
                 }
                 // The read lands in the buffer's spare capacity, uninitialised (no zeroing).
-                let read_len = (buf.capacity() - buf.len()).min(READ_MAX_BYTES);
+                let read_len = if last_large && buf.is_empty() { 4 } else { (buf.capacity() - buf.len()).min(READ_MAX_BYTES) };
                 let stop = ctx.shard().stop_signal.wait();
                 let read = ring.recv_into(fd, std::mem::take(&mut buf), read_len);
                 futures::pin_mut!(read);
