@@ -12,7 +12,9 @@
 #          /proc/PID/stat (io_uring workers are threads of the process, so they are included).
 #       Scenarios: pN = produce, 1 KiB records, 256 KiB batches, acks=1, N partitions;
 #       tail = produce 1 partition (as p1) with a tailing consumer at once (--mode both): the
-#       consume figure is what recent data is served at.
+#       consume figure is what recent data is served at; catchup = 2 x $DURATION s of produce to 1
+#       partition (not measured), then a consumer reads it from the beginning (measured: data
+#       no longer in the tail cache; MB/s and CPU s/GB are the consumer's).
 #       One line per run: ROUND VARIANT SCENARIO mb_s=.. cpu_s_per_gb=.. [consume_mb_s=..]; then
 #       a summary per scenario and variant: median and range of MB/s, of the ratio to the
 #       refsink run of the same round, and of CPU s/GB.
@@ -20,7 +22,7 @@
 #       this machine's page-cache cost swings with its memory state (BENCHMARKS.md).
 # How:  bash bench/refsink_ab.sh /path/A/shardlog /path/B/shardlog   (release builds; LOADGEN_BIN
 #       defaults to target/release/loadgen). Env: ROUNDS (3), DURATION (10), SCENARIOS
-#       ("p1 p16 p256 tail"), PORT (29192), SINK_PORT (29199), BROKER_CPU (1), CLIENT_CPU (0),
+#       ("p1 p16 p256 tail catchup"), PORT (29192), SINK_PORT (29199), BROKER_CPU (1), CLIENT_CPU (0),
 #       BENCH_DIR (/tmp), SHARED (../shared/bench next to the repo).
 # Safety: 127.0.0.1 only; every client run is bounded by `timeout`; data dirs removed after each run.
 set -u
@@ -28,7 +30,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 A_BIN=${1:?A broker binary}; B_BIN=${2:?B broker binary}
 LOADGEN_BIN=${LOADGEN_BIN:-$ROOT/target/release/loadgen}
 SHARED=${SHARED:-$ROOT/../shared/bench}
-ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; SCENARIOS=${SCENARIOS:-"p1 p16 p256 tail"}
+ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; SCENARIOS=${SCENARIOS:-"p1 p16 p256 tail catchup"}
 PORT=${PORT:-29192}; SINK_PORT=${SINK_PORT:-29199}
 BROKER_CPU=${BROKER_CPU:-1}; CLIENT_CPU=${CLIENT_CPU:-0}
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/refsink-ab.XXXXXX")
@@ -60,8 +62,12 @@ run_broker() { # BIN NAME SCENARIO ROUND
   for _ in $(seq 1 100); do grep -q "^shardlog listening on" "$WORK/broker-$name.log" && break; sleep 0.1; done
   local args
   case $sc in
-    tail) args="--partitions 1 --mode both" ;;
-    p*)   args="--partitions ${sc#p}" ;;
+    tail)    args="--partitions 1 --mode both" ;;
+    catchup) args="--partitions 1 --mode consume --from earliest"
+             # The data to catch up on: 2 x DURATION s of produce, far more than the tail cache holds.
+             timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" "$LOADGEN_BIN" --bootstrap-server "127.0.0.1:$PORT" \
+                 --topic "t-$sc" --record-size 1024 --batch-bytes 262144 --acks 1 --partitions 1 --duration $((2 * DURATION)) --quiet >/dev/null 2>&1 ;;
+    p*)      args="--partitions ${sc#p}" ;;
   esac
   local t0 t1 json
   t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
@@ -78,10 +84,10 @@ try:
     j = json.loads(raw)
 except ValueError:
     print(f"{r} {name} {sc} failed"); sys.exit()
-mb = j["produce"]["mb_per_sec"]; cons = j["consume"]["mb_per_sec"]
+mb = j["produce"]["mb_per_sec"] or j["consume"]["mb_per_sec"]; cons = j["consume"]["mb_per_sec"]
 wire = (j["produce"]["wire_bytes"] + j["consume"]["wire_bytes"]) / 1e9
 cpu = (float(t1) - float(t0)) / 100
-extra = f" consume_mb_s={cons:.1f}" if sc == "tail" else ""
+extra = f" consume_mb_s={cons:.1f}" if sc in ("tail", "catchup") else ""
 print(f"{r} {name} {sc} mb_s={mb:.1f} cpu_s_per_gb={cpu / max(wire, 1e-9):.3f}{extra}")
 EOF
 }
