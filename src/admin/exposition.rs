@@ -257,6 +257,13 @@ pub fn encode(s: &Scrape<'_>) -> String {
     f.counter("shardlog_xshard_calls_total", "Requests a shard sent to another shard.", per_shard(|s| s.xshard_calls as f64));
     f.counter("shardlog_io_uring_submissions_total", "Operations submitted to a shard's own io_uring ring.", per_shard(|s| s.ring_submissions as f64));
     f.gauge("shardlog_io_uring_in_flight", "Operations of a shard's own io_uring ring not yet completed.", per_shard(|s| s.ring_in_flight as f64));
+    f.gauge(
+        "shardlog_tail_cache_bytes",
+        "Bytes a shard's tail cache holds (recently written data of active segments).",
+        per_shard(|s| s.tail_cache_bytes as f64),
+    );
+    f.counter("shardlog_tail_cache_hits_total", "Fetch reads of an active segment served from the tail cache.", per_shard(|s| s.tail_cache_hits as f64));
+    f.counter("shardlog_tail_cache_misses_total", "Fetch reads of an active segment read from the segment file.", per_shard(|s| s.tail_cache_misses as f64));
 
     // Log cleaner and retention.
     f.counter("shardlog_log_cleaner_passes_total", "Compaction passes (one partition each).", sum(|s| s.cleaner_passes));

@@ -287,6 +287,12 @@ pub struct Config {
     /// active segments, which serve tailing consumers and followers without a disk read (segment
     /// writes are DMA, so the page cache does not hold them). 0 turns the cache off. Bytes.
     pub log_tail_cache_bytes: usize,
+    /// `log.direct.io`: write segments with O_DIRECT (DMA, the default). `false` writes the same
+    /// aligned chunks through the page cache: the device then sees the kernel's merged writeback
+    /// instead of one write per partition per group commit, which keeps produce-ack latency low
+    /// for many partitions of small batches on a disk limited in operations per second (measured
+    /// in BENCHMARKS.md), at a higher CPU cost per byte.
+    pub log_direct_io: bool,
     /// `fetch.max.bytes`: upper bound for one Fetch response (Kafka's broker default 55 MiB).
     pub fetch_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
@@ -443,6 +449,7 @@ impl Default for Config {
             // from making the broker hold queued.max.requests x socket.request.max.bytes.
             queued_max_request_bytes: Some(512 * 1024 * 1024),
             log_tail_cache_bytes: 256 * 1024 * 1024,
+            log_direct_io: true,
             fetch_max_bytes: 55 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
@@ -773,6 +780,7 @@ impl Config {
                 self.queued_max_request_bytes = if n < 0 { None } else { Some(n as usize) };
             }
             "log.tail.cache.bytes" => self.log_tail_cache_bytes = parse_num(key, v)?,
+            "log.direct.io" => self.log_direct_io = parse_bool(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, v)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(key, v)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_num(key, v)?,
@@ -939,6 +947,7 @@ impl Config {
             ("queued.max.request.bytes", self.queued_max_request_bytes.map(|n| n.to_string()).unwrap_or_else(|| "-1".into())),
             ("queued.max.requests", self.queued_max_requests.to_string()),
             ("log.tail.cache.bytes", self.log_tail_cache_bytes.to_string()),
+            ("log.direct.io", self.log_direct_io.to_string()),
             ("shard.cores", cores),
             ("shard.io.memory.bytes", self.shard_io_memory_bytes.to_string()),
             ("shard.spin.before.park.us", self.shard_spin_before_park_us.to_string()),

@@ -31,7 +31,8 @@
 //!
 //! Where the file system refuses O_DIRECT (EINVAL: an old tmpfs, some FUSE
 //! file systems) the same aligned writes go through the page cache instead,
-//! with a warning at open.
+//! with a warning at open; `log.direct.io=false` asks for that everywhere
+//! (one write path either way: only the open flag differs).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -63,10 +64,11 @@ pub struct DirectWriter {
 }
 
 impl DirectWriter {
-    /// Opens `path` (the segment whose data ends at `size`) for DMA appends and
-    /// reads its partial last block from `file`.
-    pub fn open(path: &Path, file: &File, size: u64) -> io::Result<DirectWriter> {
-        let fd = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
+    /// Opens `path` (the segment whose data ends at `size`) for DMA appends
+    /// (buffered ones unless `direct`) and reads its partial last block from `file`.
+    pub fn open(path: &Path, file: &File, size: u64, direct: bool) -> io::Result<DirectWriter> {
+        let flags = if direct { libc::O_DIRECT } else { 0 };
+        let fd = match OpenOptions::new().write(true).custom_flags(flags).open(path) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 crate::warn_limited!(path = %path.display(), "the file system refuses O_DIRECT; segment writes go through the page cache");
@@ -167,7 +169,7 @@ mod tests {
         crate::io::run_on_executor(move || async move {
             let ring = Ring::start().unwrap();
             let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
-            let mut w = DirectWriter::open(&path, &file, 0).unwrap();
+            let mut w = DirectWriter::open(&path, &file, 0, true).unwrap();
             let mut expect = Vec::new();
             let mut pos = 0u64;
             // Sizes that end inside a block, on a block, across chunks, and on a chunk boundary.
@@ -187,7 +189,7 @@ mod tests {
             }
             // A reopened writer continues the same partial block.
             drop(w);
-            let mut w = DirectWriter::open(&path, &file, pos).unwrap();
+            let mut w = DirectWriter::open(&path, &file, pos, false).unwrap();
             w.append(&ring, pos, std::iter::once(&b"abc"[..]), false).await.unwrap();
             let mut got = vec![0u8; pos as usize + 3];
             file.read_exact_at(&mut got, 0).unwrap();

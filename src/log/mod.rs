@@ -83,6 +83,8 @@ pub struct LogConfig {
     pub min_insync_replicas: i32,
     /// `log.tail.cache.bytes` (broker only): the shard's tail cache budget.
     pub tail_cache_bytes: usize,
+    /// `log.direct.io` (broker only): segment writes bypass the page cache.
+    pub direct_io: bool,
     /// The broker's clock (`Config::clock`): LogAppendTime, marker timestamps,
     /// segment age for `segment.ms`, `flush.ms`.
     pub clock: crate::clock::Clock,
@@ -128,6 +130,7 @@ impl LogConfig {
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             min_insync_replicas: num("min.insync.replicas") as i32,
             tail_cache_bytes: cfg.log_tail_cache_bytes,
+            direct_io: cfg.log_direct_io,
             clock: cfg.clock.clone(),
         }
     }

@@ -72,6 +72,9 @@ impl ReadPlan {
         let avail = end.unwrap_or(self.size).saturating_sub(pos);
         let len = (max_bytes as u64).min(avail).max(first.total_len() as u64).min(avail);
         let cached = self.scan.cached(pos, len);
+        if self.scan.has_tail() {
+            crate::metrics::with(|m| m.tail_cache_read(cached.is_some()));
+        }
         ReadSlice { data: Some((self.scan.file().clone(), pos, len as u32)), cached, ..out }
     }
 }
@@ -1046,7 +1049,7 @@ impl PartitionLog {
                     end += 1;
                 }
                 active.reserve(active.size + bytes, cfg.segment_bytes);
-                (active.file.clone(), active.size, end, active.take_writer())
+                (active.file.clone(), active.size, end, active.take_writer(cfg.direct_io))
             };
             let run: Vec<Pending> = group.drain(start..end).collect();
             // DMA write (the one copy of the batches); the writer returns to the

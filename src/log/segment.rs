@@ -154,12 +154,13 @@ impl Segment {
         Ok(())
     }
 
-    /// The DMA writer that appends at `size`, opened on first use. The caller
+    /// The DMA writer that appends at `size`, opened on first use (through the
+    /// page cache unless `direct`: `log.direct.io`). The caller
     /// hands it back with [`Segment::put_writer`] after a successful write.
-    pub fn take_writer(&mut self) -> io::Result<DirectWriter> {
+    pub fn take_writer(&mut self, direct: bool) -> io::Result<DirectWriter> {
         match self.writer.take() {
             Some(w) => Ok(w),
-            None => DirectWriter::open(&Self::path(&self.dir, self.base_offset, "log"), &self.file, self.size),
+            None => DirectWriter::open(&Self::path(&self.dir, self.base_offset, "log"), &self.file, self.size, direct),
         }
     }
 
@@ -381,6 +382,11 @@ impl SegmentScan {
     /// The same scan, reading the active segment's recent bytes from `tail`.
     pub fn with_tail(self, tail: SharedTail) -> SegmentScan {
         SegmentScan { tail: Some(tail), ..self }
+    }
+
+    /// Whether this scan reads through the tail cache (the active segment).
+    pub fn has_tail(&self) -> bool {
+        self.tail.is_some()
     }
 
     /// The range `[pos, pos + len)` from the tail cache, if it holds all of it.

@@ -48,6 +48,11 @@ thread_local! {
     static BUDGET: RefCell<ShardBudget> = RefCell::default();
 }
 
+/// Bytes this shard's tail cache holds.
+pub fn used_bytes() -> usize {
+    BUDGET.try_with(|b| b.borrow().used).unwrap_or(0)
+}
+
 /// A partition's handle to its cached ranges.
 pub type SharedTail = Rc<RefCell<TailChunks>>;
 

@@ -127,6 +127,8 @@ pub struct ShardMetrics {
     xshard_calls: Cell<u64>,
     request_bytes_in_flight: Cell<i64>,
     ring_submissions: Cell<u64>,
+    tail_cache_hits: Cell<u64>,
+    tail_cache_misses: Cell<u64>,
     cleaner_passes: Cell<u64>,
     cleaner_bytes_read: Cell<u64>,
     cleaner_bytes_written: Cell<u64>,
@@ -165,6 +167,8 @@ impl ShardMetrics {
             xshard_calls: Cell::new(0),
             request_bytes_in_flight: Cell::new(0),
             ring_submissions: Cell::new(0),
+            tail_cache_hits: Cell::new(0),
+            tail_cache_misses: Cell::new(0),
             cleaner_passes: Cell::new(0),
             cleaner_bytes_read: Cell::new(0),
             cleaner_bytes_written: Cell::new(0),
@@ -243,6 +247,11 @@ impl ShardMetrics {
         bump(&self.ring_submissions, 1);
     }
 
+    /// A fetch read of an active segment: served from the tail cache (`hit`) or the file.
+    pub fn tail_cache_read(&self, hit: bool) {
+        bump(if hit { &self.tail_cache_hits } else { &self.tail_cache_misses }, 1);
+    }
+
     /// A compaction pass over one partition read and wrote these bytes.
     pub fn cleaned(&self, bytes_read: u64, bytes_written: u64) {
         bump(&self.cleaner_passes, 1);
@@ -295,6 +304,8 @@ impl ShardMetrics {
             connections_closed_by_broker: self.connections_closed_by_broker.get(),
             xshard_calls: self.xshard_calls.get(),
             ring_submissions: self.ring_submissions.get(),
+            tail_cache_hits: self.tail_cache_hits.get(),
+            tail_cache_misses: self.tail_cache_misses.get(),
             cleaner_passes: self.cleaner_passes.get(),
             cleaner_bytes_read: self.cleaner_bytes_read.get(),
             cleaner_bytes_written: self.cleaner_bytes_written.get(),
@@ -357,10 +368,16 @@ pub struct ShardSnapshot {
     pub connections_closed_by_broker: u64,
     /// Requests this shard sent to other shards.
     pub xshard_calls: u64,
-    /// Operations submitted to the shard's own io_uring ring (fetch reads, splices, fsyncs).
+    /// Operations submitted to the shard's own io_uring ring (DMA writes, receives, reads, splices, fsyncs).
     pub ring_submissions: u64,
     /// Operations of that ring in flight now (its queue depth).
     pub ring_in_flight: i64,
+    /// Fetch reads of an active segment served from the tail cache.
+    pub tail_cache_hits: u64,
+    /// Fetch reads of an active segment that went to the file.
+    pub tail_cache_misses: u64,
+    /// Bytes the shard's tail cache holds now (filled by the shard).
+    pub tail_cache_bytes: u64,
     /// Compaction passes (one partition each).
     pub cleaner_passes: u64,
     /// Bytes the cleaner read.

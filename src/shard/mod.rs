@@ -472,6 +472,7 @@ impl Shard {
             s.partitions = self.partitions.borrow().values().map(|p| p.gauges()).collect();
         }
         s.ring_in_flight = self.ring.in_flight() as i64;
+        s.tail_cache_bytes = crate::log::tail_cache::used_bytes() as u64;
         s.busy_seconds = glommio::executor().executor_stats().total_runtime().as_secs_f64();
         s
     }
