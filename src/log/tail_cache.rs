@@ -80,7 +80,8 @@ impl TailChunks {
         let mut out = Vec::new();
         let (mut at, stop) = (pos, pos + len);
         while at < stop {
-            let (p, b) = &self.ranges[i];
+            // The ranges are contiguous from `start` to `end`, so this never runs out.
+            let (p, b) = self.ranges.get(i)?;
             let from = (at - p) as usize;
             let to = ((stop - p) as usize).min(b.len());
             out.push(b.slice(from..to));
