@@ -798,13 +798,23 @@ mod tests {
     #[test]
     fn replicas_compare_their_concatenated_segments() {
         let tmp = tempfile::tempdir().unwrap();
-        let stream: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-        // Node 1: one segment; node 2: three segments at other boundaries.
+        // Batch-shaped bytes: 30 "batches" of 100 bytes (length field 88, magic 2).
+        let mut stream = Vec::new();
+        for i in 0..30u8 {
+            let mut b: Vec<u8> = (0..100u8).map(|j| j.wrapping_mul(7).wrapping_add(i) | 1).collect();
+            b[8..12].copy_from_slice(&88i32.to_be_bytes());
+            b[16] = 2;
+            stream.extend(b);
+        }
+        // Node 1: one segment, with zeros after it as an active segment has
+        // (space allocated ahead); node 2: three segments at other batch boundaries.
         let d1 = tmp.path().join("n1/t-0");
         let d2 = tmp.path().join("n2/t-0");
         std::fs::create_dir_all(&d1).unwrap();
         std::fs::create_dir_all(&d2).unwrap();
-        std::fs::write(d1.join("00000000000000000000.log"), &stream).unwrap();
+        let mut padded = stream.clone();
+        padded.extend([0u8; 700]);
+        std::fs::write(d1.join("00000000000000000000.log"), &padded).unwrap();
         std::fs::write(d2.join("00000000000000000000.log"), &stream[..1000]).unwrap();
         std::fs::write(d2.join("00000000000000000010.log"), &stream[1000..2500]).unwrap();
         std::fs::write(d2.join("00000000000000000031.log"), &stream[2500..]).unwrap();
