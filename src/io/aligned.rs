@@ -22,9 +22,15 @@ thread_local! {
     static POOL: RefCell<Vec<NonNull<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The chunk's layout, checked when compiling (CHUNK_BYTES and BLOCK are
+/// non-zero powers of two), so no run can fail here.
+const LAYOUT: Layout = match Layout::from_size_align(CHUNK_BYTES, BLOCK) {
+    Ok(l) => l,
+    Err(_) => panic!("CHUNK_BYTES and BLOCK must make a valid layout"),
+};
+
 fn layout() -> Layout {
-    // CHUNK_BYTES and BLOCK are non-zero powers of two.
-    Layout::from_size_align(CHUNK_BYTES, BLOCK).expect("chunk layout")
+    LAYOUT
 }
 
 /// One [`CHUNK_BYTES`] buffer aligned to [`BLOCK`]. It may end on another
