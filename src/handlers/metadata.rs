@@ -8,6 +8,11 @@
 //! a replica on a failed log dir: KAFKA_STORAGE_ERROR, no leader, no ISR, and
 //! this broker among its offline replicas (v5+). It is never shown healthy.
 //! From v10 a topic may be asked for by id instead of name.
+//! A cluster broker that has not yet caught up with the metadata log since it
+//! started (it does not lead anything yet, see `Shard::may_lead`) lists the
+//! partitions its stale image says it leads as leaderless: Kafka does not
+//! answer clients at all before that point, and naming itself would send
+//! clients to a leader that is not serving.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -76,11 +81,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     let image = ctx.shard().image();
     let offline = &ctx.shard().offline;
     let down_brokers: Vec<i32> = image.brokers.iter().filter(|(_, b)| b.fenced).map(|(&id, _)| id).collect();
+    let view = View { version, offline, down_brokers: &down_brokers, not_leading: (!ctx.shard().may_lead(&image)).then_some(cfg.broker_id) };
     let topics: Vec<MetadataResponseTopic> = match &requested {
         Some(names) => names
             .iter()
             .map(|n| match image.topics.get(n) {
-                Some(t) => topic_entry(t, version, offline, &down_brokers),
+                Some(t) => topic_entry(t, &view),
                 None => {
                     let code = if validate_topic_name(n).is_err() {
                         Error::InvalidTopic(n.clone()).code()
@@ -91,7 +97,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 }
             })
             .collect(),
-        None => image.topics.values().map(|t| topic_entry(t, version, offline, &down_brokers)).collect(),
+        None => image.topics.values().map(|t| topic_entry(t, &view)).collect(),
     };
     // v10+ may ask by topic id (name null): consumer-protocol clients (KIP-848)
     // learn their assignment as topic ids and look the names up this way. An
@@ -100,7 +106,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     if version >= 10 {
         for id in req.topics.iter().flatten().filter(|t| t.name.is_none() && !t.topic_id.is_nil()).map(|t| t.topic_id) {
             topics.push(match image.topics.values().find(|t| t.topic_id == id) {
-                Some(t) => topic_entry(t, version, offline, &down_brokers),
+                Some(t) => topic_entry(t, &view),
                 None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(Error::UnknownTopicId.code()),
             });
         }
@@ -128,9 +134,20 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     resp
 }
 
-/// `down_brokers`: in a cluster, registered brokers that are fenced; their
-/// replicas are listed offline (v5+), as Kafka lists replicas of dead brokers.
-fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions, down_brokers: &[i32]) -> MetadataResponseTopic {
+/// What a topic's entry is drawn with, besides the topic itself.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    version: i16,
+    offline: &'a OfflinePartitions,
+    /// In a cluster, registered brokers that are fenced; their replicas are
+    /// listed offline (v5+), as Kafka lists replicas of dead brokers.
+    down_brokers: &'a [i32],
+    /// This broker, while it may not lead yet: not named as any leader.
+    not_leading: Option<i32>,
+}
+
+fn topic_entry(t: &TopicMeta, view: &View) -> MetadataResponseTopic {
+    let View { version, offline, down_brokers, not_leading } = *view;
     let down = offline.of_topic(&t.name, t.topic_id);
     let partitions = t
         .partitions
@@ -141,9 +158,11 @@ fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions, down_br
                 .with_partition_index(i as i32)
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
+            let leader = if Some(p.leader) == not_leading { -1 } else { p.leader };
             match down.get(&(i as i32)) {
-                // No leader (its broker is fenced): clients wait and ask again.
-                None if p.leader < 0 => {
+                // No leader (its broker is fenced, or it is this broker, not
+                // caught up yet): clients wait and ask again.
+                None if leader < 0 => {
                     let e = entry
                         .with_error_code(Error::LeaderNotAvailable.code())
                         .with_leader_id(BrokerId(-1))
@@ -155,7 +174,7 @@ fn topic_entry(t: &TopicMeta, version: i16, offline: &OfflinePartitions, down_br
                     }
                 }
                 None => {
-                    let e = entry.with_leader_id(BrokerId(p.leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect());
+                    let e = entry.with_leader_id(BrokerId(leader)).with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect());
                     if version >= 5 {
                         e.with_offline_replicas(p.replicas.iter().filter(|b| down_brokers.contains(b)).map(|&b| BrokerId(b)).collect())
                     } else {

@@ -174,7 +174,7 @@ impl Shard {
     /// catching up may be stale — it may still name this broker leader of
     /// partitions that moved while it was down — and leading on it would take
     /// writes that the real leader never sees.
-    fn may_lead(&self, image: &MetadataImage) -> bool {
+    pub fn may_lead(&self, image: &MetadataImage) -> bool {
         !self.cfg.is_cluster() || image.brokers.get(&self.cfg.broker_id).is_some_and(|b| !b.fenced && b.incarnation_id == incarnation_id())
     }
 
