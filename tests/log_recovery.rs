@@ -46,15 +46,7 @@ fn segment_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// them is zero: the active segment ends with the DMA writer's padding, less
 /// than a block of zeros, until a roll, a clean close or recovery cuts it.
 fn data_len(raw: &[u8]) -> (usize, bool) {
-    let mut pos = 0;
-    while pos + 61 <= raw.len() && raw[pos + 16] == 2 {
-        let len = i32::from_be_bytes(raw[pos + 8..pos + 12].try_into().unwrap());
-        let next = pos + 12 + len.max(49) as usize;
-        if next > raw.len() {
-            break;
-        }
-        pos = next;
-    }
+    let pos = whole_batches_len(raw);
     (pos, raw[pos..].iter().all(|&b| b == 0))
 }
 

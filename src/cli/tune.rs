@@ -1033,7 +1033,7 @@ ERR:          0
         // 500 partitions do not fit in 256: the finding says so and names the need.
         let f = check_nofile(Some(Rlimit { soft: Some(256), hard: Some(256) }), &NofileNeed::estimate(500, 2, 256), &dir);
         assert_eq!(f.status, Status::Warn);
-        assert!(f.finding.contains("the 500 partitions in /data need 588 = ") && f.finding.contains("offline"), "{}", f.finding);
+        assert!(f.finding.contains("the 500 partitions in /data need 1088 = ") && f.finding.contains("offline"), "{}", f.finding);
         assert!(f.fix.unwrap().starts_with("`ulimit -Hn 1048576 && ulimit -n 1048576`"));
         // Planned partitions beyond even the recommended limit: the fix asks for the need.
         let big = NofileNeed::estimate(2_000_000, 2, 1 << 20);

@@ -1,8 +1,9 @@
 //! RLIMIT_NOFILE: raised at start, and checked against what the data dir needs.
 //!
 //! Every segment of every partition keeps its `.log` file open (fetches send
-//! straight from it), every client connection is a socket, and each shard holds
-//! a few descriptors of its own. The soft limit is raised to the hard one (as
+//! straight from it), the active segment of a written partition has a second
+//! one (its O_DIRECT writer, see `log::direct_write`), every client connection
+//! is a socket, and each shard holds a few descriptors of its own. The soft limit is raised to the hard one (as
 //! `fit_io_memory` does for RLIMIT_MEMLOCK), and the need is estimated from the
 //! partitions and segment files in the log dir: below it, start-up warns, and
 //! the partitions that do not fit stay offline (KAFKA_STORAGE_ERROR; see
@@ -29,6 +30,12 @@ pub const DESCRIPTORS_PER_SHARD: u64 = 8;
 /// Descriptors of the process outside the shards: stdin, stdout, stderr, the
 /// log dir lock, the port claim and a few for start-up itself.
 pub const DESCRIPTORS_PER_PROCESS: u64 = 8;
+
+/// Descriptors each partition holds besides its segment files: the active
+/// segment's writer (O_DIRECT), opened at its first write. Counted for every
+/// partition, written or not, so a partition that opened is never one whose
+/// first write fails for want of a descriptor.
+pub const WRITE_DESCRIPTORS_PER_PARTITION: u64 = 1;
 
 /// The soft and hard RLIMIT_NOFILE after [`raise_nofile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +103,13 @@ pub struct PartitionFiles {
     pub segments: u64,
 }
 
+impl PartitionFiles {
+    /// Descriptors its log holds open: the segment files and the writer.
+    pub fn descriptors(&self) -> u64 {
+        self.segments + WRITE_DESCRIPTORS_PER_PARTITION
+    }
+}
+
 /// Every partition of `image` in start-up order: internal topics (`__*`:
 /// groups and transactions depend on them) first, then the image's order
 /// (topic name, partition index), with their segment files under `log_dir`.
@@ -119,7 +133,7 @@ pub fn startup_partitions(image: &MetadataImage, log_dir: &Path) -> Vec<Partitio
 /// start-up, so the budget leaves these free too.
 pub const DESCRIPTORS_OPENING_PER_SHARD: u64 = 4;
 
-/// Segment files the shards may open at start-up within `soft`: what is left
+/// Descriptors the shards' logs may hold at start-up within `soft`: what is left
 /// after the process's and the shards' own descriptors, those the shards use
 /// for a moment while opening, and the [`descriptors_reserved`] for
 /// connections. All of the planned opens succeed whichever shard is first.
@@ -128,11 +142,12 @@ pub fn startup_budget(soft: u64, shards: usize) -> u64 {
     soft.saturating_sub(DESCRIPTORS_PER_PROCESS + shards * (DESCRIPTORS_PER_SHARD + DESCRIPTORS_OPENING_PER_SHARD) + descriptors_reserved(soft))
 }
 
-/// The partitions, a suffix of `parts` in its order, whose logs do not fit in `budget` segment files.
+/// The partitions, a suffix of `parts` in its order, whose logs do not fit in
+/// `budget` descriptors ([`PartitionFiles::descriptors`]).
 pub fn over_budget(parts: &[PartitionFiles], budget: u64) -> &[PartitionFiles] {
     let mut used = 0u64;
     for (i, p) in parts.iter().enumerate() {
-        used += p.segments;
+        used += p.descriptors();
         if used > budget {
             return &parts[i..];
         }
@@ -158,16 +173,22 @@ impl NofileNeed {
 
     /// Descriptors in all.
     pub fn total(&self) -> u64 {
-        DESCRIPTORS_PER_PROCESS + self.shards * DESCRIPTORS_PER_SHARD + self.segments + self.reserved
+        DESCRIPTORS_PER_PROCESS + self.shards * DESCRIPTORS_PER_SHARD + self.segments + self.writers() + self.reserved
     }
 
-    /// "1234 = 500 partitions with 600 segment files + 2 shards x 8 + 64 kept free for connections + 8".
+    /// The active segments' writers, one per partition.
+    fn writers(&self) -> u64 {
+        self.partitions * WRITE_DESCRIPTORS_PER_PARTITION
+    }
+
+    /// "1734 = 500 partitions with 600 segment files and 500 writers + 2 shards x 8 + 64 kept free for connections + 8".
     pub fn describe(&self) -> String {
         format!(
-            "{} = {} partitions with {} segment files + {} shards x {DESCRIPTORS_PER_SHARD} + {} kept free for connections + {DESCRIPTORS_PER_PROCESS}",
+            "{} = {} partitions with {} segment files and {} writers + {} shards x {DESCRIPTORS_PER_SHARD} + {} kept free for connections + {DESCRIPTORS_PER_PROCESS}",
             self.total(),
             self.partitions,
             self.segments,
+            self.writers(),
             self.shards,
             self.reserved
         )
@@ -205,9 +226,10 @@ mod tests {
         assert_eq!(startup_budget(256, 2), 256 - 8 - 2 * (8 + 4) - 64);
         assert_eq!(startup_budget(64, 4), 0);
         let parts = vec![part("__consumer_offsets", 0, 1), part("a", 0, 3), part("a", 1, 1), part("b", 0, 1)];
-        assert!(over_budget(&parts, 6).is_empty());
-        assert_eq!(over_budget(&parts, 5), &parts[3..]);
-        assert_eq!(over_budget(&parts, 3), &parts[1..], "a prefix: nothing after the first that does not fit");
+        // Descriptors: segments + a writer each, 2 + 4 + 2 + 2.
+        assert!(over_budget(&parts, 10).is_empty());
+        assert_eq!(over_budget(&parts, 9), &parts[3..]);
+        assert_eq!(over_budget(&parts, 5), &parts[1..], "a prefix: nothing after the first that does not fit");
         assert_eq!(over_budget(&parts, 0), &parts[..]);
     }
 
@@ -236,7 +258,7 @@ mod tests {
     #[test]
     fn need_adds_up() {
         let n = NofileNeed::estimate(500, 2, 256);
-        assert_eq!(n.total(), 8 + 16 + 500 + 64);
-        assert_eq!(n.describe(), "588 = 500 partitions with 500 segment files + 2 shards x 8 + 64 kept free for connections + 8");
+        assert_eq!(n.total(), 8 + 16 + 500 + 500 + 64);
+        assert_eq!(n.describe(), "1088 = 500 partitions with 500 segment files and 500 writers + 2 shards x 8 + 64 kept free for connections + 8");
     }
 }

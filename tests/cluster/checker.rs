@@ -30,6 +30,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub use crate::common::whole_batches_len;
+
 // ---------------------------------------------------------------------------
 // What the producer and the consumer saw
 // ---------------------------------------------------------------------------
@@ -577,24 +579,6 @@ pub fn replica_bytes(dir: &Path, topic: &str, partition: i32) -> std::io::Result
         out.extend_from_slice(&raw[..whole_batches_len(&raw)]);
     }
     Ok(out)
-}
-
-/// Length of the whole record batches at the start of a segment file's bytes.
-/// An active segment's file goes on with zeros (space allocated ahead of the
-/// DMA writes, and the padding of the last block) that are not data, and
-/// differ between replicas.
-pub fn whole_batches_len(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    // Batch header: base offset (8), length (4), leader epoch (4), magic (1) at 16.
-    while pos + 61 <= raw.len() && raw[pos + 16] == 2 {
-        let len = i32::from_be_bytes([raw[pos + 8], raw[pos + 9], raw[pos + 10], raw[pos + 11]]);
-        let next = pos + 12 + len.max(49) as usize;
-        if next > raw.len() {
-            break;
-        }
-        pos = next;
-    }
-    pos
 }
 
 /// All replicas' byte streams equal: Ok(their length), or where the first

@@ -789,3 +789,21 @@ pub fn metadata_raw(conn: &mut RawConn, version: i16, topics: Option<&[&str]>, a
     let topics = topics.map(|ts| ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(sb(t))))).collect());
     conn.roundtrip(version, &MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(allow_auto_topic_creation))
 }
+
+/// Length of the whole record batches at the start of a segment file's bytes.
+/// An active segment's file goes on with zeros (space allocated ahead of the
+/// DMA writes, and the padding of the last block) that are not data, and
+/// differ between replicas.
+pub fn whole_batches_len(raw: &[u8]) -> usize {
+    let mut pos = 0;
+    // Batch header: base offset (8), length (4), leader epoch (4), magic (1) at 16.
+    while pos + 61 <= raw.len() && raw[pos + 16] == 2 {
+        let len = i32::from_be_bytes([raw[pos + 8], raw[pos + 9], raw[pos + 10], raw[pos + 11]]);
+        let next = pos + 12 + len.max(49) as usize;
+        if next > raw.len() {
+            break;
+        }
+        pos = next;
+    }
+    pos
+}
