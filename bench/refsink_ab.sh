@@ -29,7 +29,8 @@
 # How:  bash bench/refsink_ab.sh /path/A/shardlog /path/B/shardlog   (release builds; LOADGEN_BIN
 #       defaults to target/release/loadgen). Env: ROUNDS (3), DURATION (10), SCENARIOS
 #       ("p1 p16 p256 tail catchup"), PORT (29192), SINK_PORT (29199), BROKER_CPU (1), CLIENT_CPU (0),
-#       BENCH_DIR (/tmp), SHARED (../shared/bench next to the repo).
+#       BENCH_DIR (/tmp), SHARED (../shared/bench next to the repo), CACHED_GROUPS (16).
+#       Needs gcc, taskset, python3 and, for `cached`, iperf3 (`apt-get install iperf3`).
 # Safety: 127.0.0.1 only; every client run is bounded by `timeout`; data dirs removed after each run.
 set -u
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
