@@ -33,11 +33,11 @@
 //! lies in a written extent and the rest of the write in the unwritten
 //! extent that `fallocate` reserved. A write spanning both is not an
 //! "overwrite" to ext4, which then refuses io_uring's non-blocking attempt
-//! (EAGAIN) and io_uring hands the write to an `iou-wrk` thread; that thread
-//! shares the shard's core, and when the shard is busy it waits for the
-//! scheduler's slice: measured, ~1% of writes took ~6 ms (produce p99 5-6 ms
-//! at 1 partition, BENCHMARKS.md). Two writes, each inside one extent, are
-//! both done inline. They are in flight together and complete in any order;
+//! (EAGAIN) and io_uring hands the write to an `iou-wrk` thread, which
+//! competes with the shard for its core. Two writes, each inside one extent,
+//! are both done inline: measured, the worker's CPU went to zero and produce
+//! p99 at 1 partition from 5.8-6.2 to 4.6-4.8 ms (BENCHMARKS.md; the rest of
+//! that tail is not this). They are in flight together and complete in any order;
 //! the group is acknowledged after both, and a crash between them leaves a
 //! tail that recovery cuts (zeros, or a batch with a bad CRC).
 //!
