@@ -89,16 +89,17 @@ run_broker() { # BIN NAME SCENARIO ROUND
   local pid=$!
   for _ in $(seq 1 100); do grep -q "^shardlog listening on" "$WORK/broker-$name.log" && break; sleep 0.1; done
   local args
+  # fill LOADGEN_ARGS...: the data a consume scenario reads, produced to 1 partition (not measured).
+  fill() { timeout $((2 * DURATION + 60)) taskset -c "$CLIENT_CPU" "$LOADGEN_BIN" --bootstrap-server "127.0.0.1:$PORT" \
+             --topic "t-$sc" --record-size 1024 --batch-bytes 262144 --acks 1 --partitions 1 "$@" --quiet >/dev/null 2>&1; }
   case $sc in
     tail)    args="--partitions 1 --mode both" ;;
     catchup) args="--partitions 1 --mode consume --from earliest"
              # The data to catch up on: 2 x DURATION s of produce, far more than the tail cache holds.
-             timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" "$LOADGEN_BIN" --bootstrap-server "127.0.0.1:$PORT" \
-                 --topic "t-$sc" --record-size 1024 --batch-bytes 262144 --acks 1 --partitions 1 --duration $((2 * DURATION)) --quiet >/dev/null 2>&1 ;;
+             fill --duration $((2 * DURATION)) ;;
     cached)  args="--partitions 1 --mode consume --from earliest --consumer-groups $CACHED_GROUPS --records 200000"
              # Recent data: 205 MB, all of it in the active segment and the tail cache.
-             timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" "$LOADGEN_BIN" --bootstrap-server "127.0.0.1:$PORT" \
-                 --topic "t-$sc" --record-size 1024 --batch-bytes 262144 --acks 1 --partitions 1 --records 200000 --quiet >/dev/null 2>&1 ;;
+             fill --records 200000 ;;
     p*)      args="--partitions ${sc#p}" ;;
   esac
   local t0 t1 json

@@ -9,9 +9,9 @@
 //! this broker among its offline replicas (v5+). It is never shown healthy.
 //! From v10 a topic may be asked for by id instead of name.
 //! A cluster broker that has not yet caught up with the metadata log since it
-//! started (it does not lead anything yet, see `Shard::may_lead`) lists the
-//! partitions its stale image says it leads as leaderless: Kafka does not
-//! answer clients at all before that point, and naming itself would send
+//! started lists the partitions its stale image says it leads as leaderless,
+//! as its partitions see them (`shard::partition::served_leader`): Kafka does
+//! not answer clients at all before that point, and naming itself would send
 //! clients to a leader that is not serving.
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
@@ -26,6 +26,7 @@ use crate::metadata::TopicMeta;
 use crate::protocol::topic::{is_internal_topic, validate_topic_name, OFFSETS_TOPIC, TXN_STATE_TOPIC};
 use crate::services::coordinator_lookup as lookup;
 use crate::shard::offline::OfflinePartitions;
+use crate::shard::partition::served_leader;
 use crate::shard::request::NewTopic;
 
 /// Serves Metadata `version`: the requested topics (all when none are named),
@@ -81,7 +82,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
     let image = ctx.shard().image();
     let offline = &ctx.shard().offline;
     let down_brokers: Vec<i32> = image.brokers.iter().filter(|(_, b)| b.fenced).map(|(&id, _)| id).collect();
-    let view = View { version, offline, down_brokers: &down_brokers, not_leading: (!ctx.shard().may_lead(&image)).then_some(cfg.broker_id) };
+    let view = View { version, offline, down_brokers: &down_brokers, me: cfg.broker_id, may_lead: ctx.shard().may_lead(&image) };
     let topics: Vec<MetadataResponseTopic> = match &requested {
         Some(names) => names
             .iter()
@@ -142,12 +143,13 @@ struct View<'a> {
     /// In a cluster, registered brokers that are fenced; their replicas are
     /// listed offline (v5+), as Kafka lists replicas of dead brokers.
     down_brokers: &'a [i32],
-    /// This broker, while it may not lead yet: not named as any leader.
-    not_leading: Option<i32>,
+    /// This broker, and whether it may lead yet ([`served_leader`]).
+    me: i32,
+    may_lead: bool,
 }
 
 fn topic_entry(t: &TopicMeta, view: &View) -> MetadataResponseTopic {
-    let View { version, offline, down_brokers, not_leading } = *view;
+    let View { version, offline, down_brokers, me, may_lead } = *view;
     let down = offline.of_topic(&t.name, t.topic_id);
     let partitions = t
         .partitions
@@ -158,7 +160,7 @@ fn topic_entry(t: &TopicMeta, view: &View) -> MetadataResponseTopic {
                 .with_partition_index(i as i32)
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect());
-            let leader = if Some(p.leader) == not_leading { -1 } else { p.leader };
+            let leader = served_leader(p.leader, me, may_lead);
             match down.get(&(i as i32)) {
                 // No leader (its broker is fenced, or it is this broker, not
                 // caught up yet): clients wait and ask again.

@@ -179,7 +179,6 @@ struct PlannedWrite {
 /// their own.
 fn plan_writes(chunks: &[(u64, Rc<AlignedBuf>, usize)], rewrite: usize) -> Vec<PlannedWrite> {
     let mut writes: Vec<PlannedWrite> = Vec::new();
-    let mut may_extend = false;
     for (i, (at, buf, len)) in chunks.iter().enumerate() {
         let padded = align_up(*len as u64) as usize;
         let cut = if i == 0 { rewrite.min(padded) } else { 0 };
@@ -188,16 +187,16 @@ fn plan_writes(chunks: &[(u64, Rc<AlignedBuf>, usize)], rewrite: usize) -> Vec<P
                 continue;
             }
             let piece = libc::iovec { iov_base: buf.as_slice()[from..].as_ptr() as *mut libc::c_void, iov_len: to - from };
+            // The rewritten block, when there is one, is the first write and takes nothing after it.
+            let rewrite_alone = rewrite > 0 && writes.len() == 1;
             match writes.last_mut() {
-                Some(w) if may_extend && w.len + (to - from) <= WRITE_BYTES => {
+                Some(w) if !rewrite_alone && w.len + (to - from) <= WRITE_BYTES => {
                     w.iov.push(piece);
                     w.len += to - from;
                     w.keep.push(buf.clone());
                 }
                 _ => writes.push(PlannedWrite { at: at + from as u64, len: to - from, iov: vec![piece], keep: vec![buf.clone()] }),
             }
-            // The rewritten block takes nothing after it.
-            may_extend = to != cut || i != 0;
         }
     }
     writes

@@ -158,7 +158,7 @@ impl Partition {
     /// partition the image says it leads is served by nobody here yet.
     pub fn apply_image(&self, meta: &PartitionMeta, may_lead: bool) -> Option<bool> {
         self.reassignment_copy.set(meta.adding.contains(&self.me));
-        let leader = if meta.leader == self.me && !may_lead { -1 } else { meta.leader };
+        let leader = served_leader(meta.leader, self.me, may_lead);
         let now = self.now_ms();
         let mut stopped_leading = false;
         let became_leader = {
@@ -494,5 +494,18 @@ impl Partition {
         self.hw_moved.notify_all();
         self.log_end_moved.notify_all();
         self.changed.notify_all();
+    }
+}
+
+/// The leader of a partition whose image names `leader`, as broker `me`
+/// serves it and tells clients: `leader`, except `me` itself while it may not
+/// lead (`Shard::may_lead`: a cluster broker not yet caught up since its
+/// start, whose image may be stale). Then nobody here serves as that leader,
+/// so it is no leader (-1) to the partition and to Metadata alike.
+pub fn served_leader(leader: i32, me: i32, may_lead: bool) -> i32 {
+    if leader == me && !may_lead {
+        -1
+    } else {
+        leader
     }
 }
