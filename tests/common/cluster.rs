@@ -103,9 +103,39 @@ const TAIL_LINES: usize = 300;
 /// One cluster per test binary at a time: the machine has 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Free TCP ports on 127.0.0.1 (all bound at once, so they differ).
+/// Lowest port [`free_ports`] hands out.
+const RESERVED_PORTS_FROM: u16 = 10_000;
+
+/// Free TCP ports on 127.0.0.1 (all bound at once, so they differ), taken
+/// **below the kernel's ephemeral range**.
+///
+/// A port from the ephemeral range is free only until the node binds it: any
+/// socket bound to port 0 meanwhile (another node's admin listener, the source
+/// port of a peer or client connection) may be given it, and the node exits at
+/// start with "address in use" (CI saw a broker do so). Below the range, the
+/// kernel never hands a port out by itself. Successive calls walk the range
+/// from a per-process starting point, so concurrent test processes rarely probe
+/// the same ports, and a probe that fails to bind is skipped.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32_768);
+    let span = u32::from(ephemeral_low.saturating_sub(RESERVED_PORTS_FROM)).max(1);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7_919) % span, Ordering::SeqCst, Ordering::SeqCst);
+    let mut ls: Vec<TcpListener> = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ls.len() == n {
+            break;
+        }
+        let port = RESERVED_PORTS_FROM + (NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            ls.push(l);
+        }
+    }
+    assert_eq!(ls.len(), n, "{n} free ports below the ephemeral range {ephemeral_low}");
     ls.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
 }
 
@@ -727,23 +757,29 @@ impl Cluster {
         }
     }
 
-    /// Spawns node `id` and waits for its listening line; a node that exits
-    /// before it (a port still held after a kill) is retried for 15 s.
+    /// Spawns node `id` and waits for its listening line.
     pub fn start_node(&mut self, id: i32) {
         let i = self.idx(id);
+        self.spawn(i);
+        self.await_listening_or_respawn(i);
+    }
+
+    /// Waits for node `i`'s listening line; a node that exits before it (a
+    /// port still held after a kill) is spawned again, for 15 s.
+    fn await_listening_or_respawn(&mut self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            self.spawn(i);
             match self.wait_listening(i, NODE_START_TIMEOUT) {
                 Ok(()) => break,
                 Err(e) if Instant::now() < deadline && self.nodes[i].child.is_none() => {
                     self.nodes[i].note(&format!("start failed: {e}; retrying"));
                     std::thread::sleep(Duration::from_millis(500));
+                    self.spawn(i);
                 }
                 Err(e) => panic!("{e}"),
             }
         }
-        self.step(&format!("node {id} listening (generation {})", self.nodes[i].generation));
+        self.step(&format!("node {} listening (generation {})", self.nodes[i].id, self.nodes[i].generation));
     }
 
     /// Starts every node that is not running at once, waits for their
@@ -761,10 +797,7 @@ impl Cluster {
             self.spawn(i);
         }
         for &i in &down {
-            if let Err(e) = self.wait_listening(i, NODE_START_TIMEOUT) {
-                panic!("{e}");
-            }
-            self.step(&format!("node {} listening (generation {})", self.nodes[i].id, self.nodes[i].generation));
+            self.await_listening_or_respawn(i);
         }
         self.wait_formed();
     }
