@@ -15,6 +15,7 @@ use crate::coordinator::OFFSETS_TOPIC;
 use crate::error::Error;
 use crate::services::brokers::{live_broker, BrokerEndpoint};
 use crate::services::coordinator_lookup as lookup;
+use crate::shard::partition::served_leader;
 
 /// Serves FindCoordinator `version`: per key, the broker leading the key's
 /// partition of the internal topic, creating the topic on first use.
@@ -51,7 +52,8 @@ pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> Fin
 }
 
 /// The broker coordinating `key` of `key_type` (0 group, 1 transactional id):
-/// the live leader of its internal partition.
+/// the live leader of its internal partition, as this broker serves it
+/// ([`served_leader`]: not itself before it caught up since its start).
 async fn coordinator(ctx: &Ctx, key_type: i8, key: &StrBytes) -> Result<BrokerEndpoint, (i16, &'static str)> {
     let (topic, partition) = match key_type {
         0 if lookup::ensure_offsets_topic(&ctx.x).await => (OFFSETS_TOPIC, lookup::offsets_partition(&ctx.x, key)),
@@ -60,6 +62,8 @@ async fn coordinator(ctx: &Ctx, key_type: i8, key: &StrBytes) -> Result<BrokerEn
         1 => return Err((Error::CoordinatorNotAvailable.code(), "__transaction_state is not available")),
         _ => return Err((Error::InvalidField(String::new()).code(), "unknown coordinator key type (0 group, 1 transaction)")),
     };
-    let leader = ctx.shard().image().partition(topic, partition).map_or(-1, |p| p.leader);
-    live_broker(ctx.shard(), leader).ok_or((Error::CoordinatorNotAvailable.code(), "the coordinator's partition has no live leader"))
+    let shard = ctx.shard();
+    let image = shard.image();
+    let leader = image.partition(topic, partition).map_or(-1, |p| served_leader(p.leader, shard.cfg.broker_id, shard.may_lead(&image)));
+    live_broker(shard, leader).ok_or((Error::CoordinatorNotAvailable.code(), "the coordinator's partition has no live leader"))
 }
