@@ -415,8 +415,9 @@ test_connect_build() {
     CONNECT_CP=$(cat "$out/classpath.txt") || return 1
 }
 
-free_port() {  # a port nothing listens on now (the worker binds it a moment later)
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# A port nothing listens on now, below the ephemeral range (the worker binds it a moment later).
+free_port() {
+    python3 tests/free_port.py
 }
 
 # Start a worker in the background under `timeout`, which makes itself a

@@ -62,11 +62,8 @@ for b in "$BIN" "$LG"; do
 done
 command -v "$PROMTOOL" >/dev/null || { fail setup "promtool not found (apt-get install --no-install-recommends prometheus)"; finish; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-KAFKA_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
+# Two ports nothing listens on now, below the ephemeral range (tests/free_port.py says why).
+{ read -r KAFKA_PORT; read -r ADMIN_PORT; } < <(python3 tests/free_port.py 2)
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 

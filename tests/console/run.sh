@@ -58,9 +58,9 @@ summary_and_exit() {
     exit $?
 }
 
-# A port nobody listens on now (the kernel's choice for port 0; released at once).
+# A port nothing listens on now, below the ephemeral range (the worker binds it a moment later).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 tests/free_port.py
 }
 
 # start_broker [--set K=V ...]: starts the broker on $WORK/data with fresh
