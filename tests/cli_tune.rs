@@ -6,8 +6,19 @@ use std::process::Command;
 
 /// Every check `shardlog tune` runs (mirrors `shardlog::cli::tune::CHECK_NAMES`,
 /// spelled out so a renamed check is a visible change to this test).
-const CHECKS: [&str; 10] =
-    ["shard_cores", "memlock", "io_uring", "transparent_hugepages", "swappiness", "cpufreq_governor", "nic_irq_affinity", "nofile", "somaxconn", "tcp_buffers"];
+const CHECKS: [&str; 11] = [
+    "shard_cores",
+    "memlock",
+    "io_uring",
+    "transparent_hugepages",
+    "swappiness",
+    "cpufreq_governor",
+    "nic_irq_affinity",
+    "disk_irq_affinity",
+    "nofile",
+    "somaxconn",
+    "tcp_buffers",
+];
 
 fn tune(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_shardlog")).arg("tune").args(args).output().expect("run shardlog tune");

@@ -18,7 +18,8 @@
 //!
 //! Shard cores come from `--profile FILE` (the same tuning profiles `start`
 //! takes) or, without one, the built-in default: one shard per online core.
-//! They decide the memlock need and which cores NIC interrupts should avoid.
+//! They decide the memlock need and which cores NIC and disk interrupts
+//! should avoid (the disk is the one holding the log dir: `disk_irqs`).
 //! The nofile check counts the partitions and segment files in the log dir
 //! (`--log-dir`, default `log.dirs` of the profile or the built-in config), or
 //! plans for `--partitions N`, with the same estimate `start` logs.
@@ -34,6 +35,8 @@ use super::output::{eprint_line, print_line};
 use crate::config::Config;
 use crate::runtime::nofile::NofileNeed;
 use crate::runtime::shard_cores;
+
+mod disk_irqs;
 
 /// Recommended `vm.swappiness`: a broker's heap and io_memory should never
 /// be swapped for page cache (Kafka and Redpanda both recommend 1).
@@ -167,8 +170,19 @@ impl Finding {
 }
 
 /// Every check, in output order.
-pub const CHECK_NAMES: [&str; 10] =
-    ["shard_cores", "memlock", "io_uring", "transparent_hugepages", "swappiness", "cpufreq_governor", "nic_irq_affinity", "nofile", "somaxconn", "tcp_buffers"];
+pub const CHECK_NAMES: [&str; 11] = [
+    "shard_cores",
+    "memlock",
+    "io_uring",
+    "transparent_hugepages",
+    "swappiness",
+    "cpufreq_governor",
+    "nic_irq_affinity",
+    "disk_irq_affinity",
+    "nofile",
+    "somaxconn",
+    "tcp_buffers",
+];
 
 /// What one `--apply` step did.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -794,6 +808,7 @@ pub fn run_checks(host: &Host, cfg: &Config, shard_cores: &[usize], profile: Opt
         check_swappiness(host.read_u64(&sysctl_path("vm.swappiness")), swap_total_kb),
         check_cpufreq(&governors, shard_cores),
         check_nic_irqs(&nic_irqs(host), shard_cores, &online),
+        disk_irqs::check(host, &cfg.log_dir, shard_cores, &online),
         check_nofile(nofile, &need, &source),
         check_somaxconn(host.read_u64(&sysctl_path("net.core.somaxconn"))),
         check_tcp_buffers(sysctl("net.core.rmem_max"), sysctl("net.core.wmem_max"), sysctl("net.ipv4.tcp_rmem"), sysctl("net.ipv4.tcp_wmem")),
