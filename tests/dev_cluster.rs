@@ -5,34 +5,20 @@
 //! data; and a SIGKILLed dev cluster takes its nodes with it (PDEATHSIG).
 
 mod cli_common;
+#[path = "common/cluster.rs"]
+mod cluster_harness;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cli_common::run;
+use cluster_harness::free_port_run;
 use common::{broker_bin, by_partition, consume_all, producer_config};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-/// A base port with the 3n ports from it free (client, controller and admin
-/// listeners; bound all at once, then released).
-fn free_base_port(n: usize) -> u16 {
-    for _ in 0..50 {
-        let first = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        if first as usize + 3 * n >= 65535 {
-            continue;
-        }
-        let all: Result<Vec<TcpListener>, _> = (0..3 * n as u16).map(|k| TcpListener::bind(("127.0.0.1", first + k))).collect();
-        if all.is_ok() {
-            return first;
-        }
-    }
-    panic!("no run of {} free ports found", 3 * n);
-}
 
 /// A running `shardlog dev cluster`, its stdout lines arriving on `lines`.
 struct Dev {
@@ -43,7 +29,7 @@ struct Dev {
 
 impl Dev {
     fn start(nodes: usize, dir: &Path) -> (Dev, String) {
-        let base = free_base_port(nodes);
+        let base = free_port_run(3 * nodes);
         let mut child = Command::new(broker_bin())
             .args(["dev", "cluster", "--nodes", &nodes.to_string(), "--base-port", &base.to_string(), "--dir"])
             .arg(dir)

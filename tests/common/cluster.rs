@@ -103,8 +103,27 @@ const TAIL_LINES: usize = 300;
 /// One cluster per test binary at a time: the machine has 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Lowest port [`free_ports`] hands out.
+/// Lowest port [`free_ports`] and [`free_port_run`] hand out.
 const RESERVED_PORTS_FROM: u16 = 10_000;
+
+/// The kernel's lowest ephemeral port (`ip_local_port_range`).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32_768)
+}
+
+/// The next port to probe, walking `RESERVED_PORTS_FROM..ephemeral_low()`
+/// from a per-process starting point, so concurrent test processes rarely
+/// probe the same ports.
+fn next_candidate() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(ephemeral_low().saturating_sub(RESERVED_PORTS_FROM)).max(1);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7_919) % span, Ordering::SeqCst, Ordering::SeqCst);
+    RESERVED_PORTS_FROM + (NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16
+}
 
 /// Free TCP ports on 127.0.0.1 (all bound at once, so they differ), taken
 /// **below the kernel's ephemeral range**.
@@ -113,30 +132,39 @@ const RESERVED_PORTS_FROM: u16 = 10_000;
 /// socket bound to port 0 meanwhile (another node's admin listener, the source
 /// port of a peer or client connection) may be given it, and the node exits at
 /// start with "address in use" (CI saw a broker do so). Below the range, the
-/// kernel never hands a port out by itself. Successive calls walk the range
-/// from a per-process starting point, so concurrent test processes rarely probe
-/// the same ports, and a probe that fails to bind is skipped.
+/// kernel never hands a port out by itself. A probe that fails to bind is
+/// skipped.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
-        .unwrap_or(32_768);
-    let span = u32::from(ephemeral_low.saturating_sub(RESERVED_PORTS_FROM)).max(1);
-    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7_919) % span, Ordering::SeqCst, Ordering::SeqCst);
     let mut ls: Vec<TcpListener> = Vec::with_capacity(n);
-    for _ in 0..span {
+    for _ in 0..ephemeral_low() {
         if ls.len() == n {
             break;
         }
-        let port = RESERVED_PORTS_FROM + (NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", next_candidate())) {
             ls.push(l);
         }
     }
-    assert_eq!(ls.len(), n, "{n} free ports below the ephemeral range {ephemeral_low}");
+    assert_eq!(ls.len(), n, "{n} free ports below the ephemeral range");
     ls.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+/// The first of `n` consecutive free ports below the ephemeral range (bound
+/// all at once, then released), for tools that number ports from a base.
+pub fn free_port_run(n: usize) -> u16 {
+    for _ in 0..200 {
+        let first = next_candidate();
+        if usize::from(first) + n > usize::from(ephemeral_low()) {
+            continue;
+        }
+        let all: Result<Vec<TcpListener>, _> = (0..n as u16).map(|k| TcpListener::bind(("127.0.0.1", first + k))).collect();
+        if all.is_ok() {
+            (1..n).for_each(|_| {
+                next_candidate();
+            });
+            return first;
+        }
+    }
+    panic!("no run of {n} free ports below the ephemeral range");
 }
 
 /// Runs `shardlog ARGS` to completion.
