@@ -568,22 +568,51 @@ pub fn check_cpufreq(governors: &[(usize, Option<String>)], shard_cores: &[usize
     f
 }
 
-/// One NIC queue interrupt and where it may be delivered.
+/// One queue interrupt (of a NIC or a disk) and the CPUs it is delivered to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NicIrq {
+pub struct QueueIrq {
     /// IRQ number.
     pub irq: u32,
     /// Its action name.
     pub name: String,
-    /// CPUs from `/proc/irq/N/smp_affinity_list` (None = unreadable).
-    pub affinity: Option<Vec<usize>>,
+    /// CPUs from `/proc/irq/N/...` (None = unreadable): `smp_affinity_list`
+    /// for a NIC, the effective affinity where known for a disk.
+    pub cpus: Option<Vec<usize>>,
+}
+
+impl QueueIrq {
+    /// `36 virtio1-req.0 -> 1`.
+    fn describe(&self) -> String {
+        format!("{} {} -> {}", self.irq, self.name, self.cpus.as_deref().map(format_cpu_list).unwrap_or_else(|| "?".into()))
+    }
+
+    /// Whether it may be delivered to one of `cores`.
+    fn reaches(&self, cores: &[usize]) -> bool {
+        self.cpus.as_deref().is_some_and(|c| c.iter().any(|c| cores.contains(c)))
+    }
+}
+
+/// `f` with the fix that writes every IRQ of `irqs` to the `target` cores
+/// (after stopping irqbalance, which would move them back), then `fallback`
+/// when there is one, and those writes as the changes `--apply` performs.
+fn with_affinity_writes(f: Finding, irqs: &[&QueueIrq], target: &str, fallback: Option<&str>) -> Finding {
+    let cmds: Vec<String> = irqs.iter().map(|i| format!("echo {target} > /proc/irq/{}/smp_affinity_list", i.irq)).collect();
+    let mut fix = format!("systemctl stop irqbalance (it would move them back); {}", cmds.join("; "));
+    if let Some(fb) = fallback {
+        let _ = write!(fix, "; {fb}");
+    }
+    let mut f = f.fix(fix);
+    for i in irqs {
+        f = f.change(format!("/proc/irq/{}/smp_affinity_list", i.irq), target.to_string());
+    }
+    f
 }
 
 /// NIC queue interrupts should land on cores that run no shard: a softirq
 /// on a shard core runs inside that shard's time slice and stretches every
 /// request it holds. When every core runs a shard there is nowhere to move
 /// them; the fix is a profile that reserves a core.
-pub fn check_nic_irqs(irqs: &[NicIrq], shard_cores: &[usize], online: &[usize]) -> Finding {
+pub fn check_nic_irqs(irqs: &[QueueIrq], shard_cores: &[usize], online: &[usize]) -> Finding {
     const NAME: &str = "nic_irq_affinity";
     if irqs.is_empty() {
         return Finding::new(
@@ -593,14 +622,13 @@ pub fn check_nic_irqs(irqs: &[NicIrq], shard_cores: &[usize], online: &[usize]) 
         );
     }
     let spare: Vec<usize> = online.iter().copied().filter(|c| !shard_cores.contains(c)).collect();
-    let describe = |i: &NicIrq| format!("{} {} -> {}", i.irq, i.name, i.affinity.as_deref().map(format_cpu_list).unwrap_or_else(|| "?".into()));
-    let on_shards: Vec<&NicIrq> = irqs.iter().filter(|i| i.affinity.as_deref().is_some_and(|a| a.iter().any(|c| shard_cores.contains(c)))).collect();
+    let on_shards: Vec<&QueueIrq> = irqs.iter().filter(|i| i.reaches(shard_cores)).collect();
     let shards = format_cpu_list(shard_cores);
     if on_shards.is_empty() {
-        let all: Vec<String> = irqs.iter().map(describe).collect();
+        let all: Vec<String> = irqs.iter().map(QueueIrq::describe).collect();
         return Finding::new(NAME, Status::Ok, format!("{} NIC queue IRQs, none on shard cores {shards} ({})", irqs.len(), all.join(", ")));
     }
-    let hits: Vec<String> = on_shards.iter().map(|i| describe(i)).collect();
+    let hits: Vec<String> = on_shards.iter().map(|i| i.describe()).collect();
     let what = format!("{} of {} NIC queue IRQs may land on shard cores {shards}: {}", on_shards.len(), irqs.len(), hits.join(", "));
     if spare.is_empty() {
         return Finding::new(NAME, Status::Warn, format!("{what}; every online core runs a shard, so there is no core to move them to"))
@@ -608,13 +636,7 @@ pub fn check_nic_irqs(irqs: &[NicIrq], shard_cores: &[usize], online: &[usize]) 
             .manual("choosing the cores is a profile decision");
     }
     let target = format_cpu_list(&spare);
-    let cmds: Vec<String> = on_shards.iter().map(|i| format!("echo {target} > /proc/irq/{}/smp_affinity_list", i.irq)).collect();
-    let mut f = Finding::new(NAME, Status::Warn, format!("{what}; spare cores {target}"))
-        .fix(format!("systemctl stop irqbalance (it would move them back); {}", cmds.join("; ")));
-    for i in on_shards {
-        f = f.change(format!("/proc/irq/{}/smp_affinity_list", i.irq), target.clone());
-    }
-    f
+    with_affinity_writes(Finding::new(NAME, Status::Warn, format!("{what}; spare cores {target}")), &on_shards, &target, None)
 }
 
 /// Where the nofile need comes from: partitions counted in a log dir, or planned.
@@ -772,7 +794,7 @@ fn nic_msi_irqs(host: &Host, ifaces: &[String]) -> BTreeSet<u32> {
 }
 
 /// NIC queue interrupts from `/proc/interrupts`, with their affinity.
-pub fn nic_irqs(host: &Host) -> Vec<NicIrq> {
+pub fn nic_irqs(host: &Host) -> Vec<QueueIrq> {
     let Some(text) = host.read("/proc/interrupts") else { return Vec::new() };
     let ifaces = physical_ifaces(host);
     let msi = nic_msi_irqs(host, &ifaces);
@@ -780,10 +802,10 @@ pub fn nic_irqs(host: &Host) -> Vec<NicIrq> {
         .into_iter()
         .filter_map(|l| {
             let name = l.names.iter().find(|n| is_nic_queue_name(n, &ifaces) || msi.contains(&l.irq) && !n.ends_with("-config"))?;
-            Some(NicIrq {
+            Some(QueueIrq {
                 irq: l.irq,
                 name: name.clone(),
-                affinity: host.read(format!("/proc/irq/{}/smp_affinity_list", l.irq)).and_then(|s| parse_cpu_list(&s)),
+                cpus: host.read(format!("/proc/irq/{}/smp_affinity_list", l.irq)).and_then(|s| parse_cpu_list(&s)),
             })
         })
         .collect()
@@ -966,8 +988,8 @@ ERR:          0
     #[test]
     fn nic_irq_check_moves_queues_off_shard_cores() {
         let irqs = vec![
-            NicIrq { irq: 38, name: "virtio2-input.0".into(), affinity: Some(vec![0, 1]) },
-            NicIrq { irq: 39, name: "virtio2-output.0".into(), affinity: Some(vec![0]) },
+            QueueIrq { irq: 38, name: "virtio2-input.0".into(), cpus: Some(vec![0, 1]) },
+            QueueIrq { irq: 39, name: "virtio2-output.0".into(), cpus: Some(vec![0]) },
         ];
         // Dedicated profile: shards on 1-3, core 0 spare.
         let f = check_nic_irqs(&irqs, &[1, 2, 3], &[0, 1, 2, 3]);
@@ -1083,7 +1105,7 @@ ERR:          0
         assert_eq!(host.online_cpus(), vec![0, 1]);
         let irqs = nic_irqs(&host);
         assert_eq!(irqs.iter().map(|i| i.irq).collect::<Vec<_>>(), vec![38, 39, 60, 61, 63]);
-        assert_eq!(irqs[0].affinity, Some(vec![0, 1]));
+        assert_eq!(irqs[0].cpus, Some(vec![0, 1]));
         let f = check_nic_irqs(&irqs[..2], &[1], &[0, 1]);
         let sw = check_swappiness(host.read_u64("/proc/sys/vm/swappiness"), Some(4));
         let applied = apply(&host, &[f, sw]);

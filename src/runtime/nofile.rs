@@ -3,8 +3,9 @@
 //! Every segment of every partition keeps its `.log` file open (fetches send
 //! straight from it), the active segment of a written partition has a second
 //! one (its O_DIRECT writer, see `log::direct_write`), every client connection
-//! is a socket, and each shard holds a few descriptors of its own. The soft limit is raised to the hard one (as
-//! `fit_io_memory` does for RLIMIT_MEMLOCK), and the need is estimated from the
+//! is a socket, and each shard holds a few descriptors of its own. The soft
+//! limit is raised to the hard one (as `fit_io_memory` does for
+//! RLIMIT_MEMLOCK), and the need is estimated from the
 //! partitions and segment files in the log dir: below it, start-up warns, and
 //! the partitions that do not fit stay offline (KAFKA_STORAGE_ERROR; see
 //! `shard::offline`) while the rest are served. `shardlog tune` runs the same

@@ -22,21 +22,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{format_cpu_list, parse_cpu_list, parse_interrupts, Finding, Host, Status};
+use super::{format_cpu_list, parse_cpu_list, parse_interrupts, with_affinity_writes, Finding, Host, QueueIrq, Status};
 
 /// Check name.
 pub const NAME: &str = "disk_irq_affinity";
-
-/// One queue interrupt of a disk, and the CPUs it is delivered to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskIrq {
-    /// IRQ number.
-    pub irq: u32,
-    /// Its action name (`virtio1-req.0`, `nvme0q3`).
-    pub name: String,
-    /// CPUs from `effective_affinity_list`, else `smp_affinity_list` (None = unreadable).
-    pub cpus: Option<Vec<usize>>,
-}
 
 /// The disk (`vda`, `nvme0n1`, `dm-0`) holding `dir`: the block device of its
 /// nearest existing ancestor, the whole disk where that is a partition.
@@ -99,10 +88,10 @@ fn is_control_vector(name: &str) -> bool {
 
 /// The queue interrupts of `disk` (and of the disks under it), with the CPUs
 /// they are delivered to. Control vectors are left out.
-pub fn disk_irqs(host: &Host, disk: &str) -> Vec<DiskIrq> {
+pub fn disk_irqs(host: &Host, disk: &str) -> Vec<QueueIrq> {
     let Some(text) = host.read("/proc/interrupts") else { return Vec::new() };
     let lines = parse_interrupts(&text);
-    let mut out: Vec<DiskIrq> = Vec::new();
+    let mut out: Vec<QueueIrq> = Vec::new();
     for d in hardware_disks(host, disk, 4) {
         let Some((dev, msi)) = disk_device(host, &d) else { continue };
         let dev_name = dev.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
@@ -112,7 +101,7 @@ pub fn disk_irqs(host: &Host, disk: &str) -> Vec<DiskIrq> {
                 continue;
             }
             let read = |file: &str| host.read(format!("/proc/irq/{}/{file}", l.irq)).and_then(|s| parse_cpu_list(&s));
-            out.push(DiskIrq { irq: l.irq, name: name.clone(), cpus: read("effective_affinity_list").or_else(|| read("smp_affinity_list")) });
+            out.push(QueueIrq { irq: l.irq, name: name.clone(), cpus: read("effective_affinity_list").or_else(|| read("smp_affinity_list")) });
         }
     }
     out
@@ -131,7 +120,7 @@ pub fn check(host: &Host, log_dir: &Path, shard_cores: &[usize], online: &[usize
 /// every shard core has a queue of its own; else WARN with the affinity
 /// writes to the spare cores, or with a profile change when every core runs
 /// a shard.
-pub fn check_disk_irqs(log_dir: &Path, disk: Option<&str>, irqs: &[DiskIrq], shard_cores: &[usize], online: &[usize]) -> Finding {
+pub fn check_disk_irqs(log_dir: &Path, disk: Option<&str>, irqs: &[QueueIrq], shard_cores: &[usize], online: &[usize]) -> Finding {
     let Some(disk) = disk else {
         return Finding::new(NAME, Status::Info, format!("no block device found behind {} (tmpfs, or no /sys/dev/block entry)", log_dir.display()));
     };
@@ -145,11 +134,10 @@ pub fn check_disk_irqs(log_dir: &Path, disk: Option<&str>, irqs: &[DiskIrq], sha
             ),
         );
     }
-    let describe = |i: &DiskIrq| format!("{} {} -> {}", i.irq, i.name, i.cpus.as_deref().map(format_cpu_list).unwrap_or_else(|| "?".into()));
-    let on_shards: Vec<&DiskIrq> = irqs.iter().filter(|i| i.cpus.as_deref().is_some_and(|c| c.iter().any(|c| shard_cores.contains(c)))).collect();
+    let on_shards: Vec<&QueueIrq> = irqs.iter().filter(|i| i.reaches(shard_cores)).collect();
     let shards = format_cpu_list(shard_cores);
     if on_shards.is_empty() {
-        let all: Vec<String> = irqs.iter().map(describe).collect();
+        let all: Vec<String> = irqs.iter().map(QueueIrq::describe).collect();
         return Finding::new(NAME, Status::Ok, format!("disk {disk}: {} queue IRQs, none delivered to shard cores {shards} ({})", irqs.len(), all.join(", ")));
     }
     let hit_cpus: BTreeSet<usize> = on_shards.iter().flat_map(|i| i.cpus.iter().flatten().copied()).filter(|c| shard_cores.contains(c)).collect();
@@ -165,7 +153,7 @@ pub fn check_disk_irqs(log_dir: &Path, disk: Option<&str>, irqs: &[DiskIrq], sha
     // Always possible, managed interrupt or not: shards off the CPUs the
     // interrupts are delivered to, so they run beside the shards.
     let around = format!("leave cores {} out of shard.cores (a profile)", format_cpu_list(&hit_cpus.into_iter().collect::<Vec<_>>()));
-    let hits: Vec<String> = on_shards.iter().map(|i| describe(i)).collect();
+    let hits: Vec<String> = on_shards.iter().map(|i| i.describe()).collect();
     let what = format!(
         "disk {disk} (holds {}): {} of {} queue IRQs are delivered to shard cores {shards}: {}",
         log_dir.display(),
@@ -180,36 +168,31 @@ pub fn check_disk_irqs(log_dir: &Path, disk: Option<&str>, irqs: &[DiskIrq], sha
             .manual("choosing the cores is a profile decision");
     }
     let target = format_cpu_list(&spare);
-    let cmds: Vec<String> = on_shards.iter().map(|i| format!("echo {target} > /proc/irq/{}/smp_affinity_list", i.irq)).collect();
-    let mut f = Finding::new(NAME, Status::Warn, format!("{what}; spare cores {target}")).fix(format!(
-        "systemctl stop irqbalance (it would move them back); {}; if the kernel refuses (EIO/EPERM: a kernel-managed blk-mq queue interrupt), {around}",
-        cmds.join("; ")
-    ));
-    for i in on_shards {
-        f = f.change(format!("/proc/irq/{}/smp_affinity_list", i.irq), target.clone());
-    }
-    f
+    let fallback = format!("if the kernel refuses (EIO/EPERM: a kernel-managed blk-mq queue interrupt), {around}");
+    with_affinity_writes(Finding::new(NAME, Status::Warn, format!("{what}; spare cores {target}")), &on_shards, &target, Some(&fallback))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     /// A fixture host: a virtio-blk disk `vda` (partition `vda1`) on PCI
     /// function 0000:00:02.0 with MSI vectors 35 (config) and 36 (queue), and
     /// an NVMe disk on 0000:01:00.0 without `msi_irqs` (names decide).
-    fn fixture(dir: &Path) -> Host {
+    fn fixture(dir: &Path) -> io::Result<Host> {
         let host = Host::at(dir);
-        let put = |p: &str, v: &str| {
+        let parent_of = |p: &Path| -> io::Result<()> { std::fs::create_dir_all(p.parent().unwrap_or(p)) };
+        let put = |p: &str, v: &str| -> io::Result<()> {
             let path = host.path(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, v).unwrap();
+            parent_of(&path)?;
+            std::fs::write(path, v)
         };
-        let link = |p: &str, to: &str| {
+        let link = |p: &str, to: &str| -> io::Result<()> {
             let path = host.path(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::create_dir_all(host.path(to)).unwrap();
-            std::os::unix::fs::symlink(host.path(to), path).unwrap();
+            parent_of(&path)?;
+            std::fs::create_dir_all(host.path(to))?;
+            std::os::unix::fs::symlink(host.path(to), path)
         };
         put(
             "/proc/interrupts",
@@ -221,63 +204,64 @@ mod tests {
  51:        100          0          0          0 PCI-MSIX-0000:01:00.0   1-edge      nvme0q1
  52:          0        100          0          0 PCI-MSIX-0000:01:00.0   2-edge      nvme0q2
 ",
-        );
+        )?;
         let vda = "/sys/devices/pci0000:00/0000:00:02.0/virtio1";
-        put(&format!("{vda}/../msi_irqs/35"), "msix");
-        put(&format!("{vda}/../msi_irqs/36"), "msix");
-        put(&format!("{vda}/block/vda/vda1/partition"), "1");
-        link("/sys/block/vda/device", vda);
-        link("/sys/dev/block/253:0", &format!("{vda}/block/vda"));
-        link("/sys/dev/block/253:1", &format!("{vda}/block/vda/vda1"));
-        link("/sys/block/nvme0n1/device", "/sys/devices/pci0000:00/0000:01:00.0/nvme/nvme0");
-        link("/sys/block/dm-0/slaves/nvme0n1", "/sys/block/nvme0n1");
-        put("/proc/irq/36/smp_affinity_list", "0-3\n");
-        put("/proc/irq/36/effective_affinity_list", "1\n");
-        put("/proc/irq/50/smp_affinity_list", "0\n");
-        put("/proc/irq/51/smp_affinity_list", "0\n");
-        put("/proc/irq/52/smp_affinity_list", "1\n");
-        host
+        put(&format!("{vda}/../msi_irqs/35"), "msix")?;
+        put(&format!("{vda}/../msi_irqs/36"), "msix")?;
+        put(&format!("{vda}/block/vda/vda1/partition"), "1")?;
+        link("/sys/block/vda/device", vda)?;
+        link("/sys/dev/block/253:0", &format!("{vda}/block/vda"))?;
+        link("/sys/dev/block/253:1", &format!("{vda}/block/vda/vda1"))?;
+        link("/sys/block/nvme0n1/device", "/sys/devices/pci0000:00/0000:01:00.0/nvme/nvme0")?;
+        link("/sys/block/dm-0/slaves/nvme0n1", "/sys/block/nvme0n1")?;
+        put("/proc/irq/36/smp_affinity_list", "0-3\n")?;
+        put("/proc/irq/36/effective_affinity_list", "1\n")?;
+        put("/proc/irq/50/smp_affinity_list", "0\n")?;
+        put("/proc/irq/51/smp_affinity_list", "0\n")?;
+        put("/proc/irq/52/smp_affinity_list", "1\n")?;
+        Ok(host)
     }
 
     #[test]
-    fn finds_the_disk_and_its_queue_interrupts() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = fixture(dir.path());
+    fn finds_the_disk_and_its_queue_interrupts() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let host = fixture(dir.path())?;
         assert_eq!(disk_of_dev(&host, 253, 0).as_deref(), Some("vda"));
         assert_eq!(disk_of_dev(&host, 253, 1).as_deref(), Some("vda"), "a partition resolves to its disk");
         assert_eq!(disk_of_dev(&host, 8, 0), None);
         // MSI vectors of the PCI function; the config vector is not a queue;
         // the effective affinity wins over the mask.
-        assert_eq!(disk_irqs(&host, "vda"), vec![DiskIrq { irq: 36, name: "virtio1-req.0".into(), cpus: Some(vec![1]) }]);
+        assert_eq!(disk_irqs(&host, "vda"), vec![QueueIrq { irq: 36, name: "virtio1-req.0".into(), cpus: Some(vec![1]) }]);
         // No msi_irqs listed: the names decide; dm-0 resolves to its slave;
         // the admin queue (nvme0q0) is no data queue.
         let nvme: Vec<(u32, Option<Vec<usize>>)> = disk_irqs(&host, "dm-0").into_iter().map(|i| (i.irq, i.cpus)).collect();
         assert_eq!(nvme, vec![(51, Some(vec![0])), (52, Some(vec![1]))]);
         assert!(disk_irqs(&host, "loop0").is_empty());
         assert!(is_pci_function("0000:00:02.0") && !is_pci_function("0:0:0:0") && !is_pci_function("target0:0:0"));
+        Ok(())
     }
 
     #[test]
     fn warns_when_a_queue_interrupt_reaches_a_shard_core() {
         let log = Path::new("/data");
         let irqs = vec![
-            DiskIrq { irq: 36, name: "virtio1-req.0".into(), cpus: Some(vec![1]) },
-            DiskIrq { irq: 37, name: "virtio1-req.1".into(), cpus: Some(vec![0]) },
+            QueueIrq { irq: 36, name: "virtio1-req.0".into(), cpus: Some(vec![1]) },
+            QueueIrq { irq: 37, name: "virtio1-req.1".into(), cpus: Some(vec![0]) },
         ];
         // Shards on 1-3, core 0 spare: move 36 there (or keep the shards off 1).
         let f = check_disk_irqs(log, Some("vda"), &irqs, &[1, 2, 3], &[0, 1, 2, 3]);
         assert_eq!(f.status, Status::Warn);
         assert_eq!(f.changes.len(), 1);
         assert_eq!((f.changes[0].path.to_str(), f.changes[0].value.as_str()), (Some("/proc/irq/36/smp_affinity_list"), "0"));
-        let fix = f.fix.unwrap();
+        let fix = f.fix.unwrap_or_default();
         assert!(fix.contains("echo 0 > /proc/irq/36/smp_affinity_list") && fix.contains("leave cores 1 out of shard.cores"), "{fix}");
         // The 2-core VM: both cores run shards, IRQ 36 on core 1.
         let f = check_disk_irqs(log, Some("vda"), &irqs[..1], &[0, 1], &[0, 1]);
         assert_eq!(f.status, Status::Warn);
         assert!(f.changes.is_empty() && f.manual.is_some());
-        assert!(f.fix.unwrap().starts_with("leave cores 1 out of shard.cores"));
+        assert!(f.fix.unwrap_or_default().starts_with("leave cores 1 out of shard.cores"));
         // A queue per CPU (NVMe): every shard completes its own I/O.
-        let per_cpu: Vec<DiskIrq> = (0..4).map(|c| DiskIrq { irq: 60 + c as u32, name: format!("nvme0q{}", c + 1), cpus: Some(vec![c]) }).collect();
+        let per_cpu: Vec<QueueIrq> = (0..4).map(|c| QueueIrq { irq: 60 + c as u32, name: format!("nvme0q{}", c + 1), cpus: Some(vec![c]) }).collect();
         assert_eq!(check_disk_irqs(log, Some("nvme0n1"), &per_cpu, &[0, 1, 2, 3], &[0, 1, 2, 3]).status, Status::Info);
         // Only core 0 takes interrupts and shards run on 1-3.
         assert_eq!(check_disk_irqs(log, Some("vda"), &irqs[1..], &[1, 2, 3], &[0, 1, 2, 3]).status, Status::Ok);
